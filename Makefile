@@ -1,0 +1,77 @@
+# convscope - build, test, run, bench.
+# Layout: core/ (network, no HTTP) -> api/ (HTTP <-> core) -> server/ (process) -> cli/.
+# Every tests/core/test_*.c and tests/api/test_*.c is one test binary; tests/run.sh
+# adds up their results into the one "N passed, N failed" line.
+
+CC      ?= gcc
+PKGS    := libpng jansson libmicrohttpd hdf5 zlib
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -MMD -MP -pthread -Icore -Iapi -Iserver
+LDLIBS  := -lopenblas -ljpeg -lm -pthread
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+B := build
+CORE_SRC := $(wildcard core/*.c)
+HTTP_SRC := $(wildcard api/*.c server/*.c)
+CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o)
+HTTP_OBJ := $(HTTP_SRC:%.c=$(B)/%.o)
+CORE_TESTS := $(patsubst tests/core/%.c,$(B)/tests/%,$(wildcard tests/core/test_*.c))
+API_TESTS  := $(patsubst tests/api/%.c,$(B)/tests/api_%,$(wildcard tests/api/test_*.c))
+BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
+WEB_TESTS  := $(wildcard tests/web/run.sh)
+
+MODEL := models/fmnist.csm
+PORT  ?= 8080
+
+.PHONY: all deps test run bench model clean
+all: deps $(B)/convscope
+
+deps:
+	@scripts/deps.sh build
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(B)/libcore.a: $(CORE_OBJ)
+	ar rcs $@ $^
+$(B)/libhttp.a: $(HTTP_OBJ)
+	ar rcs $@ $^
+
+$(B)/convscope: $(B)/cli/main.o $(B)/libhttp.a $(B)/libcore.a
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+$(B)/tests/%: tests/core/%.c $(B)/libcore.a tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests -o $@ $< $(B)/libcore.a $(PKG_LIBS) $(LDLIBS)
+
+$(B)/tests/api_%: tests/api/%.c $(wildcard tests/api/*.h) $(B)/libhttp.a $(B)/libcore.a $(B)/convscope
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests -o $@ $< $(B)/libhttp.a $(B)/libcore.a $(PKG_LIBS) -lcurl $(LDLIBS)
+
+$(B)/bench/%: bench/%.c $(B)/libcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(B)/libcore.a $(PKG_LIBS) $(LDLIBS)
+
+test: 
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory $(B)/convscope $(CORE_TESTS) $(API_TESTS)
+	@tests/run.sh $(CORE_TESTS) $(API_TESTS) $(WEB_TESTS)
+
+run: all
+	$(B)/convscope serve --listen 127.0.0.1:$(PORT) --models models
+
+# Train the bundled model with the notebook's recipe (20 epochs, batch 128).
+model: all
+	$(B)/convscope train --epochs 20 --batch 128 --seed 1 --out $(MODEL)
+
+bench: all $(BENCHES)
+	@scripts/deps.sh bench
+	@for b in $(BENCHES); do $$b || exit 1; done
+	@if [ -x bench/http.sh ]; then bench/http.sh $(B)/convscope; fi
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

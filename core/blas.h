@@ -1,0 +1,20 @@
+/*
+ * blas.h - making OpenBLAS fast wherever convscope starts.
+ *
+ * Debian's OpenBLAS 0.3.21 falls back to slow generic kernels on CPUs it does not
+ * recognise. It picks its kernels when the library loads, before main(), so the
+ * only fix from inside is to re-execute once with OPENBLAS_CORETYPE set.
+ */
+#ifndef CS_BLAS_H
+#define CS_BLAS_H
+
+/* Call first thing in main(). May re-execute the program (argv must be main's).
+ * Respects an OPENBLAS_CORETYPE already set. Verifies one small product against a
+ * plain loop; returns 0, or -1 when OpenBLAS computes wrong results. */
+int cs_blas_init(int argc, char **argv);
+const char *cs_blas_core(void);
+/* Threads OpenBLAS uses for the calling process (global in OpenBLAS). */
+void cs_blas_set_threads(int n);
+int cs_blas_threads(void);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * exec.h - running a model: forward and backward passes over a batch.
+ *
+ * A cs_exec owns every buffer a pass writes: each layer's output (act[i]), the
+ * gradient of a scalar with respect to it (grad[i]), batch-norm caches, dropout
+ * masks, the pre-softmax logits and a bounded im2col scratch. The model stays
+ * read-only, so one model can serve many execs on many threads at once.
+ *
+ * After cs_exec_forward, act[i] holds layer i's output for the batch. After a
+ * backward pass, grad[i] holds d(scalar)/d(act[i]) for the layers it reached.
+ */
+#ifndef CS_EXEC_H
+#define CS_EXEC_H
+
+#include "model.h"
+
+typedef struct {
+    float *mean, *inv_std; /* per channel, from the last training-mode forward */
+    float *xhat;           /* normalised input, for backward */
+} cs_bn_cache;
+
+typedef struct cs_exec {
+    const cs_model *model;
+    int max_batch, batch;
+    int training; /* last forward used batch statistics and dropout */
+    float **act;  /* [n_layers] outputs, max_batch * out size */
+    float **grad; /* [n_layers] gradients, allocated on the first backward */
+    float *input_grad; /* unused unless asked: gradients stop at layer 0's input */
+    float *logits;     /* pre-activation of the last layer when it is softmax */
+    cs_bn_cache *bn;   /* [n_layers], used by batch-norm layers */
+    uint8_t **mask;    /* [n_layers] dropout masks (1 keep), training only */
+    float *col;        /* im2col scratch */
+    size_t col_floats;
+    float *param_grad;  /* same layout as model->param_block, when training */
+    uint64_t rng_state; /* dropout */
+} cs_exec;
+
+/* max_batch: the largest batch this exec will run. The im2col scratch is bounded
+ * (conv layers are computed in row chunks), so memory is activations plus a
+ * constant. Returns NULL when out of memory. */
+cs_exec *cs_exec_new(const cs_model *m, int max_batch);
+void cs_exec_free(cs_exec *e);
+/* Allocate the parameter gradients (needed for training, not for Grad-CAM). */
+int cs_exec_enable_param_grads(cs_exec *e);
+void cs_exec_seed_dropout(cs_exec *e, uint64_t seed);
+
+/* Forward the batch (n images, NHWC, model->input shape each) through all layers.
+ * training=1: batch statistics (moving averages updated in `update_bn`, which may be
+ * NULL for a read-only model) and dropout; training=0: inference. */
+void cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn);
+/* Forward only as far as layer `upto` (inclusive), inference mode. */
+void cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto);
+
+/* Softmax cross-entropy loss of the last (softmax) layer against integer labels,
+ * mean over the batch; its gradient w.r.t. the logits is written into the exec so
+ * that cs_exec_backward can start from it. Returns the loss (without penalties);
+ * `correct` receives the number of argmax hits (may be NULL). */
+float cs_exec_xent(cs_exec *e, const uint8_t *labels, int *correct);
+
+/* Seed the gradient of a class score for every image in the batch:
+ * kind 0 = logit (pre-softmax), 1 = probability (softmax output, as the notebook). */
+void cs_exec_seed_class(cs_exec *e, const int *classes, int score_kind);
+
+/* Back-propagate from the seeded top down to the output of layer `stop` (grad[stop]
+ * is the last one written). stop = -1 goes through every layer; with param grads
+ * enabled, parameter gradients are accumulated (zeroed first). */
+void cs_exec_backward(cs_exec *e, int stop);
+
+/* The l1_l2 penalty of the model's kernels, added to the loss; with grads, its
+ * gradient is added to e->param_grad. */
+float cs_model_penalty(const cs_model *m, float *param_grad);
+
+/* Index of the largest value in a row of n floats. */
+int cs_argmax(const float *v, int n);
+
+#endif

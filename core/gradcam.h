@@ -1,0 +1,33 @@
+/*
+ * gradcam.h - Grad-CAM (Selvaraju et al.) as the seed notebook computes it.
+ *
+ * For one image: forward; seed d(score)/d(top) for the chosen class, where score is
+ * the logit (default) or the softmax probability (the notebook); back-propagate to
+ * the chosen layer's output A (h x w x k); channel weights = mean of the gradient
+ * over h and w; heatmap = mean over channels of weight * A; ReLU; divide by the max.
+ * A heatmap that is all zero after the ReLU stays zero and is flagged.
+ */
+#ifndef CS_GRADCAM_H
+#define CS_GRADCAM_H
+
+#include "exec.h"
+
+enum { CS_SCORE_LOGIT = 0, CS_SCORE_PROBABILITY = 1 };
+
+typedef struct {
+    int class_index;
+    float score;        /* the differentiated value */
+    float logit, probability;
+    int layer;
+    int h, w;
+    float *heatmap;     /* h*w values in 0..1, owned (free()) */
+    int all_zero;
+} cs_gradcam_result;
+
+/* e must have max_batch >= 1; input is one image in the model's input shape.
+ * class_index < 0 means the predicted class. Returns 0, or -1 when the layer has
+ * no spatial output (err says why). */
+int cs_gradcam(cs_exec *e, const float *input, int layer, int class_index, int score_kind,
+               cs_gradcam_result *out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,142 @@
+/*
+ * model.h - a network as a sequence of named layers (Keras-style Sequential).
+ *
+ * Layout conventions (stated once, used everywhere):
+ *   - activations are float32, NHWC, one contiguous block per layer output;
+ *   - a dense layer's output has shape 1 x 1 x units;
+ *   - conv kernels are stored as Keras stores them: (kh, kw, in, out), row-major,
+ *     so the kernel is directly the right-hand matrix [kh*kw*in x out] of im2col;
+ *   - dense kernels are (in, out) row-major, as Keras stores them;
+ *   - gradients are d(scalar)/d(x): positive sign, the optimiser subtracts them.
+ *
+ * A cs_model holds the architecture and the parameters and is read-only while it
+ * serves. Everything that changes during a pass (activations, gradients,
+ * scratch) lives in a cs_exec (exec.h), one per thread, so many threads can run
+ * one model at once.
+ */
+#ifndef CS_MODEL_H
+#define CS_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CS_NAME_MAX 64
+#define CS_MAX_PARAMS 4 /* kernel, bias / gamma, beta, moving_mean, moving_variance */
+
+typedef enum {
+    CS_CONV2D,
+    CS_BATCHNORM,
+    CS_LEAKY_RELU,
+    CS_RELU,
+    CS_MAXPOOL,
+    CS_FLATTEN,
+    CS_DENSE,
+    CS_DROPOUT,
+} cs_layer_kind;
+
+/* Activation fused into a conv or dense layer, as Keras' `activation=` does. */
+typedef enum { CS_ACT_LINEAR, CS_ACT_RELU, CS_ACT_SOFTMAX } cs_activation;
+
+typedef struct {
+    int h, w, c;
+} cs_shape;
+
+/* One parameter tensor of a layer. `data` points into the model's parameter block. */
+typedef struct {
+    char name[CS_NAME_MAX]; /* Keras weight name: kernel, bias, gamma, beta, moving_mean, ... */
+    float *data;
+    size_t size;
+    int ndim;
+    int dims[4];   /* Keras shape */
+    int trainable; /* moving statistics are not */
+    float l1, l2;  /* regulariser on this tensor (0 when none) */
+} cs_param;
+
+/* Per-kind configuration. Unused fields stay zero. */
+typedef struct {
+    int filters, kernel, stride; /* conv2d: square kernel */
+    int pad_same;                /* conv2d: 1 = 'same', 0 = 'valid' */
+    int units;                   /* dense */
+    int pool;                    /* maxpool: square window, stride = window */
+    float alpha;                 /* leaky relu slope */
+    float momentum, epsilon;     /* batch norm */
+    float rate;                  /* dropout */
+    cs_activation activation;    /* conv2d, dense */
+    float l1, l2;                /* kernel regulariser (conv2d, dense) */
+    int he_normal;               /* kernel initialiser: he_normal (1) or glorot_uniform (0) */
+} cs_layer_config;
+
+typedef struct {
+    char name[CS_NAME_MAX];
+    cs_layer_kind kind;
+    cs_layer_config cfg;
+    cs_shape in, out;
+    int n_params;
+    cs_param params[CS_MAX_PARAMS];
+} cs_layer;
+
+/* One finished training epoch, as kept in the model file and reported by jobs. */
+typedef struct {
+    int epoch;
+    float loss, accuracy, test_accuracy; /* test_accuracy < 0 when not measured */
+    double seconds;
+} cs_epoch_record;
+
+/* What is known of how the parameters came to be. */
+typedef struct {
+    double test_accuracy; /* < 0 when unknown */
+    char trained_at[32];  /* ISO 8601 UTC, "" when unknown */
+    int epochs, batch_size, train_images;
+    float learning_rate;
+    uint64_t seed;
+    int n_history;
+    cs_epoch_record *history; /* owned */
+} cs_model_meta;
+
+typedef struct cs_model {
+    char arch[CS_NAME_MAX]; /* "fmnist", "vgg16", or a test architecture */
+    cs_shape input;
+    int n_layers;
+    cs_layer *layers;
+    float *param_block; /* every parameter tensor, in layer order */
+    size_t n_param_floats;
+    int n_classes;
+    char **class_names; /* n_classes strings, owned */
+    cs_model_meta meta;
+} cs_model;
+
+/* Builder: start a model, append layers (shapes inferred), then finish to allocate. */
+cs_model *cs_model_new(const char *arch, cs_shape input);
+/* Appends a layer; returns its index, or -1 with a message in err when the shape does not fit. */
+int cs_model_add(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg,
+                 char *err, size_t errlen);
+/* Allocates the parameter block (zeroed; BN gamma and moving variance set to 1). 0 on success. */
+int cs_model_finish(cs_model *m);
+void cs_model_free(cs_model *m);
+int cs_model_set_classes(cs_model *m, int n, const char *const *names);
+
+/* Keras initialisers: he_normal (truncated normal, stddev sqrt(2/fan_in)) or
+ * glorot_uniform for kernels; zero biases. Same seed, same weights, bit for bit. */
+void cs_model_init_weights(cs_model *m, uint64_t seed);
+
+/* Lookups: index of the layer with that name, or -1. */
+int cs_model_find_layer(const cs_model *m, const char *name);
+const char *cs_layer_kind_name(cs_layer_kind k); /* Keras class name: Conv2D, Dense, ... */
+size_t cs_layer_param_count(const cs_layer *l);
+size_t cs_layer_trainable_count(const cs_layer *l);
+size_t cs_model_param_count(const cs_model *m);
+size_t cs_shape_size(cs_shape s);
+/* Index of the last layer whose output is spatial (h, w > 1) and that is an activation
+ * (LeakyReLU/ReLU, or a conv with a fused activation): the default Grad-CAM layer. */
+int cs_model_last_conv_activation(const cs_model *m);
+/* Deep copy (architecture and parameters). */
+cs_model *cs_model_clone(const cs_model *m);
+
+/* The notebook's Fashion-MNIST network (DESIGN §1), parameters allocated, not initialised. */
+cs_model *cs_model_build_fmnist(void);
+/* Keras applications.VGG16 with the top, parameters allocated, not initialised. */
+cs_model *cs_model_build_vgg16(void);
+
+extern const char *const CS_FMNIST_CLASSES[10];
+
+#endif

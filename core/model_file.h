@@ -1,0 +1,26 @@
+/*
+ * model_file.h - the convscope model file (.csm), documented in docs/model-format.md.
+ *
+ *   magic "CSMODEL\0" (8 bytes), u32 format version, u32 metadata length L,
+ *   L bytes of JSON metadata (architecture, layers, class names, training history),
+ *   u64 float count N, N little-endian float32 (the parameter block, layer order),
+ *   u32 CRC-32 (zlib) of everything before it.
+ *
+ * Saving writes a temporary file beside the target, fsyncs it and renames it over
+ * the target, so readers see the old file or the new one, never half of one.
+ */
+#ifndef CS_MODEL_FILE_H
+#define CS_MODEL_FILE_H
+
+#include <stddef.h>
+
+#include "model.h"
+
+#define CS_MODEL_FORMAT_VERSION 1
+
+int cs_model_save(const cs_model *m, const char *path, char *err, size_t errlen);
+/* Returns NULL with a one-line reason in err for a missing, truncated, corrupt or
+ * mismatched file. */
+cs_model *cs_model_load(const char *path, char *err, size_t errlen);
+
+#endif

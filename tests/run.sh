@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test binary given on the command line (and the browser tests when asked),
+# adds up their "[name] N ok, M failed" lines and ends with the one summary line
+# "N passed, M failed". Exits non-zero when anything failed or a binary crashed.
+set -u
+passed=0 failed=0
+for bin in "$@"; do
+  name=$(basename "$bin")
+  out=$("$bin" 2>"$bin.log"); rc=$?
+  line=$(printf '%s\n' "$out" | grep -E '^\[[^]]+\] [0-9]+ ok, [0-9]+ failed$' | tail -n 1)
+  if [ -z "$line" ]; then
+    echo "[$name] crashed or printed no summary (exit $rc); log:"; tail -n 20 "$bin.log"
+    failed=$((failed + 1)); continue
+  fi
+  echo "$line"
+  ok=$(sed -E 's/.*\] ([0-9]+) ok.*/\1/' <<<"$line"); bad=$(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"$line")
+  passed=$((passed + ok)); failed=$((failed + bad))
+  if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then failed=$((failed + 1)); echo "[$name] exit $rc"; fi
+  if [ "$bad" -ne 0 ]; then grep -E '^(FAIL|  .*FAILED)' "$bin.log" | head -n 30; fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
