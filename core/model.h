@@ -102,6 +102,7 @@ typedef struct cs_model {
     size_t n_param_floats;
     int n_classes;
     char **class_names; /* n_classes strings, owned */
+    char **class_ids;   /* n_classes WordNet ids (VGG16) or NULL, owned */
     cs_model_meta meta;
 } cs_model;
 
