@@ -24,8 +24,11 @@ typedef struct cs_exec {
     int max_batch, batch;
     int training; /* last forward used batch statistics and dropout */
     float **act;  /* [n_layers] outputs, max_batch * out size */
-    float **grad; /* [n_layers] gradients, allocated on the first backward */
-    float *input_grad; /* unused unless asked: gradients stop at layer 0's input */
+    float **grad; /* [n_layers] gradients, each allocated when a backward first reaches it;
+                     a backward that passes a conv/dense layer with a fused activation
+                     overwrites its grad with d/d(pre-activation) */
+    const float *input; /* borrowed from the last forward: keep it alive until backward */
+    int top_is_dz;      /* the top's gradient was seeded w.r.t. the logits */
     float *logits;     /* pre-activation of the last layer when it is softmax */
     cs_bn_cache *bn;   /* [n_layers], used by batch-norm layers */
     uint8_t **mask;    /* [n_layers] dropout masks (1 keep), training only */

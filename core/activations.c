@@ -1,0 +1,49 @@
+/*
+ * activations.c - LeakyReLU, ReLU and softmax.
+ */
+#include <math.h>
+
+#include "layers.h"
+
+void cs_leaky_forward(size_t n, float alpha, const float *x, float *y)
+{
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : alpha * x[i];
+}
+
+void cs_leaky_backward(size_t n, float alpha, const float *x, const float *dy, float *dx)
+{
+    for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : alpha * dy[i];
+}
+
+void cs_relu_forward(size_t n, const float *x, float *y)
+{
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f;
+}
+
+void cs_relu_backward(size_t n, const float *y, const float *dy, float *dx)
+{
+    for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0.0f;
+}
+
+void cs_softmax_forward(int n, int k, const float *z, float *p)
+{
+    for (int i = 0; i < n; i++) {
+        const float *zi = z + (size_t)i * k;
+        float *pi = p + (size_t)i * k, mx = zi[0];
+        for (int j = 1; j < k; j++)
+            if (zi[j] > mx) mx = zi[j];
+        double sum = 0;
+        for (int j = 0; j < k; j++) sum += pi[j] = expf(zi[j] - mx);
+        for (int j = 0; j < k; j++) pi[j] = (float)(pi[j] / sum);
+    }
+}
+
+void cs_softmax_backward(int n, int k, const float *p, const float *dp, float *dz)
+{
+    for (int i = 0; i < n; i++) {
+        const float *pi = p + (size_t)i * k, *gi = dp + (size_t)i * k;
+        double dot = 0;
+        for (int j = 0; j < k; j++) dot += (double)pi[j] * gi[j];
+        for (int j = 0; j < k; j++) dz[(size_t)i * k + j] = pi[j] * (float)(gi[j] - dot);
+    }
+}

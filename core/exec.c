@@ -1,0 +1,301 @@
+/*
+ * exec.c - forward and backward passes of a model over a batch.
+ *
+ * The exec owns every buffer a pass writes; the model is only read (except for the
+ * moving batch-norm statistics in a training forward, which go to the model passed
+ * as `update_bn`). Gradient buffers are allocated per layer the first time a
+ * backward pass reaches them, so Grad-CAM on VGG16's last conv layer never pays
+ * for the gradients of the early layers.
+ */
+#include "exec.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+
+/* Bounded im2col scratch: 4.5 M floats (18 MB) holds a whole 128-image batch of the
+ * Fashion-MNIST network (so training never chunks) while VGG16's 224x224 layers run
+ * in chunks of several thousand rows, still large enough for sgemm to run at speed. */
+#define CS_COL_BUDGET_FLOATS ((size_t)4608 * 1024)
+
+static size_t out_floats(const cs_exec *e, int i) { return (size_t)e->max_batch * cs_shape_size(e->model->layers[i].out); }
+
+cs_exec *cs_exec_new(const cs_model *m, int max_batch)
+{
+    cs_exec *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->model = m;
+    e->max_batch = max_batch;
+    e->rng_state = 0x5eed;
+    int L = m->n_layers;
+    e->act = calloc((size_t)L, sizeof *e->act);
+    e->grad = calloc((size_t)L, sizeof *e->grad);
+    e->bn = calloc((size_t)L, sizeof *e->bn);
+    e->mask = calloc((size_t)L, sizeof *e->mask);
+    if (!e->act || !e->grad || !e->bn || !e->mask) goto fail;
+    size_t col = 0;
+    for (int i = 0; i < L; i++) {
+        const cs_layer *l = &m->layers[i];
+        if (!(e->act[i] = malloc(out_floats(e, i) * sizeof(float)))) goto fail;
+        if (l->kind == CS_CONV2D) {
+            cs_conv_geom g = cs_conv_geometry(l, max_batch);
+            size_t need = cs_conv_chunk_rows(&g, CS_COL_BUDGET_FLOATS) * g.k * g.k * g.ic;
+            if (need > col) col = need;
+        }
+    }
+    const cs_layer *top = &m->layers[L - 1];
+    if (top->kind == CS_DENSE && top->cfg.activation == CS_ACT_SOFTMAX &&
+        !(e->logits = malloc(out_floats(e, L - 1) * sizeof(float))))
+        goto fail;
+    e->col_floats = col;
+    if (col && !(e->col = malloc(col * sizeof(float)))) goto fail;
+    return e;
+fail:
+    cs_exec_free(e);
+    return NULL;
+}
+
+void cs_exec_free(cs_exec *e)
+{
+    if (!e) return;
+    int L = e->model->n_layers;
+    for (int i = 0; i < L; i++) {
+        if (e->act) free(e->act[i]);
+        if (e->grad) free(e->grad[i]);
+        if (e->mask) free(e->mask[i]);
+        if (e->bn) {
+            free(e->bn[i].mean);
+            free(e->bn[i].xhat);
+        }
+    }
+    free(e->act);
+    free(e->grad);
+    free(e->mask);
+    free(e->bn);
+    free(e->logits);
+    free(e->col);
+    free(e->param_grad);
+    free(e);
+}
+
+int cs_exec_enable_param_grads(cs_exec *e)
+{
+    if (e->param_grad) return 0;
+    e->param_grad = calloc(e->model->n_param_floats ? e->model->n_param_floats : 1, sizeof(float));
+    return e->param_grad ? 0 : -1;
+}
+
+void cs_exec_seed_dropout(cs_exec *e, uint64_t seed) { e->rng_state = seed; }
+
+/* Per-layer training caches, allocated on the first training pass. */
+static int ensure_train_buffers(cs_exec *e, int i)
+{
+    const cs_layer *l = &e->model->layers[i];
+    if (l->kind == CS_BATCHNORM && !e->bn[i].mean) {
+        int c = l->out.c;
+        e->bn[i].mean = malloc((size_t)2 * c * sizeof(float));
+        e->bn[i].xhat = malloc(out_floats(e, i) * sizeof(float));
+        if (!e->bn[i].mean || !e->bn[i].xhat) return -1;
+        e->bn[i].inv_std = e->bn[i].mean + c;
+    }
+    if (l->kind == CS_DROPOUT && !e->mask[i] && !(e->mask[i] = malloc(out_floats(e, i)))) return -1;
+    return 0;
+}
+
+static void forward_layer(cs_exec *e, int i, const float *x, int n, int training, cs_model *update_bn)
+{
+    const cs_layer *l = &e->model->layers[i];
+    float *y = e->act[i];
+    const size_t count = (size_t)n * cs_shape_size(l->out), rows = (size_t)n * l->out.h * l->out.w;
+    switch (l->kind) {
+    case CS_CONV2D:
+    case CS_DENSE: {
+        int softmax = l->cfg.activation == CS_ACT_SOFTMAX;
+        float *z = softmax ? e->logits : y;
+        if (l->kind == CS_CONV2D) {
+            cs_conv_geom g = cs_conv_geometry(l, n);
+            cs_conv_forward(&g, x, l->params[0].data, l->params[1].data, z, e->col, e->col_floats);
+        } else {
+            cs_dense_forward(n, l->in.c, l->out.c, x, l->params[0].data, l->params[1].data, z);
+        }
+        if (l->cfg.activation == CS_ACT_RELU) cs_relu_forward(count, y, y);
+        if (softmax) cs_softmax_forward((int)rows, l->out.c, z, y);
+        break;
+    }
+    case CS_BATCHNORM:
+        if (training) {
+            cs_layer *ul = update_bn ? &update_bn->layers[i] : NULL;
+            cs_bn_forward_train(rows, l->out.c, x, l->params[0].data, l->params[1].data, l->cfg.epsilon, y,
+                                e->bn[i].mean, e->bn[i].inv_std, e->bn[i].xhat, ul ? ul->params[2].data : NULL,
+                                ul ? ul->params[3].data : NULL, l->cfg.momentum);
+        } else {
+            cs_bn_forward_infer(rows, l->out.c, x, l->params[0].data, l->params[1].data, l->params[2].data,
+                                l->params[3].data, l->cfg.epsilon, y);
+        }
+        break;
+    case CS_LEAKY_RELU: cs_leaky_forward(count, l->cfg.alpha, x, y); break;
+    case CS_RELU: cs_relu_forward(count, x, y); break;
+    case CS_MAXPOOL: cs_maxpool_forward(n, l->in.h, l->in.w, l->in.c, l->cfg.pool, x, y); break;
+    case CS_FLATTEN: memcpy(y, x, count * sizeof(float)); break;
+    case CS_DROPOUT:
+        if (training && l->cfg.rate > 0) cs_dropout_forward(count, l->cfg.rate, x, y, e->mask[i], &e->rng_state);
+        else memcpy(y, x, count * sizeof(float));
+        break;
+    }
+}
+
+static void forward_range(cs_exec *e, const float *input, int n, int upto, int training, cs_model *update_bn)
+{
+    e->batch = n;
+    e->training = training;
+    e->input = input;
+    e->top_is_dz = 0;
+    for (int i = 0; i <= upto; i++) {
+        if (training && ensure_train_buffers(e, i) != 0) return;
+        forward_layer(e, i, i ? e->act[i - 1] : input, n, training, update_bn);
+    }
+}
+
+void cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn)
+{
+    forward_range(e, input, n, e->model->n_layers - 1, training, update_bn);
+}
+
+void cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto)
+{
+    forward_range(e, input, n, upto, 0, NULL);
+}
+
+static float *grad_buffer(cs_exec *e, int i)
+{
+    if (!e->grad[i]) e->grad[i] = malloc(out_floats(e, i) * sizeof(float));
+    return e->grad[i];
+}
+
+int cs_argmax(const float *v, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+float cs_exec_xent(cs_exec *e, const uint8_t *labels, int *correct)
+{
+    const cs_model *m = e->model;
+    int top = m->n_layers - 1, k = m->layers[top].out.c, n = e->batch, hits = 0;
+    const float *p = e->act[top];
+    float *dz = grad_buffer(e, top);
+    double loss = 0;
+    for (int i = 0; i < n; i++) {
+        const float *pi = p + (size_t)i * k;
+        /* Keras clips probabilities to [1e-7, 1 - 1e-7] before the log. */
+        float pl = pi[labels[i]];
+        loss -= log(pl < 1e-7f ? 1e-7f : pl);
+        hits += cs_argmax(pi, k) == labels[i];
+        for (int j = 0; j < k; j++) dz[(size_t)i * k + j] = (pi[j] - (j == labels[i])) / n;
+    }
+    e->top_is_dz = 1;
+    if (correct) *correct = hits;
+    return (float)(loss / n);
+}
+
+void cs_exec_seed_class(cs_exec *e, const int *classes, int score_kind)
+{
+    const cs_model *m = e->model;
+    int top = m->n_layers - 1, k = m->layers[top].out.c, n = e->batch;
+    int softmax = m->layers[top].cfg.activation == CS_ACT_SOFTMAX;
+    const float *p = e->act[top];
+    float *g = grad_buffer(e, top);
+    for (int i = 0; i < n; i++) {
+        float *gi = g + (size_t)i * k;
+        const float *pi = p + (size_t)i * k;
+        int c = classes[i];
+        for (int j = 0; j < k; j++) {
+            if (!softmax || score_kind == 0) gi[j] = j == c; /* d logit_c / d z */
+            else gi[j] = pi[c] * ((j == c) - pi[j]);       /* d p_c / d z */
+        }
+    }
+    e->top_is_dz = softmax;
+}
+
+static float *pgrad(cs_exec *e, const cs_param *p)
+{
+    return e->param_grad ? e->param_grad + (p->data - e->model->param_block) : NULL;
+}
+
+static void backward_layer(cs_exec *e, int i)
+{
+    const cs_layer *l = &e->model->layers[i];
+    const int n = e->batch;
+    const size_t count = (size_t)n * cs_shape_size(l->out), rows = (size_t)n * l->out.h * l->out.w;
+    const float *x = i ? e->act[i - 1] : e->input;
+    float *dy = e->grad[i];
+    float *dx = i ? grad_buffer(e, i - 1) : NULL;
+    switch (l->kind) {
+    case CS_CONV2D:
+    case CS_DENSE: {
+        /* First through the fused activation, in place: grad[i] becomes d/dz. */
+        if (l->cfg.activation == CS_ACT_RELU) cs_relu_backward(count, e->act[i], dy, dy);
+        else if (l->cfg.activation == CS_ACT_SOFTMAX && !(i == e->model->n_layers - 1 && e->top_is_dz))
+            cs_softmax_backward((int)rows, l->out.c, e->act[i], dy, dy);
+        float *dw = pgrad(e, &l->params[0]), *db = pgrad(e, &l->params[1]);
+        if (l->kind == CS_CONV2D) {
+            cs_conv_geom g = cs_conv_geometry(l, n);
+            cs_conv_backward(&g, x, l->params[0].data, dy, dx, dw, db, e->col, e->col_floats);
+        } else {
+            cs_dense_backward(n, l->in.c, l->out.c, x, l->params[0].data, dy, dx, dw, db);
+        }
+        break;
+    }
+    case CS_BATCHNORM:
+        if (e->training)
+            cs_bn_backward_train(rows, l->out.c, dy, l->params[0].data, e->bn[i].inv_std, e->bn[i].xhat, dx,
+                                 pgrad(e, &l->params[0]), pgrad(e, &l->params[1]));
+        else
+            cs_bn_backward_infer(rows, l->out.c, x, dy, l->params[0].data, l->params[2].data, l->params[3].data,
+                                 l->cfg.epsilon, dx, pgrad(e, &l->params[0]), pgrad(e, &l->params[1]));
+        break;
+    case CS_LEAKY_RELU: cs_leaky_backward(count, l->cfg.alpha, x, dy, dx); break;
+    case CS_RELU: cs_relu_backward(count, e->act[i], dy, dx); break;
+    case CS_MAXPOOL: cs_maxpool_backward(n, l->in.h, l->in.w, l->in.c, l->cfg.pool, x, e->act[i], dy, dx); break;
+    case CS_FLATTEN: memcpy(dx, dy, count * sizeof(float)); break;
+    case CS_DROPOUT:
+        if (e->training && l->cfg.rate > 0) cs_dropout_backward(count, l->cfg.rate, e->mask[i], dy, dx);
+        else memcpy(dx, dy, count * sizeof(float));
+        break;
+    }
+}
+
+void cs_exec_backward(cs_exec *e, int stop)
+{
+    if (e->param_grad) memset(e->param_grad, 0, e->model->n_param_floats * sizeof(float));
+    for (int i = e->model->n_layers - 1; i > stop; i--) {
+        /* Layer 0's only use is its parameter gradient. */
+        if (i == 0 && !e->param_grad) break;
+        backward_layer(e, i);
+    }
+}
+
+float cs_model_penalty(const cs_model *m, float *param_grad)
+{
+    double total = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        for (int j = 0; j < m->layers[i].n_params; j++) {
+            const cs_param *p = &m->layers[i].params[j];
+            if (p->l1 == 0 && p->l2 == 0) continue;
+            double s1 = 0, s2 = 0;
+            float *g = param_grad ? param_grad + (p->data - m->param_block) : NULL;
+            for (size_t k = 0; k < p->size; k++) {
+                float w = p->data[k];
+                s1 += fabsf(w);
+                s2 += (double)w * w;
+                if (g) g[k] += p->l1 * (float)((w > 0) - (w < 0)) + 2 * p->l2 * w;
+            }
+            total += p->l1 * s1 + p->l2 * s2;
+        }
+    return (float)total;
+}

@@ -1,0 +1,79 @@
+/*
+ * layers.h - the numerical kernels of each layer kind, forward and backward.
+ *
+ * Pure functions over caller-owned buffers: they never allocate. Shapes are
+ * per-sample (h, w, c), tensors are NHWC, n is the batch. Backward functions take
+ * dy = d(scalar)/d(output) and write dx = d(scalar)/d(input) (overwriting) and
+ * ADD parameter gradients into dw/db (so a caller zeroes them once per batch).
+ */
+#ifndef CS_LAYERS_H
+#define CS_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+/* Convolution geometry, derived from a conv layer. */
+typedef struct {
+    int n;                /* batch */
+    int ih, iw, ic;       /* input */
+    int oh, ow, oc;       /* output */
+    int k, stride, pad_t, pad_l;
+} cs_conv_geom;
+
+cs_conv_geom cs_conv_geometry(const cs_layer *l, int n);
+/* Rows of im2col that fit in a scratch of `col_floats` floats (at least 1). */
+size_t cs_conv_chunk_rows(const cs_conv_geom *g, size_t col_floats);
+
+/* y = conv(x, w) + b; col is scratch of col_floats floats (rows are processed in chunks). */
+void cs_conv_forward(const cs_conv_geom *g, const float *x, const float *w, const float *b, float *y, float *col,
+                     size_t col_floats);
+/* dx may be NULL (first layer: no input gradient needed); dw/db may be NULL (Grad-CAM). */
+void cs_conv_backward(const cs_conv_geom *g, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                      float *db, float *col, size_t col_floats);
+
+/* y = x w + b over n rows; x is n x in, w is in x out. */
+void cs_dense_forward(int n, int in, int out, const float *x, const float *w, const float *b, float *y);
+void cs_dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                       float *db);
+
+/* Batch norm over the last axis, `rows` = n*h*w positions of c channels.
+ * Training: batch mean and (biased) variance normalise; mean/inv_std/xhat are kept
+ * for backward; moving statistics (when given) move by `momentum` toward the batch's,
+ * with the unbiased variance as Keras does. Inference uses the moving statistics. */
+void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,
+                         float *y, float *mean, float *inv_std, float *xhat, float *moving_mean, float *moving_var,
+                         float momentum);
+void cs_bn_forward_infer(size_t rows, int c, const float *x, const float *gamma, const float *beta,
+                         const float *moving_mean, const float *moving_var, float eps, float *y);
+void cs_bn_backward_train(size_t rows, int c, const float *dy, const float *gamma, const float *inv_std,
+                          const float *xhat, float *dx, float *dgamma, float *dbeta);
+/* Backward through inference-mode batch norm (a fixed affine map), for Grad-CAM;
+ * dgamma/dbeta may be NULL. */
+void cs_bn_backward_infer(size_t rows, int c, const float *x, const float *dy, const float *gamma,
+                          const float *moving_mean, const float *moving_var, float eps, float *dx, float *dgamma,
+                          float *dbeta);
+
+void cs_leaky_forward(size_t n, float alpha, const float *x, float *y);
+void cs_leaky_backward(size_t n, float alpha, const float *x, const float *dy, float *dx);
+void cs_relu_forward(size_t n, const float *x, float *y);
+/* ReLU backward from its output: y > 0 exactly where x > 0. */
+void cs_relu_backward(size_t n, const float *y, const float *dy, float *dx);
+
+/* Max pool with a p x p window and stride p (Keras 'valid': the ragged edge is dropped). */
+void cs_maxpool_forward(int n, int ih, int iw, int c, int p, const float *x, float *y);
+/* The gradient goes to the first maximum of each window. */
+void cs_maxpool_backward(int n, int ih, int iw, int c, int p, const float *x, const float *y, const float *dy,
+                         float *dx);
+
+/* Inverted dropout: keep with probability 1-rate, scale kept values by 1/(1-rate). */
+void cs_dropout_forward(size_t n, float rate, const float *x, float *y, uint8_t *mask, uint64_t *rng_state);
+void cs_dropout_backward(size_t n, float rate, const uint8_t *mask, const float *dy, float *dx);
+
+/* Row-wise softmax of n rows of k logits (max subtracted first). */
+void cs_softmax_forward(int n, int k, const float *z, float *p);
+/* dz from dp through the softmax: dz = p * (dp - sum(dp * p)). */
+void cs_softmax_backward(int n, int k, const float *p, const float *dp, float *dz);
+
+#endif

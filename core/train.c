@@ -1,0 +1,182 @@
+/*
+ * train.c - the notebook's training loop: shuffle every epoch, mini-batches,
+ * sparse categorical cross-entropy plus the l1_l2 penalties, Adam; then accuracy
+ * on the test set after every epoch.
+ */
+#include "train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "exec.h"
+#include "rng.h"
+
+void cs_train_config_default(cs_train_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->epochs = 20;
+    c->batch_size = 128;
+    c->learning_rate = 1e-3f;
+    c->beta1 = 0.9f;
+    c->beta2 = 0.999f;
+    c->epsilon = 1e-7f;
+    c->seed = 1;
+    c->init_weights = 1;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void fill_batch(const cs_dataset *d, const int *idx, int n, float *x, uint8_t *y)
+{
+    const size_t px = (size_t)d->h * d->w;
+    for (int i = 0; i < n; i++) {
+        cs_dataset_image_float(d, idx[i], x + i * px);
+        y[i] = d->labels[idx[i]];
+    }
+}
+
+double cs_evaluate(const cs_model *m, const cs_dataset *d, int limit)
+{
+    int n = limit > 0 && limit < d->n ? limit : d->n, bs = 500, hits = 0, k = m->layers[m->n_layers - 1].out.c;
+    const size_t px = (size_t)d->h * d->w;
+    cs_exec *e = cs_exec_new(m, bs);
+    float *x = malloc((size_t)bs * px * sizeof(float));
+    if (!e || !x || n == 0) {
+        cs_exec_free(e);
+        free(x);
+        return -1;
+    }
+    for (int s = 0; s < n; s += bs) {
+        int b = n - s < bs ? n - s : bs;
+        for (int i = 0; i < b; i++) cs_dataset_image_float(d, s + i, x + i * px);
+        cs_exec_forward(e, x, b, 0, NULL);
+        for (int i = 0; i < b; i++) hits += cs_argmax(e->act[m->n_layers - 1] + (size_t)i * k, k) == d->labels[s + i];
+    }
+    cs_exec_free(e);
+    free(x);
+    return (double)hits / n;
+}
+
+static int check_fit(const cs_model *m, const cs_dataset *d, char *err, size_t errlen)
+{
+    if (m->input.h != d->h || m->input.w != d->w || m->input.c != 1) {
+        snprintf(err, errlen, "model input %dx%dx%d does not fit %dx%d grayscale images", m->input.h, m->input.w,
+                 m->input.c, d->h, d->w);
+        return -1;
+    }
+    const cs_layer *top = &m->layers[m->n_layers - 1];
+    if (top->kind != CS_DENSE || top->cfg.activation != CS_ACT_SOFTMAX || top->out.c < 10) {
+        snprintf(err, errlen, "the model must end in a softmax over at least 10 classes to train");
+        return -1;
+    }
+    return 0;
+}
+
+static int append_history(cs_model *m, const cs_epoch_record *r)
+{
+    cs_epoch_record *h = realloc(m->meta.history, (size_t)(m->meta.n_history + 1) * sizeof *h);
+    if (!h) return -1;
+    h[m->meta.n_history++] = *r;
+    m->meta.history = h;
+    return 0;
+}
+
+int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const cs_train_config *cfg,
+             cs_progress_fn progress, void *user, atomic_int *cancel, char *err, size_t errlen)
+{
+    if (check_fit(m, train, err, errlen) != 0) return -1;
+    if (cfg->epochs < 1 || cfg->batch_size < 1 || !(cfg->learning_rate > 0)) {
+        snprintf(err, errlen, "epochs, batch size and learning rate must be positive");
+        return -1;
+    }
+    const int n = cfg->train_limit > 0 && cfg->train_limit < train->n ? cfg->train_limit : train->n;
+    const int bs = cfg->batch_size < n ? cfg->batch_size : n, batches = (n + bs - 1) / bs;
+    const size_t px = (size_t)train->h * train->w;
+    if (cfg->init_weights) cs_model_init_weights(m, cfg->seed);
+
+    cs_exec *e = cs_exec_new(m, bs);
+    cs_adam adam = {0};
+    int *idx = malloc((size_t)n * sizeof *idx);
+    float *x = malloc((size_t)bs * px * sizeof(float));
+    uint8_t *y = malloc((size_t)bs);
+    int rc = -1;
+    if (!e || !idx || !x || !y || cs_exec_enable_param_grads(e) != 0 ||
+        cs_adam_init(&adam, m, cfg->learning_rate, cfg->beta1, cfg->beta2, cfg->epsilon) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    /* Weights, shuffles and dropout draw from separate streams of the one seed. */
+    cs_rng shuffle;
+    cs_rng_seed(&shuffle, cfg->seed ^ 0x5348554646ULL);
+    cs_exec_seed_dropout(e, cfg->seed ^ 0x44524f50ULL);
+    for (int i = 0; i < n; i++) idx[i] = i;
+
+    free(m->meta.history);
+    m->meta.history = NULL;
+    m->meta.n_history = 0;
+    m->meta.test_accuracy = -1;
+    const double start = now_s();
+    for (int epoch = 1; epoch <= cfg->epochs; epoch++) {
+        const double epoch_start = now_s();
+        cs_rng_shuffle(&shuffle, idx, n);
+        double loss_sum = 0;
+        long hits = 0, seen = 0;
+        for (int b = 0; b < batches; b++) {
+            if (cancel && atomic_load(cancel)) {
+                rc = 1;
+                goto done;
+            }
+            int s = b * bs, cnt = n - s < bs ? n - s : bs, correct = 0;
+            fill_batch(train, idx + s, cnt, x, y);
+            cs_exec_forward(e, x, cnt, 1, m);
+            float loss = cs_exec_xent(e, y, &correct);
+            cs_exec_backward(e, -1);
+            loss += cs_model_penalty(m, e->param_grad);
+            cs_adam_step(&adam, m, e->param_grad);
+            loss_sum += (double)loss * cnt;
+            hits += correct;
+            seen += cnt;
+            if (progress) {
+                cs_progress p = {epoch, cfg->epochs, b + 1, batches, (float)(loss_sum / seen),
+                                 (float)hits / seen, now_s() - start};
+                progress(&p, NULL, user);
+            }
+        }
+        cs_epoch_record r = {epoch, (float)(loss_sum / seen), (float)hits / seen, -1, 0};
+        if (test) r.test_accuracy = (float)cs_evaluate(m, test, cfg->test_limit);
+        r.seconds = now_s() - epoch_start;
+        if (append_history(m, &r) != 0) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+        if (progress) {
+            cs_progress p = {epoch, cfg->epochs, batches, batches, r.loss, r.accuracy, now_s() - start};
+            progress(&p, &r, user);
+        }
+    }
+    m->meta.test_accuracy = m->meta.n_history ? m->meta.history[m->meta.n_history - 1].test_accuracy : -1;
+    m->meta.epochs = cfg->epochs;
+    m->meta.batch_size = bs;
+    m->meta.learning_rate = cfg->learning_rate;
+    m->meta.seed = cfg->seed;
+    m->meta.train_images = n;
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(m->meta.trained_at, sizeof m->meta.trained_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    rc = 0;
+done:
+    cs_adam_free(&adam);
+    cs_exec_free(e);
+    free(idx);
+    free(x);
+    free(y);
+    return rc;
+}
