@@ -167,6 +167,21 @@ static int read_file(const char *path, uint8_t **buf, size_t *len, char *err, si
     return 0;
 }
 
+static void print_top(const cs_model *m, const float *p, int top)
+{
+    int k = m->layers[m->n_layers - 1].out.c, shown[64] = {0};
+    for (int r = 0; r < top && r < k && r < 64; r++) {
+        int best = -1; /* repeated selection: top is small */
+        for (int j = 0; j < k; j++) {
+            int taken = 0;
+            for (int q = 0; q < r; q++) taken |= shown[q] == j;
+            if (!taken && (best < 0 || p[j] > p[best])) best = j;
+        }
+        shown[r] = best;
+        printf("%d  %-12s  %.4f\n", best, m->class_names ? m->class_names[best] : "", p[best]);
+    }
+}
+
 static int cmd_predict(int argc, char **argv)
 {
     char err[512] = "";
@@ -198,18 +213,7 @@ static int cmd_predict(int argc, char **argv)
         goto done;
     }
     cs_exec_forward(e, x, 1, 0, NULL);
-    const float *p = e->act[m->n_layers - 1];
-    int k = m->layers[m->n_layers - 1].out.c, order[k];
-    for (int i = 0; i < k; i++) order[i] = i;
-    for (int i = 0; i < k && i < top; i++) /* partial selection sort: k is small */
-        for (int j = i + 1; j < k; j++)
-            if (p[order[j]] > p[order[i]]) {
-                int t = order[i];
-                order[i] = order[j];
-                order[j] = t;
-            }
-    for (int i = 0; i < k && i < top; i++)
-        printf("%d  %-12s  %.4f\n", order[i], m->class_names ? m->class_names[order[i]] : "", p[order[i]]);
+    print_top(m, e->act[m->n_layers - 1], top);
     rc = 0;
 done:
     cs_image_free(&img);

@@ -17,4 +17,10 @@ const char *cs_blas_core(void);
 void cs_blas_set_threads(int n);
 int cs_blas_threads(void);
 
+/* 1 when `core` (an OpenBLAS core name) is a pre-AVX2 kernel set or a fallback. */
+int cs_blas_core_is_generic(const char *core);
+/* The OPENBLAS_CORETYPE to force for a CPU with these features when OpenBLAS chose
+ * `core`, or NULL to keep it. The decision cs_blas_init takes, exposed for tests. */
+const char *cs_blas_pick_coretype(const char *core, int has_avx512f, int has_avx2_fma);
+
 #endif
