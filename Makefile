@@ -5,8 +5,9 @@
 
 CC      ?= gcc
 PKGS    := libpng jansson libmicrohttpd hdf5 zlib
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -MMD -MP -pthread -Icore -Iapi -Iserver
+# Selects instead of branches in the elementwise loops need -fno-trapping-math to vectorise.
+CFLAGS  ?= -O3 -g
+CFLAGS  += -fno-trapping-math -fno-math-errno -std=c11 -D_GNU_SOURCE -Wall -Wextra -MMD -MP -pthread -Icore -Iapi -Iserver
 LDLIBS  := -lopenblas -ljpeg -lm -pthread
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)

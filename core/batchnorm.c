@@ -12,23 +12,33 @@
 
 #include "layers.h"
 
+#define BN_BLOCK 64
+
 void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,
                          float *y, float *mean, float *inv_std, float *xhat, float *moving_mean, float *moving_var,
                          float momentum)
 {
     double *sum = calloc((size_t)c * 2, sizeof(double)), *sq = sum + c;
+    float part[c];
     if (!sum) return;
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * c;
-        for (int j = 0; j < c; j++) sum[j] += xr[j];
+    /* Float partial sums over blocks of rows (vectorised), added up in double. */
+    for (size_t r0 = 0; r0 < rows; r0 += BN_BLOCK) {
+        size_t r1 = r0 + BN_BLOCK < rows ? r0 + BN_BLOCK : rows;
+        memset(part, 0, sizeof part);
+        for (size_t r = r0; r < r1; r++)
+            for (int j = 0; j < c; j++) part[j] += x[r * c + j];
+        for (int j = 0; j < c; j++) sum[j] += part[j];
     }
     for (int j = 0; j < c; j++) mean[j] = (float)(sum[j] / rows);
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * c;
-        for (int j = 0; j < c; j++) {
-            double d = xr[j] - mean[j];
-            sq[j] += d * d;
-        }
+    for (size_t r0 = 0; r0 < rows; r0 += BN_BLOCK) {
+        size_t r1 = r0 + BN_BLOCK < rows ? r0 + BN_BLOCK : rows;
+        memset(part, 0, sizeof part);
+        for (size_t r = r0; r < r1; r++)
+            for (int j = 0; j < c; j++) {
+                float d = x[r * c + j] - mean[j];
+                part[j] += d * d;
+            }
+        for (int j = 0; j < c; j++) sq[j] += part[j];
     }
     for (int j = 0; j < c; j++) {
         double var = sq[j] / rows;
@@ -70,12 +80,20 @@ void cs_bn_backward_train(size_t rows, int c, const float *dy, const float *gamm
                           const float *xhat, float *dx, float *dgamma, float *dbeta)
 {
     double *sdy = calloc((size_t)c * 2, sizeof(double)), *sdyx = sdy + c;
+    float p1[c], p2[c];
     if (!sdy) return;
-    for (size_t r = 0; r < rows; r++) {
-        const float *d = dy + r * c, *h = xhat + r * c;
+    for (size_t r0 = 0; r0 < rows; r0 += BN_BLOCK) {
+        size_t r1 = r0 + BN_BLOCK < rows ? r0 + BN_BLOCK : rows;
+        memset(p1, 0, sizeof p1);
+        memset(p2, 0, sizeof p2);
+        for (size_t r = r0; r < r1; r++)
+            for (int j = 0; j < c; j++) {
+                p1[j] += dy[r * c + j];
+                p2[j] += dy[r * c + j] * xhat[r * c + j];
+            }
         for (int j = 0; j < c; j++) {
-            sdy[j] += d[j];
-            sdyx[j] += (double)d[j] * h[j];
+            sdy[j] += p1[j];
+            sdyx[j] += p2[j];
         }
     }
     if (dgamma)

@@ -49,8 +49,13 @@ static void im2col(const cs_conv_geom *g, const float *x, size_t r0, size_t nrow
             int iy = oy * g->stride + ky - g->pad_t;
             for (int kx = 0; kx < k; kx++, dst += ic) {
                 int ix = ox * g->stride + kx - g->pad_l;
-                if (iy < 0 || iy >= g->ih || ix < 0 || ix >= g->iw) memset(dst, 0, (size_t)ic * sizeof(float));
-                else memcpy(dst, img + ((size_t)iy * g->iw + ix) * ic, (size_t)ic * sizeof(float));
+                if (iy < 0 || iy >= g->ih || ix < 0 || ix >= g->iw) {
+                    for (int c = 0; c < ic; c++) dst[c] = 0.0f;
+                } else {
+                    /* A loop, not memcpy: for the first layer ic is 1 and a call per float costs more than the copy. */
+                    const float *src = img + ((size_t)iy * g->iw + ix) * ic;
+                    for (int c = 0; c < ic; c++) dst[c] = src[c];
+                }
             }
         }
     }

@@ -17,8 +17,7 @@ void cs_maxpool_forward(int n, int ih, int iw, int c, int p, const float *x, flo
                 for (int dy = 0; dy < p; dy++)
                     for (int dx = 0; dx < p; dx++) {
                         const float *in = x + (((size_t)b * ih + oy * p + dy) * iw + ox * p + dx) * c;
-                        for (int j = 0; j < c; j++)
-                            if (in[j] > out[j]) out[j] = in[j];
+                        for (int j = 0; j < c; j++) out[j] = in[j] > out[j] ? in[j] : out[j];
                     }
             }
 }
@@ -27,21 +26,27 @@ void cs_maxpool_backward(int n, int ih, int iw, int c, int p, const float *x, co
                          float *dx)
 {
     const int oh = ih / p, ow = iw / p;
+    /* Rows and columns past the last full window get no gradient. */
     memset(dx, 0, (size_t)n * ih * iw * c * sizeof(float));
+    uint8_t taken[c];
     for (int b = 0; b < n; b++)
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
-                size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
-                for (int j = 0; j < c; j++) {
-                    int done = 0;
-                    for (int wy = 0; wy < p && !done; wy++)
-                        for (int wx = 0; wx < p && !done; wx++) {
-                            size_t i = (((size_t)b * ih + oy * p + wy) * iw + ox * p + wx) * c + j;
-                            if (x[i] == y[o + j]) {
-                                dx[i] = dy[o + j];
-                                done = 1;
-                            }
+                const size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
+                const float *yo = y + o, *dyo = dy + o;
+                memset(taken, 0, sizeof taken);
+                /* Channel-inner and branch-free: each window element takes the gradient
+                 * when it is the maximum and no earlier element was. */
+                for (int wy = 0; wy < p; wy++)
+                    for (int wx = 0; wx < p; wx++) {
+                        const size_t i = (((size_t)b * ih + oy * p + wy) * iw + ox * p + wx) * c;
+                        const float *xi = x + i;
+                        float *dxi = dx + i;
+                        for (int j = 0; j < c; j++) {
+                            int hit = (xi[j] == yo[j]) & !taken[j];
+                            dxi[j] = hit ? dyo[j] : 0.0f;
+                            taken[j] |= (uint8_t)hit;
                         }
-                }
+                    }
             }
 }

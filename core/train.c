@@ -149,9 +149,9 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
                 progress(&p, NULL, user);
             }
         }
-        cs_epoch_record r = {epoch, (float)(loss_sum / seen), (float)hits / seen, -1, 0};
+        /* seconds is the training time of the epoch; the test pass is not in it. */
+        cs_epoch_record r = {epoch, (float)(loss_sum / seen), (float)hits / seen, -1, now_s() - epoch_start};
         if (test) r.test_accuracy = (float)cs_evaluate(m, test, cfg->test_limit);
-        r.seconds = now_s() - epoch_start;
         if (append_history(m, &r) != 0) {
             snprintf(err, errlen, "out of memory");
             goto done;
