@@ -37,25 +37,32 @@ size_t cs_conv_chunk_rows(const cs_conv_geom *g, size_t col_floats)
 /* Fills col with rows [r0, r0 + nrows) of the im2col matrix. */
 static void im2col(const cs_conv_geom *g, const float *x, size_t r0, size_t nrows, float *col)
 {
-    const int k = g->k, ic = g->ic;
-    const size_t kdim = (size_t)k * k * ic, per_image = (size_t)g->oh * g->ow;
+    const int k = g->k, ic = g->ic, kic = k * ic;
+    const size_t kdim = (size_t)k * kic, per_image = (size_t)g->oh * g->ow;
     for (size_t r = 0; r < nrows; r++) {
         size_t row = r0 + r;
         int b = (int)(row / per_image), rem = (int)(row % per_image);
         int oy = rem / g->ow, ox = rem % g->ow;
         float *dst = col + r * kdim;
         const float *img = x + (size_t)b * g->ih * g->iw * ic;
-        for (int ky = 0; ky < k; ky++) {
+        const int ix0 = ox * g->stride - g->pad_l;
+        const int inside_x = ix0 >= 0 && ix0 + k <= g->iw;
+        for (int ky = 0; ky < k; ky++, dst += kic) {
             int iy = oy * g->stride + ky - g->pad_t;
-            for (int kx = 0; kx < k; kx++, dst += ic) {
-                int ix = ox * g->stride + kx - g->pad_l;
-                if (iy < 0 || iy >= g->ih || ix < 0 || ix >= g->iw) {
-                    for (int c = 0; c < ic; c++) dst[c] = 0.0f;
-                } else {
-                    /* A loop, not memcpy: for the first layer ic is 1 and a call per float costs more than the copy. */
-                    const float *src = img + ((size_t)iy * g->iw + ix) * ic;
-                    for (int c = 0; c < ic; c++) dst[c] = src[c];
-                }
+            if (iy < 0 || iy >= g->ih) {
+                for (int j = 0; j < kic; j++) dst[j] = 0.0f;
+                continue;
+            }
+            const float *line = img + (size_t)iy * g->iw * ic;
+            if (inside_x) {
+                /* In NHWC the k pixels of a kernel row are k*ic consecutive floats. */
+                const float *src = line + (size_t)ix0 * ic;
+                for (int j = 0; j < kic; j++) dst[j] = src[j];
+                continue;
+            }
+            for (int kx = 0; kx < k; kx++) {
+                int ix = ix0 + kx, in = ix >= 0 && ix < g->iw;
+                for (int c = 0; c < ic; c++) dst[kx * ic + c] = in ? line[(size_t)ix * ic + c] : 0.0f;
             }
         }
     }

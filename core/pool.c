@@ -28,7 +28,7 @@ void cs_maxpool_backward(int n, int ih, int iw, int c, int p, const float *x, co
     const int oh = ih / p, ow = iw / p;
     /* Rows and columns past the last full window get no gradient. */
     memset(dx, 0, (size_t)n * ih * iw * c * sizeof(float));
-    uint8_t taken[c];
+    float taken[c];
     for (int b = 0; b < n; b++)
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
@@ -43,9 +43,9 @@ void cs_maxpool_backward(int n, int ih, int iw, int c, int p, const float *x, co
                         const float *xi = x + i;
                         float *dxi = dx + i;
                         for (int j = 0; j < c; j++) {
-                            int hit = (xi[j] == yo[j]) & !taken[j];
-                            dxi[j] = hit ? dyo[j] : 0.0f;
-                            taken[j] |= (uint8_t)hit;
+                            float hit = xi[j] == yo[j] && taken[j] == 0.0f ? 1.0f : 0.0f;
+                            dxi[j] = hit * dyo[j];
+                            taken[j] += hit;
                         }
                     }
             }
