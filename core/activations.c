@@ -8,19 +8,48 @@
 
 #include "layers.h"
 
-void cs_leaky_forward(size_t n, float alpha, const float *x, float *y)
+/* Elementwise work below this size is not worth waking the pool for. */
+#define GRAIN 16384
+
+typedef struct {
+    float alpha;
+    const float *x, *dy;
+    float *y, *dx;
+} elem_job;
+
+static void leaky_forward_range(void *ctx, long begin, long end, int worker)
 {
-    for (size_t i = 0; i < n; i++) {
+    (void)worker;
+    const elem_job *j = ctx;
+    const float alpha = j->alpha, *x = j->x;
+    float *y = j->y;
+    for (long i = begin; i < end; i++) {
         float v = x[i];
         y[i] = v * (v > 0 ? 1.0f : alpha); /* a select of constants: vectorises */
     }
 }
 
-void cs_leaky_backward(size_t n, float alpha, const float *x, const float *dy, float *dx)
+void cs_leaky_forward(size_t n, float alpha, const float *x, float *y)
 {
-    for (size_t i = 0; i < n; i++) {
+    elem_job j = {.alpha = alpha, .x = x, .y = y};
+    cs_parallel_run((long)n, GRAIN, 0, leaky_forward_range, &j);
+}
+
+static void leaky_backward_range(void *ctx, long begin, long end, int worker)
+{
+    (void)worker;
+    const elem_job *j = ctx;
+    const float alpha = j->alpha, *x = j->x, *dy = j->dy;
+    float *dx = j->dx;
+    for (long i = begin; i < end; i++) {
         dx[i] = dy[i] * (x[i] > 0 ? 1.0f : alpha);
     }
+}
+
+void cs_leaky_backward(size_t n, float alpha, const float *x, const float *dy, float *dx)
+{
+    elem_job j = {.alpha = alpha, .x = x, .dy = dy, .dx = dx};
+    cs_parallel_run((long)n, GRAIN, 0, leaky_backward_range, &j);
 }
 
 void cs_relu_forward(size_t n, const float *x, float *y)

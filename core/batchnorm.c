@@ -3,8 +3,10 @@
  *
  * Training normalises with the batch's mean and biased variance; the moving
  * variance is updated with the unbiased one (n / (n - 1)), as Keras' TensorFlow
- * backend does. Sums are accumulated in double: a channel of a 128-image batch of
- * conv1 has 86,528 values, enough for float sums to drift.
+ * backend does. Sums are taken in float over short blocks of rows (so they
+ * vectorise) and added up in double: a channel of a 128-image batch of conv1 has
+ * 86,528 values, enough for a float sum to drift. Rows are spread over the workers,
+ * each with its own partial sums.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -14,106 +16,166 @@
 
 #define BN_BLOCK 64
 
+typedef struct {
+    size_t rows;
+    int c;
+    const float *x, *dy, *gamma, *beta, *xhat, *a, *m1, *m2;
+    float *y, *dx;
+    const float *mean;
+    double *sums; /* [parts][2c] */
+} bn_job;
+
+/* sums[0..c) += x, sums[c..2c) += (x - mean)^2 when mean is given. */
+static void stats_range(void *ctx, long begin, long end, int worker)
+{
+    bn_job *j = ctx;
+    const int c = j->c;
+    double *s1 = j->sums + (size_t)worker * 2 * c, *s2 = s1 + c;
+    float p1[c], p2[c];
+    for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += BN_BLOCK) {
+        size_t r1 = r0 + BN_BLOCK < (size_t)end ? r0 + BN_BLOCK : (size_t)end;
+        memset(p1, 0, sizeof p1);
+        memset(p2, 0, sizeof p2);
+        if (!j->mean) {
+            for (size_t r = r0; r < r1; r++)
+                for (int k = 0; k < c; k++) p1[k] += j->x[r * c + k];
+        } else {
+            for (size_t r = r0; r < r1; r++)
+                for (int k = 0; k < c; k++) {
+                    float d = j->x[r * c + k] - j->mean[k];
+                    p2[k] += d * d;
+                }
+        }
+        for (int k = 0; k < c; k++) s1[k] += p1[k], s2[k] += p2[k];
+    }
+}
+
+/* sums[0..c) += dy, sums[c..2c) += dy * xhat */
+static void grad_stats_range(void *ctx, long begin, long end, int worker)
+{
+    bn_job *j = ctx;
+    const int c = j->c;
+    double *s1 = j->sums + (size_t)worker * 2 * c, *s2 = s1 + c;
+    float p1[c], p2[c];
+    for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += BN_BLOCK) {
+        size_t r1 = r0 + BN_BLOCK < (size_t)end ? r0 + BN_BLOCK : (size_t)end;
+        memset(p1, 0, sizeof p1);
+        memset(p2, 0, sizeof p2);
+        for (size_t r = r0; r < r1; r++)
+            for (int k = 0; k < c; k++) {
+                p1[k] += j->dy[r * c + k];
+                p2[k] += j->dy[r * c + k] * j->xhat[r * c + k];
+            }
+        for (int k = 0; k < c; k++) s1[k] += p1[k], s2[k] += p2[k];
+    }
+}
+
+/* Adds the workers' partial sums into the first row of sums. */
+static void reduce(double *sums, int c, int parts)
+{
+    for (int p = 1; p < parts; p++)
+        for (int k = 0; k < 2 * c; k++) sums[k] += sums[(size_t)p * 2 * c + k];
+}
+
+static void normalise_range(void *ctx, long begin, long end, int worker)
+{
+    (void)worker;
+    bn_job *j = ctx;
+    const int c = j->c;
+    float *xhat = (float *)j->xhat;
+    for (size_t r = (size_t)begin; r < (size_t)end; r++)
+        for (int k = 0; k < c; k++) {
+            float h = (j->x[r * c + k] - j->mean[k]) * j->a[k];
+            xhat[r * c + k] = h;
+            j->y[r * c + k] = j->gamma[k] * h + j->beta[k];
+        }
+}
+
 void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,
                          float *y, float *mean, float *inv_std, float *xhat, float *moving_mean, float *moving_var,
                          float momentum)
 {
-    double *sum = calloc((size_t)c * 2, sizeof(double)), *sq = sum + c;
-    float part[c];
-    if (!sum) return;
-    /* Float partial sums over blocks of rows (vectorised), added up in double. */
-    for (size_t r0 = 0; r0 < rows; r0 += BN_BLOCK) {
-        size_t r1 = r0 + BN_BLOCK < rows ? r0 + BN_BLOCK : rows;
-        memset(part, 0, sizeof part);
-        for (size_t r = r0; r < r1; r++)
-            for (int j = 0; j < c; j++) part[j] += x[r * c + j];
-        for (int j = 0; j < c; j++) sum[j] += part[j];
-    }
-    for (int j = 0; j < c; j++) mean[j] = (float)(sum[j] / rows);
-    for (size_t r0 = 0; r0 < rows; r0 += BN_BLOCK) {
-        size_t r1 = r0 + BN_BLOCK < rows ? r0 + BN_BLOCK : rows;
-        memset(part, 0, sizeof part);
-        for (size_t r = r0; r < r1; r++)
-            for (int j = 0; j < c; j++) {
-                float d = x[r * c + j] - mean[j];
-                part[j] += d * d;
-            }
-        for (int j = 0; j < c; j++) sq[j] += part[j];
-    }
-    for (int j = 0; j < c; j++) {
-        double var = sq[j] / rows;
-        inv_std[j] = (float)(1.0 / sqrt(var + eps));
+    const int parts = cs_parallel_threads();
+    double *sums = calloc((size_t)parts * 2 * c, sizeof(double));
+    if (!sums) return;
+    bn_job j = {.rows = rows, .c = c, .x = x, .gamma = gamma, .beta = beta, .y = y, .xhat = xhat, .sums = sums};
+    cs_parallel_run((long)rows, BN_BLOCK, parts, stats_range, &j);
+    reduce(sums, c, parts);
+    for (int k = 0; k < c; k++) mean[k] = (float)(sums[k] / rows);
+    memset(sums, 0, (size_t)parts * 2 * c * sizeof(double));
+    j.mean = mean;
+    cs_parallel_run((long)rows, BN_BLOCK, parts, stats_range, &j);
+    reduce(sums, c, parts);
+    for (int k = 0; k < c; k++) {
+        double var = sums[c + k] / rows;
+        inv_std[k] = (float)(1.0 / sqrt(var + eps));
         if (moving_mean) {
             double unbiased = rows > 1 ? var * rows / (rows - 1) : var;
-            moving_mean[j] = moving_mean[j] * momentum + mean[j] * (1 - momentum);
-            moving_var[j] = (float)(moving_var[j] * momentum + unbiased * (1 - momentum));
+            moving_mean[k] = moving_mean[k] * momentum + mean[k] * (1 - momentum);
+            moving_var[k] = (float)(moving_var[k] * momentum + unbiased * (1 - momentum));
         }
     }
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * c;
-        float *hr = xhat + r * c, *yr = y + r * c;
-        for (int j = 0; j < c; j++) {
-            hr[j] = (xr[j] - mean[j]) * inv_std[j];
-            yr[j] = gamma[j] * hr[j] + beta[j];
-        }
-    }
-    free(sum);
+    j.a = inv_std;
+    cs_parallel_run((long)rows, BN_BLOCK, parts, normalise_range, &j);
+    free(sums);
+}
+
+static void affine_range(void *ctx, long begin, long end, int worker)
+{
+    (void)worker;
+    bn_job *j = ctx;
+    const int c = j->c;
+    for (size_t r = (size_t)begin; r < (size_t)end; r++)
+        for (int k = 0; k < c; k++) j->y[r * c + k] = j->x[r * c + k] * j->a[k] + j->m1[k];
 }
 
 void cs_bn_forward_infer(size_t rows, int c, const float *x, const float *gamma, const float *beta,
                          const float *moving_mean, const float *moving_var, float eps, float *y)
 {
-    /* Fold into one scale and shift per channel. */
+    /* Folded into one scale and shift per channel. */
     float scale[c], shift[c];
-    for (int j = 0; j < c; j++) {
-        scale[j] = gamma[j] / sqrtf(moving_var[j] + eps);
-        shift[j] = beta[j] - moving_mean[j] * scale[j];
+    for (int k = 0; k < c; k++) {
+        scale[k] = gamma[k] / sqrtf(moving_var[k] + eps);
+        shift[k] = beta[k] - moving_mean[k] * scale[k];
     }
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * c;
-        float *yr = y + r * c;
-        for (int j = 0; j < c; j++) yr[j] = xr[j] * scale[j] + shift[j];
-    }
+    bn_job j = {.c = c, .x = x, .y = y, .a = scale, .m1 = shift};
+    cs_parallel_run((long)rows, BN_BLOCK, 0, affine_range, &j);
+}
+
+static void input_grad_range(void *ctx, long begin, long end, int worker)
+{
+    (void)worker;
+    bn_job *j = ctx;
+    const int c = j->c;
+    for (size_t r = (size_t)begin; r < (size_t)end; r++)
+        for (int k = 0; k < c; k++)
+            j->dx[r * c + k] = j->a[k] * (j->dy[r * c + k] - j->m1[k] - j->xhat[r * c + k] * j->m2[k]);
 }
 
 void cs_bn_backward_train(size_t rows, int c, const float *dy, const float *gamma, const float *inv_std,
                           const float *xhat, float *dx, float *dgamma, float *dbeta)
 {
-    double *sdy = calloc((size_t)c * 2, sizeof(double)), *sdyx = sdy + c;
-    float p1[c], p2[c];
-    if (!sdy) return;
-    for (size_t r0 = 0; r0 < rows; r0 += BN_BLOCK) {
-        size_t r1 = r0 + BN_BLOCK < rows ? r0 + BN_BLOCK : rows;
-        memset(p1, 0, sizeof p1);
-        memset(p2, 0, sizeof p2);
-        for (size_t r = r0; r < r1; r++)
-            for (int j = 0; j < c; j++) {
-                p1[j] += dy[r * c + j];
-                p2[j] += dy[r * c + j] * xhat[r * c + j];
-            }
-        for (int j = 0; j < c; j++) {
-            sdy[j] += p1[j];
-            sdyx[j] += p2[j];
-        }
-    }
+    const int parts = cs_parallel_threads();
+    double *sums = calloc((size_t)parts * 2 * c, sizeof(double));
+    if (!sums) return;
+    bn_job j = {.rows = rows, .c = c, .dy = dy, .xhat = xhat, .dx = dx, .sums = sums};
+    cs_parallel_run((long)rows, BN_BLOCK, parts, grad_stats_range, &j);
+    reduce(sums, c, parts);
     if (dgamma)
-        for (int j = 0; j < c; j++) {
-            dgamma[j] += (float)sdyx[j];
-            dbeta[j] += (float)sdy[j];
+        for (int k = 0; k < c; k++) {
+            dgamma[k] += (float)sums[c + k];
+            dbeta[k] += (float)sums[k];
         }
     /* dx = gamma * inv_std / N * (N dy - sum(dy) - xhat * sum(dy * xhat)) */
     float a[c], mdy[c], mdyx[c];
-    for (int j = 0; j < c; j++) {
-        a[j] = gamma[j] * inv_std[j];
-        mdy[j] = (float)(sdy[j] / rows);
-        mdyx[j] = (float)(sdyx[j] / rows);
+    for (int k = 0; k < c; k++) {
+        a[k] = gamma[k] * inv_std[k];
+        mdy[k] = (float)(sums[k] / rows);
+        mdyx[k] = (float)(sums[c + k] / rows);
     }
-    for (size_t r = 0; r < rows; r++) {
-        const float *d = dy + r * c, *h = xhat + r * c;
-        float *o = dx + r * c;
-        for (int j = 0; j < c; j++) o[j] = a[j] * (d[j] - mdy[j] - h[j] * mdyx[j]);
-    }
-    free(sdy);
+    j.a = a, j.m1 = mdy, j.m2 = mdyx;
+    cs_parallel_run((long)rows, BN_BLOCK, parts, input_grad_range, &j);
+    free(sums);
 }
 
 void cs_bn_backward_infer(size_t rows, int c, const float *x, const float *dy, const float *gamma,
@@ -121,14 +183,14 @@ void cs_bn_backward_infer(size_t rows, int c, const float *x, const float *dy, c
                           float *dbeta)
 {
     float inv[c];
-    for (int j = 0; j < c; j++) inv[j] = 1.0f / sqrtf(moving_var[j] + eps);
+    for (int k = 0; k < c; k++) inv[k] = 1.0f / sqrtf(moving_var[k] + eps);
     for (size_t r = 0; r < rows; r++)
-        for (int j = 0; j < c; j++) {
-            float d = dy[r * c + j];
-            if (dx) dx[r * c + j] = d * gamma[j] * inv[j];
+        for (int k = 0; k < c; k++) {
+            float d = dy[r * c + k];
+            if (dx) dx[r * c + k] = d * gamma[k] * inv[k];
             if (dgamma) {
-                dgamma[j] += d * (x[r * c + j] - moving_mean[j]) * inv[j];
-                dbeta[j] += d;
+                dgamma[k] += d * (x[r * c + k] - moving_mean[k]) * inv[k];
+                dbeta[k] += d;
             }
         }
 }

@@ -138,6 +138,10 @@ int cs_blas_init(int argc, char **argv)
         if (want)
             reexec_with(want, argv); /* returns only when exec failed: go on as we are */
     }
+    /* convscope spreads each layer over the cores itself (parallel.h) and a server
+     * runs requests side by side; OpenBLAS threads on top of that only spin against
+     * ours for the same cores, so every product runs on its caller's thread. */
+    openblas_set_num_threads(1);
     return check_sgemm();
 }
 

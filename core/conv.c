@@ -91,42 +91,96 @@ static void col2im_add(const cs_conv_geom *g, const float *col, size_t r0, size_
     }
 }
 
-void cs_conv_forward(const cs_conv_geom *g, const float *x, const float *w, const float *b, float *y, float *col,
-                     size_t col_floats)
+typedef struct {
+    const cs_conv_geom *g;
+    const float *x, *w, *b, *dy;
+    float *y, *dx, *dw, *db;
+    const cs_scratch *s;
+    size_t chunk;
+} conv_job;
+
+static void forward_range(void *ctx, long begin, long end, int worker)
 {
+    const conv_job *j = ctx;
+    const cs_conv_geom *g = j->g;
     const int kdim = g->k * g->k * g->ic, oc = g->oc;
-    const size_t total = (size_t)g->n * g->oh * g->ow, chunk = cs_conv_chunk_rows(g, col_floats);
-    for (size_t r0 = 0; r0 < total; r0 += chunk) {
-        size_t rows = total - r0 < chunk ? total - r0 : chunk;
-        float *yc = y + r0 * oc;
-        for (size_t r = 0; r < rows; r++) memcpy(yc + r * oc, b, (size_t)oc * sizeof(float));
-        im2col(g, x, r0, rows, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, oc, kdim, 1.0f, col, kdim, w, oc, 1.0f,
+    float *col = j->s->col[worker];
+    for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += j->chunk) {
+        size_t rows = (size_t)end - r0 < j->chunk ? (size_t)end - r0 : j->chunk;
+        float *yc = j->y + r0 * oc;
+        for (size_t r = 0; r < rows; r++) memcpy(yc + r * oc, j->b, (size_t)oc * sizeof(float));
+        im2col(g, j->x, r0, rows, col);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, oc, kdim, 1.0f, col, kdim, j->w, oc, 1.0f,
                     yc, oc);
     }
 }
 
-void cs_conv_backward(const cs_conv_geom *g, const float *x, const float *w, const float *dy, float *dx, float *dw,
-                      float *db, float *col, size_t col_floats)
+/* Rows per chunk: what fits the scratch, and no more than an even share per worker. */
+static size_t chunk_rows(const cs_conv_geom *g, const cs_scratch *s)
 {
+    size_t total = (size_t)g->n * g->oh * g->ow, share = (total + s->workers - 1) / s->workers;
+    size_t chunk = cs_conv_chunk_rows(g, s->col_floats);
+    return chunk < share ? chunk : share;
+}
+
+void cs_conv_forward(const cs_conv_geom *g, const float *x, const float *w, const float *b, float *y,
+                     const cs_scratch *s)
+{
+    conv_job j = {.g = g, .x = x, .w = w, .b = b, .y = y, .s = s, .chunk = chunk_rows(g, s)};
+    cs_parallel_run((long)g->n * g->oh * g->ow, (long)j.chunk, s->workers, forward_range, &j);
+}
+
+static void backward_range(void *ctx, long begin, long end, int worker)
+{
+    const conv_job *j = ctx;
+    const cs_conv_geom *g = j->g;
     const int kdim = g->k * g->k * g->ic, oc = g->oc;
-    const size_t total = (size_t)g->n * g->oh * g->ow, chunk = cs_conv_chunk_rows(g, col_floats);
-    if (db)
-        for (size_t r = 0; r < total; r++)
-            for (int o = 0; o < oc; o++) db[o] += dy[r * oc + o];
-    if (dx) memset(dx, 0, (size_t)g->n * g->ih * g->iw * g->ic * sizeof(float));
-    for (size_t r0 = 0; r0 < total; r0 += chunk) {
-        size_t rows = total - r0 < chunk ? total - r0 : chunk;
-        const float *dyc = dy + r0 * oc;
+    float *col = j->s->col[worker], *dw = j->dw, *db = j->db;
+    if (worker > 0 && dw) {
+        /* Other workers' weight gradients go to their own (zeroed) area, added up afterwards. */
+        dw = j->s->part[worker];
+        db = dw + (size_t)kdim * oc;
+    }
+    for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += j->chunk) {
+        size_t rows = (size_t)end - r0 < j->chunk ? (size_t)end - r0 : j->chunk;
+        const float *dyc = j->dy + r0 * oc;
+        if (db)
+            for (size_t r = 0; r < rows; r++)
+                for (int o = 0; o < oc; o++) db[o] += dyc[r * oc + o];
         if (dw) {
-            im2col(g, x, r0, rows, col);
+            im2col(g, j->x, r0, rows, col);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kdim, oc, (int)rows, 1.0f, col, kdim, dyc, oc,
                         1.0f, dw, oc);
         }
-        if (dx) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, kdim, oc, 1.0f, dyc, oc, w, oc, 0.0f,
+        if (j->dx) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, kdim, oc, 1.0f, dyc, oc, j->w, oc, 0.0f,
                         col, kdim);
-            col2im_add(g, col, r0, rows, dx);
+            col2im_add(g, col, r0, rows, j->dx);
         }
     }
+}
+
+void cs_conv_backward(const cs_conv_geom *g, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                      float *db, const cs_scratch *s)
+{
+    const size_t per_image = (size_t)g->oh * g->ow, kdim = (size_t)g->k * g->k * g->ic;
+    conv_job j = {.g = g, .x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db, .s = s};
+    if (dx) memset(dx, 0, (size_t)g->n * g->ih * g->iw * g->ic * sizeof(float));
+    /* Ranges are whole images, so no two workers add into the same part of dx. */
+    int parts = s->workers;
+    if (dw && s->part_floats < kdim * g->oc + g->oc) parts = 1;
+    if (g->n < 2) parts = 1;
+    /* Zeroed here, not in the workers: a range may end up run by the caller alone. */
+    if (dw)
+        for (int p = 1; p < parts; p++) memset(s->part[p], 0, (kdim * g->oc + g->oc) * sizeof(float));
+    cs_conv_geom one = *g;
+    one.n = (g->n + parts - 1) / parts;
+    j.chunk = cs_conv_chunk_rows(&one, s->col_floats);
+    cs_parallel_run((long)(g->n * per_image), (long)per_image, parts, backward_range, &j);
+    if (dw)
+        for (int p = 1; p < parts; p++) {
+            const float *pw = s->part[p];
+            for (size_t i = 0; i < kdim * g->oc; i++) dw[i] += pw[i];
+            for (int o = 0; o < g->oc; o++) db[o] += pw[kdim * g->oc + o];
+        }
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "parallel.h"
 
 /* Bounded im2col scratch: 4.5 M floats (18 MB) holds a whole 128-image batch of the
  * Fashion-MNIST network (so training never chunks) while VGG16's 224x224 layers run
@@ -50,8 +51,10 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
     if (top->kind == CS_DENSE && top->cfg.activation == CS_ACT_SOFTMAX &&
         !(e->logits = malloc(out_floats(e, L - 1) * sizeof(float))))
         goto fail;
-    e->col_floats = col;
-    if (col && !(e->col = malloc(col * sizeof(float)))) goto fail;
+    e->scratch.workers = cs_parallel_threads();
+    e->scratch.col_floats = col;
+    for (int w = 0; w < e->scratch.workers && col; w++)
+        if (!(e->scratch.col[w] = malloc(col * sizeof(float)))) goto fail;
     return e;
 fail:
     cs_exec_free(e);
@@ -76,7 +79,10 @@ void cs_exec_free(cs_exec *e)
     free(e->mask);
     free(e->bn);
     free(e->logits);
-    free(e->col);
+    for (int w = 0; w < CS_MAX_WORKERS; w++) {
+        free(e->scratch.col[w]);
+        free(e->scratch.part[w]);
+    }
     free(e->param_grad);
     free(e);
 }
@@ -85,7 +91,16 @@ int cs_exec_enable_param_grads(cs_exec *e)
 {
     if (e->param_grad) return 0;
     e->param_grad = calloc(e->model->n_param_floats ? e->model->n_param_floats : 1, sizeof(float));
-    return e->param_grad ? 0 : -1;
+    if (!e->param_grad) return -1;
+    /* Workers other than the caller add conv weight gradients into their own area. */
+    size_t most = 0;
+    for (int i = 0; i < e->model->n_layers; i++)
+        if (e->model->layers[i].kind == CS_CONV2D && cs_layer_param_count(&e->model->layers[i]) > most)
+            most = cs_layer_param_count(&e->model->layers[i]);
+    for (int w = 1; w < e->scratch.workers && most; w++)
+        if (!(e->scratch.part[w] = malloc(most * sizeof(float)))) return -1;
+    e->scratch.part_floats = most;
+    return 0;
 }
 
 void cs_exec_seed_dropout(cs_exec *e, uint64_t seed) { e->rng_state = seed; }
@@ -117,7 +132,7 @@ static void forward_layer(cs_exec *e, int i, const float *x, int n, int training
         float *z = softmax ? e->logits : y;
         if (l->kind == CS_CONV2D) {
             cs_conv_geom g = cs_conv_geometry(l, n);
-            cs_conv_forward(&g, x, l->params[0].data, l->params[1].data, z, e->col, e->col_floats);
+            cs_conv_forward(&g, x, l->params[0].data, l->params[1].data, z, &e->scratch);
         } else {
             cs_dense_forward(n, l->in.c, l->out.c, x, l->params[0].data, l->params[1].data, z);
         }
@@ -245,7 +260,7 @@ static void backward_layer(cs_exec *e, int i)
         float *dw = pgrad(e, &l->params[0]), *db = pgrad(e, &l->params[1]);
         if (l->kind == CS_CONV2D) {
             cs_conv_geom g = cs_conv_geometry(l, n);
-            cs_conv_backward(&g, x, l->params[0].data, dy, dx, dw, db, e->col, e->col_floats);
+            cs_conv_backward(&g, x, l->params[0].data, dy, dx, dw, db, &e->scratch);
         } else {
             cs_dense_backward(n, l->in.c, l->out.c, x, l->params[0].data, dy, dx, dw, db);
         }

@@ -12,6 +12,7 @@
 #ifndef CS_EXEC_H
 #define CS_EXEC_H
 
+#include "layers.h"
 #include "model.h"
 
 typedef struct {
@@ -32,8 +33,7 @@ typedef struct cs_exec {
     float *logits;     /* pre-activation of the last layer when it is softmax */
     cs_bn_cache *bn;   /* [n_layers], used by batch-norm layers */
     uint8_t **mask;    /* [n_layers] dropout masks (1 keep), training only */
-    float *col;        /* im2col scratch */
-    size_t col_floats;
+    cs_scratch scratch; /* im2col rows and partial gradients, per worker thread */
     float *param_grad;  /* same layout as model->param_block, when training */
     uint64_t rng_state; /* dropout */
 } cs_exec;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "parallel.h"
 
 /* Convolution geometry, derived from a conv layer. */
 typedef struct {
@@ -22,16 +23,28 @@ typedef struct {
     int k, stride, pad_t, pad_l;
 } cs_conv_geom;
 
+/* Scratch a pass lends the kernels: one area per worker thread of the parallel pool
+ * (parallel.h), so ranges of one layer run at once without sharing buffers. */
+typedef struct {
+    int workers;
+    float *col[CS_MAX_WORKERS]; /* im2col rows, col_floats each */
+    size_t col_floats;
+    float *part[CS_MAX_WORKERS]; /* workers > 0: partial parameter gradients, part_floats each */
+    size_t part_floats;
+} cs_scratch;
+
 cs_conv_geom cs_conv_geometry(const cs_layer *l, int n);
 /* Rows of im2col that fit in a scratch of `col_floats` floats (at least 1). */
 size_t cs_conv_chunk_rows(const cs_conv_geom *g, size_t col_floats);
 
-/* y = conv(x, w) + b; col is scratch of col_floats floats (rows are processed in chunks). */
-void cs_conv_forward(const cs_conv_geom *g, const float *x, const float *w, const float *b, float *y, float *col,
-                     size_t col_floats);
-/* dx may be NULL (first layer: no input gradient needed); dw/db may be NULL (Grad-CAM). */
+/* y = conv(x, w) + b; rows are processed in chunks that fit the scratch, spread
+ * over the workers. */
+void cs_conv_forward(const cs_conv_geom *g, const float *x, const float *w, const float *b, float *y,
+                     const cs_scratch *s);
+/* dx may be NULL (first layer: no input gradient needed); dw/db may be NULL (Grad-CAM).
+ * With several workers and dw, the scratch needs part_floats >= k*k*ic*oc + oc. */
 void cs_conv_backward(const cs_conv_geom *g, const float *x, const float *w, const float *dy, float *dx, float *dw,
-                      float *db, float *col, size_t col_floats);
+                      float *db, const cs_scratch *s);
 
 /* y = x w + b over n rows; x is n x in, w is in x out. */
 void cs_dense_forward(int n, int in, int out, const float *x, const float *w, const float *b, float *y);

@@ -1,52 +1,78 @@
 /*
  * pool.c - max pooling with a p x p window and stride p.
+ *
+ * Work is spread over output rows (image, oy), so a single large image splits too.
  */
 #include <string.h>
 
 #include "layers.h"
 
+typedef struct {
+    int ih, iw, c, p;
+    const float *x, *y, *dy;
+    float *out, *dx;
+} pool_job;
+
+static void forward_range(void *ctx, long begin, long end, int worker)
+{
+    (void)worker;
+    const pool_job *job = ctx;
+    const int ih = job->ih, iw = job->iw, c = job->c, p = job->p, oh = ih / p, ow = iw / p;
+    const float *x = job->x;
+    for (long row = begin; row < end; row++) {
+        const int b = (int)(row / oh), oy = (int)(row % oh);
+        for (int ox = 0; ox < ow; ox++) {
+            float *out = job->out + (((size_t)b * oh + oy) * ow + ox) * c;
+            memcpy(out, x + (((size_t)b * ih + oy * p) * iw + ox * p) * c, (size_t)c * sizeof(float));
+            for (int wy = 0; wy < p; wy++)
+                for (int wx = 0; wx < p; wx++) {
+                    const float *in = x + (((size_t)b * ih + oy * p + wy) * iw + ox * p + wx) * c;
+                    for (int k = 0; k < c; k++) out[k] = in[k] > out[k] ? in[k] : out[k];
+                }
+        }
+    }
+}
+
 void cs_maxpool_forward(int n, int ih, int iw, int c, int p, const float *x, float *y)
 {
-    const int oh = ih / p, ow = iw / p;
-    for (int b = 0; b < n; b++)
-        for (int oy = 0; oy < oh; oy++)
-            for (int ox = 0; ox < ow; ox++) {
-                float *out = y + (((size_t)b * oh + oy) * ow + ox) * c;
-                const float *first = x + (((size_t)b * ih + oy * p) * iw + ox * p) * c;
-                memcpy(out, first, (size_t)c * sizeof(float));
-                for (int dy = 0; dy < p; dy++)
-                    for (int dx = 0; dx < p; dx++) {
-                        const float *in = x + (((size_t)b * ih + oy * p + dy) * iw + ox * p + dx) * c;
-                        for (int j = 0; j < c; j++) out[j] = in[j] > out[j] ? in[j] : out[j];
+    pool_job job = {.ih = ih, .iw = iw, .c = c, .p = p, .x = x, .out = y};
+    cs_parallel_run((long)n * (ih / p), 1, 0, forward_range, &job);
+}
+
+static void backward_range(void *ctx, long begin, long end, int worker)
+{
+    (void)worker;
+    const pool_job *job = ctx;
+    const int ih = job->ih, iw = job->iw, c = job->c, p = job->p, oh = ih / p, ow = iw / p;
+    float taken[c];
+    for (long row = begin; row < end; row++) {
+        const int b = (int)(row / oh), oy = (int)(row % oh);
+        for (int ox = 0; ox < ow; ox++) {
+            const size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
+            const float *yo = job->y + o, *dyo = job->dy + o;
+            memset(taken, 0, sizeof taken);
+            /* Channel-inner and branch-free: each window element takes the gradient
+             * when it is the maximum and no earlier element was. */
+            for (int wy = 0; wy < p; wy++)
+                for (int wx = 0; wx < p; wx++) {
+                    const size_t i = (((size_t)b * ih + oy * p + wy) * iw + ox * p + wx) * c;
+                    const float *xi = job->x + i;
+                    float *dxi = job->dx + i;
+                    for (int k = 0; k < c; k++) {
+                        float hit = xi[k] == yo[k] && taken[k] == 0.0f ? 1.0f : 0.0f;
+                        dxi[k] = hit * dyo[k];
+                        taken[k] += hit;
                     }
-            }
+                }
+        }
+    }
 }
 
 void cs_maxpool_backward(int n, int ih, int iw, int c, int p, const float *x, const float *y, const float *dy,
                          float *dx)
 {
-    const int oh = ih / p, ow = iw / p;
     /* Rows and columns past the last full window get no gradient. */
     memset(dx, 0, (size_t)n * ih * iw * c * sizeof(float));
-    float taken[c];
-    for (int b = 0; b < n; b++)
-        for (int oy = 0; oy < oh; oy++)
-            for (int ox = 0; ox < ow; ox++) {
-                const size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
-                const float *yo = y + o, *dyo = dy + o;
-                memset(taken, 0, sizeof taken);
-                /* Channel-inner and branch-free: each window element takes the gradient
-                 * when it is the maximum and no earlier element was. */
-                for (int wy = 0; wy < p; wy++)
-                    for (int wx = 0; wx < p; wx++) {
-                        const size_t i = (((size_t)b * ih + oy * p + wy) * iw + ox * p + wx) * c;
-                        const float *xi = x + i;
-                        float *dxi = dx + i;
-                        for (int j = 0; j < c; j++) {
-                            float hit = xi[j] == yo[j] && taken[j] == 0.0f ? 1.0f : 0.0f;
-                            dxi[j] = hit * dyo[j];
-                            taken[j] += hit;
-                        }
-                    }
-            }
+    pool_job job = {.ih = ih, .iw = iw, .c = c, .p = p, .x = x, .y = y, .dy = dy, .dx = dx};
+    cs_parallel_run((long)n * (ih / p), 1, 0, backward_range, &job);
 }

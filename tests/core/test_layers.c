@@ -21,17 +21,27 @@ static cs_layer conv_layer(int ih, int iw, int ic, int filters, int k, int same,
     return l;
 }
 
+/* One worker, col_floats of scratch. */
+static cs_scratch one_worker(float *col, size_t col_floats)
+{
+    cs_scratch s = {.workers = 1, .col_floats = col_floats};
+    s.col[0] = col;
+    return s;
+}
+
 static void test_conv_valid_hand(void)
 {
     /* 3x3 input 1..9, 2x2 kernel [[1,2],[3,4]], bias 1. */
     float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[4] = {1, 2, 3, 4}, b[1] = {1}, y[4], col[16];
     cs_layer l = conv_layer(3, 3, 1, 1, 2, 0, 1);
     cs_conv_geom g = cs_conv_geometry(&l, 1);
-    cs_conv_forward(&g, x, w, b, y, col, 16);
+    cs_scratch s = one_worker(col, 16);
+    cs_conv_forward(&g, x, w, b, y, &s);
     float want[4] = {38, 48, 68, 78};
     for (int i = 0; i < 4; i++) CHECK_NEAR(y[i], want[i], 1e-5, "conv valid");
     /* A scratch of only 4 floats forces one row per chunk: same answer. */
-    cs_conv_forward(&g, x, w, b, y, col, 4);
+    s = one_worker(col, 4);
+    cs_conv_forward(&g, x, w, b, y, &s);
     for (int i = 0; i < 4; i++) CHECK_NEAR(y[i], want[i], 1e-5, "conv valid chunked");
 }
 
@@ -43,7 +53,8 @@ static void test_conv_same_hand(void)
     cs_layer l = conv_layer(3, 3, 1, 1, 3, 1, 1);
     CHECK(l.out.h == 3 && l.out.w == 3, "same keeps the size");
     cs_conv_geom g = cs_conv_geometry(&l, 1);
-    cs_conv_forward(&g, x, w, b, y, col, 81);
+    cs_scratch s = one_worker(col, 81);
+    cs_conv_forward(&g, x, w, b, y, &s);
     float want[9] = {12, 21, 16, 27, 45, 33, 24, 39, 28};
     for (int i = 0; i < 9; i++) CHECK_NEAR(y[i], want[i], 1e-5, "conv same");
 }
@@ -56,7 +67,8 @@ static void test_conv_two_channels(void)
     float b[3] = {0, 0, 0.5f}, y[6], col[4];
     cs_layer l = conv_layer(1, 2, 2, 3, 1, 0, 1);
     cs_conv_geom g = cs_conv_geometry(&l, 1);
-    cs_conv_forward(&g, x, w, b, y, col, 4);
+    cs_scratch s = one_worker(col, 4);
+    cs_conv_forward(&g, x, w, b, y, &s);
     float want[6] = {1, 2, 8.5f, 3, 4, 18.5f};
     for (int i = 0; i < 6; i++) CHECK_NEAR(y[i], want[i], 1e-5, "conv channels");
 }

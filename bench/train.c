@@ -1,0 +1,138 @@
+/*
+ * train.c - `make bench`: the network core's speed on this machine.
+ *
+ * Prints the sgemm peak (a 2048^3 product, best of 5, measured here in the same run),
+ * training throughput over one full epoch of Fashion-MNIST, the GFLOP/s that training
+ * achieves as a fraction of that peak, single-image inference latency (median, p99)
+ * and batch-128 inference throughput.
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blas.h"
+#include "exec.h"
+#include "parallel.h"
+#include "train.h"
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double sgemm_peak(int threads)
+{
+    const int n = 2048;
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
+    for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)((i % 7) - 3) * 0.1f;
+    cs_blas_set_threads(threads);
+    double best = 1e30;
+    for (int r = 0; r < 5; r++) {
+        double t = now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        t = now_s() - t;
+        if (t < best) best = t;
+    }
+    free(a), free(b), free(c);
+    return 2.0 * n * n * n / best / 1e9;
+}
+
+/* Multiply-adds x2 of one forward pass of one image. */
+static double forward_flops(const cs_model *m)
+{
+    double f = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const cs_layer *l = &m->layers[i];
+        if (l->kind == CS_CONV2D)
+            f += 2.0 * l->out.h * l->out.w * l->out.c * l->cfg.kernel * l->cfg.kernel * l->in.c;
+        else if (l->kind == CS_DENSE) f += 2.0 * l->in.c * l->out.c;
+    }
+    return f;
+}
+
+/* Training does the forward product, the weight-gradient product and the
+ * input-gradient product of every layer but the first. */
+static double training_flops(const cs_model *m)
+{
+    const cs_layer *first = &m->layers[0];
+    double first_fwd = 2.0 * first->out.h * first->out.w * first->out.c * first->cfg.kernel * first->cfg.kernel *
+                       first->in.c;
+    return 3 * forward_flops(m) - first_fwd;
+}
+
+int main(int argc, char **argv)
+{
+    if (cs_blas_init(argc, argv) != 0) return 1;
+    /* The peak is what OpenBLAS reaches with every core; convscope itself runs each
+     * product single-threaded and spreads the work over its own pool. */
+    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    printf("convscope core benchmark (OpenBLAS %s, %d cores, pool of %d threads)\n", cs_blas_core(), threads,
+           cs_parallel_threads());
+    double peak = sgemm_peak(threads), peak1 = sgemm_peak(1);
+    printf("  sgemm peak, 2048^3:                 %8.1f GFLOP/s (%d threads), %.1f GFLOP/s (1 thread)\n", peak,
+           threads, peak1);
+    cs_blas_set_threads(1);
+
+    char err[256];
+    cs_dataset train = {0}, test = {0};
+    if (cs_dataset_load(CS_DEFAULT_DATA_DIR, "train", &train, err, sizeof err) != 0 ||
+        cs_dataset_load(CS_DEFAULT_DATA_DIR, "test", &test, err, sizeof err) != 0) {
+        fprintf(stderr, "bench: %s\n", err);
+        return 1;
+    }
+    cs_model *m = cs_model_build_fmnist();
+    cs_train_config cfg;
+    cs_train_config_default(&cfg);
+    cfg.epochs = 1;
+    if (cs_train(m, &train, NULL, &cfg, NULL, NULL, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "bench: %s\n", err);
+        return 1;
+    }
+    double epoch_s = m->meta.history[0].seconds, gflops = training_flops(m) * train.n / epoch_s / 1e9;
+    printf("  training, one epoch of %d images:  %8.2f s = %.0f images/s\n", train.n, epoch_s, train.n / epoch_s);
+    printf("  training arithmetic:                %8.1f GFLOP/s = %.0f%% of the sgemm peak (%.1f MFLOP per image)\n",
+           gflops, 100 * gflops / peak, training_flops(m) / 1e6);
+
+    /* Single-image latency, as a request thread sees it. */
+    cs_exec *e1 = cs_exec_new(m, 1);
+    float x[784];
+    enum { RUNS = 2000 };
+    static double lat[RUNS];
+    for (int i = 0; i < RUNS; i++) {
+        cs_dataset_image_float(&test, i % test.n, x);
+        double t = now_s();
+        cs_exec_forward(e1, x, 1, 0, NULL);
+        lat[i] = now_s() - t;
+    }
+    qsort(lat, RUNS, sizeof lat[0], cmp_double);
+    printf("  inference, 1 image (1 thread):      median %.3f ms, p99 %.3f ms\n", lat[RUNS / 2] * 1e3,
+           lat[RUNS * 99 / 100] * 1e3);
+
+    cs_exec *e128 = cs_exec_new(m, 128);
+    float *xb = malloc(sizeof(float) * 784 * 128);
+    for (int i = 0; i < 128; i++) cs_dataset_image_float(&test, i, xb + i * 784);
+    cs_exec_forward(e128, xb, 128, 0, NULL);
+    double t = now_s();
+    int reps = 50;
+    for (int r = 0; r < reps; r++) cs_exec_forward(e128, xb, 128, 0, NULL);
+    t = now_s() - t;
+    printf("  inference, batches of 128:          %8.0f images/s\n", reps * 128 / t);
+    free(xb);
+    cs_exec_free(e1);
+    cs_exec_free(e128);
+    cs_model_free(m);
+    cs_dataset_free(&train);
+    cs_dataset_free(&test);
+    return 0;
+}

@@ -1,0 +1,28 @@
+/*
+ * parallel.h - splitting one layer's work over the cores.
+ *
+ * One process-wide pool of worker threads. cs_parallel_for splits [0, n) into one
+ * contiguous range per thread and runs fn on each, the caller taking the first.
+ * Only one caller uses the pool at a time: a concurrent caller (another request
+ * thread of the server, which is already running in parallel with others) simply
+ * runs its whole range itself, so the pool never oversubscribes the machine.
+ * OpenBLAS is kept single-threaded inside the ranges: its own threads would spin
+ * against ours for the same cores.
+ */
+#ifndef CS_PARALLEL_H
+#define CS_PARALLEL_H
+
+#define CS_MAX_WORKERS 16
+
+/* fn(ctx, begin, end, worker): worker is 0 .. cs_parallel_threads()-1, unique
+ * among the ranges of one call (index per-worker scratch with it). */
+typedef void (*cs_range_fn)(void *ctx, long begin, long end, int worker);
+
+/* Threads the pool splits work over (1 = everything runs in the caller). */
+void cs_parallel_set_threads(int n);
+int cs_parallel_threads(void);
+/* Splits [0, n) into at most max_parts ranges (0 = as many as threads) whose
+ * boundaries fall on multiples of `grain`. */
+void cs_parallel_run(long n, long grain, int max_parts, cs_range_fn fn, void *ctx);
+
+#endif
