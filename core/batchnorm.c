@@ -19,38 +19,69 @@
 typedef struct {
     size_t rows;
     int c;
-    const float *x, *dy, *gamma, *beta, *xhat, *a, *m1, *m2;
+    const float *x, *dy, *gamma, *beta, *a, *b, *m1, *m2;
     float *y, *dx;
     const float *mean;
     double *sums; /* [parts][2c] */
+    double rows_seen[CS_MAX_WORKERS];
 } bn_job;
 
-/* sums[0..c) += x, sums[c..2c) += (x - mean)^2 when mean is given. */
+/* One pass over the rows: each block of BN_BLOCK rows (small enough to stay in L1)
+ * gets its own mean and sum of squared deviations in float, and blocks are merged
+ * in double with Chan et al.'s pairwise update, which stays exact where
+ * E[x^2] - E[x]^2 would cancel. sums = [count-weighted mean, M2] per channel, and
+ * j->rows_seen[worker] counts rows. */
 static void stats_range(void *ctx, long begin, long end, int worker)
 {
     bn_job *j = ctx;
     const int c = j->c;
-    double *s1 = j->sums + (size_t)worker * 2 * c, *s2 = s1 + c;
-    float p1[c], p2[c];
+    double *mean = j->sums + (size_t)worker * 2 * c, *m2 = mean + c;
+    double n = 0;
+    float bm[c], bq[c];
     for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += BN_BLOCK) {
         size_t r1 = r0 + BN_BLOCK < (size_t)end ? r0 + BN_BLOCK : (size_t)end;
-        memset(p1, 0, sizeof p1);
-        memset(p2, 0, sizeof p2);
-        if (!j->mean) {
-            for (size_t r = r0; r < r1; r++)
-                for (int k = 0; k < c; k++) p1[k] += j->x[r * c + k];
-        } else {
-            for (size_t r = r0; r < r1; r++)
-                for (int k = 0; k < c; k++) {
-                    float d = j->x[r * c + k] - j->mean[k];
-                    p2[k] += d * d;
-                }
+        const float inv = 1.0f / (float)(r1 - r0);
+        memset(bm, 0, sizeof bm);
+        memset(bq, 0, sizeof bq);
+        for (size_t r = r0; r < r1; r++)
+            for (int k = 0; k < c; k++) bm[k] += j->x[r * c + k];
+        for (int k = 0; k < c; k++) bm[k] *= inv;
+        for (size_t r = r0; r < r1; r++)
+            for (int k = 0; k < c; k++) {
+                float d = j->x[r * c + k] - bm[k];
+                bq[k] += d * d;
+            }
+        const double nb = (double)(r1 - r0), tot = n + nb;
+        for (int k = 0; k < c; k++) {
+            double delta = bm[k] - mean[k];
+            mean[k] += delta * nb / tot;
+            m2[k] += bq[k] + delta * delta * n * nb / tot;
         }
-        for (int k = 0; k < c; k++) s1[k] += p1[k], s2[k] += p2[k];
+        n = tot;
+    }
+    j->rows_seen[worker] = n;
+}
+
+/* Merges the workers' (mean, M2) pairs into the first. */
+static void merge_stats(bn_job *j, int parts)
+{
+    const int c = j->c;
+    double *mean = j->sums, *m2 = mean + c, n = j->rows_seen[0];
+    for (int p = 1; p < parts; p++) {
+        const double *pm = j->sums + (size_t)p * 2 * c, *pq = pm + c, np = j->rows_seen[p];
+        if (np == 0) continue;
+        const double tot = n + np;
+        for (int k = 0; k < c; k++) {
+            double delta = pm[k] - mean[k];
+            mean[k] += delta * np / tot;
+            m2[k] += pq[k] + delta * delta * n * np / tot;
+        }
+        n = tot;
     }
 }
 
-/* sums[0..c) += dy, sums[c..2c) += dy * xhat */
+/* sums[0..c) += dy, sums[c..2c) += dy * xhat, with xhat recomputed from the input
+ * (cheaper than keeping a copy of it: the input is kept anyway) */
 static void grad_stats_range(void *ctx, long begin, long end, int worker)
 {
     bn_job *j = ctx;
@@ -63,14 +94,15 @@ static void grad_stats_range(void *ctx, long begin, long end, int worker)
         memset(p2, 0, sizeof p2);
         for (size_t r = r0; r < r1; r++)
             for (int k = 0; k < c; k++) {
+                float h = (j->x[r * c + k] - j->mean[k]) * j->a[k];
                 p1[k] += j->dy[r * c + k];
-                p2[k] += j->dy[r * c + k] * j->xhat[r * c + k];
+                p2[k] += j->dy[r * c + k] * h;
             }
         for (int k = 0; k < c; k++) s1[k] += p1[k], s2[k] += p2[k];
     }
 }
 
-/* Adds the workers' partial sums into the first row of sums. */
+/* Adds the workers' partial sums into the first row of sums (backward pass). */
 static void reduce(double *sums, int c, int parts)
 {
     for (int p = 1; p < parts; p++)
@@ -82,30 +114,24 @@ static void normalise_range(void *ctx, long begin, long end, int worker)
     (void)worker;
     bn_job *j = ctx;
     const int c = j->c;
-    float *xhat = (float *)j->xhat;
     for (size_t r = (size_t)begin; r < (size_t)end; r++)
         for (int k = 0; k < c; k++) {
             float h = (j->x[r * c + k] - j->mean[k]) * j->a[k];
-            xhat[r * c + k] = h;
             j->y[r * c + k] = j->gamma[k] * h + j->beta[k];
         }
 }
 
 void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,
-                         float *y, float *mean, float *inv_std, float *xhat, float *moving_mean, float *moving_var,
-                         float momentum)
+                         float *y, float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum)
 {
     const int parts = cs_parallel_threads();
     double *sums = calloc((size_t)parts * 2 * c, sizeof(double));
     if (!sums) return;
-    bn_job j = {.rows = rows, .c = c, .x = x, .gamma = gamma, .beta = beta, .y = y, .xhat = xhat, .sums = sums};
+    bn_job j = {.rows = rows, .c = c, .x = x, .gamma = gamma, .beta = beta, .y = y, .sums = sums};
     cs_parallel_run((long)rows, BN_BLOCK, parts, stats_range, &j);
-    reduce(sums, c, parts);
-    for (int k = 0; k < c; k++) mean[k] = (float)(sums[k] / rows);
-    memset(sums, 0, (size_t)parts * 2 * c * sizeof(double));
+    merge_stats(&j, parts);
+    for (int k = 0; k < c; k++) mean[k] = (float)sums[k];
     j.mean = mean;
-    cs_parallel_run((long)rows, BN_BLOCK, parts, stats_range, &j);
-    reduce(sums, c, parts);
     for (int k = 0; k < c; k++) {
         double var = sums[c + k] / rows;
         inv_std[k] = (float)(1.0 / sqrt(var + eps));
@@ -148,17 +174,19 @@ static void input_grad_range(void *ctx, long begin, long end, int worker)
     bn_job *j = ctx;
     const int c = j->c;
     for (size_t r = (size_t)begin; r < (size_t)end; r++)
-        for (int k = 0; k < c; k++)
-            j->dx[r * c + k] = j->a[k] * (j->dy[r * c + k] - j->m1[k] - j->xhat[r * c + k] * j->m2[k]);
+        for (int k = 0; k < c; k++) {
+            float h = (j->x[r * c + k] - j->mean[k]) * j->b[k];
+            j->dx[r * c + k] = j->a[k] * (j->dy[r * c + k] - j->m1[k] - h * j->m2[k]);
+        }
 }
 
-void cs_bn_backward_train(size_t rows, int c, const float *dy, const float *gamma, const float *inv_std,
-                          const float *xhat, float *dx, float *dgamma, float *dbeta)
+void cs_bn_backward_train(size_t rows, int c, const float *x, const float *dy, const float *gamma, const float *mean,
+                          const float *inv_std, float *dx, float *dgamma, float *dbeta)
 {
     const int parts = cs_parallel_threads();
     double *sums = calloc((size_t)parts * 2 * c, sizeof(double));
     if (!sums) return;
-    bn_job j = {.rows = rows, .c = c, .dy = dy, .xhat = xhat, .dx = dx, .sums = sums};
+    bn_job j = {.rows = rows, .c = c, .x = x, .dy = dy, .mean = mean, .a = inv_std, .dx = dx, .sums = sums};
     cs_parallel_run((long)rows, BN_BLOCK, parts, grad_stats_range, &j);
     reduce(sums, c, parts);
     if (dgamma)
@@ -173,7 +201,7 @@ void cs_bn_backward_train(size_t rows, int c, const float *dy, const float *gamm
         mdy[k] = (float)(sums[k] / rows);
         mdyx[k] = (float)(sums[c + k] / rows);
     }
-    j.a = a, j.m1 = mdy, j.m2 = mdyx;
+    j.a = a, j.m1 = mdy, j.m2 = mdyx, j.b = inv_std;
     cs_parallel_run((long)rows, BN_BLOCK, parts, input_grad_range, &j);
     free(sums);
 }

@@ -69,10 +69,7 @@ void cs_exec_free(cs_exec *e)
         if (e->act) free(e->act[i]);
         if (e->grad) free(e->grad[i]);
         if (e->mask) free(e->mask[i]);
-        if (e->bn) {
-            free(e->bn[i].mean);
-            free(e->bn[i].xhat);
-        }
+        if (e->bn) free(e->bn[i].mean);
     }
     free(e->act);
     free(e->grad);
@@ -112,8 +109,7 @@ static int ensure_train_buffers(cs_exec *e, int i)
     if (l->kind == CS_BATCHNORM && !e->bn[i].mean) {
         int c = l->out.c;
         e->bn[i].mean = malloc((size_t)2 * c * sizeof(float));
-        e->bn[i].xhat = malloc(out_floats(e, i) * sizeof(float));
-        if (!e->bn[i].mean || !e->bn[i].xhat) return -1;
+        if (!e->bn[i].mean) return -1;
         e->bn[i].inv_std = e->bn[i].mean + c;
     }
     if (l->kind == CS_DROPOUT && !e->mask[i] && !(e->mask[i] = malloc(out_floats(e, i)))) return -1;
@@ -144,7 +140,7 @@ static void forward_layer(cs_exec *e, int i, const float *x, int n, int training
         if (training) {
             cs_layer *ul = update_bn ? &update_bn->layers[i] : NULL;
             cs_bn_forward_train(rows, l->out.c, x, l->params[0].data, l->params[1].data, l->cfg.epsilon, y,
-                                e->bn[i].mean, e->bn[i].inv_std, e->bn[i].xhat, ul ? ul->params[2].data : NULL,
+                                e->bn[i].mean, e->bn[i].inv_std, ul ? ul->params[2].data : NULL,
                                 ul ? ul->params[3].data : NULL, l->cfg.momentum);
         } else {
             cs_bn_forward_infer(rows, l->out.c, x, l->params[0].data, l->params[1].data, l->params[2].data,
@@ -268,7 +264,7 @@ static void backward_layer(cs_exec *e, int i)
     }
     case CS_BATCHNORM:
         if (e->training)
-            cs_bn_backward_train(rows, l->out.c, dy, l->params[0].data, e->bn[i].inv_std, e->bn[i].xhat, dx,
+            cs_bn_backward_train(rows, l->out.c, x, dy, l->params[0].data, e->bn[i].mean, e->bn[i].inv_std, dx,
                                  pgrad(e, &l->params[0]), pgrad(e, &l->params[1]));
         else
             cs_bn_backward_infer(rows, l->out.c, x, dy, l->params[0].data, l->params[2].data, l->params[3].data,

@@ -17,7 +17,6 @@
 
 typedef struct {
     float *mean, *inv_std; /* per channel, from the last training-mode forward */
-    float *xhat;           /* normalised input, for backward */
 } cs_bn_cache;
 
 typedef struct cs_exec {

@@ -637,6 +637,25 @@ static int sync_file(const char *path)
     return rc;
 }
 
+/* Makes the rename durable: the directory entry lives in the parent folder. */
+static void sync_parent(const char *path)
+{
+    char *dir = strdup(path);
+    if (!dir)
+        return;
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = 0;
+    else if (slash)
+        *slash = 0;
+    int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
 int cs_keras_h5_save(const cs_model *m, const char *path, char *err, size_t errlen)
 {
     static atomic_uint counter;
@@ -665,6 +684,8 @@ int cs_keras_h5_save(const cs_model *m, const char *path, char *err, size_t errl
         set_err(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         rc = -1;
     }
+    if (rc == 0)
+        sync_parent(path); /* best effort: the rename itself is already visible */
     if (rc != 0)
         unlink(tmp);
     free(tmp);

@@ -52,16 +52,16 @@ void cs_dense_backward(int n, int in, int out, const float *x, const float *w, c
                        float *db);
 
 /* Batch norm over the last axis, `rows` = n*h*w positions of c channels.
- * Training: batch mean and (biased) variance normalise; mean/inv_std/xhat are kept
- * for backward; moving statistics (when given) move by `momentum` toward the batch's,
- * with the unbiased variance as Keras does. Inference uses the moving statistics. */
+ * Training: batch mean and (biased) variance normalise; mean/inv_std are kept for
+ * backward (which recomputes the normalised input from x); moving statistics (when
+ * given) move by `momentum` toward the batch's, with the unbiased variance as Keras
+ * does. Inference uses the moving statistics. */
 void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,
-                         float *y, float *mean, float *inv_std, float *xhat, float *moving_mean, float *moving_var,
-                         float momentum);
+                         float *y, float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum);
 void cs_bn_forward_infer(size_t rows, int c, const float *x, const float *gamma, const float *beta,
                          const float *moving_mean, const float *moving_var, float eps, float *y);
-void cs_bn_backward_train(size_t rows, int c, const float *dy, const float *gamma, const float *inv_std,
-                          const float *xhat, float *dx, float *dgamma, float *dbeta);
+void cs_bn_backward_train(size_t rows, int c, const float *x, const float *dy, const float *gamma, const float *mean,
+                          const float *inv_std, float *dx, float *dgamma, float *dbeta);
 /* Backward through inference-mode batch norm (a fixed affine map), for Grad-CAM;
  * dgamma/dbeta may be NULL. */
 void cs_bn_backward_infer(size_t rows, int c, const float *x, const float *dy, const float *gamma,

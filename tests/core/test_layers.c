@@ -86,17 +86,39 @@ static void test_maxpool_hand(void)
 
 static void test_batchnorm_hand(void)
 {
-    float x[4] = {1, 2, 3, 4}, g[1] = {2}, b[1] = {0.5f}, y[4], mean[1], inv[1], xhat[4];
+    float x[4] = {1, 2, 3, 4}, g[1] = {2}, b[1] = {0.5f}, y[4], mean[1], inv[1];
     float mm[1] = {0}, mv[1] = {1};
-    cs_bn_forward_train(4, 1, x, g, b, 1e-3f, y, mean, inv, xhat, mm, mv, 0.99f);
+    cs_bn_forward_train(4, 1, x, g, b, 1e-3f, y, mean, inv, mm, mv, 0.99f);
     CHECK_NEAR(mean[0], 2.5, 1e-6, "batch mean");
-    CHECK_NEAR(xhat[0], -1.5 / sqrt(1.251), 1e-5, "xhat");
+    CHECK_NEAR(inv[0], 1 / sqrt(1.251), 1e-6, "inverse standard deviation (biased variance + eps)");
+    CHECK_NEAR(y[0], 2 * -1.5 / sqrt(1.251) + 0.5, 1e-5, "y");
     CHECK_NEAR(y[3], 2 * 1.5 / sqrt(1.251) + 0.5, 1e-5, "y");
     CHECK_NEAR(mm[0], 0.025, 1e-6, "moving mean");
     CHECK_NEAR(mv[0], 0.99 + 0.01 * (1.25 * 4 / 3), 1e-6, "moving variance (unbiased)");
     float mvi[1] = {3}, mmi[1] = {1}, xi[1] = {2}, yi[1];
     cs_bn_forward_infer(1, 1, xi, g, b, mmi, mvi, 1e-3f, yi);
     CHECK_NEAR(yi[0], 1.654508, 1e-5, "inference batch norm");
+}
+
+static void test_batchnorm_many_rows(void)
+{
+    /* 1000 rows over several blocks and workers, with a large mean and a small spread:
+     * the merged statistics must match a plain two-pass computation in double. */
+    enum { R = 1000, C = 3 };
+    float *x = malloc(sizeof(float) * R * C), *y = malloc(sizeof(float) * R * C);
+    float g[C] = {1, 1, 1}, b[C] = {0, 0, 0}, mean[C], inv[C];
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < C; k++) x[r * C + k] = 1000.0f * (k + 1) + 0.01f * (float)((r * 37 + k * 11) % 101);
+    cs_bn_forward_train(R, C, x, g, b, 1e-3f, y, mean, inv, NULL, NULL, 0.99f);
+    for (int k = 0; k < C; k++) {
+        double s = 0, q = 0;
+        for (int r = 0; r < R; r++) s += x[r * C + k];
+        s /= R;
+        for (int r = 0; r < R; r++) q += (x[r * C + k] - s) * (x[r * C + k] - s);
+        CHECK_NEAR(mean[k], s, 1e-3, "mean over blocks");
+        CHECK_NEAR(1 / ((double)inv[k] * inv[k]) - 1e-3, q / R, 1e-3 * q / R + 1e-6, "variance over blocks");
+    }
+    free(x), free(y);
 }
 
 static void test_softmax_xent_hand(void)
@@ -239,6 +261,7 @@ int main(void)
     RUN(test_conv_two_channels);
     RUN(test_maxpool_hand);
     RUN(test_batchnorm_hand);
+    RUN(test_batchnorm_many_rows);
     RUN(test_softmax_xent_hand);
     RUN(test_dropout_inverted);
     RUN(test_fmnist_summary);
