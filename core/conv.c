@@ -28,8 +28,10 @@ cs_conv_geom cs_conv_geometry(const cs_layer *l, int n)
 
 size_t cs_conv_chunk_rows(const cs_conv_geom *g, size_t col_floats)
 {
-    size_t kdim = (size_t)g->k * g->k * g->ic, rows = col_floats / kdim;
-    size_t total = (size_t)g->n * g->oh * g->ow;
+    size_t kdim = (size_t)g->k * g->k * g->ic, total = (size_t)g->n * g->oh * g->ow;
+    size_t rows = CS_COL_CHUNK_FLOATS / kdim;
+    if (rows < CS_COL_MIN_ROWS) rows = CS_COL_MIN_ROWS;
+    if (rows > col_floats / kdim) rows = col_floats / kdim;
     if (rows < 1) rows = 1;
     return rows < total ? rows : total;
 }

@@ -17,11 +17,6 @@
 #include "layers.h"
 #include "parallel.h"
 
-/* Bounded im2col scratch: 4.5 M floats (18 MB) holds a whole 128-image batch of the
- * Fashion-MNIST network (so training never chunks) while VGG16's 224x224 layers run
- * in chunks of several thousand rows, still large enough for sgemm to run at speed. */
-#define CS_COL_BUDGET_FLOATS ((size_t)4608 * 1024)
-
 static size_t out_floats(const cs_exec *e, int i) { return (size_t)e->max_batch * cs_shape_size(e->model->layers[i].out); }
 
 cs_exec *cs_exec_new(const cs_model *m, int max_batch)
@@ -43,7 +38,7 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
         if (!(e->act[i] = malloc(out_floats(e, i) * sizeof(float)))) goto fail;
         if (l->kind == CS_CONV2D) {
             cs_conv_geom g = cs_conv_geometry(l, max_batch);
-            size_t need = cs_conv_chunk_rows(&g, CS_COL_BUDGET_FLOATS) * g.k * g.k * g.ic;
+            size_t need = cs_conv_chunk_rows(&g, (size_t)-1) * g.k * g.k * g.ic;
             if (need > col) col = need;
         }
     }

@@ -33,8 +33,17 @@ typedef struct {
     size_t part_floats;
 } cs_scratch;
 
+/* im2col is written and read back in chunks of rows. A chunk of about 1 MB stays in
+ * the core's L2 cache between im2col writing it and sgemm reading it, which halves a
+ * training step against one im2col of the whole batch (that goes out to memory and
+ * back); it also bounds the memory of a pass however large the image (VGG16's first
+ * layers would need 115 MB each). Chunks keep at least CS_COL_MIN_ROWS rows so that
+ * sgemm does not repack a large kernel (VGG16's deep layers) for a handful of rows. */
+#define CS_COL_CHUNK_FLOATS ((size_t)256 * 1024)
+#define CS_COL_MIN_ROWS 512
+
 cs_conv_geom cs_conv_geometry(const cs_layer *l, int n);
-/* Rows of im2col that fit in a scratch of `col_floats` floats (at least 1). */
+/* Rows of one im2col chunk, at most what fits in `col_floats` floats (at least 1). */
 size_t cs_conv_chunk_rows(const cs_conv_geom *g, size_t col_floats);
 
 /* y = conv(x, w) + b; rows are processed in chunks that fit the scratch, spread

@@ -7,11 +7,16 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
+#if defined(__SSE__)
+#include <pmmintrin.h>
+#include <xmmintrin.h>
+#endif
 
 static pthread_mutex_t owner = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER, done = PTHREAD_COND_INITIALIZER;
 static int n_threads = 0, n_started = 1; /* the caller is worker 0 */
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 static long generation;
 static int pending;
 static struct {
@@ -29,9 +34,18 @@ static void range_of(int part, long *begin, long *end)
     *end = e * job.grain < job.n ? e * job.grain : job.n;
 }
 
+void cs_flush_denormals(void)
+{
+#if defined(__SSE__)
+    _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
+    _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+#endif
+}
+
 static void *worker_main(void *arg)
 {
     int me = (int)(long)arg;
+    cs_flush_denormals();
     long seen = 0;
     pthread_mutex_lock(&lock);
     for (;;) {
@@ -66,13 +80,21 @@ void cs_parallel_set_threads(int n)
     pthread_mutex_unlock(&owner);
 }
 
-int cs_parallel_threads(void)
+static void set_default_threads(void)
 {
     if (n_threads == 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         cs_parallel_set_threads(cores > 0 ? (int)cores : 1);
     }
-    return n_threads;
+}
+
+int cs_parallel_threads(void)
+{
+    pthread_once(&default_once, set_default_threads);
+    pthread_mutex_lock(&lock);
+    int n = n_threads;
+    pthread_mutex_unlock(&lock);
+    return n;
 }
 
 void cs_parallel_run(long n, long grain, int max_parts, cs_range_fn fn, void *ctx)

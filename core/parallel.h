@@ -25,4 +25,9 @@ int cs_parallel_threads(void);
  * boundaries fall on multiples of `grain`. */
 void cs_parallel_run(long n, long grain, int max_parts, cs_range_fn fn, void *ctx);
 
+/* Treat denormal floats as zero in the calling thread (the pool's workers always
+ * do): tiny gradients late in training otherwise fall into the slow microcode path
+ * of the FPU. Values below 1e-38 change nothing a float32 network can tell. */
+void cs_flush_denormals(void);
+
 #endif

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "exec.h"
+#include "parallel.h"
 #include "rng.h"
 
 void cs_train_config_default(cs_train_config *c)
@@ -92,6 +93,7 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
              cs_progress_fn progress, void *user, atomic_int *cancel, char *err, size_t errlen)
 {
     if (check_fit(m, train, err, errlen) != 0) return -1;
+    cs_flush_denormals();
     if (cfg->epochs < 1 || cfg->batch_size < 1 || !(cfg->learning_rate > 0)) {
         snprintf(err, errlen, "epochs, batch size and learning rate must be positive");
         return -1;

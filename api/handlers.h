@@ -1,0 +1,36 @@
+/*
+ * handlers.h - every route handler, grouped by the file that implements it.
+ * Each takes the request and writes exactly one reply (see http.h).
+ */
+#ifndef CS_API_HANDLERS_H
+#define CS_API_HANDLERS_H
+
+#include "http.h"
+
+/* system.c: front-end, contract, health, metrics */
+void cs_h_index(cs_req *req, cs_reply *rep);
+void cs_h_static(cs_req *req, cs_reply *rep);
+void cs_h_openapi(cs_req *req, cs_reply *rep);
+void cs_h_healthz(cs_req *req, cs_reply *rep);
+void cs_h_readyz(cs_req *req, cs_reply *rep);
+void cs_h_metrics(cs_req *req, cs_reply *rep);
+/* models.c */
+void cs_h_models_list(cs_req *req, cs_reply *rep);
+void cs_h_model_summary(cs_req *req, cs_reply *rep);
+/* predict.c */
+void cs_h_predict(cs_req *req, cs_reply *rep);
+/* visual.c */
+void cs_h_filters(cs_req *req, cs_reply *rep);
+void cs_h_feature_maps(cs_req *req, cs_reply *rep);
+/* gradcam.c */
+void cs_h_gradcam(cs_req *req, cs_reply *rep);
+/* jobs.c */
+void cs_h_train(cs_req *req, cs_reply *rep);
+void cs_h_jobs_list(cs_req *req, cs_reply *rep);
+void cs_h_job_status(cs_req *req, cs_reply *rep);
+void cs_h_job_cancel(cs_req *req, cs_reply *rep);
+/* datasets.c */
+void cs_h_dataset_info(cs_req *req, cs_reply *rep);
+void cs_h_dataset_image(cs_req *req, cs_reply *rep);
+
+#endif

@@ -1,0 +1,125 @@
+/*
+ * input.c - model lookup, image gathering and preprocessing shared by the image routes.
+ */
+#include "input.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "data.h"
+#include "params.h"
+#include "preprocess.h"
+#include "reply.h"
+
+cs_model_version *cs_model_or_reply(cs_req *req, cs_reply *rep, cs_served_model **served)
+{
+    const char *name = cs_req_param(req, "model");
+    cs_served_model *s = cs_registry_find(name);
+    if (!s) {
+        cs_reply_not_found(rep, "model", name);
+        return NULL;
+    }
+    char reason[512];
+    cs_model_version *v = cs_served_acquire(s, reason, sizeof reason);
+    if (!v) {
+        cs_reply_error(rep, 503, "model_unavailable", "model '%s' is unavailable: %s", name, reason);
+        cs_reply_header(rep, "Retry-After", "5");
+        return NULL;
+    }
+    if (served) *served = s;
+    return v;
+}
+
+void cs_input_free(cs_input_set *in)
+{
+    for (int i = 0; i < in->n; i++) cs_image_free(&in->img[i]);
+    in->n = 0;
+}
+
+int cs_images_or_reply(cs_req *req, cs_reply *rep, int max_images, cs_input_set *in)
+{
+    memset(in, 0, sizeof *in);
+    in->label = -1;
+    const char *sample = cs_req_query(req, "sample");
+    char err[400];
+    if (sample) {
+        if (req->n_files) {
+            cs_reply_error(rep, 400, "bad_request", "send either an image or ?sample=, not both");
+            return 0;
+        }
+        int st = cs_data_sample(sample, &in->img[0], &in->label, err, sizeof err);
+        if (st) {
+            cs_reply_error(rep, st, st == 400 ? "bad_parameter" : st == 503 ? "data_unavailable" : "internal", "%s",
+                           err);
+            return 0;
+        }
+        in->n = 1;
+        in->sample = sample;
+        return 1;
+    }
+    if (req->n_files == 0) {
+        cs_reply_error(rep, 400, "no_image",
+                       "no image: send it as the body (Content-Type image/png or image/jpeg), as the "
+                       "multipart field 'image', or pick one with ?sample=test:18");
+        return 0;
+    }
+    if (req->n_files > max_images) {
+        cs_reply_error(rep, 400, "too_many_images", "this call takes at most %d image%s, got %d", max_images,
+                       max_images == 1 ? "" : "s", req->n_files);
+        return 0;
+    }
+    double t0 = cs_now();
+    for (int i = 0; i < req->n_files; i++) {
+        const cs_upload_file *f = &req->files[i];
+        int rc = cs_image_decode(f->data, f->len, (size_t)cs_api.max_pixels, &in->img[i], err, sizeof err);
+        if (rc != CS_IMG_OK) {
+            char which[160] = "";
+            if (req->n_files > 1 || f->filename[0])
+                cs_fmt(which, sizeof which, " (image %d%s%.100s)", i + 1, f->filename[0] ? ", " : "", f->filename);
+            int status = rc == CS_IMG_NOT_IMAGE ? 415 : rc == CS_IMG_NOMEM ? 500 : 422;
+            const char *code = rc == CS_IMG_NOT_IMAGE  ? "unsupported_media_type"
+                               : rc == CS_IMG_TOO_LARGE ? "image_too_large"
+                               : rc == CS_IMG_CORRUPT   ? "corrupt_image"
+                                                        : "internal";
+            if (rc == CS_IMG_NOT_IMAGE)
+                cs_reply_error(rep, status, code, "not a PNG or JPEG image%s: %s", which, err);
+            else
+                cs_reply_error(rep, status, code, "cannot decode the image%s: %s", which, err);
+            cs_input_free(in);
+            cs_req_stage_add(req, CS_STAGE_DECODE, t0);
+            return 0;
+        }
+        in->n = i + 1;
+    }
+    cs_req_stage_add(req, CS_STAGE_DECODE, t0);
+    return 1;
+}
+
+float *cs_tensor_or_reply(cs_req *req, cs_reply *rep, const cs_model *m, const cs_image *img)
+{
+    double t0 = cs_now();
+    float *x = malloc(cs_shape_size(m->input) * sizeof(float));
+    char err[300];
+    if (!x) {
+        cs_reply_internal(rep, "out of memory");
+        return NULL;
+    }
+    if (cs_preprocess_image(m->arch, img, m->input.h, m->input.w, x, err, sizeof err) != 0) {
+        free(x);
+        cs_reply_error(rep, 422, "bad_image", "cannot prepare the image for %s: %s", m->arch, err);
+        return NULL;
+    }
+    cs_req_stage_add(req, CS_STAGE_DECODE, t0);
+    return x;
+}
+
+int cs_layer_or_reply(const cs_req *req, cs_reply *rep, const cs_model *m, const char *name)
+{
+    (void)req;
+    int i = cs_model_find_layer(m, name);
+    long idx;
+    if (i < 0 && cs_parse_long(name, &idx) && idx >= 0 && idx < m->n_layers) i = (int)idx;
+    if (i < 0) cs_reply_error(rep, 404, "not_found", "model '%s' has no layer named '%.64s'", m->arch, name);
+    return i;
+}

@@ -1,0 +1,494 @@
+/*
+ * jobs.c - training jobs: POST /v1/models/{model}/train starts one, GET reports it,
+ * DELETE cancels it.
+ *
+ * DESIGN
+ * A job is created `queued`, its own thread moves it to `running`, and it ends
+ * `succeeded`, `failed` or `cancelled`. One job per model at a time (the registry's
+ * training flag; a second gets 409). The thread trains a private model (fresh weights,
+ * or a clone of the served version with "from": "current"), so requests keep using
+ * the served version throughout; on success the model is saved atomically and
+ * published as the next version. Cancellation is an atomic flag that cs_train polls
+ * between batches; a cancelled or failed job publishes nothing.
+ *
+ * Who touches what: g_lock guards the job list and every field the status reports;
+ * the job thread writes progress under it (from cs_train's callback), handlers read
+ * under it. Finished jobs beyond cs_api.max_jobs_kept are forgotten, oldest first.
+ */
+#include "jobs.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "data.h"
+#include "handlers.h"
+#include "registry.h"
+#include "reply.h"
+#include "train.h"
+
+typedef struct cs_job {
+    char id[24];
+    char model[32];
+    cs_served_model *served;
+    cs_train_config cfg;
+    int from_current;
+    cs_job_state state;
+    int epoch, epochs, batch, batches;
+    double loss, accuracy;
+    double t_start, t_end; /* monotonic; 0 until started / ended */
+    char created_at[32];
+    int n_history;
+    cs_epoch_record *history;
+    double test_accuracy;
+    int version;
+    char error[400];
+    atomic_int cancel;
+    pthread_t thread;
+    int has_thread;
+} cs_job;
+
+#define MAX_JOBS 1024
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static cs_job *g_jobs[MAX_JOBS];
+static int g_n_jobs;
+static unsigned g_next_id = 1;
+static int g_stopping; /* set at shutdown: no new jobs */
+
+static const char *const k_state_names[CS_JOB_STATES] = {"queued", "running", "succeeded", "failed",
+                                                         "cancelled"};
+
+const char *cs_job_state_name(int state)
+{
+    return state >= 0 && state < CS_JOB_STATES ? k_state_names[state] : "unknown";
+}
+
+static int job_finished(const cs_job *j)
+{
+    return j->state >= CS_JOB_SUCCEEDED;
+}
+
+void cs_jobs_count(int counts[CS_JOB_STATES])
+{
+    memset(counts, 0, sizeof(int) * CS_JOB_STATES);
+    pthread_mutex_lock(&g_lock);
+    for (int i = 0; i < g_n_jobs; i++) counts[g_jobs[i]->state]++;
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* The job as DESIGN §3 shows it. Call with g_lock held. */
+static json_t *job_json(const cs_job *j)
+{
+    double now = cs_now();
+    double elapsed = j->t_start > 0 ? (j->t_end > 0 ? j->t_end : now) - j->t_start : 0;
+    double total = (double)j->epochs * (j->batches > 0 ? j->batches : 1);
+    double done = j->epoch > 0 ? (double)(j->epoch - 1) * j->batches + j->batch : 0;
+    double progress = j->state == CS_JOB_SUCCEEDED ? 1.0 : (total > 0 ? done / total : 0);
+    if (progress > 1) progress = 1;
+    json_t *eta = json_null();
+    if (j->state == CS_JOB_RUNNING && progress > 0.001) eta = json_real(elapsed / progress * (1 - progress));
+    else if (job_finished(j)) eta = json_real(0);
+    json_t *history = json_array();
+    for (int i = 0; i < j->n_history; i++) {
+        const cs_epoch_record *r = &j->history[i];
+        json_array_append_new(history,
+                              json_pack("{s:i,s:f,s:f,s:o,s:f}", "epoch", r->epoch, "loss", (double)r->loss,
+                                        "accuracy", (double)r->accuracy, "test_accuracy",
+                                        r->test_accuracy >= 0 ? json_real(r->test_accuracy) : json_null(),
+                                        "seconds", r->seconds));
+    }
+    json_t *result = json_null();
+    if (j->state == CS_JOB_SUCCEEDED)
+        result = json_pack("{s:o,s:i}", "test_accuracy",
+                           j->test_accuracy >= 0 ? json_real(j->test_accuracy) : json_null(), "version",
+                           j->version);
+    json_t *doc = json_pack(
+        "{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:f,s:f,s:o,s:o,s:o,s:s,s:{s:i,s:i,s:f,s:I,s:i,s:i,s:s}}", "id", j->id,
+        "model", j->model, "state", k_state_names[j->state], "epoch", j->epoch, "epochs", j->epochs, "batch",
+        j->batch, "batches", j->batches, "progress", progress, "elapsed_s", elapsed, "eta_s", eta, "history",
+        history, "result", result, "created_at", j->created_at, "params", "epochs", j->cfg.epochs, "batch_size",
+        j->cfg.batch_size, "learning_rate", (double)j->cfg.learning_rate, "seed", (json_int_t)j->cfg.seed,
+        "train_limit", j->cfg.train_limit, "test_limit", j->cfg.test_limit, "from",
+        j->from_current ? "current" : "scratch");
+    if (j->state == CS_JOB_RUNNING) {
+        json_object_set_new(doc, "loss", json_real(j->loss));
+        json_object_set_new(doc, "accuracy", json_real(j->accuracy));
+    }
+    if (j->error[0]) json_object_set_new(doc, "error", json_string(j->error));
+    return doc;
+}
+
+static void on_progress(const cs_progress *p, const cs_epoch_record *finished, void *user)
+{
+    cs_job *j = user;
+    pthread_mutex_lock(&g_lock);
+    j->epoch = p->epoch;
+    j->epochs = p->epochs;
+    j->batch = p->batch;
+    j->batches = p->batches;
+    j->loss = p->loss;
+    j->accuracy = p->accuracy;
+    if (finished) {
+        cs_epoch_record *h = realloc(j->history, sizeof *h * (size_t)(j->n_history + 1));
+        if (h) {
+            j->history = h;
+            h[j->n_history++] = *finished;
+        }
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void finish(cs_job *j, cs_job_state st, const char *error)
+{
+    /* Free the model first: whoever sees the job ended may start the next one. */
+    cs_served_set_training(j->served, 0);
+    pthread_mutex_lock(&g_lock);
+    j->state = st;
+    j->t_end = cs_now();
+    if (error) cs_fmt(j->error, sizeof j->error, "%s", error);
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void *job_thread(void *arg)
+{
+    cs_job *j = arg;
+    char err[400];
+    pthread_mutex_lock(&g_lock);
+    j->state = CS_JOB_RUNNING;
+    j->t_start = cs_now();
+    pthread_mutex_unlock(&g_lock);
+
+    const cs_dataset *train = cs_data_get("train", err, sizeof err);
+    const cs_dataset *test = train ? cs_data_get("test", err, sizeof err) : NULL;
+    if (!test) {
+        finish(j, CS_JOB_FAILED, err);
+        return NULL;
+    }
+    cs_model *m = NULL;
+    if (j->from_current) {
+        cs_model_version *v = cs_served_acquire(j->served, err, sizeof err);
+        if (v) {
+            m = cs_model_clone(v->model);
+            cs_version_release(v);
+        }
+        j->cfg.init_weights = 0;
+    } else {
+        m = cs_model_build_fmnist();
+        j->cfg.init_weights = 1;
+    }
+    if (!m) {
+        finish(j, CS_JOB_FAILED, j->from_current ? err : "out of memory");
+        return NULL;
+    }
+    int rc = cs_train(m, train, test, &j->cfg, on_progress, j, &j->cancel, err, sizeof err);
+    if (rc == 1) {
+        cs_model_free(m);
+        finish(j, CS_JOB_CANCELLED, NULL);
+        return NULL;
+    }
+    if (rc != 0) {
+        cs_model_free(m);
+        finish(j, CS_JOB_FAILED, err);
+        return NULL;
+    }
+    double acc = m->meta.test_accuracy;
+    if (cs_served_publish(j->served, m, err, sizeof err) != 0) {
+        cs_model_free(m);
+        finish(j, CS_JOB_FAILED, err);
+        return NULL;
+    }
+    char reason[8];
+    int version, training;
+    cs_served_state(j->served, reason, sizeof reason, &version, &training);
+    pthread_mutex_lock(&g_lock);
+    j->test_accuracy = acc;
+    j->version = version;
+    pthread_mutex_unlock(&g_lock);
+    finish(j, CS_JOB_SUCCEEDED, NULL);
+    return NULL;
+}
+
+static void job_free(cs_job *j)
+{
+    free(j->history);
+    free(j);
+}
+
+/* Drops the oldest finished jobs past the limit. Call with g_lock held; their threads
+ * are joined here (they have returned, as the job is finished). */
+static void forget_old(void)
+{
+    int limit = cs_api.max_jobs_kept > 0 ? cs_api.max_jobs_kept : 32;
+    int finished = 0;
+    for (int i = 0; i < g_n_jobs; i++) finished += job_finished(g_jobs[i]);
+    for (int i = 0; i < g_n_jobs && finished > limit;) {
+        cs_job *j = g_jobs[i];
+        if (!job_finished(j)) {
+            i++;
+            continue;
+        }
+        if (j->has_thread) pthread_join(j->thread, NULL);
+        job_free(j);
+        memmove(&g_jobs[i], &g_jobs[i + 1], sizeof g_jobs[0] * (size_t)(g_n_jobs - i - 1));
+        g_n_jobs--;
+        finished--;
+    }
+}
+
+/* Reads an optional number field into *out within [min, max]. 0 after a 400 reply. */
+static int json_field(json_t *body, const char *key, double min, double max, int integer, double *out,
+                      cs_reply *rep)
+{
+    json_t *v = json_object_get(body, key);
+    if (!v) return 1;
+    if (!json_is_number(v) || (integer && !json_is_integer(v))) {
+        cs_reply_error(rep, 400, "bad_parameter", "%s must be %s", key, integer ? "an integer" : "a number");
+        return 0;
+    }
+    double x = json_number_value(v);
+    if (x < min || x > max) {
+        cs_reply_error(rep, 400, "bad_parameter", "%s must be from %g to %g, got %g", key, min, max, x);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+/* POST /v1/models/{model}/train  application/json {epochs, batch_size, learning_rate, seed,
+ * train_limit, test_limit, from}  -> 202 + Location /v1/jobs/{id} */
+void cs_h_train(cs_req *req, cs_reply *rep)
+{
+    const char *name = cs_req_param(req, "model");
+    cs_served_model *s = cs_registry_find(name);
+    if (!s) {
+        cs_reply_not_found(rep, "model", name);
+        return;
+    }
+    if (!s->trainable) {
+        cs_reply_error(rep, 400, "not_trainable", "model '%s' cannot be trained by this service", name);
+        return;
+    }
+    json_t *body;
+    if (req->body_len == 0) {
+        body = json_object();
+    } else {
+        json_error_t jerr;
+        body = json_loadb((const char *)req->body, req->body_len, 0, &jerr);
+        if (!body) {
+            cs_reply_error(rep, 400, "bad_json", "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
+                           jerr.text);
+            return;
+        }
+        if (!json_is_object(body)) {
+            json_decref(body);
+            cs_reply_error(rep, 400, "bad_json", "the body must be a JSON object");
+            return;
+        }
+    }
+    static const char *const known[] = {"epochs", "batch_size", "learning_rate", "seed", "train_limit",
+                                        "test_limit", "from", NULL};
+    const char *key;
+    json_t *val;
+    json_object_foreach(body, key, val) {
+        int ok = 0;
+        for (int i = 0; known[i]; i++) ok |= !strcmp(key, known[i]);
+        if (!ok) {
+            cs_reply_error(rep, 400, "bad_parameter", "unknown field '%.64s' (known: epochs, batch_size, "
+                           "learning_rate, seed, train_limit, test_limit, from)", key);
+            json_decref(body);
+            return;
+        }
+    }
+    cs_train_config cfg;
+    cs_train_config_default(&cfg);
+    double epochs = cfg.epochs, batch = cfg.batch_size, lr = cfg.learning_rate, seed = 1, tl = 0, vl = 0;
+    int ok = json_field(body, "epochs", 1, 1000, 1, &epochs, rep) &&
+             json_field(body, "batch_size", 1, 60000, 1, &batch, rep) &&
+             json_field(body, "learning_rate", 1e-7, 10, 0, &lr, rep) &&
+             json_field(body, "seed", 0, 9007199254740991.0, 1, &seed, rep) &&
+             json_field(body, "train_limit", 0, 60000, 1, &tl, rep) &&
+             json_field(body, "test_limit", 0, 10000, 1, &vl, rep);
+    int from_current = 0;
+    json_t *from = json_object_get(body, "from");
+    if (ok && from) {
+        const char *f = json_string_value(from);
+        if (!f || (strcmp(f, "scratch") && strcmp(f, "current"))) {
+            cs_reply_error(rep, 400, "bad_parameter", "from must be \"scratch\" or \"current\"");
+            ok = 0;
+        } else {
+            from_current = !strcmp(f, "current");
+        }
+    }
+    json_decref(body);
+    if (!ok) return;
+    if (lr <= 0) {
+        cs_reply_error(rep, 400, "bad_parameter", "learning_rate must be positive");
+        return;
+    }
+    cfg.epochs = (int)epochs;
+    cfg.batch_size = (int)batch;
+    cfg.learning_rate = (float)lr;
+    cfg.seed = (uint64_t)seed;
+    cfg.train_limit = (int)tl;
+    cfg.test_limit = (int)vl;
+
+    char err[400];
+    if (!cs_data_get("train", err, sizeof err) || !cs_data_get("test", err, sizeof err)) {
+        cs_reply_error(rep, 503, "data_unavailable", "%s", err);
+        return;
+    }
+    if (from_current) {
+        cs_model_version *v = cs_served_acquire(s, err, sizeof err);
+        if (!v) {
+            cs_reply_error(rep, 409, "no_current_model", "from \"current\" needs a served model: %s", err);
+            return;
+        }
+        cs_version_release(v);
+    }
+    if (cs_served_set_training(s, 1) != 0) {
+        cs_reply_error(rep, 409, "job_running", "a training job for '%s' is already queued or running", name);
+        return;
+    }
+    cs_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        cs_served_set_training(s, 0);
+        cs_reply_internal(rep, "out of memory");
+        return;
+    }
+    j->served = s;
+    j->cfg = cfg;
+    j->from_current = from_current;
+    j->epochs = cfg.epochs;
+    j->test_accuracy = -1;
+    cs_fmt(j->model, sizeof j->model, "%s", name);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(j->created_at, sizeof j->created_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    atomic_init(&j->cancel, 0);
+
+    pthread_mutex_lock(&g_lock);
+    if (g_stopping) {
+        pthread_mutex_unlock(&g_lock);
+        free(j);
+        cs_served_set_training(s, 0);
+        cs_reply_error(rep, 503, "shutting_down", "the service is shutting down");
+        return;
+    }
+    forget_old();
+    if (g_n_jobs >= MAX_JOBS) {
+        pthread_mutex_unlock(&g_lock);
+        free(j);
+        cs_served_set_training(s, 0);
+        cs_reply_error(rep, 429, "too_many_jobs", "too many jobs are kept; try again later");
+        return;
+    }
+    /* Ids are short and unique in this process; the suffix tells apart ids of
+     * different runs of the service. */
+    cs_fmt(j->id, sizeof j->id, "j%u-%04x", g_next_id++, (unsigned)((uint64_t)cs_now() * 1000003u) & 0xffffu);
+    g_jobs[g_n_jobs++] = j;
+    if (pthread_create(&j->thread, NULL, job_thread, j) != 0) {
+        j->state = CS_JOB_FAILED;
+        cs_fmt(j->error, sizeof j->error, "cannot start the training thread");
+        pthread_mutex_unlock(&g_lock);
+        cs_served_set_training(s, 0);
+        cs_reply_internal(rep, "cannot start the training thread");
+        return;
+    }
+    j->has_thread = 1;
+    json_t *doc = job_json(j);
+    pthread_mutex_unlock(&g_lock);
+    char loc[64];
+    cs_fmt(loc, sizeof loc, "/v1/jobs/%s", j->id);
+    cs_reply_json(rep, 202, doc);
+    cs_reply_header(rep, "Location", loc);
+}
+
+static cs_job *find_job(const char *id)
+{
+    for (int i = 0; i < g_n_jobs; i++)
+        if (!strcmp(g_jobs[i]->id, id)) return g_jobs[i];
+    return NULL;
+}
+
+/* GET /v1/jobs */
+void cs_h_jobs_list(cs_req *req, cs_reply *rep)
+{
+    (void)req;
+    json_t *arr = json_array();
+    pthread_mutex_lock(&g_lock);
+    for (int i = g_n_jobs - 1; i >= 0; i--) json_array_append_new(arr, job_json(g_jobs[i]));
+    pthread_mutex_unlock(&g_lock);
+    cs_reply_json(rep, 200, json_pack("{s:o}", "jobs", arr));
+}
+
+/* GET /v1/jobs/{id} */
+void cs_h_job_status(cs_req *req, cs_reply *rep)
+{
+    const char *id = cs_req_param(req, "id");
+    pthread_mutex_lock(&g_lock);
+    cs_job *j = find_job(id);
+    json_t *doc = j ? job_json(j) : NULL;
+    pthread_mutex_unlock(&g_lock);
+    if (!doc) {
+        cs_reply_not_found(rep, "job", id);
+        return;
+    }
+    cs_reply_json(rep, 200, doc);
+}
+
+/* DELETE /v1/jobs/{id}  -> 202 while the job stops; 409 when it already ended */
+void cs_h_job_cancel(cs_req *req, cs_reply *rep)
+{
+    const char *id = cs_req_param(req, "id");
+    pthread_mutex_lock(&g_lock);
+    cs_job *j = find_job(id);
+    if (!j) {
+        pthread_mutex_unlock(&g_lock);
+        cs_reply_not_found(rep, "job", id);
+        return;
+    }
+    if (job_finished(j)) {
+        char state[16];
+        cs_fmt(state, sizeof state, "%s", k_state_names[j->state]);
+        pthread_mutex_unlock(&g_lock);
+        cs_reply_error(rep, 409, "job_finished", "job %s already %s", id, state);
+        return;
+    }
+    atomic_store(&j->cancel, 1);
+    json_t *doc = job_json(j);
+    json_object_set_new(doc, "cancel_requested", json_true());
+    pthread_mutex_unlock(&g_lock);
+    cs_reply_json(rep, 202, doc);
+}
+
+void cs_jobs_stop(void)
+{
+    pthread_mutex_lock(&g_lock);
+    g_stopping = 1;
+    for (int i = 0; i < g_n_jobs; i++) atomic_store(&g_jobs[i]->cancel, 1);
+    pthread_mutex_unlock(&g_lock);
+    /* Join without the lock: the threads take it to report progress. */
+    for (;;) {
+        pthread_t t;
+        int found = 0;
+        pthread_mutex_lock(&g_lock);
+        for (int i = 0; i < g_n_jobs && !found; i++)
+            if (g_jobs[i]->has_thread) {
+                t = g_jobs[i]->thread;
+                g_jobs[i]->has_thread = 0;
+                found = 1;
+            }
+        pthread_mutex_unlock(&g_lock);
+        if (!found) break;
+        pthread_join(t, NULL);
+    }
+    pthread_mutex_lock(&g_lock);
+    for (int i = 0; i < g_n_jobs; i++) job_free(g_jobs[i]);
+    g_n_jobs = 0;
+    pthread_mutex_unlock(&g_lock);
+}

@@ -1,0 +1,117 @@
+/*
+ * models.c - the served models: the list with their status, and each one's summary in
+ * the manner of Keras' model.summary().
+ */
+#include <string.h>
+
+#include "handlers.h"
+#include "input.h"
+#include "registry.h"
+#include "reply.h"
+
+static json_t *shape_json(cs_shape s, int flat)
+{
+    /* Keras writes the batch dimension as None. */
+    if (flat) return json_pack("[n,i]", s.h * s.w * s.c);
+    return json_pack("[n,i,i,i]", s.h, s.w, s.c);
+}
+
+/* Dense layers and what follows them are one-dimensional in Keras. */
+static int is_flat(const cs_layer *l)
+{
+    return l->out.h == 1 && l->out.w == 1 && l->kind != CS_CONV2D && l->kind != CS_MAXPOOL;
+}
+
+static json_t *classes_json(const cs_model *m)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < m->n_classes; i++) json_array_append_new(a, json_string(m->class_names[i]));
+    return a;
+}
+
+static json_t *gradcam_layer_json(const cs_model *m)
+{
+    int i = cs_model_last_conv_activation(m);
+    return i >= 0 ? json_string(m->layers[i].name) : json_null();
+}
+
+/* GET /v1/models */
+void cs_h_models_list(cs_req *req, cs_reply *rep)
+{
+    (void)req;
+    json_t *list = json_array();
+    for (int i = 0; i < cs_registry_count(); i++) {
+        cs_served_model *s = cs_registry_at(i);
+        char reason[512];
+        int version, training;
+        cs_model_state st = cs_served_state(s, reason, sizeof reason, &version, &training);
+        json_t *o = json_pack("{s:s,s:s,s:b}", "name", s->name, "status", cs_model_state_word(st, training),
+                              "trainable", s->trainable);
+        if (reason[0]) json_object_set_new(o, "reason", json_string(reason));
+        cs_model_version *v = cs_served_acquire(s, reason, sizeof reason);
+        if (v) {
+            const cs_model *m = v->model;
+            json_object_set_new(o, "version", json_integer(v->version));
+            json_object_set_new(o, "input_shape", json_pack("[i,i,i]", m->input.h, m->input.w, m->input.c));
+            json_object_set_new(o, "n_classes", json_integer(m->n_classes));
+            json_object_set_new(o, "classes", classes_json(m));
+            json_object_set_new(o, "params", json_integer((json_int_t)cs_model_param_count(m)));
+            json_object_set_new(o, "test_accuracy",
+                                m->meta.test_accuracy >= 0 ? json_real(m->meta.test_accuracy) : json_null());
+            json_object_set_new(o, "gradcam_layer", gradcam_layer_json(m));
+            cs_version_release(v);
+        } else {
+            json_object_set_new(o, "version", json_null());
+        }
+        json_array_append_new(list, o);
+    }
+    cs_reply_json(rep, 200, json_pack("{s:o}", "models", list));
+}
+
+/* GET /v1/models/{model}  layers (name, type, output shape, params), totals, accuracy, history */
+void cs_h_model_summary(cs_req *req, cs_reply *rep)
+{
+    cs_served_model *s;
+    cs_model_version *v = cs_model_or_reply(req, rep, &s);
+    if (!v) return;
+    const cs_model *m = v->model;
+    json_t *layers = json_array();
+    size_t trainable = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const cs_layer *l = &m->layers[i];
+        size_t p = cs_layer_param_count(l);
+        trainable += cs_layer_trainable_count(l);
+        json_t *o = json_pack("{s:i,s:s,s:s,s:o,s:I,s:b}", "index", i, "name", l->name, "type",
+                              cs_layer_kind_name(l->kind), "output_shape", shape_json(l->out, is_flat(l)), "params",
+                              (json_int_t)p, "spatial", l->out.h > 1 && l->out.w > 1);
+        if (l->kind == CS_CONV2D)
+            json_object_set_new(o, "filters", json_pack("{s:i,s:i,s:i}", "count", l->cfg.filters, "size",
+                                                       l->cfg.kernel, "channels", l->in.c));
+        json_array_append_new(layers, o);
+    }
+    json_t *history = json_array();
+    for (int i = 0; i < m->meta.n_history; i++) {
+        const cs_epoch_record *r = &m->meta.history[i];
+        json_array_append_new(history, json_pack("{s:i,s:f,s:f,s:o,s:f}", "epoch", r->epoch, "loss", (double)r->loss,
+                                                 "accuracy", (double)r->accuracy, "test_accuracy",
+                                                 r->test_accuracy >= 0 ? json_real(r->test_accuracy) : json_null(),
+                                                 "seconds", r->seconds));
+    }
+    size_t total = cs_model_param_count(m);
+    json_t *doc = json_pack("{s:s,s:s,s:i,s:[i,i,i],s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:i}", "name", s->name, "arch",
+                            m->arch, "version", v->version, "input_shape", m->input.h, m->input.w, m->input.c,
+                            "layers", layers, "total_params", (json_int_t)total, "trainable_params",
+                            (json_int_t)trainable, "non_trainable_params", (json_int_t)(total - trainable),
+                            "test_accuracy", m->meta.test_accuracy >= 0 ? json_real(m->meta.test_accuracy) : json_null(),
+                            "trained_at", m->meta.trained_at[0] ? json_string(m->meta.trained_at) : json_null(),
+                            "history", history, "gradcam_layer", gradcam_layer_json(m),
+                            "n_classes", m->n_classes);
+    if (m->meta.epochs > 0)
+        json_object_set_new(doc, "training", json_pack("{s:i,s:i,s:i,s:f,s:I}", "epochs", m->meta.epochs, "batch_size",
+                                                      m->meta.batch_size, "train_images", m->meta.train_images,
+                                                      "learning_rate", (double)m->meta.learning_rate, "seed",
+                                                      (json_int_t)m->meta.seed));
+    json_object_set_new(doc, "classes", classes_json(m));
+    cs_version_release(v);
+    cs_reply_json(rep, 200, doc);
+}

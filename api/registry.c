@@ -1,0 +1,319 @@
+/*
+ * registry.c - served models, their versions, reference counts and exec pools.
+ *
+ * Locking: each served model's `lock` guards its state, reason, training flag and the
+ * `current` pointer. Taking a reference is "lock, refs++, unlock", so a version cannot
+ * be freed between reading `current` and counting the reference. Versions own their
+ * model and their pooled execs, which die with them.
+ *
+ * VGG16's half-gigabyte weights load on a background thread so the service answers
+ * (and says "loading") at once; the file is looked for at the configured path, then in
+ * the models folder, then where Keras keeps it (~/.keras/models/).
+ */
+#include "registry.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "http.h"
+#include "model_file.h"
+#include "vgg16.h"
+
+enum { REG_FMNIST, REG_VGG16, REG_COUNT };
+
+static cs_served_model g_models[REG_COUNT];
+static char g_class_index[1024];
+static pthread_t g_vgg_thread;
+static int g_vgg_thread_started;
+static atomic_int g_next_version = 1;
+static int g_max_running;
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return p && *p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static cs_model_version *version_new(cs_model *m)
+{
+    cs_model_version *v = calloc(1, sizeof *v);
+    if (!v) return NULL;
+    atomic_init(&v->refs, 1); /* the registry's own reference */
+    v->model = m;
+    v->version = atomic_fetch_add(&g_next_version, 1);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    const unsigned char *p = (const unsigned char *)m->param_block;
+    size_t left = m->n_param_floats * sizeof(float);
+    while (left) { /* crc32 takes a uInt length */
+        uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
+        crc = crc32(crc, p, n);
+        p += n;
+        left -= n;
+    }
+    v->crc = (uint32_t)crc;
+    pthread_mutex_init(&v->pool_lock, NULL);
+    pthread_cond_init(&v->pool_free, NULL);
+    return v;
+}
+
+static void version_free(cs_model_version *v)
+{
+    for (int i = 0; i < v->n_pool; i++) cs_exec_free(v->pool[i]);
+    pthread_mutex_destroy(&v->pool_lock);
+    pthread_cond_destroy(&v->pool_free);
+    cs_model_free(v->model);
+    free(v);
+}
+
+void cs_version_release(cs_model_version *v)
+{
+    if (v && atomic_fetch_sub(&v->refs, 1) == 1) version_free(v);
+}
+
+/* Gives a lent slot back, keeping e for the next request when there is room. */
+static void exec_return(cs_model_version *v, cs_exec *e)
+{
+    pthread_mutex_lock(&v->pool_lock);
+    if (e && v->n_pool < CS_EXEC_POOL) {
+        v->pool[v->n_pool++] = e;
+        e = NULL;
+    }
+    v->n_out--;
+    pthread_cond_signal(&v->pool_free);
+    pthread_mutex_unlock(&v->pool_lock);
+    cs_exec_free(e);
+}
+
+cs_exec *cs_version_exec_get(cs_model_version *v)
+{
+    cs_exec *e = NULL;
+    pthread_mutex_lock(&v->pool_lock);
+    while (g_max_running > 0 && v->n_out >= g_max_running) pthread_cond_wait(&v->pool_free, &v->pool_lock);
+    if (v->n_pool) e = v->pool[--v->n_pool];
+    v->n_out++;
+    pthread_mutex_unlock(&v->pool_lock);
+    if (!e) e = cs_exec_new(v->model, 1);
+    if (!e) exec_return(v, NULL);
+    return e;
+}
+
+void cs_version_exec_put(cs_model_version *v, cs_exec *e)
+{
+    if (e) exec_return(v, e); /* NULL: nothing was lent (the handler stopped early) */
+}
+
+static void set_state(cs_served_model *s, cs_model_state st, cs_model_version *v, const char *reason)
+{
+    pthread_mutex_lock(&s->lock);
+    cs_model_version *old = NULL;
+    if (v) {
+        old = s->current;
+        s->current = v;
+    }
+    s->state = st;
+    cs_fmt(s->reason, sizeof s->reason, "%s", reason ? reason : "");
+    pthread_mutex_unlock(&s->lock);
+    cs_version_release(old);
+}
+
+static void load_fmnist(cs_served_model *s)
+{
+    char err[400];
+    if (!file_exists(s->path)) {
+        char why[600];
+        cs_fmt(why, sizeof why,
+                 "no model file at %s: train one with POST /v1/models/fmnist/train or "
+                 "'convscope train --out %s'",
+                 s->path, s->path);
+        set_state(s, CS_MODEL_UNAVAILABLE, NULL, why);
+        return;
+    }
+    cs_model *m = cs_model_load(s->path, err, sizeof err);
+    cs_model_version *v = m ? version_new(m) : NULL;
+    if (!v) {
+        char why[600];
+        cs_fmt(why, sizeof why, "cannot load %s: %s", s->path, m ? "out of memory" : err);
+        cs_model_free(m);
+        set_state(s, CS_MODEL_UNAVAILABLE, NULL, why);
+        return;
+    }
+    set_state(s, CS_MODEL_READY, v, "");
+}
+
+static void *load_vgg16(void *arg)
+{
+    cs_served_model *s = arg;
+    char err[400], why[600];
+    cs_model *m = cs_vgg16_load(s->path, g_class_index, err, sizeof err);
+    cs_model_version *v = m ? version_new(m) : NULL;
+    if (!v) {
+        cs_fmt(why, sizeof why, "cannot load VGG16 weights from %s: %s", s->path,
+                 m ? "out of memory" : err);
+        cs_model_free(m);
+        set_state(s, CS_MODEL_UNAVAILABLE, NULL, why);
+        return NULL;
+    }
+    set_state(s, CS_MODEL_READY, v, "");
+    return NULL;
+}
+
+/* Where the weights are: explicit path, the models folder, then Keras' own folder. */
+static void find_vgg16(const cs_registry_config *cfg, cs_served_model *s)
+{
+    if (cfg->vgg16_weights && *cfg->vgg16_weights) {
+        cs_fmt(s->path, sizeof s->path, "%s", cfg->vgg16_weights);
+        if (!file_exists(s->path)) {
+            char why[1200];
+            cs_fmt(why, sizeof why, "VGG16 weights not found at %s (--vgg16-weights)", s->path);
+            set_state(s, CS_MODEL_UNAVAILABLE, NULL, why);
+            s->path[0] = 0;
+        }
+        return;
+    }
+    char cand[2][1024];
+    const char *home = getenv("HOME");
+    cs_fmt(cand[0], sizeof cand[0], "%s/%s", cfg->models_dir, CS_VGG16_WEIGHTS_FILE);
+    cs_fmt(cand[1], sizeof cand[1], "%s/.keras/models/%s", home ? home : "", CS_VGG16_WEIGHTS_FILE);
+    for (int i = 0; i < 2; i++) {
+        if ((i == 1 && !home) || !file_exists(cand[i])) continue;
+        cs_fmt(s->path, sizeof s->path, "%s", cand[i]);
+        return;
+    }
+    char why[2600];
+    cs_fmt(why, sizeof why,
+             "VGG16 weights (%s, about 528 MiB) not found in %s, nor in ~/.keras/models; "
+             "copy the Keras file there or pass --vgg16-weights FILE",
+             CS_VGG16_WEIGHTS_FILE, cfg->models_dir);
+    set_state(s, CS_MODEL_UNAVAILABLE, NULL, why);
+    s->path[0] = 0;
+}
+
+static void find_class_index(const cs_registry_config *cfg)
+{
+    if (cfg->class_index && *cfg->class_index) {
+        cs_fmt(g_class_index, sizeof g_class_index, "%s", cfg->class_index);
+        return;
+    }
+    cs_fmt(g_class_index, sizeof g_class_index, "%s/imagenet_class_index.json", cfg->models_dir);
+    if (!file_exists(g_class_index)) cs_fmt(g_class_index, sizeof g_class_index, "data/imagenet_class_index.json");
+}
+
+int cs_registry_start(const cs_registry_config *cfg, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    g_max_running = cfg->max_running;
+    for (int i = 0; i < REG_COUNT; i++) {
+        memset(&g_models[i], 0, sizeof g_models[i]);
+        pthread_mutex_init(&g_models[i].lock, NULL);
+    }
+    cs_served_model *f = &g_models[REG_FMNIST], *v = &g_models[REG_VGG16];
+    cs_fmt(f->name, sizeof f->name, "fmnist");
+    cs_fmt(f->path, sizeof f->path, "%s/fmnist.csm", cfg->models_dir);
+    f->trainable = 1;
+    f->required = 1;
+    load_fmnist(f);
+
+    cs_fmt(v->name, sizeof v->name, "vgg16");
+    find_class_index(cfg);
+    if (!cfg->load_vgg16) {
+        set_state(v, CS_MODEL_UNAVAILABLE, NULL, "VGG16 disabled (--no-vgg16)");
+        return 0;
+    }
+    find_vgg16(cfg, v);
+    if (v->path[0]) {
+        set_state(v, CS_MODEL_LOADING, NULL, "loading the VGG16 weights");
+        if (pthread_create(&g_vgg_thread, NULL, load_vgg16, v) == 0)
+            g_vgg_thread_started = 1;
+        else
+            set_state(v, CS_MODEL_UNAVAILABLE, NULL, "cannot start the loader thread");
+    }
+    return 0;
+}
+
+void cs_registry_stop(void)
+{
+    if (g_vgg_thread_started) pthread_join(g_vgg_thread, NULL);
+    g_vgg_thread_started = 0;
+    for (int i = 0; i < REG_COUNT; i++) {
+        cs_served_model *s = &g_models[i];
+        pthread_mutex_lock(&s->lock);
+        cs_model_version *v = s->current;
+        s->current = NULL;
+        pthread_mutex_unlock(&s->lock);
+        cs_version_release(v);
+    }
+}
+
+int cs_registry_count(void)
+{
+    return REG_COUNT;
+}
+
+cs_served_model *cs_registry_at(int i)
+{
+    return i >= 0 && i < REG_COUNT ? &g_models[i] : NULL;
+}
+
+cs_served_model *cs_registry_find(const char *name)
+{
+    for (int i = 0; i < REG_COUNT; i++)
+        if (name && strcmp(g_models[i].name, name) == 0) return &g_models[i];
+    return NULL;
+}
+
+cs_model_version *cs_served_acquire(cs_served_model *s, char *reason, size_t len)
+{
+    pthread_mutex_lock(&s->lock);
+    cs_model_version *v = s->current;
+    if (v) atomic_fetch_add(&v->refs, 1);
+    else cs_fmt(reason, len, "%s", s->reason[0] ? s->reason : "model not loaded");
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+cs_model_state cs_served_state(cs_served_model *s, char *reason, size_t len, int *version,
+                               int *training)
+{
+    pthread_mutex_lock(&s->lock);
+    cs_model_state st = s->state;
+    cs_fmt(reason, len, "%s", s->reason);
+    *version = s->current ? s->current->version : 0;
+    *training = s->training;
+    pthread_mutex_unlock(&s->lock);
+    return st;
+}
+
+int cs_served_publish(cs_served_model *s, cs_model *m, char *err, size_t errlen)
+{
+    if (cs_model_save(m, s->path, err, errlen) != 0) return -1;
+    cs_model_version *v = version_new(m);
+    if (!v) {
+        cs_fmt(err, errlen, "out of memory");
+        return -1;
+    }
+    set_state(s, CS_MODEL_READY, v, "");
+    return 0;
+}
+
+int cs_served_set_training(cs_served_model *s, int on)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->lock);
+    if (on && s->training) rc = -1;
+    else s->training = on;
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+const char *cs_model_state_word(cs_model_state st, int training)
+{
+    switch (st) {
+    case CS_MODEL_READY: return training ? "training" : "ready";
+    case CS_MODEL_LOADING: return "loading";
+    default: return "unavailable";
+    }
+}

@@ -1,0 +1,151 @@
+/*
+ * reply.c - building reply bodies (JSON errors, JSON documents, PNG, bytes).
+ *
+ * One function builds every error, so the shape {"error":{"code","message"}} cannot
+ * drift between handlers; it also strips control characters from the message.
+ */
+#include "reply.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void cs_fmt(char *dst, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, n, fmt, ap);
+    va_end(ap);
+}
+
+double cs_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+const char *cs_req_query(const cs_req *r, const char *key)
+{
+    return r->query_fn ? r->query_fn(r->transport, key) : NULL;
+}
+
+const char *cs_req_header(const cs_req *r, const char *key)
+{
+    return r->header_fn ? r->header_fn(r->transport, key) : NULL;
+}
+
+const char *cs_req_param(const cs_req *r, const char *name)
+{
+    for (int i = 0; i < r->n_params; i++)
+        if (strcmp(r->param_names[i], name) == 0) return r->param_values[i];
+    return NULL;
+}
+
+void cs_req_stage_add(cs_req *r, cs_stage s, double t0)
+{
+    r->stage_s[s] += cs_now() - t0;
+}
+
+void cs_reply_header(cs_reply *rep, const char *name, const char *value)
+{
+    if (rep->n_headers >= CS_MAX_REPLY_HEADERS) return;
+    snprintf(rep->header_names[rep->n_headers], sizeof rep->header_names[0], "%s", name);
+    snprintf(rep->header_values[rep->n_headers], sizeof rep->header_values[0], "%s", value);
+    rep->n_headers++;
+}
+
+void cs_reply_clear(cs_reply *rep)
+{
+    free(rep->body);
+    rep->body = NULL;
+    rep->len = 0;
+}
+
+static void set_body(cs_reply *rep, int status, const char *type, uint8_t *body, size_t len)
+{
+    cs_reply_clear(rep);
+    rep->status = status;
+    rep->content_type = type;
+    rep->body = body;
+    rep->len = len;
+}
+
+void cs_reply_json(cs_reply *rep, int status, json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
+    json_decref(doc);
+    if (!text) {
+        set_body(rep, 500, "text/plain", NULL, 0);
+        return;
+    }
+    size_t n = strlen(text);
+    /* A trailing newline makes curl output readable in a terminal. */
+    char *body = realloc(text, n + 2);
+    if (!body) {
+        free(text);
+        set_body(rep, 500, "text/plain", NULL, 0);
+        return;
+    }
+    body[n] = '\n';
+    body[n + 1] = 0;
+    set_body(rep, status, "application/json", (uint8_t *)body, n + 1);
+}
+
+void cs_reply_error(cs_reply *rep, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (char *p = msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+    json_t *doc = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+    cs_reply_json(rep, status, doc);
+    if (rep->status != status) { /* out of memory while building: still say the status */
+        rep->status = status;
+    }
+}
+
+void cs_reply_png(cs_reply *rep, uint8_t *png, size_t len)
+{
+    set_body(rep, 200, "image/png", png, len);
+}
+
+void cs_reply_bytes(cs_reply *rep, int status, const char *content_type, const void *data, size_t len)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) {
+        cs_reply_internal(rep, "out of memory");
+        return;
+    }
+    if (len) memcpy(copy, data, len);
+    set_body(rep, status, content_type, copy, len);
+}
+
+int cs_reply_etag(const cs_req *req, cs_reply *rep, const char *etag)
+{
+    cs_reply_header(rep, "ETag", etag);
+    cs_reply_header(rep, "Cache-Control", "no-cache");
+    const char *inm = cs_req_header(req, "If-None-Match");
+    if (!inm) return 0;
+    /* A list of tags, or "*"; weak tags compare equal to strong ones for GET. */
+    if (strcmp(inm, "*") == 0 || strstr(inm, etag)) {
+        set_body(rep, 304, NULL, NULL, 0);
+        return 1;
+    }
+    return 0;
+}
+
+void cs_reply_not_found(cs_reply *rep, const char *what, const char *name)
+{
+    cs_reply_error(rep, 404, "not_found", "no %s named '%s'", what, name ? name : "");
+}
+
+void cs_reply_internal(cs_reply *rep, const char *what)
+{
+    cs_reply_error(rep, 500, "internal", "%s", what);
+}

@@ -1,0 +1,35 @@
+/*
+ * reply.h - every reply body the API sends: the one JSON error shape, JSON documents,
+ * PNG images and plain text.
+ *
+ * Errors always look like {"error": {"code": "...", "message": "..."}}; the code is a
+ * short stable word clients can switch on, the message is for people. Control
+ * characters are stripped from messages, so a client's input echoed back cannot break
+ * the log or the JSON.
+ */
+#ifndef CS_API_REPLY_H
+#define CS_API_REPLY_H
+
+#include <jansson.h>
+
+#include "http.h"
+
+/* Sets status and an error body. fmt is printf-style. */
+void cs_reply_error(cs_reply *rep, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Takes ownership of doc (decref'd). status 200, 201, 202, ... */
+void cs_reply_json(cs_reply *rep, int status, json_t *doc);
+/* Takes ownership of png (malloc'd). */
+void cs_reply_png(cs_reply *rep, uint8_t *png, size_t len);
+/* Copies len bytes. */
+void cs_reply_bytes(cs_reply *rep, int status, const char *content_type, const void *data, size_t len);
+
+/* Sets the ETag header; when the request's If-None-Match names it, turns the reply
+ * into 304 Not Modified and returns 1 (the handler then stops). etag is quoted. */
+int cs_reply_etag(const cs_req *req, cs_reply *rep, const char *etag);
+
+/* The canned errors, so the same situation always reads the same. */
+void cs_reply_not_found(cs_reply *rep, const char *what, const char *name);
+void cs_reply_internal(cs_reply *rep, const char *what);
+
+#endif

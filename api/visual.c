@@ -1,0 +1,141 @@
+/*
+ * visual.c - what a layer holds (filter grids) and what it sees (feature-map grids).
+ *
+ * Filter grids depend only on the model version and the query, so they carry an ETag
+ * built from the parameters' CRC and the resolved query: a browser that asks again
+ * gets 304 until training publishes new weights.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "draw.h"
+#include "handlers.h"
+#include "input.h"
+#include "params.h"
+#include "reply.h"
+
+static void send_image(cs_req *req, cs_reply *rep, cs_image *img)
+{
+    double t0 = cs_now();
+    uint8_t *png = NULL;
+    size_t len = 0;
+    int rc = img ? cs_image_encode_png(img, &png, &len) : CS_IMG_NOMEM;
+    cs_image_destroy(img);
+    cs_req_stage_add(req, CS_STAGE_ENCODE, t0);
+    if (rc != CS_IMG_OK) {
+        cs_reply_internal(rep, "cannot draw the image");
+        return;
+    }
+    /* Keep the headers set before (ETag, Cache-Control). */
+    cs_reply_png(rep, png, len);
+}
+
+static uint32_t fnv1a(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* GET /v1/models/{model}/layers/{layer}/filters.png  [count, cols, channel, scale, norm=layer|filter] */
+void cs_h_filters(cs_req *req, cs_reply *rep)
+{
+    cs_model_version *v = cs_model_or_reply(req, rep, NULL);
+    if (!v) return;
+    const cs_model *m = v->model;
+    int li = cs_layer_or_reply(req, rep, m, cs_req_param(req, "layer"));
+    if (li < 0) goto out;
+    const cs_layer *l = &m->layers[li];
+    if (l->kind != CS_CONV2D || l->n_params < 1 || l->params[0].ndim != 4) {
+        char convs[512] = "";
+        for (int i = 0; i < m->n_layers; i++)
+            if (m->layers[i].kind == CS_CONV2D && strlen(convs) + strlen(m->layers[i].name) + 3 < sizeof convs) {
+                strcat(convs, convs[0] ? ", " : "");
+                strcat(convs, m->layers[i].name);
+            }
+        cs_reply_error(rep, 400, "not_conv_layer", "layer '%s' is a %s and has no filters; conv layers: %s",
+                       l->name, cs_layer_kind_name(l->kind), convs);
+        goto out;
+    }
+    const cs_param *k = &l->params[0];
+    int kh = k->dims[0], kw = k->dims[1], cin = k->dims[2], cout = k->dims[3];
+    long count, cols, channel, scale;
+    int norm;
+    static const char *const norms[] = {"layer", "filter", NULL};
+    if (!cs_param_int(req, rep, "count", cout < 15 ? cout : 15, 1, cout, &count) ||
+        !cs_param_int(req, rep, "cols", 5, 1, 64, &cols) ||
+        !cs_param_int(req, rep, "channel", 0, 0, cin - 1, &channel) ||
+        !cs_param_int(req, rep, "scale", kh < 60 ? 60 / kh : 1, 1, 64, &scale) ||
+        !cs_param_choice(req, rep, "norm", norms, 0, &norm))
+        goto out;
+    char etag[128], canon[256];
+    snprintf(canon, sizeof canon, "%s|%ld|%ld|%ld|%ld|%d", l->name, count, cols, channel, scale, norm);
+    snprintf(etag, sizeof etag, "\"%s-%08x-%08x\"", m->arch, v->crc, fnv1a(canon));
+    if (cs_reply_etag(req, rep, etag)) goto out;
+
+    double t0 = cs_now();
+    /* The notebook normalises over the whole layer (every filter, every channel). */
+    float lo = k->data[0], hi = k->data[0];
+    for (size_t i = 1; i < k->size; i++) {
+        if (k->data[i] < lo) lo = k->data[i];
+        if (k->data[i] > hi) hi = k->data[i];
+    }
+    cs_tiles t = {k->data + channel, (int)count, kh, kw, 1, 1, (ptrdiff_t)kw * cin * cout, (ptrdiff_t)cin * cout, 0};
+    cs_image *img = cs_draw_tiles(&t, (int)cols, (int)scale, norm == 1, lo, hi, 2);
+    cs_req_stage_add(req, CS_STAGE_DRAW, t0);
+    char hdr[32];
+    snprintf(hdr, sizeof hdr, "%d", (int)count);
+    cs_reply_header(rep, "X-Tiles", hdr);
+    send_image(req, rep, img);
+out:
+    cs_version_release(v);
+}
+
+/* POST /v1/models/{model}/layers/{layer}/feature-maps.png  image/png | image/jpeg | multipart
+ * [count, cols, scale, sample] */
+void cs_h_feature_maps(cs_req *req, cs_reply *rep)
+{
+    cs_model_version *v = cs_model_or_reply(req, rep, NULL);
+    if (!v) return;
+    const cs_model *m = v->model;
+    cs_input_set in = {0};
+    cs_exec *e = NULL;
+    float *x = NULL;
+    int li = cs_layer_or_reply(req, rep, m, cs_req_param(req, "layer"));
+    if (li < 0) goto out;
+    const cs_layer *l = &m->layers[li];
+    if (l->out.h < 2 || l->out.w < 2) {
+        cs_reply_error(rep, 400, "not_spatial", "layer '%s' (%s) has a %dx%dx%d output: no maps to draw; pick a layer "
+                       "before the flatten", l->name, cs_layer_kind_name(l->kind), l->out.h, l->out.w, l->out.c);
+        goto out;
+    }
+    long count, cols, scale;
+    int ch = l->out.c;
+    if (!cs_param_int(req, rep, "count", ch < 32 ? ch : 32, 1, ch, &count) ||
+        !cs_param_int(req, rep, "cols", 8, 1, 64, &cols) ||
+        !cs_param_int(req, rep, "scale", l->out.h < 112 ? 112 / l->out.h : 1, 1, 64, &scale))
+        goto out;
+    if (!cs_images_or_reply(req, rep, 1, &in)) goto out;
+    x = cs_tensor_or_reply(req, rep, m, &in.img[0]);
+    if (!x) goto out;
+    e = cs_version_exec_get(v);
+    if (!e) {
+        cs_reply_internal(rep, "out of memory");
+        goto out;
+    }
+    double t0 = cs_now();
+    cs_exec_forward_upto(e, x, 1, li);
+    cs_req_stage_add(req, CS_STAGE_FORWARD, t0);
+    t0 = cs_now();
+    /* imshow normalises each map by its own range; so do we. */
+    cs_tiles t = {e->act[li], (int)count, l->out.h, l->out.w, 1, 1, (ptrdiff_t)l->out.w * ch, ch, 0};
+    cs_image *img = cs_draw_tiles(&t, (int)cols, (int)scale, 1, 0, 0, 2);
+    cs_req_stage_add(req, CS_STAGE_DRAW, t0);
+    send_image(req, rep, img);
+out:
+    free(x);
+    cs_version_exec_put(v, e);
+    cs_input_free(&in);
+    cs_version_release(v);
+}

@@ -1,0 +1,212 @@
+/*
+ * bench/vgg16.c - VGG16 forward and Grad-CAM latency against this machine's sgemm peak.
+ *
+ * Everything is measured in the same run, so the ratios hold on any machine:
+ *   - sgemm peak: a 2048^3 product, best of a few, OpenBLAS on every core;
+ *   - VGG16 forward for one 224x224 image (random weights, no file needed): median
+ *     latency, achieved GFLOP/s (counted from the layer shapes, about 31 GFLOP) and
+ *     its fraction of the peak (target >= 60 %);
+ *   - Grad-CAM on block5_conv3: median latency and its ratio to the forward pass
+ *     (target <= 1.25x);
+ *   - peak resident memory of the process.
+ * Medians are the figures; bests are shown beside them because other work on a
+ * shared machine only ever slows a run down.
+ * `--layers` adds a per-layer breakdown (time and GFLOP/s of each layer, measured as
+ * differences of forwards that stop after it), the first place to look when the
+ * forward pass falls short.
+ *
+ * A missed target is reported, not fatal: the exit status is 0 unless something
+ * could not run at all.
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blas.h"
+#include "exec.h"
+#include "gradcam.h"
+#include "parallel.h"
+#include "model.h"
+
+#define RUNS 7
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Multiply-adds x 2 of one layer for one image (conv and dense; the rest is noise). */
+static double layer_flops(const cs_layer *l)
+{
+    if (l->kind == CS_CONV2D)
+        return 2.0 * l->out.h * l->out.w * l->out.c * (double)l->cfg.kernel * l->cfg.kernel * l->in.c;
+    if (l->kind == CS_DENSE)
+        return 2.0 * (double)l->in.c * l->out.c;
+    return 0;
+}
+
+/* OpenBLAS with every core: the machine's sgemm peak. convscope itself runs each
+ * product on one thread and spreads layers over its own pool (parallel.h), so the
+ * thread count is put back to what cs_blas_init chose. */
+static double sgemm_peak(int n, int runs)
+{
+    int was = cs_blas_threads();
+    cs_blas_set_threads((int)sysconf(_SC_NPROCESSORS_ONLN));
+    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
+    float *c = malloc((size_t)n * n * sizeof(float));
+    if (!a || !b || !c) {
+        free(a), free(b), free(c);
+        cs_blas_set_threads(was);
+        return 0;
+    }
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        a[i] = (float)(i % 17) * 0.01f - 0.08f;
+        b[i] = (float)(i % 13) * 0.02f - 0.12f;
+    }
+    double best = 1e30;
+    for (int r = 0; r < runs + 1; r++) { /* the first run warms up the threads */
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        double t = now() - t0;
+        if (r > 0 && t < best)
+            best = t;
+    }
+    free(a), free(b), free(c);
+    cs_blas_set_threads(was);
+    return 2.0 * n * n * (double)n / best / 1e9;
+}
+
+/* Per layer, through the public API only: the best time of a forward that stops after
+ * layer i, minus the best of the one that stops before it. Bests, because only they
+ * are stable enough to subtract on a shared machine. */
+static void layer_breakdown(cs_exec *e, const cs_model *m, const float *x)
+{
+    enum { TRIES = 5 };
+    printf("  %-14s %8s %7s %8s\n", "layer", "ms", "GFLOP", "GFLOP/s");
+    double prev = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        double best = 1e30;
+        for (int r = 0; r < TRIES; r++) {
+            double t0 = now();
+            cs_exec_forward_upto(e, x, 1, i);
+            double t = now() - t0;
+            if (t < best)
+                best = t;
+        }
+        double self = best - prev, fl = layer_flops(&m->layers[i]);
+        prev = best;
+        printf("  %-14s %8.2f %7.3f %8.1f\n", m->layers[i].name, 1e3 * self, fl / 1e9,
+               fl > 0 && self > 0 ? fl / self / 1e9 : 0.0);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (cs_blas_init(argc, argv) != 0) {
+        fprintf(stderr, "vgg16 bench: OpenBLAS computes wrong results\n");
+        return 1;
+    }
+    int breakdown = argc > 1 && !strcmp(argv[1], "--layers");
+    double load[1] = {0};
+    getloadavg(load, 1);
+    /* Other work on the CPUs shows up in every figure below; say so. */
+    printf("vgg16: OpenBLAS core %s, %ld cores, pool of %d threads, load average %.2f before the run\n",
+           cs_blas_core(), sysconf(_SC_NPROCESSORS_ONLN), cs_parallel_threads(), load[0]);
+
+    double peak = sgemm_peak(2048, 3);
+
+    double t0 = now();
+    cs_model *m = cs_model_build_vgg16();
+    if (!m) {
+        fprintf(stderr, "vgg16 bench: cannot build VGG16 (out of memory?)\n");
+        return 1;
+    }
+    cs_model_init_weights(m, 1);
+    double t_build = now() - t0;
+    cs_exec *e = cs_exec_new(m, 1);
+    if (!e) {
+        fprintf(stderr, "vgg16 bench: cannot allocate an exec\n");
+        cs_model_free(m);
+        return 1;
+    }
+    double flops = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        flops += layer_flops(&m->layers[i]);
+
+    size_t in = cs_shape_size(m->input);
+    float *x = malloc(in * sizeof(float));
+    for (size_t i = 0; i < in; i++) /* caffe-preprocessed range: BGR minus the mean */
+        x[i] = (float)((i * 2654435761u) % 256) - 120.0f;
+
+    double tf[RUNS], tg[RUNS];
+    cs_exec_forward(e, x, 1, 0, NULL); /* warm-up: page faults, OpenBLAS buffers */
+    for (int r = 0; r < RUNS; r++) {
+        t0 = now();
+        cs_exec_forward(e, x, 1, 0, NULL);
+        tf[r] = now() - t0;
+    }
+
+    int layer = cs_model_find_layer(m, "block5_conv3");
+    char err[256] = "";
+    cs_gradcam_result res;
+    memset(&res, 0, sizeof res);
+    int rc = cs_gradcam(e, x, layer, -1, CS_SCORE_LOGIT, &res, err, sizeof err);
+    free(res.heatmap);
+    if (rc != 0) {
+        fprintf(stderr, "vgg16 bench: grad-cam failed: %s\n", err);
+        return 1;
+    }
+    for (int r = 0; r < RUNS; r++) {
+        memset(&res, 0, sizeof res);
+        t0 = now();
+        cs_gradcam(e, x, layer, -1, CS_SCORE_LOGIT, &res, err, sizeof err);
+        tg[r] = now() - t0;
+        free(res.heatmap);
+    }
+    /* The peak again after the passes: on a shared machine the better of the two is
+     * the closer estimate of what the CPUs can do. */
+    double peak2 = sgemm_peak(2048, 3);
+    if (peak2 > peak)
+        peak = peak2;
+    printf("vgg16: sgemm 2048^3 peak %.1f GFLOP/s (best of 3, before and after)\n", peak);
+
+    double fwd = median(tf, RUNS), fwd_best = tf[0], gflops = flops / fwd / 1e9;
+    printf("vgg16: build + init %.2f s; forward %.1f ms (median of %d, best %.1f), %.2f GFLOP, %.1f GFLOP/s = "
+           "%.0f%% of sgemm peak, best %.0f%% (target >= 60%%: %s)\n",
+           t_build, 1e3 * fwd, RUNS, 1e3 * fwd_best, flops / 1e9, gflops, 100 * gflops / peak,
+           100 * flops / fwd_best / 1e9 / peak, gflops >= 0.6 * peak ? "met" : "MISSED");
+    double gc = median(tg, RUNS);
+    printf("vgg16: grad-cam block5_conv3 %.1f ms (median of %d, best %.1f) = %.2fx forward (target <= 1.25x: %s)\n",
+           1e3 * gc, RUNS, 1e3 * tg[0], gc / fwd, gc <= 1.25 * fwd ? "met" : "MISSED");
+
+    if (breakdown)
+        layer_breakdown(e, m, x);
+
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("vgg16: peak RSS %.0f MiB (weights %.0f MiB)\n", ru.ru_maxrss / 1024.0,
+           m->n_param_floats * 4.0 / 1048576.0);
+
+    free(x);
+    cs_exec_free(e);
+    cs_model_free(m);
+    return 0;
+}

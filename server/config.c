@@ -1,0 +1,187 @@
+/*
+ * config.c - one table describes every setting: its flag, its environment variable,
+ * type, default, range and help. Defaults are applied first, then the environment,
+ * then argv; --help is generated from the same table.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dataset.h"
+
+typedef enum { OPT_STR, OPT_INT, OPT_BOOL } opt_type;
+
+typedef struct {
+    const char *flag; /* without the leading "--" */
+    const char *env;
+    opt_type type;
+    const char *def;
+    long min, max;
+    size_t offset, size;
+    const char *help;
+} opt_spec;
+
+#define S(field) offsetof(cs_config, field), sizeof(((cs_config *)0)->field)
+
+static const opt_spec specs[] = {
+    {"listen", "CONVSCOPE_LISTEN", OPT_STR, "127.0.0.1:8080", 0, 0, S(listen),
+     "address and port to listen on (port 0: any free port)"},
+    {"models", "CONVSCOPE_MODELS", OPT_STR, "models", 0, 0, S(models),
+     "folder of the served model file fmnist.csm (and the VGG16 weights)"},
+    {"data", "CONVSCOPE_DATA", OPT_STR, CS_DEFAULT_DATA_DIR, 0, 0, S(data),
+     "folder of the Fashion-MNIST IDX files"},
+    {"threads", "CONVSCOPE_THREADS", OPT_INT, "0", 0, 1024, S(threads),
+     "HTTP worker threads (0: one per core)"},
+    {"max-upload", "CONVSCOPE_MAX_UPLOAD", OPT_INT, "16777216", 1024, 1L << 34, S(max_upload),
+     "largest request body in bytes (413 beyond)"},
+    {"max-pixels", "CONVSCOPE_MAX_PIXELS", OPT_INT, "40000000", 1, 1L << 32, S(max_pixels),
+     "largest image (width x height) accepted (422 beyond)"},
+    {"token", "CONVSCOPE_TOKEN", OPT_STR, "", 0, 0, S(token),
+     "bearer token required by training and cancelling (none: open)"},
+    {"vgg16-weights", "CONVSCOPE_VGG16_WEIGHTS", OPT_STR, "", 0, 0, S(vgg16_weights),
+     "Keras VGG16 weights file (else looked for in --models, then ~/.keras/models)"},
+    {"imagenet-classes", "CONVSCOPE_IMAGENET_CLASSES", OPT_STR, "", 0, 0, S(class_index),
+     "VGG16's imagenet_class_index.json (else looked for in --models, then data/)"},
+    {"static", "CONVSCOPE_STATIC", OPT_STR, "static", 0, 0, S(static_dir),
+     "folder of the browser front-end"},
+    {"openapi", "CONVSCOPE_OPENAPI", OPT_STR, "openapi.yaml", 0, 0, S(openapi),
+     "the API contract served at /openapi.yaml"},
+    {"access-log", "CONVSCOPE_ACCESS_LOG", OPT_STR, "-", 0, 0, S(access_log),
+     "access log: - (standard output), off, or a file"},
+    {"http-mode", "CONVSCOPE_HTTP_MODE", OPT_STR, "pool", 0, 0, S(http_mode),
+     "pool (poll thread pool), epoll (epoll thread pool) or thread (one per connection)"},
+    {"blas-threads", "CONVSCOPE_BLAS_THREADS", OPT_INT, "1", 1, 256, S(blas_threads),
+     "OpenBLAS threads (1 is fastest when many requests run at once)"},
+    {"compute-threads", "CONVSCOPE_COMPUTE_THREADS", OPT_INT, "1", 0, 16, S(compute_threads),
+     "threads one pass may split its layers over (1: requests run side by side instead; 0: one per core)"},
+    {"max-connections", "CONVSCOPE_MAX_CONNECTIONS", OPT_INT, "1000", 1, 100000, S(max_connections),
+     "open connections; more are refused at once"},
+    {"timeout", "CONVSCOPE_TIMEOUT", OPT_INT, "30", 1, 3600, S(timeout),
+     "seconds an idle connection is kept open"},
+    {"vgg16", "CONVSCOPE_VGG16", OPT_BOOL, "1", 0, 1, S(vgg16),
+     "load VGG16 when its weights are found (--no-vgg16 to skip)"},
+    {"max-jobs", "CONVSCOPE_MAX_JOBS", OPT_INT, "32", 1, 10000, S(max_jobs),
+     "finished training jobs remembered by GET /v1/jobs"},
+    {"max-in-flight", "CONVSCOPE_MAX_IN_FLIGHT", OPT_INT, "256", 1, 100000, S(max_in_flight),
+     "requests being answered at once; more get 429 at once (health and metrics exempt)"},
+};
+#define N_SPECS (sizeof specs / sizeof specs[0])
+
+static int set_value(cs_config *cfg, const opt_spec *o, const char *val, const char *from)
+{
+    char *field = (char *)cfg + o->offset;
+    if (o->type == OPT_STR) {
+        if (strlen(val) >= o->size) {
+            fprintf(stderr, "convscope serve: %s is too long (%s)\n", o->flag, from);
+            return -1;
+        }
+        memcpy(field, val, strlen(val) + 1);
+        return 0;
+    }
+    long v;
+    if (o->type == OPT_BOOL && (!strcmp(val, "true") || !strcmp(val, "yes") || !strcmp(val, "on"))) {
+        v = 1;
+    } else if (o->type == OPT_BOOL &&
+               (!strcmp(val, "false") || !strcmp(val, "no") || !strcmp(val, "off"))) {
+        v = 0;
+    } else {
+        char *end;
+        errno = 0;
+        v = strtol(val, &end, 10);
+        if (errno || !*val || *end || v < o->min || v > o->max) {
+            fprintf(stderr, "convscope serve: %s must be an integer from %ld to %ld, got '%s' (%s)\n",
+                    o->flag, o->min, o->max, val, from);
+            return -1;
+        }
+    }
+    *(long *)field = v;
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: convscope serve [options]\n\n");
+    for (size_t i = 0; i < N_SPECS; i++) {
+        const opt_spec *o = &specs[i];
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s", o->flag, o->type == OPT_BOOL ? "" : " VALUE");
+        fprintf(f, "  %-26s %s\n  %-26s [%s, default %s]\n", left, o->help, "", o->env,
+                *o->def ? o->def : "none");
+    }
+}
+
+int cs_config_load(cs_config *cfg, int argc, char **argv)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_SPECS; i++)
+        if (set_value(cfg, &specs[i], specs[i].def, "default") != 0) return -1;
+    for (size_t i = 0; i < N_SPECS; i++) {
+        const char *v = getenv(specs[i].env);
+        if (v && set_value(cfg, &specs[i], v, specs[i].env) != 0) return -1;
+    }
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            fprintf(stderr, "convscope serve: unexpected argument '%s' (see --help)\n", arg);
+            return -1;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        int negated = 0;
+        const opt_spec *o = NULL;
+        for (size_t i = 0; i < N_SPECS && !o; i++) {
+            if (strlen(specs[i].flag) == nlen && !strncmp(specs[i].flag, name, nlen)) o = &specs[i];
+            else if (specs[i].type == OPT_BOOL && nlen == strlen(specs[i].flag) + 3 &&
+                     !strncmp(name, "no-", 3) && !strncmp(name + 3, specs[i].flag, nlen - 3)) {
+                o = &specs[i];
+                negated = 1;
+            }
+        }
+        if (!o) {
+            fprintf(stderr, "convscope serve: unknown option '%s' (see --help)\n", arg);
+            return -1;
+        }
+        const char *val;
+        if (o->type == OPT_BOOL && !eq) {
+            val = negated ? "0" : "1";
+        } else if (eq) {
+            val = eq + 1;
+        } else if (a + 1 < argc) {
+            val = argv[++a];
+        } else {
+            fprintf(stderr, "convscope serve: %s needs a value\n", arg);
+            return -1;
+        }
+        if (set_value(cfg, o, val, arg) != 0) return -1;
+    }
+    if (strcmp(cfg->http_mode, "pool") && strcmp(cfg->http_mode, "epoll") && strcmp(cfg->http_mode, "thread")) {
+        fprintf(stderr, "convscope serve: --http-mode must be pool, epoll or thread\n");
+        return -1;
+    }
+    if (cfg->threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->threads = n > 0 ? n : 1;
+    }
+    return 0;
+}
+
+void cs_config_print(const cs_config *cfg, FILE *f)
+{
+    for (size_t i = 0; i < N_SPECS; i++) {
+        const opt_spec *o = &specs[i];
+        const char *field = (const char *)cfg + o->offset;
+        if (o->type == OPT_STR)
+            fprintf(f, "  %-16s %s\n", o->flag,
+                    !strcmp(o->flag, "token") && *field ? "(set)" : (*field ? field : "(none)"));
+        else
+            fprintf(f, "  %-16s %ld\n", o->flag, *(const long *)field);
+    }
+}

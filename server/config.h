@@ -1,0 +1,39 @@
+/*
+ * config.h - the service's settings, from defaults, CONVSCOPE_* environment variables
+ * and command-line flags (in that order, later wins), described by one table.
+ */
+#ifndef CS_SERVER_CONFIG_H
+#define CS_SERVER_CONFIG_H
+
+#include <stdio.h>
+
+typedef struct cs_config {
+    char listen[128];         /* host:port; port 0 picks a free one */
+    char models[1024];        /* folder of fmnist.csm (and maybe the VGG16 weights) */
+    char data[1024];          /* Fashion-MNIST IDX files */
+    long threads;             /* HTTP worker threads; 0 = number of cores */
+    long max_upload;          /* bytes of one request body */
+    long max_pixels;          /* width * height of one decoded image */
+    char token[256];          /* bearer token for state-changing calls; "" = none */
+    char vgg16_weights[1024]; /* explicit weights file */
+    char class_index[1024];   /* imagenet_class_index.json */
+    char static_dir[1024];    /* the front-end */
+    char openapi[1024];       /* the contract served at /openapi.yaml */
+    char access_log[1024];    /* "-" = stdout, "off", or a file */
+    char http_mode[16];       /* pool | epoll | thread */
+    long blas_threads;        /* OpenBLAS threads for request and training work */
+    long compute_threads;     /* the core's layer-splitting pool; 0 = number of cores */
+    long max_connections;     /* open connections; more are refused at once */
+    long timeout;             /* seconds an idle connection is kept */
+    long vgg16;               /* 0: do not load VGG16 */
+    long max_jobs;            /* finished jobs remembered */
+    long max_in_flight;       /* requests answered at once; more get 429 */
+} cs_config;
+
+/* Fills cfg. Returns 0, 1 when --help was printed (exit 0), or -1 after printing the
+ * problem to stderr (exit 2). argv[0] is the subcommand name ("serve"). */
+int cs_config_load(cs_config *cfg, int argc, char **argv);
+/* One line per setting (the token is masked). */
+void cs_config_print(const cs_config *cfg, FILE *f);
+
+#endif

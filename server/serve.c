@@ -1,0 +1,121 @@
+/*
+ * serve.c - the service process: configuration, start-up order, signals, shutdown.
+ *
+ * Start-up: settings -> OpenBLAS threads -> access log -> models (VGG16 loads in the
+ * background) -> listener. SIGINT and SIGTERM are blocked in every thread and taken
+ * by sigwait() here, so no handler runs in signal context.
+ *
+ * Shutdown: stop accepting; cancel training (a job saves only after it finished,
+ * atomically, so nothing is left half-written); let requests in flight finish (up
+ * to 10 s); stop the workers; free the models.
+ *
+ * OpenBLAS threads and the core's layer-splitting pool default to 1 thread: every
+ * request runs on its own worker thread, so parallelism comes from the requests;
+ * splitting each pass over the cores as well only oversubscribes them (measured: see
+ * docs/http-api.md). A training job runs with the same setting.
+ */
+#include "serve.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api.h"
+#include "blas.h"
+#include "config.h"
+#include "daemon.h"
+#include "data.h"
+#include "jobs.h"
+#include "log.h"
+#include "metrics.h"
+#include "parallel.h"
+#include "registry.h"
+
+/* Reads both splits in the background so the first ?sample= or training job does not
+ * wait for gunzip. A missing folder is reported by the requests that need it. */
+static void *preload_data(void *arg)
+{
+    (void)arg;
+    char err[400];
+    cs_data_get("test", err, sizeof err);
+    cs_data_get("train", err, sizeof err);
+    return NULL;
+}
+
+int cs_serve_main(int argc, char **argv)
+{
+    cs_config cfg;
+    int rc = cs_config_load(&cfg, argc, argv);
+    if (rc) return rc > 0 ? 0 : 2;
+
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL); /* inherited by every thread made from here */
+    signal(SIGPIPE, SIG_IGN);
+
+    cs_blas_set_threads((int)cfg.blas_threads);
+    cs_parallel_set_threads(cfg.compute_threads > 0 ? (int)cfg.compute_threads : cs_parallel_threads());
+    if (cs_log_open(cfg.access_log) != 0) {
+        fprintf(stderr, "convscope serve: cannot open the access log %s\n", cfg.access_log);
+        return 1;
+    }
+    cs_log_info("starting with:");
+    cs_config_print(&cfg, stderr);
+
+    cs_api.token = cfg.token;
+    cs_api.max_upload = (size_t)cfg.max_upload;
+    cs_api.max_pixels = cfg.max_pixels;
+    cs_api.static_dir = cfg.static_dir;
+    cs_api.openapi_path = cfg.openapi;
+    cs_api.data_dir = cfg.data;
+    cs_api.max_jobs_kept = (int)cfg.max_jobs;
+    cs_api.metrics_text = cs_metrics_text;
+
+    cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, (int)cfg.vgg16,
+                                 (int)cfg.threads};
+    char err[600];
+    if (cs_api_start(&models, err, sizeof err) != 0) {
+        cs_log_info("cannot start: %s", err);
+        return 1;
+    }
+    for (int i = 0; i < cs_registry_count(); i++) {
+        cs_served_model *s = cs_registry_at(i);
+        char reason[512];
+        int version, training;
+        cs_model_state st = cs_served_state(s, reason, sizeof reason, &version, &training);
+        cs_log_info("model %s: %s%s%s", s->name, cs_model_state_word(st, training), reason[0] ? ": " : "", reason);
+    }
+    pthread_t preload;
+    int preloading = pthread_create(&preload, NULL, preload_data, NULL) == 0;
+
+    cs_daemon *d = cs_daemon_start(&cfg, err, sizeof err);
+    if (!d) {
+        cs_log_info("%s", err);
+        if (preloading) pthread_join(preload, NULL);
+        cs_api_stop();
+        return 1;
+    }
+    char host[128];
+    snprintf(host, sizeof host, "%s", cfg.listen);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = 0;
+    cs_log_info("listening on http://%s:%d (%s, %ld threads, compute x%d, OpenBLAS %s x%d)", host,
+                cs_daemon_port(d), cfg.http_mode, cfg.threads, cs_parallel_threads(), cs_blas_core(),
+                cs_blas_threads());
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    cs_log_info("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    cs_daemon_quiesce(d);
+    cs_jobs_stop();
+    if (!cs_daemon_drain(d, 10.0)) cs_log_info("requests still running after 10 s; closing them");
+    cs_daemon_stop(d);
+    if (preloading) pthread_join(preload, NULL);
+    cs_api_stop();
+    cs_log_info("stopped");
+    cs_log_close();
+    return 0;
+}
