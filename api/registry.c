@@ -38,13 +38,8 @@ static int file_exists(const char *p)
     return p && *p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static cs_model_version *version_new(cs_model *m)
+static uint32_t params_crc(const cs_model *m)
 {
-    cs_model_version *v = calloc(1, sizeof *v);
-    if (!v) return NULL;
-    atomic_init(&v->refs, 1); /* the registry's own reference */
-    v->model = m;
-    v->version = atomic_fetch_add(&g_next_version, 1);
     uLong crc = crc32(0L, Z_NULL, 0);
     const unsigned char *p = (const unsigned char *)m->param_block;
     size_t left = m->n_param_floats * sizeof(float);
@@ -54,7 +49,17 @@ static cs_model_version *version_new(cs_model *m)
         p += n;
         left -= n;
     }
-    v->crc = (uint32_t)crc;
+    return (uint32_t)crc;
+}
+
+static cs_model_version *version_new(cs_model *m)
+{
+    cs_model_version *v = calloc(1, sizeof *v);
+    if (!v) return NULL;
+    atomic_init(&v->refs, 1); /* the registry's own reference */
+    v->model = m;
+    v->version = atomic_fetch_add(&g_next_version, 1);
+    v->crc = params_crc(m);
     pthread_mutex_init(&v->pool_lock, NULL);
     pthread_cond_init(&v->pool_free, NULL);
     return v;
@@ -120,9 +125,26 @@ static void set_state(cs_served_model *s, cs_model_state st, cs_model_version *v
     cs_version_release(old);
 }
 
+/* Remembers the file as it is now, so the watcher only reacts to other writers. */
+static void note_file(cs_served_model *s)
+{
+    struct stat st;
+    pthread_mutex_lock(&s->lock);
+    if (stat(s->path, &st) == 0) s->seen = st;
+    else memset(&s->seen, 0, sizeof s->seen);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 static void load_fmnist(cs_served_model *s)
 {
     char err[400];
+    note_file(s);
     if (!file_exists(s->path)) {
         char why[600];
         cs_fmt(why, sizeof why,
@@ -290,6 +312,7 @@ cs_model_state cs_served_state(cs_served_model *s, char *reason, size_t len, int
 int cs_served_publish(cs_served_model *s, cs_model *m, char *err, size_t errlen)
 {
     if (cs_model_save(m, s->path, err, errlen) != 0) return -1;
+    note_file(s);
     cs_model_version *v = version_new(m);
     if (!v) {
         cs_fmt(err, errlen, "out of memory");
@@ -297,6 +320,51 @@ int cs_served_publish(cs_served_model *s, cs_model *m, char *err, size_t errlen)
     }
     set_state(s, CS_MODEL_READY, v, "");
     return 0;
+}
+
+int cs_registry_reload_changed(char *msg, size_t len)
+{
+    int result = 0;
+    if (len) msg[0] = 0;
+    for (int i = 0; i < REG_COUNT; i++) {
+        cs_served_model *s = &g_models[i];
+        if (!s->trainable) continue;
+        struct stat now;
+        if (stat(s->path, &now) != 0 || !S_ISREG(now.st_mode)) continue; /* gone: keep serving */
+        pthread_mutex_lock(&s->lock);
+        int changed = !same_file(&now, &s->seen);
+        pthread_mutex_unlock(&s->lock);
+        if (!changed) continue;
+        char err[400];
+        cs_model *m = cs_model_load(s->path, err, sizeof err);
+        pthread_mutex_lock(&s->lock);
+        s->seen = now; /* judged once; a later write changes it again */
+        pthread_mutex_unlock(&s->lock);
+        if (!m) {
+            /* A file cut short by a writer that does not rename into place fails its size
+             * or checksum check here and is refused like a corrupt one. */
+            cs_fmt(msg, len, "%s: refused the changed file %s: %s", s->name, s->path, err);
+            result = -1;
+            continue;
+        }
+        char reason[8];
+        cs_model_version *cur = cs_served_acquire(s, reason, sizeof reason);
+        int same = cur && cur->crc == params_crc(m) && cur->model->n_param_floats == m->n_param_floats;
+        cs_version_release(cur);
+        if (same) { /* rewritten with the parameters already served (this replica's own job) */
+            cs_model_free(m);
+            continue;
+        }
+        cs_model_version *v = version_new(m);
+        if (!v) {
+            cs_model_free(m);
+            continue;
+        }
+        set_state(s, CS_MODEL_READY, v, "");
+        cs_fmt(msg, len, "%s: now serving version %d from %s (changed on disk)", s->name, v->version, s->path);
+        if (result == 0) result = 1;
+    }
+    return result;
 }
 
 int cs_served_set_training(cs_served_model *s, int on)

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "exec.h"
 #include "model.h"
@@ -54,6 +55,7 @@ typedef struct cs_served_model {
     char reason[512]; /* why unavailable or loading */
     int training;     /* a job for it is queued or running */
     cs_model_version *current;
+    struct stat seen; /* the model file as last read or written here (st_ino 0: none) */
 } cs_served_model;
 
 int cs_registry_start(const cs_registry_config *cfg, char *err, size_t errlen);
@@ -84,6 +86,14 @@ void cs_version_exec_put(cs_model_version *v, cs_exec *e);
 /* Saves m atomically to the model's file, then makes it the current version (takes
  * ownership of m on success). -1 with err when the file cannot be written. */
 int cs_served_publish(cs_served_model *s, cs_model *m, char *err, size_t errlen);
+/* Re-reads each trainable model's file when it changed on disk since this process last
+ * read or wrote it (another replica's training job, or a `convscope train` run, wrote
+ * into the shared models folder). A valid file with other parameters becomes the next
+ * version; a corrupt, truncated or mismatched one is refused and the current version
+ * stays. Returns 1 when a new version was published, -1 when a changed file was
+ * refused, 0 otherwise; msg says what happened. */
+int cs_registry_reload_changed(char *msg, size_t len);
+
 /* Marks a training job as holding the model (1) or not (0). Returns 0, or -1 when
  * setting 1 and another job already holds it. */
 int cs_served_set_training(cs_served_model *s, int on);

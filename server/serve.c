@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "api.h"
 #include "blas.h"
@@ -41,6 +42,42 @@ static void *preload_data(void *arg)
     cs_data_get("test", err, sizeof err);
     cs_data_get("train", err, sizeof err);
     return NULL;
+}
+
+/* The models folder may be shared by several replicas (and a one-off `convscope
+ * train`): once a second, a model file that changed on disk is re-read and, when
+ * valid, served as the next version; a corrupt one is refused and logged. */
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_stop = PTHREAD_COND_INITIALIZER;
+static int watch_stopping;
+
+static void *watch_models(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&watch_lock);
+    while (!watch_stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&watch_stop, &watch_lock, &until);
+        if (watch_stopping) break;
+        pthread_mutex_unlock(&watch_lock);
+        char msg[800];
+        if (cs_registry_reload_changed(msg, sizeof msg) != 0) cs_log_info("%s", msg);
+        pthread_mutex_lock(&watch_lock);
+    }
+    pthread_mutex_unlock(&watch_lock);
+    return NULL;
+}
+
+static void stop_watching(pthread_t *watcher)
+{
+    if (!watcher) return;
+    pthread_mutex_lock(&watch_lock);
+    watch_stopping = 1;
+    pthread_cond_signal(&watch_stop);
+    pthread_mutex_unlock(&watch_lock);
+    pthread_join(*watcher, NULL);
 }
 
 int cs_serve_main(int argc, char **argv)
@@ -88,13 +125,15 @@ int cs_serve_main(int argc, char **argv)
         cs_model_state st = cs_served_state(s, reason, sizeof reason, &version, &training);
         cs_log_info("model %s: %s%s%s", s->name, cs_model_state_word(st, training), reason[0] ? ": " : "", reason);
     }
-    pthread_t preload;
+    pthread_t preload, watcher;
     int preloading = pthread_create(&preload, NULL, preload_data, NULL) == 0;
+    int watching = pthread_create(&watcher, NULL, watch_models, NULL) == 0;
 
     cs_daemon *d = cs_daemon_start(&cfg, err, sizeof err);
     if (!d) {
         cs_log_info("%s", err);
         if (preloading) pthread_join(preload, NULL);
+        stop_watching(watching ? &watcher : NULL);
         cs_api_stop();
         return 1;
     }
@@ -114,6 +153,7 @@ int cs_serve_main(int argc, char **argv)
     if (!cs_daemon_drain(d, 10.0)) cs_log_info("requests still running after 10 s; closing them");
     cs_daemon_stop(d);
     if (preloading) pthread_join(preload, NULL);
+    stop_watching(watching ? &watcher : NULL);
     cs_api_stop();
     cs_log_info("stopped");
     cs_log_close();
