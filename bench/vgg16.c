@@ -12,7 +12,7 @@
  * Medians are the figures; bests are shown beside them because other work on a
  * shared machine only ever slows a run down.
  * `--layers` adds a per-layer breakdown (time and GFLOP/s of each layer, measured as
- * differences of forwards that stop after it), the first place to look when the
+ * differences of the best forwards that stop after it and before it), the first place to look when the
  * forward pass falls short.
  *
  * A missed target is reported, not fatal: the exit status is 0 unless something
@@ -29,8 +29,8 @@
 #include "blas.h"
 #include "exec.h"
 #include "gradcam.h"
-#include "parallel.h"
 #include "model.h"
+#include "parallel.h"
 
 #define RUNS 7
 

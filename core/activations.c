@@ -8,8 +8,7 @@
 
 #include "layers.h"
 
-/* Elementwise work below this size is not worth waking the pool for. */
-#define GRAIN 16384
+#define GRAIN CS_PARALLEL_MIN_WORK
 
 typedef struct {
     float alpha;

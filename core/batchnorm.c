@@ -128,7 +128,7 @@ void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma,
     double *sums = calloc((size_t)parts * 2 * c, sizeof(double));
     if (!sums) return;
     bn_job j = {.rows = rows, .c = c, .x = x, .gamma = gamma, .beta = beta, .y = y, .sums = sums};
-    cs_parallel_run((long)rows, BN_BLOCK, parts, stats_range, &j);
+    cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), parts, stats_range, &j);
     merge_stats(&j, parts);
     for (int k = 0; k < c; k++) mean[k] = (float)sums[k];
     j.mean = mean;
@@ -142,7 +142,7 @@ void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma,
         }
     }
     j.a = inv_std;
-    cs_parallel_run((long)rows, BN_BLOCK, parts, normalise_range, &j);
+    cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), parts, normalise_range, &j);
     free(sums);
 }
 
@@ -165,7 +165,7 @@ void cs_bn_forward_infer(size_t rows, int c, const float *x, const float *gamma,
         shift[k] = beta[k] - moving_mean[k] * scale[k];
     }
     bn_job j = {.c = c, .x = x, .y = y, .a = scale, .m1 = shift};
-    cs_parallel_run((long)rows, BN_BLOCK, 0, affine_range, &j);
+    cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), 0, affine_range, &j);
 }
 
 static void input_grad_range(void *ctx, long begin, long end, int worker)
@@ -187,7 +187,7 @@ void cs_bn_backward_train(size_t rows, int c, const float *x, const float *dy, c
     double *sums = calloc((size_t)parts * 2 * c, sizeof(double));
     if (!sums) return;
     bn_job j = {.rows = rows, .c = c, .x = x, .dy = dy, .mean = mean, .a = inv_std, .dx = dx, .sums = sums};
-    cs_parallel_run((long)rows, BN_BLOCK, parts, grad_stats_range, &j);
+    cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), parts, grad_stats_range, &j);
     reduce(sums, c, parts);
     if (dgamma)
         for (int k = 0; k < c; k++) {
@@ -202,7 +202,7 @@ void cs_bn_backward_train(size_t rows, int c, const float *x, const float *dy, c
         mdyx[k] = (float)(sums[c + k] / rows);
     }
     j.a = a, j.m1 = mdy, j.m2 = mdyx, j.b = inv_std;
-    cs_parallel_run((long)rows, BN_BLOCK, parts, input_grad_range, &j);
+    cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), parts, input_grad_range, &j);
     free(sums);
 }
 

@@ -117,11 +117,14 @@ static void forward_range(void *ctx, long begin, long end, int worker)
     }
 }
 
-/* Rows per chunk: what fits the scratch, and no more than an even share per worker. */
+/* Rows per chunk: what fits the scratch, and no more than an even share per worker
+ * (but not so few that waking a worker costs more than the rows). */
 static size_t chunk_rows(const cs_conv_geom *g, const cs_scratch *s)
 {
     size_t total = (size_t)g->n * g->oh * g->ow, share = (total + s->workers - 1) / s->workers;
+    size_t least = (size_t)cs_parallel_grain((long)g->k * g->k * g->ic * g->oc / 16, 1);
     size_t chunk = cs_conv_chunk_rows(g, s->col_floats);
+    if (share < least) share = least;
     return chunk < share ? chunk : share;
 }
 
@@ -171,7 +174,7 @@ void cs_conv_backward(const cs_conv_geom *g, const float *x, const float *w, con
     /* Ranges are whole images, so no two workers add into the same part of dx. */
     int parts = s->workers;
     if (dw && s->part_floats < kdim * g->oc + g->oc) parts = 1;
-    if (g->n < 2) parts = 1;
+    if (g->n < 2 || (long)g->n * per_image * kdim * g->oc < 16 * CS_PARALLEL_MIN_WORK) parts = 1;
     /* Zeroed here, not in the workers: a range may end up run by the caller alone. */
     if (dw)
         for (int p = 1; p < parts; p++) memset(s->part[p], 0, (kdim * g->oc + g->oc) * sizeof(float));

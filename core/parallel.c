@@ -97,6 +97,14 @@ int cs_parallel_threads(void)
     return n;
 }
 
+long cs_parallel_grain(long work_per_unit, long align)
+{
+    if (work_per_unit < 1) work_per_unit = 1;
+    if (align < 1) align = 1;
+    long units = (CS_PARALLEL_MIN_WORK + work_per_unit - 1) / work_per_unit;
+    return (units + align - 1) / align * align;
+}
+
 void cs_parallel_run(long n, long grain, int max_parts, cs_range_fn fn, void *ctx)
 {
     if (n <= 0) return;

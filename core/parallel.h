@@ -21,6 +21,14 @@ typedef void (*cs_range_fn)(void *ctx, long begin, long end, int worker);
 /* Threads the pool splits work over (1 = everything runs in the caller). */
 void cs_parallel_set_threads(int n);
 int cs_parallel_threads(void);
+/* Waking the pool costs some microseconds: a range should carry at least this many
+ * elementwise operations (callers turn it into a grain), so that single-image passes
+ * stay on the caller's thread. */
+#define CS_PARALLEL_MIN_WORK 65536L
+
+/* Grain for n units of `work_per_unit` operations each, rounded up to a multiple of `align`. */
+long cs_parallel_grain(long work_per_unit, long align);
+
 /* Splits [0, n) into at most max_parts ranges (0 = as many as threads) whose
  * boundaries fall on multiples of `grain`. */
 void cs_parallel_run(long n, long grain, int max_parts, cs_range_fn fn, void *ctx);

@@ -36,7 +36,7 @@ static void forward_range(void *ctx, long begin, long end, int worker)
 void cs_maxpool_forward(int n, int ih, int iw, int c, int p, const float *x, float *y)
 {
     pool_job job = {.ih = ih, .iw = iw, .c = c, .p = p, .x = x, .out = y};
-    cs_parallel_run((long)n * (ih / p), 1, 0, forward_range, &job);
+    cs_parallel_run((long)n * (ih / p), cs_parallel_grain((long)(iw / p) * c * p * p, 1), 0, forward_range, &job);
 }
 
 static void backward_range(void *ctx, long begin, long end, int worker)
@@ -74,5 +74,5 @@ void cs_maxpool_backward(int n, int ih, int iw, int c, int p, const float *x, co
     /* Rows and columns past the last full window get no gradient. */
     memset(dx, 0, (size_t)n * ih * iw * c * sizeof(float));
     pool_job job = {.ih = ih, .iw = iw, .c = c, .p = p, .x = x, .y = y, .dy = dy, .dx = dx};
-    cs_parallel_run((long)n * (ih / p), 1, 0, backward_range, &job);
+    cs_parallel_run((long)n * (ih / p), cs_parallel_grain((long)(iw / p) * c * p * p, 1), 0, backward_range, &job);
 }
