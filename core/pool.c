@@ -71,8 +71,9 @@ static void backward_range(void *ctx, long begin, long end, int worker)
 void cs_maxpool_backward(int n, int ih, int iw, int c, int p, const float *x, const float *y, const float *dy,
                          float *dx)
 {
-    /* Rows and columns past the last full window get no gradient. */
-    memset(dx, 0, (size_t)n * ih * iw * c * sizeof(float));
+    /* Every window writes all of its elements (the gradient or 0); only rows and
+     * columns past the last full window need zeroing, and only when there are some. */
+    if (ih % p || iw % p) memset(dx, 0, (size_t)n * ih * iw * c * sizeof(float));
     pool_job job = {.ih = ih, .iw = iw, .c = c, .p = p, .x = x, .y = y, .dy = dy, .dx = dx};
     cs_parallel_run((long)n * (ih / p), cs_parallel_grain((long)(iw / p) * c * p * p, 1), 0, backward_range, &job);
 }
