@@ -70,7 +70,8 @@ model: all
 bench: all $(BENCHES)
 	@scripts/deps.sh bench
 	@for b in $(BENCHES); do $$b || exit 1; done
-	@if [ -x bench/http.sh ]; then bench/http.sh $(B)/convscope; fi
+	bench/http.sh $(B)/convscope
+	bench/vgg16_server.sh $(B)/convscope
 
 clean:
 	rm -rf $(B)

@@ -28,6 +28,7 @@
 
 #include "blas.h"
 #include "exec.h"
+#include "keras_h5.h"
 #include "gradcam.h"
 #include "model.h"
 #include "parallel.h"
@@ -118,12 +119,28 @@ static void layer_breakdown(cs_exec *e, const cs_model *m, const float *x)
     }
 }
 
+/* bench/vgg16_server.sh needs a weights file in the Keras layout; the real one cannot
+ * be downloaded here, so random weights of the right shapes stand in (speed and
+ * memory do not depend on the values). */
+static int write_weights(const char *path)
+{
+    char err[400];
+    cs_model *m = cs_model_build_vgg16();
+    if (!m) return 1;
+    cs_model_init_weights(m, 1);
+    int rc = cs_keras_h5_save(m, path, err, sizeof err);
+    if (rc != 0) fprintf(stderr, "vgg16 bench: %s\n", err);
+    cs_model_free(m);
+    return rc != 0;
+}
+
 int main(int argc, char **argv)
 {
     if (cs_blas_init(argc, argv) != 0) {
         fprintf(stderr, "vgg16 bench: OpenBLAS computes wrong results\n");
         return 1;
     }
+    if (argc > 2 && !strcmp(argv[1], "--write-weights")) return write_weights(argv[2]);
     int breakdown = argc > 1 && !strcmp(argv[1], "--layers");
     double load[1] = {0};
     getloadavg(load, 1);
