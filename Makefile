@@ -21,11 +21,12 @@ CORE_TESTS := $(patsubst tests/core/%.c,$(B)/tests/%,$(wildcard tests/core/test_
 API_TESTS  := $(patsubst tests/api/%.c,$(B)/tests/api_%,$(wildcard tests/api/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 WEB_TESTS  := $(wildcard tests/web/run.sh)
+DEPLOY_TESTS := tests/deploy/scaleout_test.sh tests/deploy/validate.sh
 
 MODEL := models/fmnist.csm
 PORT  ?= 8080
 
-.PHONY: all deps test run bench model clean
+.PHONY: all deps test run bench model clean docker-test
 all: deps $(B)/convscope
 
 deps:
@@ -58,7 +59,7 @@ $(B)/bench/%: bench/%.c $(B)/libcore.a
 test: 
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory $(B)/convscope $(CORE_TESTS) $(API_TESTS)
-	@tests/run.sh $(CORE_TESTS) $(API_TESTS) $(WEB_TESTS)
+	@tests/run.sh $(CORE_TESTS) $(API_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS)
 
 run: all
 	$(B)/convscope serve --listen 127.0.0.1:$(PORT) --models models
@@ -72,6 +73,11 @@ bench: all $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
 	bench/http.sh $(B)/convscope
 	bench/vgg16_server.sh $(B)/convscope
+
+# Builds the Docker image (needs root: starts its own dockerd) and checks it runs
+# read-only with no capabilities: health, predictions, Grad-CAM, a training job.
+docker-test: all
+	@tests/deploy/docker_test.sh
 
 clean:
 	rm -rf $(B)

@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# tests/deploy/docker_test.sh - builds docker/Dockerfile and runs the image the way the
+# deployment docs tell an operator to: read-only root, a tmpfs /tmp, no capabilities, a
+# memory limit. Checks health, a prediction (dataset sample and uploaded PNG), a Grad-CAM
+# PNG, a training job run inside the container and the new model version it serves, the
+# non-root user, the Docker health status and a clean stop. Last line:
+# "[docker] N ok, M failed"; exits non-zero on any failure.
+#
+# Needs root: it installs docker.io and debootstrap when missing and starts its own
+# Docker engine (private socket, no bridge, no iptables: the host's network is left as it
+# is), stopped by its PID at the end. Containers use the host's network namespace and
+# listen on 127.0.0.1 only. There is no registry: the base image debian:bookworm-slim is
+# made with debootstrap from the Debian mirror apt already uses, and cached (with the
+# engine's layers) in .cache/docker/, which git ignores. Set CONVSCOPE_DOCKER_CACHE to
+# put it elsewhere; remove it to measure a cold run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+cache=${CONVSCOPE_DOCKER_CACHE:-$root/.cache/docker}
+image=convscope:test
+tmp=$(mktemp -d -t convscope-docker-XXXXXX)
+dockerd_pid=
+containers=()
+volumes=()
+ok=0 bad=0
+t_start=$(date +%s)
+
+pass() { ok=$((ok + 1)); echo "ok   $1"; }
+fail() { bad=$((bad + 1)); echo "FAIL $1${2:+: $2}"; }
+# check NAME COMMAND...: one counted check; never stops the script.
+check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+# die MESSAGE: a step the rest depends on failed; the EXIT trap still prints the summary.
+die() { fail "$1"; exit 1; }
+note() { echo "# $*"; }
+
+cleanup() {
+  local rc=$?
+  set +e
+  if [ -n "$dockerd_pid" ]; then
+    for c in "${containers[@]+"${containers[@]}"}"; do docker rm -f "$c" >/dev/null 2>&1; done
+    for v in "${volumes[@]+"${volumes[@]}"}"; do docker volume rm -f "$v" >/dev/null 2>&1; done
+    kill "$dockerd_pid" 2>/dev/null
+    # dockerd stops the containerd it started; give both a bounded time.
+    for _ in $(seq 100); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$dockerd_pid" 2>/dev/null
+    wait "$dockerd_pid" 2>/dev/null
+    # The engine leaves its network-namespace mount behind; unmount what it left in $tmp.
+    awk -v t="$tmp" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+  fi
+  [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
+  note "took $(($(date +%s) - t_start)) s"
+  rm -rf "$tmp"
+  echo "[docker] $ok ok, $bad failed"
+  [ "$bad" -eq 0 ] || exit 1
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+[ "$(id -u)" -eq 0 ] || die "needs root (it installs docker.io and starts a Docker engine)"
+
+# --- the engine ---------------------------------------------------------------------------
+missing=()
+for p in docker.io debootstrap curl; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  note "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+    { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; }; } \
+    >"$tmp/apt.log" 2>&1 || { tail -n 20 "$tmp/apt.log"; die "apt-get install ${missing[*]}"; }
+fi
+
+mkdir -p "$cache/data"
+export DOCKER_HOST=unix://$tmp/docker.sock
+# A private engine: its own socket, state and pid file, so a system Docker (if any) is
+# neither used nor disturbed; no bridge and no iptables rules on the host.
+dockerd --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
+  --host "$DOCKER_HOST" --exec-root "$tmp/exec" --pidfile "$tmp/docker.pid" \
+  --data-root "$cache/data" >"$tmp/dockerd.log" 2>&1 &
+dockerd_pid=$!
+for _ in $(seq 120); do
+  docker info >/dev/null 2>&1 && break
+  kill -0 "$dockerd_pid" 2>/dev/null || break
+  sleep 0.5
+done
+docker info >/dev/null 2>&1 || { tail -n 20 "$tmp/dockerd.log"; die "dockerd did not start"; }
+pass "dockerd started ($(docker version -f '{{.Server.Version}}'))"
+
+# --- the base image: debian:bookworm-slim made locally --------------------------------------
+# The mirror apt already uses (one-line or deb822 sources), so no other host is contacted.
+apt_uri() { # $1: pattern the URI must match, $2: one it must not
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+    grep -oE '(URIs:[[:space:]]*|^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?)[a-z]+://[^[:space:]]+' |
+    grep -oE '[a-z]+://[^[:space:]]+' | grep -E "$1" | grep -vE "${2:-^$}" | head -n 1 || true
+}
+if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
+  if [ ! -s "$cache/bookworm-minbase.tar" ]; then
+    mirror=$(apt_uri '/debian/?$' 'security'); mirror=${mirror:-http://deb.debian.org/debian}
+    security=$(apt_uri 'security'); security=${security:-http://deb.debian.org/debian-security}
+    note "debootstrap bookworm from $mirror"
+    rootfs=$tmp/rootfs
+    debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1 ||
+      { tail -n 20 "$tmp/debootstrap.log"; die "debootstrap bookworm"; }
+    # Shape it like Debian's slim image: no documentation, no package caches, the same
+    # three suites in one deb822 file.
+    mkdir -p "$rootfs/etc/dpkg/dpkg.cfg.d"
+    printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
+      'path-exclude /usr/share/man/*' 'path-exclude /usr/share/info/*' \
+      'path-exclude /usr/share/locale/*' 'path-include /usr/share/locale/locale.alias' \
+      'path-exclude /usr/share/lintian/*' >"$rootfs/etc/dpkg/dpkg.cfg.d/docker"
+    printf '%s\n' 'APT::Install-Recommends "false";' >"$rootfs/etc/apt/apt.conf.d/docker-no-recommends"
+    rm -f "$rootfs/etc/apt/sources.list"
+    cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $mirror
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    find "$rootfs/usr/share/doc" -mindepth 2 ! -name copyright -type f -delete 2>/dev/null || true
+    rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/var/cache/apt/*.bin \
+      "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/tmp/* \
+      "$rootfs"/var/log/*.log
+    find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+    tar -C "$rootfs" --numeric-owner -cf "$cache/bookworm-minbase.tar.part" . &&
+      mv "$cache/bookworm-minbase.tar.part" "$cache/bookworm-minbase.tar"
+  fi
+  docker import --change 'CMD ["bash"]' "$cache/bookworm-minbase.tar" debian:bookworm-slim >/dev/null ||
+    die "docker import of the base image"
+fi
+pass "base image debian:bookworm-slim ($(docker image inspect -f '{{.Size}}' debian:bookworm-slim | awk '{printf "%.0f MB", $1/1e6}'))"
+
+# --- the build: the documented command ------------------------------------------------------
+build_args=(--network host -f docker/Dockerfile -t "$image")
+if [ ! -f models/fmnist.csm ]; then
+  note "models/fmnist.csm is not in the tree yet: building with a quickly trained stand-in"
+  build_args+=(--build-arg QUICK_MODEL=1)
+fi
+t0=$(date +%s)
+if [ -f .dockerignore ]; then
+  docker build "${build_args[@]}" . >"$tmp/build.log" 2>&1 || { tail -n 30 "$tmp/build.log"; die "docker build"; }
+else
+  # No .dockerignore at the root yet: send exactly the paths docker/dockerignore allows,
+  # so the daemon never receives build/, .git or this cache.
+  mapfile -t allowed < <(sed -n 's|^!\(.*\)|\1|p' docker/dockerignore | sed 's|/$||')
+  present=(docker/Dockerfile)
+  for p in "${allowed[@]}"; do [ -e "$p" ] && present+=("$p"); done
+  tar -cf - "${present[@]}" | docker build "${build_args[@]}" - >"$tmp/build.log" 2>&1 ||
+    { tail -n 30 "$tmp/build.log"; die "docker build"; }
+fi
+pass "docker build ($(($(date +%s) - t0)) s)"
+size=$(docker image inspect -f '{{.Size}}' "$image")
+note "image size: $((size / 1000000)) MB"
+check "image is small (< 220 MB, got $((size / 1000000)) MB)" test "$size" -lt 220000000
+check "runtime image has no compiler or -dev packages" \
+  docker run --rm --network none --entrypoint sh "$image" -c \
+  '! command -v gcc && ! dpkg-query -W -f "\${Package}\n" | grep -q -- "-dev$"'
+
+# --- run it hardened ------------------------------------------------------------------------
+# A free loopback port: nothing answers on it.
+free_port() {
+  local p
+  for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 20000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+  return 1
+}
+port=$(free_port)
+b=http://127.0.0.1:$port
+name=convscope-test-$$
+containers+=("$name")
+# The image listens on 0.0.0.0:8080; with the host's network namespace that would be
+# every interface of this machine, so the test narrows it to loopback.
+docker run -d --name "$name" --network host --read-only --tmpfs /tmp:rw,size=64m \
+  --cap-drop ALL --security-opt no-new-privileges --memory 1g --memory-swap 1g \
+  -e CONVSCOPE_LISTEN="127.0.0.1:$port" -e CONVSCOPE_VGG16=0 "$image" >/dev/null ||
+  die "docker run --read-only --cap-drop ALL --memory 1g"
+for _ in $(seq 120); do
+  curl -fs -o /dev/null "$b/readyz" && break
+  [ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ] || break
+  sleep 0.5
+done
+curl -fs -o /dev/null "$b/readyz" || { docker logs "$name" 2>&1 | tail -n 20; die "container ready on $b"; }
+pass "container ready (read-only root, no capabilities, 1 GiB)"
+
+# body FILE URL [curl args...]: writes the body, prints the status.
+req() { local out=$1 url=$2; shift 2; curl -s -o "$out" -w '%{http_code}' "$@" "$url" || echo 000; }
+jnum() { grep -o "\"$1\":[0-9.]*" "$2" | head -n 1 | cut -d: -f2; }
+is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
+
+check "GET /healthz" test "$(req "$tmp/h.json" "$b/healthz")" = 200
+check "runs as uid 10001" test "$(docker exec "$name" id -u)" = 10001
+check "read-only root; /tmp and /models writable" eval \
+  '[ "$(docker inspect -f "{{.HostConfig.ReadonlyRootfs}}" "$name")" = true ] &&
+   docker exec "$name" sh -c "touch /tmp/x && touch /models/.w && rm /models/.w"'
+st=$(req "$tmp/p1.json" "$b/v1/models/fmnist/predict?sample=test:18" -X POST)
+check "predict sample=test:18 (200, a top class)" \
+  eval '[ "$st" = 200 ] && grep -q "\"top\":\[{\"index\":[0-9]*,\"label\":\"" "$tmp/p1.json"'
+grep -q '"label":"Bag"' "$tmp/p1.json" && note "test:18 predicted: $(grep -o '"label":"[^"]*"' "$tmp/p1.json" | head -n 1)"
+st=$(req "$tmp/t18.png" "$b/v1/datasets/fashion-mnist/test/18.png")
+check "dataset image from the bundled dataset (PNG)" eval '[ "$st" = 200 ] && is_png "$tmp/t18.png"'
+st=$(req "$tmp/p2.json" "$b/v1/models/fmnist/predict" -H 'Content-Type: image/png' --data-binary "@$tmp/t18.png")
+check "predict an uploaded PNG" eval '[ "$st" = 200 ] && grep -q "\"predictions\":\[{\"top\"" "$tmp/p2.json"'
+st=$(req "$tmp/cam.png" "$b/v1/models/fmnist/gradcam?sample=test:18" -X POST)
+check "Grad-CAM overlay PNG" eval '[ "$st" = 200 ] && is_png "$tmp/cam.png"'
+st=$(req "$tmp/i.html" "$b/")
+check "front-end and contract served from the image" \
+  eval '[ "$st" = 200 ] && [ "$(req /dev/null "$b/openapi.yaml")" = 200 ]'
+
+# --- training inside the container -----------------------------------------------------------
+req "$tmp/m0.json" "$b/v1/models/fmnist" >/dev/null
+v0=$(jnum version "$tmp/m0.json")
+# shellcheck disable=SC2034 # st is read by the eval'd condition below
+st=$(req "$tmp/job.json" "$b/v1/models/fmnist/train" -X POST -H 'Content-Type: application/json' \
+  -d '{"epochs":1,"train_limit":2000,"test_limit":1000}')
+job=$(grep -o '"id":"[^"]*"' "$tmp/job.json" | head -n 1 | cut -d'"' -f4 || true)
+check "POST train: 202 with a job id" eval '[ "$st" = 202 ] && [ -n "$job" ]'
+state=none
+if [ -n "$job" ]; then
+  for _ in $(seq 240); do
+    req "$tmp/j.json" "$b/v1/jobs/$job" >/dev/null
+    state=$(grep -o '"state":"[^"]*"' "$tmp/j.json" | head -n 1 | cut -d'"' -f4 || true)
+    case $state in succeeded | failed | cancelled) break ;; esac
+    sleep 0.5
+  done
+fi
+check "training job succeeded (state $state)" test "$state" = succeeded
+# Peak memory of the container so far (cgroup v1 or v2), for the limits in docs/deploy.md.
+peak=$(docker exec "$name" sh -c 'cat /sys/fs/cgroup/memory.peak 2>/dev/null ||
+  cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes 2>/dev/null' || true)
+[ -n "$peak" ] && note "peak memory with a training job: $((peak / 1048576)) MiB"
+req "$tmp/m1.json" "$b/v1/models/fmnist" >/dev/null
+v1=$(jnum version "$tmp/m1.json")
+check "new model version served ($v0 -> $v1)" test "${v1:-0}" -gt "${v0:-0}"
+check "the new model was saved in the models volume" \
+  docker exec "$name" sh -c 'test -s /models/fmnist.csm && test /models/fmnist.csm -nt /opt/convscope/models/fmnist.csm'
+
+# --- Docker's own view ------------------------------------------------------------------------
+# The HEALTHCHECK runs every 10 s; wait for its first verdict (bounded).
+health=starting
+for _ in $(seq 40); do
+  health=$(docker inspect -f '{{.State.Health.Status}}' "$name")
+  [ "$health" != starting ] && break
+  sleep 1
+done
+check "HEALTHCHECK reports healthy ($health)" test "$health" = healthy
+check "not killed for memory" test "$(docker inspect -f '{{.State.OOMKilled}}' "$name")" = false
+note "memory in use: $(docker stats --no-stream --format '{{.MemUsage}}' "$name" 2>/dev/null || echo '?')"
+docker stop -t 20 "$name" >/dev/null
+check "SIGTERM stops it cleanly (exit $(docker inspect -f '{{.State.ExitCode}}' "$name"))" \
+  test "$(docker inspect -f '{{.State.ExitCode}}' "$name")" = 0
+
+# --- a one-off training container on a named volume, then a server on it --------------------
+vol=convscope-test-models-$$
+volumes+=("$vol")
+docker volume create "$vol" >/dev/null
+check "one-off 'convscope train' container writes the shared volume" eval \
+  'docker run --rm --network none --read-only --tmpfs /tmp --cap-drop ALL -v "$vol:/models" "$image" \
+     train --epochs 1 --limit 1000 --seed 3 --out /models/fmnist.csm >"$tmp/train.log" 2>&1'
+name2=convscope-test2-$$
+containers+=("$name2")
+port2=$(free_port)
+docker run -d --name "$name2" --network host --read-only --tmpfs /tmp --cap-drop ALL --memory 1g \
+  -v "$vol:/models" -e CONVSCOPE_LISTEN="127.0.0.1:$port2" -e CONVSCOPE_VGG16=0 "$image" >/dev/null
+for _ in $(seq 60); do curl -fs -o /dev/null "http://127.0.0.1:$port2/readyz" && break; sleep 0.5; done
+req "$tmp/m2.json" "http://127.0.0.1:$port2/v1/models/fmnist" >/dev/null
+check "a replica on that volume serves the trained model (1000 training images)" \
+  grep -q '"train_images":1000' "$tmp/m2.json"
+
+# While it runs, another one-off training writes the volume: the running replica switches
+# to it by itself (it checks the file about once a second), as compose replicas do.
+check "one-off training while a replica serves the volume" eval \
+  'docker run --rm --network none --read-only --tmpfs /tmp --cap-drop ALL -v "$vol:/models" "$image" \
+     train --epochs 1 --limit 1000 --seed 5 --out /models/fmnist.csm >"$tmp/train2.log" 2>&1'
+switched=0
+for _ in $(seq 50); do
+  curl -s "http://127.0.0.1:$port2/v1/models/fmnist" | grep -q '"seed":5[,}]' && { switched=1; break; }
+  sleep 0.2
+done
+check "the running replica serves the new model without a restart" test "$switched" = 1
