@@ -106,6 +106,11 @@ void cs_h_model_summary(cs_req *req, cs_reply *rep)
                             "trained_at", m->meta.trained_at[0] ? json_string(m->meta.trained_at) : json_null(),
                             "history", history, "gradcam_layer", gradcam_layer_json(m),
                             "n_classes", m->n_classes);
+    /* Version numbers count within one process; the checksum names the parameters
+     * themselves, so replicas behind a balancer can be compared. */
+    char crc[16];
+    snprintf(crc, sizeof crc, "%08x", (unsigned)v->crc);
+    json_object_set_new(doc, "checksum", json_string(crc));
     if (m->meta.epochs > 0)
         json_object_set_new(doc, "training", json_pack("{s:i,s:i,s:i,s:f,s:I}", "epochs", m->meta.epochs, "batch_size",
                                                       m->meta.batch_size, "train_images", m->meta.train_images,

@@ -51,6 +51,13 @@ static const char *positional(int argc, char **argv)
     return NULL;
 }
 
+/* The data folder: --data, else CONVSCOPE_DATA (as `serve` reads it), else Debian's. */
+static const char *data_dir_default(void)
+{
+    const char *env = getenv("CONVSCOPE_DATA");
+    return env && *env ? env : CS_DEFAULT_DATA_DIR;
+}
+
 static int fail(const char *what, const char *err)
 {
     fprintf(stderr, "convscope: %s%s%s\n", what, *err ? ": " : "", err);
@@ -78,7 +85,7 @@ static int cmd_train(int argc, char **argv)
     cfg.learning_rate = (float)atof(flag(argc, argv, "--lr", "0.001"));
     cfg.seed = strtoull(flag(argc, argv, "--seed", "1"), NULL, 10);
     cfg.train_limit = atoi(flag(argc, argv, "--limit", "0"));
-    const char *dir = flag(argc, argv, "--data", CS_DEFAULT_DATA_DIR);
+    const char *dir = flag(argc, argv, "--data", data_dir_default());
     const char *out = flag(argc, argv, "--out", "models/fmnist.csm");
     char err[512] = "";
     cs_dataset train = {0}, test = {0};
@@ -129,7 +136,7 @@ static int cmd_eval(int argc, char **argv)
     cs_model *m = load_model_flag(argc, argv, err, sizeof err);
     if (!m) return fail("cannot load the model", err);
     cs_dataset test = {0};
-    if (cs_dataset_load(flag(argc, argv, "--data", CS_DEFAULT_DATA_DIR), "test", &test, err, sizeof err) != 0) {
+    if (cs_dataset_load(flag(argc, argv, "--data", data_dir_default()), "test", &test, err, sizeof err) != 0) {
         cs_model_free(m);
         return fail("cannot read the test set", err);
     }

@@ -8,12 +8,16 @@
 
 static srv_t S;
 
+static char checksum[16];
+
 static long served_version(double *accuracy)
 {
     resp_t r = http(&S, "GET", "/v1/models/fmnist");
     json_t *j = resp_json(&r);
     long v = r.status == 200 ? (long)json_integer_value(json_object_get(j, "version")) : -1;
     if (accuracy) *accuracy = json_real_value(json_object_get(j, "test_accuracy"));
+    const char *c = json_string_value(json_object_get(j, "checksum"));
+    snprintf(checksum, sizeof checksum, "%s", c ? c : "");
     json_decref(j);
     resp_free(&r);
     return v;
@@ -31,6 +35,9 @@ static void test_new_file_is_served(void)
 {
     long before = served_version(NULL);
     CHECK(before >= 1, "a version is served");
+    char old_sum[16];
+    snprintf(old_sum, sizeof old_sum, "%s", checksum);
+    CHECK(strlen(old_sum) == 8, "an 8-digit checksum: %s", old_sum);
     cs_model *m = cs_model_build_fmnist();
     cs_model_init_weights(m, 77);
     m->meta.test_accuracy = 0.1234; /* a mark to recognise it by */
@@ -40,6 +47,8 @@ static void test_new_file_is_served(void)
     while (now_s() < end && (after = served_version(&acc)) == before) usleep(100000);
     CHECK(after > before, "new version served within 6 s (%ld -> %ld)", before, after);
     CHECK(fabs(acc - 0.1234) < 1e-6, "it is the file that was written (accuracy %g)", acc);
+    CHECK(strlen(checksum) == 8 && strcmp(checksum, old_sum) != 0, "the checksum follows the parameters: %s -> %s",
+          old_sum, checksum);
     cs_model_free(m);
 }
 
