@@ -10,7 +10,7 @@
  *   last call  dispatch to the API, queue its reply;
  *   completed  one access-log line, the metrics, free the request state.
  *
- * Threading (measured with wrk, see docs/http-api.md): by default a pool of --threads
+ * Threading (measured with wrk, see the README's HTTP API section): by default a pool of --threads
  * workers polling with poll(). It matches the other modes' throughput and bounds the
  * requests computed at once to the number of workers (one thread per connection would
  * run as many forward passes as there are connections), and it recovers at once after

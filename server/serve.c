@@ -12,7 +12,7 @@
  * OpenBLAS threads and the core's layer-splitting pool default to 1 thread: every
  * request runs on its own worker thread, so parallelism comes from the requests;
  * splitting each pass over the cores as well only oversubscribes them (measured: see
- * docs/http-api.md). A training job runs with the same setting.
+ * the README's HTTP API section). A training job runs with the same setting.
  */
 #include "serve.h"
 
