@@ -93,6 +93,95 @@ static void col2im_add(const cs_conv_geom *g, const float *col, size_t r0, size_
     }
 }
 
+/* With a short receptive field (the first layer: 3x3 over 1 or 3 channels) sgemm's
+ * packing costs more than the product itself, so those layers multiply the im2col
+ * rows by the kernel directly, vectorised over the output channels. The loops are
+ * compiled twice, for AVX2+FMA and for the baseline, and the CPU picks at load time. */
+#define SMALL_K 32
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CS_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define CS_CONTRACT __attribute__((optimize("fp-contract=fast"))) /* fused multiply-adds */
+#else
+#define CS_CLONES
+#define CS_CONTRACT
+#endif
+
+/* y[r] += col[r] . w for `rows` rows of kdim values. Outputs are taken 32 at a time
+ * so that their sums stay in registers across the kdim taps. */
+CS_CLONES CS_CONTRACT static void small_k_forward(size_t rows, int kdim, int oc, const float *restrict col,
+                                                  const float *restrict w, float *restrict y)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *c = col + r * kdim;
+        float *yr = y + r * oc;
+        int o0 = 0;
+        for (; o0 + 32 <= oc; o0 += 32) {
+            float acc[32];
+            for (int o = 0; o < 32; o++) acc[o] = yr[o0 + o];
+            for (int j = 0; j < kdim; j++) {
+                const float cj = c[j], *wj = w + (size_t)j * oc + o0;
+                for (int o = 0; o < 32; o++) acc[o] += cj * wj[o];
+            }
+            for (int o = 0; o < 32; o++) yr[o0 + o] = acc[o];
+        }
+        for (int j = 0; j < kdim && o0 < oc; j++)
+            for (int o = o0; o < oc; o++) yr[o] += c[j] * w[(size_t)j * oc + o];
+    }
+}
+
+/* The same product without im2col, for 'valid' stride-1 layers (the Fashion-MNIST
+ * network's first): each output row reads its taps straight from the input at fixed
+ * offsets, and the bias starts the sums. */
+CS_CLONES CS_CONTRACT static void small_k_forward_direct(const cs_conv_geom *g, size_t r0, size_t rows,
+                                                         const float *restrict x, const float *restrict w,
+                                                         const float *restrict bias, float *restrict y)
+{
+    const int k = g->k, ic = g->ic, oc = g->oc, kdim = k * k * ic;
+    int off[SMALL_K];
+    for (int ky = 0, j = 0; ky < k; ky++)
+        for (int kx = 0; kx < k; kx++)
+            for (int c = 0; c < ic; c++) off[j++] = (ky * g->iw + kx) * ic + c;
+    const size_t per_image = (size_t)g->oh * g->ow;
+    int b = (int)(r0 / per_image), oy = (int)(r0 % per_image) / g->ow, ox = (int)(r0 % per_image) % g->ow;
+    for (size_t r = 0; r < rows; r++) {
+        const float *base = x + (((size_t)b * g->ih + oy) * g->iw + ox) * ic;
+        float *yr = y + (r0 + r) * oc;
+        int o0 = 0;
+        for (; o0 + 32 <= oc; o0 += 32) {
+            float acc[32];
+            for (int o = 0; o < 32; o++) acc[o] = bias[o0 + o];
+            for (int j = 0; j < kdim; j++) {
+                const float cj = base[off[j]], *wj = w + (size_t)j * oc + o0;
+                for (int o = 0; o < 32; o++) acc[o] += cj * wj[o];
+            }
+            for (int o = 0; o < 32; o++) yr[o0 + o] = acc[o];
+        }
+        for (int o = o0; o < oc; o++) {
+            float acc = bias[o];
+            for (int j = 0; j < kdim; j++) acc += base[off[j]] * w[(size_t)j * oc + o];
+            yr[o] = acc;
+        }
+        if (++ox == g->ow) { /* next output position, without divisions */
+            ox = 0;
+            if (++oy == g->oh) oy = 0, b++;
+        }
+    }
+}
+
+/* dw += col^T dy over `rows` rows; dw (kdim x oc) stays in L1. */
+CS_CLONES CS_CONTRACT static void small_k_weight_grad(size_t rows, int kdim, int oc, const float *restrict col,
+                                                      const float *restrict dy, float *restrict dw)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *c = col + r * kdim, *d = dy + r * oc;
+        for (int j = 0; j < kdim; j++) {
+            const float cj = c[j];
+            float *dwj = dw + (size_t)j * oc;
+            for (int o = 0; o < oc; o++) dwj[o] += cj * d[o];
+        }
+    }
+}
+
 typedef struct {
     const cs_conv_geom *g;
     const float *x, *w, *b, *dy;
@@ -107,13 +196,20 @@ static void forward_range(void *ctx, long begin, long end, int worker)
     const cs_conv_geom *g = j->g;
     const int kdim = g->k * g->k * g->ic, oc = g->oc;
     float *col = j->s->col[worker];
+    if (kdim <= SMALL_K && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 && g->oh == g->ih - g->k + 1 &&
+        g->ow == g->iw - g->k + 1) {
+        small_k_forward_direct(g, (size_t)begin, (size_t)(end - begin), j->x, j->w, j->b, j->y);
+        return;
+    }
     for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += j->chunk) {
         size_t rows = (size_t)end - r0 < j->chunk ? (size_t)end - r0 : j->chunk;
         float *yc = j->y + r0 * oc;
         for (size_t r = 0; r < rows; r++) memcpy(yc + r * oc, j->b, (size_t)oc * sizeof(float));
         im2col(g, j->x, r0, rows, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, oc, kdim, 1.0f, col, kdim, j->w, oc, 1.0f,
-                    yc, oc);
+        if (kdim <= SMALL_K) small_k_forward(rows, kdim, oc, col, j->w, yc);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, oc, kdim, 1.0f, col, kdim, j->w, oc,
+                        1.0f, yc, oc);
     }
 }
 
@@ -154,8 +250,10 @@ static void backward_range(void *ctx, long begin, long end, int worker)
                 for (int o = 0; o < oc; o++) db[o] += dyc[r * oc + o];
         if (dw) {
             im2col(g, j->x, r0, rows, col);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kdim, oc, (int)rows, 1.0f, col, kdim, dyc, oc,
-                        1.0f, dw, oc);
+            if (kdim <= SMALL_K) small_k_weight_grad(rows, kdim, oc, col, dyc, dw);
+            else
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kdim, oc, (int)rows, 1.0f, col, kdim, dyc, oc,
+                            1.0f, dw, oc);
         }
         if (j->dx) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, kdim, oc, 1.0f, dyc, oc, j->w, oc, 0.0f,
