@@ -152,18 +152,8 @@ void cs_h_gradcam(cs_req *req, cs_reply *rep)
         cs_image_free(&base);
     }
     cs_req_stage_add(req, CS_STAGE_DRAW, t0);
-    t0 = cs_now();
-    uint8_t *png = NULL;
-    size_t len = 0;
-    int rc = img ? cs_image_encode_png(img, &png, &len) : CS_IMG_NOMEM;
-    cs_image_destroy(img);
-    cs_req_stage_add(req, CS_STAGE_ENCODE, t0);
-    if (rc != CS_IMG_OK) {
-        cs_reply_internal(rep, "cannot draw the Grad-CAM image");
-        goto out;
-    }
+    if (cs_reply_image(req, rep, img, "cannot draw the Grad-CAM image") != 0) goto out;
     char hdr[160];
-    cs_reply_png(rep, png, len);
     snprintf(hdr, sizeof hdr, "%d", res.class_index);
     cs_reply_header(rep, "X-Class-Index", hdr);
     /* Header values must be plain ASCII text: labels are. */

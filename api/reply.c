@@ -149,3 +149,19 @@ void cs_reply_internal(cs_reply *rep, const char *what)
 {
     cs_reply_error(rep, 500, "internal", "%s", what);
 }
+
+int cs_reply_image(cs_req *req, cs_reply *rep, cs_image *img, const char *what)
+{
+    double t0 = cs_now();
+    uint8_t *png = NULL;
+    size_t len = 0;
+    int rc = img ? cs_image_encode_png(img, &png, &len) : CS_IMG_NOMEM;
+    cs_image_destroy(img);
+    cs_req_stage_add(req, CS_STAGE_ENCODE, t0);
+    if (rc != CS_IMG_OK) {
+        cs_reply_internal(rep, what);
+        return -1;
+    }
+    cs_reply_png(rep, png, len); /* headers set before (ETag, Cache-Control) are kept */
+    return 0;
+}

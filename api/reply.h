@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "http.h"
+#include "image.h"
 
 /* Sets status and an error body. fmt is printf-style. */
 void cs_reply_error(cs_reply *rep, int status, const char *code, const char *fmt, ...)
@@ -21,6 +22,9 @@ void cs_reply_error(cs_reply *rep, int status, const char *code, const char *fmt
 void cs_reply_json(cs_reply *rep, int status, json_t *doc);
 /* Takes ownership of png (malloc'd). */
 void cs_reply_png(cs_reply *rep, uint8_t *png, size_t len);
+/* Encodes img as PNG (timed as the request's encode stage), destroys it, and replies
+ * with it; NULL or a failed encoding is a 500 naming `what`. Returns 0 on success. */
+int cs_reply_image(cs_req *req, cs_reply *rep, cs_image *img, const char *what);
 /* Copies len bytes. */
 void cs_reply_bytes(cs_reply *rep, int status, const char *content_type, const void *data, size_t len);
 

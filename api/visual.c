@@ -15,22 +15,6 @@
 #include "params.h"
 #include "reply.h"
 
-static void send_image(cs_req *req, cs_reply *rep, cs_image *img)
-{
-    double t0 = cs_now();
-    uint8_t *png = NULL;
-    size_t len = 0;
-    int rc = img ? cs_image_encode_png(img, &png, &len) : CS_IMG_NOMEM;
-    cs_image_destroy(img);
-    cs_req_stage_add(req, CS_STAGE_ENCODE, t0);
-    if (rc != CS_IMG_OK) {
-        cs_reply_internal(rep, "cannot draw the image");
-        return;
-    }
-    /* Keep the headers set before (ETag, Cache-Control). */
-    cs_reply_png(rep, png, len);
-}
-
 static uint32_t fnv1a(const char *s)
 {
     uint32_t h = 2166136261u;
@@ -87,7 +71,7 @@ void cs_h_filters(cs_req *req, cs_reply *rep)
     char hdr[32];
     snprintf(hdr, sizeof hdr, "%d", (int)count);
     cs_reply_header(rep, "X-Tiles", hdr);
-    send_image(req, rep, img);
+    cs_reply_image(req, rep, img, "cannot draw the filters");
 out:
     cs_version_release(v);
 }
@@ -132,7 +116,7 @@ void cs_h_feature_maps(cs_req *req, cs_reply *rep)
     cs_tiles t = {e->act[li], (int)count, l->out.h, l->out.w, 1, 1, (ptrdiff_t)l->out.w * ch, ch, 0};
     cs_image *img = cs_draw_tiles(&t, (int)cols, (int)scale, 1, 0, 0, 2);
     cs_req_stage_add(req, CS_STAGE_DRAW, t0);
-    send_image(req, rep, img);
+    cs_reply_image(req, rep, img, "cannot draw the feature maps");
 out:
     free(x);
     cs_version_exec_put(v, e);

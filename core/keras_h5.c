@@ -28,6 +28,8 @@
  */
 #include "keras_h5.h"
 
+#include "error.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -47,19 +49,6 @@
 #define KERAS_BACKEND "tensorflow"
 
 static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- HDF5 error text ---------------------------------------------------------- */
 
@@ -124,12 +113,12 @@ static int read_str_attr(hid_t obj, const char *name, str_list *out, char *msg, 
 
     if ((a = H5Aopen(obj, name, H5P_DEFAULT)) < 0 || (ft = H5Aget_type(a)) < 0 ||
         (sp = H5Aget_space(a)) < 0) {
-        set_err(msg, msglen, "cannot read attribute %s: %s", name, h5_reason(h5));
+        cs_set_err(msg, msglen, "cannot read attribute %s: %s", name, h5_reason(h5));
         goto done;
     }
     hssize_t n = H5Sget_simple_extent_npoints(sp);
     if (n < 0) {
-        set_err(msg, msglen, "cannot read attribute %s: %s", name, h5_reason(h5));
+        cs_set_err(msg, msglen, "cannot read attribute %s: %s", name, h5_reason(h5));
         goto done;
     }
     if (n == 0) {
@@ -137,7 +126,7 @@ static int read_str_attr(hid_t obj, const char *name, str_list *out, char *msg, 
         goto done;
     }
     if (H5Tget_class(ft) != H5T_STRING) {
-        set_err(msg, msglen, "attribute %s is not a list of strings", name);
+        cs_set_err(msg, msglen, "attribute %s is not a list of strings", name);
         goto done;
     }
     mt = H5Tcopy(H5T_C_S1);
@@ -146,11 +135,11 @@ static int read_str_attr(hid_t obj, const char *name, str_list *out, char *msg, 
         H5Tset_size(mt, H5T_VARIABLE);
         vbuf = calloc((size_t)n, sizeof *vbuf);
         if (!vbuf) {
-            set_err(msg, msglen, "out of memory reading attribute %s", name);
+            cs_set_err(msg, msglen, "out of memory reading attribute %s", name);
             goto done;
         }
         if (H5Aread(a, mt, vbuf) < 0) {
-            set_err(msg, msglen, "cannot read attribute %s: %s", name, h5_reason(h5));
+            cs_set_err(msg, msglen, "cannot read attribute %s: %s", name, h5_reason(h5));
             free(vbuf);
             vbuf = NULL;
             goto done;
@@ -160,7 +149,7 @@ static int read_str_attr(hid_t obj, const char *name, str_list *out, char *msg, 
             rc = str_list_push(out, vbuf[i] ? vbuf[i] : "", vbuf[i] ? strlen(vbuf[i]) : 0);
         H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, vbuf);
         if (rc)
-            set_err(msg, msglen, "out of memory reading attribute %s", name);
+            cs_set_err(msg, msglen, "out of memory reading attribute %s", name);
     } else {
         size_t size = H5Tget_size(ft);
         /* The memory type asks for NUL padding; HDF5 converts space-padded files. */
@@ -168,18 +157,18 @@ static int read_str_attr(hid_t obj, const char *name, str_list *out, char *msg, 
         H5Tset_strpad(mt, H5T_STR_NULLPAD);
         buf = malloc((size_t)n * size);
         if (!buf) {
-            set_err(msg, msglen, "out of memory reading attribute %s", name);
+            cs_set_err(msg, msglen, "out of memory reading attribute %s", name);
             goto done;
         }
         if (H5Aread(a, mt, buf) < 0) {
-            set_err(msg, msglen, "cannot read attribute %s: %s", name, h5_reason(h5));
+            cs_set_err(msg, msglen, "cannot read attribute %s: %s", name, h5_reason(h5));
             goto done;
         }
         rc = 0;
         for (hssize_t i = 0; i < n && rc == 0; i++)
             rc = str_list_push(out, buf + (size_t)i * size, strnlen(buf + (size_t)i * size, size));
         if (rc)
-            set_err(msg, msglen, "out of memory reading attribute %s", name);
+            cs_set_err(msg, msglen, "out of memory reading attribute %s", name);
     }
 done:
     free(buf);
@@ -263,7 +252,7 @@ static int layer_weights(hid_t root, const file_layer *fl, cs_layer *l, int read
     int rc = -1;
     hid_t g = H5Gopen2(root, fl->name, H5P_DEFAULT);
     if (g < 0) {
-        set_err(err, errlen, "layer %s: cannot open group %s: %s", l->name, fl->name, h5_reason(h5));
+        cs_set_err(err, errlen, "layer %s: cannot open group %s: %s", l->name, fl->name, h5_reason(h5));
         return -1;
     }
     for (int k = 0; k < l->n_params; k++) {
@@ -272,28 +261,28 @@ static int layer_weights(hid_t root, const file_layer *fl, cs_layer *l, int read
         hid_t ds = -1, sp = -1, ft = -1;
         int ok = 0;
         if (weight_name_conflicts(wname, p->name)) {
-            set_err(err, errlen, "layer %s: weight %d is %s in the file, the model expects %s there",
+            cs_set_err(err, errlen, "layer %s: weight %d is %s in the file, the model expects %s there",
                     l->name, k + 1, wname, p->name);
             goto next;
         }
         if ((ds = H5Dopen2(g, wname, H5P_DEFAULT)) < 0) {
-            set_err(err, errlen, "layer %s: weight %s is listed in weight_names but missing",
+            cs_set_err(err, errlen, "layer %s: weight %s is listed in weight_names but missing",
                     l->name, wname);
             goto next;
         }
         if ((sp = H5Dget_space(ds)) < 0 || (ft = H5Dget_type(ds)) < 0) {
-            set_err(err, errlen, "layer %s: weight %s: %s", l->name, wname, h5_reason(h5));
+            cs_set_err(err, errlen, "layer %s: weight %s: %s", l->name, wname, h5_reason(h5));
             goto next;
         }
         H5T_class_t cls = H5Tget_class(ft);
         if (cls != H5T_FLOAT && cls != H5T_INTEGER) {
-            set_err(err, errlen, "layer %s: weight %s is not numeric", l->name, wname);
+            cs_set_err(err, errlen, "layer %s: weight %s is not numeric", l->name, wname);
             goto next;
         }
         int ndim = H5Sget_simple_extent_ndims(sp);
         hsize_t fdims[H5S_MAX_RANK];
         if (ndim < 0 || H5Sget_simple_extent_dims(sp, fdims, NULL) < 0) {
-            set_err(err, errlen, "layer %s: weight %s: %s", l->name, wname, h5_reason(h5));
+            cs_set_err(err, errlen, "layer %s: weight %s: %s", l->name, wname, h5_reason(h5));
             goto next;
         }
         int same = ndim == p->ndim;
@@ -308,12 +297,12 @@ static int layer_weights(hid_t root, const file_layer *fl, cs_layer *l, int read
                 md[d] = p->dims[d];
             fmt_shape(fs, sizeof fs, ndim, fd);
             fmt_shape(ms, sizeof ms, p->ndim, md);
-            set_err(err, errlen, "layer %s: weight %s (%s) has shape %s in the file, the model expects %s",
+            cs_set_err(err, errlen, "layer %s: weight %s (%s) has shape %s in the file, the model expects %s",
                     l->name, p->name, wname, fs, ms);
             goto next;
         }
         if (read && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, p->data) < 0) {
-            set_err(err, errlen, "layer %s: cannot read weight %s: %s", l->name, wname, h5_reason(h5));
+            cs_set_err(err, errlen, "layer %s: cannot read weight %s: %s", l->name, wname, h5_reason(h5));
             goto next;
         }
         ok = 1;
@@ -354,7 +343,7 @@ static int match_layers(const cs_model *m, const file_layer *fl, int n_fl, int *
     if (missing < 0)
         return 0;
     if (n_model != n_file) {
-        set_err(err, errlen,
+        cs_set_err(err, errlen,
                 "layer %s not found in %s (the file has %d layers with weights, the model %d)",
                 m->layers[missing].name, path, n_file, n_model);
         return -1;
@@ -381,11 +370,11 @@ static int load_locked(cs_model *m, const char *path, char *err, size_t errlen)
     int *map = NULL;
 
     if (H5Fis_hdf5(path) <= 0) {
-        set_err(err, errlen, "%s is not an HDF5 file", path);
+        cs_set_err(err, errlen, "%s is not an HDF5 file", path);
         return -1;
     }
     if ((f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
-        set_err(err, errlen, "cannot open %s: %s", path, h5_reason(h5));
+        cs_set_err(err, errlen, "cannot open %s: %s", path, h5_reason(h5));
         return -1;
     }
     /* model.save() files keep the weights under /model_weights. */
@@ -395,43 +384,43 @@ static int load_locked(cs_model *m, const char *path, char *err, size_t errlen)
     else
         root = H5Gopen2(f, "/", H5P_DEFAULT);
     if (root < 0) {
-        set_err(err, errlen, "cannot open %s: %s", path, h5_reason(h5));
+        cs_set_err(err, errlen, "cannot open %s: %s", path, h5_reason(h5));
         goto done;
     }
     int r = read_names(root, "layer_names", &names, msg, sizeof msg);
     if (r) {
         if (r > 0 && H5Lexists(f, "layers", H5P_DEFAULT) > 0)
-            set_err(err, errlen,
+            cs_set_err(err, errlen,
                     "%s is a Keras 3 weights file (layers/.../vars); only the Keras 2 layout of "
                     "model.save_weights() is read", path);
         else if (r > 0)
-            set_err(err, errlen, "%s has no layer_names attribute: not a Keras weights file", path);
+            cs_set_err(err, errlen, "%s has no layer_names attribute: not a Keras weights file", path);
         else
-            set_err(err, errlen, "%s: %s", path, msg);
+            cs_set_err(err, errlen, "%s: %s", path, msg);
         goto done;
     }
     fl = calloc((size_t)names.n + 1, sizeof *fl);
     map = calloc((size_t)m->n_layers + 1, sizeof *map);
     if (!fl || !map) {
-        set_err(err, errlen, "out of memory reading %s", path);
+        cs_set_err(err, errlen, "out of memory reading %s", path);
         goto done;
     }
     for (; n_fl < names.n; n_fl++) {
         file_layer *x = &fl[n_fl];
         x->name = names.s[n_fl];
         if (H5Lexists(root, x->name, H5P_DEFAULT) <= 0) {
-            set_err(err, errlen, "%s: layer_names lists %s but the file has no such group", path, x->name);
+            cs_set_err(err, errlen, "%s: layer_names lists %s but the file has no such group", path, x->name);
             goto done;
         }
         hid_t g = H5Gopen2(root, x->name, H5P_DEFAULT);
         if (g < 0) {
-            set_err(err, errlen, "%s: cannot open layer %s: %s", path, x->name, h5_reason(h5));
+            cs_set_err(err, errlen, "%s: cannot open layer %s: %s", path, x->name, h5_reason(h5));
             goto done;
         }
         r = read_names(g, "weight_names", &x->weights, msg, sizeof msg);
         H5Gclose(g);
         if (r < 0) {
-            set_err(err, errlen, "%s: layer %s: %s", path, x->name, msg);
+            cs_set_err(err, errlen, "%s: layer %s: %s", path, x->name, msg);
             n_fl++;
             goto done;
         }
@@ -446,7 +435,7 @@ static int load_locked(cs_model *m, const char *path, char *err, size_t errlen)
         if (x->weights.n != l->n_params) {
             char want[128];
             param_names(want, sizeof want, l);
-            set_err(err, errlen, "layer %s: the file's layer %s has %d weights, the model expects %d (%s)",
+            cs_set_err(err, errlen, "layer %s: the file's layer %s has %d weights, the model expects %d (%s)",
                     l->name, x->name, x->weights.n, l->n_params, want);
             goto done;
         }
@@ -466,7 +455,7 @@ done:
     if (root >= 0)
         H5Gclose(root);
     if (H5Fclose(f) < 0 && rc == 0) {
-        set_err(err, errlen, "cannot close %s: %s", path, h5_reason(h5));
+        cs_set_err(err, errlen, "cannot close %s: %s", path, h5_reason(h5));
         rc = -1;
     }
     return rc;
@@ -476,15 +465,15 @@ int cs_keras_h5_load(cs_model *m, const char *path, char *err, size_t errlen)
 {
     struct stat st;
     if (!m || !path || !path[0]) {
-        set_err(err, errlen, "no model or no path given");
+        cs_set_err(err, errlen, "no model or no path given");
         return -1;
     }
     if (stat(path, &st) != 0) {
-        set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        cs_set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
     if (S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "%s is a directory, not a weights file", path);
+        cs_set_err(err, errlen, "%s is a directory, not a weights file", path);
         return -1;
     }
     pthread_mutex_lock(&h5_lock);
@@ -590,14 +579,14 @@ static int save_locked(const cs_model *m, const char *tmp, char *err, size_t err
     char h5[160];
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
-        set_err(err, errlen, "cannot create %s: %s", tmp, h5_reason(h5));
+        cs_set_err(err, errlen, "cannot create %s: %s", tmp, h5_reason(h5));
         return -1;
     }
     int rc = -1;
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     const char **names = calloc((size_t)m->n_layers + 1, sizeof *names);
     if (!names || lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) {
-        set_err(err, errlen, "cannot write %s: out of memory", tmp);
+        cs_set_err(err, errlen, "cannot write %s: out of memory", tmp);
         goto done;
     }
     for (int i = 0; i < m->n_layers; i++)
@@ -605,12 +594,12 @@ static int save_locked(const cs_model *m, const char *tmp, char *err, size_t err
     if (write_str_attr(f, "layer_names", names, m->n_layers) ||
         write_str_scalar(f, "backend", KERAS_BACKEND) ||
         write_str_scalar(f, "keras_version", KERAS_VERSION)) {
-        set_err(err, errlen, "cannot write %s: %s", tmp, h5_reason(h5));
+        cs_set_err(err, errlen, "cannot write %s: %s", tmp, h5_reason(h5));
         goto done;
     }
     for (int i = 0; i < m->n_layers; i++)
         if (save_layer(f, lcpl, &m->layers[i])) {
-            set_err(err, errlen, "cannot write layer %s to %s: %s", m->layers[i].name, tmp,
+            cs_set_err(err, errlen, "cannot write layer %s to %s: %s", m->layers[i].name, tmp,
                     h5_reason(h5));
             goto done;
         }
@@ -620,7 +609,7 @@ done:
     if (lcpl >= 0)
         H5Pclose(lcpl);
     if (H5Fclose(f) < 0 && rc == 0) {
-        set_err(err, errlen, "cannot write %s: %s", tmp, h5_reason(h5));
+        cs_set_err(err, errlen, "cannot write %s: %s", tmp, h5_reason(h5));
         rc = -1;
     }
     return rc;
@@ -660,13 +649,13 @@ int cs_keras_h5_save(const cs_model *m, const char *path, char *err, size_t errl
 {
     static atomic_uint counter;
     if (!m || !path || !path[0]) {
-        set_err(err, errlen, "no model or no path given");
+        cs_set_err(err, errlen, "no model or no path given");
         return -1;
     }
     size_t len = strlen(path) + 48;
     char *tmp = malloc(len);
     if (!tmp) {
-        set_err(err, errlen, "out of memory");
+        cs_set_err(err, errlen, "out of memory");
         return -1;
     }
     snprintf(tmp, len, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
@@ -677,11 +666,11 @@ int cs_keras_h5_save(const cs_model *m, const char *path, char *err, size_t errl
     pthread_mutex_unlock(&h5_lock);
 
     if (rc == 0 && sync_file(tmp) != 0) {
-        set_err(err, errlen, "cannot sync %s: %s", tmp, strerror(errno));
+        cs_set_err(err, errlen, "cannot sync %s: %s", tmp, strerror(errno));
         rc = -1;
     }
     if (rc == 0 && rename(tmp, path) != 0) {
-        set_err(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        cs_set_err(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         rc = -1;
     }
     if (rc == 0)

@@ -13,6 +13,8 @@
  */
 #include "vgg16.h"
 
+#include "error.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -25,18 +27,6 @@
 
 const char *const CS_VGG16_NOTEBOOK_LAYERS[5] = {"block1_conv2", "block2_conv2", "block3_conv3",
                                                  "block4_conv3", "block5_conv3"};
-
-static void set_err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 /* One row per layer: kind, name, and the one number that varies (filters, units). */
 static const struct vgg16_spec {
@@ -98,9 +88,9 @@ int cs_imagenet_load_classes(cs_model *m, const char *path, char *err, size_t er
     json_t *root = json_load_file(path, 0, &je);
     if (!root) {
         if (je.line < 0)
-            set_err(err, errlen, "cannot read class index %s: %s", path, je.text);
+            cs_set_err(err, errlen, "cannot read class index %s: %s", path, je.text);
         else
-            set_err(err, errlen, "class index %s: line %d: %s", path, je.line, je.text);
+            cs_set_err(err, errlen, "class index %s: line %d: %s", path, je.line, je.text);
         return -1;
     }
     int rc = -1;
@@ -108,11 +98,11 @@ int cs_imagenet_load_classes(cs_model *m, const char *path, char *err, size_t er
     const char **names = calloc((size_t)n + 1, sizeof *names);
     char **ids = calloc((size_t)n + 1, sizeof *ids);
     if (!names || !ids) {
-        set_err(err, errlen, "out of memory reading %s", path);
+        cs_set_err(err, errlen, "out of memory reading %s", path);
         goto done;
     }
     if (n == 0) {
-        set_err(err, errlen, "class index %s: expected an object {\"0\": [wnid, label], ...}", path);
+        cs_set_err(err, errlen, "class index %s: expected an object {\"0\": [wnid, label], ...}", path);
         goto done;
     }
     /* Keys are "0".."n-1"; any order in the file, every index exactly once. */
@@ -121,22 +111,22 @@ int cs_imagenet_load_classes(cs_model *m, const char *path, char *err, size_t er
         snprintf(key, sizeof key, "%d", i);
         json_t *e = json_object_get(root, key);
         if (!e) {
-            set_err(err, errlen, "class index %s: class %d is missing (%d entries)", path, i, n);
+            cs_set_err(err, errlen, "class index %s: class %d is missing (%d entries)", path, i, n);
             goto done;
         }
         json_t *wnid = json_array_get(e, 0), *label = json_array_get(e, 1);
         if (!json_is_array(e) || !json_is_string(wnid) || !json_is_string(label)) {
-            set_err(err, errlen, "class index %s: class %d is not [wnid, label]", path, i);
+            cs_set_err(err, errlen, "class index %s: class %d is not [wnid, label]", path, i);
             goto done;
         }
         names[i] = json_string_value(label);
         if (!(ids[i] = strdup(json_string_value(wnid)))) {
-            set_err(err, errlen, "out of memory reading %s", path);
+            cs_set_err(err, errlen, "out of memory reading %s", path);
             goto done;
         }
     }
     if (cs_model_set_classes(m, n, names) != 0) {
-        set_err(err, errlen, "out of memory reading %s", path);
+        cs_set_err(err, errlen, "out of memory reading %s", path);
         goto done;
     }
     m->class_ids = ids; /* the model owns them now */
@@ -157,35 +147,35 @@ cs_model *cs_vgg16_load(const char *weights_path, const char *class_index_path, 
     char why[512];
     struct stat st;
     if (!weights_path || !weights_path[0]) {
-        set_err(err, errlen, "VGG16 weights: no path given (%s)", CS_VGG16_WEIGHTS_FILE);
+        cs_set_err(err, errlen, "VGG16 weights: no path given (%s)", CS_VGG16_WEIGHTS_FILE);
         return NULL;
     }
     if (stat(weights_path, &st) != 0) {
-        set_err(err, errlen, "VGG16 weights not found at %s (%s)", weights_path, strerror(errno));
+        cs_set_err(err, errlen, "VGG16 weights not found at %s (%s)", weights_path, strerror(errno));
         return NULL;
     }
     if (!class_index_path || !class_index_path[0]) {
-        set_err(err, errlen, "ImageNet class index: no path given (imagenet_class_index.json)");
+        cs_set_err(err, errlen, "ImageNet class index: no path given (imagenet_class_index.json)");
         return NULL;
     }
     if (stat(class_index_path, &st) != 0) {
-        set_err(err, errlen, "ImageNet class index not found at %s (%s)", class_index_path, strerror(errno));
+        cs_set_err(err, errlen, "ImageNet class index not found at %s (%s)", class_index_path, strerror(errno));
         return NULL;
     }
     cs_model *m = cs_model_build_vgg16();
     if (!m) {
-        set_err(err, errlen, "VGG16: out of memory for %.0f MiB of weights", 138357544.0 * 4 / 1048576);
+        cs_set_err(err, errlen, "VGG16: out of memory for %.0f MiB of weights", 138357544.0 * 4 / 1048576);
         return NULL;
     }
     if (cs_keras_h5_load(m, weights_path, why, sizeof why) != 0) {
-        set_err(err, errlen, "VGG16 weights at %s: %s", weights_path, why);
+        cs_set_err(err, errlen, "VGG16 weights at %s: %s", weights_path, why);
         goto fail;
     }
     if (cs_imagenet_load_classes(m, class_index_path, err, errlen) != 0)
         goto fail;
     int units = m->layers[m->n_layers - 1].out.c;
     if (m->n_classes != units) {
-        set_err(err, errlen, "ImageNet class index %s has %d classes, VGG16 predicts %d", class_index_path,
+        cs_set_err(err, errlen, "ImageNet class index %s has %d classes, VGG16 predicts %d", class_index_path,
                 m->n_classes, units);
         goto fail;
     }
