@@ -41,14 +41,11 @@ static void im2col(const cs_conv_geom *g, const float *x, size_t r0, size_t nrow
 {
     const int k = g->k, ic = g->ic, kic = k * ic;
     const size_t kdim = (size_t)k * kic, per_image = (size_t)g->oh * g->ow;
+    int b = (int)(r0 / per_image), oy = (int)(r0 % per_image) / g->ow, ox = (int)(r0 % per_image) % g->ow;
     for (size_t r = 0; r < nrows; r++) {
-        size_t row = r0 + r;
-        int b = (int)(row / per_image), rem = (int)(row % per_image);
-        int oy = rem / g->ow, ox = rem % g->ow;
         float *dst = col + r * kdim;
         const float *img = x + (size_t)b * g->ih * g->iw * ic;
-        const int ix0 = ox * g->stride - g->pad_l;
-        const int inside_x = ix0 >= 0 && ix0 + k <= g->iw;
+        const int ix0 = ox * g->stride - g->pad_l, inside_x = ix0 >= 0 && ix0 + k <= g->iw;
         for (int ky = 0; ky < k; ky++, dst += kic) {
             int iy = oy * g->stride + ky - g->pad_t;
             if (iy < 0 || iy >= g->ih) {
@@ -67,28 +64,41 @@ static void im2col(const cs_conv_geom *g, const float *x, size_t r0, size_t nrow
                 for (int c = 0; c < ic; c++) dst[kx * ic + c] = in ? line[(size_t)ix * ic + c] : 0.0f;
             }
         }
+        if (++ox == g->ow) { /* the next output position, without divisions */
+            ox = 0;
+            if (++oy == g->oh) oy = 0, b++;
+        }
     }
 }
 
 /* The adjoint of im2col: adds each column entry back onto the input it came from. */
 static void col2im_add(const cs_conv_geom *g, const float *col, size_t r0, size_t nrows, float *dx)
 {
-    const int k = g->k, ic = g->ic;
-    const size_t kdim = (size_t)k * k * ic, per_image = (size_t)g->oh * g->ow;
+    const int k = g->k, ic = g->ic, kic = k * ic;
+    const size_t kdim = (size_t)k * kic, per_image = (size_t)g->oh * g->ow;
+    int b = (int)(r0 / per_image), oy = (int)(r0 % per_image) / g->ow, ox = (int)(r0 % per_image) % g->ow;
     for (size_t r = 0; r < nrows; r++) {
-        size_t row = r0 + r;
-        int b = (int)(row / per_image), rem = (int)(row % per_image);
-        int oy = rem / g->ow, ox = rem % g->ow;
         const float *src = col + r * kdim;
         float *img = dx + (size_t)b * g->ih * g->iw * ic;
-        for (int ky = 0; ky < k; ky++) {
+        const int ix0 = ox * g->stride - g->pad_l, inside_x = ix0 >= 0 && ix0 + k <= g->iw;
+        for (int ky = 0; ky < k; ky++, src += kic) {
             int iy = oy * g->stride + ky - g->pad_t;
-            for (int kx = 0; kx < k; kx++, src += ic) {
-                int ix = ox * g->stride + kx - g->pad_l;
-                if (iy < 0 || iy >= g->ih || ix < 0 || ix >= g->iw) continue;
-                float *d = img + ((size_t)iy * g->iw + ix) * ic;
-                for (int c = 0; c < ic; c++) d[c] += src[c];
+            if (iy < 0 || iy >= g->ih) continue;
+            float *line = img + (size_t)iy * g->iw * ic;
+            if (inside_x) { /* a kernel row is k*ic consecutive floats of the input */
+                float *d = line + (size_t)ix0 * ic;
+                for (int j = 0; j < kic; j++) d[j] += src[j];
+                continue;
             }
+            for (int kx = 0; kx < k; kx++) {
+                int ix = ix0 + kx;
+                if (ix < 0 || ix >= g->iw) continue;
+                for (int c = 0; c < ic; c++) line[(size_t)ix * ic + c] += src[kx * ic + c];
+            }
+        }
+        if (++ox == g->ow) {
+            ox = 0;
+            if (++oy == g->oh) oy = 0, b++;
         }
     }
 }
