@@ -24,17 +24,10 @@ if [ -f models/fmnist.csm ]; then cp models/fmnist.csm "$tmp/models/"
 elif [ -f build/tests/api-fixture.csm ]; then cp build/tests/api-fixture.csm "$tmp/models/fmnist.csm"
 else "$bin" train --epochs 1 --limit 2000 --out "$tmp/models/fmnist.csm" >/dev/null; fi
 
+# shellcheck source=bench/serve.sh
+. "$here/serve.sh"
 # shellcheck disable=SC2086
-"$bin" serve --listen 127.0.0.1:0 --models "$tmp/models" --access-log off --no-vgg16 ${BENCH_ARGS:-} \
-  2>"$tmp/server.log" &
-pid=$!
-port=
-for _ in $(seq 100); do
-  port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/server.log" | grep -o '[0-9]*$' || true)
-  [ -n "$port" ] && break; sleep 0.1
-done
-[ -n "$port" ] || { echo "bench/http.sh: the server did not start:" >&2; cat "$tmp/server.log" >&2; exit 1; }
-base=http://127.0.0.1:$port
+start_server "$bin" --no-vgg16 ${BENCH_ARGS:-}
 for _ in $(seq 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; done
 curl -sf "$base/v1/datasets/fashion-mnist/test/18.png" -o "$tmp/bag.png"
 export BENCH_IMAGE=$tmp/bag.png BENCH_TYPE=image/png

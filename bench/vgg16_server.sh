@@ -16,15 +16,9 @@ trap cleanup EXIT
 mkdir -p "$tmp/models"
 cp models/fmnist.csm "$tmp/models/"
 build/bench/vgg16 --write-weights "$tmp/models/vgg16_weights_tf_dim_ordering_tf_kernels.h5" >/dev/null
-"$bin" serve --listen 127.0.0.1:0 --models "$tmp/models" --access-log off 2>"$tmp/server.log" &
-pid=$!
-port=
-for _ in $(seq 100); do
-  port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/server.log" | grep -o '[0-9]*$' || true)
-  [ -n "$port" ] && break; sleep 0.1
-done
-[ -n "$port" ] || { echo "bench/vgg16_server.sh: the server did not start" >&2; cat "$tmp/server.log" >&2; exit 1; }
-base=http://127.0.0.1:$port
+# shellcheck source=bench/serve.sh
+. "$(dirname "$0")/serve.sh"
+start_server "$bin"
 for _ in $(seq 600); do
   [ "$(curl -s -X POST -o /dev/null -w "%{http_code}" "$base/v1/models/vgg16/predict?sample=test:0")" = 200 ] && break
   sleep 0.2
