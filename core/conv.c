@@ -178,16 +178,27 @@ CS_CLONES CS_CONTRACT static void small_k_forward_direct(const cs_conv_geom *g, 
     }
 }
 
-/* dw += col^T dy over `rows` rows; dw (kdim x oc) stays in L1. */
+/* dw += col^T dy over `rows` rows. For each tap and 32 outputs the sum over a block
+ * of rows stays in registers, and the block of dy stays in L1 across the taps. */
 CS_CLONES CS_CONTRACT static void small_k_weight_grad(size_t rows, int kdim, int oc, const float *restrict col,
                                                       const float *restrict dy, float *restrict dw)
 {
-    for (size_t r = 0; r < rows; r++) {
-        const float *c = col + r * kdim, *d = dy + r * oc;
+    enum { BLOCK = 64 };
+    for (size_t r0 = 0; r0 < rows; r0 += BLOCK) {
+        const size_t r1 = r0 + BLOCK < rows ? r0 + BLOCK : rows;
         for (int j = 0; j < kdim; j++) {
-            const float cj = c[j];
             float *dwj = dw + (size_t)j * oc;
-            for (int o = 0; o < oc; o++) dwj[o] += cj * d[o];
+            int o0 = 0;
+            for (; o0 + 32 <= oc; o0 += 32) {
+                float acc[32] = {0};
+                for (size_t r = r0; r < r1; r++) {
+                    const float cj = col[r * kdim + j], *d = dy + r * oc + o0;
+                    for (int o = 0; o < 32; o++) acc[o] += cj * d[o];
+                }
+                for (int o = 0; o < 32; o++) dwj[o0 + o] += acc[o];
+            }
+            for (size_t r = r0; r < r1 && o0 < oc; r++)
+                for (int o = o0; o < oc; o++) dwj[o] += col[r * kdim + j] * dy[r * oc + o];
         }
     }
 }
