@@ -8,7 +8,8 @@
  * every layer above it, so every kernel's input gradient is checked too.
  * The error measure is ||analytic - numeric|| / ||analytic + numeric|| over the
  * sampled entries; float32 arithmetic with h = 1e-2 keeps it well under 1e-3 for
- * smooth layers.
+ * smooth layers. The full 28x28 network is checked against a double-precision
+ * reference in test_gradcheck_double.c, where float noise does not limit the check.
  */
 #include <stdlib.h>
 
@@ -255,17 +256,6 @@ static void test_whole_network_loss(void)
     free_case(&g);
 }
 
-static void test_fmnist_loss_full_size(void)
-{
-    /* The real 28x28 network: float32 differences across ~30,000 piecewise-linear
-     * activations agree to about 1e-2 (the error shrinks with h until rounding takes
-     * over), so this check is looser; a wrong backward pass is off by O(1). */
-    gc_case g = make_case(cs_model_build_fmnist(), 4, SCALAR_XENT, 1, 6);
-    double err = check_params(&g, 12, 1e-3, 0);
-    CHECK(err < 3e-2, "fmnist loss gradient: %.2e", err);
-    free_case(&g);
-}
-
 static void test_class_scores(void)
 {
     /* Grad-CAM differentiates a class logit or probability in inference mode. */
@@ -359,7 +349,6 @@ int main(void)
     RUN(test_batchnorm_training);
     RUN(test_batchnorm_inference_pool);
     RUN(test_whole_network_loss);
-    RUN(test_fmnist_loss_full_size);
     RUN(test_class_scores);
     RUN(test_activation_gradient);
     RUN(test_gradcam_values);
