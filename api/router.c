@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "parallel.h"
 #include "handlers.h"
 #include "reply.h"
 
@@ -130,6 +131,8 @@ static int token_equal(const char *a, const char *b)
 
 void cs_api_dispatch(const cs_route *route, cs_req *req, cs_reply *rep)
 {
+    /* Set on every request: the daemon's worker threads are not ours to initialise. */
+    cs_parallel_limit_this_thread(cs_api.request_threads);
     if ((route->flags & CS_ROUTE_AUTH) && cs_api.token && cs_api.token[0]) {
         const char *auth = cs_req_header(req, "Authorization");
         if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !token_equal(auth + 7, cs_api.token)) {

@@ -17,6 +17,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER, done = PTHREAD_COND_INITIALIZER;
 static int n_threads = 0, n_started = 1; /* the caller is worker 0 */
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+static _Thread_local int thread_limit; /* 0: none */
 static long generation;
 static int pending;
 static struct {
@@ -61,6 +62,8 @@ static void *worker_main(void *arg)
     }
     return NULL;
 }
+
+void cs_parallel_limit_this_thread(int n) { thread_limit = n > 0 ? n : 0; }
 
 void cs_parallel_set_threads(int n)
 {
@@ -111,6 +114,7 @@ void cs_parallel_run(long n, long grain, int max_parts, cs_range_fn fn, void *ct
     if (grain < 1) grain = 1;
     int threads = cs_parallel_threads();
     if (max_parts > 0 && max_parts < threads) threads = max_parts;
+    if (thread_limit > 0 && thread_limit < threads) threads = thread_limit;
     long units = (n + grain - 1) / grain;
     if (threads == 1 || units < 2 || pthread_mutex_trylock(&owner) != 0) {
         fn(ctx, 0, n, 0);

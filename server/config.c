@@ -57,7 +57,7 @@ static const opt_spec specs[] = {
     {"blas-threads", "CONVSCOPE_BLAS_THREADS", OPT_INT, "1", 1, 256, S(blas_threads),
      "OpenBLAS threads (1 is fastest when many requests run at once)"},
     {"compute-threads", "CONVSCOPE_COMPUTE_THREADS", OPT_INT, "1", 0, 16, S(compute_threads),
-     "threads one pass may split its layers over (1: requests run side by side instead; 0: one per core)"},
+     "threads one request may split its layers over (1: requests run side by side instead; 0: one per core); training jobs use every core"},
     {"max-connections", "CONVSCOPE_MAX_CONNECTIONS", OPT_INT, "1000", 1, 100000, S(max_connections),
      "open connections; more are refused at once"},
     {"timeout", "CONVSCOPE_TIMEOUT", OPT_INT, "30", 1, 3600, S(timeout),

@@ -9,10 +9,11 @@
  * atomically, so nothing is left half-written); let requests in flight finish (up
  * to 10 s); stop the workers; free the models.
  *
- * OpenBLAS threads and the core's layer-splitting pool default to 1 thread: every
- * request runs on its own worker thread, so parallelism comes from the requests;
- * splitting each pass over the cores as well only oversubscribes them (measured: see
- * the README's HTTP API section). A training job runs with the same setting.
+ * OpenBLAS threads and the layers of one request default to 1 thread: every request
+ * runs on its own worker thread, so parallelism comes from the requests; splitting
+ * each pass over the cores as well only oversubscribes them (measured: see the
+ * README's HTTP API section). A training job, one long pass on its own thread, splits
+ * its layers over every core.
  */
 #include "serve.h"
 
@@ -94,7 +95,10 @@ int cs_serve_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     cs_blas_set_threads((int)cfg.blas_threads);
-    cs_parallel_set_threads(cfg.compute_threads > 0 ? (int)cfg.compute_threads : cs_parallel_threads());
+    /* The pool has a thread per core for training jobs; a request splits its layers
+     * over at most --compute-threads of them. */
+    cs_parallel_set_threads(cs_parallel_threads());
+    cs_api.request_threads = cfg.compute_threads > 0 ? (int)cfg.compute_threads : cs_parallel_threads();
     if (cs_log_open(cfg.access_log) != 0) {
         fprintf(stderr, "convscope serve: cannot open the access log %s\n", cfg.access_log);
         return 1;
@@ -142,7 +146,7 @@ int cs_serve_main(int argc, char **argv)
     char *colon = strrchr(host, ':');
     if (colon) *colon = 0;
     cs_log_info("listening on http://%s:%d (%s, %ld threads, compute x%d, OpenBLAS %s x%d)", host,
-                cs_daemon_port(d), cfg.http_mode, cfg.threads, cs_parallel_threads(), cs_blas_core(),
+                cs_daemon_port(d), cfg.http_mode, cfg.threads, cs_api.request_threads, cs_blas_core(),
                 cs_blas_threads());
 
     int sig = 0;
