@@ -9,8 +9,11 @@
 #ifndef CS_TEST_H
 #define CS_TEST_H
 
+#include <ftw.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int t_cases_ok, t_cases_failed, t_case_fails;
@@ -52,6 +55,65 @@ static inline int test_summary(const char *name)
 {
     printf("[%s] %d ok, %d failed\n", name, t_cases_ok, t_cases_failed);
     return t_cases_failed ? 1 : 0;
+}
+
+/* ---- scratch files ------------------------------------------------------------- */
+
+static char t_scratch[512];
+
+static inline int t_remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static inline void t_scratch_remove(void)
+{
+    if (t_scratch[0] && !getenv("CONVSCOPE_KEEP_TEST_DIR")) nftw(t_scratch, t_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh folder for this binary's files (under $TMPDIR or /tmp), removed with
+ * everything in it when the binary exits; exits 99 (a setup error) when it cannot
+ * be made. */
+static inline const char *test_scratch_dir(const char *name)
+{
+    const char *base = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(t_scratch, sizeof t_scratch, "%s/convscope-%s-XXXXXX", base, name);
+    if (!mkdtemp(t_scratch)) {
+        perror("setup: mkdtemp");
+        exit(99);
+    }
+    atexit(t_scratch_remove);
+    return t_scratch;
+}
+
+/* "<scratch dir>/name" in one of eight rotating buffers (enough for one call's arguments). */
+static inline const char *test_scratch_path(const char *name)
+{
+    static char paths[8][600];
+    static int next;
+    char *p = paths[next++ % 8];
+    snprintf(p, sizeof paths[0], "%s/%s", t_scratch, name);
+    return p;
+}
+
+/* The whole file (malloc'd, with a NUL after the last byte), or NULL. */
+static inline uint8_t *test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    if (len) *len = buf ? (size_t)n : 0;
+    return buf;
 }
 
 #endif

@@ -10,7 +10,7 @@
 
 #include "test.h"
 
-static char dir[] = "/tmp/convscope-cli-XXXXXX";
+static const char *dir;
 
 /* Runs a shell command; returns its exit status (-1 when killed by a signal) and
  * its stdout and stderr in the given buffers. */
@@ -120,12 +120,9 @@ static void test_good_paths(void)
 
 int main(void)
 {
-    if (!mkdtemp(dir)) return 99;
+    dir = test_scratch_dir("cli");
     RUN(test_bad_dataset_files);
     RUN(test_bad_model_files);
     RUN(test_good_paths);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
     return test_summary("cli");
 }

@@ -14,7 +14,7 @@
 #include "dataset.h"
 #include "test.h"
 
-static char tmp_root[64];
+static const char *tmp_root;
 
 /* A fresh empty folder under the test's temporary root. */
 static const char *fresh_dir(const char *name)
@@ -303,45 +303,9 @@ static void test_real_fashion_mnist(void)
     cs_dataset_free(&te);
 }
 
-/* Removes the temporary tree (two levels: root/case/file). */
-static void cleanup(void)
-{
-    DIR *root = opendir(tmp_root);
-    if (!root)
-        return;
-    struct dirent *e;
-    while ((e = readdir(root))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char sub[512];
-        snprintf(sub, sizeof sub, "%s/%s", tmp_root, e->d_name);
-        DIR *d = opendir(sub);
-        if (d) {
-            struct dirent *f;
-            while ((f = readdir(d))) {
-                if (f->d_name[0] == '.')
-                    continue;
-                char file[1024];
-                snprintf(file, sizeof file, "%s/%s", sub, f->d_name);
-                unlink(file);
-            }
-            closedir(d);
-            rmdir(sub);
-        } else {
-            unlink(sub);
-        }
-    }
-    closedir(root);
-    rmdir(tmp_root);
-}
-
 int main(void)
 {
-    snprintf(tmp_root, sizeof tmp_root, "/tmp/cs_dataset_XXXXXX");
-    if (!mkdtemp(tmp_root)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    tmp_root = test_scratch_dir("dataset");
     RUN(test_plain_and_gzip);
     RUN(test_idx_read_direct);
     RUN(test_truncated);
@@ -349,6 +313,5 @@ int main(void)
     RUN(test_missing);
     RUN(test_mismatch_and_labels);
     RUN(test_real_fashion_mnist);
-    cleanup();
     return test_summary("dataset");
 }

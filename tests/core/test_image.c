@@ -16,24 +16,6 @@
 
 #define PHOTOS "tests/data/photos/"
 
-static uint8_t *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static int decode(const void *buf, size_t len, size_t max_pixels, cs_image *img)
 {
     char err[256] = "";
@@ -50,7 +32,7 @@ static void check_photo(const char *name, int w, int h, int c)
     char path[256];
     snprintf(path, sizeof path, PHOTOS "%s", name);
     size_t len = 0;
-    uint8_t *buf = read_file(path, &len);
+    uint8_t *buf = test_read_file(path, &len);
     CHECK(buf != NULL, "cannot read %s (run from the project root)", path);
     if (!buf)
         return;
@@ -82,7 +64,7 @@ static void test_decode_photos(void)
 static void test_truncated_jpeg_is_corrupt(void)
 {
     size_t len = 0;
-    uint8_t *buf = read_file(PHOTOS "truncated.jpg", &len);
+    uint8_t *buf = test_read_file(PHOTOS "truncated.jpg", &len);
     CHECK(buf != NULL, "cannot read truncated.jpg");
     if (!buf)
         return;
@@ -92,7 +74,7 @@ static void test_truncated_jpeg_is_corrupt(void)
     free(buf);
 
     /* rocket.jpg cut at many points: never accepted, never a crash */
-    buf = read_file(PHOTOS "rocket.jpg", &len);
+    buf = test_read_file(PHOTOS "rocket.jpg", &len);
     if (!buf)
         return;
     size_t cuts[] = {3, 4, 20, 100, 300, 600, 2000, 20000, len / 2, len - 100, len - 2};
@@ -149,7 +131,7 @@ static void test_too_large(void)
 
     /* a real photo above a small limit */
     size_t len;
-    uint8_t *png = read_file(PHOTOS "chelsea.png", &len);
+    uint8_t *png = test_read_file(PHOTOS "chelsea.png", &len);
     if (png) {
         CHECK(decode(png, len, 451 * 300 - 1, &img) == CS_IMG_TOO_LARGE, "chelsea limit-1");
         CHECK(decode(png, len, 451 * 300, &img) == CS_IMG_OK, "chelsea at the limit");
@@ -157,7 +139,7 @@ static void test_too_large(void)
         free(png);
     }
     /* a JPEG whose SOF declares 60000 x 60000 */
-    uint8_t *jpg = read_file(PHOTOS "rocket.jpg", &len);
+    uint8_t *jpg = test_read_file(PHOTOS "rocket.jpg", &len);
     if (jpg) {
         size_t i;
         for (i = 2; i + 9 < len; i++)
@@ -182,7 +164,7 @@ static uint32_t lcg(uint32_t *s)
 static void test_truncated_png(void)
 {
     size_t len;
-    uint8_t *buf = read_file(PHOTOS "chelsea.png", &len);
+    uint8_t *buf = test_read_file(PHOTOS "chelsea.png", &len);
     CHECK(buf != NULL, "chelsea.png");
     if (!buf)
         return;
@@ -214,7 +196,7 @@ static void test_garbage_after_signature(void)
     }
     /* damage inside a real JPEG's data: decoded or refused, but no crash or leak */
     size_t len;
-    uint8_t *jpg = read_file(PHOTOS "rocket.jpg", &len);
+    uint8_t *jpg = test_read_file(PHOTOS "rocket.jpg", &len);
     if (!jpg)
         return;
     for (int round = 0; round < 20; round++) {
@@ -449,7 +431,7 @@ static void test_encode_roundtrip(void)
     }
     /* a photo survives too */
     size_t len;
-    uint8_t *buf = read_file(PHOTOS "astronaut.png", &len);
+    uint8_t *buf = test_read_file(PHOTOS "astronaut.png", &len);
     if (buf) {
         cs_image a, b;
         uint8_t *png = NULL;

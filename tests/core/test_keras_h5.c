@@ -18,16 +18,7 @@
 #include "model.h"
 #include "test.h"
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    char *p = buf[k++ & 3];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
+static const char *tmpdir;
 
 /* ---- deterministic weights ---------------------------------------------------- */
 
@@ -237,9 +228,9 @@ static void test_load_keras2_layout(void)
     f.l[0].data[0][((2 * 3 + 1) * 2 + 1) * 4 + 3] = 42.5f;
     f.l[3].data[0][7 * 6 + 5] = -17.25f;
     f.l[4].data[1][2] = 3.125f; /* dense_2 bias[2] */
-    tw_write(tmp_path("k2.h5"), &f, 0);
+    tw_write(test_scratch_path("k2.h5"), &f, 0);
 
-    int rc = cs_keras_h5_load(m, tmp_path("k2.h5"), err, sizeof err);
+    int rc = cs_keras_h5_load(m, test_scratch_path("k2.h5"), err, sizeof err);
     CHECK(rc == 0, "load failed: %s", err);
     CHECK(params_equal_file(m, &f), "parameters differ from the file");
     const cs_layer *conv = &m->layers[cs_model_find_layer(m, "conv2d_1")];
@@ -262,8 +253,8 @@ static void test_load_other_layouts(void)
         cs_model *m = build_small();
         tw_file f;
         tw_from_model(&f, m, 2000 + v * 100, variants[v]);
-        tw_write(tmp_path("variant.h5"), &f, variants[v]);
-        int rc = cs_keras_h5_load(m, tmp_path("variant.h5"), err, sizeof err);
+        tw_write(test_scratch_path("variant.h5"), &f, variants[v]);
+        int rc = cs_keras_h5_load(m, test_scratch_path("variant.h5"), err, sizeof err);
         CHECK(rc == 0, "variant %d: load failed: %s", variants[v], err);
         CHECK(params_equal_file(m, &f), "variant %d: parameters differ from the file", variants[v]);
         tw_free(&f);
@@ -284,8 +275,8 @@ static void test_wrong_shape_refused(void)
     free(f.l[3].data[0]);
     f.l[3].data[0] = calloc(64 * 7, sizeof(float));
     f.l[3].dims[0][1] = 7;
-    tw_write(tmp_path("shape.h5"), &f, 0);
-    int rc = cs_keras_h5_load(m, tmp_path("shape.h5"), err, sizeof err);
+    tw_write(test_scratch_path("shape.h5"), &f, 0);
+    int rc = cs_keras_h5_load(m, test_scratch_path("shape.h5"), err, sizeof err);
     CHECK(rc == -1, "a wrong shape was accepted");
     CHECK(strstr(err, "dense_1") && strstr(err, "kernel"), "message does not name the weight: %s", err);
     CHECK(strstr(err, "(64, 7)") && strstr(err, "(64, 6)"), "message does not give both shapes: %s", err);
@@ -297,8 +288,8 @@ static void test_wrong_shape_refused(void)
     tw_from_model(&f, m, 3100, 0);
     f.l[0].ndim[1] = 2;
     f.l[0].dims[1][1] = 1;
-    tw_write(tmp_path("rank.h5"), &f, 0);
-    rc = cs_keras_h5_load(m, tmp_path("rank.h5"), err, sizeof err);
+    tw_write(test_scratch_path("rank.h5"), &f, 0);
+    rc = cs_keras_h5_load(m, test_scratch_path("rank.h5"), err, sizeof err);
     CHECK(rc == -1 && strstr(err, "conv2d_1") && strstr(err, "bias") && strstr(err, "(4, 1)") &&
               strstr(err, "(4,)"),
           "wrong rank: %s", err);
@@ -317,8 +308,8 @@ static void test_missing_layer_refused(void)
     tw_layer gone = f.l[3];
     memmove(&f.l[3], &f.l[4], sizeof f.l[0]);
     f.n--;
-    tw_write(tmp_path("missing.h5"), &f, 0);
-    int rc = cs_keras_h5_load(m, tmp_path("missing.h5"), err, sizeof err);
+    tw_write(test_scratch_path("missing.h5"), &f, 0);
+    int rc = cs_keras_h5_load(m, test_scratch_path("missing.h5"), err, sizeof err);
     CHECK(rc == -1, "a file without dense_1 was accepted");
     CHECK(strstr(err, "dense_1") != NULL, "message does not name the missing layer: %s", err);
     f.l[f.n++] = gone;
@@ -327,9 +318,9 @@ static void test_missing_layer_refused(void)
     tw_free(&f);
     tw_from_model(&f, m, 4100, 0);
     f.l[4].n = 1;
-    tw_write(tmp_path("count.h5"), &f, 0);
+    tw_write(test_scratch_path("count.h5"), &f, 0);
     f.l[4].n = 2;
-    rc = cs_keras_h5_load(m, tmp_path("count.h5"), err, sizeof err);
+    rc = cs_keras_h5_load(m, test_scratch_path("count.h5"), err, sizeof err);
     CHECK(rc == -1 && strstr(err, "dense_2") && strstr(err, "1 weights"), "weight count: %s", err);
 
     tw_free(&f);
@@ -347,8 +338,8 @@ static void test_missing_layer_refused(void)
     memcpy(bn->wname[1], name0, sizeof name0);
     bn->data[0] = bn->data[1];
     bn->data[1] = data0;
-    tw_write(tmp_path("order.h5"), &f, 0);
-    rc = cs_keras_h5_load(m, tmp_path("order.h5"), err, sizeof err);
+    tw_write(test_scratch_path("order.h5"), &f, 0);
+    rc = cs_keras_h5_load(m, test_scratch_path("order.h5"), err, sizeof err);
     CHECK(rc == -1 && strstr(err, "batch_normalization_1") && strstr(err, "beta") && strstr(err, "gamma"),
           "order: %s", err);
     tw_free(&f);
@@ -372,8 +363,8 @@ static void test_positional_match(void)
             memcpy(f.l[i].wname[k], w, sizeof w);
         }
     }
-    tw_write(tmp_path("renamed.h5"), &f, 0);
-    int rc = cs_keras_h5_load(m, tmp_path("renamed.h5"), err, sizeof err);
+    tw_write(test_scratch_path("renamed.h5"), &f, 0);
+    int rc = cs_keras_h5_load(m, test_scratch_path("renamed.h5"), err, sizeof err);
     CHECK(rc == 0, "positional load failed: %s", err);
     CHECK(params_equal_file(m, &f), "positional load put weights in the wrong place");
     tw_free(&f);
@@ -384,23 +375,23 @@ static void test_bad_files(void)
 {
     char err[256] = "";
     cs_model *m = build_small();
-    int rc = cs_keras_h5_load(m, tmp_path("nope.h5"), err, sizeof err);
+    int rc = cs_keras_h5_load(m, test_scratch_path("nope.h5"), err, sizeof err);
     CHECK(rc == -1 && strstr(err, "nope.h5") && strstr(err, "No such file"), "missing file: %s", err);
-    FILE *fp = fopen(tmp_path("junk.h5"), "wb");
+    FILE *fp = fopen(test_scratch_path("junk.h5"), "wb");
     fputs("this is not HDF5 at all\n", fp);
     fclose(fp);
-    rc = cs_keras_h5_load(m, tmp_path("junk.h5"), err, sizeof err);
+    rc = cs_keras_h5_load(m, test_scratch_path("junk.h5"), err, sizeof err);
     CHECK(rc == -1 && strstr(err, "not an HDF5 file"), "junk file: %s", err);
     /* An HDF5 file without layer_names. */
-    hid_t f = H5Fcreate(tmp_path("empty.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t f = H5Fcreate(test_scratch_path("empty.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     H5Fclose(f);
-    rc = cs_keras_h5_load(m, tmp_path("empty.h5"), err, sizeof err);
+    rc = cs_keras_h5_load(m, test_scratch_path("empty.h5"), err, sizeof err);
     CHECK(rc == -1 && strstr(err, "layer_names"), "no layer_names: %s", err);
     /* Keras 3's .weights.h5 keeps a different tree: say so rather than "not Keras". */
-    f = H5Fcreate(tmp_path("keras3.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    f = H5Fcreate(test_scratch_path("keras3.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     H5Gclose(H5Gcreate2(f, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     H5Fclose(f);
-    rc = cs_keras_h5_load(m, tmp_path("keras3.h5"), err, sizeof err);
+    rc = cs_keras_h5_load(m, test_scratch_path("keras3.h5"), err, sizeof err);
     CHECK(rc == -1 && strstr(err, "Keras 3"), "keras 3 file: %s", err);
     cs_model_free(m);
 }
@@ -473,7 +464,7 @@ static void roundtrip(cs_model *(*build)(void), uint64_t seed, const char *name)
         if (a->layers[i].kind == CS_BATCHNORM)
             for (size_t c = 0; c < a->layers[i].params[3].size; c++)
                 a->layers[i].params[3].data[c] = 0.5f + weight_value(seed + 1, c) + 0.5f;
-    const char *path = tmp_path(name);
+    const char *path = test_scratch_path(name);
     int rc = cs_keras_h5_save(a, path, err, sizeof err);
     CHECK(rc == 0, "%s: save failed: %s", name, err);
     check_saved_layout(path, a);
@@ -513,8 +504,8 @@ static void test_import_fmnist(void)
     f.l[bn2].data[0][0] = -1.75f;   /* gamma[0] */
     int c2 = cs_model_find_layer(m, "conv2d_2");
     f.l[c2].data[0][((1 * 3 + 2) * 32 + 31) * 64 + 10] = 9.5f; /* kernel[1][2][31][10] */
-    tw_write(tmp_path("fmnist.h5"), &f, 0);
-    int rc = cs_keras_h5_load(m, tmp_path("fmnist.h5"), err, sizeof err);
+    tw_write(test_scratch_path("fmnist.h5"), &f, 0);
+    int rc = cs_keras_h5_load(m, test_scratch_path("fmnist.h5"), err, sizeof err);
     CHECK(rc == 0, "load failed: %s", err);
     CHECK(params_equal_file(m, &f), "parameters differ from the file");
     const cs_layer *bn = &m->layers[bn2];
@@ -536,11 +527,7 @@ static void test_import_fmnist(void)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "%s/cs_keras_h5_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 99;
-    }
+    tmpdir = test_scratch_dir("keras-h5");
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     RUN(test_load_keras2_layout);
     RUN(test_load_other_layouts);
@@ -551,9 +538,5 @@ int main(void)
     RUN(test_save_load_small);
     RUN(test_save_load_fmnist);
     RUN(test_import_fmnist);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
     return test_summary("keras_h5");
 }

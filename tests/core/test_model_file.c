@@ -17,34 +17,7 @@
 #include "model_file.h"
 #include "test.h"
 
-static char tmp_root[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char path[4][256];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, 256, "%s/%s", tmp_root, name);
-    return p;
-}
-
-static unsigned char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
+static const char *tmp_root;
 
 static void write_all(const char *path, const unsigned char *buf, size_t len)
 {
@@ -174,7 +147,7 @@ static void test_fmnist_round_trip(void)
     if (!m)
         return;
     char err[512] = "";
-    const char *path = tmp_path("fmnist.csm");
+    const char *path = test_scratch_path("fmnist.csm");
     int rc = cs_model_save(m, path, err, sizeof err);
     CHECK(rc == 0, "save: %s", err);
     cs_model *back = cs_model_load(path, err, sizeof err);
@@ -248,7 +221,7 @@ static void test_custom_round_trip(void)
     if (!m)
         return;
     char err[512] = "";
-    const char *path = tmp_path("custom.csm");
+    const char *path = test_scratch_path("custom.csm");
     CHECK(cs_model_save(m, path, err, sizeof err) == 0, "save: %s", err);
     cs_model *back = cs_model_load(path, err, sizeof err);
     CHECK(back != NULL, "load: %s", err);
@@ -296,17 +269,17 @@ static void test_damaged_files(void)
     if (!m)
         return;
     char err[512] = "";
-    const char *good = tmp_path("good.csm");
+    const char *good = test_scratch_path("good.csm");
     CHECK(cs_model_save(m, good, err, sizeof err) == 0, "save: %s", err);
     size_t len;
-    unsigned char *orig = read_all(good, &len);
+    unsigned char *orig = test_read_file(good, &len);
     CHECK(orig != NULL, "read back");
     if (!orig) {
         cs_model_free(m);
         return;
     }
     unsigned char *buf = malloc(len + 16);
-    const char *bad = tmp_path("bad.csm");
+    const char *bad = test_scratch_path("bad.csm");
 
     /* One byte in the middle of the parameters, and one in the metadata. */
     memcpy(buf, orig, len);
@@ -407,7 +380,7 @@ static void test_damaged_files(void)
     expect_load_fail(bad, "corrupt");
 
     /* Missing files and folders. */
-    expect_load_fail(tmp_path("no-such-model.csm"), "No such file");
+    expect_load_fail(test_scratch_path("no-such-model.csm"), "No such file");
     expect_load_fail(tmp_root, "folder");
 
     /* The undamaged file still loads. */
@@ -431,14 +404,14 @@ static void test_atomic_save(void)
     b->meta.epochs = 5;
 
     /* Into a folder that does not exist: an error, and no temporary file anywhere. */
-    const char *missing = tmp_path("missing/dir/model.csm");
+    const char *missing = test_scratch_path("missing/dir/model.csm");
     err[0] = 0;
     CHECK(cs_model_save(a, missing, err, sizeof err) == -1, "saved into a missing folder");
     CHECK(strstr(err, "missing/dir/model.csm") != NULL, "message names the target: %s", err);
     CHECK(count_entries(tmp_root, ".tmp.") == 0, "temporary file left behind");
 
     /* Over an existing file: the new content replaces it. */
-    const char *path = tmp_path("replace.csm");
+    const char *path = test_scratch_path("replace.csm");
     CHECK(cs_model_save(a, path, err, sizeof err) == 0, "first save: %s", err);
     CHECK(cs_model_save(b, path, err, sizeof err) == 0, "second save: %s", err);
     cs_model *got = cs_model_load(path, err, sizeof err);
@@ -452,7 +425,7 @@ static void test_atomic_save(void)
 
     /* When the rename fails (the target is a folder), the target is untouched and
      * the temporary file is gone. */
-    const char *dir_target = tmp_path("taken.csm");
+    const char *dir_target = test_scratch_path("taken.csm");
     mkdir(dir_target, 0700);
     char inner[300];
     snprintf(inner, sizeof inner, "%s/keep.txt", dir_target);
@@ -461,7 +434,7 @@ static void test_atomic_save(void)
     CHECK(cs_model_save(a, dir_target, err, sizeof err) == -1, "saved over a folder");
     CHECK(err[0] != 0 && strstr(err, "taken.csm"), "message: %s", err);
     size_t len = 0;
-    unsigned char *kept = read_all(inner, &len);
+    unsigned char *kept = test_read_file(inner, &len);
     CHECK(kept && len == 4 && memcmp(kept, "keep", 4) == 0, "folder content intact");
     free(kept);
     CHECK(count_entries(tmp_root, ".tmp.") == 0, "temporary file left behind");
@@ -497,10 +470,10 @@ static void test_metadata_readable(void)
     if (!m)
         return;
     char err[512];
-    const char *path = tmp_path("meta.csm");
+    const char *path = test_scratch_path("meta.csm");
     CHECK(cs_model_save(m, path, err, sizeof err) == 0, "save: %s", err);
     size_t len;
-    unsigned char *buf = read_all(path, &len);
+    unsigned char *buf = test_read_file(path, &len);
     if (buf) {
         CHECK(memcmp(buf, "CSMODEL\0", 8) == 0, "magic");
         CHECK(buf[8] == CS_MODEL_FORMAT_VERSION && !buf[9] && !buf[10] && !buf[11], "version");
@@ -530,36 +503,13 @@ static void test_metadata_readable(void)
     cs_model_free(m);
 }
 
-static void cleanup(void)
-{
-    DIR *d = opendir(tmp_root);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", tmp_root, e->d_name);
-        if (unlink(p) != 0)
-            rmdir(p);
-    }
-    closedir(d);
-    rmdir(tmp_root);
-}
-
 int main(void)
 {
-    snprintf(tmp_root, sizeof tmp_root, "/tmp/cs_model_file_XXXXXX");
-    if (!mkdtemp(tmp_root)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    tmp_root = test_scratch_dir("model-file");
     RUN(test_fmnist_round_trip);
     RUN(test_custom_round_trip);
     RUN(test_damaged_files);
     RUN(test_atomic_save);
     RUN(test_metadata_readable);
-    cleanup();
     return test_summary("model_file");
 }

@@ -23,7 +23,7 @@
 
 #define CLASS_INDEX "data/imagenet_class_index.json"
 
-static char tmpdir[256];
+static const char *tmpdir;
 
 static double now(void)
 {
@@ -362,19 +362,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "OpenBLAS computes wrong results\n");
         return 99;
     }
-    snprintf(tmpdir, sizeof tmpdir, "%s/cs_vgg16_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 99;
-    }
+    tmpdir = test_scratch_dir("vgg16");
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     RUN(test_architecture);
     RUN(test_class_index);
     RUN(test_load_errors);
     RUN(test_full_weights_file);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
     return test_summary("vgg16");
 }
