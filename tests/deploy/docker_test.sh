@@ -22,15 +22,10 @@ tmp=$(mktemp -d -t convscope-docker-XXXXXX)
 dockerd_pid=
 containers=()
 volumes=()
-ok=0 bad=0
+# shellcheck source=tests/deploy/lib.sh
+. tests/deploy/lib.sh
 t_start=$(date +%s)
 
-pass() { ok=$((ok + 1)); echo "ok   $1"; }
-fail() { bad=$((bad + 1)); echo "FAIL $1${2:+: $2}"; }
-# check NAME COMMAND...: one counted check; never stops the script.
-check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
-# die MESSAGE: a step the rest depends on failed; the EXIT trap still prints the summary.
-die() { fail "$1"; exit 1; }
 note() { echo "# $*"; }
 
 cleanup() {
@@ -164,15 +159,6 @@ check "runtime image has no compiler or -dev packages" \
   '! command -v gcc && ! dpkg-query -W -f "\${Package}\n" | grep -q -- "-dev$"'
 
 # --- run it hardened ------------------------------------------------------------------------
-# A free loopback port: nothing answers on it.
-free_port() {
-  local p
-  for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 20000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-  return 1
-}
 port=$(free_port)
 b=http://127.0.0.1:$port
 name=convscope-test-$$
@@ -192,9 +178,7 @@ curl -fs -o /dev/null "$b/readyz" || { docker logs "$name" 2>&1 | tail -n 20; di
 pass "container ready (read-only root, no capabilities, 1 GiB)"
 
 # body FILE URL [curl args...]: writes the body, prints the status.
-req() { local out=$1 url=$2; shift 2; curl -s -o "$out" -w '%{http_code}' "$@" "$url" || echo 000; }
 jnum() { grep -o "\"$1\":[0-9.]*" "$2" | head -n 1 | cut -d: -f2; }
-is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
 
 check "GET /healthz" test "$(req "$tmp/h.json" "$b/healthz")" = 200
 check "runs as uid 10001" test "$(docker exec "$name" id -u)" = 10001

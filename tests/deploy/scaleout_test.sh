@@ -23,14 +23,9 @@ models=$tmp/models
 pids=()            # every process this script started, killed by PID at the end
 replica_pid=()     # by replica index
 replica_port=()
-ok=0 bad=0
+# shellcheck source=tests/deploy/lib.sh
+. tests/deploy/lib.sh
 t_start=$(date +%s)
-
-log() { echo "$*" >&2; }
-pass() { ok=$((ok + 1)); log "ok   $1"; }
-fail() { bad=$((bad + 1)); log "FAIL $1${2:+: $2}"; }
-check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
-die() { fail "$1"; exit 1; }
 
 cleanup() {
   local rc=$?
@@ -90,14 +85,6 @@ for i in 1 2 3; do start_replica "$i" 0 || die "replica $i did not become ready"
 log "replicas on ports ${replica_port[*]}"
 
 # --- nginx: docker/nginx.conf rendered for these ports ---------------------------------------
-free_port() {
-  local p
-  for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 20000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-  return 1
-}
 # The parameters after the name on the marked lines ("max_fails=1 fail_timeout=5s;"),
 # without "resolve": it means re-resolving a DNS name, and these are addresses.
 params=$(sed -n 's/^ *server [^ ]* resolve \(.*;\) *# @replicas$/\1/p' docker/nginx.conf)
@@ -124,8 +111,6 @@ lb=http://127.0.0.1:$nginx_port
 for _ in $(seq 50); do curl -fs -o /dev/null "$lb/healthz" && break; sleep 0.1; done
 
 # --- the API through nginx --------------------------------------------------------------------
-req() { local out=$1 url=$2; shift 2; curl -s -o "$out" -w '%{http_code}' "$@" "$url" || echo 000; }
-is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
 is_error() { grep -q "^{\"error\":{\"code\":\"$1\"" "$2"; } # the service's JSON error shape
 
 st=$(req "$tmp/h.json" "$lb/healthz")

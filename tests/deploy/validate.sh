@@ -17,9 +17,8 @@ cd "$(dirname "$0")/../.."
 here=tests/deploy
 tmp=$(mktemp -d -t convscope-validate-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-ok=0 bad=0
-pass() { ok=$((ok + 1)); echo "ok   $1"; }
-fail() { bad=$((bad + 1)); echo "FAIL $1${2:+: $2}"; }
+# shellcheck source=tests/deploy/lib.sh
+. tests/deploy/lib.sh
 finish() { echo "[validate] $ok ok, $bad failed"; [ "$bad" -eq 0 ]; exit; }
 
 # --- schemas (Node) ---------------------------------------------------------------------------

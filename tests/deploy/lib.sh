@@ -1,0 +1,25 @@
+# tests/deploy/lib.sh - sourced by the deployment tests: counted checks, loopback ports,
+# HTTP requests. Each script prints its own "[name] N ok, M failed" line from $ok and $bad.
+ok=0 bad=0
+
+log() { echo "$*" >&2; }
+pass() { ok=$((ok + 1)); log "ok   $1"; }
+fail() { bad=$((bad + 1)); log "FAIL $1${2:+: $2}"; }
+# check NAME COMMAND...: one counted check; never stops the script.
+check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+# die MESSAGE: a step the rest depends on failed; the caller's EXIT trap prints the summary.
+die() { fail "$1"; exit 1; }
+
+# A free loopback port: nothing answers on it.
+free_port() {
+  local p
+  for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 20000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+  return 1
+}
+
+# req OUT URL [curl options...]: the HTTP status (000 when nothing answered), body in OUT.
+req() { local out=$1 url=$2; shift 2; curl -s -o "$out" -w '%{http_code}' "$@" "$url" || echo 000; }
+is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
