@@ -58,6 +58,17 @@ static void add_param(cs_layer *l, const char *name, int ndim, const int *dims, 
     p->trainable = trainable;
 }
 
+/* A conv or dense layer's weights, as Keras orders them: the kernel (its last dim is
+ * the number of outputs, and it carries the l1_l2 regulariser), then one bias per output. */
+static void add_kernel_and_bias(cs_layer *l, int ndim, const int *kernel_dims)
+{
+    int bias_dims[1] = {kernel_dims[ndim - 1]};
+    add_param(l, "kernel", ndim, kernel_dims, 1);
+    add_param(l, "bias", 1, bias_dims, 1);
+    l->params[0].l1 = l->cfg.l1;
+    l->params[0].l2 = l->cfg.l2;
+}
+
 int cs_model_add(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg, char *err,
                  size_t errlen)
 {
@@ -89,11 +100,8 @@ int cs_model_add(cs_model *m, const char *name, cs_layer_kind kind, const cs_lay
             snprintf(err, errlen, "%s: input %dx%d is smaller than the %dx%d kernel", name, in.h, in.w, k, k);
             return -1;
         }
-        int kd[4] = {k, k, in.c, cfg->filters}, bd[1] = {cfg->filters};
-        add_param(&l, "kernel", 4, kd, 1);
-        add_param(&l, "bias", 1, bd, 1);
-        l.params[0].l1 = cfg->l1;
-        l.params[0].l2 = cfg->l2;
+        int kd[4] = {k, k, in.c, cfg->filters};
+        add_kernel_and_bias(&l, 4, kd);
         break;
     }
     case CS_DENSE: {
@@ -107,11 +115,8 @@ int cs_model_add(cs_model *m, const char *name, cs_layer_kind kind, const cs_lay
             return -1;
         }
         l.out = (cs_shape){1, 1, cfg->units};
-        int kd[2] = {in.c, cfg->units}, bd[1] = {cfg->units};
-        add_param(&l, "kernel", 2, kd, 1);
-        add_param(&l, "bias", 1, bd, 1);
-        l.params[0].l1 = cfg->l1;
-        l.params[0].l2 = cfg->l2;
+        int kd[2] = {in.c, cfg->units};
+        add_kernel_and_bias(&l, 2, kd);
         break;
     }
     case CS_BATCHNORM: {
