@@ -385,10 +385,9 @@ static inline void srv_start(srv_t *s, const char *const *extra)
     exit(99);
 }
 
-/* SIGTERM, wait (up to 20 s, then SIGKILL), remove the folder. */
-static inline void srv_stop(srv_t *s)
+/* SIGTERM, then SIGKILL after 20 s; records the exit status. */
+static inline void srv_kill(srv_t *s)
 {
-    if (s->pid <= 0) return;
     kill(s->pid, SIGTERM);
     double end = now_s() + 20;
     int st = 0;
@@ -407,10 +406,18 @@ static inline void srv_stop(srv_t *s)
         usleep(20000);
     }
     s->pid = 0;
-    char cmd[400];
-    if (!getenv("CONVSCOPE_KEEP_TEST_DIR")) {
+}
+
+/* Stops the server (a test that already stopped it itself sets pid to 0) and removes
+ * its folder either way, unless CONVSCOPE_KEEP_TEST_DIR is set. */
+static inline void srv_stop(srv_t *s)
+{
+    if (s->pid > 0) srv_kill(s);
+    if (s->dir[0] && !getenv("CONVSCOPE_KEEP_TEST_DIR")) {
+        char cmd[400];
         snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
         run_cmd(cmd);
+        s->dir[0] = 0;
     }
 }
 
