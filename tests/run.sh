@@ -16,7 +16,11 @@ for bin in "$@"; do
   ok=$(sed -E 's/.*\] ([0-9]+) ok.*/\1/' <<<"$line"); bad=$(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"$line")
   passed=$((passed + ok)); failed=$((failed + bad))
   if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then failed=$((failed + 1)); echo "[$name] exit $rc"; fi
-  if [ "$bad" -ne 0 ]; then grep -E '^(FAIL|  .*FAILED)' "$bin.log" | head -n 30; fi
+  if [ "$bad" -ne 0 ]; then
+    grep -E '^(FAIL|  .*FAILED)' "$bin.log" | head -n 30
+    # The end of its log often says why (a server's last words, a tool's error).
+    echo "[$name] last lines of its log:"; tail -n 20 "$bin.log" | sed 's/^/  | /'
+  fi
 done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

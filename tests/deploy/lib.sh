@@ -21,5 +21,5 @@ free_port() {
 }
 
 # req OUT URL [curl options...]: the HTTP status (000 when nothing answered), body in OUT.
-req() { local out=$1 url=$2; shift 2; curl -s -o "$out" -w '%{http_code}' "$@" "$url" || echo 000; }
+req() { local out=$1 url=$2; shift 2; curl -s --max-time 60 -o "$out" -w '%{http_code}' "$@" "$url" || echo 000; }
 is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }

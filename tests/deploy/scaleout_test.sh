@@ -94,21 +94,43 @@ servers=
 for i in 1 2 3; do servers+="        server 127.0.0.1:${replica_port[$i]} $params\n"; done
 mkdir -p "$tmp/nginx"
 chmod 0755 "$tmp" "$tmp/nginx" # nginx's workers (nobody, when started as root) write temp files here
-nginx_port=$(free_port) || die "no free port for nginx"
-# Replica 1 doubles as the trainer here; compose runs a separate trainer service.
-sed -e "s|^ *server [^ ]* resolve .*# @replicas\$|$servers|" \
-    -e "s|^ *server [^ ]* resolve .*# @trainer\$|        server 127.0.0.1:${replica_port[1]} $tparams|" \
-    -e "s|^\( *listen \)8080;|\1127.0.0.1:$nginx_port;|" \
-    -e "s|/tmp/|$tmp/nginx/|g" -e "s|/var/log/nginx/|$tmp/nginx/|g" \
-    docker/nginx.conf >"$tmp/nginx/nginx.conf"
-grep -q "listen 127.0.0.1:$nginx_port;" "$tmp/nginx/nginx.conf" || die "rendering docker/nginx.conf (listen)"
-[ "$(grep -c "server 127.0.0.1:" "$tmp/nginx/nginx.conf")" = 4 ] || die "rendering docker/nginx.conf (servers)"
-nginx -t -q -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx/t.log" ||
-  { cat "$tmp/nginx/t.log" >&2; die "nginx -t on the rendered docker/nginx.conf"; }
-nginx -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g 'daemon off;' 2>>"$tmp/nginx/error.log" &
-pids+=("$!")
-lb=http://127.0.0.1:$nginx_port
-for _ in $(seq 50); do curl -fs -o /dev/null "$lb/healthz" && break; sleep 0.1; done
+# render_nginx PORT: docker/nginx.conf for these replicas, listening on 127.0.0.1:PORT.
+render_nginx() {
+  sed -e "s|^ *server [^ ]* resolve .*# @replicas\$|$servers|" \
+      -e "s|^ *server [^ ]* resolve .*# @trainer\$|        server 127.0.0.1:${replica_port[1]} $tparams|" \
+      -e "s|^\( *listen \)8080;|\1127.0.0.1:$1;|" \
+      -e "s|/tmp/|$tmp/nginx/|g" -e "s|/var/log/nginx/|$tmp/nginx/|g" \
+      docker/nginx.conf >"$tmp/nginx/nginx.conf"
+  grep -q "listen 127.0.0.1:$1;" "$tmp/nginx/nginx.conf" || die "rendering docker/nginx.conf (listen)"
+  [ "$(grep -c "server 127.0.0.1:" "$tmp/nginx/nginx.conf")" = 4 ] || die "rendering docker/nginx.conf (servers)"
+}
+# start_nginx: nginx in the foreground (a child of this script), answering /healthz. A
+# port taken between choosing it and nginx binding it is tried again with another; any
+# other failure ends the test with nginx's own last words in the FAIL line.
+start_nginx() {
+  local try port
+  for try in 1 2 3; do
+    port=$(free_port) || die "no free port for nginx"
+    render_nginx "$port"
+    nginx -t -q -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx/t.log" ||
+      die "nginx -t on the rendered docker/nginx.conf: $(tail -n 3 "$tmp/nginx/t.log" | tr '\n' ' ')"
+    nginx -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g 'daemon off;' \
+      2>>"$tmp/nginx/error.log" &
+    nginx_pid=$!; pids+=("$nginx_pid")
+    lb=http://127.0.0.1:$port
+    for _ in $(seq 100); do
+      curl -fs --max-time 2 -o /dev/null "$lb/healthz" && return 0
+      kill -0 "$nginx_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true
+    log "nginx on port $port (try $try) did not answer: $(tail -n 3 "$tmp/nginx/error.log" | tr '\n' ' ')"
+    grep -q 'Address already in use' "$tmp/nginx/error.log" || break
+  done
+  die "nginx did not answer /healthz: $(tail -n 3 "$tmp/nginx/error.log" | tr '\n' ' ')"
+}
+start_nginx
+log "nginx on $lb"
 
 # --- the API through nginx --------------------------------------------------------------------
 is_error() { grep -q "^{\"error\":{\"code\":\"$1\"" "$2"; } # the service's JSON error shape
