@@ -121,18 +121,17 @@ static void normalise_range(void *ctx, long begin, long end, int worker)
         }
 }
 
-void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,
-                         float *y, float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum)
+void cs_bn_batch_stats(size_t rows, int c, const float *x, float eps, float *mean, float *inv_std,
+                       float *moving_mean, float *moving_var, float momentum)
 {
     const int parts = cs_parallel_threads();
     double *sums = calloc((size_t)parts * 2 * c, sizeof(double));
     if (!sums) return;
-    bn_job j = {.rows = rows, .c = c, .x = x, .gamma = gamma, .beta = beta, .y = y, .sums = sums};
+    bn_job j = {.rows = rows, .c = c, .x = x, .sums = sums};
     cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), parts, stats_range, &j);
     merge_stats(&j, parts);
-    for (int k = 0; k < c; k++) mean[k] = (float)sums[k];
-    j.mean = mean;
     for (int k = 0; k < c; k++) {
+        mean[k] = (float)sums[k];
         double var = sums[c + k] / rows;
         inv_std[k] = (float)(1.0 / sqrt(var + eps));
         if (moving_mean) {
@@ -141,9 +140,15 @@ void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma,
             moving_var[k] = (float)(moving_var[k] * momentum + unbiased * (1 - momentum));
         }
     }
-    j.a = inv_std;
-    cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), parts, normalise_range, &j);
     free(sums);
+}
+
+void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,
+                         float *y, float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum)
+{
+    cs_bn_batch_stats(rows, c, x, eps, mean, inv_std, moving_mean, moving_var, momentum);
+    bn_job j = {.rows = rows, .c = c, .x = x, .gamma = gamma, .beta = beta, .y = y, .mean = mean, .a = inv_std};
+    cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), 0, normalise_range, &j);
 }
 
 static void affine_range(void *ctx, long begin, long end, int worker)

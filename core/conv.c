@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "simd.h"
 
 cs_conv_geom cs_conv_geometry(const cs_layer *l, int n)
 {
@@ -105,16 +106,9 @@ static void col2im_add(const cs_conv_geom *g, const float *col, size_t r0, size_
 
 /* With a short receptive field (the first layer: 3x3 over 1 or 3 channels) sgemm's
  * packing costs more than the product itself, so those layers multiply the im2col
- * rows by the kernel directly, vectorised over the output channels. The loops are
- * compiled twice, for AVX2+FMA and for the baseline, and the CPU picks at load time. */
+ * rows by the kernel directly, vectorised over the output channels (AVX2+FMA where the
+ * CPU has them: simd.h). */
 #define SMALL_K 32
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CS_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#define CS_CONTRACT __attribute__((optimize("fp-contract=fast"))) /* fused multiply-adds */
-#else
-#define CS_CLONES
-#define CS_CONTRACT
-#endif
 
 /* y[r] += col[r] . w for `rows` rows of kdim values. Outputs are taken 32 at a time
  * so that their sums stay in registers across the kdim taps. */

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "layers.h"
 #include "parallel.h"
@@ -153,6 +154,31 @@ static void forward_layer(cs_exec *e, int i, const float *x, int n, int training
     }
 }
 
+/* Layers i, i+1, i+2 form a batch norm -> LeakyReLU/ReLU -> max pool block. */
+static int fused_block_at(const cs_exec *e, int i)
+{
+    const cs_model *m = e->model;
+    if (!e->fuse || !e->training || i + 2 >= m->n_layers) return 0;
+    const cs_layer *l = m->layers + i;
+    return l[0].kind == CS_BATCHNORM && (l[1].kind == CS_LEAKY_RELU || l[1].kind == CS_RELU) &&
+           l[2].kind == CS_MAXPOOL;
+}
+
+static cs_bn_act_pool fused_block(const cs_exec *e, int i)
+{
+    const cs_layer *l = e->model->layers + i;
+    return (cs_bn_act_pool){.n = e->batch, .h = l->out.h, .w = l->out.w, .c = l->out.c, .p = l[2].cfg.pool,
+                            .alpha = l[1].kind == CS_LEAKY_RELU ? l[1].cfg.alpha : 0.0f,
+                            .gamma = l->params[0].data, .beta = l->params[1].data, .eps = l->cfg.epsilon};
+}
+
+static double profile_clock(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 static void forward_range(cs_exec *e, const float *input, int n, int upto, int training, cs_model *update_bn)
 {
     e->batch = n;
@@ -161,7 +187,19 @@ static void forward_range(cs_exec *e, const float *input, int n, int upto, int t
     e->top_is_dz = 0;
     for (int i = 0; i <= upto; i++) {
         if (training && ensure_train_buffers(e, i) != 0) return;
+        double t0 = e->profile ? profile_clock() : 0;
+        if (i + 2 <= upto && fused_block_at(e, i)) {
+            cs_bn_act_pool b = fused_block(e, i);
+            cs_layer *ul = update_bn ? &update_bn->layers[i] : NULL;
+            cs_bn_act_pool_forward(&b, i ? e->act[i - 1] : input, e->bn[i].mean, e->bn[i].inv_std,
+                                   ul ? ul->params[2].data : NULL, ul ? ul->params[3].data : NULL,
+                                   e->model->layers[i].cfg.momentum, e->act[i + 2]);
+            if (e->profile) e->profile[i] += profile_clock() - t0;
+            i += 2;
+            continue;
+        }
         forward_layer(e, i, i ? e->act[i - 1] : input, n, training, update_bn);
+        if (e->profile) e->profile[i] += profile_clock() - t0;
     }
 }
 
@@ -282,7 +320,20 @@ void cs_exec_backward(cs_exec *e, int stop)
     for (int i = e->model->n_layers - 1; i > stop; i--) {
         /* Layer 0's only use is its parameter gradient. */
         if (i == 0 && !e->param_grad) break;
+        double t0 = e->profile ? profile_clock() : 0;
+        if (i >= 2 && fused_block_at(e, i - 2)) {
+            const int bn = i - 2;
+            const cs_layer *l = &e->model->layers[bn];
+            cs_bn_act_pool b = fused_block(e, bn);
+            cs_bn_act_pool_backward(&b, bn ? e->act[bn - 1] : e->input, e->bn[bn].mean, e->bn[bn].inv_std,
+                                    e->act[i], e->grad[i], bn ? grad_buffer(e, bn - 1) : NULL,
+                                    pgrad(e, &l->params[0]), pgrad(e, &l->params[1]));
+            if (e->profile) e->profile[e->model->n_layers + bn] += profile_clock() - t0;
+            i = bn;
+            continue;
+        }
         backward_layer(e, i);
+        if (e->profile) e->profile[e->model->n_layers + i] += profile_clock() - t0;
     }
 }
 

@@ -35,6 +35,12 @@ typedef struct cs_exec {
     cs_scratch scratch; /* im2col rows and partial gradients, per worker thread */
     float *param_grad;  /* same layout as model->param_block, when training */
     uint64_t rng_state; /* dropout */
+    int fuse;           /* training passes run each batch norm -> LeakyReLU/ReLU -> max pool
+                           as one block (cs_bn_act_pool): act[] and grad[] of its batch-norm
+                           and activation layers are then not written, and a backward must
+                           go past the block (training does; Grad-CAM never trains) */
+    double *profile;    /* NULL, or [2 * n_layers] seconds: forward of layer i at [i],
+                           backward at [n_layers + i], added up over passes (make bench) */
 } cs_exec;
 
 /* max_batch: the largest batch this exec will run. The im2col scratch is bounded

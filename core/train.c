@@ -118,6 +118,7 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
     cs_rng shuffle;
     cs_rng_seed(&shuffle, cfg->seed ^ 0x5348554646ULL);
     cs_exec_seed_dropout(e, cfg->seed ^ 0x44524f50ULL);
+    e->fuse = 1; /* training never reads the layers inside a fused block */
     for (int i = 0; i < n; i++) idx[i] = i;
 
     free(m->meta.history);

@@ -256,6 +256,68 @@ static void test_whole_network_loss(void)
     free_case(&g);
 }
 
+static void test_whole_network_loss_fused(void)
+{
+    /* The same, with each batch norm -> LeakyReLU -> max pool run as one block, as
+     * training runs it; the second block's 3x3 input leaves a ragged edge to the pool. */
+    gc_case g = make_case(build_mini_notebook(), 6, SCALAR_XENT, 1, 6);
+    g.e->fuse = 1;
+    double err = check_params(&g, 30, 3e-3, 1);
+    CHECK(err < 1e-2, "notebook-shaped network with fused blocks, loss gradient: %.2e", err);
+    free_case(&g);
+}
+
+/* One training step of the layers one by one against the fused blocks: the pooled
+ * outputs and the loss are the same (the same float operations; only a ReLU's zero may
+ * come out as -0), the parameter and input gradients the same up to the order of the
+ * sums. */
+static void compare_fused(cs_model *m, const char *what)
+{
+    gc_case a = make_case(m, 6, SCALAR_XENT, 1, 8);
+    cs_exec *f = cs_exec_new(m, 6);
+    cs_exec_enable_param_grads(f);
+    f->fuse = 1;
+    double loss_a = scalar(&a);
+    cs_exec_backward(a.e, -1);
+    cs_exec_seed_dropout(f, 99);
+    cs_exec_forward(f, a.x, a.n, 1, NULL);
+    double loss_f = cs_exec_xent(f, a.labels, NULL) + cs_model_penalty(m, NULL);
+    cs_exec_backward(f, -1);
+    CHECK(loss_a == loss_f, "%s: the same loss (%.9g vs %.9g)", what, loss_a, loss_f);
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].kind == CS_MAXPOOL) {
+            size_t count = (size_t)a.n * cs_shape_size(m->layers[i].out), same = 0;
+            for (size_t k = 0; k < count; k++) same += a.e->act[i][k] == f->act[i][k];
+            CHECK(same == count, "%s: layer %d pooled the same (%zu of %zu)", what, i, same, count);
+            /* The gradient into the block's input (the conv below it). */
+            double diff = 0, norm = 0;
+            for (size_t k = 0; k < (size_t)a.n * cs_shape_size(m->layers[i - 3].out); k++) {
+                double d = a.e->grad[i - 3][k] - f->grad[i - 3][k];
+                diff += d * d, norm += (double)a.e->grad[i - 3][k] * a.e->grad[i - 3][k];
+            }
+            CHECK(norm > 0 && sqrt(diff / norm) < 1e-5, "%s: input gradient of block at %d: %.2e", what, i - 2,
+                  sqrt(diff / norm));
+        }
+    double diff = 0, norm = 0;
+    for (size_t k = 0; k < m->n_param_floats; k++) {
+        double d = a.e->param_grad[k] - f->param_grad[k];
+        diff += d * d, norm += (double)a.e->param_grad[k] * a.e->param_grad[k];
+    }
+    CHECK(norm > 0 && sqrt(diff / norm) < 1e-5, "%s: parameter gradients: %.2e", what, sqrt(diff / norm));
+    cs_exec_free(f);
+    free_case(&a);
+}
+
+static void test_fused_blocks_match_layers(void)
+{
+    compare_fused(build_mini_notebook(), "LeakyReLU");
+    /* ReLU: many values tie at 0 in a window, where the first one takes the gradient. */
+    cs_layer_kind k[] = {CS_CONV2D, CS_BATCHNORM, CS_RELU, CS_MAXPOOL, CS_FLATTEN, CS_DENSE};
+    cs_layer_config c[] = {{.filters = 6, .kernel = 3, .he_normal = 1}, {0}, {0}, {.pool = 2}, {0},
+                           {.units = 10, .activation = CS_ACT_SOFTMAX}};
+    compare_fused(build((cs_shape){9, 9, 2}, 6, k, c), "ReLU, ragged edge");
+}
+
 static void test_class_scores(void)
 {
     /* Grad-CAM differentiates a class logit or probability in inference mode. */
@@ -349,6 +411,8 @@ int main(void)
     RUN(test_batchnorm_training);
     RUN(test_batchnorm_inference_pool);
     RUN(test_whole_network_loss);
+    RUN(test_whole_network_loss_fused);
+    RUN(test_fused_blocks_match_layers);
     RUN(test_class_scores);
     RUN(test_activation_gradient);
     RUN(test_gradcam_values);

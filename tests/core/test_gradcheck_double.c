@@ -149,7 +149,9 @@ static double ref_loss(const ref_case *rc, const double *pblock)
     return loss;
 }
 
-static void test_fmnist_loss_against_double_reference(void)
+/* fuse: the layers one by one, or batch norm -> LeakyReLU -> max pool as one block
+ * (as training runs them). */
+static void check_against_reference(int fuse)
 {
     enum { N = 4 };
     cs_model *m = cs_model_build_fmnist();
@@ -166,6 +168,7 @@ static void test_fmnist_loss_against_double_reference(void)
     cs_exec *e = cs_exec_new(m, N);
     cs_exec_enable_param_grads(e);
     cs_exec_seed_dropout(e, 5);
+    e->fuse = fuse;
     cs_exec_forward(e, x, N, 1, NULL);
     float core_loss = cs_exec_xent(e, labels, NULL);
     cs_exec_backward(e, -1);
@@ -210,8 +213,12 @@ static void test_fmnist_loss_against_double_reference(void)
     cs_model_free(m);
 }
 
+static void test_fmnist_loss_against_double_reference(void) { check_against_reference(0); }
+static void test_fused_blocks_against_double_reference(void) { check_against_reference(1); }
+
 int main(void)
 {
     RUN(test_fmnist_loss_against_double_reference);
+    RUN(test_fused_blocks_against_double_reference);
     return test_summary("gradcheck_double");
 }

@@ -1,0 +1,20 @@
+/*
+ * simd.h - compiling a hot loop for wider vectors than the baseline x86-64 build.
+ *
+ * The build targets every x86-64 CPU (SSE2). CS_CLONES compiles a function twice, for
+ * AVX2+FMA (x86-64-v3) and for the baseline, and the loader picks one for the CPU it
+ * runs on. CS_CONTRACT lets that function fuse multiplies and adds (different
+ * rounding: only where no other code path must give the same bits).
+ */
+#ifndef CS_SIMD_H
+#define CS_SIMD_H
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CS_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define CS_CONTRACT __attribute__((optimize("fp-contract=fast")))
+#else
+#define CS_CLONES
+#define CS_CONTRACT
+#endif
+
+#endif
