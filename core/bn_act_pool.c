@@ -5,15 +5,15 @@
  * one, then read all of them back in backward: for conv2d_1's 26x26x32 output that is
  * an 11 MB tensor per pass per batch, and the passes are bound by memory, not
  * arithmetic. Here the forward reads x twice (statistics, then normalise-activate-pool
- * in one sweep) and writes only the pooled output; the backward recomputes each
- * window's values from x (a few operations per element, in registers) in two sweeps:
- * the per-channel sums batch norm's gradient needs, then the input gradient.
+ * in one sweep) and writes the pooled output and, per pooled value, which element of
+ * its window won (one byte). The backward then needs one value per window for batch
+ * norm's sums (the winner's, picked from the window by that byte), and produces the
+ * input gradient for any range of rows on demand, so that a conv below can take it
+ * chunk by chunk while it is in cache (cs_rows_source) instead of from memory.
  *
  * Every value is computed with the unfused layers' float operations in the same order
  * (batchnorm.c, activations.c, pool.c), so the pooled output and the choice of each
- * window's maximum (the first one, on ties) are theirs exactly. Work is spread over
- * rows of windows (image, output row); sums are per worker, in float over a row of
- * windows and in double across rows.
+ * window's maximum (the first one, on ties) are theirs exactly.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +23,10 @@
 
 typedef struct {
     const cs_bn_act_pool *b;
-    const float *x, *mean, *inv_std, *pooled, *dpooled;
-    const float *scale, *mdy, *mdyx; /* backward, second sweep: gamma*inv_std and the two means */
-    float *out, *dx;
+    const float *x, *mean, *inv_std, *dpooled;
+    float *pooled;
+    uint8_t *argmax;
+    float *win_grad;
     double *sums; /* [workers][2c]: sum of dy, sum of dy * xhat (dy: into batch norm's output) */
 } bap_job;
 
@@ -38,122 +39,96 @@ CS_CLONES static void forward_range(void *ctx, long begin, long end, int worker)
     const cs_bn_act_pool *b = j->b;
     const int h = b->h, w = b->w, c = b->c, p = b->p, oh = h / p, ow = w / p;
     const float alpha = b->alpha, *gamma = b->gamma, *beta = b->beta, *mean = j->mean, *inv = j->inv_std;
+    float won[c]; /* window position of the maximum so far, as a float to vectorise with the values */
     for (long row = begin; row < end; row++) {
         const int img = (int)(row / oh), oy = (int)(row % oh);
         for (int ox = 0; ox < ow; ox++) {
-            float *out = j->out + (((size_t)img * oh + oy) * ow + ox) * c;
+            const size_t o = (((size_t)img * oh + oy) * ow + ox) * c;
+            float *out = j->pooled + o;
             for (int wy = 0; wy < p; wy++)
                 for (int wx = 0; wx < p; wx++) {
                     const float *in = j->x + (((size_t)img * h + oy * p + wy) * w + ox * p + wx) * c;
-                    const int first = wy == 0 && wx == 0;
-                    for (int k = 0; k < c; k++) {
+                    const float pos = (float)(wy * p + wx);
+                    if (pos == 0) { /* the window's first element starts the maximum */
+                        for (int k = 0; k < c; k++) {
+                            float v = gamma[k] * ((in[k] - mean[k]) * inv[k]) + beta[k];
+                            out[k] = v * (v > 0 ? 1.0f : alpha);
+                            won[k] = 0;
+                        }
+                        continue;
+                    }
+                    for (int k = 0; k < c; k++) { /* selects, not branches: they vectorise */
                         float v = gamma[k] * ((in[k] - mean[k]) * inv[k]) + beta[k];
                         float a = v * (v > 0 ? 1.0f : alpha);
-                        out[k] = first || a > out[k] ? a : out[k];
+                        won[k] = a > out[k] ? pos : won[k];
+                        out[k] = a > out[k] ? a : out[k];
                     }
                 }
+            for (int k = 0; k < c; k++) j->argmax[o + k] = (uint8_t)won[k];
         }
     }
 }
 
 void cs_bn_act_pool_forward(const cs_bn_act_pool *b, const float *x, float *mean, float *inv_std, float *moving_mean,
-                            float *moving_var, float momentum, float *pooled)
+                            float *moving_var, float momentum, float *pooled, uint8_t *argmax)
 {
     cs_bn_batch_stats((size_t)b->n * b->h * b->w, b->c, x, b->eps, mean, inv_std, moving_mean, moving_var, momentum);
-    bap_job j = {.b = b, .x = x, .mean = mean, .inv_std = inv_std, .out = pooled};
+    bap_job j = {.b = b, .x = x, .mean = mean, .inv_std = inv_std, .pooled = pooled, .argmax = argmax};
     const int oh = b->h / b->p, ow = b->w / b->p;
     cs_parallel_run((long)b->n * oh, cs_parallel_grain((long)ow * b->c * b->p * b->p, 1), 0, forward_range, &j);
 }
 
-/* The two backward sweeps walk the same windows: for every element, the gradient that
- * reaches batch norm's output there (dpooled times the activation's slope at the
- * window's first maximum, 0 elsewhere) and the normalised input xhat. The first sweep
- * adds them up per channel (float over a row of windows, double across rows); the
- * second writes dx. Each sweep gets its own inlined copy (AVX2 where the CPU has it,
- * simd.h), in which the branch on `sweep` is a constant. */
-enum { SUMS, INPUT_GRAD };
-
-static inline __attribute__((always_inline)) void backward_sweep(const bap_job *j, long begin, long end, int worker, int sweep)
+/* Per window: the gradient reaching batch norm's output at the window's winner
+ * (dpooled times the activation's slope there; 0 at the others), kept in win_grad,
+ * and its share of the two per-channel sums (float over a row of windows, double
+ * across rows, per worker). */
+CS_CLONES static void window_grad_range(void *ctx, long begin, long end, int worker)
 {
+    const bap_job *j = ctx;
     const cs_bn_act_pool *b = j->b;
     const int h = b->h, w = b->w, c = b->c, p = b->p, oh = h / p, ow = w / p;
     const float alpha = b->alpha, *gamma = b->gamma, *beta = b->beta, *mean = j->mean, *inv = j->inv_std;
-    const float *scale = j->scale, *mdy = j->mdy, *mdyx = j->mdyx;
     double *s1 = j->sums + (size_t)worker * 2 * c, *s2 = s1 + c;
-    float taken[c], r1[c], r2[c];
+    float r1[c], r2[c], xw[c], won[c];
     for (long row = begin; row < end; row++) {
         const int img = (int)(row / oh), oy = (int)(row % oh);
         memset(r1, 0, sizeof r1);
         memset(r2, 0, sizeof r2);
         for (int ox = 0; ox < ow; ox++) {
             const size_t o = (((size_t)img * oh + oy) * ow + ox) * c;
-            const float *yo = j->pooled + o, *dyo = j->dpooled + o;
-            memset(taken, 0, sizeof taken);
+            for (int k = 0; k < c; k++) won[k] = j->argmax[o + k];
+            /* The winner's input, picked per channel with selects. */
             for (int wy = 0; wy < p; wy++)
                 for (int wx = 0; wx < p; wx++) {
-                    const size_t at = (((size_t)img * h + oy * p + wy) * w + ox * p + wx) * c;
-                    const float *in = j->x + at;
-                    float *d = j->dx + at;
-                    for (int k = 0; k < c; k++) {
-                        float xh = (in[k] - mean[k]) * inv[k];
-                        float v = gamma[k] * xh + beta[k];
-                        float a = v * (v > 0 ? 1.0f : alpha);
-                        float hit = a == yo[k] && taken[k] == 0.0f ? 1.0f : 0.0f;
-                        float g = hit * dyo[k] * (v > 0 ? 1.0f : alpha);
-                        taken[k] += hit;
-                        if (sweep == SUMS) {
-                            r1[k] += g;
-                            r2[k] += g * xh;
-                        } else {
-                            d[k] = scale[k] * (g - mdy[k] - xh * mdyx[k]);
-                        }
-                    }
+                    const float *in = j->x + (((size_t)img * h + oy * p + wy) * w + ox * p + wx) * c;
+                    const float pos = (float)(wy * p + wx);
+                    for (int k = 0; k < c; k++) xw[k] = won[k] == pos ? in[k] : xw[k];
                 }
+            const float *dyo = j->dpooled + o;
+            float *gw = j->win_grad + o;
+            for (int k = 0; k < c; k++) {
+                float xh = (xw[k] - mean[k]) * inv[k];
+                float v = gamma[k] * xh + beta[k];
+                float g = dyo[k] * (v > 0 ? 1.0f : alpha);
+                gw[k] = g;
+                r1[k] += g;
+                r2[k] += g * xh;
+            }
         }
-        if (sweep == SUMS)
-            for (int k = 0; k < c; k++) s1[k] += r1[k], s2[k] += r2[k];
+        for (int k = 0; k < c; k++) s1[k] += r1[k], s2[k] += r2[k];
     }
 }
 
-CS_CLONES static void grad_sums_range(void *ctx, long begin, long end, int worker)
+void cs_bn_act_pool_backward_begin(cs_bn_act_pool_grad *gr, const float *dpooled, float *dgamma, float *dbeta)
 {
-    backward_sweep(ctx, begin, end, worker, SUMS);
-}
-
-CS_CLONES static void input_grad_range(void *ctx, long begin, long end, int worker)
-{
-    backward_sweep(ctx, begin, end, worker, INPUT_GRAD);
-}
-
-/* Elements past the last full window (an odd height or width) get no gradient from
- * the pool, but batch norm's gradient still reaches them through the batch mean. */
-static void ragged_edge(const bap_job *j)
-{
-    const cs_bn_act_pool *b = j->b;
-    const int h = b->h, w = b->w, c = b->c, p = b->p, hf = h / p * p, wf = w / p * p;
-    if (hf == h && wf == w) return;
-    for (int img = 0; img < b->n; img++)
-        for (int y = 0; y < h; y++)
-            for (int x = y < hf ? wf : 0; x < w; x++) {
-                const size_t at = (((size_t)img * h + y) * w + x) * c;
-                for (int k = 0; k < c; k++) {
-                    float hk = (j->x[at + k] - j->mean[k]) * j->inv_std[k];
-                    j->dx[at + k] = j->scale[k] * (0.0f - j->mdy[k] - hk * j->mdyx[k]);
-                }
-            }
-}
-
-void cs_bn_act_pool_backward(const cs_bn_act_pool *b, const float *x, const float *mean, const float *inv_std,
-                             const float *pooled, const float *dpooled, float *dx, float *dgamma, float *dbeta)
-{
+    const cs_bn_act_pool *b = gr->b;
     const int c = b->c, parts = cs_parallel_threads(), oh = b->h / b->p, ow = b->w / b->p;
     const size_t rows = (size_t)b->n * b->h * b->w;
     double *sums = calloc((size_t)parts * 2 * c, sizeof(double));
     if (!sums) return;
-    bap_job j = {.b = b, .x = x, .mean = mean, .inv_std = inv_std, .pooled = pooled, .dpooled = dpooled,
-                 .dx = dx, .sums = sums};
-    const long grain = cs_parallel_grain((long)ow * c * b->p * b->p, 1);
-    cs_parallel_run((long)b->n * oh, grain, parts, grad_sums_range, &j);
+    bap_job j = {.b = b, .x = gr->x, .mean = gr->mean, .inv_std = gr->inv_std, .dpooled = dpooled,
+                 .argmax = (uint8_t *)gr->argmax, .win_grad = gr->win_grad, .sums = sums};
+    cs_parallel_run((long)b->n * oh, cs_parallel_grain((long)ow * c * b->p * b->p, 1), parts, window_grad_range, &j);
     for (int p = 1; p < parts; p++)
         for (int k = 0; k < 2 * c; k++) sums[k] += sums[(size_t)p * 2 * c + k];
     if (dgamma)
@@ -161,17 +136,71 @@ void cs_bn_act_pool_backward(const cs_bn_act_pool *b, const float *x, const floa
             dgamma[k] += (float)sums[c + k];
             dbeta[k] += (float)sums[k];
         }
-    if (dx) {
-        /* dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), as batchnorm.c */
-        float scale[c], mdy[c], mdyx[c];
-        for (int k = 0; k < c; k++) {
-            scale[k] = b->gamma[k] * inv_std[k];
-            mdy[k] = (float)(sums[k] / rows);
-            mdyx[k] = (float)(sums[c + k] / rows);
-        }
-        j.scale = scale, j.mdy = mdy, j.mdyx = mdyx;
-        cs_parallel_run((long)b->n * oh, grain, parts, input_grad_range, &j);
-        ragged_edge(&j);
+    /* dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), as batchnorm.c */
+    for (int k = 0; k < c; k++) {
+        gr->scale[k] = b->gamma[k] * gr->inv_std[k];
+        gr->mean_dy[k] = (float)(sums[k] / rows);
+        gr->mean_dyx[k] = (float)(sums[c + k] / rows);
     }
     free(sums);
+}
+
+/* Elements past the last full window (an odd height or width) get no gradient from
+ * the pool, but batch norm's gradient still reaches them through the batch mean. */
+CS_CLONES void cs_bn_act_pool_input_grad(void *ctx, size_t r0, size_t rows, float *dx)
+{
+    const cs_bn_act_pool_grad *gr = ctx;
+    const cs_bn_act_pool *b = gr->b;
+    const int h = b->h, w = b->w, c = b->c, p = b->p, oh = h / p, ow = w / p;
+    const float *mean = gr->mean, *inv = gr->inv_std, *scale = gr->scale, *mdy = gr->mean_dy, *mdyx = gr->mean_dyx;
+    const size_t per_image = (size_t)h * w;
+    int img = (int)(r0 / per_image), y = (int)(r0 % per_image) / w, x = (int)(r0 % per_image) % w;
+    for (size_t r = 0; r < rows; r++) {
+        const float *in = gr->x + (r0 + r) * c;
+        float *d = dx + r * c;
+        const int oy = y / p, ox = x / p;
+        if (oy < oh && ox < ow) {
+            const size_t o = (((size_t)img * oh + oy) * ow + ox) * c;
+            const float pos = (float)((y - oy * p) * p + (x - ox * p));
+            const uint8_t *won = gr->argmax + o;
+            const float *gw = gr->win_grad + o;
+            for (int k = 0; k < c; k++) {
+                float xh = (in[k] - mean[k]) * inv[k];
+                float g = (float)won[k] == pos ? gw[k] : 0.0f;
+                d[k] = scale[k] * (g - mdy[k] - xh * mdyx[k]);
+            }
+        } else {
+            for (int k = 0; k < c; k++) {
+                float xh = (in[k] - mean[k]) * inv[k];
+                d[k] = scale[k] * (0.0f - mdy[k] - xh * mdyx[k]);
+            }
+        }
+        if (++x == w) { /* the next position, without divisions */
+            x = 0;
+            if (++y == h) y = 0, img++;
+        }
+    }
+}
+
+typedef struct {
+    cs_bn_act_pool_grad *gr;
+    float *dx;
+    size_t per_image;
+} input_grad_job;
+
+static void input_grad_range(void *ctx, long begin, long end, int worker)
+{
+    (void)worker;
+    const input_grad_job *j = ctx;
+    const size_t r0 = (size_t)begin * j->per_image, rows = (size_t)(end - begin) * j->per_image;
+    cs_bn_act_pool_input_grad(j->gr, r0, rows, j->dx + r0 * j->gr->b->c);
+}
+
+void cs_bn_act_pool_backward(cs_bn_act_pool_grad *gr, const float *dpooled, float *dx, float *dgamma, float *dbeta)
+{
+    cs_bn_act_pool_backward_begin(gr, dpooled, dgamma, dbeta);
+    if (!dx) return;
+    const cs_bn_act_pool *b = gr->b;
+    input_grad_job j = {.gr = gr, .dx = dx, .per_image = (size_t)b->h * b->w};
+    cs_parallel_run(b->n, cs_parallel_grain((long)j.per_image * b->c * 8, 1), 0, input_grad_range, &j);
 }

@@ -200,6 +200,7 @@ CS_CLONES CS_CONTRACT static void small_k_weight_grad(size_t rows, int kdim, int
 typedef struct {
     const cs_conv_geom *g;
     const float *x, *w, *b, *dy;
+    const cs_rows_source *src; /* backward: dy from here instead of from dy */
     float *y, *dx, *dw, *db;
     const cs_scratch *s;
     size_t chunk;
@@ -260,6 +261,10 @@ static void backward_range(void *ctx, long begin, long end, int worker)
     for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += j->chunk) {
         size_t rows = (size_t)end - r0 < j->chunk ? (size_t)end - r0 : j->chunk;
         const float *dyc = j->dy + r0 * oc;
+        if (j->src) {
+            j->src->fill(j->src->ctx, r0, rows, j->s->dy[worker]);
+            dyc = j->s->dy[worker];
+        }
         if (db)
             for (size_t r = 0; r < rows; r++)
                 for (int o = 0; o < oc; o++) db[o] += dyc[r * oc + o];
@@ -278,11 +283,11 @@ static void backward_range(void *ctx, long begin, long end, int worker)
     }
 }
 
-void cs_conv_backward(const cs_conv_geom *g, const float *x, const float *w, const float *dy, float *dx, float *dw,
-                      float *db, const cs_scratch *s)
+static void backward(const cs_conv_geom *g, const float *x, const float *w, const float *dy,
+                     const cs_rows_source *src, float *dx, float *dw, float *db, const cs_scratch *s)
 {
     const size_t per_image = (size_t)g->oh * g->ow, kdim = (size_t)g->k * g->k * g->ic;
-    conv_job j = {.g = g, .x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db, .s = s};
+    conv_job j = {.g = g, .x = x, .w = w, .dy = dy, .src = src, .dx = dx, .dw = dw, .db = db, .s = s};
     if (dx) memset(dx, 0, (size_t)g->n * g->ih * g->iw * g->ic * sizeof(float));
     /* Ranges are whole images, so no two workers add into the same part of dx. */
     int parts = s->workers;
@@ -294,6 +299,8 @@ void cs_conv_backward(const cs_conv_geom *g, const float *x, const float *w, con
     cs_conv_geom one = *g;
     one.n = (g->n + parts - 1) / parts;
     j.chunk = cs_conv_chunk_rows(&one, s->col_floats);
+    /* A produced dy is used while it is in cache: chunks no larger than its buffer. */
+    if (src && j.chunk > s->dy_floats / g->oc) j.chunk = s->dy_floats / g->oc ? s->dy_floats / g->oc : 1;
     cs_parallel_run((long)(g->n * per_image), (long)per_image, parts, backward_range, &j);
     if (dw)
         for (int p = 1; p < parts; p++) {
@@ -301,4 +308,16 @@ void cs_conv_backward(const cs_conv_geom *g, const float *x, const float *w, con
             for (size_t i = 0; i < kdim * g->oc; i++) dw[i] += pw[i];
             for (int o = 0; o < g->oc; o++) db[o] += pw[kdim * g->oc + o];
         }
+}
+
+void cs_conv_backward(const cs_conv_geom *g, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                      float *db, const cs_scratch *s)
+{
+    backward(g, x, w, dy, NULL, dx, dw, db, s);
+}
+
+void cs_conv_backward_from(const cs_conv_geom *g, const float *x, const float *w, const cs_rows_source *dy, float *dx,
+                           float *dw, float *db, const cs_scratch *s)
+{
+    backward(g, x, w, NULL, dy, dx, dw, db, s);
 }

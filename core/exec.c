@@ -65,7 +65,12 @@ void cs_exec_free(cs_exec *e)
         if (e->act) free(e->act[i]);
         if (e->grad) free(e->grad[i]);
         if (e->mask) free(e->mask[i]);
-        if (e->bn) free(e->bn[i].mean);
+        if (e->bn) {
+            free(e->bn[i].mean);
+            free(e->bn[i].argmax);
+            free(e->bn[i].win_grad);
+            free(e->bn[i].grad_consts);
+        }
     }
     free(e->act);
     free(e->grad);
@@ -75,6 +80,7 @@ void cs_exec_free(cs_exec *e)
     for (int w = 0; w < CS_MAX_WORKERS; w++) {
         free(e->scratch.col[w]);
         free(e->scratch.part[w]);
+        free(e->scratch.dy[w]);
     }
     free(e->param_grad);
     free(e);
@@ -93,6 +99,13 @@ int cs_exec_enable_param_grads(cs_exec *e)
     for (int w = 1; w < e->scratch.workers && most; w++)
         if (!(e->scratch.part[w] = malloc(most * sizeof(float)))) return -1;
     e->scratch.part_floats = most;
+    /* Chunks of a conv's dy produced on demand by the fused block above it. */
+    size_t dy = CS_DY_CHUNK_FLOATS;
+    for (int i = 0; i < e->model->n_layers; i++)
+        if ((size_t)e->model->layers[i].out.c > dy) dy = (size_t)e->model->layers[i].out.c;
+    for (int w = 0; w < e->scratch.workers; w++)
+        if (!(e->scratch.dy[w] = malloc(dy * sizeof(float)))) return -1;
+    e->scratch.dy_floats = dy;
     return 0;
 }
 
@@ -110,6 +123,17 @@ static int ensure_train_buffers(cs_exec *e, int i)
     }
     if (l->kind == CS_DROPOUT && !e->mask[i] && !(e->mask[i] = malloc(out_floats(e, i)))) return -1;
     return 0;
+}
+
+/* The fused block's own buffers, sized by its pooled output (layer i + 2). */
+static int ensure_block_buffers(cs_exec *e, int i)
+{
+    cs_bn_cache *bc = &e->bn[i];
+    if (bc->argmax) return 0;
+    bc->argmax = malloc(out_floats(e, i + 2));
+    bc->win_grad = malloc(out_floats(e, i + 2) * sizeof(float));
+    bc->grad_consts = malloc((size_t)3 * e->model->layers[i].out.c * sizeof(float));
+    return bc->argmax && bc->win_grad && bc->grad_consts ? 0 : -1;
 }
 
 static void forward_layer(cs_exec *e, int i, const float *x, int n, int training, cs_model *update_bn)
@@ -189,11 +213,12 @@ static void forward_range(cs_exec *e, const float *input, int n, int upto, int t
         if (training && ensure_train_buffers(e, i) != 0) return;
         double t0 = e->profile ? profile_clock() : 0;
         if (i + 2 <= upto && fused_block_at(e, i)) {
+            if (ensure_block_buffers(e, i) != 0) return;
             cs_bn_act_pool b = fused_block(e, i);
             cs_layer *ul = update_bn ? &update_bn->layers[i] : NULL;
             cs_bn_act_pool_forward(&b, i ? e->act[i - 1] : input, e->bn[i].mean, e->bn[i].inv_std,
                                    ul ? ul->params[2].data : NULL, ul ? ul->params[3].data : NULL,
-                                   e->model->layers[i].cfg.momentum, e->act[i + 2]);
+                                   e->model->layers[i].cfg.momentum, e->act[i + 2], e->bn[i].argmax);
             if (e->profile) e->profile[i] += profile_clock() - t0;
             i += 2;
             continue;
@@ -314,6 +339,47 @@ static void backward_layer(cs_exec *e, int i)
     }
 }
 
+/* Backward through the fused block starting at layer bn. A conv right below it (with no
+ * activation of its own) takes its dy from the block chunk by chunk, so the block's
+ * input gradient is never stored. Returns the index of the last layer it went through. */
+static int backward_fused_block(cs_exec *e, int bn, double t0)
+{
+    const cs_model *m = e->model;
+    const cs_layer *l = &m->layers[bn];
+    const int c = l->out.c;
+    cs_bn_cache *bc = &e->bn[bn];
+    cs_bn_act_pool b = fused_block(e, bn);
+    cs_bn_act_pool_grad gr = {.b = &b, .x = bn ? e->act[bn - 1] : e->input, .mean = bc->mean,
+                              .inv_std = bc->inv_std, .argmax = bc->argmax, .win_grad = bc->win_grad,
+                              .scale = bc->grad_consts, .mean_dy = bc->grad_consts + c,
+                              .mean_dyx = bc->grad_consts + 2 * c};
+    const float *dpooled = e->grad[bn + 2];
+    float *dgamma = pgrad(e, &l->params[0]), *dbeta = pgrad(e, &l->params[1]);
+    const cs_layer *below = bn ? &m->layers[bn - 1] : NULL;
+    if (!below || below->kind != CS_CONV2D || below->cfg.activation != CS_ACT_LINEAR || !e->scratch.dy_floats) {
+        cs_bn_act_pool_backward(&gr, dpooled, bn ? grad_buffer(e, bn - 1) : NULL, dgamma, dbeta);
+        if (e->profile) e->profile[m->n_layers + bn] += profile_clock() - t0;
+        return bn;
+    }
+    cs_bn_act_pool_backward_begin(&gr, dpooled, dgamma, dbeta);
+    if (e->profile) {
+        double t1 = profile_clock();
+        e->profile[m->n_layers + bn] += t1 - t0;
+        t0 = t1;
+    }
+    const int conv = bn - 1;
+    float *dw = pgrad(e, &below->params[0]), *db = pgrad(e, &below->params[1]);
+    float *dx = conv ? grad_buffer(e, conv - 1) : NULL;
+    if (dw || dx) {
+        cs_conv_geom g = cs_conv_geometry(below, e->batch);
+        cs_rows_source src = {cs_bn_act_pool_input_grad, &gr};
+        cs_conv_backward_from(&g, conv ? e->act[conv - 1] : e->input, below->params[0].data, &src, dx, dw, db,
+                              &e->scratch);
+    }
+    if (e->profile) e->profile[m->n_layers + conv] += profile_clock() - t0;
+    return conv;
+}
+
 void cs_exec_backward(cs_exec *e, int stop)
 {
     if (e->param_grad) memset(e->param_grad, 0, e->model->n_param_floats * sizeof(float));
@@ -322,14 +388,7 @@ void cs_exec_backward(cs_exec *e, int stop)
         if (i == 0 && !e->param_grad) break;
         double t0 = e->profile ? profile_clock() : 0;
         if (i >= 2 && fused_block_at(e, i - 2)) {
-            const int bn = i - 2;
-            const cs_layer *l = &e->model->layers[bn];
-            cs_bn_act_pool b = fused_block(e, bn);
-            cs_bn_act_pool_backward(&b, bn ? e->act[bn - 1] : e->input, e->bn[bn].mean, e->bn[bn].inv_std,
-                                    e->act[i], e->grad[i], bn ? grad_buffer(e, bn - 1) : NULL,
-                                    pgrad(e, &l->params[0]), pgrad(e, &l->params[1]));
-            if (e->profile) e->profile[e->model->n_layers + bn] += profile_clock() - t0;
-            i = bn;
+            i = backward_fused_block(e, i - 2, t0);
             continue;
         }
         backward_layer(e, i);

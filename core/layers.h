@@ -31,6 +31,8 @@ typedef struct {
     size_t col_floats;
     float *part[CS_MAX_WORKERS]; /* workers > 0: partial parameter gradients, part_floats each */
     size_t part_floats;
+    float *dy[CS_MAX_WORKERS]; /* dy chunks of cs_conv_backward_from, dy_floats each */
+    size_t dy_floats;
 } cs_scratch;
 
 /* im2col is written and read back in chunks of rows. A chunk of about 1 MB stays in
@@ -54,6 +56,19 @@ void cs_conv_forward(const cs_conv_geom *g, const float *x, const float *w, cons
  * With several workers and dw, the scratch needs part_floats >= k*k*ic*oc + oc. */
 void cs_conv_backward(const cs_conv_geom *g, const float *x, const float *w, const float *dy, float *dx, float *dw,
                       float *db, const cs_scratch *s);
+
+/* A producer of dy rows, for a conv backward that takes its dy chunk by chunk while
+ * the chunk is in cache instead of reading a stored tensor: fill(ctx, r0, rows, out)
+ * writes rows [r0, r0 + rows) (oc floats each) into out. */
+typedef struct {
+    void (*fill)(void *ctx, size_t r0, size_t rows, float *out);
+    void *ctx;
+} cs_rows_source;
+/* cs_conv_backward with dy from a source; the scratch needs dy[worker] buffers of
+ * dy_floats >= CS_DY_CHUNK_FLOATS (or one row). */
+#define CS_DY_CHUNK_FLOATS ((size_t)64 * 1024)
+void cs_conv_backward_from(const cs_conv_geom *g, const float *x, const float *w, const cs_rows_source *dy, float *dx,
+                           float *dw, float *db, const cs_scratch *s);
 
 /* y = x w + b over n rows; x is n x in, w is in x out. */
 void cs_dense_forward(int n, int in, int out, const float *x, const float *w, const float *b, float *y);
@@ -94,13 +109,10 @@ void cs_maxpool_backward(int n, int ih, int iw, int c, int p, const float *x, co
                          float *dx);
 
 /* Batch norm (training mode) -> LeakyReLU (alpha; 0 for ReLU) -> p x p max pool, as one
- * block over n images of h x w x c, for training: the forward writes only the pooled
- * output (and the batch statistics into mean/inv_std), the backward recomputes the
- * normalised and activated values from x instead of reading them. The first block of
- * the Fashion-MNIST network moves 11 MB per tensor per batch, so four fewer tensors
- * written and read back are most of its time. Values are the unfused layers' exactly
- * (same float operations in the same order); gradients agree to rounding (sums are
- * grouped differently). dx may be NULL (the block starts the network). */
+ * block over n images of h x w x c, for training (bn_act_pool.c). The forward writes
+ * the pooled output, the batch statistics (mean/inv_std) and, per pooled value, the
+ * window position that won (argmax, pooled size). Values are the unfused layers'
+ * exactly (same float operations in the same order); gradients agree to rounding. */
 typedef struct {
     int n, h, w, c, p;
     float alpha;
@@ -108,9 +120,22 @@ typedef struct {
     float eps;
 } cs_bn_act_pool;
 void cs_bn_act_pool_forward(const cs_bn_act_pool *b, const float *x, float *mean, float *inv_std, float *moving_mean,
-                            float *moving_var, float momentum, float *pooled);
-void cs_bn_act_pool_backward(const cs_bn_act_pool *b, const float *x, const float *mean, const float *inv_std,
-                             const float *pooled, const float *dpooled, float *dx, float *dgamma, float *dbeta);
+                            float *moving_var, float momentum, float *pooled, uint8_t *argmax);
+
+/* The backward in two steps: _begin adds dgamma/dbeta (may be NULL) and fills what the
+ * input gradient needs; then cs_bn_act_pool_input_grad(gr, r0, rows, dx) writes dx for
+ * any rows [r0, r0 + rows) of the block's input (h*w rows per image, c floats each),
+ * on demand. cs_bn_act_pool_backward does both for the whole batch (dx may be NULL). */
+typedef struct {
+    const cs_bn_act_pool *b;
+    const float *x, *mean, *inv_std; /* the forward's input and statistics */
+    const uint8_t *argmax;           /* from the forward */
+    float *win_grad;                 /* pooled size: the gradient at each window's winner */
+    float *scale, *mean_dy, *mean_dyx; /* c each, filled by _begin */
+} cs_bn_act_pool_grad;
+void cs_bn_act_pool_backward_begin(cs_bn_act_pool_grad *gr, const float *dpooled, float *dgamma, float *dbeta);
+void cs_bn_act_pool_input_grad(void *gr, size_t r0, size_t rows, float *dx);
+void cs_bn_act_pool_backward(cs_bn_act_pool_grad *gr, const float *dpooled, float *dx, float *dgamma, float *dbeta);
 
 /* Inverted dropout: keep with probability 1-rate, scale kept values by 1/(1-rate). */
 void cs_dropout_forward(size_t n, float rate, const float *x, float *y, uint8_t *mask, uint64_t *rng_state);
