@@ -26,58 +26,71 @@ typedef struct {
     double rows_seen[CS_MAX_WORKERS];
 } bn_job;
 
-/* One pass over the rows: each block of BN_BLOCK rows (small enough to stay in L1)
- * gets its own mean and sum of squared deviations in float, and blocks are merged
- * in double with Chan et al.'s pairwise update, which stays exact where
- * E[x^2] - E[x]^2 would cancel. sums = [count-weighted mean, M2] per channel, and
- * j->rows_seen[worker] counts rows. */
-static void stats_range(void *ctx, long begin, long end, int worker)
+static void stats_merge(int c, double *count, double *mean, double *m2, double nb, const double *mb,
+                        const double *qb);
+
+/* Running per-channel statistics of rows seen so far: count, mean, and M2 (sum of
+ * squared deviations). Each block of BN_BLOCK rows (small enough to stay in L1) gets
+ * its own mean and M2 in float, and blocks are merged in double with Chan et al.'s
+ * pairwise update, which stays exact where E[x^2] - E[x]^2 would cancel. */
+static void stats_add(const float *x, size_t rows, int c, double *count, double *mean, double *m2)
 {
-    bn_job *j = ctx;
-    const int c = j->c;
-    double *mean = j->sums + (size_t)worker * 2 * c, *m2 = mean + c;
-    double n = 0;
     float bm[c], bq[c];
-    for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += BN_BLOCK) {
-        size_t r1 = r0 + BN_BLOCK < (size_t)end ? r0 + BN_BLOCK : (size_t)end;
+    double bmd[c], bqd[c];
+    for (size_t r0 = 0; r0 < rows; r0 += BN_BLOCK) {
+        size_t r1 = r0 + BN_BLOCK < rows ? r0 + BN_BLOCK : rows;
         const float inv = 1.0f / (float)(r1 - r0);
         memset(bm, 0, sizeof bm);
         memset(bq, 0, sizeof bq);
         for (size_t r = r0; r < r1; r++)
-            for (int k = 0; k < c; k++) bm[k] += j->x[r * c + k];
+            for (int k = 0; k < c; k++) bm[k] += x[r * c + k];
         for (int k = 0; k < c; k++) bm[k] *= inv;
         for (size_t r = r0; r < r1; r++)
             for (int k = 0; k < c; k++) {
-                float d = j->x[r * c + k] - bm[k];
+                float d = x[r * c + k] - bm[k];
                 bq[k] += d * d;
             }
-        const double nb = (double)(r1 - r0), tot = n + nb;
-        for (int k = 0; k < c; k++) {
-            double delta = bm[k] - mean[k];
-            mean[k] += delta * nb / tot;
-            m2[k] += bq[k] + delta * delta * n * nb / tot;
-        }
-        n = tot;
+        for (int k = 0; k < c; k++) bmd[k] = bm[k], bqd[k] = bq[k];
+        stats_merge(c, count, mean, m2, (double)(r1 - r0), bmd, bqd);
     }
-    j->rows_seen[worker] = n;
 }
 
-/* Merges the workers' (mean, M2) pairs into the first. */
-static void merge_stats(bn_job *j, int parts)
+static void stats_merge(int c, double *count, double *mean, double *m2, double nb, const double *mb,
+                        const double *qb)
 {
-    const int c = j->c;
-    double *mean = j->sums, *m2 = mean + c, n = j->rows_seen[0];
-    for (int p = 1; p < parts; p++) {
-        const double *pm = j->sums + (size_t)p * 2 * c, *pq = pm + c, np = j->rows_seen[p];
-        if (np == 0) continue;
-        const double tot = n + np;
-        for (int k = 0; k < c; k++) {
-            double delta = pm[k] - mean[k];
-            mean[k] += delta * np / tot;
-            m2[k] += pq[k] + delta * delta * n * np / tot;
-        }
-        n = tot;
+    if (nb == 0) return;
+    const double n = *count, tot = n + nb;
+    for (int k = 0; k < c; k++) {
+        double delta = mb[k] - mean[k];
+        mean[k] += delta * nb / tot;
+        m2[k] += qb[k] + delta * delta * n * nb / tot;
     }
+    *count = tot;
+}
+
+static void stats_finish(int c, double count, const double *mean, const double *m2, float eps, float *mean_out,
+                        float *inv_std, float *moving_mean, float *moving_var, float momentum)
+{
+    for (int k = 0; k < c; k++) {
+        mean_out[k] = (float)mean[k];
+        double var = m2[k] / count;
+        inv_std[k] = (float)(1.0 / sqrt(var + eps));
+        if (moving_mean) {
+            double unbiased = count > 1 ? var * count / (count - 1) : var;
+            moving_mean[k] = moving_mean[k] * momentum + mean_out[k] * (1 - momentum);
+            moving_var[k] = (float)(moving_var[k] * momentum + unbiased * (1 - momentum));
+        }
+    }
+}
+
+/* sums = [mean, M2] per channel of the worker's rows; j->rows_seen[worker] counts them. */
+static void stats_range(void *ctx, long begin, long end, int worker)
+{
+    bn_job *j = ctx;
+    double *mean = j->sums + (size_t)worker * 2 * j->c;
+    j->rows_seen[worker] = 0;
+    stats_add(j->x + (size_t)begin * j->c, (size_t)(end - begin), j->c, &j->rows_seen[worker], mean,
+                    mean + j->c);
 }
 
 /* sums[0..c) += dy, sums[c..2c) += dy * xhat, with xhat recomputed from the input
@@ -129,17 +142,12 @@ void cs_bn_batch_stats(size_t rows, int c, const float *x, float eps, float *mea
     if (!sums) return;
     bn_job j = {.rows = rows, .c = c, .x = x, .sums = sums};
     cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), parts, stats_range, &j);
-    merge_stats(&j, parts);
-    for (int k = 0; k < c; k++) {
-        mean[k] = (float)sums[k];
-        double var = sums[c + k] / rows;
-        inv_std[k] = (float)(1.0 / sqrt(var + eps));
-        if (moving_mean) {
-            double unbiased = rows > 1 ? var * rows / (rows - 1) : var;
-            moving_mean[k] = moving_mean[k] * momentum + mean[k] * (1 - momentum);
-            moving_var[k] = (float)(moving_var[k] * momentum + unbiased * (1 - momentum));
-        }
+    double n = j.rows_seen[0];
+    for (int p = 1; p < parts; p++) {
+        const double *ps = sums + (size_t)p * 2 * c;
+        stats_merge(c, &n, sums, sums + c, j.rows_seen[p], ps, ps + c);
     }
+    stats_finish(c, n, sums, sums + c, eps, mean, inv_std, moving_mean, moving_var, momentum);
     free(sums);
 }
 

@@ -339,6 +339,15 @@ static void backward_layer(cs_exec *e, int i)
     }
 }
 
+static cs_bn_act_pool_grad block_grad(cs_exec *e, int bn, const cs_bn_act_pool *b, const float *x)
+{
+    const int c = e->model->layers[bn].out.c;
+    cs_bn_cache *bc = &e->bn[bn];
+    return (cs_bn_act_pool_grad){.b = b, .x = x, .mean = bc->mean, .inv_std = bc->inv_std, .argmax = bc->argmax,
+                                 .win_grad = bc->win_grad, .scale = bc->grad_consts,
+                                 .mean_dy = bc->grad_consts + c, .mean_dyx = bc->grad_consts + 2 * c};
+}
+
 /* Backward through the fused block starting at layer bn. A conv right below it (with no
  * activation of its own) takes its dy from the block chunk by chunk, so the block's
  * input gradient is never stored. Returns the index of the last layer it went through. */
@@ -346,13 +355,8 @@ static int backward_fused_block(cs_exec *e, int bn, double t0)
 {
     const cs_model *m = e->model;
     const cs_layer *l = &m->layers[bn];
-    const int c = l->out.c;
-    cs_bn_cache *bc = &e->bn[bn];
     cs_bn_act_pool b = fused_block(e, bn);
-    cs_bn_act_pool_grad gr = {.b = &b, .x = bn ? e->act[bn - 1] : e->input, .mean = bc->mean,
-                              .inv_std = bc->inv_std, .argmax = bc->argmax, .win_grad = bc->win_grad,
-                              .scale = bc->grad_consts, .mean_dy = bc->grad_consts + c,
-                              .mean_dyx = bc->grad_consts + 2 * c};
+    cs_bn_act_pool_grad gr = block_grad(e, bn, &b, bn ? e->act[bn - 1] : e->input);
     const float *dpooled = e->grad[bn + 2];
     float *dgamma = pgrad(e, &l->params[0]), *dbeta = pgrad(e, &l->params[1]);
     const cs_layer *below = bn ? &m->layers[bn - 1] : NULL;

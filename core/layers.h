@@ -137,6 +137,7 @@ void cs_bn_act_pool_backward_begin(cs_bn_act_pool_grad *gr, const float *dpooled
 void cs_bn_act_pool_input_grad(void *gr, size_t r0, size_t rows, float *dx);
 void cs_bn_act_pool_backward(cs_bn_act_pool_grad *gr, const float *dpooled, float *dx, float *dgamma, float *dbeta);
 
+
 /* Inverted dropout: keep with probability 1-rate, scale kept values by 1/(1-rate). */
 void cs_dropout_forward(size_t n, float rate, const float *x, float *y, uint8_t *mask, uint64_t *rng_state);
 void cs_dropout_backward(size_t n, float rate, const uint8_t *mask, const float *dy, float *dx);

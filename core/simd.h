@@ -3,7 +3,8 @@
  *
  * The build targets every x86-64 CPU (SSE2). CS_CLONES compiles a function twice, for
  * AVX2+FMA (x86-64-v3) and for the baseline, and the loader picks one for the CPU it
- * runs on. CS_CONTRACT lets that function fuse multiplies and adds (different
+ * runs on; CS_WIDE_CLONES adds AVX-512 (x86-64-v4), for kernels that need its 32
+ * vector registers. CS_CONTRACT lets that function fuse multiplies and adds (different
  * rounding: only where no other code path must give the same bits).
  */
 #ifndef CS_SIMD_H
@@ -11,9 +12,11 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define CS_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define CS_WIDE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define CS_CONTRACT __attribute__((optimize("fp-contract=fast")))
 #else
 #define CS_CLONES
+#define CS_WIDE_CLONES
 #define CS_CONTRACT
 #endif
 
