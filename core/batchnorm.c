@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "simd.h"
 
 #define BN_BLOCK 64
 
@@ -33,7 +34,7 @@ static void stats_merge(int c, double *count, double *mean, double *m2, double n
  * squared deviations). Each block of BN_BLOCK rows (small enough to stay in L1) gets
  * its own mean and M2 in float, and blocks are merged in double with Chan et al.'s
  * pairwise update, which stays exact where E[x^2] - E[x]^2 would cancel. */
-static void stats_add(const float *x, size_t rows, int c, double *count, double *mean, double *m2)
+CS_CLONES static void stats_add(const float *x, size_t rows, int c, double *count, double *mean, double *m2)
 {
     float bm[c], bq[c];
     double bmd[c], bqd[c];

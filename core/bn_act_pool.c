@@ -45,6 +45,28 @@ CS_CLONES static void forward_range(void *ctx, long begin, long end, int worker)
         for (int ox = 0; ox < ow; ox++) {
             const size_t o = (((size_t)img * oh + oy) * ow + ox) * c;
             float *out = j->pooled + o;
+            if (p == 2) {
+                /* The usual 2x2 window: its four values and their maximum stay in
+                 * registers, compared in the same order as below. */
+                const float *i0 = j->x + (((size_t)img * h + oy * 2) * w + ox * 2) * c, *i1 = i0 + c,
+                            *i2 = i0 + (size_t)w * c, *i3 = i2 + c;
+                for (int k = 0; k < c; k++) {
+                    float v0 = gamma[k] * ((i0[k] - mean[k]) * inv[k]) + beta[k];
+                    float v1 = gamma[k] * ((i1[k] - mean[k]) * inv[k]) + beta[k];
+                    float v2 = gamma[k] * ((i2[k] - mean[k]) * inv[k]) + beta[k];
+                    float v3 = gamma[k] * ((i3[k] - mean[k]) * inv[k]) + beta[k];
+                    float a0 = v0 * (v0 > 0 ? 1.0f : alpha), a1 = v1 * (v1 > 0 ? 1.0f : alpha);
+                    float a2 = v2 * (v2 > 0 ? 1.0f : alpha), a3 = v3 * (v3 > 0 ? 1.0f : alpha);
+                    float m = a0, at = 0;
+                    at = a1 > m ? 1 : at, m = a1 > m ? a1 : m;
+                    at = a2 > m ? 2 : at, m = a2 > m ? a2 : m;
+                    at = a3 > m ? 3 : at, m = a3 > m ? a3 : m;
+                    out[k] = m;
+                    won[k] = at;
+                }
+                for (int k = 0; k < c; k++) j->argmax[o + k] = (uint8_t)won[k];
+                continue;
+            }
             for (int wy = 0; wy < p; wy++)
                 for (int wx = 0; wx < p; wx++) {
                     const float *in = j->x + (((size_t)img * h + oy * p + wy) * w + ox * p + wx) * c;
@@ -98,12 +120,19 @@ CS_CLONES static void window_grad_range(void *ctx, long begin, long end, int wor
             const size_t o = (((size_t)img * oh + oy) * ow + ox) * c;
             for (int k = 0; k < c; k++) won[k] = j->argmax[o + k];
             /* The winner's input, picked per channel with selects. */
-            for (int wy = 0; wy < p; wy++)
-                for (int wx = 0; wx < p; wx++) {
-                    const float *in = j->x + (((size_t)img * h + oy * p + wy) * w + ox * p + wx) * c;
-                    const float pos = (float)(wy * p + wx);
-                    for (int k = 0; k < c; k++) xw[k] = won[k] == pos ? in[k] : xw[k];
-                }
+            if (p == 2) {
+                const float *i0 = j->x + (((size_t)img * h + oy * 2) * w + ox * 2) * c, *i1 = i0 + c,
+                            *i2 = i0 + (size_t)w * c, *i3 = i2 + c;
+                for (int k = 0; k < c; k++)
+                    xw[k] = won[k] == 0 ? i0[k] : won[k] == 1 ? i1[k] : won[k] == 2 ? i2[k] : i3[k];
+            } else {
+                for (int wy = 0; wy < p; wy++)
+                    for (int wx = 0; wx < p; wx++) {
+                        const float *in = j->x + (((size_t)img * h + oy * p + wy) * w + ox * p + wx) * c;
+                        const float pos = (float)(wy * p + wx);
+                        for (int k = 0; k < c; k++) xw[k] = won[k] == pos ? in[k] : xw[k];
+                    }
+            }
             const float *dyo = j->dpooled + o;
             float *gw = j->win_grad + o;
             for (int k = 0; k < c; k++) {

@@ -213,6 +213,69 @@ CS_CLONES CS_CONTRACT static void small_k_weight_grad(size_t rows, int kdim, int
     }
 }
 
+static int direct_ok(const cs_conv_geom *g)
+{
+    return g->k * g->k * g->ic <= SMALL_K && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
+           g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1;
+}
+
+/* dw += (the taps of x)^T dy and db += the sum of dy over `rows` output rows, for the
+ * layers small_k_forward_direct computes, without im2col: the sums of nine taps for
+ * 32 outputs stay in registers (AVX-512) over a block of rows, and each row's dy is
+ * loaded once for all of them. Sums go to dw/db once per block, which also bounds how
+ * many float additions a partial sum sees. */
+#define WGRAD_TAPS 9
+#define WGRAD_BLOCK 128
+CS_WIDE_CLONES CS_CONTRACT static void small_k_weight_grad_direct(const cs_conv_geom *g, size_t r0, size_t rows,
+                                                                  const float *restrict x, const float *restrict dy,
+                                                                  float *restrict dw, float *restrict db)
+{
+    const int k = g->k, ic = g->ic, oc = g->oc, kdim = k * k * ic;
+    int off[SMALL_K + WGRAD_TAPS] = {0}; /* past kdim: 0, a valid tap whose sums are dropped */
+    for (int ky = 0, j = 0; ky < k; ky++)
+        for (int kx = 0; kx < k; kx++)
+            for (int c = 0; c < ic; c++) off[j++] = (ky * g->iw + kx) * ic + c;
+    const size_t per_image = (size_t)g->oh * g->ow;
+    int b = (int)(r0 / per_image), oy = (int)(r0 % per_image) / g->ow, ox = (int)(r0 % per_image) % g->ow;
+    const float *base[WGRAD_BLOCK];
+    for (size_t rb = 0; rb < rows; rb += WGRAD_BLOCK) {
+        const size_t n = rows - rb < WGRAD_BLOCK ? rows - rb : WGRAD_BLOCK;
+        for (size_t r = 0; r < n; r++) {
+            base[r] = x + (((size_t)b * g->ih + oy) * g->iw + ox) * ic;
+            if (++ox == g->ow) {
+                ox = 0;
+                if (++oy == g->oh) oy = 0, b++;
+            }
+        }
+        const float *dyb = dy + rb * oc;
+        if (db)
+            for (size_t r = 0; r < n; r++)
+                for (int o = 0; o < oc; o++) db[o] += dyb[r * oc + o];
+        for (int j0 = 0; j0 < kdim; j0 += WGRAD_TAPS) {
+            const int nj = kdim - j0 < WGRAD_TAPS ? kdim - j0 : WGRAD_TAPS;
+            int o0 = 0;
+            for (; o0 + 32 <= oc; o0 += 32) {
+                float acc[WGRAD_TAPS][32] = {{0}};
+                for (size_t r = 0; r < n; r++) {
+                    const float *d = dyb + r * oc + o0;
+                    for (int t = 0; t < WGRAD_TAPS; t++) {
+                        const float xv = base[r][off[j0 + t]];
+                        for (int o = 0; o < 32; o++) acc[t][o] += xv * d[o];
+                    }
+                }
+                for (int t = 0; t < nj; t++)
+                    for (int o = 0; o < 32; o++) dw[(size_t)(j0 + t) * oc + o0 + o] += acc[t][o];
+            }
+            for (int t = 0; t < nj; t++) /* channels past a multiple of 32 */
+                for (int o = o0; o < oc; o++) {
+                    float acc = 0;
+                    for (size_t r = 0; r < n; r++) acc += base[r][off[j0 + t]] * dyb[r * oc + o];
+                    dw[(size_t)(j0 + t) * oc + o] += acc;
+                }
+        }
+    }
+}
+
 typedef struct {
     const cs_conv_geom *g;
     const float *x, *w, *b, *dy;
@@ -222,11 +285,6 @@ typedef struct {
     size_t chunk;
 } conv_job;
 
-static int direct_ok(const cs_conv_geom *g)
-{
-    return g->k * g->k * g->ic <= SMALL_K && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
-           g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1;
-}
 
 /* One chunk: output rows [r0, r0 + rows) into y (rows x oc), with the calling worker's
  * im2col scratch (unused by the direct path). */
@@ -279,10 +337,12 @@ static void backward_rows(const cs_conv_geom *g, const float *x, const float *w,
                            size_t rows, float *dx, float *dw, float *db, float *col)
 {
     const int kdim = g->k * g->k * g->ic, oc = g->oc;
-    if (db)
+    const int direct = dw && direct_ok(g);
+    if (direct) small_k_weight_grad_direct(g, r0, rows, x, dy, dw, db);
+    else if (db)
         for (size_t r = 0; r < rows; r++)
             for (int o = 0; o < oc; o++) db[o] += dy[r * oc + o];
-    if (dw) {
+    if (dw && !direct) {
         im2col(g, x, r0, rows, col);
         if (kdim <= SMALL_K) small_k_weight_grad(rows, kdim, oc, col, dy, dw);
         else
