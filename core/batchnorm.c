@@ -24,7 +24,7 @@ typedef struct {
     float *y, *dx;
     const float *mean;
     double *sums; /* [parts][2c] */
-    double rows_seen[CS_MAX_WORKERS];
+    cs_bn_stats *stats;
 } bn_job;
 
 static void stats_merge(int c, double *count, double *mean, double *m2, double nb, const double *mb,
@@ -84,16 +84,6 @@ static void stats_finish(int c, double count, const double *mean, const double *
     }
 }
 
-/* sums = [mean, M2] per channel of the worker's rows; j->rows_seen[worker] counts them. */
-static void stats_range(void *ctx, long begin, long end, int worker)
-{
-    bn_job *j = ctx;
-    double *mean = j->sums + (size_t)worker * 2 * j->c;
-    j->rows_seen[worker] = 0;
-    stats_add(j->x + (size_t)begin * j->c, (size_t)(end - begin), j->c, &j->rows_seen[worker], mean,
-                    mean + j->c);
-}
-
 /* sums[0..c) += dy, sums[c..2c) += dy * xhat, with xhat recomputed from the input
  * (cheaper than keeping a copy of it: the input is kept anyway) */
 static void grad_stats_range(void *ctx, long begin, long end, int worker)
@@ -135,21 +125,48 @@ static void normalise_range(void *ctx, long begin, long end, int worker)
         }
 }
 
+int cs_bn_stats_init(cs_bn_stats *st, int c)
+{
+    memset(st, 0, sizeof *st);
+    st->c = c;
+    st->sums = calloc((size_t)CS_MAX_WORKERS * 2 * c, sizeof(double));
+    return st->sums ? 0 : -1;
+}
+
+void cs_bn_stats_add_rows(cs_bn_stats *st, int worker, const float *x, size_t rows)
+{
+    double *mean = st->sums + (size_t)worker * 2 * st->c;
+    stats_add(x, rows, st->c, &st->rows[worker], mean, mean + st->c);
+}
+
+void cs_bn_stats_finish(cs_bn_stats *st, float eps, float *mean, float *inv_std, float *moving_mean, float *moving_var,
+                        float momentum)
+{
+    const int c = st->c;
+    double *sums = st->sums, n = st->rows[0];
+    for (int p = 1; p < CS_MAX_WORKERS; p++) {
+        const double *ps = sums + (size_t)p * 2 * c;
+        stats_merge(c, &n, sums, sums + c, st->rows[p], ps, ps + c);
+    }
+    stats_finish(c, n, sums, sums + c, eps, mean, inv_std, moving_mean, moving_var, momentum);
+    free(st->sums);
+    st->sums = NULL;
+}
+
+static void stats_range(void *ctx, long begin, long end, int worker)
+{
+    bn_job *j = ctx;
+    cs_bn_stats_add_rows(j->stats, worker, j->x + (size_t)begin * j->c, (size_t)(end - begin));
+}
+
 void cs_bn_batch_stats(size_t rows, int c, const float *x, float eps, float *mean, float *inv_std,
                        float *moving_mean, float *moving_var, float momentum)
 {
-    const int parts = cs_parallel_threads();
-    double *sums = calloc((size_t)parts * 2 * c, sizeof(double));
-    if (!sums) return;
-    bn_job j = {.rows = rows, .c = c, .x = x, .sums = sums};
-    cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), parts, stats_range, &j);
-    double n = j.rows_seen[0];
-    for (int p = 1; p < parts; p++) {
-        const double *ps = sums + (size_t)p * 2 * c;
-        stats_merge(c, &n, sums, sums + c, j.rows_seen[p], ps, ps + c);
-    }
-    stats_finish(c, n, sums, sums + c, eps, mean, inv_std, moving_mean, moving_var, momentum);
-    free(sums);
+    cs_bn_stats st;
+    if (cs_bn_stats_init(&st, c) != 0) return;
+    bn_job j = {.rows = rows, .c = c, .x = x, .stats = &st};
+    cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), 0, stats_range, &j);
+    cs_bn_stats_finish(&st, eps, mean, inv_std, moving_mean, moving_var, momentum);
 }
 
 void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,

@@ -26,9 +26,37 @@ typedef struct {
     const float *x, *mean, *inv_std, *dpooled;
     float *pooled;
     uint8_t *argmax;
-    float *win_grad;
+    float *win_xhat, *win_grad;
     double *sums; /* [workers][2c]: sum of dy, sum of dy * xhat (dy: into batch norm's output) */
 } bap_job;
+
+/* One 2x2 window over c channels: its four values and their maximum stay in
+ * registers, compared in the same order as the general loop. restrict: the output
+ * arrays overlap nothing, which lets the loop vectorise without runtime checks. */
+static inline __attribute__((always_inline)) void window_2x2(int c, const float *restrict i0,
+                                                             const float *restrict i1, const float *restrict i2,
+                                                             const float *restrict i3, const float *restrict mean,
+                                                             const float *restrict inv, const float *restrict gamma,
+                                                             const float *restrict beta, float alpha,
+                                                             float *restrict out, float *restrict won,
+                                                             float *restrict wx)
+{
+    for (int k = 0; k < c; k++) {
+        float h0 = (i0[k] - mean[k]) * inv[k], h1 = (i1[k] - mean[k]) * inv[k];
+        float h2 = (i2[k] - mean[k]) * inv[k], h3 = (i3[k] - mean[k]) * inv[k];
+        float v0 = gamma[k] * h0 + beta[k], v1 = gamma[k] * h1 + beta[k];
+        float v2 = gamma[k] * h2 + beta[k], v3 = gamma[k] * h3 + beta[k];
+        float a0 = v0 * (v0 > 0 ? 1.0f : alpha), a1 = v1 * (v1 > 0 ? 1.0f : alpha);
+        float a2 = v2 * (v2 > 0 ? 1.0f : alpha), a3 = v3 * (v3 > 0 ? 1.0f : alpha);
+        float m = a0, at = 0, hw = h0;
+        at = a1 > m ? 1 : at, hw = a1 > m ? h1 : hw, m = a1 > m ? a1 : m;
+        at = a2 > m ? 2 : at, hw = a2 > m ? h2 : hw, m = a2 > m ? a2 : m;
+        at = a3 > m ? 3 : at, hw = a3 > m ? h3 : hw, m = a3 > m ? a3 : m;
+        out[k] = m;
+        won[k] = at;
+        wx[k] = hw;
+    }
+}
 
 /* AVX2 where the CPU has it (simd.h), without fused multiply-adds: the values must
  * stay the unfused layers' bit for bit. */
@@ -45,25 +73,10 @@ CS_CLONES static void forward_range(void *ctx, long begin, long end, int worker)
         for (int ox = 0; ox < ow; ox++) {
             const size_t o = (((size_t)img * oh + oy) * ow + ox) * c;
             float *out = j->pooled + o;
-            if (p == 2) {
-                /* The usual 2x2 window: its four values and their maximum stay in
-                 * registers, compared in the same order as below. */
+            if (p == 2) { /* the usual window */
                 const float *i0 = j->x + (((size_t)img * h + oy * 2) * w + ox * 2) * c, *i1 = i0 + c,
                             *i2 = i0 + (size_t)w * c, *i3 = i2 + c;
-                for (int k = 0; k < c; k++) {
-                    float v0 = gamma[k] * ((i0[k] - mean[k]) * inv[k]) + beta[k];
-                    float v1 = gamma[k] * ((i1[k] - mean[k]) * inv[k]) + beta[k];
-                    float v2 = gamma[k] * ((i2[k] - mean[k]) * inv[k]) + beta[k];
-                    float v3 = gamma[k] * ((i3[k] - mean[k]) * inv[k]) + beta[k];
-                    float a0 = v0 * (v0 > 0 ? 1.0f : alpha), a1 = v1 * (v1 > 0 ? 1.0f : alpha);
-                    float a2 = v2 * (v2 > 0 ? 1.0f : alpha), a3 = v3 * (v3 > 0 ? 1.0f : alpha);
-                    float m = a0, at = 0;
-                    at = a1 > m ? 1 : at, m = a1 > m ? a1 : m;
-                    at = a2 > m ? 2 : at, m = a2 > m ? a2 : m;
-                    at = a3 > m ? 3 : at, m = a3 > m ? a3 : m;
-                    out[k] = m;
-                    won[k] = at;
-                }
+                window_2x2(c, i0, i1, i2, i3, mean, inv, gamma, beta, alpha, out, won, j->win_xhat + o);
                 for (int k = 0; k < c; k++) j->argmax[o + k] = (uint8_t)won[k];
                 continue;
             }
@@ -71,18 +84,21 @@ CS_CLONES static void forward_range(void *ctx, long begin, long end, int worker)
                 for (int wx = 0; wx < p; wx++) {
                     const float *in = j->x + (((size_t)img * h + oy * p + wy) * w + ox * p + wx) * c;
                     const float pos = (float)(wy * p + wx);
+                    float *wx = j->win_xhat + o;
                     if (pos == 0) { /* the window's first element starts the maximum */
                         for (int k = 0; k < c; k++) {
-                            float v = gamma[k] * ((in[k] - mean[k]) * inv[k]) + beta[k];
+                            float hk = (in[k] - mean[k]) * inv[k], v = gamma[k] * hk + beta[k];
                             out[k] = v * (v > 0 ? 1.0f : alpha);
                             won[k] = 0;
+                            wx[k] = hk;
                         }
                         continue;
                     }
                     for (int k = 0; k < c; k++) { /* selects, not branches: they vectorise */
-                        float v = gamma[k] * ((in[k] - mean[k]) * inv[k]) + beta[k];
+                        float hk = (in[k] - mean[k]) * inv[k], v = gamma[k] * hk + beta[k];
                         float a = v * (v > 0 ? 1.0f : alpha);
                         won[k] = a > out[k] ? pos : won[k];
+                        wx[k] = a > out[k] ? hk : wx[k];
                         out[k] = a > out[k] ? a : out[k];
                     }
                 }
@@ -91,16 +107,24 @@ CS_CLONES static void forward_range(void *ctx, long begin, long end, int worker)
     }
 }
 
-void cs_bn_act_pool_forward(const cs_bn_act_pool *b, const float *x, float *mean, float *inv_std, float *moving_mean,
-                            float *moving_var, float momentum, float *pooled, uint8_t *argmax)
+void cs_bn_act_pool_apply(const cs_bn_act_pool *b, const float *x, const float *mean, const float *inv_std,
+                          float *pooled, uint8_t *argmax, float *win_xhat)
 {
-    cs_bn_batch_stats((size_t)b->n * b->h * b->w, b->c, x, b->eps, mean, inv_std, moving_mean, moving_var, momentum);
-    bap_job j = {.b = b, .x = x, .mean = mean, .inv_std = inv_std, .pooled = pooled, .argmax = argmax};
+    bap_job j = {.b = b, .x = x, .mean = mean, .inv_std = inv_std, .pooled = pooled, .argmax = argmax,
+                 .win_xhat = win_xhat};
     const int oh = b->h / b->p, ow = b->w / b->p;
     cs_parallel_run((long)b->n * oh, cs_parallel_grain((long)ow * b->c * b->p * b->p, 1), 0, forward_range, &j);
 }
 
-/* Per window: the gradient reaching batch norm's output at the window's winner
+void cs_bn_act_pool_forward(const cs_bn_act_pool *b, const float *x, float *mean, float *inv_std, float *moving_mean,
+                            float *moving_var, float momentum, float *pooled, uint8_t *argmax, float *win_xhat)
+{
+    cs_bn_batch_stats((size_t)b->n * b->h * b->w, b->c, x, b->eps, mean, inv_std, moving_mean, moving_var, momentum);
+    cs_bn_act_pool_apply(b, x, mean, inv_std, pooled, argmax, win_xhat);
+}
+
+/* Per window, from the winner's normalised input kept by the forward (x itself is not
+ * read): the gradient reaching batch norm's output at the window's winner
  * (dpooled times the activation's slope there; 0 at the others), kept in win_grad,
  * and its share of the two per-channel sums (float over a row of windows, double
  * across rows, per worker). */
@@ -108,35 +132,21 @@ CS_CLONES static void window_grad_range(void *ctx, long begin, long end, int wor
 {
     const bap_job *j = ctx;
     const cs_bn_act_pool *b = j->b;
-    const int h = b->h, w = b->w, c = b->c, p = b->p, oh = h / p, ow = w / p;
-    const float alpha = b->alpha, *gamma = b->gamma, *beta = b->beta, *mean = j->mean, *inv = j->inv_std;
+    const int c = b->c, oh = b->h / b->p, ow = b->w / b->p;
+    const float alpha = b->alpha, *gamma = b->gamma, *beta = b->beta;
     double *s1 = j->sums + (size_t)worker * 2 * c, *s2 = s1 + c;
-    float r1[c], r2[c], xw[c], won[c];
+    float r1[c], r2[c];
     for (long row = begin; row < end; row++) {
         const int img = (int)(row / oh), oy = (int)(row % oh);
         memset(r1, 0, sizeof r1);
         memset(r2, 0, sizeof r2);
         for (int ox = 0; ox < ow; ox++) {
             const size_t o = (((size_t)img * oh + oy) * ow + ox) * c;
-            for (int k = 0; k < c; k++) won[k] = j->argmax[o + k];
-            /* The winner's input, picked per channel with selects. */
-            if (p == 2) {
-                const float *i0 = j->x + (((size_t)img * h + oy * 2) * w + ox * 2) * c, *i1 = i0 + c,
-                            *i2 = i0 + (size_t)w * c, *i3 = i2 + c;
-                for (int k = 0; k < c; k++)
-                    xw[k] = won[k] == 0 ? i0[k] : won[k] == 1 ? i1[k] : won[k] == 2 ? i2[k] : i3[k];
-            } else {
-                for (int wy = 0; wy < p; wy++)
-                    for (int wx = 0; wx < p; wx++) {
-                        const float *in = j->x + (((size_t)img * h + oy * p + wy) * w + ox * p + wx) * c;
-                        const float pos = (float)(wy * p + wx);
-                        for (int k = 0; k < c; k++) xw[k] = won[k] == pos ? in[k] : xw[k];
-                    }
-            }
             const float *dyo = j->dpooled + o;
             float *gw = j->win_grad + o;
+            const float *wx = j->win_xhat + o;
             for (int k = 0; k < c; k++) {
-                float xh = (xw[k] - mean[k]) * inv[k];
+                float xh = wx[k];
                 float v = gamma[k] * xh + beta[k];
                 float g = dyo[k] * (v > 0 ? 1.0f : alpha);
                 gw[k] = g;
@@ -175,7 +185,7 @@ void cs_bn_act_pool_backward_begin(cs_bn_act_pool_grad *gr, const float *dpooled
     double *sums = calloc((size_t)parts * 2 * c, sizeof(double));
     if (!sums) return;
     bap_job j = {.b = b, .x = gr->x, .mean = gr->mean, .inv_std = gr->inv_std, .dpooled = dpooled,
-                 .argmax = (uint8_t *)gr->argmax, .win_grad = gr->win_grad, .sums = sums};
+                 .win_xhat = (float *)gr->win_xhat, .win_grad = gr->win_grad, .sums = sums};
     cs_parallel_run((long)b->n * oh, cs_parallel_grain((long)ow * c * b->p * b->p, 1), parts, window_grad_range, &j);
     for (int p = 1; p < parts; p++)
         for (int k = 0; k < 2 * c; k++) sums[k] += sums[(size_t)p * 2 * c + k];

@@ -109,6 +109,9 @@ static void col2im_add(const cs_conv_geom *g, const float *col, size_t r0, size_
  * rows by the kernel directly, vectorised over the output channels (AVX2+FMA where the
  * CPU has them: simd.h). */
 #define SMALL_K 32
+/* Rows of a direct-path chunk: about 64 KB of output, read back from L2 by the
+ * statistics of a batch norm above. */
+#define STATS_CHUNK_FLOATS ((size_t)16 * 1024)
 
 /* y[r] += col[r] . w for `rows` rows of kdim values. Outputs are taken 32 at a time
  * so that their sums stay in registers across the kdim taps. */
@@ -280,6 +283,7 @@ typedef struct {
     const cs_conv_geom *g;
     const float *x, *w, *b, *dy;
     const cs_rows_source *src; /* backward: dy from here instead of from dy */
+    cs_bn_stats *stats;        /* forward: the output's batch statistics, when wanted */
     float *y, *dx, *dw, *db;
     const cs_scratch *s;
     size_t chunk;
@@ -306,11 +310,14 @@ static void forward_range(void *ctx, long begin, long end, int worker)
 {
     const conv_job *j = ctx;
     const cs_conv_geom *g = j->g;
-    /* The direct path needs no scratch: one call for the whole range. */
-    const size_t chunk = direct_ok(g) ? (size_t)(end - begin) : j->chunk;
+    /* The direct path needs no scratch, only chunks small enough that the statistics
+     * read them back from cache. */
+    const size_t chunk = direct_ok(g) ? (STATS_CHUNK_FLOATS / g->oc / DIRECT_ROWS + 1) * DIRECT_ROWS : j->chunk;
     for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += chunk) {
         size_t rows = (size_t)end - r0 < chunk ? (size_t)end - r0 : chunk;
-        forward_rows(g, j->x, j->w, j->b, r0, rows, j->y + r0 * g->oc, j->s->col[worker]);
+        float *y = j->y + r0 * g->oc;
+        forward_rows(g, j->x, j->w, j->b, r0, rows, y, j->s->col[worker]);
+        if (j->stats) cs_bn_stats_add_rows(j->stats, worker, y, rows);
     }
 }
 
@@ -325,11 +332,17 @@ static size_t chunk_rows(const cs_conv_geom *g, const cs_scratch *s)
     return chunk < share ? chunk : share;
 }
 
+void cs_conv_forward_stats(const cs_conv_geom *g, const float *x, const float *w, const float *b, float *y,
+                           const cs_scratch *s, cs_bn_stats *stats)
+{
+    conv_job j = {.g = g, .x = x, .w = w, .b = b, .y = y, .s = s, .stats = stats, .chunk = chunk_rows(g, s)};
+    cs_parallel_run((long)g->n * g->oh * g->ow, (long)j.chunk, s->workers, forward_range, &j);
+}
+
 void cs_conv_forward(const cs_conv_geom *g, const float *x, const float *w, const float *b, float *y,
                      const cs_scratch *s)
 {
-    conv_job j = {.g = g, .x = x, .w = w, .b = b, .y = y, .s = s, .chunk = chunk_rows(g, s)};
-    cs_parallel_run((long)g->n * g->oh * g->ow, (long)j.chunk, s->workers, forward_range, &j);
+    cs_conv_forward_stats(g, x, w, b, y, s, NULL);
 }
 
 /* One chunk of the backward: adds into dw/db and dx (any may be NULL). */

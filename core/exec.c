@@ -69,6 +69,7 @@ void cs_exec_free(cs_exec *e)
             free(e->bn[i].mean);
             free(e->bn[i].argmax);
             free(e->bn[i].win_grad);
+            free(e->bn[i].win_xhat);
             free(e->bn[i].grad_consts);
         }
     }
@@ -132,8 +133,36 @@ static int ensure_block_buffers(cs_exec *e, int i)
     if (bc->argmax) return 0;
     bc->argmax = malloc(out_floats(e, i + 2));
     bc->win_grad = malloc(out_floats(e, i + 2) * sizeof(float));
+    bc->win_xhat = malloc(out_floats(e, i + 2) * sizeof(float));
     bc->grad_consts = malloc((size_t)3 * e->model->layers[i].out.c * sizeof(float));
-    return bc->argmax && bc->win_grad && bc->grad_consts ? 0 : -1;
+    return bc->argmax && bc->win_grad && bc->win_xhat && bc->grad_consts ? 0 : -1;
+}
+
+/* Layers i, i+1, i+2 form a batch norm -> LeakyReLU/ReLU -> max pool block. */
+static int fused_block_at(const cs_exec *e, int i)
+{
+    const cs_model *m = e->model;
+    if (!e->fuse || !e->training || i + 2 >= m->n_layers) return 0;
+    const cs_layer *l = m->layers + i;
+    return l[0].kind == CS_BATCHNORM && (l[1].kind == CS_LEAKY_RELU || l[1].kind == CS_RELU) &&
+           l[2].kind == CS_MAXPOOL;
+}
+
+static cs_bn_act_pool fused_block(const cs_exec *e, int i)
+{
+    const cs_layer *l = e->model->layers + i;
+    return (cs_bn_act_pool){.n = e->batch, .h = l->out.h, .w = l->out.w, .c = l->out.c, .p = l[2].cfg.pool,
+                            .alpha = l[1].kind == CS_LEAKY_RELU ? l[1].cfg.alpha : 0.0f,
+                            .gamma = l->params[0].data, .beta = l->params[1].data, .eps = l->cfg.epsilon};
+}
+
+/* The fused block at bn sits right on a conv with no activation of its own: the conv
+ * gathers the block's batch statistics as it writes its output, and takes its dy from
+ * the block chunk by chunk in backward. */
+static int conv_feeds_block(const cs_exec *e, int bn)
+{
+    const cs_layer *below = bn ? &e->model->layers[bn - 1] : NULL;
+    return below && below->kind == CS_CONV2D && below->cfg.activation == CS_ACT_LINEAR && fused_block_at(e, bn);
 }
 
 static void forward_layer(cs_exec *e, int i, const float *x, int n, int training, cs_model *update_bn)
@@ -146,7 +175,15 @@ static void forward_layer(cs_exec *e, int i, const float *x, int n, int training
     case CS_DENSE: {
         int softmax = l->cfg.activation == CS_ACT_SOFTMAX;
         float *z = softmax ? e->logits : y;
-        if (l->kind == CS_CONV2D) {
+        if (l->kind == CS_CONV2D && conv_feeds_block(e, i + 1)) {
+            cs_conv_geom g = cs_conv_geometry(l, n);
+            cs_bn_stats st;
+            const cs_layer *bnl = l + 1, *ul = update_bn ? &update_bn->layers[i + 1] : NULL;
+            if (ensure_train_buffers(e, i + 1) != 0 || cs_bn_stats_init(&st, l->out.c) != 0) return;
+            cs_conv_forward_stats(&g, x, l->params[0].data, l->params[1].data, z, &e->scratch, &st);
+            cs_bn_stats_finish(&st, bnl->cfg.epsilon, e->bn[i + 1].mean, e->bn[i + 1].inv_std,
+                               ul ? ul->params[2].data : NULL, ul ? ul->params[3].data : NULL, bnl->cfg.momentum);
+        } else if (l->kind == CS_CONV2D) {
             cs_conv_geom g = cs_conv_geometry(l, n);
             cs_conv_forward(&g, x, l->params[0].data, l->params[1].data, z, &e->scratch);
         } else {
@@ -178,24 +215,6 @@ static void forward_layer(cs_exec *e, int i, const float *x, int n, int training
     }
 }
 
-/* Layers i, i+1, i+2 form a batch norm -> LeakyReLU/ReLU -> max pool block. */
-static int fused_block_at(const cs_exec *e, int i)
-{
-    const cs_model *m = e->model;
-    if (!e->fuse || !e->training || i + 2 >= m->n_layers) return 0;
-    const cs_layer *l = m->layers + i;
-    return l[0].kind == CS_BATCHNORM && (l[1].kind == CS_LEAKY_RELU || l[1].kind == CS_RELU) &&
-           l[2].kind == CS_MAXPOOL;
-}
-
-static cs_bn_act_pool fused_block(const cs_exec *e, int i)
-{
-    const cs_layer *l = e->model->layers + i;
-    return (cs_bn_act_pool){.n = e->batch, .h = l->out.h, .w = l->out.w, .c = l->out.c, .p = l[2].cfg.pool,
-                            .alpha = l[1].kind == CS_LEAKY_RELU ? l[1].cfg.alpha : 0.0f,
-                            .gamma = l->params[0].data, .beta = l->params[1].data, .eps = l->cfg.epsilon};
-}
-
 static double profile_clock(void)
 {
     struct timespec t;
@@ -216,9 +235,14 @@ static void forward_range(cs_exec *e, const float *input, int n, int upto, int t
             if (ensure_block_buffers(e, i) != 0) return;
             cs_bn_act_pool b = fused_block(e, i);
             cs_layer *ul = update_bn ? &update_bn->layers[i] : NULL;
-            cs_bn_act_pool_forward(&b, i ? e->act[i - 1] : input, e->bn[i].mean, e->bn[i].inv_std,
-                                   ul ? ul->params[2].data : NULL, ul ? ul->params[3].data : NULL,
-                                   e->model->layers[i].cfg.momentum, e->act[i + 2], e->bn[i].argmax);
+            cs_bn_cache *bc = &e->bn[i];
+            if (conv_feeds_block(e, i)) /* the statistics came with the conv's output */
+                cs_bn_act_pool_apply(&b, e->act[i - 1], bc->mean, bc->inv_std, e->act[i + 2], bc->argmax,
+                                     bc->win_xhat);
+            else
+                cs_bn_act_pool_forward(&b, i ? e->act[i - 1] : input, bc->mean, bc->inv_std,
+                                       ul ? ul->params[2].data : NULL, ul ? ul->params[3].data : NULL,
+                                       e->model->layers[i].cfg.momentum, e->act[i + 2], bc->argmax, bc->win_xhat);
             if (e->profile) e->profile[i] += profile_clock() - t0;
             i += 2;
             continue;
@@ -344,7 +368,7 @@ static cs_bn_act_pool_grad block_grad(cs_exec *e, int bn, const cs_bn_act_pool *
     const int c = e->model->layers[bn].out.c;
     cs_bn_cache *bc = &e->bn[bn];
     return (cs_bn_act_pool_grad){.b = b, .x = x, .mean = bc->mean, .inv_std = bc->inv_std, .argmax = bc->argmax,
-                                 .win_grad = bc->win_grad, .scale = bc->grad_consts,
+                                 .win_xhat = bc->win_xhat, .win_grad = bc->win_grad, .scale = bc->grad_consts,
                                  .mean_dy = bc->grad_consts + c, .mean_dyx = bc->grad_consts + 2 * c};
 }
 
@@ -360,7 +384,7 @@ static int backward_fused_block(cs_exec *e, int bn, double t0)
     const float *dpooled = e->grad[bn + 2];
     float *dgamma = pgrad(e, &l->params[0]), *dbeta = pgrad(e, &l->params[1]);
     const cs_layer *below = bn ? &m->layers[bn - 1] : NULL;
-    if (!below || below->kind != CS_CONV2D || below->cfg.activation != CS_ACT_LINEAR || !e->scratch.dy_floats) {
+    if (!conv_feeds_block(e, bn) || !e->scratch.dy_floats) {
         cs_bn_act_pool_backward(&gr, dpooled, bn ? grad_buffer(e, bn - 1) : NULL, dgamma, dbeta);
         if (e->profile) e->profile[m->n_layers + bn] += profile_clock() - t0;
         return bn;

@@ -18,9 +18,10 @@
 typedef struct {
     float *mean, *inv_std; /* per channel, from the last training-mode forward */
     /* When the layer starts a fused block (cs_exec.fuse): each pooled value's winning
-     * window position, the gradient at the winners, and 3c floats for the backward. */
+     * window position and normalised input, the gradient at the winners, and 3c floats
+     * for the backward. */
     uint8_t *argmax;
-    float *win_grad, *grad_consts;
+    float *win_xhat, *win_grad, *grad_consts;
 } cs_bn_cache;
 
 typedef struct cs_exec {

@@ -44,6 +44,13 @@ typedef struct {
 #define CS_COL_CHUNK_FLOATS ((size_t)256 * 1024)
 #define CS_COL_MIN_ROWS 512
 
+/* Batch-norm statistics being gathered (see cs_bn_stats_init below). */
+typedef struct {
+    int c;
+    double *sums; /* [CS_MAX_WORKERS][2c]: mean, M2 */
+    double rows[CS_MAX_WORKERS];
+} cs_bn_stats;
+
 cs_conv_geom cs_conv_geometry(const cs_layer *l, int n);
 /* Rows of one im2col chunk, at most what fits in `col_floats` floats (at least 1). */
 size_t cs_conv_chunk_rows(const cs_conv_geom *g, size_t col_floats);
@@ -52,6 +59,10 @@ size_t cs_conv_chunk_rows(const cs_conv_geom *g, size_t col_floats);
  * over the workers. */
 void cs_conv_forward(const cs_conv_geom *g, const float *x, const float *w, const float *b, float *y,
                      const cs_scratch *s);
+/* The same, adding the output's batch statistics into `stats` chunk by chunk while
+ * each chunk is in cache (for a batch norm right above). */
+void cs_conv_forward_stats(const cs_conv_geom *g, const float *x, const float *w, const float *b, float *y,
+                           const cs_scratch *s, cs_bn_stats *stats);
 /* dx may be NULL (first layer: no input gradient needed); dw/db may be NULL (Grad-CAM).
  * With several workers and dw, the scratch needs part_floats >= k*k*ic*oc + oc. */
 void cs_conv_backward(const cs_conv_geom *g, const float *x, const float *w, const float *dy, float *dx, float *dw,
@@ -82,6 +93,15 @@ void cs_dense_backward(int n, int in, int out, const float *x, const float *w, c
  * does. Inference uses the moving statistics. */
 void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,
                          float *y, float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum);
+/* Batch statistics gathered piece by piece, for a pass that has the rows in cache
+ * anyway (a conv writing them): each worker adds its rows (count, mean and M2 per
+ * channel, merged exactly in double), then _finish merges the workers and sets mean,
+ * inv_std and the moving statistics as cs_bn_forward_train does, and frees (the
+ * struct is declared above, with the conv that fills one). */
+int cs_bn_stats_init(cs_bn_stats *st, int c);
+void cs_bn_stats_add_rows(cs_bn_stats *st, int worker, const float *x, size_t rows);
+void cs_bn_stats_finish(cs_bn_stats *st, float eps, float *mean, float *inv_std, float *moving_mean, float *moving_var,
+                        float momentum);
 /* The training-mode statistics alone: batch mean and 1/sqrt(var + eps) per channel,
  * moving statistics moved as above (when given). */
 void cs_bn_batch_stats(size_t rows, int c, const float *x, float eps, float *mean, float *inv_std,
@@ -111,7 +131,8 @@ void cs_maxpool_backward(int n, int ih, int iw, int c, int p, const float *x, co
 /* Batch norm (training mode) -> LeakyReLU (alpha; 0 for ReLU) -> p x p max pool, as one
  * block over n images of h x w x c, for training (bn_act_pool.c). The forward writes
  * the pooled output, the batch statistics (mean/inv_std) and, per pooled value, the
- * window position that won (argmax, pooled size). Values are the unfused layers'
+ * window position that won (argmax, pooled size) with its normalised input (win_xhat,
+ * pooled size: the backward's sums need no other value of x). Values are the unfused layers'
  * exactly (same float operations in the same order); gradients agree to rounding. */
 typedef struct {
     int n, h, w, c, p;
@@ -120,7 +141,10 @@ typedef struct {
     float eps;
 } cs_bn_act_pool;
 void cs_bn_act_pool_forward(const cs_bn_act_pool *b, const float *x, float *mean, float *inv_std, float *moving_mean,
-                            float *moving_var, float momentum, float *pooled, uint8_t *argmax);
+                            float *moving_var, float momentum, float *pooled, uint8_t *argmax, float *win_xhat);
+/* The forward with the statistics already in mean/inv_std (cs_conv_forward_stats). */
+void cs_bn_act_pool_apply(const cs_bn_act_pool *b, const float *x, const float *mean, const float *inv_std,
+                          float *pooled, uint8_t *argmax, float *win_xhat);
 
 /* The backward in two steps: _begin adds dgamma/dbeta (may be NULL) and fills what the
  * input gradient needs; then cs_bn_act_pool_input_grad(gr, r0, rows, dx) writes dx for
@@ -130,6 +154,7 @@ typedef struct {
     const cs_bn_act_pool *b;
     const float *x, *mean, *inv_std; /* the forward's input and statistics */
     const uint8_t *argmax;           /* from the forward */
+    const float *win_xhat;           /* from the forward */
     float *win_grad;                 /* pooled size: the gradient at each window's winner */
     float *scale, *mean_dy, *mean_dyx; /* c each, filled by _begin */
 } cs_bn_act_pool_grad;
