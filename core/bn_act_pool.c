@@ -12,8 +12,10 @@
  * chunk by chunk while it is in cache (cs_rows_source) instead of from memory.
  *
  * Every value is computed with the unfused layers' float operations in the same order
- * (batchnorm.c, activations.c, pool.c), so the pooled output and the choice of each
- * window's maximum (the first one, on ties) are theirs exactly.
+ * (batchnorm.c, activations.c, pool.c), so with the same batch statistics the pooled
+ * output and the choice of each window's maximum (the first one, on ties) are theirs
+ * exactly; statistics gathered chunk by chunk by a conv (cs_conv_forward_stats) may
+ * differ from theirs in the last bit.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -203,13 +205,14 @@ CS_CLONES void cs_bn_act_pool_input_grad(void *ctx, size_t r0, size_t rows, floa
     const float *mean = gr->mean, *inv = gr->inv_std, *scale = gr->scale, *mdy = gr->mean_dy, *mdyx = gr->mean_dyx;
     const size_t per_image = (size_t)h * w;
     int img = (int)(r0 / per_image), y = (int)(r0 % per_image) / w, x = (int)(r0 % per_image) % w;
+    /* The window (oy, ox) and the place in it (ry, rx), advanced without divisions. */
+    int oy = y / p, ry = y % p, ox = x / p, rx = x % p;
     for (size_t r = 0; r < rows; r++) {
         const float *in = gr->x + (r0 + r) * c;
         float *d = dx + r * c;
-        const int oy = y / p, ox = x / p;
         if (oy < oh && ox < ow) {
             const size_t o = (((size_t)img * oh + oy) * ow + ox) * c;
-            const float pos = (float)((y - oy * p) * p + (x - ox * p));
+            const float pos = (float)(ry * p + rx);
             const uint8_t *won = gr->argmax + o;
             const float *gw = gr->win_grad + o;
             for (int k = 0; k < c; k++) {
@@ -223,9 +226,11 @@ CS_CLONES void cs_bn_act_pool_input_grad(void *ctx, size_t r0, size_t rows, floa
                 d[k] = scale[k] * (0.0f - mdy[k] - xh * mdyx[k]);
             }
         }
-        if (++x == w) { /* the next position, without divisions */
-            x = 0;
-            if (++y == h) y = 0, img++;
+        if (++rx == p) rx = 0, ox++;
+        if (++x == w) {
+            x = rx = ox = 0;
+            if (++ry == p) ry = 0, oy++;
+            if (++y == h) y = ry = oy = 0, img++;
         }
     }
 }

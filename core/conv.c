@@ -329,7 +329,11 @@ static size_t chunk_rows(const cs_conv_geom *g, const cs_scratch *s)
     size_t least = (size_t)cs_parallel_grain((long)g->k * g->k * g->ic * g->oc / 16, 1);
     size_t chunk = cs_conv_chunk_rows(g, s->col_floats);
     if (share < least) share = least;
-    return chunk < share ? chunk : share;
+    if (chunk >= share) return share;
+    /* Equal chunks, so that each worker's share is a whole number of them (ranges
+     * fall on multiples of the chunk: 29127-row chunks split 86528 rows 1:2). */
+    size_t per = (share + chunk - 1) / chunk;
+    return (share + per - 1) / per;
 }
 
 void cs_conv_forward_stats(const cs_conv_geom *g, const float *x, const float *w, const float *b, float *y,

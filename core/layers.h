@@ -132,8 +132,9 @@ void cs_maxpool_backward(int n, int ih, int iw, int c, int p, const float *x, co
  * block over n images of h x w x c, for training (bn_act_pool.c). The forward writes
  * the pooled output, the batch statistics (mean/inv_std) and, per pooled value, the
  * window position that won (argmax, pooled size) with its normalised input (win_xhat,
- * pooled size: the backward's sums need no other value of x). Values are the unfused layers'
- * exactly (same float operations in the same order); gradients agree to rounding. */
+ * pooled size: the backward's sums need no other value of x). With the same batch
+ * statistics the values are the unfused layers' exactly (same float operations in the
+ * same order); gradients agree to rounding. */
 typedef struct {
     int n, h, w, c, p;
     float alpha;

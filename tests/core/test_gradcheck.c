@@ -267,10 +267,10 @@ static void test_whole_network_loss_fused(void)
     free_case(&g);
 }
 
-/* One training step of the layers one by one against the fused blocks: the pooled
- * outputs and the loss are the same (the same float operations; only a ReLU's zero may
- * come out as -0), the parameter and input gradients the same up to the order of the
- * sums. */
+/* One training step of the layers one by one against the fused blocks: the same
+ * float operations, but the batch statistics are summed in other groupings (a conv
+ * gathers them chunk by chunk), so values agree to float rounding: the pooled outputs
+ * and the loss to 1e-6, the gradients to 1e-5. */
 static void compare_fused(cs_model *m, const char *what)
 {
     gc_case a = make_case(m, 6, SCALAR_XENT, 1, 8);
@@ -283,11 +283,12 @@ static void compare_fused(cs_model *m, const char *what)
     cs_exec_forward(f, a.x, a.n, 1, NULL);
     double loss_f = cs_exec_xent(f, a.labels, NULL) + cs_model_penalty(m, NULL);
     cs_exec_backward(f, -1);
-    CHECK(loss_a == loss_f, "%s: the same loss (%.9g vs %.9g)", what, loss_a, loss_f);
+    CHECK(fabs(loss_a - loss_f) <= 1e-6 * fabs(loss_a), "%s: the same loss (%.9g vs %.9g)", what, loss_a, loss_f);
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i].kind == CS_MAXPOOL) {
             size_t count = (size_t)a.n * cs_shape_size(m->layers[i].out), same = 0;
-            for (size_t k = 0; k < count; k++) same += a.e->act[i][k] == f->act[i][k];
+            for (size_t k = 0; k < count; k++)
+                same += fabsf(a.e->act[i][k] - f->act[i][k]) <= 1e-6f * (1 + fabsf(a.e->act[i][k]));
             CHECK(same == count, "%s: layer %d pooled the same (%zu of %zu)", what, i, same, count);
         }
     /* Every activation gradient the fused passes wrote (not those inside a block, nor a
