@@ -384,6 +384,11 @@ static void backward_range(void *ctx, long begin, long end, int worker)
         dw = j->s->part[worker];
         db = dw + (size_t)kdim * oc;
     }
+    if (j->dx) { /* this range's own images (ranges are whole images), zeroed in parallel */
+        const size_t per_image = (size_t)g->oh * g->ow, in_image = (size_t)g->ih * g->iw * g->ic;
+        memset(j->dx + (size_t)begin / per_image * in_image, 0,
+               ((size_t)end - (size_t)begin) / per_image * in_image * sizeof(float));
+    }
     for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += j->chunk) {
         size_t rows = (size_t)end - r0 < j->chunk ? (size_t)end - r0 : j->chunk;
         const float *dyc = j->dy + r0 * oc;
@@ -400,8 +405,8 @@ static void backward(const cs_conv_geom *g, const float *x, const float *w, cons
 {
     const size_t per_image = (size_t)g->oh * g->ow, kdim = (size_t)g->k * g->k * g->ic;
     conv_job j = {.g = g, .x = x, .w = w, .dy = dy, .src = src, .dx = dx, .dw = dw, .db = db, .s = s};
-    if (dx) memset(dx, 0, (size_t)g->n * g->ih * g->iw * g->ic * sizeof(float));
-    /* Ranges are whole images, so no two workers add into the same part of dx. */
+    /* Ranges are whole images, so no two workers add into the same part of dx (each
+     * zeroes its own part first). */
     int parts = s->workers;
     if (dw && s->part_floats < kdim * g->oc + g->oc) parts = 1;
     if (g->n < 2 || (long)g->n * per_image * kdim * g->oc < 16 * CS_PARALLEL_MIN_WORK) parts = 1;

@@ -17,6 +17,7 @@
 
 #include "layers.h"
 #include "parallel.h"
+#include "simd.h"
 
 static size_t out_floats(const cs_exec *e, int i) { return (size_t)e->max_batch * cs_shape_size(e->model->layers[i].out); }
 
@@ -424,6 +425,25 @@ void cs_exec_backward(cs_exec *e, int stop)
     }
 }
 
+/* sum |w| and sum w^2 of n floats, and g += l1 sign(w) + 2 l2 w when g is given. The
+ * sums run in 16 float lanes over blocks of 1024 (so they vectorise; a plain running
+ * sum may not be reordered), each block added in double. */
+CS_CLONES static void penalty_of(const float *w, size_t n, float l1, float l2, float *g, double *s1, double *s2)
+{
+    enum { LANES = 16, BLOCK = 1024 };
+    for (size_t b0 = 0; b0 < n; b0 += BLOCK) {
+        const size_t b1 = b0 + BLOCK < n ? b0 + BLOCK : n;
+        float a1[LANES] = {0}, a2[LANES] = {0};
+        size_t k = b0;
+        for (; k + LANES <= b1; k += LANES)
+            for (int l = 0; l < LANES; l++) a1[l] += fabsf(w[k + l]), a2[l] += w[k + l] * w[k + l];
+        for (; k < b1; k++) a1[0] += fabsf(w[k]), a2[0] += w[k] * w[k];
+        for (int l = 0; l < LANES; l++) *s1 += a1[l], *s2 += a2[l];
+    }
+    if (g)
+        for (size_t k = 0; k < n; k++) g[k] += l1 * (float)((w[k] > 0) - (w[k] < 0)) + 2 * l2 * w[k];
+}
+
 float cs_model_penalty(const cs_model *m, float *param_grad)
 {
     double total = 0;
@@ -432,13 +452,8 @@ float cs_model_penalty(const cs_model *m, float *param_grad)
             const cs_param *p = &m->layers[i].params[j];
             if (p->l1 == 0 && p->l2 == 0) continue;
             double s1 = 0, s2 = 0;
-            float *g = param_grad ? param_grad + (p->data - m->param_block) : NULL;
-            for (size_t k = 0; k < p->size; k++) {
-                float w = p->data[k];
-                s1 += fabsf(w);
-                s2 += (double)w * w;
-                if (g) g[k] += p->l1 * (float)((w > 0) - (w < 0)) + 2 * p->l2 * w;
-            }
+            penalty_of(p->data, p->size, p->l1, p->l2, param_grad ? param_grad + (p->data - m->param_block) : NULL,
+                       &s1, &s2);
             total += p->l1 * s1 + p->l2 * s2;
         }
     return (float)total;
