@@ -40,7 +40,7 @@ static inline __attribute__((always_inline)) void window_2x2(int c, const float 
                                                              const float *restrict i3, const float *restrict mean,
                                                              const float *restrict inv, const float *restrict gamma,
                                                              const float *restrict beta, float alpha,
-                                                             float *restrict out, float *restrict won,
+                                                             float *restrict out, uint8_t *restrict won,
                                                              float *restrict wx)
 {
     for (int k = 0; k < c; k++) {
@@ -50,12 +50,13 @@ static inline __attribute__((always_inline)) void window_2x2(int c, const float 
         float v2 = gamma[k] * h2 + beta[k], v3 = gamma[k] * h3 + beta[k];
         float a0 = v0 * (v0 > 0 ? 1.0f : alpha), a1 = v1 * (v1 > 0 ? 1.0f : alpha);
         float a2 = v2 * (v2 > 0 ? 1.0f : alpha), a3 = v3 * (v3 > 0 ? 1.0f : alpha);
-        float m = a0, at = 0, hw = h0;
+        float m = a0, hw = h0;
+        int at = 0;
         at = a1 > m ? 1 : at, hw = a1 > m ? h1 : hw, m = a1 > m ? a1 : m;
         at = a2 > m ? 2 : at, hw = a2 > m ? h2 : hw, m = a2 > m ? a2 : m;
         at = a3 > m ? 3 : at, hw = a3 > m ? h3 : hw, m = a3 > m ? a3 : m;
         out[k] = m;
-        won[k] = at;
+        won[k] = (uint8_t)at;
         wx[k] = hw;
     }
 }
@@ -78,8 +79,7 @@ CS_CLONES static void forward_range(void *ctx, long begin, long end, int worker)
             if (p == 2) { /* the usual window */
                 const float *i0 = j->x + (((size_t)img * h + oy * 2) * w + ox * 2) * c, *i1 = i0 + c,
                             *i2 = i0 + (size_t)w * c, *i3 = i2 + c;
-                window_2x2(c, i0, i1, i2, i3, mean, inv, gamma, beta, alpha, out, won, j->win_xhat + o);
-                for (int k = 0; k < c; k++) j->argmax[o + k] = (uint8_t)won[k];
+                window_2x2(c, i0, i1, i2, i3, mean, inv, gamma, beta, alpha, out, j->argmax + o, j->win_xhat + o);
                 continue;
             }
             for (int wy = 0; wy < p; wy++)
