@@ -42,8 +42,10 @@ typedef struct cs_exec {
     uint64_t rng_state; /* dropout */
     int fuse;           /* training passes run each batch norm -> LeakyReLU/ReLU -> max pool
                            as one block (cs_bn_act_pool): act[] and grad[] of its batch-norm
-                           and activation layers are then not written, and a backward must
-                           go past the block (training does; Grad-CAM never trains) */
+                           and activation layers are then not written, nor grad[] of a conv
+                           right below (it takes its gradient from the block chunk by
+                           chunk), and a backward must go past the block (training does;
+                           Grad-CAM never trains) */
     double *profile;    /* NULL, or [2 * n_layers] seconds: forward of layer i at [i],
                            backward at [n_layers + i], added up over passes (make bench) */
 } cs_exec;
