@@ -17,7 +17,7 @@ for bin in "$@"; do
   passed=$((passed + ok)); failed=$((failed + bad))
   if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then failed=$((failed + 1)); echo "[$name] exit $rc"; fi
   if [ "$bad" -ne 0 ]; then
-    grep -E '^(FAIL|  .*FAILED)' "$bin.log" | head -n 30
+    { printf '%s\n' "$out"; cat "$bin.log"; } | grep -E '^(FAIL|  .*FAILED)' | head -n 30
     # The end of its log often says why (a server's last words, a tool's error).
     echo "[$name] last lines of its log:"; tail -n 20 "$bin.log" | sed 's/^/  | /'
   fi
