@@ -244,28 +244,27 @@ static cs_model *build_mini_notebook(void)
     return build((cs_shape){12, 12, 1}, 14, k, c);
 }
 
-static void test_whole_network_loss(void)
+/* Training mode: the gradient of the full loss (cross-entropy + l1_l2) with respect to
+ * every parameter tensor, through dropout and batch statistics; fuse: each batch norm
+ * -> LeakyReLU -> max pool as one block, as training runs it (the second block's 3x3
+ * input leaves a ragged edge to the pool). */
+static void whole_network_loss(int fuse)
 {
-    /* Training mode: the gradient of the full loss (cross-entropy + l1_l2) with
-     * respect to every parameter tensor, through dropout and batch statistics. */
     gc_case g = make_case(build_mini_notebook(), 6, SCALAR_XENT, 1, 6);
+    g.e->fuse = fuse;
     double err = check_params(&g, 30, 3e-3, 1);
     /* Through three float32 batch norms in training mode the differences themselves
-     * carry about 1e-3 of rounding; a wrong backward pass is off by O(1). */
-    CHECK(err < 1e-2, "notebook-shaped network, loss gradient: %.2e", err);
+     * carry rounding: the second batch norm sees 54 values per channel, and its small
+     * beta gradient comes out 3e-3 to 1e-2 off depending on the CPU (fused
+     * multiply-adds or not). A wrong backward pass is off by 0.1 to 1 (tried), and the
+     * double-precision check of the full network (test_gradcheck_double.c) holds every
+     * tensor to 1e-3. */
+    CHECK(err < 3e-2, "notebook-shaped network%s, loss gradient: %.2e", fuse ? " with fused blocks" : "", err);
     free_case(&g);
 }
 
-static void test_whole_network_loss_fused(void)
-{
-    /* The same, with each batch norm -> LeakyReLU -> max pool run as one block, as
-     * training runs it; the second block's 3x3 input leaves a ragged edge to the pool. */
-    gc_case g = make_case(build_mini_notebook(), 6, SCALAR_XENT, 1, 6);
-    g.e->fuse = 1;
-    double err = check_params(&g, 30, 3e-3, 1);
-    CHECK(err < 1e-2, "notebook-shaped network with fused blocks, loss gradient: %.2e", err);
-    free_case(&g);
-}
+static void test_whole_network_loss(void) { whole_network_loss(0); }
+static void test_whole_network_loss_fused(void) { whole_network_loss(1); }
 
 /* One training step of the layers one by one against the fused blocks: the same
  * float operations, but the batch statistics are summed in other groupings (a conv
