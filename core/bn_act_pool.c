@@ -4,12 +4,13 @@
  * The unfused layers write a normalised tensor, an activated tensor and the pooled
  * one, then read all of them back in backward: for conv2d_1's 26x26x32 output that is
  * an 11 MB tensor per pass per batch, and the passes are bound by memory, not
- * arithmetic. Here the forward reads x twice (statistics, then normalise-activate-pool
- * in one sweep) and writes the pooled output and, per pooled value, which element of
- * its window won (one byte). The backward then needs one value per window for batch
- * norm's sums (the winner's, picked from the window by that byte), and produces the
- * input gradient for any range of rows on demand, so that a conv below can take it
- * chunk by chunk while it is in cache (cs_rows_source) instead of from memory.
+ * arithmetic. Here the forward reads x once (twice when it has to gather the batch
+ * statistics itself; a conv below usually hands them over) and writes the pooled
+ * output and, per pooled value, which element of its window won (one byte) and that
+ * element's normalised input. The backward's batch-norm sums need only those
+ * per-window values; the input gradient is then produced for any range of rows on
+ * demand, so that a conv below takes it chunk by chunk while it is in cache
+ * (cs_rows_source) instead of from memory.
  *
  * Every value is computed with the unfused layers' float operations in the same order
  * (batchnorm.c, activations.c, pool.c), so with the same batch statistics the pooled

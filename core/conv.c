@@ -6,7 +6,10 @@
  * so the output block [rows x out] = col [rows x k*k*in] * kernel [k*k*in x out] lands
  * already in NHWC. Rows are processed in chunks that fit the caller's scratch, so the
  * memory a pass needs stays bounded however large the image (VGG16's first layers
- * would otherwise need a 115 MB im2col each).
+ * would otherwise need a 115 MB im2col each). Each chunk's output can feed a batch
+ * norm's statistics while it is in cache, and in backward each chunk's dy can come
+ * from the layer above as it is needed (cs_rows_source). Layers with a very short
+ * receptive field (the first: 3x3 over one channel) skip im2col and sgemm altogether.
  */
 #include <cblas.h>
 #include <string.h>

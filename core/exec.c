@@ -5,7 +5,10 @@
  * moving batch-norm statistics in a training forward, which go to the model passed
  * as `update_bn`). Gradient buffers are allocated per layer the first time a
  * backward pass reaches them, so Grad-CAM on VGG16's last conv layer never pays
- * for the gradients of the early layers.
+ * for the gradients of the early layers. Training passes with `fuse` set run each
+ * batch norm -> activation -> max pool as one block (bn_act_pool.c), joined to the
+ * conv below it; inference always runs layer by layer, so every activation stays
+ * readable for feature maps and Grad-CAM.
  */
 #include "exec.h"
 
