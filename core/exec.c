@@ -183,10 +183,17 @@ static void forward_layer(cs_exec *e, int i, const float *x, int n, int training
             cs_conv_geom g = cs_conv_geometry(l, n);
             cs_bn_stats st;
             const cs_layer *bnl = l + 1, *ul = update_bn ? &update_bn->layers[i + 1] : NULL;
-            if (ensure_train_buffers(e, i + 1) != 0 || cs_bn_stats_init(&st, l->out.c) != 0) return;
-            cs_conv_forward_stats(&g, x, l->params[0].data, l->params[1].data, z, &e->scratch, &st);
-            cs_bn_stats_finish(&st, bnl->cfg.epsilon, e->bn[i + 1].mean, e->bn[i + 1].inv_std,
-                               ul ? ul->params[2].data : NULL, ul ? ul->params[3].data : NULL, bnl->cfg.momentum);
+            float *mm = ul ? ul->params[2].data : NULL, *mv = ul ? ul->params[3].data : NULL;
+            if (ensure_train_buffers(e, i + 1) != 0) return;
+            if (cs_bn_stats_init(&st, l->out.c) == 0) {
+                cs_conv_forward_stats(&g, x, l->params[0].data, l->params[1].data, z, &e->scratch, &st);
+                cs_bn_stats_finish(&st, bnl->cfg.epsilon, e->bn[i + 1].mean, e->bn[i + 1].inv_std, mm, mv,
+                                   bnl->cfg.momentum);
+            } else { /* no memory for the per-worker sums: the same statistics in a pass of their own */
+                cs_conv_forward(&g, x, l->params[0].data, l->params[1].data, z, &e->scratch);
+                cs_bn_batch_stats(rows, l->out.c, z, bnl->cfg.epsilon, e->bn[i + 1].mean, e->bn[i + 1].inv_std, mm,
+                                  mv, bnl->cfg.momentum);
+            }
         } else if (l->kind == CS_CONV2D) {
             cs_conv_geom g = cs_conv_geometry(l, n);
             cs_conv_forward(&g, x, l->params[0].data, l->params[1].data, z, &e->scratch);
