@@ -71,6 +71,23 @@ static const char *h5_reason(char buf[160])
     return buf;
 }
 
+/* Closes any HDF5 handle this file opens; a negative one (never opened, or a failed
+ * open) is skipped, so every cleanup path can close all of its handles alike. */
+static void h5_close(hid_t id)
+{
+    if (id < 0)
+        return;
+    switch (H5Iget_type(id)) {
+    case H5I_DATATYPE: H5Tclose(id); break;
+    case H5I_DATASPACE: H5Sclose(id); break;
+    case H5I_DATASET: H5Dclose(id); break;
+    case H5I_ATTR: H5Aclose(id); break;
+    case H5I_GROUP: H5Gclose(id); break;
+    case H5I_GENPROP_LST: H5Pclose(id); break;
+    default: break;
+    }
+}
+
 /* ---- string lists ------------------------------------------------------------- */
 
 typedef struct {
@@ -173,14 +190,10 @@ static int read_str_attr(hid_t obj, const char *name, str_list *out, char *msg, 
 done:
     free(buf);
     free(vbuf);
-    if (mt >= 0)
-        H5Tclose(mt);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (a >= 0)
-        H5Aclose(a);
+    h5_close(mt);
+    h5_close(sp);
+    h5_close(ft);
+    h5_close(a);
     return rc;
 }
 
@@ -307,12 +320,9 @@ static int layer_weights(hid_t root, const file_layer *fl, cs_layer *l, int read
         }
         ok = 1;
     next:
-        if (ft >= 0)
-            H5Tclose(ft);
-        if (sp >= 0)
-            H5Sclose(sp);
-        if (ds >= 0)
-            H5Dclose(ds);
+        h5_close(ft);
+        h5_close(sp);
+        h5_close(ds);
         if (!ok)
             goto done;
     }
@@ -452,8 +462,7 @@ done:
     free(fl);
     free(map);
     str_list_free(&names);
-    if (root >= 0)
-        H5Gclose(root);
+    h5_close(root);
     if (H5Fclose(f) < 0 && rc == 0) {
         cs_set_err(err, errlen, "cannot close %s: %s", path, h5_reason(h5));
         rc = -1;
@@ -511,12 +520,9 @@ static int write_str_attr(hid_t obj, const char *name, const char *const *s, int
         goto done;
     rc = 0;
 done:
-    if (a >= 0)
-        H5Aclose(a);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (t >= 0)
-        H5Tclose(t);
+    h5_close(a);
+    h5_close(sp);
+    h5_close(t);
     free(buf);
     return rc;
 }
@@ -532,12 +538,9 @@ static int write_str_scalar(hid_t obj, const char *name, const char *value)
         goto done;
     rc = H5Awrite(a, t, value) < 0 ? -1 : 0;
 done:
-    if (a >= 0)
-        H5Aclose(a);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (t >= 0)
-        H5Tclose(t);
+    h5_close(a);
+    h5_close(sp);
+    h5_close(t);
     return rc;
 }
 
@@ -564,10 +567,8 @@ static int save_layer(hid_t f, hid_t lcpl, const cs_layer *l)
         hid_t ds = sp < 0 ? -1 : H5Dcreate2(g, wn[k], H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
         if (ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, p->data) >= 0)
             rc = 0;
-        if (ds >= 0)
-            H5Dclose(ds);
-        if (sp >= 0)
-            H5Sclose(sp);
+        h5_close(ds);
+        h5_close(sp);
     }
     if (H5Gclose(g) < 0)
         rc = -1;
@@ -606,8 +607,7 @@ static int save_locked(const cs_model *m, const char *tmp, char *err, size_t err
     rc = 0;
 done:
     free(names);
-    if (lcpl >= 0)
-        H5Pclose(lcpl);
+    h5_close(lcpl);
     if (H5Fclose(f) < 0 && rc == 0) {
         cs_set_err(err, errlen, "cannot write %s: %s", tmp, h5_reason(h5));
         rc = -1;
