@@ -73,6 +73,13 @@ static void reexec_with(const char *core, char **argv)
         unsetenv("OPENBLAS_CORETYPE");
         return;
     }
+    cs_exec_self(argv);
+    unsetenv("OPENBLAS_CORETYPE");
+    unsetenv(CS_BLAS_REEXEC_ENV);
+}
+
+void cs_exec_self(char **argv)
+{
     /* /proc/self/exe names the running binary even when argv[0] is a bare name
      * found through PATH or a relative path from another directory. Its resolved
      * target is executed rather than the link itself: under tools such as valgrind
@@ -84,8 +91,6 @@ static void reexec_with(const char *core, char **argv)
         execv(exe, argv);
     }
     execv("/proc/self/exe", argv);
-    unsetenv("OPENBLAS_CORETYPE");
-    unsetenv(CS_BLAS_REEXEC_ENV);
 }
 
 /* One small product of awkward sizes (not multiples of any vector width, so the

@@ -17,6 +17,10 @@ const char *cs_blas_core(void);
 void cs_blas_set_threads(int n);
 int cs_blas_threads(void);
 
+/* Runs this same program again with argv (the binary itself, not the name argv[0]
+ * gives); returns only when that fails. */
+void cs_exec_self(char **argv);
+
 /* 1 when `core` (an OpenBLAS core name) is a pre-AVX2 kernel set or a fallback. */
 int cs_blas_core_is_generic(const char *core);
 /* The OPENBLAS_CORETYPE to force for a CPU with these features when OpenBLAS chose

@@ -97,8 +97,9 @@ static inline const char *test_scratch_path(const char *name)
     return p;
 }
 
-/* The whole file (malloc'd, with a NUL after the last byte), or NULL. */
-static inline uint8_t *test_read_file(const char *path, size_t *len)
+/* The whole file (malloc'd, with a NUL after the last byte, so text reads as a
+ * string), or NULL. void *: callers take it as bytes or as text. */
+static inline void *test_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;

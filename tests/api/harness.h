@@ -82,26 +82,6 @@ static inline int file_exists(const char *p)
     return stat(p, &st) == 0;
 }
 
-static inline char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = 0;
-        if (len) *len = (size_t)n;
-    }
-    return buf;
-}
-
 /* snprintf for paths built from temporary folders (cut short rather than overflow). */
 static inline void sfmt(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static inline void sfmt(char *dst, size_t n, const char *fmt, ...)
@@ -264,11 +244,21 @@ static inline resp_t http(const srv_t *s, const char *method, const char *path)
     return http_ex(s, method, path, NULL, 0, NULL);
 }
 
+/* GET with If-None-Match: etag, as a browser revalidates what it cached. */
+static inline resp_t http_if_none_match(const srv_t *s, const char *path, const char *etag)
+{
+    char hdr[300];
+    snprintf(hdr, sizeof hdr, "If-None-Match: %s", etag);
+    const char *hs[] = {hdr, NULL};
+    req_opts o = {.headers = hs};
+    return http_ex(s, "GET", path, NULL, 0, &o);
+}
+
 /* POSTs a file as a raw body with the given Content-Type. */
 static inline resp_t http_post_file(const srv_t *s, const char *path, const char *file, const char *type)
 {
     size_t len = 0;
-    char *data = read_file(file, &len);
+    char *data = test_read_file(file, &len);
     if (!data) {
         fprintf(stderr, "setup: cannot read %s\n", file);
         exit(99);
@@ -357,7 +347,7 @@ static inline void srv_start(srv_t *s, const char *const *extra)
     }
     double end = now_s() + 30;
     while (!s->port && now_s() < end) {
-        char *text = read_file(log, NULL);
+        char *text = test_read_file(log, NULL);
         const char *p = text ? strstr(text, "listening on http://127.0.0.1:") : NULL;
         if (p) s->port = atoi(p + strlen("listening on http://127.0.0.1:"));
         free(text);
@@ -367,7 +357,7 @@ static inline void srv_start(srv_t *s, const char *const *extra)
     }
     if (!s->port) {
         fprintf(stderr, "setup: the server did not start; its log:\n");
-        char *text = read_file(log, NULL);
+        char *text = test_read_file(log, NULL);
         fprintf(stderr, "%s\n", text ? text : "(none)");
         exit(99);
     }
@@ -426,7 +416,7 @@ static inline char *srv_file(const srv_t *s, const char *name)
 {
     char p[400];
     snprintf(p, sizeof p, "%s/%s", s->dir, name);
-    return read_file(p, NULL);
+    return test_read_file(p, NULL);
 }
 
 #define PHOTO(name) "tests/data/photos/" name

@@ -253,12 +253,12 @@ static void test_token_401_and_sigterm_mid_job(void)
     char model[300];
     snprintf(model, sizeof model, "%s/models/fmnist.csm", T.dir);
     size_t before = 0, after = 0;
-    free(read_file(model, &before));
+    free(test_read_file(model, &before));
     setenv("CONVSCOPE_KEEP_TEST_DIR", "1", 1);
     srv_stop(&T);
     unsetenv("CONVSCOPE_KEEP_TEST_DIR");
     CHECK(T.exit_status == 0, "exit %d", T.exit_status);
-    free(read_file(model, &after));
+    free(test_read_file(model, &after));
     CHECK(before > 0 && before == after, "model file unchanged (%zu vs %zu)", before, after);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "test $(ls -A %s/models | wc -l) -eq 1", T.dir);

@@ -111,7 +111,7 @@ static void test_no_model_file_then_trained(void)
         _exit(127);
     }
     for (double end = now_s() + 20; !L.port && now_s() < end; usleep(20000)) {
-        char *text = read_file(log, NULL);
+        char *text = test_read_file(log, NULL);
         const char *p = text ? strstr(text, "listening on http://127.0.0.1:") : NULL;
         if (p) L.port = atoi(p + strlen("listening on http://127.0.0.1:"));
         free(text);

@@ -202,7 +202,7 @@ static void test_listed_tests_exist(void)
         snprintf(file, sizeof file, "%.*s", (int)(colon - covered[k].test), covered[k].test);
         snprintf(fn, sizeof fn, "static void %s(void)", colon + 1);
         snprintf(path, sizeof path, "tests/api/%s.c", file);
-        char *text = read_file(path, NULL);
+        char *text = test_read_file(path, NULL);
         CHECK(text && strstr(text, fn), "%s: no %s in %s", covered[k].test, fn, path);
         free(text);
     }
@@ -210,7 +210,7 @@ static void test_listed_tests_exist(void)
 
 static void test_error_schema_documented(void)
 {
-    char *text = read_file("openapi.yaml", NULL);
+    char *text = test_read_file("openapi.yaml", NULL);
     CHECK(text && strstr(text, "    Error:") && strstr(text, "required: [code, message]"), "Error schema");
     free(text);
 }

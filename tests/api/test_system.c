@@ -82,13 +82,10 @@ static void test_index_and_static(void)
     r = http(&S, "GET", "/static/app.css");
     CHECK(r.status == 200 && strstr(r.body, "body {"), "css %ld", r.status);
     CHECK(resp_header(&r, "Content-Type", ct, sizeof ct) && strstr(ct, "text/css"), "type %s", ct);
-    char etag[128], hdr[200];
+    char etag[128];
     CHECK(resp_header(&r, "ETag", etag, sizeof etag) != NULL, "static ETag");
     resp_free(&r);
-    sfmt(hdr, sizeof hdr, "If-None-Match: %s", etag);
-    const char *hs[] = {hdr, NULL};
-    req_opts o = {.headers = hs};
-    r = http_ex(&S, "GET", "/static/app.css", NULL, 0, &o);
+    r = http_if_none_match(&S, "/static/app.css", etag);
     CHECK(r.status == 304 && r.len == 0, "304 %ld", r.status);
     resp_free(&r);
 }

@@ -79,7 +79,7 @@ static void test_predict_with_wnid(void)
 static void test_gradcam_photo_size(void)
 {
     size_t len;
-    char *data = read_file(PHOTO("rocket.jpg"), &len);
+    char *data = test_read_file(PHOTO("rocket.jpg"), &len);
     cs_image photo;
     char err[200];
     CHECK(data && cs_image_decode(data, len, 0, &photo, err, sizeof err) == CS_IMG_OK, "decode the photo");

@@ -47,17 +47,14 @@ static void test_filters_params(void)
 static void test_filters_etag_304(void)
 {
     resp_t r = http(&S, "GET", "/v1/models/fmnist/layers/conv2d_1/filters.png");
-    char etag[128], etag2[128], hdr[200];
+    char etag[128], etag2[128];
     CHECK(resp_header(&r, "ETag", etag, sizeof etag) != NULL, "ETag");
     resp_free(&r);
-    snprintf(hdr, sizeof hdr, "If-None-Match: %s", etag);
-    const char *hs[] = {hdr, NULL};
-    req_opts o = {.headers = hs};
-    r = http_ex(&S, "GET", "/v1/models/fmnist/layers/conv2d_1/filters.png", NULL, 0, &o);
+    r = http_if_none_match(&S, "/v1/models/fmnist/layers/conv2d_1/filters.png", etag);
     CHECK(r.status == 304 && r.len == 0, "304: %ld", r.status);
     resp_free(&r);
     /* Another query, another tag. */
-    r = http_ex(&S, "GET", "/v1/models/fmnist/layers/conv2d_1/filters.png?count=4", NULL, 0, &o);
+    r = http_if_none_match(&S, "/v1/models/fmnist/layers/conv2d_1/filters.png?count=4", etag);
     CHECK(r.status == 200 && resp_header(&r, "ETag", etag2, sizeof etag2) && strcmp(etag, etag2), "different tag");
     resp_free(&r);
 }

@@ -90,13 +90,7 @@ static const char *run_child(const char *coretype, int with_marker)
         else
             unsetenv("CONVSCOPE_BLAS_REEXEC");
         char *args[] = {"test_blas", "--child-core", NULL};
-        char exe[4096];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (n > 0) {
-            exe[n] = 0;
-            execv(exe, args);
-        }
-        execv("/proc/self/exe", args);
+        cs_exec_self(args);
         _exit(127);
     }
     close(fd[1]);

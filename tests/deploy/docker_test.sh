@@ -208,14 +208,7 @@ st=$(req "$tmp/job.json" "$b/v1/models/fmnist/train" -X POST -H 'Content-Type: a
 job=$(grep -o '"id":"[^"]*"' "$tmp/job.json" | head -n 1 | cut -d'"' -f4 || true)
 check "POST train: 202 with a job id" eval '[ "$st" = 202 ] && [ -n "$job" ]'
 state=none
-if [ -n "$job" ]; then
-  for _ in $(seq 240); do
-    req "$tmp/j.json" "$b/v1/jobs/$job" >/dev/null
-    state=$(grep -o '"state":"[^"]*"' "$tmp/j.json" | head -n 1 | cut -d'"' -f4 || true)
-    case $state in succeeded | failed | cancelled) break ;; esac
-    sleep 0.5
-  done
-fi
+[ -n "$job" ] && state=$(job_end "$b/v1/jobs/$job" 240 0.5)
 check "training job succeeded (state $state)" test "$state" = succeeded
 # Peak memory of the container so far (cgroup v1 or v2), for the limits in docs/deploy.md.
 peak=$(docker exec "$name" sh -c 'cat /sys/fs/cgroup/memory.peak 2>/dev/null ||

@@ -23,3 +23,17 @@ free_port() {
 # req OUT URL [curl options...]: the HTTP status (000 when nothing answered), body in OUT.
 req() { local out=$1 url=$2; shift 2; curl -s --max-time 60 -o "$out" -w '%{http_code}' "$@" "$url" || echo 000; }
 is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
+# job_end URL TRIES PAUSE: polls a training job until it has ended (at most TRIES
+# times, PAUSE seconds apart) and prints its last state (empty when never read).
+job_end() {
+  local url=$1 tries=$2 pause=$3 body state=
+  body=$(mktemp)
+  for _ in $(seq "$tries"); do
+    req "$body" "$url" >/dev/null
+    state=$(grep -o '"state":"[^"]*"' "$body" | head -n 1 | cut -d'"' -f4 || true)
+    case $state in succeeded | failed | cancelled) break ;; esac
+    sleep "$pause"
+  done
+  rm -f "$body"
+  echo "$state"
+}

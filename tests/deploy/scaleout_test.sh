@@ -175,13 +175,7 @@ if [ -n "$job" ]; then
   check "job polled through nginx 6 times, found every time ($polls)" test "$polls" = 6
   # Cancel it: nothing is saved by a cancelled job, so the served model stays.
   st=$(req "$tmp/del.json" "$lb/v1/jobs/$job" -X DELETE)
-  state=
-  for _ in $(seq 100); do
-    req "$tmp/j.json" "$lb/v1/jobs/$job" >/dev/null
-    state=$(grep -o '"state":"[^"]*"' "$tmp/j.json" | head -n 1 | cut -d'"' -f4 || true)
-    case $state in succeeded | failed | cancelled) break ;; esac
-    sleep 0.1
-  done
+  state=$(job_end "$lb/v1/jobs/$job" 100 0.1)
   check "job cancelled through nginx ($st, $state)" eval '[ "$st" = 202 ] && [ "$state" = cancelled ]'
 fi
 
