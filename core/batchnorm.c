@@ -106,11 +106,22 @@ static void grad_stats_range(void *ctx, long begin, long end, int worker)
     }
 }
 
-/* Adds the workers' partial sums into the first row of sums (backward pass). */
-static void reduce(double *sums, int c, int parts)
+void cs_bn_grad_consts(int c, size_t rows, double *sums, int parts, const float *gamma, const float *inv_std,
+                       float *dgamma, float *dbeta, float *scale, float *mean_dy, float *mean_dyx)
 {
     for (int p = 1; p < parts; p++)
         for (int k = 0; k < 2 * c; k++) sums[k] += sums[(size_t)p * 2 * c + k];
+    if (dgamma)
+        for (int k = 0; k < c; k++) {
+            dgamma[k] += (float)sums[c + k];
+            dbeta[k] += (float)sums[k];
+        }
+    /* dx = gamma * inv_std / N * (N dy - sum(dy) - xhat * sum(dy * xhat)) */
+    for (int k = 0; k < c; k++) {
+        scale[k] = gamma[k] * inv_std[k];
+        mean_dy[k] = (float)(sums[k] / rows);
+        mean_dyx[k] = (float)(sums[c + k] / rows);
+    }
 }
 
 static void normalise_range(void *ctx, long begin, long end, int worker)
@@ -219,19 +230,8 @@ void cs_bn_backward_train(size_t rows, int c, const float *x, const float *dy, c
     if (!sums) return;
     bn_job j = {.rows = rows, .c = c, .x = x, .dy = dy, .mean = mean, .a = inv_std, .dx = dx, .sums = sums};
     cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), parts, grad_stats_range, &j);
-    reduce(sums, c, parts);
-    if (dgamma)
-        for (int k = 0; k < c; k++) {
-            dgamma[k] += (float)sums[c + k];
-            dbeta[k] += (float)sums[k];
-        }
-    /* dx = gamma * inv_std / N * (N dy - sum(dy) - xhat * sum(dy * xhat)) */
     float a[c], mdy[c], mdyx[c];
-    for (int k = 0; k < c; k++) {
-        a[k] = gamma[k] * inv_std[k];
-        mdy[k] = (float)(sums[k] / rows);
-        mdyx[k] = (float)(sums[c + k] / rows);
-    }
+    cs_bn_grad_consts(c, rows, sums, parts, gamma, inv_std, dgamma, dbeta, a, mdy, mdyx);
     j.a = a, j.m1 = mdy, j.m2 = mdyx, j.b = inv_std;
     cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), parts, input_grad_range, &j);
     free(sums);

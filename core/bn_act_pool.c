@@ -161,24 +161,6 @@ CS_CLONES static void window_grad_range(void *ctx, long begin, long end, int wor
     }
 }
 
-/* dgamma/dbeta from the sums, and the constants of the input gradient. */
-static void grad_consts(cs_bn_act_pool_grad *gr, const double *sums, size_t rows, float *dgamma,
-                                float *dbeta)
-{
-    const cs_bn_act_pool *b = gr->b;
-    const int c = b->c;
-    if (dgamma)
-        for (int k = 0; k < c; k++) {
-            dgamma[k] += (float)sums[c + k];
-            dbeta[k] += (float)sums[k];
-        }
-    /* dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), as batchnorm.c */
-    for (int k = 0; k < c; k++) {
-        gr->scale[k] = b->gamma[k] * gr->inv_std[k];
-        gr->mean_dy[k] = (float)(sums[k] / rows);
-        gr->mean_dyx[k] = (float)(sums[c + k] / rows);
-    }
-}
 
 void cs_bn_act_pool_backward_begin(cs_bn_act_pool_grad *gr, const float *dpooled, float *dgamma, float *dbeta)
 {
@@ -190,9 +172,8 @@ void cs_bn_act_pool_backward_begin(cs_bn_act_pool_grad *gr, const float *dpooled
     bap_job j = {.b = b, .x = gr->x, .mean = gr->mean, .inv_std = gr->inv_std, .dpooled = dpooled,
                  .win_xhat = (float *)gr->win_xhat, .win_grad = gr->win_grad, .sums = sums};
     cs_parallel_run((long)b->n * oh, cs_parallel_grain((long)ow * c * b->p * b->p, 1), parts, window_grad_range, &j);
-    for (int p = 1; p < parts; p++)
-        for (int k = 0; k < 2 * c; k++) sums[k] += sums[(size_t)p * 2 * c + k];
-    grad_consts(gr, sums, rows, dgamma, dbeta);
+    cs_bn_grad_consts(c, rows, sums, parts, b->gamma, gr->inv_std, dgamma, dbeta, gr->scale, gr->mean_dy,
+                      gr->mean_dyx);
     free(sums);
 }
 

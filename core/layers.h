@@ -110,6 +110,12 @@ void cs_bn_forward_infer(size_t rows, int c, const float *x, const float *gamma,
                          const float *moving_mean, const float *moving_var, float eps, float *y);
 void cs_bn_backward_train(size_t rows, int c, const float *x, const float *dy, const float *gamma, const float *mean,
                           const float *inv_std, float *dx, float *dgamma, float *dbeta);
+/* The rest of the training backward once the per-worker sums of dy and dy * xhat are
+ * in (sums: [parts][2c], the first row receives the total): adds dgamma/dbeta (may be
+ * NULL) and sets the constants of dx = scale * (dy - mean_dy - xhat * mean_dyx). The
+ * fused block (bn_act_pool.c) finishes its backward with it too. */
+void cs_bn_grad_consts(int c, size_t rows, double *sums, int parts, const float *gamma, const float *inv_std,
+                       float *dgamma, float *dbeta, float *scale, float *mean_dy, float *mean_dyx);
 /* Backward through inference-mode batch norm (a fixed affine map), for Grad-CAM;
  * dgamma/dbeta may be NULL. */
 void cs_bn_backward_infer(size_t rows, int c, const float *x, const float *dy, const float *gamma,
