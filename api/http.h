@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h" /* cs_now(), for the stage times */
+
 #define CS_MAX_PATH_PARAMS 4
 #define CS_MAX_REPLY_HEADERS 6
 
@@ -81,8 +83,6 @@ const char *cs_req_param(const cs_req *r, const char *name);
 void cs_req_stage_add(cs_req *r, cs_stage s, double t0);
 /* snprintf that may cut the text short on purpose (reasons, paths in messages). */
 void cs_fmt(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Monotonic seconds. */
-double cs_now(void);
 
 /* Adds a header to the reply (silently dropped past CS_MAX_REPLY_HEADERS). */
 void cs_reply_header(cs_reply *rep, const char *name, const char *value);

@@ -12,20 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "blas.h"
+#include "clock.h"
 #include "exec.h"
 #include "parallel.h"
 #include "train.h"
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -41,9 +34,9 @@ static double sgemm_peak(int threads)
     cs_blas_set_threads(threads);
     double best = 1e30;
     for (int r = 0; r < 5; r++) {
-        double t = now_s();
+        double t = cs_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        t = now_s() - t;
+        t = cs_now() - t;
         if (t < best) best = t;
     }
     free(a), free(b), free(c);
@@ -130,7 +123,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench: out of memory\n");
             return 1;
         }
-        double rest = 0, total = now_s();
+        double rest = 0, total = cs_now();
         for (int s = 0; s < STEPS; s++) {
             for (int i = 0; i < BS; i++) {
                 int k = (s * BS + i) % train.n;
@@ -142,12 +135,12 @@ int main(int argc, char **argv)
             cs_exec_forward(e, xb, BS, 1, m);
             cs_exec_xent(e, yb, NULL);
             cs_exec_backward(e, -1);
-            double t = now_s();
+            double t = cs_now();
             cs_model_penalty(m, e->param_grad);
             cs_adam_step(&adam, m, e->param_grad);
-            if (s) rest += now_s() - t;
+            if (s) rest += cs_now() - t;
         }
-        total = (now_s() - total) * 1e3 / STEPS;
+        total = (cs_now() - total) * 1e3 / STEPS;
         printf("  one training step of %d images, per layer (ms):\n", BS);
         printf("    %-24s %8s %8s\n", "layer", "forward", "backward");
         for (int i = 0; i < L; i++)
@@ -171,9 +164,9 @@ int main(int argc, char **argv)
     static double lat[RUNS];
     for (int i = 0; i < RUNS; i++) {
         cs_dataset_image_float(&test, i % test.n, x);
-        double t = now_s();
+        double t = cs_now();
         cs_exec_forward(e1, x, 1, 0, NULL);
-        lat[i] = now_s() - t;
+        lat[i] = cs_now() - t;
     }
     qsort(lat, RUNS, sizeof lat[0], cmp_double);
     printf("  inference, 1 image (1 thread):      median %.3f ms, p99 %.3f ms\n", lat[RUNS / 2] * 1e3,
@@ -184,10 +177,10 @@ int main(int argc, char **argv)
     float *xb = malloc(sizeof(float) * 784 * 128);
     for (int i = 0; i < 128; i++) cs_dataset_image_float(&test, i, xb + i * 784);
     cs_exec_forward(e128, xb, 128, 0, NULL);
-    double t = now_s();
+    double t = cs_now();
     int reps = 50;
     for (int r = 0; r < reps; r++) cs_exec_forward(e128, xb, 128, 0, NULL);
-    t = now_s() - t;
+    t = cs_now() - t;
     printf("  inference, batches of 128:          %8.0f images/s\n", reps * 128 / t);
     free(xb);
     cs_exec_free(e1);

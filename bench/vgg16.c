@@ -23,10 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "blas.h"
+#include "clock.h"
 #include "exec.h"
 #include "keras_h5.h"
 #include "gradcam.h"
@@ -34,13 +34,6 @@
 #include "parallel.h"
 
 #define RUNS 7
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -84,9 +77,9 @@ static double sgemm_peak(int n, int runs)
     }
     double best = 1e30;
     for (int r = 0; r < runs + 1; r++) { /* the first run warms up the threads */
-        double t0 = now();
+        double t0 = cs_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double t = now() - t0;
+        double t = cs_now() - t0;
         if (r > 0 && t < best)
             best = t;
     }
@@ -106,9 +99,9 @@ static void layer_breakdown(cs_exec *e, const cs_model *m, const float *x)
     for (int i = 0; i < m->n_layers; i++) {
         double best = 1e30;
         for (int r = 0; r < TRIES; r++) {
-            double t0 = now();
+            double t0 = cs_now();
             cs_exec_forward_upto(e, x, 1, i);
-            double t = now() - t0;
+            double t = cs_now() - t0;
             if (t < best)
                 best = t;
         }
@@ -150,14 +143,14 @@ int main(int argc, char **argv)
 
     double peak = sgemm_peak(2048, 3);
 
-    double t0 = now();
+    double t0 = cs_now();
     cs_model *m = cs_model_build_vgg16();
     if (!m) {
         fprintf(stderr, "vgg16 bench: cannot build VGG16 (out of memory?)\n");
         return 1;
     }
     cs_model_init_weights(m, 1);
-    double t_build = now() - t0;
+    double t_build = cs_now() - t0;
     cs_exec *e = cs_exec_new(m, 1);
     if (!e) {
         fprintf(stderr, "vgg16 bench: cannot allocate an exec\n");
@@ -189,13 +182,13 @@ int main(int argc, char **argv)
     /* Forward passes and Grad-CAMs taken in turns, so that both see the same share of
      * a machine that other work is using: their ratio is what the bar is about. */
     for (int r = 0; r < RUNS; r++) {
-        t0 = now();
+        t0 = cs_now();
         cs_exec_forward(e, x, 1, 0, NULL);
-        tf[r] = now() - t0;
+        tf[r] = cs_now() - t0;
         memset(&res, 0, sizeof res);
-        t0 = now();
+        t0 = cs_now();
         cs_gradcam(e, x, layer, -1, CS_SCORE_LOGIT, &res, err, sizeof err);
-        tg[r] = now() - t0;
+        tg[r] = cs_now() - t0;
         free(res.heatmap);
     }
     /* The peak again after the passes: on a shared machine the better of the two is

@@ -16,8 +16,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "layers.h"
 #include "parallel.h"
 #include "simd.h"
@@ -226,13 +226,6 @@ static void forward_layer(cs_exec *e, int i, const float *x, int n, int training
     }
 }
 
-static double profile_clock(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static void forward_range(cs_exec *e, const float *input, int n, int upto, int training, cs_model *update_bn)
 {
     e->batch = n;
@@ -241,7 +234,7 @@ static void forward_range(cs_exec *e, const float *input, int n, int upto, int t
     e->top_is_dz = 0;
     for (int i = 0; i <= upto; i++) {
         if (training && ensure_train_buffers(e, i) != 0) return;
-        double t0 = e->profile ? profile_clock() : 0;
+        double t0 = e->profile ? cs_now() : 0;
         if (i + 2 <= upto && fused_block_at(e, i)) {
             if (ensure_block_buffers(e, i) != 0) return;
             cs_bn_act_pool b = fused_block(e, i);
@@ -254,12 +247,12 @@ static void forward_range(cs_exec *e, const float *input, int n, int upto, int t
                 cs_bn_act_pool_forward(&b, i ? e->act[i - 1] : input, bc->mean, bc->inv_std,
                                        ul ? ul->params[2].data : NULL, ul ? ul->params[3].data : NULL,
                                        e->model->layers[i].cfg.momentum, e->act[i + 2], bc->argmax, bc->win_xhat);
-            if (e->profile) e->profile[i] += profile_clock() - t0;
+            if (e->profile) e->profile[i] += cs_now() - t0;
             i += 2;
             continue;
         }
         forward_layer(e, i, i ? e->act[i - 1] : input, n, training, update_bn);
-        if (e->profile) e->profile[i] += profile_clock() - t0;
+        if (e->profile) e->profile[i] += cs_now() - t0;
     }
 }
 
@@ -397,12 +390,12 @@ static int backward_fused_block(cs_exec *e, int bn, double t0)
     const cs_layer *below = bn ? &m->layers[bn - 1] : NULL;
     if (!conv_feeds_block(e, bn) || !e->scratch.dy_floats) {
         cs_bn_act_pool_backward(&gr, dpooled, bn ? grad_buffer(e, bn - 1) : NULL, dgamma, dbeta);
-        if (e->profile) e->profile[m->n_layers + bn] += profile_clock() - t0;
+        if (e->profile) e->profile[m->n_layers + bn] += cs_now() - t0;
         return bn;
     }
     cs_bn_act_pool_backward_begin(&gr, dpooled, dgamma, dbeta);
     if (e->profile) {
-        double t1 = profile_clock();
+        double t1 = cs_now();
         e->profile[m->n_layers + bn] += t1 - t0;
         t0 = t1;
     }
@@ -415,7 +408,7 @@ static int backward_fused_block(cs_exec *e, int bn, double t0)
         cs_conv_backward_from(&g, conv ? e->act[conv - 1] : e->input, below->params[0].data, &src, dx, dw, db,
                               &e->scratch);
     }
-    if (e->profile) e->profile[m->n_layers + conv] += profile_clock() - t0;
+    if (e->profile) e->profile[m->n_layers + conv] += cs_now() - t0;
     return conv;
 }
 
@@ -425,13 +418,13 @@ void cs_exec_backward(cs_exec *e, int stop)
     for (int i = e->model->n_layers - 1; i > stop; i--) {
         /* Layer 0's only use is its parameter gradient. */
         if (i == 0 && !e->param_grad) break;
-        double t0 = e->profile ? profile_clock() : 0;
+        double t0 = e->profile ? cs_now() : 0;
         if (i >= 2 && fused_block_at(e, i - 2)) {
             i = backward_fused_block(e, i - 2, t0);
             continue;
         }
         backward_layer(e, i);
-        if (e->profile) e->profile[e->model->n_layers + i] += profile_clock() - t0;
+        if (e->profile) e->profile[e->model->n_layers + i] += cs_now() - t0;
     }
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "exec.h"
 #include "parallel.h"
 #include "rng.h"
@@ -25,13 +26,6 @@ void cs_train_config_default(cs_train_config *c)
     c->epsilon = 1e-7f;
     c->seed = 1;
     c->init_weights = 1;
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 static void fill_batch(const cs_dataset *d, const int *idx, int n, float *x, uint8_t *y)
@@ -125,9 +119,9 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
     m->meta.history = NULL;
     m->meta.n_history = 0;
     m->meta.test_accuracy = -1;
-    const double start = now_s();
+    const double start = cs_now();
     for (int epoch = 1; epoch <= cfg->epochs; epoch++) {
-        const double epoch_start = now_s();
+        const double epoch_start = cs_now();
         cs_rng_shuffle(&shuffle, idx, n);
         double loss_sum = 0;
         long hits = 0, seen = 0;
@@ -148,19 +142,19 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
             seen += cnt;
             if (progress) {
                 cs_progress p = {epoch, cfg->epochs, b + 1, batches, (float)(loss_sum / seen),
-                                 (float)hits / seen, now_s() - start};
+                                 (float)hits / seen, cs_now() - start};
                 progress(&p, NULL, user);
             }
         }
         /* seconds is the training time of the epoch; the test pass is not in it. */
-        cs_epoch_record r = {epoch, (float)(loss_sum / seen), (float)hits / seen, -1, now_s() - epoch_start};
+        cs_epoch_record r = {epoch, (float)(loss_sum / seen), (float)hits / seen, -1, cs_now() - epoch_start};
         if (test) r.test_accuracy = (float)cs_evaluate(m, test, cfg->test_limit);
         if (append_history(m, &r) != 0) {
             snprintf(err, errlen, "out of memory");
             goto done;
         }
         if (progress) {
-            cs_progress p = {epoch, cfg->epochs, batches, batches, r.loss, r.accuracy, now_s() - start};
+            cs_progress p = {epoch, cfg->epochs, batches, batches, r.loss, r.accuracy, cs_now() - start};
             progress(&p, &r, user);
         }
     }
