@@ -126,30 +126,28 @@ static inline const char *fixture_model(void)
     return SRV_FIXTURE;
 }
 
+/* Appends k bytes to a NUL-terminated growing buffer; 0 (curl's "stop") when out of memory. */
+static inline size_t append_bytes(char **buf, size_t *len, const char *p, size_t k)
+{
+    char *q = realloc(*buf, *len + k + 1);
+    if (!q) return 0;
+    *buf = q;
+    memcpy(q + *len, p, k);
+    *len += k;
+    q[*len] = 0;
+    return k;
+}
+
 static inline size_t on_body(char *p, size_t size, size_t n, void *user)
 {
     resp_t *r = user;
-    size_t k = size * n;
-    char *q = realloc(r->body, r->len + k + 1);
-    if (!q) return 0;
-    r->body = q;
-    memcpy(r->body + r->len, p, k);
-    r->len += k;
-    r->body[r->len] = 0;
-    return k;
+    return append_bytes(&r->body, &r->len, p, size * n);
 }
 
 static inline size_t on_header(char *p, size_t size, size_t n, void *user)
 {
     resp_t *r = user;
-    size_t k = size * n;
-    char *q = realloc(r->headers, r->hlen + k + 1);
-    if (!q) return 0;
-    r->headers = q;
-    memcpy(r->headers + r->hlen, p, k);
-    r->hlen += k;
-    r->headers[r->hlen] = 0;
-    return k;
+    return append_bytes(&r->headers, &r->hlen, p, size * n);
 }
 
 /* The value of a response header (of the last response), copied into buf, or NULL. */
