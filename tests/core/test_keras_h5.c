@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "exec.h"
+#include "h5_attr.h"
 #include "keras_h5.h"
 #include "model.h"
 #include "test.h"
@@ -99,42 +100,17 @@ static void tw_from_model(tw_file *f, const cs_model *m, uint64_t seed, int flag
 
 static void tw_str_attr(hid_t obj, const char *name, char names[][160], int n, int flags)
 {
-    hsize_t dim = (hsize_t)n;
-    hid_t sp = H5Screate_simple(1, &dim, NULL), t, a;
-    if (n == 0 && (flags & TW_EMPTY_F64)) {
-        a = H5Acreate2(obj, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-        H5Aclose(a);
+    if (n == 0 && (flags & TW_EMPTY_F64)) { /* an empty list stored as numbers, as some writers do */
+        hsize_t dim = 0;
+        hid_t sp = H5Screate_simple(1, &dim, NULL);
+        H5Aclose(H5Acreate2(obj, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT));
         H5Sclose(sp);
         return;
     }
-    t = H5Tcopy(H5T_C_S1);
-    if (flags & TW_VLEN) {
-        const char *ptr[64];
-        for (int i = 0; i < n; i++)
-            ptr[i] = names[i];
-        H5Tset_size(t, H5T_VARIABLE);
-        H5Tset_cset(t, H5T_CSET_UTF8);
-        a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-        if (n)
-            H5Awrite(a, t, ptr);
-    } else {
-        size_t size = 1;
-        for (int i = 0; i < n; i++)
-            if (strlen(names[i]) > size)
-                size = strlen(names[i]);
-        char *buf = calloc((size_t)n + 1, size);
-        for (int i = 0; i < n; i++)
-            memcpy(buf + (size_t)i * size, names[i], strlen(names[i]));
-        H5Tset_size(t, size);
-        H5Tset_strpad(t, H5T_STR_NULLPAD);
-        a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-        if (n)
-            H5Awrite(a, t, buf);
-        free(buf);
-    }
-    H5Aclose(a);
-    H5Tclose(t);
-    H5Sclose(sp);
+    const char *ptr[64];
+    for (int i = 0; i < n; i++)
+        ptr[i] = names[i];
+    test_h5_str_attr(obj, name, ptr, n, flags & TW_VLEN);
 }
 
 static void tw_write(const char *path, const tw_file *f, int flags)

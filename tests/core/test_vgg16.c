@@ -16,6 +16,7 @@
 
 #include "blas.h"
 #include "exec.h"
+#include "h5_attr.h"
 #include "keras_h5.h"
 #include "model.h"
 #include "test.h"
@@ -125,27 +126,6 @@ static void test_class_index(void)
 
 /* ---- a full-size weights file ------------------------------------------------- */
 
-static void str_attr(hid_t obj, const char *name, const char *const *s, int n)
-{
-    size_t size = 1;
-    for (int i = 0; i < n; i++)
-        if (strlen(s[i]) > size)
-            size = strlen(s[i]);
-    char *buf = calloc((size_t)n + 1, size);
-    for (int i = 0; i < n; i++)
-        memcpy(buf + (size_t)i * size, s[i], strlen(s[i]));
-    hsize_t dim = (hsize_t)n;
-    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate_simple(1, &dim, NULL);
-    H5Tset_size(t, size);
-    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    if (n)
-        H5Awrite(a, t, buf);
-    H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    free(buf);
-}
-
 /* Writes one weight tensor in slabs of rows along its first axis, so the writer's
  * buffer stays at a few MiB even for fc1's 392 MiB kernel. */
 static void write_weight(hid_t g, const char *name, const cs_layer *l, int layer, int k, float *buf, size_t buf_floats)
@@ -191,9 +171,9 @@ static int write_vgg16_file(const char *path, const cs_model *m)
         free(buf);
         return -1;
     }
-    str_attr(f, "layer_names", names, m->n_layers + 1);
+    test_h5_str_attr(f, "layer_names", names, m->n_layers + 1, 0);
     hid_t g = H5Gcreate2(f, "input_1", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    str_attr(g, "weight_names", NULL, 0);
+    test_h5_str_attr(g, "weight_names", NULL, 0, 0);
     H5Gclose(g);
     for (int i = 0; i < m->n_layers; i++) {
         const cs_layer *l = &m->layers[i];
@@ -202,7 +182,7 @@ static int write_vgg16_file(const char *path, const cs_model *m)
         snprintf(wn[0], sizeof wn[0], "%s_W_1:0", l->name);
         snprintf(wn[1], sizeof wn[1], "%s_b_1:0", l->name);
         g = H5Gcreate2(f, l->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        str_attr(g, "weight_names", wp, l->n_params);
+        test_h5_str_attr(g, "weight_names", wp, l->n_params, 0);
         for (int k = 0; k < l->n_params; k++)
             write_weight(g, wn[k], l, i, k, buf, buf_floats);
         H5Gclose(g);
