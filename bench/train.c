@@ -92,8 +92,7 @@ int main(int argc, char **argv)
     cfg.epochs = 1;
     /* --layers: only the per-layer breakdown (quick to repeat while working on a kernel). */
     int layers_only = argc > 1 && strcmp(argv[1], "--layers") == 0;
-    if (layers_only) cs_model_init_weights(m, 1);
-    else if (cs_train(m, &train, NULL, &cfg, NULL, NULL, NULL, err, sizeof err) != 0) {
+    if (!layers_only && cs_train(m, &train, NULL, &cfg, NULL, NULL, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "bench: %s\n", err);
         return 1;
     }
@@ -108,50 +107,30 @@ int main(int argc, char **argv)
                gflops, 100 * gflops / peak, training_flops(m) / 1e6);
     }
 
-    /* Where a training step's time goes: the same steps as cs_train (forward with batch
-     * statistics, loss, backward, penalties, Adam) over 100 batches, timed per layer. */
+    /* Where a training step's time goes: 100 batches of cs_train itself, timed per
+     * layer (forward with batch statistics, backward), then penalties and Adam. */
     {
-        enum { STEPS = 100, BS = 128 };
-        int L = m->n_layers;
-        cs_exec *e = cs_exec_new(m, BS);
-        cs_adam adam = {0};
-        double *prof = calloc((size_t)2 * L, sizeof *prof);
-        float *xb = malloc(sizeof(float) * 784 * BS);
-        uint8_t yb[BS];
-        if (!e || !prof || !xb || cs_exec_enable_param_grads(e) != 0 ||
-            cs_adam_init(&adam, m, cfg.learning_rate, cfg.beta1, cfg.beta2, cfg.epsilon) != 0) {
-            fprintf(stderr, "bench: out of memory\n");
+        enum { STEPS = 100 };
+        const int L = m->n_layers;
+        double *prof = calloc((size_t)2 * L + 1, sizeof *prof);
+        cs_model *pm = cs_model_build_fmnist();
+        cs_train_config pc = cfg;
+        pc.train_limit = STEPS * pc.batch_size;
+        pc.profile = prof;
+        double t = cs_now();
+        if (!prof || !pm || cs_train(pm, &train, NULL, &pc, NULL, NULL, NULL, err, sizeof err) != 0) {
+            fprintf(stderr, "bench: %s\n", prof && pm ? err : "out of memory");
             return 1;
         }
-        double rest = 0, total = cs_now();
-        for (int s = 0; s < STEPS; s++) {
-            for (int i = 0; i < BS; i++) {
-                int k = (s * BS + i) % train.n;
-                cs_dataset_image_float(&train, k, xb + i * 784);
-                yb[i] = train.labels[k];
-            }
-            e->profile = s ? prof : NULL; /* the first step allocates */
-            e->fuse = 1;                  /* as cs_train */
-            cs_exec_forward(e, xb, BS, 1, m);
-            cs_exec_xent(e, yb, NULL);
-            cs_exec_backward(e, -1);
-            double t = cs_now();
-            cs_model_penalty(m, e->param_grad);
-            cs_adam_step(&adam, m, e->param_grad);
-            if (s) rest += cs_now() - t;
-        }
-        total = (cs_now() - total) * 1e3 / STEPS;
-        printf("  one training step of %d images, per layer (ms):\n", BS);
+        t = (cs_now() - t) * 1e3 / STEPS;
+        printf("  one training step of %d images, per layer (ms):\n", pc.batch_size);
         printf("    %-24s %8s %8s\n", "layer", "forward", "backward");
         for (int i = 0; i < L; i++)
-            printf("    %-24s %8.2f %8.2f\n", m->layers[i].name, prof[i] * 1e3 / (STEPS - 1),
-                   prof[L + i] * 1e3 / (STEPS - 1));
-        printf("    %-24s %8.2f\n", "penalties + Adam", rest * 1e3 / (STEPS - 1));
-        printf("    %-24s %8.2f (with loading the batch)\n", "whole step", total);
-        cs_adam_free(&adam);
+            printf("    %-24s %8.2f %8.2f\n", m->layers[i].name, prof[i] * 1e3 / STEPS, prof[L + i] * 1e3 / STEPS);
+        printf("    %-24s %8.2f\n", "penalties + Adam", prof[2 * L] * 1e3 / STEPS);
+        printf("    %-24s %8.2f (with shuffling and loading the batch)\n", "whole step", t);
         free(prof);
-        free(xb);
-        cs_exec_free(e);
+        cs_model_free(pm);
     }
     if (layers_only) return 0;
 

@@ -132,11 +132,14 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
             }
             int s = b * bs, cnt = n - s < bs ? n - s : bs, correct = 0;
             fill_batch(train, idx + s, cnt, x, y);
+            e->profile = cfg->profile;
             cs_exec_forward(e, x, cnt, 1, m);
             float loss = cs_exec_xent(e, y, &correct);
             cs_exec_backward(e, -1);
+            double t_update = cs_now();
             loss += cs_model_penalty(m, e->param_grad);
             cs_adam_step(&adam, m, e->param_grad);
+            if (cfg->profile) cfg->profile[2 * m->n_layers] += cs_now() - t_update;
             loss_sum += (double)loss * cnt;
             hits += correct;
             seen += cnt;

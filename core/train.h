@@ -17,6 +17,9 @@ typedef struct {
     int train_limit;  /* use the first N training images (0 = all) */
     int test_limit;   /* evaluate on the first N test images (0 = all) */
     int init_weights; /* 1: fresh initialisation from seed; 0: continue from the model's weights */
+    double *profile;  /* NULL, or 2 * n_layers + 1 seconds added up over every batch: each
+                         layer's forward and backward (cs_exec.profile), then the loss,
+                         penalties and Adam (make bench) */
 } cs_train_config;
 
 void cs_train_config_default(cs_train_config *c);
