@@ -14,6 +14,7 @@
 #include <cblas.h>
 #include <string.h>
 
+#include "conv_avx512.h"
 #include "layers.h"
 #include "simd.h"
 
@@ -225,6 +226,14 @@ static int direct_ok(const cs_conv_geom *g)
            g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1;
 }
 
+/* Longer receptive fields go to the AVX-512 kernels where they apply; their input
+ * gradient needs the transposed kernel in the worker's (otherwise unused) im2col
+ * scratch. */
+static int wide_ok(const cs_conv_geom *g, const cs_scratch *s)
+{
+    return !direct_ok(g) && s->col_floats >= (size_t)g->k * g->k * g->ic * g->oc && cs_conv_avx512_ok(g);
+}
+
 /* dw += (the taps of x)^T dy and db += the sum of dy over `rows` output rows, for the
  * layers small_k_forward_direct computes, without im2col: the sums of nine taps for
  * 32 outputs stay in registers (AVX-512) over a block of rows, and each row's dy is
@@ -296,11 +305,15 @@ typedef struct {
 /* One chunk: output rows [r0, r0 + rows) into y (rows x oc), with the calling worker's
  * im2col scratch (unused by the direct path). */
 static void forward_rows(const cs_conv_geom *g, const float *x, const float *w, const float *b, size_t r0,
-                          size_t rows, float *y, float *col)
+                         size_t rows, float *y, float *col, int wide)
 {
     const int kdim = g->k * g->k * g->ic, oc = g->oc;
     if (direct_ok(g)) {
         small_k_forward_direct(g, r0, rows, x, w, b, y);
+        return;
+    }
+    if (wide) {
+        cs_conv_avx512_forward(g, r0, rows, x, w, b, y);
         return;
     }
     for (size_t r = 0; r < rows; r++) memcpy(y + r * oc, b, (size_t)oc * sizeof(float));
@@ -315,11 +328,12 @@ static void forward_range(void *ctx, long begin, long end, int worker)
     const cs_conv_geom *g = j->g;
     /* The direct path needs no scratch, only chunks small enough that the statistics
      * read them back from cache. */
-    const size_t chunk = direct_ok(g) ? (STATS_CHUNK_FLOATS / g->oc / DIRECT_ROWS + 1) * DIRECT_ROWS : j->chunk;
+    const int wide = wide_ok(g, j->s);
+    const size_t chunk = direct_ok(g) || wide ? (STATS_CHUNK_FLOATS / g->oc / DIRECT_ROWS + 1) * DIRECT_ROWS : j->chunk;
     for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += chunk) {
         size_t rows = (size_t)end - r0 < chunk ? (size_t)end - r0 : chunk;
         float *y = j->y + r0 * g->oc;
-        forward_rows(g, j->x, j->w, j->b, r0, rows, y, j->s->col[worker]);
+        forward_rows(g, j->x, j->w, j->b, r0, rows, y, j->s->col[worker], wide);
         if (j->stats) cs_bn_stats_add_rows(j->stats, worker, y, rows);
     }
 }
@@ -354,9 +368,17 @@ void cs_conv_forward(const cs_conv_geom *g, const float *x, const float *w, cons
 
 /* One chunk of the backward: adds into dw/db and dx (any may be NULL). */
 static void backward_rows(const cs_conv_geom *g, const float *x, const float *w, const float *dy, size_t r0,
-                           size_t rows, float *dx, float *dw, float *db, float *col)
+                           size_t rows, float *dx, float *dw, float *db, float *col, int wide)
 {
     const int kdim = g->k * g->k * g->ic, oc = g->oc;
+    if (wide) {
+        if (db)
+            for (size_t r = 0; r < rows; r++)
+                for (int o = 0; o < oc; o++) db[o] += dy[r * oc + o];
+        if (dw) cs_conv_avx512_weight_grad(g, r0, rows, x, dy, dw);
+        if (dx) cs_conv_avx512_input_grad(g, r0, rows, col, dy, dx); /* col: the transposed kernel */
+        return;
+    }
     const int direct = dw && direct_ok(g);
     if (direct) small_k_weight_grad_direct(g, r0, rows, x, dy, dw, db);
     else if (db)
@@ -392,6 +414,8 @@ static void backward_range(void *ctx, long begin, long end, int worker)
         memset(j->dx + (size_t)begin / per_image * in_image, 0,
                ((size_t)end - (size_t)begin) / per_image * in_image * sizeof(float));
     }
+    const int wide = wide_ok(g, j->s);
+    if (wide && j->dx) cs_conv_avx512_transpose(g, j->w, j->s->col[worker]);
     for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += j->chunk) {
         size_t rows = (size_t)end - r0 < j->chunk ? (size_t)end - r0 : j->chunk;
         const float *dyc = j->dy + r0 * oc;
@@ -399,7 +423,7 @@ static void backward_range(void *ctx, long begin, long end, int worker)
             j->src->fill(j->src->ctx, r0, rows, j->s->dy[worker]);
             dyc = j->s->dy[worker];
         }
-        backward_rows(g, j->x, j->w, dyc, r0, rows, j->dx, dw, db, j->s->col[worker]);
+        backward_rows(g, j->x, j->w, dyc, r0, rows, j->dx, dw, db, j->s->col[worker], wide);
     }
 }
 

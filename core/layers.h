@@ -80,6 +80,10 @@ typedef struct {
 #define CS_DY_CHUNK_FLOATS ((size_t)64 * 1024)
 void cs_conv_backward_from(const cs_conv_geom *g, const float *x, const float *w, const cs_rows_source *dy, float *dx,
                            float *dw, float *db, const cs_scratch *s);
+/* Stride-1 'valid' layers run direct kernels on CPUs with AVX-512 (conv_avx512.c);
+ * on = 1 sends every layer through im2col + sgemm instead (tests and benchmarks
+ * compare the two). Process-wide; set it between passes, not during one. */
+void cs_conv_force_im2col(int on);
 
 /* y = x w + b over n rows; x is n x in, w is in x out. */
 void cs_dense_forward(int n, int in, int out, const float *x, const float *w, const float *b, float *y);

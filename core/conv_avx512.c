@@ -1,0 +1,363 @@
+/*
+ * conv_avx512.c - direct convolution for stride-1 'valid' layers on CPUs with
+ * AVX-512.
+ *
+ * The Fashion-MNIST network's second conv (13x13x32 -> 11x11x64) is two thirds
+ * of a training step. Through im2col + sgemm each of its three products pays
+ * for writing the im2col rows, sgemm packing them again and, for the input
+ * gradient, col2im scattering them back; the products themselves ran at about
+ * half of sgemm's peak at these shapes. Here each product reads the input, the
+ * kernel and dy where they lie: in a stride-1 'valid' layer the k*ic inputs of
+ * one kernel row are consecutive floats, so an output position's receptive
+ * field is k runs of k*ic floats at fixed offsets. Each kernel keeps a tile of
+ * sums in 24 of the 32 vector registers across its whole reduction, so every
+ * value loaded feeds several multiply-adds: forward        6 output positions x
+ * 64 output channels, over the k*k*ic taps; weight grad    6 taps x 64 output
+ * channels, over a block of output positions; input grad     4 output positions
+ * x 96 taps of one kernel row, over the channels. Channel counts need not be
+ * multiples of 16: the last vector of a tile is masked. conv.c keeps im2col +
+ * sgemm for every other layer, for CPUs without AVX-512, and as the reference
+ * the tests compare these kernels with.
+ */
+#include <immintrin.h>
+#include <stdatomic.h>
+
+#include "conv_avx512.h"
+
+#define TARGET __attribute__((target("avx512f")))
+/* Each kernel's body is compiled twice: for tiles that are all whole vectors
+ * (full = 1, plain loads; the masks kept in k registers were reloaded on every
+ * step) and with masks for any channel count. */
+#define BODY TARGET static inline __attribute__((always_inline))
+
+static atomic_int im2col_forced;
+
+void cs_conv_force_im2col(int on)
+{
+    atomic_store(&im2col_forced, on);
+}
+
+int cs_conv_avx512_ok(const cs_conv_geom *g)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    static int cpu = -1;
+    if (cpu < 0) cpu = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return cpu && !atomic_load(&im2col_forced) && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
+           g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1;
+#else
+    (void)g;
+    return 0;
+#endif
+}
+
+/* Vector v of a tile whose first lane is `left` floats from the end: all 16
+ * lanes, the remaining few, or none. */
+TARGET static inline __mmask16 lanes(int left)
+{
+    return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+}
+
+/* The tiles' sums are named variables, not arrays: GCC kept an array of 24
+ * vectors in registers but also stored all of it back to the stack on every
+ * step (measured: 1.6x slower than im2col + sgemm). */
+#define TILE4(P) __m512 a##P##_0, a##P##_1, a##P##_2, a##P##_3
+#define TILE6(P) __m512 a##P##_0, a##P##_1, a##P##_2, a##P##_3, a##P##_4, a##P##_5
+#define FILL4(P, V) a##P##_0 = a##P##_1 = a##P##_2 = a##P##_3 = (V)
+#define FILL6(P, V) a##P##_0 = a##P##_1 = a##P##_2 = a##P##_3 = a##P##_4 = a##P##_5 = (V)
+/* Row P of the tile += the broadcast X times the vectors v0.. */
+#define FMA4(P, X)                                                                                                     \
+    do {                                                                                                               \
+        const __m512 x_ = (X);                                                                                         \
+        a##P##_0 = _mm512_fmadd_ps(x_, v0, a##P##_0), a##P##_1 = _mm512_fmadd_ps(x_, v1, a##P##_1);                    \
+        a##P##_2 = _mm512_fmadd_ps(x_, v2, a##P##_2), a##P##_3 = _mm512_fmadd_ps(x_, v3, a##P##_3);                    \
+    } while (0)
+#define FMA6(P, X)                                                                                                     \
+    do {                                                                                                               \
+        const __m512 x_ = (X);                                                                                         \
+        a##P##_0 = _mm512_fmadd_ps(x_, v0, a##P##_0), a##P##_1 = _mm512_fmadd_ps(x_, v1, a##P##_1);                    \
+        a##P##_2 = _mm512_fmadd_ps(x_, v2, a##P##_2), a##P##_3 = _mm512_fmadd_ps(x_, v3, a##P##_3);                    \
+        a##P##_4 = _mm512_fmadd_ps(x_, v4, a##P##_4), a##P##_5 = _mm512_fmadd_ps(x_, v5, a##P##_5);                    \
+    } while (0)
+/* Row P of the tile, stored (ADD = 0) or added (ADD = 1) at D with masks m0..
+ */
+#define PUT(D, M, A, ADD)                                                                                              \
+    _mm512_mask_storeu_ps((D), (M), (ADD) ? _mm512_add_ps(_mm512_maskz_loadu_ps((M), (D)), (A)) : (A))
+#define PUT4(P, D, ADD)                                                                                                \
+    do {                                                                                                               \
+        float *d_ = (D);                                                                                               \
+        PUT(d_, m0, a##P##_0, ADD), PUT(d_ + 16, m1, a##P##_1, ADD), PUT(d_ + 32, m2, a##P##_2, ADD);                  \
+        PUT(d_ + 48, m3, a##P##_3, ADD);                                                                               \
+    } while (0)
+#define PUT6(P, D)                                                                                                     \
+    do {                                                                                                               \
+        float *d_ = (D);                                                                                               \
+        PUT(d_, m0, a##P##_0, 1), PUT(d_ + 16, m1, a##P##_1, 1), PUT(d_ + 32, m2, a##P##_2, 1);                        \
+        PUT(d_ + 48, m3, a##P##_3, 1), PUT(d_ + 64, m4, a##P##_4, 1), PUT(d_ + 80, m5, a##P##_5, 1);                   \
+    } while (0)
+#define LOAD(V, M, S) const __m512 V = _mm512_maskz_loadu_ps((M), (S))
+/* One step of a 6 x 4 tile: four vectors from S, times six broadcast values. */
+#define STEP_6x4(S, E0, E1, E2, E3, E4, E5)                                                                            \
+    do {                                                                                                               \
+        const float *s_ = (S);                                                                                         \
+        LOAD(v0, m0, s_);                                                                                              \
+        LOAD(v1, m1, s_ + 16);                                                                                         \
+        LOAD(v2, m2, s_ + 32);                                                                                         \
+        LOAD(v3, m3, s_ + 48);                                                                                         \
+        FMA4(0, _mm512_set1_ps(E0));                                                                                   \
+        FMA4(1, _mm512_set1_ps(E1));                                                                                   \
+        FMA4(2, _mm512_set1_ps(E2));                                                                                   \
+        FMA4(3, _mm512_set1_ps(E3));                                                                                   \
+        FMA4(4, _mm512_set1_ps(E4));                                                                                   \
+        FMA4(5, _mm512_set1_ps(E5));                                                                                   \
+    } while (0)
+/* The first N rows of a 6 x 4 tile, row P to DEST(P). */
+#define PUT_6x4(N, DEST, ADD)                                                                                          \
+    switch (N) {                                                                                                       \
+    case 6: PUT4(5, DEST(5), ADD); /* fall through */                                                                  \
+    case 5: PUT4(4, DEST(4), ADD); /* fall through */                                                                  \
+    case 4: PUT4(3, DEST(3), ADD); /* fall through */                                                                  \
+    case 3: PUT4(2, DEST(2), ADD); /* fall through */                                                                  \
+    case 2: PUT4(1, DEST(1), ADD); /* fall through */                                                                  \
+    default: PUT4(0, DEST(0), ADD);                                                                                    \
+    }
+
+/* Offsets into the input (or dx) of the receptive-field corners of output rows
+ * [r0, r0 + n), with the output position stepped without divisions. */
+static void corners(const cs_conv_geom *g, size_t r0, size_t n, size_t *off)
+{
+    const size_t per_image = (size_t)g->oh * g->ow;
+    int b = (int)(r0 / per_image), oy = (int)(r0 % per_image) / g->ow, ox = (int)(r0 % per_image) % g->ow;
+    for (size_t r = 0; r < n; r++) {
+        off[r] = (((size_t)b * g->ih + oy) * g->iw + ox) * g->ic;
+        if (++ox == g->ow) {
+            ox = 0;
+            if (++oy == g->oh) oy = 0, b++;
+        }
+    }
+}
+
+/* ---- forward: y = conv(x, w) + b ---- */
+#define FWD_ROWS 6
+#define FWD_VECS 4 /* 16-float vectors of output channels per tile */
+
+/* One kernel row ky of a group of output positions: starts from the bias (ky =
+ * 0) or from the sums of the rows above, kept in y. */
+BODY void forward_body(const cs_conv_geom *g, int ky, const float *const xs[FWD_ROWS], float *const ys[FWD_ROWS],
+                       int np, const float *w, const float *bias, int full)
+{
+    const int kic = g->k * g->ic, oc = g->oc;
+    const size_t line = (size_t)g->iw * g->ic;
+    for (int o0 = 0; o0 < oc; o0 += 16 * FWD_VECS) {
+        const __mmask16 m0 = lanes(full ? 16 : oc - o0), m1 = lanes(full ? 16 : oc - o0 - 16),
+                        m2 = lanes(full ? 16 : oc - o0 - 32), m3 = lanes(full ? 16 : oc - o0 - 48);
+        TILE4(0);
+        TILE4(1);
+        TILE4(2);
+        TILE4(3);
+        TILE4(4);
+        TILE4(5);
+#define START(P)                                                                                                       \
+    do {                                                                                                               \
+        const float *s_ = ky ? ys[P] + o0 : bias + o0;                                                                 \
+        a##P##_0 = _mm512_maskz_loadu_ps(m0, s_), a##P##_1 = _mm512_maskz_loadu_ps(m1, s_ + 16);                       \
+        a##P##_2 = _mm512_maskz_loadu_ps(m2, s_ + 32), a##P##_3 = _mm512_maskz_loadu_ps(m3, s_ + 48);                  \
+    } while (0)
+        START(0);
+        START(1);
+        START(2);
+        START(3);
+        START(4);
+        START(5);
+#undef START
+        const float *wr = w + (size_t)ky * kic * oc + o0;
+        const float *x0 = xs[0] + ky * line, *x1 = xs[1] + ky * line, *x2 = xs[2] + ky * line, *x3 = xs[3] + ky * line,
+                    *x4 = xs[4] + ky * line, *x5 = xs[5] + ky * line;
+        for (int t = 0; t < kic; t++, wr += oc) STEP_6x4(wr, x0[t], x1[t], x2[t], x3[t], x4[t], x5[t]);
+#define ROW(P) (ys[P] + o0)
+        PUT_6x4(np, ROW, 0); /* a short last group stores only its own rows */
+#undef ROW
+    }
+}
+
+TARGET static void forward_group(const cs_conv_geom *g, int ky, const float *const xs[FWD_ROWS],
+                                 float *const ys[FWD_ROWS], int np, const float *w, const float *bias)
+{
+    if (g->oc % (16 * FWD_VECS) == 0)
+        forward_body(g, ky, xs, ys, np, w, bias, 1);
+    else
+        forward_body(g, ky, xs, ys, np, w, bias, 0);
+}
+
+/* Kernel row by kernel row over all the rows, so that one kernel row's weights
+ * (k*ic x oc: 24 KB in conv2d_2) stay in L1 while every group uses them; the
+ * whole kernel (72 KB) would be read from L2 once per group of six. */
+void cs_conv_avx512_forward(const cs_conv_geom *g, size_t r0, size_t rows, const float *x, const float *w,
+                            const float *bias, float *y)
+{
+    for (int ky = 0; ky < g->k; ky++)
+        for (size_t r = 0; r < rows; r += FWD_ROWS) {
+            const int np = rows - r < FWD_ROWS ? (int)(rows - r) : FWD_ROWS;
+            size_t off[FWD_ROWS] = {0};
+            corners(g, r0 + r, (size_t)np, off);
+            const float *xs[FWD_ROWS];
+            float *ys[FWD_ROWS];
+            xs[0] = x + off[0], ys[0] = y + r * g->oc;
+            for (int p = 1; p < FWD_ROWS; p++) /* a short last group repeats its last position, not stored */
+                if (p < np)
+                    xs[p] = x + off[p], ys[p] = ys[p - 1] + g->oc;
+                else
+                    xs[p] = xs[p - 1], ys[p] = ys[p - 1];
+            forward_group(g, ky, xs, ys, np, w, bias);
+        }
+}
+
+/* ---- weight gradient: dw += (the taps of x)^T dy ---- */
+#define WG_TAPS 6
+#define WG_VECS 4
+/* Output positions per block: their dy (32 KB at 64 channels) and inputs stay
+ * in L1 across the k*k*ic/6 tiles; sums reach dw once per block. */
+#define WG_BLOCK 128
+
+BODY void weight_grad_body(const cs_conv_geom *g, const size_t *off, size_t n, const float *x, const float *dy,
+                           float *dw, int full)
+{
+    const int kic = g->k * g->ic, oc = g->oc;
+    const size_t line = (size_t)g->iw * g->ic;
+    for (int ky = 0; ky < g->k; ky++)
+        for (int t0 = 0; t0 < kic; t0 += WG_TAPS) {
+            const int nt = kic - t0 < WG_TAPS ? kic - t0 : WG_TAPS;
+            int at[WG_TAPS]; /* a short last tile repeats its last tap; those sums are
+                                dropped */
+            for (int t = 0; t < WG_TAPS; t++) at[t] = ky * (int)line + t0 + (t < nt ? t : nt - 1);
+            const int at0 = at[0], at1 = at[1], at2 = at[2], at3 = at[3], at4 = at[4], at5 = at[5];
+            for (int o0 = 0; o0 < oc; o0 += 16 * WG_VECS) {
+                const __mmask16 m0 = lanes(full ? 16 : oc - o0), m1 = lanes(full ? 16 : oc - o0 - 16),
+                                m2 = lanes(full ? 16 : oc - o0 - 32), m3 = lanes(full ? 16 : oc - o0 - 48);
+                TILE4(0);
+                TILE4(1);
+                TILE4(2);
+                TILE4(3);
+                TILE4(4);
+                TILE4(5);
+                const __m512 zero = _mm512_setzero_ps();
+                FILL4(0, zero);
+                FILL4(1, zero);
+                FILL4(2, zero);
+                FILL4(3, zero);
+                FILL4(4, zero);
+                FILL4(5, zero);
+                for (size_t r = 0; r < n; r++) {
+                    const float *xr = x + off[r];
+                    STEP_6x4(dy + r * oc + o0, xr[at0], xr[at1], xr[at2], xr[at3], xr[at4], xr[at5]);
+                }
+                float *dwr = dw + (size_t)(ky * kic + t0) * oc + o0;
+#define ROW(P) (dwr + (P) * (size_t)oc)
+                PUT_6x4(nt, ROW, 1); /* a short last tile adds only its own taps */
+#undef ROW
+            }
+        }
+}
+
+TARGET static void weight_grad_block(const cs_conv_geom *g, const size_t *off, size_t n, const float *x,
+                                     const float *dy, float *dw)
+{
+    if (g->oc % (16 * WG_VECS) == 0)
+        weight_grad_body(g, off, n, x, dy, dw, 1);
+    else
+        weight_grad_body(g, off, n, x, dy, dw, 0);
+}
+
+void cs_conv_avx512_weight_grad(const cs_conv_geom *g, size_t r0, size_t rows, const float *x, const float *dy,
+                                float *dw)
+{
+    size_t off[WG_BLOCK];
+    for (size_t r = 0; r < rows; r += WG_BLOCK) {
+        const size_t n = rows - r < WG_BLOCK ? rows - r : WG_BLOCK;
+        corners(g, r0 + r, n, off);
+        weight_grad_block(g, off, n, x, dy + r * g->oc, dw);
+    }
+}
+
+/* ---- input gradient: dx += dy w^T, scattered onto each receptive field ----
+ */
+#define DX_ROWS 4
+#define DX_VECS 6
+
+void cs_conv_avx512_transpose(const cs_conv_geom *g, const float *w, float *wt)
+{
+    const int k = g->k, kic = k * g->ic, oc = g->oc;
+    for (int ky = 0; ky < k; ky++)
+        for (int t = 0; t < kic; t++)
+            for (int o = 0; o < oc; o++) wt[((size_t)ky * oc + o) * kic + t] = w[((size_t)ky * kic + t) * oc + o];
+}
+
+BODY void input_grad_body(const cs_conv_geom *g, int ky, float *const dxs[DX_ROWS], const float *const dys[DX_ROWS],
+                          int np, const float *wt, int full)
+{
+    const int kic = g->k * g->ic, oc = g->oc;
+    const size_t line = (size_t)g->iw * g->ic;
+    const float *d0 = dys[0], *d1 = dys[1], *d2 = dys[2], *d3 = dys[3];
+    for (int t0 = 0; t0 < kic; t0 += 16 * DX_VECS) {
+        const __mmask16 m0 = lanes(full ? 16 : kic - t0), m1 = lanes(full ? 16 : kic - t0 - 16),
+                        m2 = lanes(full ? 16 : kic - t0 - 32), m3 = lanes(full ? 16 : kic - t0 - 48),
+                        m4 = lanes(full ? 16 : kic - t0 - 64), m5 = lanes(full ? 16 : kic - t0 - 80);
+        TILE6(0);
+        TILE6(1);
+        TILE6(2);
+        TILE6(3);
+        const __m512 zero = _mm512_setzero_ps();
+        FILL6(0, zero);
+        FILL6(1, zero);
+        FILL6(2, zero);
+        FILL6(3, zero);
+        const float *wr = wt + (size_t)ky * oc * kic + t0;
+        for (int o = 0; o < oc; o++, wr += kic) {
+            LOAD(v0, m0, wr);
+            LOAD(v1, m1, wr + 16);
+            LOAD(v2, m2, wr + 32);
+            LOAD(v3, m3, wr + 48);
+            LOAD(v4, m4, wr + 64);
+            LOAD(v5, m5, wr + 80);
+            FMA6(0, _mm512_set1_ps(d0[o]));
+            FMA6(1, _mm512_set1_ps(d1[o]));
+            FMA6(2, _mm512_set1_ps(d2[o]));
+            FMA6(3, _mm512_set1_ps(d3[o]));
+        }
+        /* Neighbouring positions' fields overlap: each is added in turn. */
+        const size_t at = ky * line + (size_t)t0;
+        PUT6(0, dxs[0] + at);
+        if (np > 1) PUT6(1, dxs[1] + at);
+        if (np > 2) PUT6(2, dxs[2] + at);
+        if (np > 3) PUT6(3, dxs[3] + at);
+    }
+}
+
+TARGET static void input_grad_group(const cs_conv_geom *g, int ky, float *const dxs[DX_ROWS],
+                                    const float *const dys[DX_ROWS], int np, const float *wt)
+{
+    if (g->k * g->ic % (16 * DX_VECS) == 0)
+        input_grad_body(g, ky, dxs, dys, np, wt, 1);
+    else
+        input_grad_body(g, ky, dxs, dys, np, wt, 0);
+}
+
+/* Kernel row by kernel row, as the forward. */
+void cs_conv_avx512_input_grad(const cs_conv_geom *g, size_t r0, size_t rows, const float *wt, const float *dy,
+                               float *dx)
+{
+    for (int ky = 0; ky < g->k; ky++)
+        for (size_t r = 0; r < rows; r += DX_ROWS) {
+            const int np = rows - r < DX_ROWS ? (int)(rows - r) : DX_ROWS;
+            size_t off[DX_ROWS] = {0};
+            corners(g, r0 + r, (size_t)np, off);
+            float *dxs[DX_ROWS];
+            const float *dys[DX_ROWS];
+            dxs[0] = dx + off[0], dys[0] = dy + r * g->oc;
+            for (int p = 1; p < DX_ROWS; p++) /* a short last group repeats its last position, not added */
+                if (p < np)
+                    dxs[p] = dx + off[p], dys[p] = dys[p - 1] + g->oc;
+                else
+                    dxs[p] = dxs[p - 1], dys[p] = dys[p - 1];
+            input_grad_group(g, ky, dxs, dys, np, wt);
+        }
+}
