@@ -64,49 +64,56 @@ static inline __attribute__((always_inline)) void window_2x2(int c, const float 
 
 /* AVX2 where the CPU has it (simd.h), without fused multiply-adds: the values must
  * stay the unfused layers' bit for bit. */
-CS_CLONES static void forward_range(void *ctx, long begin, long end, int worker)
+CS_CLONES void cs_bn_act_pool_apply_row(const cs_bn_act_pool *b, const float *band, long row, const float *mean,
+                                        const float *inv, float *pooled, uint8_t *argmax, float *win_xhat)
+{
+    const int w = b->w, c = b->c, p = b->p, ow = w / p;
+    const float alpha = b->alpha, *gamma = b->gamma, *beta = b->beta;
+    float won[c]; /* window position of the maximum so far, as a float to vectorise with the values */
+    for (int ox = 0; ox < ow; ox++) {
+        const size_t o = ((size_t)row * ow + ox) * c;
+        float *out = pooled + o;
+        if (p == 2) { /* the usual window */
+            const float *i0 = band + (size_t)ox * 2 * c, *i1 = i0 + c, *i2 = i0 + (size_t)w * c, *i3 = i2 + c;
+            window_2x2(c, i0, i1, i2, i3, mean, inv, gamma, beta, alpha, out, argmax + o, win_xhat + o);
+            continue;
+        }
+        for (int wy = 0; wy < p; wy++)
+            for (int wx = 0; wx < p; wx++) {
+                const float *in = band + ((size_t)wy * w + ox * p + wx) * c;
+                const float pos = (float)(wy * p + wx);
+                float *wxh = win_xhat + o;
+                if (pos == 0) { /* the window's first element starts the maximum */
+                    for (int k = 0; k < c; k++) {
+                        float hk = (in[k] - mean[k]) * inv[k], v = gamma[k] * hk + beta[k];
+                        out[k] = v * (v > 0 ? 1.0f : alpha);
+                        won[k] = 0;
+                        wxh[k] = hk;
+                    }
+                    continue;
+                }
+                for (int k = 0; k < c; k++) { /* selects, not branches: they vectorise */
+                    float hk = (in[k] - mean[k]) * inv[k], v = gamma[k] * hk + beta[k];
+                    float a = v * (v > 0 ? 1.0f : alpha);
+                    won[k] = a > out[k] ? pos : won[k];
+                    wxh[k] = a > out[k] ? hk : wxh[k];
+                    out[k] = a > out[k] ? a : out[k];
+                }
+            }
+        for (int k = 0; k < c; k++) argmax[o + k] = (uint8_t)won[k];
+    }
+}
+
+static void forward_range(void *ctx, long begin, long end, int worker)
 {
     (void)worker;
     const bap_job *j = ctx;
     const cs_bn_act_pool *b = j->b;
-    const int h = b->h, w = b->w, c = b->c, p = b->p, oh = h / p, ow = w / p;
-    const float alpha = b->alpha, *gamma = b->gamma, *beta = b->beta, *mean = j->mean, *inv = j->inv_std;
-    float won[c]; /* window position of the maximum so far, as a float to vectorise with the values */
+    const int oh = b->h / b->p;
     for (long row = begin; row < end; row++) {
         const int img = (int)(row / oh), oy = (int)(row % oh);
-        for (int ox = 0; ox < ow; ox++) {
-            const size_t o = (((size_t)img * oh + oy) * ow + ox) * c;
-            float *out = j->pooled + o;
-            if (p == 2) { /* the usual window */
-                const float *i0 = j->x + (((size_t)img * h + oy * 2) * w + ox * 2) * c, *i1 = i0 + c,
-                            *i2 = i0 + (size_t)w * c, *i3 = i2 + c;
-                window_2x2(c, i0, i1, i2, i3, mean, inv, gamma, beta, alpha, out, j->argmax + o, j->win_xhat + o);
-                continue;
-            }
-            for (int wy = 0; wy < p; wy++)
-                for (int wx = 0; wx < p; wx++) {
-                    const float *in = j->x + (((size_t)img * h + oy * p + wy) * w + ox * p + wx) * c;
-                    const float pos = (float)(wy * p + wx);
-                    float *wx = j->win_xhat + o;
-                    if (pos == 0) { /* the window's first element starts the maximum */
-                        for (int k = 0; k < c; k++) {
-                            float hk = (in[k] - mean[k]) * inv[k], v = gamma[k] * hk + beta[k];
-                            out[k] = v * (v > 0 ? 1.0f : alpha);
-                            won[k] = 0;
-                            wx[k] = hk;
-                        }
-                        continue;
-                    }
-                    for (int k = 0; k < c; k++) { /* selects, not branches: they vectorise */
-                        float hk = (in[k] - mean[k]) * inv[k], v = gamma[k] * hk + beta[k];
-                        float a = v * (v > 0 ? 1.0f : alpha);
-                        won[k] = a > out[k] ? pos : won[k];
-                        wx[k] = a > out[k] ? hk : wx[k];
-                        out[k] = a > out[k] ? a : out[k];
-                    }
-                }
-            for (int k = 0; k < c; k++) j->argmax[o + k] = (uint8_t)won[k];
-        }
+        const float *band = j->x + ((size_t)img * b->h + (size_t)oy * b->p) * b->w * b->c;
+        cs_bn_act_pool_apply_row(b, band, row, j->mean, j->inv_std, j->pooled, j->argmax, j->win_xhat);
     }
 }
 

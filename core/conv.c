@@ -12,6 +12,7 @@
  * receptive field (the first: 3x3 over one channel) skip im2col and sgemm altogether.
  */
 #include <cblas.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "conv_avx512.h"
@@ -169,23 +170,26 @@ CS_WIDE_CLONES CS_CONTRACT static void small_k_forward_direct(const cs_conv_geom
                 if (++oy == g->oh) oy = 0, b++;
             }
         }
+        /* A short last group repeats its last position (sums not stored): a band of
+         * 52 rows left to the scalar loop below cost as much as the other 48. */
+        for (int p = 1; p < DIRECT_ROWS; p++)
+            if (p >= np) base[p] = base[p - 1];
         float *yr = y + r * oc; /* y holds rows r0.. */
         int o0 = 0;
-        if (np == DIRECT_ROWS)
-            for (; o0 + 32 <= oc; o0 += 32) {
-                float acc[DIRECT_ROWS][32];
+        for (; o0 + 32 <= oc; o0 += 32) {
+            float acc[DIRECT_ROWS][32];
+            for (int p = 0; p < DIRECT_ROWS; p++)
+                for (int o = 0; o < 32; o++) acc[p][o] = bias[o0 + o];
+            for (int j = 0; j < kdim; j++) {
+                const float *wj = w + (size_t)j * oc + o0;
+                float xv[DIRECT_ROWS];
+                for (int p = 0; p < DIRECT_ROWS; p++) xv[p] = base[p][off[j]];
                 for (int p = 0; p < DIRECT_ROWS; p++)
-                    for (int o = 0; o < 32; o++) acc[p][o] = bias[o0 + o];
-                for (int j = 0; j < kdim; j++) {
-                    const float *wj = w + (size_t)j * oc + o0;
-                    float xv[DIRECT_ROWS];
-                    for (int p = 0; p < DIRECT_ROWS; p++) xv[p] = base[p][off[j]];
-                    for (int p = 0; p < DIRECT_ROWS; p++)
-                        for (int o = 0; o < 32; o++) acc[p][o] += xv[p] * wj[o];
-                }
-                for (int p = 0; p < DIRECT_ROWS; p++) memcpy(yr + (size_t)p * oc + o0, acc[p], sizeof acc[p]);
-            }
-        for (int p = 0; p < np; p++) /* the rest: a short last group, or channels past a multiple of 32 */
+                    for (int o = 0; o < 32; o++) acc[p][o] += xv[p] * wj[o];
+        }
+            for (int p = 0; p < np; p++) memcpy(yr + (size_t)p * oc + o0, acc[p], sizeof acc[p]);
+        }
+        for (int p = 0; p < np; p++) /* channels past a multiple of 32 */
             for (int o = o0; o < oc; o++) {
                 float acc = bias[o];
                 for (int j = 0; j < kdim; j++) acc += base[p][off[j]] * w[(size_t)j * oc + o];
@@ -220,18 +224,28 @@ CS_CLONES CS_CONTRACT static void small_k_weight_grad(size_t rows, int kdim, int
     }
 }
 
+static atomic_int im2col_forced;
+
+void cs_conv_force_im2col(int on)
+{
+    atomic_store(&im2col_forced, on);
+}
+
 static int direct_ok(const cs_conv_geom *g)
 {
-    return g->k * g->k * g->ic <= SMALL_K && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
+    return !atomic_load(&im2col_forced) && g->k * g->k * g->ic <= SMALL_K && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
            g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1;
 }
 
-/* Longer receptive fields go to the AVX-512 kernels where they apply; their input
- * gradient needs the transposed kernel in the worker's (otherwise unused) im2col
- * scratch. */
-static int wide_ok(const cs_conv_geom *g, const cs_scratch *s)
+/* Longer receptive fields go to the AVX-512 kernels where they apply. */
+static int wide_ok(const cs_conv_geom *g)
 {
-    return !direct_ok(g) && s->col_floats >= (size_t)g->k * g->k * g->ic * g->oc && cs_conv_avx512_ok(g);
+    return !atomic_load(&im2col_forced) && !direct_ok(g) && cs_conv_avx512_ok(g);
+}
+
+int cs_conv_uses_im2col(const cs_conv_geom *g)
+{
+    return !direct_ok(g) && !wide_ok(g);
 }
 
 /* dw += (the taps of x)^T dy and db += the sum of dy over `rows` output rows, for the
@@ -302,17 +316,15 @@ typedef struct {
 } conv_job;
 
 
-/* One chunk: output rows [r0, r0 + rows) into y (rows x oc), with the calling worker's
- * im2col scratch (unused by the direct path). */
-static void forward_rows(const cs_conv_geom *g, const float *x, const float *w, const float *b, size_t r0,
-                         size_t rows, float *y, float *col, int wide)
+void cs_conv_forward_rows(const cs_conv_geom *g, const float *x, const float *w, const float *b, size_t r0, size_t rows,
+                          float *y, float *col)
 {
     const int kdim = g->k * g->k * g->ic, oc = g->oc;
     if (direct_ok(g)) {
         small_k_forward_direct(g, r0, rows, x, w, b, y);
         return;
     }
-    if (wide) {
+    if (wide_ok(g)) {
         cs_conv_avx512_forward(g, r0, rows, x, w, b, y);
         return;
     }
@@ -328,12 +340,11 @@ static void forward_range(void *ctx, long begin, long end, int worker)
     const cs_conv_geom *g = j->g;
     /* The direct path needs no scratch, only chunks small enough that the statistics
      * read them back from cache. */
-    const int wide = wide_ok(g, j->s);
-    const size_t chunk = direct_ok(g) || wide ? (STATS_CHUNK_FLOATS / g->oc / DIRECT_ROWS + 1) * DIRECT_ROWS : j->chunk;
+    const size_t chunk = direct_ok(g) || wide_ok(g) ? (STATS_CHUNK_FLOATS / g->oc / DIRECT_ROWS + 1) * DIRECT_ROWS : j->chunk;
     for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += chunk) {
         size_t rows = (size_t)end - r0 < chunk ? (size_t)end - r0 : chunk;
         float *y = j->y + r0 * g->oc;
-        forward_rows(g, j->x, j->w, j->b, r0, rows, y, j->s->col[worker], wide);
+        cs_conv_forward_rows(g, j->x, j->w, j->b, r0, rows, y, j->s->col[worker]);
         if (j->stats) cs_bn_stats_add_rows(j->stats, worker, y, rows);
     }
 }
@@ -414,7 +425,9 @@ static void backward_range(void *ctx, long begin, long end, int worker)
         memset(j->dx + (size_t)begin / per_image * in_image, 0,
                ((size_t)end - (size_t)begin) / per_image * in_image * sizeof(float));
     }
-    const int wide = wide_ok(g, j->s);
+    /* The input gradient's transposed kernel goes to the worker's im2col scratch,
+     * which the direct kernels leave unused. */
+    const int wide = wide_ok(g) && j->s->col_floats >= (size_t)kdim * oc;
     if (wide && j->dx) cs_conv_avx512_transpose(g, j->w, j->s->col[worker]);
     for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += j->chunk) {
         size_t rows = (size_t)end - r0 < j->chunk ? (size_t)end - r0 : j->chunk;

@@ -20,7 +20,6 @@
  * the tests compare these kernels with.
  */
 #include <immintrin.h>
-#include <stdatomic.h>
 
 #include "conv_avx512.h"
 
@@ -30,19 +29,12 @@
  * step) and with masks for any channel count. */
 #define BODY TARGET static inline __attribute__((always_inline))
 
-static atomic_int im2col_forced;
-
-void cs_conv_force_im2col(int on)
-{
-    atomic_store(&im2col_forced, on);
-}
-
 int cs_conv_avx512_ok(const cs_conv_geom *g)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     static int cpu = -1;
     if (cpu < 0) cpu = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return cpu && !atomic_load(&im2col_forced) && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
+    return cpu && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
            g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1;
 #else
     (void)g;
@@ -95,6 +87,17 @@ TARGET static inline __mmask16 lanes(int left)
         PUT(d_ + 48, m3, a##P##_3, 1), PUT(d_ + 64, m4, a##P##_4, 1), PUT(d_ + 80, m5, a##P##_5, 1);                   \
     } while (0)
 #define LOAD(V, M, S) const __m512 V = _mm512_maskz_loadu_ps((M), (S))
+/* A 6 x 4 tile's sums, and the masks of its four vectors when LEFT values are left
+ * (all lanes when the caller's `full` says every tile is whole). */
+#define TILE_6x4(LEFT)                                                                                                 \
+    const __mmask16 m0 = lanes(full ? 16 : (LEFT)), m1 = lanes(full ? 16 : (LEFT)-16),                                 \
+                    m2 = lanes(full ? 16 : (LEFT)-32), m3 = lanes(full ? 16 : (LEFT)-48);                              \
+    TILE4(0);                                                                                                          \
+    TILE4(1);                                                                                                          \
+    TILE4(2);                                                                                                          \
+    TILE4(3);                                                                                                          \
+    TILE4(4);                                                                                                          \
+    TILE4(5)
 /* One step of a 6 x 4 tile: four vectors from S, times six broadcast values. */
 #define STEP_6x4(S, E0, E1, E2, E3, E4, E5)                                                                            \
     do {                                                                                                               \
@@ -148,14 +151,7 @@ BODY void forward_body(const cs_conv_geom *g, int ky, const float *const xs[FWD_
     const int kic = g->k * g->ic, oc = g->oc;
     const size_t line = (size_t)g->iw * g->ic;
     for (int o0 = 0; o0 < oc; o0 += 16 * FWD_VECS) {
-        const __mmask16 m0 = lanes(full ? 16 : oc - o0), m1 = lanes(full ? 16 : oc - o0 - 16),
-                        m2 = lanes(full ? 16 : oc - o0 - 32), m3 = lanes(full ? 16 : oc - o0 - 48);
-        TILE4(0);
-        TILE4(1);
-        TILE4(2);
-        TILE4(3);
-        TILE4(4);
-        TILE4(5);
+        TILE_6x4(oc - o0);
 #define START(P)                                                                                                       \
     do {                                                                                                               \
         const float *s_ = ky ? ys[P] + o0 : bias + o0;                                                                 \
@@ -226,19 +222,11 @@ BODY void weight_grad_body(const cs_conv_geom *g, const size_t *off, size_t n, c
     for (int ky = 0; ky < g->k; ky++)
         for (int t0 = 0; t0 < kic; t0 += WG_TAPS) {
             const int nt = kic - t0 < WG_TAPS ? kic - t0 : WG_TAPS;
-            int at[WG_TAPS]; /* a short last tile repeats its last tap; those sums are
-                                dropped */
+            int at[WG_TAPS]; /* a short last tile repeats its last tap, not added */
             for (int t = 0; t < WG_TAPS; t++) at[t] = ky * (int)line + t0 + (t < nt ? t : nt - 1);
             const int at0 = at[0], at1 = at[1], at2 = at[2], at3 = at[3], at4 = at[4], at5 = at[5];
             for (int o0 = 0; o0 < oc; o0 += 16 * WG_VECS) {
-                const __mmask16 m0 = lanes(full ? 16 : oc - o0), m1 = lanes(full ? 16 : oc - o0 - 16),
-                                m2 = lanes(full ? 16 : oc - o0 - 32), m3 = lanes(full ? 16 : oc - o0 - 48);
-                TILE4(0);
-                TILE4(1);
-                TILE4(2);
-                TILE4(3);
-                TILE4(4);
-                TILE4(5);
+                TILE_6x4(oc - o0);
                 const __m512 zero = _mm512_setzero_ps();
                 FILL4(0, zero);
                 FILL4(1, zero);

@@ -13,8 +13,7 @@
 
 #include "layers.h"
 
-/* Whether the CPU has AVX-512, the layer is stride 1 without padding, and
- * cs_conv_force_im2col() has not switched the kernels off. */
+/* Whether the CPU has AVX-512 and the layer is stride 1 without padding. */
 int cs_conv_avx512_ok(const cs_conv_geom *g);
 /* y rows = conv(x, w) + bias (overwritten). */
 void cs_conv_avx512_forward(const cs_conv_geom *g, size_t r0, size_t rows, const float *x, const float *w,

@@ -59,6 +59,10 @@ size_t cs_conv_chunk_rows(const cs_conv_geom *g, size_t col_floats);
  * over the workers. */
 void cs_conv_forward(const cs_conv_geom *g, const float *x, const float *w, const float *b, float *y,
                      const cs_scratch *s);
+/* Output rows [r0, r0 + rows) into y (rows x oc) on the calling thread; col: im2col
+ * scratch for cs_conv_chunk_rows() rows (unused by layers the direct kernels take). */
+void cs_conv_forward_rows(const cs_conv_geom *g, const float *x, const float *w, const float *b, size_t r0, size_t rows,
+                          float *y, float *col);
 /* The same, adding the output's batch statistics into `stats` chunk by chunk while
  * each chunk is in cache (for a batch norm right above). */
 void cs_conv_forward_stats(const cs_conv_geom *g, const float *x, const float *w, const float *b, float *y,
@@ -80,10 +84,13 @@ typedef struct {
 #define CS_DY_CHUNK_FLOATS ((size_t)64 * 1024)
 void cs_conv_backward_from(const cs_conv_geom *g, const float *x, const float *w, const cs_rows_source *dy, float *dx,
                            float *dw, float *db, const cs_scratch *s);
-/* Stride-1 'valid' layers run direct kernels on CPUs with AVX-512 (conv_avx512.c);
- * on = 1 sends every layer through im2col + sgemm instead (tests and benchmarks
- * compare the two). Process-wide; set it between passes, not during one. */
+/* Stride-1 'valid' layers run direct kernels: of conv.c's own for receptive fields of
+ * up to 32 taps, on CPUs with AVX-512 for longer ones (conv_avx512.c); every other
+ * layer runs im2col + sgemm. on = 1 sends every layer through im2col instead (tests
+ * and benchmarks compare the two). Process-wide; set it between passes, not during
+ * one. */
 void cs_conv_force_im2col(int on);
+int cs_conv_uses_im2col(const cs_conv_geom *g);
 
 /* y = x w + b over n rows; x is n x in, w is in x out. */
 void cs_dense_forward(int n, int in, int out, const float *x, const float *w, const float *b, float *y);
@@ -156,6 +163,10 @@ void cs_bn_act_pool_forward(const cs_bn_act_pool *b, const float *x, float *mean
 /* The forward with the statistics already in mean/inv_std (cs_conv_forward_stats). */
 void cs_bn_act_pool_apply(const cs_bn_act_pool *b, const float *x, const float *mean, const float *inv_std,
                           float *pooled, uint8_t *argmax, float *win_xhat);
+/* One row of windows: pooled row `row` (image * h/p + window row) from the p input
+ * rows it covers, which start at band (w*c floats each). */
+void cs_bn_act_pool_apply_row(const cs_bn_act_pool *b, const float *band, long row, const float *mean,
+                              const float *inv_std, float *pooled, uint8_t *argmax, float *win_xhat);
 
 /* The backward in two steps: _begin adds dgamma/dbeta (may be NULL) and fills what the
  * input gradient needs; then cs_bn_act_pool_input_grad(gr, r0, rows, dx) writes dx for
