@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "conv_block.h"
 #include "layers.h"
 #include "parallel.h"
 #include "simd.h"
@@ -75,6 +76,7 @@ void cs_exec_free(cs_exec *e)
             free(e->bn[i].win_grad);
             free(e->bn[i].win_xhat);
             free(e->bn[i].grad_consts);
+            free(e->bn[i].moments);
         }
     }
     free(e->act);
@@ -169,6 +171,40 @@ static int conv_feeds_block(const cs_exec *e, int bn)
     return below && below->kind == CS_CONV2D && below->cfg.activation == CS_ACT_LINEAR && fused_block_at(e, bn);
 }
 
+/* Layer 0 is a conv of few taps under a fused block: trained with it without storing
+ * its output (conv_block.c); g and b are set for it. */
+static int conv_block_at(const cs_exec *e, int i, cs_conv_geom *g, cs_bn_act_pool *b)
+{
+    if (i != 0 || !conv_feeds_block(e, 1)) return 0;
+    *g = cs_conv_geometry(&e->model->layers[0], e->batch);
+    *b = fused_block(e, 1);
+    return cs_conv_block_ok(g, b, &e->scratch);
+}
+
+/* Forward through layers 0..3 that way. */
+static int forward_conv_block(cs_exec *e, const float *input, const cs_conv_geom *g, const cs_bn_act_pool *b,
+                              cs_model *update_bn)
+{
+    const cs_layer *conv = &e->model->layers[0], *bnl = conv + 1;
+    cs_bn_cache *bc = &e->bn[1];
+    if (ensure_train_buffers(e, 1) != 0 || ensure_block_buffers(e, 1) != 0) return -1;
+    if (!bc->moments && !(bc->moments = malloc(cs_conv_block_moment_count(g) * sizeof(double)))) return -1;
+    const cs_layer *ul = update_bn ? &update_bn->layers[1] : NULL;
+    double t0 = e->profile ? cs_now() : 0;
+    cs_conv_block_moments(g, input, &e->scratch, bc->moments);
+    cs_conv_block_stats(g, conv->params[0].data, conv->params[1].data, bc->moments, bnl->cfg.epsilon, bc->mean,
+                        bc->inv_std, ul ? ul->params[2].data : NULL, ul ? ul->params[3].data : NULL,
+                        bnl->cfg.momentum);
+    double t1 = e->profile ? cs_now() : 0;
+    cs_conv_block_forward(g, input, conv->params[0].data, conv->params[1].data, b, bc->mean, bc->inv_std, e->act[3],
+                          bc->argmax, bc->win_xhat, &e->scratch);
+    if (e->profile) { /* the sums and statistics count as the conv's, the rest as the block's */
+        e->profile[0] += t1 - t0;
+        e->profile[1] += cs_now() - t1;
+    }
+    return 0;
+}
+
 static void forward_layer(cs_exec *e, int i, const float *x, int n, int training, cs_model *update_bn)
 {
     const cs_layer *l = &e->model->layers[i];
@@ -234,6 +270,13 @@ static void forward_range(cs_exec *e, const float *input, int n, int upto, int t
     e->top_is_dz = 0;
     for (int i = 0; i <= upto; i++) {
         if (training && ensure_train_buffers(e, i) != 0) return;
+        cs_conv_geom g;
+        cs_bn_act_pool b;
+        if (i + 3 <= upto && conv_block_at(e, i, &g, &b)) {
+            if (forward_conv_block(e, input, &g, &b, update_bn) != 0) return;
+            i += 3;
+            continue;
+        }
         double t0 = e->profile ? cs_now() : 0;
         if (i + 2 <= upto && fused_block_at(e, i)) {
             if (ensure_block_buffers(e, i) != 0) return;
@@ -388,6 +431,21 @@ static int backward_fused_block(cs_exec *e, int bn, double t0)
     const float *dpooled = e->grad[bn + 2];
     float *dgamma = pgrad(e, &l->params[0]), *dbeta = pgrad(e, &l->params[1]);
     const cs_layer *below = bn ? &m->layers[bn - 1] : NULL;
+    cs_conv_geom cg;
+    cs_bn_act_pool cb;
+    if (conv_block_at(e, bn - 1, &cg, &cb)) { /* the conv's output was never stored */
+        cs_bn_act_pool_backward_begin(&gr, dpooled, dgamma, dbeta);
+        double t1 = e->profile ? cs_now() : 0;
+        float *dw = pgrad(e, &below->params[0]), *db = pgrad(e, &below->params[1]);
+        if (dw || db)
+            cs_conv_block_param_grad(&cg, e->input, below->params[0].data, below->params[1].data, &gr,
+                                     e->bn[bn].moments, dw, db, &e->scratch);
+        if (e->profile) {
+            e->profile[m->n_layers + bn] += t1 - t0;
+            e->profile[m->n_layers + bn - 1] += cs_now() - t1;
+        }
+        return bn - 1;
+    }
     if (!conv_feeds_block(e, bn) || !e->scratch.dy_floats) {
         cs_bn_act_pool_backward(&gr, dpooled, bn ? grad_buffer(e, bn - 1) : NULL, dgamma, dbeta);
         if (e->profile) e->profile[m->n_layers + bn] += cs_now() - t0;

@@ -22,6 +22,7 @@ typedef struct {
      * for the backward. */
     uint8_t *argmax;
     float *win_xhat, *win_grad, *grad_consts;
+    double *moments; /* when the block sits on a first conv trained with it (conv_block.h) */
 } cs_bn_cache;
 
 typedef struct cs_exec {

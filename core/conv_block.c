@@ -1,0 +1,362 @@
+/*
+ * conv_block.c - a first conv with a short receptive field, trained together with the
+ * batch norm -> LeakyReLU/ReLU -> max pool block above it, without ever storing the
+ * conv's output.
+ *
+ * conv2d_1's output (26x26x32 per image, 11 MB per batch) was written once and read
+ * twice per step (the block's forward, and its input gradient in backward): passes
+ * bound by this machine's memory, not by their arithmetic. But the conv is linear in
+ * its receptive fields (patches) P_p of k*k*ic values:
+ *
+ *   y_pc = sum_t w_tc P_pt + b_c,
+ *
+ * so everything the block needs from all of y follows from two sums over the
+ * patches, s_t = sum_p P_pt and the Gram matrix G_tu = sum_p P_pt P_pu (k*k*ic = 9
+ * values: 9 + 81 doubles):
+ *   - the batch statistics: mean_c = b_c + w_c.s / N and
+ *     N var_c = w_c^T (G - s s^T / N) w_c;
+ *   - in backward, with batch norm's input gradient
+ *     dy_pc = scale_c (g_pc - mdy_c - xhat_pc mdyx_c), g being nonzero only at each
+ *     window's winner, the weight gradient sum_p P_pt dy_pc equals
+ *     scale_c (W_tc - mdy_c s_t - mdyx_c inv_c ((G w_c)_t + s_t (b_c - mean_c))),
+ *     where W_tc = sum over windows of P_winner,t g_c reads only the patches of the
+ *     winners; the bias gradient likewise.
+ * The forward computes the conv a band of rows at a time into the worker's scratch
+ * (in L1) and applies the block to it at once. All of these sums run in double; the
+ * statistics equal the ones gathered from y up to float rounding (y itself is rounded
+ * to float in the other path), and tests compare the two.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv_block.h"
+#include "simd.h"
+
+int cs_conv_block_ok(const cs_conv_geom *g, const cs_bn_act_pool *b, const cs_scratch *s)
+{
+    const size_t kdim = (size_t)g->k * g->k * g->ic;
+    return kdim <= CS_CONV_BLOCK_MAX_TAPS && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
+           g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1 && b->h == g->oh && b->w == g->ow &&
+           b->c == g->oc && b->p >= 1 && b->p * b->p <= 255 && s->col_floats >= (size_t)b->p * g->ow * g->oc &&
+           s->col_floats >= kdim * g->oh * g->ow && cs_conv_uses_im2col(g) == 0;
+}
+
+size_t cs_conv_block_moment_count(const cs_conv_geom *g)
+{
+    const size_t kdim = (size_t)g->k * g->k * g->ic;
+    return kdim + kdim * kdim;
+}
+
+/* Offsets of a patch's taps from its corner, in (ky, kx, c) order: the kernel's rows. */
+static int tap_offsets(const cs_conv_geom *g, int *off)
+{
+    int j = 0;
+    for (int ky = 0; ky < g->k; ky++)
+        for (int kx = 0; kx < g->k; kx++)
+            for (int c = 0; c < g->ic; c++) off[j++] = (ky * g->iw + kx) * g->ic + c;
+    return j;
+}
+
+/* The corner of the patch of conv output position (oy, ox) of image img of x. */
+static inline const float *patch_corner(const cs_conv_geom *g, const float *x, long img, int oy, int ox)
+{
+    return x + (((size_t)img * g->ih + oy) * g->iw + ox) * g->ic;
+}
+
+/* ---- the patches' sums ---- */
+
+typedef struct {
+    const cs_conv_geom *g;
+    const float *x;
+    const cs_scratch *s;
+    double *parts; /* [workers][moments] */
+} moments_job;
+
+/* sum[t] += sum_p taps[t][p] and gram[t][u] += sum_p taps[t][p] taps[u][p] (u <= t)
+ * over pos positions, in double (products of floats are exact in double): eight
+ * positions at a time, every pair's eight lanes summed apart, so that the loop is
+ * vector operations with no dependence between neighbouring pairs. (One dsyrk per
+ * image spent most of its time packing a 10 x 676 matrix.) */
+CS_WIDE_CLONES static void add_moments(const float *taps, size_t pos, int kdim, double *sum, double *gram)
+{
+    enum { L = 8 };
+    double lane_sum[CS_CONV_BLOCK_MAX_TAPS][L] = {{0}}, lane_gram[CS_CONV_BLOCK_MAX_TAPS * CS_CONV_BLOCK_MAX_TAPS][L];
+    for (int i = 0; i < kdim * kdim; i++)
+        for (int l = 0; l < L; l++) lane_gram[i][l] = 0;
+    size_t p0 = 0;
+    for (; p0 + L <= pos; p0 += L) {
+        double a[CS_CONV_BLOCK_MAX_TAPS][L];
+        for (int t = 0; t < kdim; t++)
+            for (int l = 0; l < L; l++) a[t][l] = taps[(size_t)t * pos + p0 + l];
+        for (int t = 0; t < kdim; t++) {
+            for (int l = 0; l < L; l++) lane_sum[t][l] += a[t][l];
+            for (int u = 0; u <= t; u++)
+                for (int l = 0; l < L; l++) lane_gram[t * kdim + u][l] += a[t][l] * a[u][l];
+        }
+    }
+    for (int t = 0; t < kdim; t++) {
+        double st = 0;
+        for (int l = 0; l < L; l++) st += lane_sum[t][l];
+        for (size_t p = p0; p < pos; p++) st += taps[(size_t)t * pos + p];
+        sum[t] += st;
+        for (int u = 0; u <= t; u++) {
+            double g = 0;
+            for (int l = 0; l < L; l++) g += lane_gram[t * kdim + u][l];
+            for (size_t p = p0; p < pos; p++) g += (double)taps[(size_t)t * pos + p] * taps[(size_t)u * pos + p];
+            gram[t * kdim + u] += g;
+        }
+    }
+}
+
+/* Per image: the patches' taps as kdim rows of oh*ow values in the worker's scratch,
+ * then their sums. */
+static void moments_range(void *ctx, long begin, long end, int worker)
+{
+    const moments_job *j = ctx;
+    const cs_conv_geom *g = j->g;
+    int off[CS_CONV_BLOCK_MAX_TAPS];
+    const int kdim = tap_offsets(g, off);
+    const size_t pos = (size_t)g->oh * g->ow;
+    float *taps = j->s->col[worker];
+    double *sum = j->parts + (size_t)worker * (kdim + kdim * kdim), *gram = sum + kdim;
+    for (long img = begin; img < end; img++) {
+        const float *xi = j->x + (size_t)img * g->ih * g->iw * g->ic;
+        for (int t = 0; t < kdim; t++) {
+            float *row = taps + (size_t)t * pos;
+            for (int oy = 0; oy < g->oh; oy++, row += g->ow) {
+                const float *src = xi + (size_t)oy * g->iw * g->ic + off[t];
+                if (g->ic == 1) memcpy(row, src, (size_t)g->ow * sizeof(float));
+                else
+                    for (int ox = 0; ox < g->ow; ox++) row[ox] = src[(size_t)ox * g->ic];
+            }
+        }
+        add_moments(taps, pos, kdim, sum, gram);
+    }
+}
+
+void cs_conv_block_moments(const cs_conv_geom *g, const float *x, const cs_scratch *s, double *moments)
+{
+    const size_t m = cs_conv_block_moment_count(g);
+    const int kdim = g->k * g->k * g->ic;
+    double *parts = calloc((size_t)s->workers * m, sizeof(double));
+    memset(moments, 0, m * sizeof(double));
+    if (!parts) return;
+    moments_job j = {.g = g, .x = x, .s = s, .parts = parts};
+    cs_parallel_run(g->n, 1, s->workers, moments_range, &j);
+    for (int w = 0; w < s->workers; w++)
+        for (size_t i = 0; i < m; i++) moments[i] += parts[(size_t)w * m + i];
+    double *gram = moments + kdim; /* only the lower triangle was summed */
+    for (int t = 0; t < kdim; t++)
+        for (int u = t + 1; u < kdim; u++) gram[t * kdim + u] = gram[u * kdim + t];
+    free(parts);
+}
+
+void cs_conv_block_stats(const cs_conv_geom *g, const float *w, const float *b, const double *moments, float eps,
+                         float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum)
+{
+    const int kdim = g->k * g->k * g->ic, oc = g->oc;
+    const double n = (double)g->n * g->oh * g->ow, *sum = moments, *gram = moments + kdim;
+    cs_bn_stats st;
+    if (cs_bn_stats_init(&st, oc) != 0) return;
+    /* The patches' covariance times n: G - s s^T / n. */
+    double cov[CS_CONV_BLOCK_MAX_TAPS * CS_CONV_BLOCK_MAX_TAPS];
+    for (int t = 0; t < kdim; t++)
+        for (int u = 0; u < kdim; u++) cov[t * kdim + u] = gram[t * kdim + u] - sum[t] * sum[u] / n;
+    for (int c = 0; c < oc; c++) {
+        double mc = 0, m2 = 0;
+        for (int t = 0; t < kdim; t++) {
+            const double wt = w[(size_t)t * oc + c];
+            mc += wt * sum[t];
+            double row = 0;
+            for (int u = 0; u < kdim; u++) row += cov[t * kdim + u] * w[(size_t)u * oc + c];
+            m2 += wt * row;
+        }
+        st.sums[c] = b[c] + mc / n;     /* mean */
+        st.sums[oc + c] = m2 > 0 ? m2 : 0; /* M2: n times the (biased) variance */
+    }
+    st.rows[0] = n;
+    cs_bn_stats_finish(&st, eps, mean, inv_std, moving_mean, moving_var, momentum);
+}
+
+/* ---- forward ---- */
+
+typedef struct {
+    const cs_conv_geom *g;
+    const cs_bn_act_pool *b;
+    const float *x, *w, *bias, *mean, *inv_std;
+    float *pooled, *win_xhat;
+    uint8_t *argmax;
+    const cs_scratch *s;
+} forward_job;
+
+/* Each row of windows: the p conv rows it covers into the worker's scratch, then the
+ * block over them while they are in L1. */
+static void forward_range(void *ctx, long begin, long end, int worker)
+{
+    const forward_job *j = ctx;
+    const cs_conv_geom *g = j->g;
+    const int p = j->b->p, oh = j->b->h / p;
+    float *band = j->s->col[worker];
+    for (long row = begin; row < end; row++) {
+        const long img = row / oh, oy = row % oh;
+        const size_t r0 = ((size_t)img * g->oh + (size_t)oy * p) * g->ow;
+        cs_conv_forward_rows(g, j->x, j->w, j->bias, r0, (size_t)p * g->ow, band, NULL);
+        cs_bn_act_pool_apply_row(j->b, band, row, j->mean, j->inv_std, j->pooled, j->argmax, j->win_xhat);
+    }
+}
+
+void cs_conv_block_forward(const cs_conv_geom *g, const float *x, const float *w, const float *bias,
+                           const cs_bn_act_pool *b, const float *mean, const float *inv_std, float *pooled,
+                           uint8_t *argmax, float *win_xhat, const cs_scratch *s)
+{
+    forward_job j = {.g = g, .b = b, .x = x, .w = w, .bias = bias, .mean = mean, .inv_std = inv_std,
+                     .pooled = pooled, .win_xhat = win_xhat, .argmax = argmax, .s = s};
+    const long rows = (long)g->n * (b->h / b->p);
+    cs_parallel_run(rows, cs_parallel_grain((long)b->p * g->ow * g->oc * g->k * g->k * g->ic, 1), s->workers,
+                    forward_range, &j);
+}
+
+/* ---- backward ---- */
+
+typedef struct {
+    const cs_conv_geom *g;
+    const cs_bn_act_pool_grad *gr;
+    const float *x;
+    double *parts; /* [workers][kdim * oc + oc]: sum over windows of P_winner g, then of g */
+    const cs_scratch *s;
+} grad_job;
+
+/* One image's sums into acc (kdim x oc, then oc): for each window and each of its p*p
+ * positions, the gradient of the channels that position won, times its patch. */
+CS_WIDE_CLONES static void winners_of_image(const cs_conv_geom *g, const cs_bn_act_pool_grad *gr, const float *xin,
+                                            long img, const int *off, int kdim, float *restrict acc)
+{
+    const cs_bn_act_pool *b = gr->b;
+    const int p = b->p, oh = b->h / p, ow = b->w / p, oc = g->oc;
+    float *gsum = acc + (size_t)kdim * oc, gq[oc];
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            const size_t o = (((size_t)img * oh + oy) * ow + ox) * oc;
+            const uint8_t *won = gr->argmax + o;
+            const float *gw = gr->win_grad + o;
+            for (int c = 0; c < oc; c++) gsum[c] += gw[c];
+            for (int q = 0; q < p * p; q++) {
+                const float *corner = patch_corner(g, xin, img, oy * p + q / p, ox * p + q % p);
+                for (int c = 0; c < oc; c++) gq[c] = won[c] == q ? gw[c] : 0.0f;
+                for (int t = 0; t < kdim; t++) {
+                    const float v = corner[off[t]];
+                    float *at = acc + (size_t)t * oc;
+                    for (int c = 0; c < oc; c++) at[c] += v * gq[c];
+                }
+            }
+        }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* The same for up to WIN_TAPS taps and a multiple of 16 channels on AVX-512: 16
+ * channels at a time, their sums for every tap in registers across the image (one
+ * image's 169 windows add few enough floats to stay exact to float rounding). */
+#define WIN_TAPS 9
+__attribute__((target("avx512f"))) static void winners_of_image_avx512(const cs_conv_geom *g,
+                                                                      const cs_bn_act_pool_grad *gr, const float *xin,
+                                                                      long img, const int *off, int kdim, float *acc)
+{
+    const cs_bn_act_pool *b = gr->b;
+    const int p = b->p, oh = b->h / p, ow = b->w / p, oc = g->oc;
+    int o9[WIN_TAPS]; /* taps past kdim read tap 0; their sums are dropped */
+    for (int t = 0; t < WIN_TAPS; t++) o9[t] = off[t < kdim ? t : 0];
+    for (int c0 = 0; c0 < oc; c0 += 16) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0,
+               as = a0;
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                const size_t o = (((size_t)img * oh + oy) * ow + ox) * oc + c0;
+                const __m512i won = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(gr->argmax + o)));
+                const __m512 gv = _mm512_loadu_ps(gr->win_grad + o);
+                as = _mm512_add_ps(as, gv);
+                for (int q = 0; q < p * p; q++) {
+                    const float *x = patch_corner(g, xin, img, oy * p + q / p, ox * p + q % p);
+                    const __m512 gq = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(won, _mm512_set1_epi32(q)), gv);
+                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[o9[0]]), gq, a0);
+                    a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[o9[1]]), gq, a1);
+                    a2 = _mm512_fmadd_ps(_mm512_set1_ps(x[o9[2]]), gq, a2);
+                    a3 = _mm512_fmadd_ps(_mm512_set1_ps(x[o9[3]]), gq, a3);
+                    a4 = _mm512_fmadd_ps(_mm512_set1_ps(x[o9[4]]), gq, a4);
+                    a5 = _mm512_fmadd_ps(_mm512_set1_ps(x[o9[5]]), gq, a5);
+                    a6 = _mm512_fmadd_ps(_mm512_set1_ps(x[o9[6]]), gq, a6);
+                    a7 = _mm512_fmadd_ps(_mm512_set1_ps(x[o9[7]]), gq, a7);
+                    a8 = _mm512_fmadd_ps(_mm512_set1_ps(x[o9[8]]), gq, a8);
+                }
+            }
+        const __m512 sums[WIN_TAPS] = {a0, a1, a2, a3, a4, a5, a6, a7, a8};
+        for (int t = 0; t < kdim; t++) _mm512_storeu_ps(acc + (size_t)t * oc + c0, sums[t]);
+        _mm512_storeu_ps(acc + (size_t)kdim * oc + c0, as);
+    }
+}
+
+static int avx512_winners_ok(const cs_conv_geom *g, int kdim)
+{
+    return kdim <= WIN_TAPS && g->oc % 16 == 0 && __builtin_cpu_supports("avx512f");
+}
+#else
+static int avx512_winners_ok(const cs_conv_geom *g, int kdim)
+{
+    (void)g, (void)kdim;
+    return 0;
+}
+#define winners_of_image_avx512 winners_of_image
+#endif
+
+/* Per image in float in the worker's scratch, then into the worker's double sums. */
+static void winners_range(void *ctx, long begin, long end, int worker)
+{
+    const grad_job *j = ctx;
+    const cs_conv_geom *g = j->g;
+    int off[CS_CONV_BLOCK_MAX_TAPS];
+    const int kdim = tap_offsets(g, off), fast = avx512_winners_ok(g, kdim);
+    const size_t m = (size_t)kdim * g->oc + g->oc;
+    float *acc = j->s->col[worker];
+    double *part = j->parts + (size_t)worker * m;
+    for (long img = begin; img < end; img++) {
+        if (fast) winners_of_image_avx512(g, j->gr, j->x, img, off, kdim, acc); /* stores every sum */
+        else {
+            memset(acc, 0, m * sizeof(float));
+            winners_of_image(g, j->gr, j->x, img, off, kdim, acc);
+        }
+        for (size_t i = 0; i < m; i++) part[i] += acc[i];
+    }
+}
+
+void cs_conv_block_param_grad(const cs_conv_geom *g, const float *x, const float *w, const float *b,
+                              const cs_bn_act_pool_grad *gr, const double *moments, float *dw, float *db,
+                              const cs_scratch *s)
+{
+    const int kdim = g->k * g->k * g->ic, oc = g->oc;
+    const size_t m = (size_t)kdim * oc + oc;
+    double *parts = calloc((size_t)s->workers * m, sizeof(double));
+    if (!parts || s->col_floats < m) {
+        free(parts);
+        return;
+    }
+    grad_job j = {.g = g, .gr = gr, .x = x, .parts = parts, .s = s};
+    cs_parallel_run(g->n, 1, s->workers, winners_range, &j);
+    for (int wk = 1; wk < s->workers; wk++)
+        for (size_t i = 0; i < m; i++) parts[i] += parts[(size_t)wk * m + i];
+    const double n = (double)g->n * g->oh * g->ow, *sum = moments, *gram = moments + kdim;
+    const double *win = parts, *gsum = parts + (size_t)kdim * oc;
+    for (int c = 0; c < oc; c++) {
+        const double scale = gr->scale[c], mdy = gr->mean_dy[c], k = (double)gr->mean_dyx[c] * gr->inv_std[c],
+                     shift = (double)b[c] - gr->mean[c];
+        /* sum_p y_pc - n mean_c, and each tap's sum_p P_pt (y_pc - mean_c) */
+        double ysum = n * shift;
+        for (int t = 0; t < kdim; t++) ysum += sum[t] * w[(size_t)t * oc + c];
+        for (int t = 0; t < kdim; t++) {
+            double py = sum[t] * shift;
+            for (int u = 0; u < kdim; u++) py += gram[t * kdim + u] * w[(size_t)u * oc + c];
+            if (dw) dw[(size_t)t * oc + c] += (float)(scale * (win[(size_t)t * oc + c] - mdy * sum[t] - k * py));
+        }
+        if (db) db[c] += (float)(scale * (gsum[c] - mdy * n - k * ysum));
+    }
+    free(parts);
+}
