@@ -7,7 +7,8 @@
  * Geometries: conv2d_1's own (3x3 over one channel, 32 outputs); two channels, 48
  * outputs and a 3x3 pool that leaves a ragged edge (those outputs still reach the
  * gradient through the batch mean); three channels and 20 outputs (no multiple of 16:
- * the plain C path for the winners), with ReLU.
+ * the plain C path for the winners), with ReLU. The block's own forward is also held to
+ * a plain loop, bit for bit.
  */
 #include <stdlib.h>
 
@@ -43,6 +44,27 @@ static double max_diff(const float *a, const float *b, size_t n)
     for (size_t i = 0; i < n; i++)
         if (!(fabs(a[i] - b[i]) <= m)) m = fabs(a[i] - b[i]);
     return m;
+}
+
+/* The block's forward written out plainly: normalise, scale and shift, activate, and
+ * the first maximum of each window, with the float operations of the unfused layers
+ * (this file is built without fused multiply-adds), so the same bits are expected. */
+static void reference_block(const cs_bn_act_pool *b, const float *y, const float *mean, const float *inv,
+                            float *pooled, uint8_t *argmax, float *win_xhat)
+{
+    const int ph = b->h / b->p, pw = b->w / b->p, c = b->c;
+    for (int n = 0; n < b->n; n++)
+        for (int oy = 0; oy < ph; oy++)
+            for (int ox = 0; ox < pw; ox++)
+                for (int k = 0; k < c; k++) {
+                    const size_t o = (((size_t)n * ph + oy) * pw + ox) * c + k;
+                    for (int q = 0; q < b->p * b->p; q++) {
+                        const int yy = oy * b->p + q / b->p, xx = ox * b->p + q % b->p;
+                        const float h = (y[(((size_t)n * b->h + yy) * b->w + xx) * c + k] - mean[k]) * inv[k];
+                        const float v = b->gamma[k] * h + b->beta[k], a = v * (v > 0 ? 1.0f : b->alpha);
+                        if (q == 0 || a > pooled[o]) pooled[o] = a, argmax[o] = (uint8_t)q, win_xhat[o] = h;
+                    }
+                }
 }
 
 static void check_case(const block_case *t)
@@ -92,11 +114,15 @@ static void check_case(const block_case *t)
     float *p1 = malloc(pooled * sizeof(float)), *p2 = malloc(pooled * sizeof(float));
     float *wx1 = malloc(pooled * sizeof(float)), *wx2 = malloc(pooled * sizeof(float));
     uint8_t *am1 = malloc(pooled), *am2 = malloc(pooled);
-    cs_bn_act_pool_apply(&blk, y, mean, inv, p1, am1, wx1);
+    reference_block(&blk, y, mean, inv, p1, am1, wx1);
     cs_conv_block_forward(&g, x, w, b, &blk, mean, inv, p2, am2, wx2, &s);
     CHECK(memcmp(p1, p2, pooled * sizeof(float)) == 0 && memcmp(am1, am2, pooled) == 0 &&
               memcmp(wx1, wx2, pooled * sizeof(float)) == 0,
           "%s: pooled values, winners and their inputs differ", what);
+    cs_bn_act_pool_apply(&blk, y, mean, inv, p2, am2, wx2); /* the block on the stored output */
+    CHECK(memcmp(p1, p2, pooled * sizeof(float)) == 0 && memcmp(am1, am2, pooled) == 0 &&
+              memcmp(wx1, wx2, pooled * sizeof(float)) == 0,
+          "%s: the block on the stored output differs", what);
 
     /* Backward: the conv's weight and bias gradients. */
     float *grad_consts = malloc(3 * c * sizeof(float)), *win_grad = malloc(pooled * sizeof(float));
