@@ -8,8 +8,10 @@
  * memory a pass needs stays bounded however large the image (VGG16's first layers
  * would otherwise need a 115 MB im2col each). Each chunk's output can feed a batch
  * norm's statistics while it is in cache, and in backward each chunk's dy can come
- * from the layer above as it is needed (cs_rows_source). Layers with a very short
- * receptive field (the first: 3x3 over one channel) skip im2col and sgemm altogether.
+ * from the layer above as it is needed (cs_rows_source). Stride-1 'valid' layers skip
+ * im2col and sgemm altogether: those with a very short receptive field (the first:
+ * 3x3 over one channel) through the kernels below, longer ones through the AVX-512
+ * kernels of conv_avx512.c on CPUs that have it.
  */
 #include <cblas.h>
 #include <stdatomic.h>

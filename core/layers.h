@@ -27,7 +27,7 @@ typedef struct {
  * (parallel.h), so ranges of one layer run at once without sharing buffers. */
 typedef struct {
     int workers;
-    float *col[CS_MAX_WORKERS]; /* im2col rows, col_floats each */
+    float *col[CS_MAX_WORKERS]; /* im2col rows (or another kernel's worker-local scratch), col_floats each */
     size_t col_floats;
     float *part[CS_MAX_WORKERS]; /* workers > 0: partial parameter gradients, part_floats each */
     size_t part_floats;
