@@ -38,13 +38,20 @@ int cs_conv_block_ok(const cs_conv_geom *g, const cs_bn_act_pool *b, const cs_sc
     return kdim <= CS_CONV_BLOCK_MAX_TAPS && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
            g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1 && b->h == g->oh && b->w == g->ow &&
            b->c == g->oc && b->p >= 1 && b->p * b->p <= 255 && s->col_floats >= (size_t)b->p * g->ow * g->oc &&
-           s->col_floats >= kdim * g->oh * g->ow && cs_conv_uses_im2col(g) == 0;
+           s->col_floats >= kdim * g->oh * g->ow && s->col_floats >= (kdim + 1) * g->oc && cs_conv_uses_im2col(g) == 0;
 }
 
 size_t cs_conv_block_moment_count(const cs_conv_geom *g)
 {
     const size_t kdim = (size_t)g->k * g->k * g->ic;
     return kdim + kdim * kdim;
+}
+
+/* Per worker: the moments, or the winners' sums (kdim x oc, then oc). */
+size_t cs_conv_block_work_count(const cs_conv_geom *g, int workers)
+{
+    const size_t kdim = (size_t)g->k * g->k * g->ic, m = cs_conv_block_moment_count(g), w = (kdim + 1) * g->oc;
+    return (size_t)workers * (m > w ? m : w);
 }
 
 /* Offsets of a patch's taps from its corner, in (ky, kx, c) order: the kernel's rows. */
@@ -61,6 +68,13 @@ static int tap_offsets(const cs_conv_geom *g, int *off)
 static inline const float *patch_corner(const cs_conv_geom *g, const float *x, long img, int oy, int ox)
 {
     return x + (((size_t)img * g->ih + oy) * g->iw + ox) * g->ic;
+}
+
+/* Offsets of the p*p positions of a pool window from its first, in the conv's input
+ * (a patch corner moves as its output position does). */
+static void window_offsets(const cs_conv_geom *g, int p, int *qoff)
+{
+    for (int q = 0; q < p * p; q++) qoff[q] = ((q / p) * g->iw + q % p) * g->ic;
 }
 
 /* ---- the patches' sums ---- */
@@ -134,13 +148,13 @@ static void moments_range(void *ctx, long begin, long end, int worker)
     }
 }
 
-void cs_conv_block_moments(const cs_conv_geom *g, const float *x, const cs_scratch *s, double *moments)
+void cs_conv_block_moments(const cs_conv_geom *g, const float *x, const cs_scratch *s, double *moments,
+                           double *parts)
 {
     const size_t m = cs_conv_block_moment_count(g);
     const int kdim = g->k * g->k * g->ic;
-    double *parts = calloc((size_t)s->workers * m, sizeof(double));
     memset(moments, 0, m * sizeof(double));
-    if (!parts) return;
+    memset(parts, 0, (size_t)s->workers * m * sizeof(double));
     moments_job j = {.g = g, .x = x, .s = s, .parts = parts};
     cs_parallel_run(g->n, 1, s->workers, moments_range, &j);
     for (int w = 0; w < s->workers; w++)
@@ -148,7 +162,6 @@ void cs_conv_block_moments(const cs_conv_geom *g, const float *x, const cs_scrat
     double *gram = moments + kdim; /* only the lower triangle was summed */
     for (int t = 0; t < kdim; t++)
         for (int u = t + 1; u < kdim; u++) gram[t * kdim + u] = gram[u * kdim + t];
-    free(parts);
 }
 
 void cs_conv_block_stats(const cs_conv_geom *g, const float *w, const float *b, const double *moments, float eps,
@@ -234,14 +247,17 @@ CS_WIDE_CLONES static void winners_of_image(const cs_conv_geom *g, const cs_bn_a
     const cs_bn_act_pool *b = gr->b;
     const int p = b->p, oh = b->h / p, ow = b->w / p, oc = g->oc;
     float *gsum = acc + (size_t)kdim * oc, gq[oc];
+    int qoff[p * p];
+    window_offsets(g, p, qoff);
     for (int oy = 0; oy < oh; oy++)
         for (int ox = 0; ox < ow; ox++) {
             const size_t o = (((size_t)img * oh + oy) * ow + ox) * oc;
             const uint8_t *won = gr->argmax + o;
             const float *gw = gr->win_grad + o;
             for (int c = 0; c < oc; c++) gsum[c] += gw[c];
+            const float *window = patch_corner(g, xin, img, oy * p, ox * p);
             for (int q = 0; q < p * p; q++) {
-                const float *corner = patch_corner(g, xin, img, oy * p + q / p, ox * p + q % p);
+                const float *corner = window + qoff[q];
                 for (int c = 0; c < oc; c++) gq[c] = won[c] == q ? gw[c] : 0.0f;
                 for (int t = 0; t < kdim; t++) {
                     const float v = corner[off[t]];
@@ -264,7 +280,8 @@ __attribute__((target("avx512f"))) static void winners_of_image_avx512(const cs_
 {
     const cs_bn_act_pool *b = gr->b;
     const int p = b->p, oh = b->h / p, ow = b->w / p, oc = g->oc;
-    int o9[WIN_TAPS]; /* taps past kdim read tap 0; their sums are dropped */
+    int o9[WIN_TAPS], qoff[p * p]; /* taps past kdim read tap 0; their sums are dropped */
+    window_offsets(g, p, qoff);
     for (int t = 0; t < WIN_TAPS; t++) o9[t] = off[t < kdim ? t : 0];
     for (int c0 = 0; c0 < oc; c0 += 16) {
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0,
@@ -275,8 +292,9 @@ __attribute__((target("avx512f"))) static void winners_of_image_avx512(const cs_
                 const __m512i won = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(gr->argmax + o)));
                 const __m512 gv = _mm512_loadu_ps(gr->win_grad + o);
                 as = _mm512_add_ps(as, gv);
+                const float *window = patch_corner(g, xin, img, oy * p, ox * p);
                 for (int q = 0; q < p * p; q++) {
-                    const float *x = patch_corner(g, xin, img, oy * p + q / p, ox * p + q % p);
+                    const float *x = window + qoff[q];
                     const __m512 gq = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(won, _mm512_set1_epi32(q)), gv);
                     a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[o9[0]]), gq, a0);
                     a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[o9[1]]), gq, a1);
@@ -330,15 +348,11 @@ static void winners_range(void *ctx, long begin, long end, int worker)
 
 void cs_conv_block_param_grad(const cs_conv_geom *g, const float *x, const float *w, const float *b,
                               const cs_bn_act_pool_grad *gr, const double *moments, float *dw, float *db,
-                              const cs_scratch *s)
+                              const cs_scratch *s, double *parts)
 {
     const int kdim = g->k * g->k * g->ic, oc = g->oc;
     const size_t m = (size_t)kdim * oc + oc;
-    double *parts = calloc((size_t)s->workers * m, sizeof(double));
-    if (!parts || s->col_floats < m) {
-        free(parts);
-        return;
-    }
+    memset(parts, 0, (size_t)s->workers * m * sizeof(double));
     grad_job j = {.g = g, .gr = gr, .x = x, .parts = parts, .s = s};
     cs_parallel_run(g->n, 1, s->workers, winners_range, &j);
     for (int wk = 1; wk < s->workers; wk++)
@@ -358,5 +372,4 @@ void cs_conv_block_param_grad(const cs_conv_geom *g, const float *x, const float
         }
         if (db) db[c] += (float)(scale * (gsum[c] - mdy * n - k * ysum));
     }
-    free(parts);
 }

@@ -18,8 +18,11 @@
 int cs_conv_block_ok(const cs_conv_geom *g, const cs_bn_act_pool *b, const cs_scratch *s);
 /* Doubles of the patches' sums that the forward keeps for the backward. */
 size_t cs_conv_block_moment_count(const cs_conv_geom *g);
+/* Doubles of work space the two passes below need with `workers` workers. */
+size_t cs_conv_block_work_count(const cs_conv_geom *g, int workers);
 /* The patches' sums over the batch x. */
-void cs_conv_block_moments(const cs_conv_geom *g, const float *x, const cs_scratch *s, double *moments);
+void cs_conv_block_moments(const cs_conv_geom *g, const float *x, const cs_scratch *s, double *moments,
+                           double *work);
 /* The batch statistics of the conv's output, from the sums: as cs_bn_stats_finish sets them. */
 void cs_conv_block_stats(const cs_conv_geom *g, const float *w, const float *b, const double *moments, float eps,
                          float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum);
@@ -32,6 +35,6 @@ void cs_conv_block_forward(const cs_conv_geom *g, const float *x, const float *w
  * (either may be NULL). */
 void cs_conv_block_param_grad(const cs_conv_geom *g, const float *x, const float *w, const float *b,
                               const cs_bn_act_pool_grad *gr, const double *moments, float *dw, float *db,
-                              const cs_scratch *s);
+                              const cs_scratch *s, double *work);
 
 #endif

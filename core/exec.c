@@ -188,10 +188,16 @@ static int forward_conv_block(cs_exec *e, const float *input, const cs_conv_geom
     const cs_layer *conv = &e->model->layers[0], *bnl = conv + 1;
     cs_bn_cache *bc = &e->bn[1];
     if (ensure_train_buffers(e, 1) != 0 || ensure_block_buffers(e, 1) != 0) return -1;
-    if (!bc->moments && !(bc->moments = malloc(cs_conv_block_moment_count(g) * sizeof(double)))) return -1;
+    /* The moments, then the work space of both passes (allocated here, where a failure
+     * can be reported, for the backward too). */
+    if (!bc->moments &&
+        !(bc->moments = malloc((cs_conv_block_moment_count(g) + cs_conv_block_work_count(g, e->scratch.workers)) *
+                               sizeof(double))))
+        return -1;
+    double *work = bc->moments + cs_conv_block_moment_count(g);
     const cs_layer *ul = update_bn ? &update_bn->layers[1] : NULL;
     double t0 = e->profile ? cs_now() : 0;
-    cs_conv_block_moments(g, input, &e->scratch, bc->moments);
+    cs_conv_block_moments(g, input, &e->scratch, bc->moments, work);
     cs_conv_block_stats(g, conv->params[0].data, conv->params[1].data, bc->moments, bnl->cfg.epsilon, bc->mean,
                         bc->inv_std, ul ? ul->params[2].data : NULL, ul ? ul->params[3].data : NULL,
                         bnl->cfg.momentum);
@@ -439,7 +445,8 @@ static int backward_fused_block(cs_exec *e, int bn, double t0)
         float *dw = pgrad(e, &below->params[0]), *db = pgrad(e, &below->params[1]);
         if (dw || db)
             cs_conv_block_param_grad(&cg, e->input, below->params[0].data, below->params[1].data, &gr,
-                                     e->bn[bn].moments, dw, db, &e->scratch);
+                                     e->bn[bn].moments, dw, db, &e->scratch,
+                                     e->bn[bn].moments + cs_conv_block_moment_count(&cg));
         if (e->profile) {
             e->profile[m->n_layers + bn] += t1 - t0;
             e->profile[m->n_layers + bn - 1] += cs_now() - t1;

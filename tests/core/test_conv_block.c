@@ -100,10 +100,11 @@ static void check_case(const block_case *t)
     cs_conv_forward(&g, x, w, b, y, &s);
     cs_bn_batch_stats(rows, c, y, blk.eps, mean, inv, mm, mv, 0.99f);
     /* This way. */
-    double *moments = malloc(cs_conv_block_moment_count(&g) * sizeof(double));
+    double *moments = malloc(cs_conv_block_moment_count(&g) * sizeof(double)),
+           *work = malloc(cs_conv_block_work_count(&g, s.workers) * sizeof(double));
     float *mean2 = malloc(2 * c * sizeof(float)), *inv2 = mean2 + c, *mm2 = calloc(2 * c, sizeof(float)),
           *mv2 = mm2 + c;
-    cs_conv_block_moments(&g, x, &s, moments);
+    cs_conv_block_moments(&g, x, &s, moments, work);
     cs_conv_block_stats(&g, w, b, moments, blk.eps, mean2, inv2, mm2, mv2, 0.99f);
     double scale_m = max_abs(mean, c), e;
     CHECK((e = max_diff(mean, mean2, c)) <= 1e-6 * scale_m, "%s: batch mean off by %.2e (of %.2e)", what, e, scale_m);
@@ -134,7 +135,7 @@ static void check_case(const block_case *t)
     float *dw2 = calloc(kw, sizeof(float)), *db2 = calloc(c, sizeof(float));
     cs_rows_source src = {cs_bn_act_pool_input_grad, &gr};
     cs_conv_backward_from(&g, x, w, &src, NULL, dw1, db1, &s);
-    cs_conv_block_param_grad(&g, x, w, b, &gr, moments, dw2, db2, &s);
+    cs_conv_block_param_grad(&g, x, w, b, &gr, moments, dw2, db2, &s, work);
     const double scale_w = max_abs(dw1, kw);
     CHECK(scale_w > 1e-3, "%s: a weight gradient to compare (%.2e)", what, scale_w);
     CHECK((e = max_diff(dw1, dw2, kw)) <= 1e-4 * scale_w, "%s: weight gradient off by %.2e (of %.2e)", what, e,
@@ -146,7 +147,7 @@ static void check_case(const block_case *t)
 
     for (int i = 0; i < s.workers; i++) free(s.col[i]), free(s.part[i]), free(s.dy[i]);
     free(x), free(w), free(b), free(gamma), free(beta), free(dpooled), free(y), free(mean), free(mm);
-    free(moments), free(mean2), free(mm2), free(p1), free(p2), free(wx1), free(wx2), free(am1), free(am2);
+    free(moments), free(work), free(mean2), free(mm2), free(p1), free(p2), free(wx1), free(wx2), free(am1), free(am2);
     free(grad_consts), free(win_grad), free(dw1), free(db1), free(dw2), free(db2);
 }
 

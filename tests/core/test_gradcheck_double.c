@@ -150,7 +150,7 @@ static double ref_loss(const ref_case *rc, const double *pblock)
 }
 
 /* fuse: the layers one by one, or batch norm -> LeakyReLU -> max pool as one block
- * (as training runs them). */
+ * and the first conv with its block (as training runs them). */
 static void check_against_reference(int fuse)
 {
     enum { N = 4 };
@@ -170,6 +170,9 @@ static void check_against_reference(int fuse)
     cs_exec_seed_dropout(e, 5);
     e->fuse = fuse;
     cs_exec_forward(e, x, N, 1, NULL);
+    /* Fused, the first conv trains with its block from its input patches' sums
+     * (conv_block.c), which only that path keeps. */
+    CHECK((e->bn[1].moments != NULL) == fuse, "first conv %s through its patches' sums", fuse ? "trained" : "not trained");
     float core_loss = cs_exec_xent(e, labels, NULL);
     cs_exec_backward(e, -1);
     core_loss += cs_model_penalty(m, e->param_grad);
