@@ -20,7 +20,8 @@
  *     window's winner, the weight gradient sum_p P_pt dy_pc equals
  *     scale_c (W_tc - mdy_c s_t - mdyx_c inv_c ((G w_c)_t + s_t (b_c - mean_c))),
  *     where W_tc = sum over windows of P_winner,t g_c reads only the patches of the
- *     winners; the bias gradient likewise.
+ *     winners; the bias gradient likewise. The same pass over the windows computes g
+ *     and batch norm's own sums, so g is never stored either.
  * The forward computes the conv a band of rows at a time into the worker's scratch
  * (in L1) and applies the block to it at once. All of these sums run in double; the
  * statistics equal the ones gathered from y up to float rounding (y itself is rounded
@@ -38,7 +39,7 @@ int cs_conv_block_ok(const cs_conv_geom *g, const cs_bn_act_pool *b, const cs_sc
     return kdim <= CS_CONV_BLOCK_MAX_TAPS && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
            g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1 && b->h == g->oh && b->w == g->ow &&
            b->c == g->oc && b->p >= 1 && b->p * b->p <= 255 && s->col_floats >= (size_t)b->p * g->ow * g->oc &&
-           s->col_floats >= kdim * g->oh * g->ow && s->col_floats >= (kdim + 1) * g->oc && cs_conv_uses_im2col(g) == 0;
+           s->col_floats >= kdim * g->oh * g->ow && s->col_floats >= (kdim + 2) * g->oc && cs_conv_uses_im2col(g) == 0;
 }
 
 size_t cs_conv_block_moment_count(const cs_conv_geom *g)
@@ -47,10 +48,10 @@ size_t cs_conv_block_moment_count(const cs_conv_geom *g)
     return kdim + kdim * kdim;
 }
 
-/* Per worker: the moments, or the winners' sums (kdim x oc, then oc). */
+/* Per worker: the moments, or the backward's sums ((kdim + 2) x oc). */
 size_t cs_conv_block_work_count(const cs_conv_geom *g, int workers)
 {
-    const size_t kdim = (size_t)g->k * g->k * g->ic, m = cs_conv_block_moment_count(g), w = (kdim + 1) * g->oc;
+    const size_t kdim = (size_t)g->k * g->k * g->ic, m = cs_conv_block_moment_count(g), w = (kdim + 2) * g->oc;
     return (size_t)workers * (m > w ? m : w);
 }
 
@@ -234,27 +235,36 @@ void cs_conv_block_forward(const cs_conv_geom *g, const float *x, const float *w
 typedef struct {
     const cs_conv_geom *g;
     const cs_bn_act_pool_grad *gr;
-    const float *x;
-    double *parts; /* [workers][kdim * oc + oc]: sum over windows of P_winner g, then of g */
+    const float *x, *dpooled;
+    double *parts; /* [workers][(kdim + 2) * oc]: the winners' sums W, sum g, sum g * xhat */
     const cs_scratch *s;
 } grad_job;
 
-/* One image's sums into acc (kdim x oc, then oc): for each window and each of its p*p
- * positions, the gradient of the channels that position won, times its patch. */
-CS_WIDE_CLONES static void winners_of_image(const cs_conv_geom *g, const cs_bn_act_pool_grad *gr, const float *xin,
-                                            long img, const int *off, int kdim, float *restrict acc)
+/* One image's sums into acc ((kdim + 2) x oc floats, zeroed): per window, the gradient
+ * reaching batch norm's output at the winner, g = dpooled * (slope of the activation
+ * there), with the block's two sums of g and g * xhat (cs_bn_act_pool_backward_begin
+ * takes the same ones), and for each of the window's p*p positions, the g of the
+ * channels it won times its patch. g itself is never stored. */
+CS_WIDE_CLONES static void winners_of_image(const cs_conv_geom *g, const cs_bn_act_pool_grad *gr,
+                                            const float *dpooled, const float *xin, long img, const int *off,
+                                            int kdim, float *restrict acc)
 {
     const cs_bn_act_pool *b = gr->b;
     const int p = b->p, oh = b->h / p, ow = b->w / p, oc = g->oc;
-    float *gsum = acc + (size_t)kdim * oc, gq[oc];
+    float *s1 = acc + (size_t)kdim * oc, *s2 = s1 + oc, gw[oc], gq[oc];
     int qoff[p * p];
     window_offsets(g, p, qoff);
     for (int oy = 0; oy < oh; oy++)
         for (int ox = 0; ox < ow; ox++) {
             const size_t o = (((size_t)img * oh + oy) * ow + ox) * oc;
             const uint8_t *won = gr->argmax + o;
-            const float *gw = gr->win_grad + o;
-            for (int c = 0; c < oc; c++) gsum[c] += gw[c];
+            const float *dy = dpooled + o, *xh = gr->win_xhat + o;
+            for (int c = 0; c < oc; c++) {
+                const float v = b->gamma[c] * xh[c] + b->beta[c];
+                gw[c] = dy[c] * (v > 0 ? 1.0f : b->alpha);
+                s1[c] += gw[c];
+                s2[c] += gw[c] * xh[c];
+            }
             const float *window = patch_corner(g, xin, img, oy * p, ox * p);
             for (int q = 0; q < p * p; q++) {
                 const float *corner = window + qoff[q];
@@ -271,27 +281,34 @@ CS_WIDE_CLONES static void winners_of_image(const cs_conv_geom *g, const cs_bn_a
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 /* The same for up to WIN_TAPS taps and a multiple of 16 channels on AVX-512: 16
- * channels at a time, their sums for every tap in registers across the image (one
- * image's 169 windows add few enough floats to stay exact to float rounding). */
+ * channels at a time, every sum in registers across the image (one image's windows
+ * add few enough floats to stay exact to float rounding). */
 #define WIN_TAPS 9
 __attribute__((target("avx512f"))) static void winners_of_image_avx512(const cs_conv_geom *g,
-                                                                      const cs_bn_act_pool_grad *gr, const float *xin,
+                                                                      const cs_bn_act_pool_grad *gr,
+                                                                      const float *dpooled, const float *xin,
                                                                       long img, const int *off, int kdim, float *acc)
 {
     const cs_bn_act_pool *b = gr->b;
     const int p = b->p, oh = b->h / p, ow = b->w / p, oc = g->oc;
     int o9[WIN_TAPS], qoff[p * p]; /* taps past kdim read tap 0; their sums are dropped */
-    window_offsets(g, p, qoff);
     for (int t = 0; t < WIN_TAPS; t++) o9[t] = off[t < kdim ? t : 0];
+    window_offsets(g, p, qoff);
+    const __m512 alpha = _mm512_set1_ps(b->alpha), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
     for (int c0 = 0; c0 < oc; c0 += 16) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0,
-               as = a0;
+        const __m512 gamma = _mm512_loadu_ps(b->gamma + c0), beta = _mm512_loadu_ps(b->beta + c0);
+        __m512 a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero, a8 = zero,
+               s1 = zero, s2 = zero;
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
                 const size_t o = (((size_t)img * oh + oy) * ow + ox) * oc + c0;
                 const __m512i won = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(gr->argmax + o)));
-                const __m512 gv = _mm512_loadu_ps(gr->win_grad + o);
-                as = _mm512_add_ps(as, gv);
+                const __m512 xh = _mm512_loadu_ps(gr->win_xhat + o);
+                const __m512 v = _mm512_add_ps(_mm512_mul_ps(gamma, xh), beta);
+                const __m512 gv = _mm512_mul_ps(_mm512_loadu_ps(dpooled + o),
+                                                _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), alpha, one));
+                s1 = _mm512_add_ps(s1, gv);
+                s2 = _mm512_add_ps(s2, _mm512_mul_ps(gv, xh));
                 const float *window = patch_corner(g, xin, img, oy * p, ox * p);
                 for (int q = 0; q < p * p; q++) {
                     const float *x = window + qoff[q];
@@ -309,7 +326,8 @@ __attribute__((target("avx512f"))) static void winners_of_image_avx512(const cs_
             }
         const __m512 sums[WIN_TAPS] = {a0, a1, a2, a3, a4, a5, a6, a7, a8};
         for (int t = 0; t < kdim; t++) _mm512_storeu_ps(acc + (size_t)t * oc + c0, sums[t]);
-        _mm512_storeu_ps(acc + (size_t)kdim * oc + c0, as);
+        _mm512_storeu_ps(acc + (size_t)kdim * oc + c0, s1);
+        _mm512_storeu_ps(acc + (size_t)(kdim + 1) * oc + c0, s2);
     }
 }
 
@@ -333,31 +351,35 @@ static void winners_range(void *ctx, long begin, long end, int worker)
     const cs_conv_geom *g = j->g;
     int off[CS_CONV_BLOCK_MAX_TAPS];
     const int kdim = tap_offsets(g, off), fast = avx512_winners_ok(g, kdim);
-    const size_t m = (size_t)kdim * g->oc + g->oc;
+    const size_t m = (size_t)(kdim + 2) * g->oc;
     float *acc = j->s->col[worker];
     double *part = j->parts + (size_t)worker * m;
     for (long img = begin; img < end; img++) {
-        if (fast) winners_of_image_avx512(g, j->gr, j->x, img, off, kdim, acc); /* stores every sum */
+        if (fast) winners_of_image_avx512(g, j->gr, j->dpooled, j->x, img, off, kdim, acc); /* stores every sum */
         else {
             memset(acc, 0, m * sizeof(float));
-            winners_of_image(g, j->gr, j->x, img, off, kdim, acc);
+            winners_of_image(g, j->gr, j->dpooled, j->x, img, off, kdim, acc);
         }
         for (size_t i = 0; i < m; i++) part[i] += acc[i];
     }
 }
 
-void cs_conv_block_param_grad(const cs_conv_geom *g, const float *x, const float *w, const float *b,
-                              const cs_bn_act_pool_grad *gr, const double *moments, float *dw, float *db,
-                              const cs_scratch *s, double *parts)
+void cs_conv_block_backward(const cs_conv_geom *g, const float *x, const float *w, const float *b,
+                            cs_bn_act_pool_grad *gr, const float *dpooled, const double *moments, float *dgamma,
+                            float *dbeta, float *dw, float *db, const cs_scratch *s, double *parts)
 {
     const int kdim = g->k * g->k * g->ic, oc = g->oc;
-    const size_t m = (size_t)kdim * oc + oc;
+    const size_t m = (size_t)(kdim + 2) * oc;
     memset(parts, 0, (size_t)s->workers * m * sizeof(double));
-    grad_job j = {.g = g, .gr = gr, .x = x, .parts = parts, .s = s};
+    grad_job j = {.g = g, .gr = gr, .x = x, .dpooled = dpooled, .parts = parts, .s = s};
     cs_parallel_run(g->n, 1, s->workers, winners_range, &j);
     for (int wk = 1; wk < s->workers; wk++)
         for (size_t i = 0; i < m; i++) parts[i] += parts[(size_t)wk * m + i];
     const double n = (double)g->n * g->oh * g->ow, *sum = moments, *gram = moments + kdim;
+    /* Batch norm's part first: its parameter gradients and the constants of its input
+     * gradient, from the two sums. */
+    cs_bn_grad_consts(oc, (size_t)n, parts + (size_t)kdim * oc, 1, gr->b->gamma, gr->inv_std, dgamma, dbeta,
+                      gr->scale, gr->mean_dy, gr->mean_dyx);
     const double *win = parts, *gsum = parts + (size_t)kdim * oc;
     for (int c = 0; c < oc; c++) {
         const double scale = gr->scale[c], mdy = gr->mean_dy[c], k = (double)gr->mean_dyx[c] * gr->inv_std[c],

@@ -31,10 +31,11 @@ void cs_conv_block_stats(const cs_conv_geom *g, const float *w, const float *b, 
 void cs_conv_block_forward(const cs_conv_geom *g, const float *x, const float *w, const float *bias,
                            const cs_bn_act_pool *b, const float *mean, const float *inv_std, float *pooled,
                            uint8_t *argmax, float *win_xhat, const cs_scratch *s);
-/* After cs_bn_act_pool_backward_begin(gr): adds the conv's weight and bias gradients
- * (either may be NULL). */
-void cs_conv_block_param_grad(const cs_conv_geom *g, const float *x, const float *w, const float *b,
-                              const cs_bn_act_pool_grad *gr, const double *moments, float *dw, float *db,
-                              const cs_scratch *s, double *work);
+/* The block's and the conv's backward: adds the block's dgamma/dbeta and the conv's
+ * weight and bias gradients (any may be NULL), and fills gr's constants of batch
+ * norm's input gradient (gr->win_grad is not used). */
+void cs_conv_block_backward(const cs_conv_geom *g, const float *x, const float *w, const float *b,
+                            cs_bn_act_pool_grad *gr, const float *dpooled, const double *moments, float *dgamma,
+                            float *dbeta, float *dw, float *db, const cs_scratch *s, double *work);
 
 #endif

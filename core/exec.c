@@ -440,17 +440,11 @@ static int backward_fused_block(cs_exec *e, int bn, double t0)
     cs_conv_geom cg;
     cs_bn_act_pool cb;
     if (conv_block_at(e, bn - 1, &cg, &cb)) { /* the conv's output was never stored */
-        cs_bn_act_pool_backward_begin(&gr, dpooled, dgamma, dbeta);
-        double t1 = e->profile ? cs_now() : 0;
         float *dw = pgrad(e, &below->params[0]), *db = pgrad(e, &below->params[1]);
-        if (dw || db)
-            cs_conv_block_param_grad(&cg, e->input, below->params[0].data, below->params[1].data, &gr,
-                                     e->bn[bn].moments, dw, db, &e->scratch,
-                                     e->bn[bn].moments + cs_conv_block_moment_count(&cg));
-        if (e->profile) {
-            e->profile[m->n_layers + bn] += t1 - t0;
-            e->profile[m->n_layers + bn - 1] += cs_now() - t1;
-        }
+        cs_conv_block_backward(&cg, e->input, below->params[0].data, below->params[1].data, &gr, dpooled,
+                               e->bn[bn].moments, dgamma, dbeta, dw, db, &e->scratch,
+                               e->bn[bn].moments + cs_conv_block_moment_count(&cg));
+        if (e->profile) e->profile[m->n_layers + bn - 1] += cs_now() - t0; /* the block's and the conv's */
         return bn - 1;
     }
     if (!conv_feeds_block(e, bn) || !e->scratch.dy_floats) {

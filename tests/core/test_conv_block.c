@@ -125,17 +125,27 @@ static void check_case(const block_case *t)
               memcmp(wx1, wx2, pooled * sizeof(float)) == 0,
           "%s: the block on the stored output differs", what);
 
-    /* Backward: the conv's weight and bias gradients. */
-    float *grad_consts = malloc(3 * c * sizeof(float)), *win_grad = malloc(pooled * sizeof(float));
+    /* Backward: the block's parameter gradients and input-gradient constants, and the
+     * conv's weight and bias gradients. */
+    float *grad_consts = malloc(6 * c * sizeof(float)), *win_grad = malloc(pooled * sizeof(float));
+    float *bn1 = calloc(4 * c, sizeof(float)), *bn2 = bn1 + 2 * c; /* dgamma, dbeta each way */
     cs_bn_act_pool_grad gr = {.b = &blk, .x = y, .mean = mean, .inv_std = inv, .argmax = am1, .win_xhat = wx1,
                               .win_grad = win_grad, .scale = grad_consts, .mean_dy = grad_consts + c,
                               .mean_dyx = grad_consts + 2 * c};
-    cs_bn_act_pool_backward_begin(&gr, dpooled, NULL, NULL);
+    cs_bn_act_pool_grad gr2 = gr;
+    gr2.scale = grad_consts + 3 * c, gr2.mean_dy = grad_consts + 4 * c, gr2.mean_dyx = grad_consts + 5 * c;
+    gr2.win_grad = NULL, gr2.x = NULL; /* this way reads neither */
+    cs_bn_act_pool_backward_begin(&gr, dpooled, bn1, bn1 + c);
     float *dw1 = calloc(kw, sizeof(float)), *db1 = calloc(c, sizeof(float));
     float *dw2 = calloc(kw, sizeof(float)), *db2 = calloc(c, sizeof(float));
     cs_rows_source src = {cs_bn_act_pool_input_grad, &gr};
     cs_conv_backward_from(&g, x, w, &src, NULL, dw1, db1, &s);
-    cs_conv_block_param_grad(&g, x, w, b, &gr, moments, dw2, db2, &s, work);
+    cs_conv_block_backward(&g, x, w, b, &gr2, dpooled, moments, bn2, bn2 + c, dw2, db2, &s, work);
+    const double scale_bn = max_abs(bn1, 2 * c);
+    CHECK((e = max_diff(bn1, bn2, 2 * c)) <= 1e-5 * scale_bn, "%s: dgamma/dbeta off by %.2e (of %.2e)", what, e,
+          scale_bn);
+    CHECK((e = max_diff(grad_consts, grad_consts + 3 * c, 3 * c)) <= 1e-5 * max_abs(grad_consts, 3 * c),
+          "%s: batch norm's input-gradient constants off by %.2e", what, e);
     const double scale_w = max_abs(dw1, kw);
     CHECK(scale_w > 1e-3, "%s: a weight gradient to compare (%.2e)", what, scale_w);
     CHECK((e = max_diff(dw1, dw2, kw)) <= 1e-4 * scale_w, "%s: weight gradient off by %.2e (of %.2e)", what, e,
@@ -148,7 +158,7 @@ static void check_case(const block_case *t)
     for (int i = 0; i < s.workers; i++) free(s.col[i]), free(s.part[i]), free(s.dy[i]);
     free(x), free(w), free(b), free(gamma), free(beta), free(dpooled), free(y), free(mean), free(mm);
     free(moments), free(work), free(mean2), free(mm2), free(p1), free(p2), free(wx1), free(wx2), free(am1), free(am2);
-    free(grad_consts), free(win_grad), free(dw1), free(db1), free(dw2), free(db2);
+    free(grad_consts), free(win_grad), free(bn1), free(dw1), free(db1), free(dw2), free(db2);
 }
 
 static void test_block_matches_stored_output(void)
