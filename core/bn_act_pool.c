@@ -63,46 +63,23 @@ static inline __attribute__((always_inline)) void window_2x2(int c, const float 
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-/* A row of 2x2 windows on AVX-512, 16 channels at a time, for c a multiple of 16: the
- * same float operations in the same order as window_2x2 (separate multiplies and
- * adds, strict comparisons), so the same bits; the compiler's AVX2 version of
- * window_2x2 spilled its registers and was half of the block's forward. */
+#include "window_avx512.h"
+/* A row of 2x2 windows on AVX-512, 16 channels at a time, for c a multiple of 16, with
+ * window_2x2's values bit for bit; the compiler's AVX2 version of window_2x2 spilled
+ * its registers and was half of the block's forward. */
 __attribute__((target("avx512f"))) static void row_2x2_avx512(const cs_bn_act_pool *b, const float *band,
                                                              size_t o, const float *mean, const float *inv,
                                                              float *pooled, uint8_t *argmax, float *win_xhat)
 {
     const int w = b->w, c = b->c, ow = w / 2;
-    const __m512 alpha = _mm512_set1_ps(b->alpha), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
     for (int ox = 0; ox < ow; ox++, o += c) {
         const float *i0 = band + (size_t)ox * 2 * c, *i1 = i0 + c, *i2 = i0 + (size_t)w * c, *i3 = i2 + c;
         for (int k = 0; k < c; k += 16) {
-            const __m512 mk = _mm512_loadu_ps(mean + k), ik = _mm512_loadu_ps(inv + k),
-                         gk = _mm512_loadu_ps(b->gamma + k), bk = _mm512_loadu_ps(b->beta + k);
-#define NORMALISED(I) _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps((I) + k), mk), ik)
-#define ACTIVATED(V) _mm512_mul_ps((V), _mm512_mask_blend_ps(_mm512_cmp_ps_mask((V), zero, _CMP_GT_OQ), alpha, one))
-            const __m512 h0 = NORMALISED(i0), h1 = NORMALISED(i1), h2 = NORMALISED(i2), h3 = NORMALISED(i3);
-            const __m512 v0 = _mm512_add_ps(_mm512_mul_ps(gk, h0), bk), v1 = _mm512_add_ps(_mm512_mul_ps(gk, h1), bk),
-                         v2 = _mm512_add_ps(_mm512_mul_ps(gk, h2), bk), v3 = _mm512_add_ps(_mm512_mul_ps(gk, h3), bk);
-            const __m512 a1 = ACTIVATED(v1), a2 = ACTIVATED(v2), a3 = ACTIVATED(v3);
-            __m512 m = ACTIVATED(v0), hw = h0;
-            __m512i at = _mm512_setzero_si512();
-#undef NORMALISED
-#undef ACTIVATED
-#define CHALLENGE(A, H, POS)                                                                                           \
-    do {                                                                                                               \
-        const __mmask16 gt = _mm512_cmp_ps_mask((A), m, _CMP_GT_OQ);                                                    \
-        at = _mm512_mask_mov_epi32(at, gt, _mm512_set1_epi32(POS));                                                    \
-        hw = _mm512_mask_mov_ps(hw, gt, (H));                                                                          \
-        m = _mm512_mask_mov_ps(m, gt, (A));                                                                            \
-    } while (0)
-            CHALLENGE(a1, h1, 1);
-            CHALLENGE(a2, h2, 2);
-            CHALLENGE(a3, h3, 3);
-#undef CHALLENGE
-            _mm512_storeu_ps(pooled + o + k, m);
-            _mm512_storeu_ps(win_xhat + o + k, hw);
-            _mm_storeu_si128((__m128i *)(argmax + o + k), _mm512_cvtepi32_epi8(at));
+            const cs_window_consts wc = {_mm512_loadu_ps(mean + k), _mm512_loadu_ps(inv + k),
+                                         _mm512_loadu_ps(b->gamma + k), _mm512_loadu_ps(b->beta + k),
+                                         _mm512_set1_ps(b->alpha)};
+            cs_window4_avx512(&wc, _mm512_loadu_ps(i0 + k), _mm512_loadu_ps(i1 + k), _mm512_loadu_ps(i2 + k),
+                              _mm512_loadu_ps(i3 + k), pooled + o + k, win_xhat + o + k, argmax + o + k);
         }
     }
 }

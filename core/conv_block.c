@@ -203,13 +203,78 @@ typedef struct {
     const cs_scratch *s;
 } forward_job;
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include "window_avx512.h"
+/* A row of 2x2 windows over a 3x3 single-channel conv (the notebook's first layer) on
+ * AVX-512: 16 channels at a time, their nine kernel taps held in registers along the
+ * row, each window's four conv outputs computed in registers (bias, then the taps in
+ * order with fused multiply-adds, as conv.c's direct kernel does: the same bits) and
+ * pooled at once. */
+__attribute__((target("avx512f"))) static void conv_pool_row_avx512(const forward_job *j, long row)
+{
+    const cs_conv_geom *g = j->g;
+    const int oc = g->oc, ph = j->b->h / 2, pw = j->b->w / 2, iw = g->iw;
+    const long img = row / ph, oy = row % ph;
+    const float *top = j->x + ((size_t)img * g->ih + 2 * oy) * iw; /* ic = 1 */
+    for (int c0 = 0; c0 < oc; c0 += 16) {
+        const float *wc0 = j->w + c0;
+        const __m512 w0 = _mm512_loadu_ps(wc0), w1 = _mm512_loadu_ps(wc0 + oc), w2 = _mm512_loadu_ps(wc0 + 2 * oc),
+                     w3 = _mm512_loadu_ps(wc0 + 3 * oc), w4 = _mm512_loadu_ps(wc0 + 4 * oc),
+                     w5 = _mm512_loadu_ps(wc0 + 5 * oc), w6 = _mm512_loadu_ps(wc0 + 6 * oc),
+                     w7 = _mm512_loadu_ps(wc0 + 7 * oc), w8 = _mm512_loadu_ps(wc0 + 8 * oc),
+                     bias = _mm512_loadu_ps(j->bias + c0);
+        const cs_window_consts k = {_mm512_loadu_ps(j->mean + c0), _mm512_loadu_ps(j->inv_std + c0),
+                                    _mm512_loadu_ps(j->b->gamma + c0), _mm512_loadu_ps(j->b->beta + c0),
+                                    _mm512_set1_ps(j->b->alpha)};
+#define TAP(S, T, W) _mm512_fmadd_ps(_mm512_set1_ps((S)[T]), (W), acc)
+#define CONV(OUT, S)                                                                                                   \
+    do {                                                                                                               \
+        const float *s_ = (S);                                                                                         \
+        __m512 acc = bias;                                                                                             \
+        acc = TAP(s_, 0, w0), acc = TAP(s_, 1, w1), acc = TAP(s_, 2, w2);                                              \
+        acc = TAP(s_, iw, w3), acc = TAP(s_, iw + 1, w4), acc = TAP(s_, iw + 2, w5);                                   \
+        acc = TAP(s_, 2 * iw, w6), acc = TAP(s_, 2 * iw + 1, w7), acc = TAP(s_, 2 * iw + 2, w8);                       \
+        OUT = acc;                                                                                                     \
+    } while (0)
+        for (int ox = 0; ox < pw; ox++) {
+            const float *s = top + 2 * ox;
+            __m512 y0, y1, y2, y3;
+            CONV(y0, s);
+            CONV(y1, s + 1);
+            CONV(y2, s + iw);
+            CONV(y3, s + iw + 1);
+            const size_t o = ((size_t)row * pw + ox) * oc + c0;
+            cs_window4_avx512(&k, y0, y1, y2, y3, j->pooled + o, j->win_xhat + o, j->argmax + o);
+        }
+#undef CONV
+#undef TAP
+    }
+}
+
+static int avx512_conv_pool_ok(const cs_conv_geom *g, const cs_bn_act_pool *b)
+{
+    return g->k == 3 && g->ic == 1 && b->p == 2 && g->oc % 16 == 0 && __builtin_cpu_supports("avx512f");
+}
+#else
+static int avx512_conv_pool_ok(const cs_conv_geom *g, const cs_bn_act_pool *b)
+{
+    (void)g, (void)b;
+    return 0;
+}
+#define conv_pool_row_avx512(j, row) (void)0
+#endif
+
 /* Each row of windows: the p conv rows it covers into the worker's scratch, then the
- * block over them while they are in L1. */
+ * block over them while they are in L1 (or all in registers, above). */
 static void forward_range(void *ctx, long begin, long end, int worker)
 {
     const forward_job *j = ctx;
     const cs_conv_geom *g = j->g;
     const int p = j->b->p, oh = j->b->h / p;
+    if (avx512_conv_pool_ok(g, j->b)) {
+        for (long row = begin; row < end; row++) conv_pool_row_avx512(j, row);
+        return;
+    }
     float *band = j->s->col[worker];
     for (long row = begin; row < end; row++) {
         const long img = row / oh, oy = row % oh;
