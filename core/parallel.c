@@ -1,12 +1,19 @@
 /*
- * parallel.c - a small fork-join pool: workers sleep on a condition variable,
- * are woken for a job, each runs its range, and the caller waits for all of them.
+ * parallel.c - a small fork-join pool: workers wait for a job, each runs its range,
+ * and the caller waits for all of them.
+ *
+ * Waiting first spins for a short while, then sleeps on a condition variable. A
+ * training step hands the pool some thirty jobs, a few hundred microseconds apart;
+ * sleeping and being woken through the kernel took 17-19 us per job here, and the
+ * woken worker started its half that much late.
  */
 #include "parallel.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
+
+#include "clock.h"
 #if defined(__SSE__)
 #include <pmmintrin.h>
 #include <xmmintrin.h>
@@ -18,8 +25,38 @@ static pthread_cond_t wake = PTHREAD_COND_INITIALIZER, done = PTHREAD_COND_INITI
 static int n_threads = 0, n_started = 1; /* the caller is worker 0 */
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 static _Thread_local int thread_limit; /* 0: none */
-static long generation;
-static int pending;
+static atomic_long generation; /* jobs published; changed under `lock` */
+static atomic_int pending;     /* workers still running the current job */
+
+/* How long a waiting thread spins before it sleeps. */
+#define SPIN_SECONDS 100e-6
+
+/* Spins until *v differs from `from` or the time is up; returns its last value. */
+static long spin_while_long(atomic_long *v, long from)
+{
+    const double t0 = cs_now();
+    for (unsigned i = 1;; i++) {
+        long now = atomic_load_explicit(v, memory_order_acquire);
+        if (now != from) return now;
+#if defined(__SSE__)
+        _mm_pause();
+#endif
+        if (i % 64 == 0 && cs_now() - t0 > SPIN_SECONDS) return now;
+    }
+}
+
+static int spin_while_pending(void)
+{
+    const double t0 = cs_now();
+    for (unsigned i = 1;; i++) {
+        int now = atomic_load_explicit(&pending, memory_order_acquire);
+        if (now == 0) return 0;
+#if defined(__SSE__)
+        _mm_pause();
+#endif
+        if (i % 64 == 0 && cs_now() - t0 > SPIN_SECONDS) return now;
+    }
+}
 static struct {
     cs_range_fn fn;
     void *ctx;
@@ -48,17 +85,25 @@ static void *worker_main(void *arg)
     int me = (int)(long)arg;
     cs_flush_denormals();
     long seen = 0;
-    pthread_mutex_lock(&lock);
     for (;;) {
-        while (generation == seen) pthread_cond_wait(&wake, &lock);
-        seen = generation;
-        if (me >= job.parts) continue;
-        pthread_mutex_unlock(&lock);
-        long b, e;
-        range_of(me, &b, &e);
-        if (b < e) job.fn(job.ctx, b, e, me);
+        spin_while_long(&generation, seen);
+        /* The job is read under the lock: the caller writes it under the lock too. */
         pthread_mutex_lock(&lock);
-        if (--pending == 0) pthread_cond_signal(&done);
+        while (atomic_load(&generation) == seen) pthread_cond_wait(&wake, &lock);
+        seen = atomic_load(&generation);
+        const int part = me < job.parts;
+        cs_range_fn fn = job.fn;
+        void *ctx = job.ctx;
+        long b = 0, e = 0;
+        if (part) range_of(me, &b, &e);
+        pthread_mutex_unlock(&lock);
+        if (!part) continue;
+        if (b < e) fn(ctx, b, e, me);
+        if (atomic_fetch_sub_explicit(&pending, 1, memory_order_acq_rel) == 1) { /* the last: wake the caller */
+            pthread_mutex_lock(&lock);
+            pthread_cond_signal(&done);
+            pthread_mutex_unlock(&lock);
+        }
     }
     return NULL;
 }
@@ -126,15 +171,17 @@ void cs_parallel_run(long n, long grain, int max_parts, cs_range_fn fn, void *ct
     job.n = n;
     job.grain = grain;
     job.parts = units < threads ? (int)units : threads;
-    pending = job.parts - 1;
-    generation++;
+    atomic_store(&pending, job.parts - 1);
+    atomic_fetch_add_explicit(&generation, 1, memory_order_release);
     pthread_cond_broadcast(&wake);
-    pthread_mutex_unlock(&lock);
     long b, e;
     range_of(0, &b, &e);
-    fn(ctx, b, e, 0);
-    pthread_mutex_lock(&lock);
-    while (pending > 0) pthread_cond_wait(&done, &lock);
     pthread_mutex_unlock(&lock);
+    fn(ctx, b, e, 0);
+    if (spin_while_pending() != 0) {
+        pthread_mutex_lock(&lock);
+        while (atomic_load(&pending) > 0) pthread_cond_wait(&done, &lock);
+        pthread_mutex_unlock(&lock);
+    }
     pthread_mutex_unlock(&owner);
 }
