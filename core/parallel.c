@@ -26,18 +26,18 @@ static int n_threads = 0, n_started = 1; /* the caller is worker 0 */
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 static _Thread_local int thread_limit; /* 0: none */
 static atomic_long generation; /* jobs published; changed under `lock` */
-static atomic_int pending;     /* workers still running the current job */
+static atomic_long pending;    /* workers still running the current job */
 
 /* How long a waiting thread spins before it sleeps. */
 #define SPIN_SECONDS 100e-6
 
-/* Spins until *v differs from `from` or the time is up; returns its last value. */
-static long spin_while_long(atomic_long *v, long from)
+/* Spins while (*v == value) != until_equal, or until the time is up; returns *v. */
+static long spin(atomic_long *v, long value, int until_equal)
 {
     const double t0 = cs_now();
     for (unsigned i = 1;; i++) {
         long now = atomic_load_explicit(v, memory_order_acquire);
-        if (now != from) return now;
+        if ((now == value) == until_equal) return now;
 #if defined(__SSE__)
         _mm_pause();
 #endif
@@ -45,18 +45,6 @@ static long spin_while_long(atomic_long *v, long from)
     }
 }
 
-static int spin_while_pending(void)
-{
-    const double t0 = cs_now();
-    for (unsigned i = 1;; i++) {
-        int now = atomic_load_explicit(&pending, memory_order_acquire);
-        if (now == 0) return 0;
-#if defined(__SSE__)
-        _mm_pause();
-#endif
-        if (i % 64 == 0 && cs_now() - t0 > SPIN_SECONDS) return now;
-    }
-}
 static struct {
     cs_range_fn fn;
     void *ctx;
@@ -86,7 +74,7 @@ static void *worker_main(void *arg)
     cs_flush_denormals();
     long seen = 0;
     for (;;) {
-        spin_while_long(&generation, seen);
+        spin(&generation, seen, 0);
         /* The job is read under the lock: the caller writes it under the lock too. */
         pthread_mutex_lock(&lock);
         while (atomic_load(&generation) == seen) pthread_cond_wait(&wake, &lock);
@@ -178,7 +166,7 @@ void cs_parallel_run(long n, long grain, int max_parts, cs_range_fn fn, void *ct
     range_of(0, &b, &e);
     pthread_mutex_unlock(&lock);
     fn(ctx, b, e, 0);
-    if (spin_while_pending() != 0) {
+    if (spin(&pending, 0, 1) != 0) {
         pthread_mutex_lock(&lock);
         while (atomic_load(&pending) > 0) pthread_cond_wait(&done, &lock);
         pthread_mutex_unlock(&lock);
