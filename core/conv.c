@@ -14,6 +14,7 @@
  * kernels of conv_avx512.c on CPUs that have it.
  */
 #include <cblas.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -148,7 +149,10 @@ CS_CLONES CS_CONTRACT static void small_k_forward(size_t rows, int kdim, int oc,
  * offsets, and the bias starts the sums. Six output positions are computed at once:
  * one position alone is a chain of dependent multiply-adds per register and waits on
  * their latency (4x slower, measured); six give the FMA units independent work, and
- * their 6 x 32 sums still fit in AVX-512's registers. */
+ * their 6 x 32 sums still fit in AVX-512's registers. The sums are fused multiply-adds
+ * in tap order whatever the optimisation level, the bits that the first-conv block's
+ * AVX-512 kernel (conv_block.c) reproduces; on a CPU without FMA (before AVX2) fmaf is
+ * a library call, slower but the same values. */
 #define DIRECT_ROWS 6
 CS_WIDE_CLONES CS_CONTRACT static void small_k_forward_direct(const cs_conv_geom *g, size_t r0, size_t rows,
                                                               const float *restrict x, const float *restrict w,
@@ -186,15 +190,15 @@ CS_WIDE_CLONES CS_CONTRACT static void small_k_forward_direct(const cs_conv_geom
                 const float *wj = w + (size_t)j * oc + o0;
                 float xv[DIRECT_ROWS];
                 for (int p = 0; p < DIRECT_ROWS; p++) xv[p] = base[p][off[j]];
-                for (int p = 0; p < DIRECT_ROWS; p++)
-                    for (int o = 0; o < 32; o++) acc[p][o] += xv[p] * wj[o];
+                for (int p = 0; p < DIRECT_ROWS; p++) /* fused, whatever the optimisation level: */
+                    for (int o = 0; o < 32; o++) acc[p][o] = fmaf(xv[p], wj[o], acc[p][o]);
         }
             for (int p = 0; p < np; p++) memcpy(yr + (size_t)p * oc + o0, acc[p], sizeof acc[p]);
         }
         for (int p = 0; p < np; p++) /* channels past a multiple of 32 */
             for (int o = o0; o < oc; o++) {
                 float acc = bias[o];
-                for (int j = 0; j < kdim; j++) acc += base[p][off[j]] * w[(size_t)j * oc + o];
+                for (int j = 0; j < kdim; j++) acc = fmaf(base[p][off[j]], w[(size_t)j * oc + o], acc);
                 yr[(size_t)p * oc + o] = acc;
             }
         r += np;
