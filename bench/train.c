@@ -128,6 +128,10 @@ int main(int argc, char **argv)
         for (int i = 0; i < L; i++)
             printf("    %-24s %8.2f %8.2f\n", m->layers[i].name, prof[i] * 1e3 / STEPS, prof[L + i] * 1e3 / STEPS);
         printf("    %-24s %8.2f\n", "penalties + Adam", prof[2 * L] * 1e3 / STEPS);
+        /* Fused layers are timed as a whole, under the first layer of the fusion. */
+        printf("    (each batch norm, activation and pool run as one block, timed under the batch norm; the first\n"
+               "     conv and its block train together: forward, conv2d_1 is its input patches' sums and the\n"
+               "     batch statistics, the block the conv itself with the block; backward, all under conv2d_1)\n");
         printf("    %-24s %8.2f (with shuffling and loading the batch)\n", "whole step", t);
         free(prof);
         cs_model_free(pm);

@@ -25,6 +25,14 @@
 
 static size_t out_floats(const cs_exec *e, int i) { return (size_t)e->max_batch * cs_shape_size(e->model->layers[i].out); }
 
+/* A flatten after another layer is a view of that layer's output (NHWC flattens to
+ * the same order): its activation and gradient share that layer's buffers instead of
+ * being copied (a copy of the whole batch each way, with the other cores idle). */
+static int is_view(const cs_model *m, int i)
+{
+    return i > 0 && m->layers[i].kind == CS_FLATTEN;
+}
+
 cs_exec *cs_exec_new(const cs_model *m, int max_batch)
 {
     cs_exec *e = calloc(1, sizeof *e);
@@ -41,7 +49,8 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
     size_t col = 0;
     for (int i = 0; i < L; i++) {
         const cs_layer *l = &m->layers[i];
-        if (!(e->act[i] = malloc(out_floats(e, i) * sizeof(float)))) goto fail;
+        if (is_view(m, i)) e->act[i] = e->act[i - 1]; /* the same floats in the same order */
+        else if (!(e->act[i] = malloc(out_floats(e, i) * sizeof(float)))) goto fail;
         if (l->kind == CS_CONV2D) {
             cs_conv_geom g = cs_conv_geometry(l, max_batch);
             size_t need = cs_conv_chunk_rows(&g, (size_t)-1) * g.k * g.k * g.ic;
@@ -67,6 +76,7 @@ void cs_exec_free(cs_exec *e)
     if (!e) return;
     int L = e->model->n_layers;
     for (int i = 0; i < L; i++) {
+        if (is_view(e->model, i)) continue;
         if (e->act) free(e->act[i]);
         if (e->grad) free(e->grad[i]);
         if (e->mask) free(e->mask[i]);
@@ -260,7 +270,9 @@ static void forward_layer(cs_exec *e, int i, const float *x, int n, int training
     case CS_LEAKY_RELU: cs_leaky_forward(count, l->cfg.alpha, x, y); break;
     case CS_RELU: cs_relu_forward(count, x, y); break;
     case CS_MAXPOOL: cs_maxpool_forward(n, l->in.h, l->in.w, l->in.c, l->cfg.pool, x, y); break;
-    case CS_FLATTEN: memcpy(y, x, count * sizeof(float)); break;
+    case CS_FLATTEN:
+        if (y != x) memcpy(y, x, count * sizeof(float)); /* a view of its input (is_view) unless first */
+        break;
     case CS_DROPOUT:
         if (training && l->cfg.rate > 0) cs_dropout_forward(count, l->cfg.rate, x, y, e->mask[i], &e->rng_state);
         else memcpy(y, x, count * sizeof(float));
@@ -317,7 +329,8 @@ void cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto)
 
 static float *grad_buffer(cs_exec *e, int i)
 {
-    if (!e->grad[i]) e->grad[i] = malloc(out_floats(e, i) * sizeof(float));
+    if (!e->grad[i])
+        e->grad[i] = is_view(e->model, i) ? grad_buffer(e, i - 1) : malloc(out_floats(e, i) * sizeof(float));
     return e->grad[i];
 }
 
@@ -408,7 +421,9 @@ static void backward_layer(cs_exec *e, int i)
     case CS_LEAKY_RELU: cs_leaky_backward(count, l->cfg.alpha, x, dy, dx); break;
     case CS_RELU: cs_relu_backward(count, e->act[i], dy, dx); break;
     case CS_MAXPOOL: cs_maxpool_backward(n, l->in.h, l->in.w, l->in.c, l->cfg.pool, x, e->act[i], dy, dx); break;
-    case CS_FLATTEN: memcpy(dx, dy, count * sizeof(float)); break;
+    case CS_FLATTEN:
+        if (dx != dy) memcpy(dx, dy, count * sizeof(float));
+        break;
     case CS_DROPOUT:
         if (e->training && l->cfg.rate > 0) cs_dropout_backward(count, l->cfg.rate, e->mask[i], dy, dx);
         else memcpy(dx, dy, count * sizeof(float));
