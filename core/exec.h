@@ -29,10 +29,11 @@ typedef struct cs_exec {
     const cs_model *model;
     int max_batch, batch;
     int training; /* last forward used batch statistics and dropout */
-    float **act;  /* [n_layers] outputs, max_batch * out size */
+    float **act;  /* [n_layers] outputs, max_batch * out size (a flatten shares the buffer below it) */
     float **grad; /* [n_layers] gradients, each allocated when a backward first reaches it;
                      a backward that passes a conv/dense layer with a fused activation
-                     overwrites its grad with d/d(pre-activation) */
+                     overwrites its grad with d/d(pre-activation); a flatten shares the
+                     buffer below it, as for act */
     const float *input; /* borrowed from the last forward: keep it alive until backward */
     int top_is_dz;      /* the top's gradient was seeded w.r.t. the logits */
     float *logits;     /* pre-activation of the last layer when it is softmax */
