@@ -1,23 +1,21 @@
 /*
- * conv_avx512.c - direct convolution for stride-1 'valid' layers on CPUs with
- * AVX-512.
+ * conv_avx512.c - direct convolution for stride-1 'valid' layers on CPUs with AVX-512.
  *
- * The Fashion-MNIST network's second conv (13x13x32 -> 11x11x64) is two thirds
- * of a training step. Through im2col + sgemm each of its three products pays
- * for writing the im2col rows, sgemm packing them again and, for the input
- * gradient, col2im scattering them back; the products themselves ran at about
- * half of sgemm's peak at these shapes. Here each product reads the input, the
- * kernel and dy where they lie: in a stride-1 'valid' layer the k*ic inputs of
- * one kernel row are consecutive floats, so an output position's receptive
- * field is k runs of k*ic floats at fixed offsets. Each kernel keeps a tile of
- * sums in 24 of the 32 vector registers across its whole reduction, so every
- * value loaded feeds several multiply-adds: forward        6 output positions x
- * 64 output channels, over the k*k*ic taps; weight grad    6 taps x 64 output
- * channels, over a block of output positions; input grad     4 output positions
- * x 96 taps of one kernel row, over the channels. Channel counts need not be
- * multiples of 16: the last vector of a tile is masked. conv.c keeps im2col +
- * sgemm for every other layer, for CPUs without AVX-512, and as the reference
- * the tests compare these kernels with.
+ * The Fashion-MNIST network's second conv (13x13x32 -> 11x11x64) is two thirds of a
+ * training step. Through im2col + sgemm each of its three products paid for writing
+ * the im2col rows, sgemm packing them again and, for the input gradient, col2im
+ * scattering them back; the products themselves ran at about half of sgemm's peak at
+ * these shapes. Here each product reads the input, the kernel and dy where they lie:
+ * in a stride-1 'valid' layer the k*ic inputs of one kernel row are consecutive
+ * floats, so an output position's receptive field is k runs of k*ic floats at fixed
+ * offsets. Each kernel keeps a tile of sums in 24 of the 32 vector registers across
+ * its whole reduction, so that every value loaded feeds several multiply-adds:
+ *   forward        6 output positions x 64 output channels, over the k*k*ic taps;
+ *   weight grad    6 taps x 64 output channels, over a block of output positions;
+ *   input grad     4 output positions x 96 taps of one kernel row, over the channels.
+ * Channel counts need not be multiples of 16: the last vector of a tile is masked.
+ * conv.c keeps im2col + sgemm for every other layer, for CPUs without AVX-512, and as
+ * the reference the tests compare these kernels with.
  */
 #include "conv_avx512.h"
 
@@ -64,8 +62,7 @@ TARGET static inline __mmask16 lanes(int left)
         a##P##_2 = _mm512_fmadd_ps(x_, v2, a##P##_2), a##P##_3 = _mm512_fmadd_ps(x_, v3, a##P##_3);                    \
         a##P##_4 = _mm512_fmadd_ps(x_, v4, a##P##_4), a##P##_5 = _mm512_fmadd_ps(x_, v5, a##P##_5);                    \
     } while (0)
-/* Row P of the tile, stored (ADD = 0) or added (ADD = 1) at D with masks m0..
- */
+/* Row P of the tile, stored (ADD = 0) or added (ADD = 1) at D with masks m0.. */
 #define PUT(D, M, A, ADD)                                                                                              \
     _mm512_mask_storeu_ps((D), (M), (ADD) ? _mm512_add_ps(_mm512_maskz_loadu_ps((M), (D)), (A)) : (A))
 #define PUT4(P, D, ADD)                                                                                                \
@@ -137,8 +134,8 @@ static void corners(const cs_conv_geom *g, size_t r0, size_t n, size_t *off)
 #define FWD_ROWS 6
 #define FWD_VECS 4 /* 16-float vectors of output channels per tile */
 
-/* One kernel row ky of a group of output positions: starts from the bias (ky =
- * 0) or from the sums of the rows above, kept in y. */
+/* One kernel row ky of a group of output positions: starts from the bias (ky = 0) or
+ * from the sums of the rows above, kept in y. */
 BODY void forward_body(const cs_conv_geom *g, int ky, const float *const xs[FWD_ROWS], float *const ys[FWD_ROWS],
                        int np, const float *w, const float *bias, int full)
 {
@@ -260,8 +257,7 @@ void cs_conv_avx512_weight_grad(const cs_conv_geom *g, size_t r0, size_t rows, c
     }
 }
 
-/* ---- input gradient: dx += dy w^T, scattered onto each receptive field ----
- */
+/* ---- input gradient: dx += dy w^T, scattered onto each receptive field ---- */
 #define DX_ROWS 4
 #define DX_VECS 6
 
