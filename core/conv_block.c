@@ -22,8 +22,9 @@
  *     where W_tc = sum over windows of P_winner,t g_c reads only the patches of the
  *     winners; the bias gradient likewise. The same pass over the windows computes g
  *     and batch norm's own sums, so g is never stored either.
- * The forward computes the conv a band of rows at a time into the worker's scratch
- * (in L1) and applies the block to it at once. All of these sums run in double; the
+ * The forward computes the conv window by window in registers (AVX-512, 3x3 over one
+ * channel) or a band of rows at a time into the worker's scratch (in L1), and applies
+ * the block to it at once. All of these sums run in double; the
  * statistics equal the ones gathered from y up to float rounding (y itself is rounded
  * to float in the other path), and tests compare the two.
  */
@@ -39,7 +40,8 @@ int cs_conv_block_ok(const cs_conv_geom *g, const cs_bn_act_pool *b, const cs_sc
     return kdim <= CS_CONV_BLOCK_MAX_TAPS && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
            g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1 && b->h == g->oh && b->w == g->ow &&
            b->c == g->oc && b->p >= 1 && b->p * b->p <= 255 && s->col_floats >= (size_t)b->p * g->ow * g->oc &&
-           s->col_floats >= kdim * g->oh * g->ow && s->col_floats >= (kdim + 2) * g->oc && cs_conv_uses_im2col(g) == 0;
+           s->col_floats >= kdim * g->oh * g->ow && s->col_floats >= (kdim + 2) * g->oc &&
+           cs_conv_uses_im2col(g) == 0;
 }
 
 size_t cs_conv_block_moment_count(const cs_conv_geom *g)
