@@ -62,14 +62,13 @@ static inline __attribute__((always_inline)) void window_2x2(int c, const float 
     }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if CS_HAVE_AVX512_KERNELS
 #include "window_avx512.h"
 /* A row of 2x2 windows on AVX-512, 16 channels at a time, for c a multiple of 16, with
  * window_2x2's values bit for bit; the compiler's AVX2 version of window_2x2 spilled
  * its registers and was half of the block's forward. */
-__attribute__((target("avx512f"))) static void row_2x2_avx512(const cs_bn_act_pool *b, const float *band,
-                                                             size_t o, const float *mean, const float *inv,
-                                                             float *pooled, uint8_t *argmax, float *win_xhat)
+CS_AVX512 static void row_2x2_avx512(const cs_bn_act_pool *b, const float *band, size_t o, const float *mean,
+                                     const float *inv, float *pooled, uint8_t *argmax, float *win_xhat)
 {
     const int w = b->w, c = b->c, ow = w / 2;
     for (int ox = 0; ox < ow; ox++, o += c) {
@@ -84,18 +83,14 @@ __attribute__((target("avx512f"))) static void row_2x2_avx512(const cs_bn_act_po
     }
 }
 
-static int avx512_rows_ok(const cs_bn_act_pool *b)
-{
-    return b->p == 2 && b->c % 16 == 0 && __builtin_cpu_supports("avx512f");
-}
 #else
-static int avx512_rows_ok(const cs_bn_act_pool *b)
-{
-    (void)b;
-    return 0;
-}
 #define row_2x2_avx512(b, band, o, mean, inv, pooled, argmax, win_xhat) (void)0
 #endif
+
+static int avx512_rows_ok(const cs_bn_act_pool *b)
+{
+    return b->p == 2 && b->c % 16 == 0 && cs_cpu_avx512();
+}
 
 /* AVX2 where the CPU has it (simd.h), without fused multiply-adds: the values must
  * stay the unfused layers' bit for bit. */

@@ -35,6 +35,34 @@ cs_conv_geom cs_conv_geometry(const cs_layer *l, int n)
     return g;
 }
 
+int cs_conv_valid_stride1(const cs_conv_geom *g)
+{
+    return g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 && g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1;
+}
+
+void cs_conv_corners(const cs_conv_geom *g, size_t r0, size_t n, size_t size, size_t *off)
+{
+    const size_t per_image = (size_t)g->oh * g->ow;
+    int b = (int)(r0 / per_image), oy = (int)(r0 % per_image) / g->ow, ox = (int)(r0 % per_image) % g->ow;
+    for (size_t r = 0; r < n; r++) {
+        off[r] = (((size_t)b * g->ih + oy) * g->iw + ox) * g->ic;
+        if (++ox == g->ow) { /* the next output position, without divisions */
+            ox = 0;
+            if (++oy == g->oh) oy = 0, b++;
+        }
+    }
+    for (size_t r = n; r < size && n > 0; r++) off[r] = off[n - 1];
+}
+
+int cs_conv_tap_offsets(const cs_conv_geom *g, int *off)
+{
+    int j = 0;
+    for (int ky = 0; ky < g->k; ky++)
+        for (int kx = 0; kx < g->k; kx++)
+            for (int c = 0; c < g->ic; c++) off[j++] = (ky * g->iw + kx) * g->ic + c;
+    return j;
+}
+
 size_t cs_conv_chunk_rows(const cs_conv_geom *g, size_t col_floats)
 {
     size_t kdim = (size_t)g->k * g->k * g->ic, total = (size_t)g->n * g->oh * g->ow;
@@ -160,26 +188,16 @@ CS_WIDE_CLONES CS_CONTRACT static void small_k_forward_direct(const cs_conv_geom
 {
     const int k = g->k, ic = g->ic, oc = g->oc, kdim = k * k * ic;
     int off[SMALL_K];
-    for (int ky = 0, j = 0; ky < k; ky++)
-        for (int kx = 0; kx < k; kx++)
-            for (int c = 0; c < ic; c++) off[j++] = (ky * g->iw + kx) * ic + c;
-    const size_t per_image = (size_t)g->oh * g->ow;
-    int b = (int)(r0 / per_image), oy = (int)(r0 % per_image) / g->ow, ox = (int)(r0 % per_image) % g->ow;
+    cs_conv_tap_offsets(g, off);
     for (size_t r = 0; r < rows;) {
-        /* The input corner of each of the next (up to) DIRECT_ROWS positions. */
+        /* The input corner of each of the next (up to) DIRECT_ROWS positions. A short
+         * last group repeats its last position (sums not stored): a band of 52 rows left
+         * to the scalar loop below cost as much as the other 48. */
+        const int np = rows - r < DIRECT_ROWS ? (int)(rows - r) : DIRECT_ROWS;
+        size_t off_p[DIRECT_ROWS];
+        cs_conv_corners(g, r0 + r, (size_t)np, DIRECT_ROWS, off_p);
         const float *base[DIRECT_ROWS];
-        int np = 0;
-        for (; np < DIRECT_ROWS && r + np < rows; np++) {
-            base[np] = x + (((size_t)b * g->ih + oy) * g->iw + ox) * ic;
-            if (++ox == g->ow) { /* next output position, without divisions */
-                ox = 0;
-                if (++oy == g->oh) oy = 0, b++;
-            }
-        }
-        /* A short last group repeats its last position (sums not stored): a band of
-         * 52 rows left to the scalar loop below cost as much as the other 48. */
-        for (int p = 1; p < DIRECT_ROWS; p++)
-            if (p >= np) base[p] = base[p - 1];
+        for (int p = 0; p < DIRECT_ROWS; p++) base[p] = x + off_p[p];
         float *yr = y + r * oc; /* y holds rows r0.. */
         int o0 = 0;
         for (; o0 + 32 <= oc; o0 += 32) {
@@ -239,8 +257,7 @@ void cs_conv_force_im2col(int on)
 
 static int direct_ok(const cs_conv_geom *g)
 {
-    return !atomic_load(&im2col_forced) && g->k * g->k * g->ic <= SMALL_K && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
-           g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1;
+    return !atomic_load(&im2col_forced) && g->k * g->k * g->ic <= SMALL_K && cs_conv_valid_stride1(g);
 }
 
 /* Longer receptive fields go to the AVX-512 kernels where they apply. */
@@ -267,21 +284,13 @@ CS_WIDE_CLONES CS_CONTRACT static void small_k_weight_grad_direct(const cs_conv_
 {
     const int k = g->k, ic = g->ic, oc = g->oc, kdim = k * k * ic;
     int off[SMALL_K + WGRAD_TAPS] = {0}; /* past kdim: 0, a valid tap whose sums are dropped */
-    for (int ky = 0, j = 0; ky < k; ky++)
-        for (int kx = 0; kx < k; kx++)
-            for (int c = 0; c < ic; c++) off[j++] = (ky * g->iw + kx) * ic + c;
-    const size_t per_image = (size_t)g->oh * g->ow;
-    int b = (int)(r0 / per_image), oy = (int)(r0 % per_image) / g->ow, ox = (int)(r0 % per_image) % g->ow;
+    cs_conv_tap_offsets(g, off);
+    size_t off_r[WGRAD_BLOCK];
     const float *base[WGRAD_BLOCK];
     for (size_t rb = 0; rb < rows; rb += WGRAD_BLOCK) {
         const size_t n = rows - rb < WGRAD_BLOCK ? rows - rb : WGRAD_BLOCK;
-        for (size_t r = 0; r < n; r++) {
-            base[r] = x + (((size_t)b * g->ih + oy) * g->iw + ox) * ic;
-            if (++ox == g->ow) {
-                ox = 0;
-                if (++oy == g->oh) oy = 0, b++;
-            }
-        }
+        cs_conv_corners(g, r0 + rb, n, n, off_r);
+        for (size_t r = 0; r < n; r++) base[r] = x + off_r[r];
         const float *dyb = dy + rb * oc;
         if (db)
             for (size_t r = 0; r < n; r++)
@@ -337,7 +346,9 @@ void cs_conv_forward_rows(const cs_conv_geom *g, const float *x, const float *w,
     for (size_t r = 0; r < rows; r++) memcpy(y + r * oc, b, (size_t)oc * sizeof(float));
     im2col(g, x, r0, rows, col);
     if (kdim <= SMALL_K) small_k_forward(rows, kdim, oc, col, w, y);
-    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, oc, kdim, 1.0f, col, kdim, w, oc, 1.0f, y, oc);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, oc, kdim, 1.0f, col, kdim, w, oc, 1.0f, y,
+                    oc);
 }
 
 static void forward_range(void *ctx, long begin, long end, int worker)
@@ -346,7 +357,8 @@ static void forward_range(void *ctx, long begin, long end, int worker)
     const cs_conv_geom *g = j->g;
     /* The direct path needs no scratch, only chunks small enough that the statistics
      * read them back from cache. */
-    const size_t chunk = direct_ok(g) || wide_ok(g) ? (STATS_CHUNK_FLOATS / g->oc / DIRECT_ROWS + 1) * DIRECT_ROWS : j->chunk;
+    const size_t chunk =
+        cs_conv_uses_im2col(g) ? j->chunk : (STATS_CHUNK_FLOATS / g->oc / DIRECT_ROWS + 1) * DIRECT_ROWS;
     for (size_t r0 = (size_t)begin; r0 < (size_t)end; r0 += chunk) {
         size_t rows = (size_t)end - r0 < chunk ? (size_t)end - r0 : chunk;
         float *y = j->y + r0 * g->oc;

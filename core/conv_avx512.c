@@ -19,20 +19,29 @@
  */
 #include "conv_avx512.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#include "simd.h"
+
+int cs_conv_avx512_ok(const cs_conv_geom *g)
+{
+    return cs_cpu_avx512() && cs_conv_valid_stride1(g);
+}
+
+void cs_conv_avx512_transpose(const cs_conv_geom *g, const float *w, float *wt)
+{
+    const int k = g->k, kic = k * g->ic, oc = g->oc;
+    for (int ky = 0; ky < k; ky++)
+        for (int t = 0; t < kic; t++)
+            for (int o = 0; o < oc; o++) wt[((size_t)ky * oc + o) * kic + t] = w[((size_t)ky * kic + t) * oc + o];
+}
+
+#if CS_HAVE_AVX512_KERNELS
 #include <immintrin.h>
 
-#define TARGET __attribute__((target("avx512f")))
+#define TARGET CS_AVX512
 /* Each kernel's body is compiled twice: for tiles that are all whole vectors
  * (full = 1, plain loads; the masks kept in k registers were reloaded on every
  * step) and with masks for any channel count. */
 #define BODY TARGET static inline __attribute__((always_inline))
-
-int cs_conv_avx512_ok(const cs_conv_geom *g)
-{
-    return __builtin_cpu_supports("avx512f") && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
-           g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1;
-}
 
 /* Vector v of a tile whose first lane is `left` floats from the end: all 16
  * lanes, the remaining few, or none. */
@@ -115,21 +124,6 @@ TARGET static inline __mmask16 lanes(int left)
     default: PUT4(0, DEST(0), ADD);                                                                                    \
     }
 
-/* Offsets into the input (or dx) of the receptive-field corners of output rows
- * [r0, r0 + n), with the output position stepped without divisions. */
-static void corners(const cs_conv_geom *g, size_t r0, size_t n, size_t *off)
-{
-    const size_t per_image = (size_t)g->oh * g->ow;
-    int b = (int)(r0 / per_image), oy = (int)(r0 % per_image) / g->ow, ox = (int)(r0 % per_image) % g->ow;
-    for (size_t r = 0; r < n; r++) {
-        off[r] = (((size_t)b * g->ih + oy) * g->iw + ox) * g->ic;
-        if (++ox == g->ow) {
-            ox = 0;
-            if (++oy == g->oh) oy = 0, b++;
-        }
-    }
-}
-
 /* ---- forward: y = conv(x, w) + b ---- */
 #define FWD_ROWS 6
 #define FWD_VECS 4 /* 16-float vectors of output channels per tile */
@@ -184,16 +178,12 @@ void cs_conv_avx512_forward(const cs_conv_geom *g, size_t r0, size_t rows, const
     for (int ky = 0; ky < g->k; ky++)
         for (size_t r = 0; r < rows; r += FWD_ROWS) {
             const int np = rows - r < FWD_ROWS ? (int)(rows - r) : FWD_ROWS;
-            size_t off[FWD_ROWS] = {0};
-            corners(g, r0 + r, (size_t)np, off);
+            size_t off[FWD_ROWS];
+            cs_conv_corners(g, r0 + r, (size_t)np, FWD_ROWS, off); /* a short group repeats its last row */
             const float *xs[FWD_ROWS];
             float *ys[FWD_ROWS];
-            xs[0] = x + off[0], ys[0] = y + r * g->oc;
-            for (int p = 1; p < FWD_ROWS; p++) /* a short last group repeats its last position, not stored */
-                if (p < np)
-                    xs[p] = x + off[p], ys[p] = ys[p - 1] + g->oc;
-                else
-                    xs[p] = xs[p - 1], ys[p] = ys[p - 1];
+            for (int p = 0; p < FWD_ROWS; p++)
+                xs[p] = x + off[p], ys[p] = y + (r + (size_t)(p < np ? p : np - 1)) * g->oc;
             forward_group(g, ky, xs, ys, np, w, bias);
         }
 }
@@ -252,7 +242,7 @@ void cs_conv_avx512_weight_grad(const cs_conv_geom *g, size_t r0, size_t rows, c
     size_t off[WG_BLOCK];
     for (size_t r = 0; r < rows; r += WG_BLOCK) {
         const size_t n = rows - r < WG_BLOCK ? rows - r : WG_BLOCK;
-        corners(g, r0 + r, n, off);
+        cs_conv_corners(g, r0 + r, n, n, off);
         weight_grad_block(g, off, n, x, dy + r * g->oc, dw);
     }
 }
@@ -260,14 +250,6 @@ void cs_conv_avx512_weight_grad(const cs_conv_geom *g, size_t r0, size_t rows, c
 /* ---- input gradient: dx += dy w^T, scattered onto each receptive field ---- */
 #define DX_ROWS 4
 #define DX_VECS 6
-
-void cs_conv_avx512_transpose(const cs_conv_geom *g, const float *w, float *wt)
-{
-    const int k = g->k, kic = k * g->ic, oc = g->oc;
-    for (int ky = 0; ky < k; ky++)
-        for (int t = 0; t < kic; t++)
-            for (int o = 0; o < oc; o++) wt[((size_t)ky * oc + o) * kic + t] = w[((size_t)ky * kic + t) * oc + o];
-}
 
 BODY void input_grad_body(const cs_conv_geom *g, int ky, float *const dxs[DX_ROWS], const float *const dys[DX_ROWS],
                           int np, const float *wt, int full)
@@ -326,26 +308,17 @@ void cs_conv_avx512_input_grad(const cs_conv_geom *g, size_t r0, size_t rows, co
     for (int ky = 0; ky < g->k; ky++)
         for (size_t r = 0; r < rows; r += DX_ROWS) {
             const int np = rows - r < DX_ROWS ? (int)(rows - r) : DX_ROWS;
-            size_t off[DX_ROWS] = {0};
-            corners(g, r0 + r, (size_t)np, off);
+            size_t off[DX_ROWS];
+            cs_conv_corners(g, r0 + r, (size_t)np, DX_ROWS, off); /* a short group repeats its last row */
             float *dxs[DX_ROWS];
             const float *dys[DX_ROWS];
-            dxs[0] = dx + off[0], dys[0] = dy + r * g->oc;
-            for (int p = 1; p < DX_ROWS; p++) /* a short last group repeats its last position, not added */
-                if (p < np)
-                    dxs[p] = dx + off[p], dys[p] = dys[p - 1] + g->oc;
-                else
-                    dxs[p] = dxs[p - 1], dys[p] = dys[p - 1];
+            for (int p = 0; p < DX_ROWS; p++)
+                dxs[p] = dx + off[p], dys[p] = dy + (r + (size_t)(p < np ? p : np - 1)) * g->oc;
             input_grad_group(g, ky, dxs, dys, np, wt);
         }
 }
 
 #else /* not x86-64: conv.c never calls the kernels */
-int cs_conv_avx512_ok(const cs_conv_geom *g)
-{
-    (void)g;
-    return 0;
-}
 void cs_conv_avx512_forward(const cs_conv_geom *g, size_t r0, size_t rows, const float *x, const float *w,
                             const float *bias, float *y)
 {
@@ -355,10 +328,6 @@ void cs_conv_avx512_weight_grad(const cs_conv_geom *g, size_t r0, size_t rows, c
                                 float *dw)
 {
     (void)g, (void)r0, (void)rows, (void)x, (void)dy, (void)dw;
-}
-void cs_conv_avx512_transpose(const cs_conv_geom *g, const float *w, float *wt)
-{
-    (void)g, (void)w, (void)wt;
 }
 void cs_conv_avx512_input_grad(const cs_conv_geom *g, size_t r0, size_t rows, const float *wt, const float *dy,
                                float *dx)

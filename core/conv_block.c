@@ -37,8 +37,7 @@
 int cs_conv_block_ok(const cs_conv_geom *g, const cs_bn_act_pool *b, const cs_scratch *s)
 {
     const size_t kdim = (size_t)g->k * g->k * g->ic;
-    return kdim <= CS_CONV_BLOCK_MAX_TAPS && g->stride == 1 && g->pad_t == 0 && g->pad_l == 0 &&
-           g->oh == g->ih - g->k + 1 && g->ow == g->iw - g->k + 1 && b->h == g->oh && b->w == g->ow &&
+    return kdim <= CS_CONV_BLOCK_MAX_TAPS && cs_conv_valid_stride1(g) && b->h == g->oh && b->w == g->ow &&
            b->c == g->oc && b->p >= 1 && b->p * b->p <= 255 && s->col_floats >= (size_t)b->p * g->ow * g->oc &&
            s->col_floats >= kdim * g->oh * g->ow && s->col_floats >= (kdim + 2) * g->oc &&
            cs_conv_uses_im2col(g) == 0;
@@ -57,15 +56,6 @@ size_t cs_conv_block_work_count(const cs_conv_geom *g, int workers)
     return (size_t)workers * (m > w ? m : w);
 }
 
-/* Offsets of a patch's taps from its corner, in (ky, kx, c) order: the kernel's rows. */
-static int tap_offsets(const cs_conv_geom *g, int *off)
-{
-    int j = 0;
-    for (int ky = 0; ky < g->k; ky++)
-        for (int kx = 0; kx < g->k; kx++)
-            for (int c = 0; c < g->ic; c++) off[j++] = (ky * g->iw + kx) * g->ic + c;
-    return j;
-}
 
 /* The corner of the patch of conv output position (oy, ox) of image img of x. */
 static inline const float *patch_corner(const cs_conv_geom *g, const float *x, long img, int oy, int ox)
@@ -132,7 +122,7 @@ static void moments_range(void *ctx, long begin, long end, int worker)
     const moments_job *j = ctx;
     const cs_conv_geom *g = j->g;
     int off[CS_CONV_BLOCK_MAX_TAPS];
-    const int kdim = tap_offsets(g, off);
+    const int kdim = cs_conv_tap_offsets(g, off);
     const size_t pos = (size_t)g->oh * g->ow;
     float *taps = j->s->col[worker];
     double *sum = j->parts + (size_t)worker * (kdim + kdim * kdim), *gram = sum + kdim;
@@ -205,14 +195,14 @@ typedef struct {
     const cs_scratch *s;
 } forward_job;
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if CS_HAVE_AVX512_KERNELS
 #include "window_avx512.h"
 /* A row of 2x2 windows over a 3x3 single-channel conv (the notebook's first layer) on
  * AVX-512: 16 channels at a time, their nine kernel taps held in registers along the
  * row, each window's four conv outputs computed in registers (bias, then the taps in
  * order with fused multiply-adds, as conv.c's direct kernel does: the same bits) and
  * pooled at once. */
-__attribute__((target("avx512f"))) static void conv_pool_row_avx512(const forward_job *j, long row)
+CS_AVX512 static void conv_pool_row_avx512(const forward_job *j, long row)
 {
     const cs_conv_geom *g = j->g;
     const int oc = g->oc, ph = j->b->h / 2, pw = j->b->w / 2, iw = g->iw;
@@ -253,18 +243,14 @@ __attribute__((target("avx512f"))) static void conv_pool_row_avx512(const forwar
     }
 }
 
-static int avx512_conv_pool_ok(const cs_conv_geom *g, const cs_bn_act_pool *b)
-{
-    return g->k == 3 && g->ic == 1 && b->p == 2 && g->oc % 16 == 0 && __builtin_cpu_supports("avx512f");
-}
 #else
-static int avx512_conv_pool_ok(const cs_conv_geom *g, const cs_bn_act_pool *b)
-{
-    (void)g, (void)b;
-    return 0;
-}
 #define conv_pool_row_avx512(j, row) (void)0
 #endif
+
+static int avx512_conv_pool_ok(const cs_conv_geom *g, const cs_bn_act_pool *b)
+{
+    return g->k == 3 && g->ic == 1 && b->p == 2 && g->oc % 16 == 0 && cs_cpu_avx512();
+}
 
 /* Each row of windows: the p conv rows it covers into the worker's scratch, then the
  * block over them while they are in L1 (or all in registers, above). */
@@ -345,23 +331,21 @@ CS_WIDE_CLONES static void winners_of_image(const cs_conv_geom *g, const cs_bn_a
         }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#if CS_HAVE_AVX512_KERNELS
 /* The same for up to WIN_TAPS taps and a multiple of 16 channels on AVX-512: 16
  * channels at a time, every sum in registers across the image (one image's windows
  * add few enough floats to stay exact to float rounding). */
 #define WIN_TAPS 9
-__attribute__((target("avx512f"))) static void winners_of_image_avx512(const cs_conv_geom *g,
-                                                                      const cs_bn_act_pool_grad *gr,
-                                                                      const float *dpooled, const float *xin,
-                                                                      long img, const int *off, int kdim, float *acc)
+CS_AVX512 static void winners_of_image_avx512(const cs_conv_geom *g, const cs_bn_act_pool_grad *gr,
+                                              const float *dpooled, const float *xin, long img, const int *off,
+                                              int kdim, float *acc)
 {
     const cs_bn_act_pool *b = gr->b;
     const int p = b->p, oh = b->h / p, ow = b->w / p, oc = g->oc;
     int o9[WIN_TAPS], qoff[p * p]; /* taps past kdim read tap 0; their sums are dropped */
     for (int t = 0; t < WIN_TAPS; t++) o9[t] = off[t < kdim ? t : 0];
     window_offsets(g, p, qoff);
-    const __m512 alpha = _mm512_set1_ps(b->alpha), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    const __m512 alpha = _mm512_set1_ps(b->alpha), zero = _mm512_setzero_ps();
     for (int c0 = 0; c0 < oc; c0 += 16) {
         const __m512 gamma = _mm512_loadu_ps(b->gamma + c0), beta = _mm512_loadu_ps(b->beta + c0);
         __m512 a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero, a8 = zero,
@@ -372,8 +356,7 @@ __attribute__((target("avx512f"))) static void winners_of_image_avx512(const cs_
                 const __m512i won = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(gr->argmax + o)));
                 const __m512 xh = _mm512_loadu_ps(gr->win_xhat + o);
                 const __m512 v = _mm512_add_ps(_mm512_mul_ps(gamma, xh), beta);
-                const __m512 gv = _mm512_mul_ps(_mm512_loadu_ps(dpooled + o),
-                                                _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), alpha, one));
+                const __m512 gv = _mm512_mul_ps(_mm512_loadu_ps(dpooled + o), cs_slope_avx512(v, alpha));
                 s1 = _mm512_add_ps(s1, gv);
                 s2 = _mm512_add_ps(s2, _mm512_mul_ps(gv, xh));
                 const float *window = patch_corner(g, xin, img, oy * p, ox * p);
@@ -398,18 +381,15 @@ __attribute__((target("avx512f"))) static void winners_of_image_avx512(const cs_
     }
 }
 
-static int avx512_winners_ok(const cs_conv_geom *g, int kdim)
-{
-    return kdim <= WIN_TAPS && g->oc % 16 == 0 && __builtin_cpu_supports("avx512f");
-}
 #else
+#define winners_of_image_avx512 winners_of_image
+#define WIN_TAPS 0
+#endif
+
 static int avx512_winners_ok(const cs_conv_geom *g, int kdim)
 {
-    (void)g, (void)kdim;
-    return 0;
+    return kdim <= WIN_TAPS && g->oc % 16 == 0 && cs_cpu_avx512();
 }
-#define winners_of_image_avx512 winners_of_image
-#endif
 
 /* Per image in float in the worker's scratch, then into the worker's double sums. */
 static void winners_range(void *ctx, long begin, long end, int worker)
@@ -417,7 +397,7 @@ static void winners_range(void *ctx, long begin, long end, int worker)
     const grad_job *j = ctx;
     const cs_conv_geom *g = j->g;
     int off[CS_CONV_BLOCK_MAX_TAPS];
-    const int kdim = tap_offsets(g, off), fast = avx512_winners_ok(g, kdim);
+    const int kdim = cs_conv_tap_offsets(g, off), fast = avx512_winners_ok(g, kdim);
     const size_t m = (size_t)(kdim + 2) * g->oc;
     float *acc = j->s->col[worker];
     double *part = j->parts + (size_t)worker * m;

@@ -52,6 +52,16 @@ typedef struct {
 } cs_bn_stats;
 
 cs_conv_geom cs_conv_geometry(const cs_layer *l, int n);
+/* Stride 1 without padding: output (y, x) reads the k x k input square at (y, x), whose
+ * k rows are each k*ic consecutive floats (the layers the direct kernels take). */
+int cs_conv_valid_stride1(const cs_conv_geom *g);
+/* Offsets into the input (or dx) of the receptive-field corners of output rows
+ * [r0, r0 + n), then repeats of the last one up to `size` entries (a short last group
+ * of a kernel computes those again and drops them). */
+void cs_conv_corners(const cs_conv_geom *g, size_t r0, size_t n, size_t size, size_t *off);
+/* Offsets of a receptive field's k*k*ic values from its corner, in (ky, kx, c) order:
+ * the kernel's rows. Returns how many. */
+int cs_conv_tap_offsets(const cs_conv_geom *g, int *off);
 /* Rows of one im2col chunk, at most what fits in `col_floats` floats (at least 1). */
 size_t cs_conv_chunk_rows(const cs_conv_geom *g, size_t col_floats);
 

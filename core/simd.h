@@ -20,4 +20,21 @@
 #define CS_CONTRACT
 #endif
 
+/* Hand-written AVX-512 kernels (intrinsics) are compiled on x86-64 only, each function
+ * marked CS_AVX512, and called only where cs_cpu_avx512() says this CPU runs them. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CS_HAVE_AVX512_KERNELS 1
+#define CS_AVX512 __attribute__((target("avx512f")))
+static inline int cs_cpu_avx512(void)
+{
+    return __builtin_cpu_supports("avx512f") != 0;
+}
+#else
+#define CS_HAVE_AVX512_KERNELS 0
+static inline int cs_cpu_avx512(void)
+{
+    return 0;
+}
+#endif
+
 #endif

@@ -113,6 +113,7 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
     cs_rng_seed(&shuffle, cfg->seed ^ 0x5348554646ULL);
     cs_exec_seed_dropout(e, cfg->seed ^ 0x44524f50ULL);
     e->fuse = 1; /* training never reads the layers inside a fused block */
+    e->profile = cfg->profile;
     for (int i = 0; i < n; i++) idx[i] = i;
 
     free(m->meta.history);
@@ -132,7 +133,6 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
             }
             int s = b * bs, cnt = n - s < bs ? n - s : bs, correct = 0;
             fill_batch(train, idx + s, cnt, x, y);
-            e->profile = cfg->profile;
             cs_exec_forward(e, x, cnt, 1, m);
             float loss = cs_exec_xent(e, y, &correct);
             cs_exec_backward(e, -1);

@@ -13,6 +13,14 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#include "simd.h"
+
+/* The activation's slope at v: 1 where v > 0, alpha elsewhere (LeakyReLU; 0 for ReLU). */
+CS_AVX512 static inline __m512 cs_slope_avx512(__m512 v, __m512 alpha)
+{
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ), alpha, _mm512_set1_ps(1.0f));
+}
+
 /* The batch-norm constants of 16 channels, and the activation's slope. */
 typedef struct {
     __m512 mean, inv, gamma, beta, alpha;
@@ -21,14 +29,13 @@ typedef struct {
 /* The window's four inputs y0..y3 (in row order) -> its maximum, the normalised input
  * of the first element reaching it, and that element's position, stored at out, xhat
  * and won. */
-__attribute__((target("avx512f"), always_inline)) static inline void
+CS_AVX512 __attribute__((always_inline)) static inline void
 cs_window4_avx512(const cs_window_consts *k, __m512 y0, __m512 y1, __m512 y2, __m512 y3, float *out, float *xhat,
                   uint8_t *won)
 {
-    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
 #define NORMALISED(Y) _mm512_mul_ps(_mm512_sub_ps((Y), k->mean), k->inv)
 #define SCALED(H) _mm512_add_ps(_mm512_mul_ps(k->gamma, (H)), k->beta)
-#define ACTIVATED(V) _mm512_mul_ps((V), _mm512_mask_blend_ps(_mm512_cmp_ps_mask((V), zero, _CMP_GT_OQ), k->alpha, one))
+#define ACTIVATED(V) _mm512_mul_ps((V), cs_slope_avx512((V), k->alpha))
     const __m512 h0 = NORMALISED(y0), h1 = NORMALISED(y1), h2 = NORMALISED(y2), h3 = NORMALISED(y3);
     const __m512 a1 = ACTIVATED(SCALED(h1)), a2 = ACTIVATED(SCALED(h2)), a3 = ACTIVATED(SCALED(h3));
     __m512 m = ACTIVATED(SCALED(h0)), hw = h0;

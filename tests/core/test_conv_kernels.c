@@ -15,6 +15,7 @@
 
 #include "layers.h"
 #include "rng.h"
+#include "simd.h"
 #include "test.h"
 
 typedef struct {
@@ -131,7 +132,7 @@ static const geometry cases[] = {
 
 static void test_direct_kernels(void)
 {
-    const int have = __builtin_cpu_supports("avx512f") != 0;
+    const int have = cs_cpu_avx512();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const cs_conv_geom g = geom_of(&cases[i]);
         /* Short receptive fields always, and on a CPU with AVX-512 every one of these
