@@ -37,15 +37,14 @@ void cs_conv_avx512_transpose(const cs_conv_geom *g, const float *w, float *wt)
 #if CS_HAVE_AVX512_KERNELS
 #include <immintrin.h>
 
-#define TARGET CS_AVX512
 /* Each kernel's body is compiled twice: for tiles that are all whole vectors
  * (full = 1, plain loads; the masks kept in k registers were reloaded on every
  * step) and with masks for any channel count. */
-#define BODY TARGET static inline __attribute__((always_inline))
+#define BODY CS_AVX512 static inline __attribute__((always_inline))
 
 /* Vector v of a tile whose first lane is `left` floats from the end: all 16
  * lanes, the remaining few, or none. */
-TARGET static inline __mmask16 lanes(int left)
+CS_AVX512 static inline __mmask16 lanes(int left)
 {
     return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
 }
@@ -160,8 +159,8 @@ BODY void forward_body(const cs_conv_geom *g, int ky, const float *const xs[FWD_
     }
 }
 
-TARGET static void forward_group(const cs_conv_geom *g, int ky, const float *const xs[FWD_ROWS],
-                                 float *const ys[FWD_ROWS], int np, const float *w, const float *bias)
+CS_AVX512 static void forward_group(const cs_conv_geom *g, int ky, const float *const xs[FWD_ROWS],
+                                    float *const ys[FWD_ROWS], int np, const float *w, const float *bias)
 {
     if (g->oc % (16 * FWD_VECS) == 0)
         forward_body(g, ky, xs, ys, np, w, bias, 1);
@@ -227,8 +226,8 @@ BODY void weight_grad_body(const cs_conv_geom *g, const size_t *off, size_t n, c
         }
 }
 
-TARGET static void weight_grad_block(const cs_conv_geom *g, const size_t *off, size_t n, const float *x,
-                                     const float *dy, float *dw)
+CS_AVX512 static void weight_grad_block(const cs_conv_geom *g, const size_t *off, size_t n, const float *x,
+                                        const float *dy, float *dw)
 {
     if (g->oc % (16 * WG_VECS) == 0)
         weight_grad_body(g, off, n, x, dy, dw, 1);
@@ -292,8 +291,8 @@ BODY void input_grad_body(const cs_conv_geom *g, int ky, float *const dxs[DX_ROW
     }
 }
 
-TARGET static void input_grad_group(const cs_conv_geom *g, int ky, float *const dxs[DX_ROWS],
-                                    const float *const dys[DX_ROWS], int np, const float *wt)
+CS_AVX512 static void input_grad_group(const cs_conv_geom *g, int ky, float *const dxs[DX_ROWS],
+                                       const float *const dys[DX_ROWS], int np, const float *wt)
 {
     if (g->k * g->ic % (16 * DX_VECS) == 0)
         input_grad_body(g, ky, dxs, dys, np, wt, 1);
