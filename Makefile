@@ -13,7 +13,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 B := build
-CORE_SRC := $(wildcard core/*.c)
+CORE_SRC := $(wildcard core/*.c core/layers/*.c)
 HTTP_SRC := $(wildcard api/*.c server/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o)
 HTTP_OBJ := $(HTTP_SRC:%.c=$(B)/%.o)
