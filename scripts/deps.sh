@@ -6,7 +6,7 @@ need=(gcc make pkg-config libopenblas-dev libopenblas0-pthread zlib1g-dev libpng
       libjansson-dev libmicrohttpd-dev libjpeg62-turbo-dev libhdf5-dev
       libcurl4-openssl-dev dataset-fashion-mnist)
 case "${1:-build}" in
-  test)  need+=(curl nginx wrk chromium nodejs npm) ;;
+  test)  need+=(curl nginx wrk chromium nodejs npm wordnet-base) ;;
   bench) need+=(curl wrk) ;;
 esac
 missing=()
