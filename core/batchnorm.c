@@ -136,12 +136,12 @@ static void normalise_range(void *ctx, long begin, long end, int worker)
         }
 }
 
-int cs_bn_stats_init(cs_bn_stats *st, int c)
+void cs_bn_stats_init(cs_bn_stats *st, int c, double *sums)
 {
     memset(st, 0, sizeof *st);
     st->c = c;
-    st->sums = calloc((size_t)CS_MAX_WORKERS * 2 * c, sizeof(double));
-    return st->sums ? 0 : -1;
+    st->sums = sums;
+    memset(sums, 0, CS_BN_SUMS(c) * sizeof(double));
 }
 
 void cs_bn_stats_add_rows(cs_bn_stats *st, int worker, const float *x, size_t rows)
@@ -160,8 +160,6 @@ void cs_bn_stats_finish(cs_bn_stats *st, float eps, float *mean, float *inv_std,
         stats_merge(c, &n, sums, sums + c, st->rows[p], ps, ps + c);
     }
     stats_finish(c, n, sums, sums + c, eps, mean, inv_std, moving_mean, moving_var, momentum);
-    free(st->sums);
-    st->sums = NULL;
 }
 
 static void stats_range(void *ctx, long begin, long end, int worker)
@@ -171,19 +169,19 @@ static void stats_range(void *ctx, long begin, long end, int worker)
 }
 
 void cs_bn_batch_stats(size_t rows, int c, const float *x, float eps, float *mean, float *inv_std,
-                       float *moving_mean, float *moving_var, float momentum)
+                       float *moving_mean, float *moving_var, float momentum, double *sums)
 {
     cs_bn_stats st;
-    if (cs_bn_stats_init(&st, c) != 0) return;
+    cs_bn_stats_init(&st, c, sums);
     bn_job j = {.rows = rows, .c = c, .x = x, .stats = &st};
     cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), 0, stats_range, &j);
     cs_bn_stats_finish(&st, eps, mean, inv_std, moving_mean, moving_var, momentum);
 }
 
 void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,
-                         float *y, float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum)
+                         float *y, float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum, double *sums)
 {
-    cs_bn_batch_stats(rows, c, x, eps, mean, inv_std, moving_mean, moving_var, momentum);
+    cs_bn_batch_stats(rows, c, x, eps, mean, inv_std, moving_mean, moving_var, momentum, sums);
     bn_job j = {.rows = rows, .c = c, .x = x, .gamma = gamma, .beta = beta, .y = y, .mean = mean, .a = inv_std};
     cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), 0, normalise_range, &j);
 }
@@ -223,18 +221,16 @@ static void input_grad_range(void *ctx, long begin, long end, int worker)
 }
 
 void cs_bn_backward_train(size_t rows, int c, const float *x, const float *dy, const float *gamma, const float *mean,
-                          const float *inv_std, float *dx, float *dgamma, float *dbeta)
+                          const float *inv_std, float *dx, float *dgamma, float *dbeta, double *sums)
 {
     const int parts = cs_parallel_threads();
-    double *sums = calloc((size_t)parts * 2 * c, sizeof(double));
-    if (!sums) return;
+    memset(sums, 0, (size_t)parts * 2 * c * sizeof(double));
     bn_job j = {.rows = rows, .c = c, .x = x, .dy = dy, .mean = mean, .a = inv_std, .dx = dx, .sums = sums};
     cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), parts, grad_stats_range, &j);
     float a[c], mdy[c], mdyx[c];
     cs_bn_grad_consts(c, rows, sums, parts, gamma, inv_std, dgamma, dbeta, a, mdy, mdyx);
     j.a = a, j.m1 = mdy, j.m2 = mdyx, j.b = inv_std;
     cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), parts, input_grad_range, &j);
-    free(sums);
 }
 
 void cs_bn_backward_infer(size_t rows, int c, const float *x, const float *dy, const float *gamma,

@@ -161,9 +161,9 @@ void cs_bn_act_pool_apply(const cs_bn_act_pool *b, const float *x, const float *
 }
 
 void cs_bn_act_pool_forward(const cs_bn_act_pool *b, const float *x, float *mean, float *inv_std, float *moving_mean,
-                            float *moving_var, float momentum, float *pooled, uint8_t *argmax, float *win_xhat)
+                            float *moving_var, float momentum, float *pooled, uint8_t *argmax, float *win_xhat, double *sums)
 {
-    cs_bn_batch_stats((size_t)b->n * b->h * b->w, b->c, x, b->eps, mean, inv_std, moving_mean, moving_var, momentum);
+    cs_bn_batch_stats((size_t)b->n * b->h * b->w, b->c, x, b->eps, mean, inv_std, moving_mean, moving_var, momentum, sums);
     cs_bn_act_pool_apply(b, x, mean, inv_std, pooled, argmax, win_xhat);
 }
 
@@ -208,14 +208,13 @@ void cs_bn_act_pool_backward_begin(cs_bn_act_pool_grad *gr, const float *dpooled
     const cs_bn_act_pool *b = gr->b;
     const int c = b->c, parts = cs_parallel_threads(), oh = b->h / b->p, ow = b->w / b->p;
     const size_t rows = (size_t)b->n * b->h * b->w;
-    double *sums = calloc((size_t)parts * 2 * c, sizeof(double));
-    if (!sums) return;
+    double *sums = gr->sums;
+    memset(sums, 0, (size_t)parts * 2 * c * sizeof(double));
     bap_job j = {.b = b, .x = gr->x, .mean = gr->mean, .inv_std = gr->inv_std, .dpooled = dpooled,
                  .win_xhat = (float *)gr->win_xhat, .win_grad = gr->win_grad, .sums = sums};
     cs_parallel_run((long)b->n * oh, cs_parallel_grain((long)ow * c * b->p * b->p, 1), parts, window_grad_range, &j);
     cs_bn_grad_consts(c, rows, sums, parts, b->gamma, gr->inv_std, dgamma, dbeta, gr->scale, gr->mean_dy,
                       gr->mean_dyx);
-    free(sums);
 }
 
 /* Elements past the last full window (an odd height or width) get no gradient from

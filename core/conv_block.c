@@ -158,12 +158,13 @@ void cs_conv_block_moments(const cs_conv_geom *g, const float *x, const cs_scrat
 }
 
 void cs_conv_block_stats(const cs_conv_geom *g, const float *w, const float *b, const double *moments, float eps,
-                         float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum)
+                         float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum,
+                         double *sums)
 {
     const int kdim = g->k * g->k * g->ic, oc = g->oc;
     const double n = (double)g->n * g->oh * g->ow, *sum = moments, *gram = moments + kdim;
     cs_bn_stats st;
-    if (cs_bn_stats_init(&st, oc) != 0) return;
+    cs_bn_stats_init(&st, oc, sums);
     /* The patches' covariance times n: G - s s^T / n. */
     double cov[CS_CONV_BLOCK_MAX_TAPS * CS_CONV_BLOCK_MAX_TAPS];
     for (int t = 0; t < kdim; t++)

@@ -25,7 +25,8 @@ void cs_conv_block_moments(const cs_conv_geom *g, const float *x, const cs_scrat
                            double *work);
 /* The batch statistics of the conv's output, from the sums: as cs_bn_stats_finish sets them. */
 void cs_conv_block_stats(const cs_conv_geom *g, const float *w, const float *b, const double *moments, float eps,
-                         float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum);
+                         float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum,
+                         double *sums);
 /* The block's forward (cs_bn_act_pool_apply) on the conv's output, computed a band of
  * rows at a time. */
 void cs_conv_block_forward(const cs_conv_geom *g, const float *x, const float *w, const float *bias,

@@ -1,14 +1,16 @@
 /*
- * exec.c - forward and backward passes of a model over a batch.
+ * exec.c - forward and backward passes of a model over a batch, as a walk over a plan.
  *
  * The exec owns every buffer a pass writes; the model is only read (except for the
  * moving batch-norm statistics in a training forward, which go to the model passed
- * as `update_bn`). Gradient buffers are allocated per layer the first time a
- * backward pass reaches them, so Grad-CAM on VGG16's last conv layer never pays
- * for the gradients of the early layers. Training passes with `fuse` set run each
- * batch norm -> activation -> max pool as one block (bn_act_pool.c), joined to the
- * conv below it; inference always runs layer by layer, so every activation stays
- * readable for feature maps and Grad-CAM.
+ * as `update_bn`). What each node computes is its kind's row of the layer table
+ * (layer_ops.h); this file only walks the steps, hands each node its buffers, and
+ * runs the fused training blocks, which span several nodes.
+ *
+ * Gradient buffers are allocated per node the first time a backward pass reaches
+ * them, so Grad-CAM on VGG16's last conv layer never pays for the gradients of the
+ * early layers. Where a node's output feeds several nodes, the first gradient to
+ * arrive is written into its buffer and the others are added to it.
  */
 #include "exec.h"
 
@@ -19,18 +21,90 @@
 
 #include "clock.h"
 #include "conv_block.h"
+#include "layer_ops.h"
 #include "layers.h"
 #include "parallel.h"
 #include "simd.h"
 
 static size_t out_floats(const cs_exec *e, int i) { return (size_t)e->max_batch * cs_shape_size(e->model->layers[i].out); }
 
-/* A flatten after another layer is a view of that layer's output (NHWC flattens to
- * the same order): its activation and gradient share that layer's buffers instead of
- * being copied (a copy of the whole batch each way, with the other cores idle). */
+/* A node whose kind passes its input through unchanged (a flatten) is a view of that
+ * input: the same floats in the same order (NHWC flattens to the same order), so its
+ * output and gradient share the input's buffers instead of being copied. Only where
+ * the input has no other reader, whose gradient would then land in the same place. */
 static int is_view(const cs_model *m, int i)
 {
-    return i > 0 && m->layers[i].kind == CS_FLATTEN;
+    const cs_layer *l = &m->layers[i];
+    int in = l->inputs[0];
+    return (cs_layer_ops_of(l->kind)->flags & CS_OP_VIEW) && l->n_inputs == 1 && in >= 0 &&
+           m->layers[in].n_consumers == 1;
+}
+
+static const float *node_value(const cs_exec *e, int j) { return j == CS_MODEL_INPUT ? e->input : e->act[j]; }
+
+static float *grad_buffer(cs_exec *e, int i)
+{
+    if (!e->grad[i])
+        e->grad[i] = is_view(e->model, i) ? grad_buffer(e, e->model->layers[i].inputs[0])
+                                          : malloc(out_floats(e, i) * sizeof(float));
+    return e->grad[i];
+}
+
+/* ---- the plan ---- */
+
+/* Node i runs alone in every plan unless these say it starts a block. */
+static int single_reader(const cs_model *m, int i, int reader)
+{
+    const cs_layer *r = &m->layers[reader];
+    return m->layers[i].n_consumers == 1 && r->n_inputs == 1 && r->inputs[0] == i;
+}
+
+/* Nodes i, i+1, i+2 are batch norm -> LeakyReLU/ReLU -> max pool, each read only by the next. */
+static int bn_act_pool_at(const cs_model *m, int i)
+{
+    if (i + 2 >= m->n_layers) return 0;
+    const cs_layer *l = m->layers + i;
+    return l[0].kind == CS_BATCHNORM && (l[1].kind == CS_LEAKY_RELU || l[1].kind == CS_RELU) &&
+           l[2].kind == CS_MAXPOOL && single_reader(m, i, i + 1) && single_reader(m, i + 1, i + 2);
+}
+
+/* Node c is a conv with no activation of its own, read only by the block at c + 1. */
+static int conv_under_block(const cs_model *m, int c)
+{
+    const cs_layer *l = &m->layers[c];
+    return l->kind == CS_CONV2D && l->cfg.activation == CS_ACT_LINEAR && bn_act_pool_at(m, c + 1) &&
+           single_reader(m, c, c + 1);
+}
+
+static int plan_build(const cs_model *m, int fuse, cs_plan *p)
+{
+    free(p->steps);
+    p->n = 0;
+    p->steps = malloc((size_t)(m->n_layers ? m->n_layers : 1) * sizeof *p->steps);
+    if (!p->steps) return -1;
+    for (int i = 0; i < m->n_layers;) {
+        cs_step s = {CS_STEP_NODE, i, i};
+        if (fuse && conv_under_block(m, i)) s = (cs_step){CS_STEP_CONV_BN_ACT_POOL, i, i + 3};
+        else if (fuse && bn_act_pool_at(m, i)) s = (cs_step){CS_STEP_BN_ACT_POOL, i, i + 2};
+        p->steps[p->n++] = s;
+        i = s.last + 1;
+    }
+    return 0;
+}
+
+/* ---- making and freeing ---- */
+
+static size_t scratch_floats(const cs_model *m, int max_batch)
+{
+    size_t col = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const cs_layer *l = &m->layers[i];
+        if (l->kind != CS_CONV2D) continue;
+        cs_conv_geom g = cs_conv_geometry(l, max_batch);
+        size_t need = cs_conv_chunk_rows(&g, (size_t)-1) * g.k * g.k * g.ic;
+        if (need > col) col = need;
+    }
+    return col;
 }
 
 cs_exec *cs_exec_new(const cs_model *m, int max_batch)
@@ -43,28 +117,35 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
     int L = m->n_layers;
     e->act = calloc((size_t)L, sizeof *e->act);
     e->grad = calloc((size_t)L, sizeof *e->grad);
+    e->reached = calloc((size_t)L, 1);
     e->bn = calloc((size_t)L, sizeof *e->bn);
     e->mask = calloc((size_t)L, sizeof *e->mask);
-    if (!e->act || !e->grad || !e->bn || !e->mask) goto fail;
-    size_t col = 0;
+    if (!e->act || !e->grad || !e->reached || !e->bn || !e->mask) goto fail;
     for (int i = 0; i < L; i++) {
         const cs_layer *l = &m->layers[i];
-        if (is_view(m, i)) e->act[i] = e->act[i - 1]; /* the same floats in the same order */
+        if (is_view(m, i)) e->act[i] = e->act[l->inputs[0]];
         else if (!(e->act[i] = malloc(out_floats(e, i) * sizeof(float)))) goto fail;
-        if (l->kind == CS_CONV2D) {
-            cs_conv_geom g = cs_conv_geometry(l, max_batch);
-            size_t need = cs_conv_chunk_rows(&g, (size_t)-1) * g.k * g.k * g.ic;
-            if (need > col) col = need;
+        if (l->kind == CS_BATCHNORM) {
+            int c = l->out.c;
+            cs_bn_cache *bc = &e->bn[i];
+            if (!(bc->mean = malloc((size_t)2 * c * sizeof(float))) ||
+                !(bc->sums = malloc(CS_BN_SUMS(c) * sizeof(double))))
+                goto fail;
+            bc->inv_std = bc->mean + c;
         }
+        if (l->kind == CS_DROPOUT && !(e->mask[i] = malloc(out_floats(e, i)))) goto fail;
     }
     const cs_layer *top = &m->layers[L - 1];
-    if (top->kind == CS_DENSE && top->cfg.activation == CS_ACT_SOFTMAX &&
+    if ((top->kind == CS_DENSE || top->kind == CS_CONV2D) && top->cfg.activation == CS_ACT_SOFTMAX &&
         !(e->logits = malloc(out_floats(e, L - 1) * sizeof(float))))
         goto fail;
+    /* The top's gradient is where every backward starts: always there. */
+    if (!grad_buffer(e, L - 1)) goto fail;
     e->scratch.workers = cs_parallel_threads();
-    e->scratch.col_floats = col;
-    for (int w = 0; w < e->scratch.workers && col; w++)
-        if (!(e->scratch.col[w] = malloc(col * sizeof(float)))) goto fail;
+    e->scratch.col_floats = scratch_floats(m, max_batch);
+    for (int w = 0; w < e->scratch.workers && e->scratch.col_floats; w++)
+        if (!(e->scratch.col[w] = malloc(e->scratch.col_floats * sizeof(float)))) goto fail;
+    if (plan_build(m, 0, &e->infer_plan) != 0 || plan_build(m, 0, &e->train_plan) != 0) goto fail;
     return e;
 fail:
     cs_exec_free(e);
@@ -76,12 +157,12 @@ void cs_exec_free(cs_exec *e)
     if (!e) return;
     int L = e->model->n_layers;
     for (int i = 0; i < L; i++) {
-        if (is_view(e->model, i)) continue;
-        if (e->act) free(e->act[i]);
-        if (e->grad) free(e->grad[i]);
+        if (e->act && !is_view(e->model, i)) free(e->act[i]);
+        if (e->grad && !is_view(e->model, i)) free(e->grad[i]);
         if (e->mask) free(e->mask[i]);
         if (e->bn) {
             free(e->bn[i].mean);
+            free(e->bn[i].sums);
             free(e->bn[i].argmax);
             free(e->bn[i].win_grad);
             free(e->bn[i].win_xhat);
@@ -91,14 +172,18 @@ void cs_exec_free(cs_exec *e)
     }
     free(e->act);
     free(e->grad);
+    free(e->reached);
     free(e->mask);
     free(e->bn);
     free(e->logits);
+    for (int k = 0; k < CS_MAX_INPUTS; k++) free(e->fanin[k]);
     for (int w = 0; w < CS_MAX_WORKERS; w++) {
         free(e->scratch.col[w]);
         free(e->scratch.part[w]);
         free(e->scratch.dy[w]);
     }
+    free(e->infer_plan.steps);
+    free(e->train_plan.steps);
     free(e->param_grad);
     free(e);
 }
@@ -128,211 +213,154 @@ int cs_exec_enable_param_grads(cs_exec *e)
 
 void cs_exec_seed_dropout(cs_exec *e, uint64_t seed) { e->rng_state = seed; }
 
-/* Per-layer training caches, allocated on the first training pass. */
-static int ensure_train_buffers(cs_exec *e, int i)
+/* A conv on the model's input, of few taps, under a fused block: trained with it
+ * without storing its output (conv_block.c); g and b are set for it. Decided per pass:
+ * it depends on the kernels the CPU and the process settings allow. */
+static cs_bn_act_pool fused_block(const cs_exec *e, int bn);
+static int conv_block_ok(const cs_exec *e, int conv, cs_conv_geom *g, cs_bn_act_pool *b)
 {
-    const cs_layer *l = &e->model->layers[i];
-    if (l->kind == CS_BATCHNORM && !e->bn[i].mean) {
-        int c = l->out.c;
-        e->bn[i].mean = malloc((size_t)2 * c * sizeof(float));
-        if (!e->bn[i].mean) return -1;
-        e->bn[i].inv_std = e->bn[i].mean + c;
+    if (e->model->layers[conv].inputs[0] != CS_MODEL_INPUT) return 0;
+    *g = cs_conv_geometry(&e->model->layers[conv], e->batch);
+    *b = fused_block(e, conv + 1);
+    return cs_conv_block_ok(g, b, &e->scratch);
+}
+
+/* The fused blocks' buffers, sized by their pooled output (node bn + 2). */
+int cs_exec_set_fusion(cs_exec *e, int on)
+{
+    const cs_model *m = e->model;
+    if (plan_build(m, on, &e->train_plan) != 0) return -1;
+    e->fused = on;
+    for (int s = 0; s < e->train_plan.n; s++) {
+        const cs_step *st = &e->train_plan.steps[s];
+        if (st->kind == CS_STEP_NODE) continue;
+        int bn = st->kind == CS_STEP_BN_ACT_POOL ? st->first : st->first + 1;
+        cs_bn_cache *bc = &e->bn[bn];
+        if (bc->argmax) continue;
+        if (!(bc->argmax = malloc(out_floats(e, bn + 2))) ||
+            !(bc->win_grad = malloc(out_floats(e, bn + 2) * sizeof(float))) ||
+            !(bc->win_xhat = malloc(out_floats(e, bn + 2) * sizeof(float))) ||
+            !(bc->grad_consts = malloc((size_t)3 * m->layers[bn].out.c * sizeof(float))))
+            return -1;
+        if (st->kind == CS_STEP_CONV_BN_ACT_POOL && m->layers[st->first].inputs[0] == CS_MODEL_INPUT) {
+            /* The moments and the work space of both passes of the conv trained with
+             * the block, for the largest batch. */
+            cs_conv_geom g = cs_conv_geometry(&m->layers[st->first], e->max_batch);
+            size_t need = cs_conv_block_moment_count(&g) + cs_conv_block_work_count(&g, e->scratch.workers);
+            if (!(bc->moments = malloc(need * sizeof(double)))) return -1;
+        }
     }
-    if (l->kind == CS_DROPOUT && !e->mask[i] && !(e->mask[i] = malloc(out_floats(e, i)))) return -1;
     return 0;
 }
 
-/* The fused block's own buffers, sized by its pooled output (layer i + 2). */
-static int ensure_block_buffers(cs_exec *e, int i)
-{
-    cs_bn_cache *bc = &e->bn[i];
-    if (bc->argmax) return 0;
-    bc->argmax = malloc(out_floats(e, i + 2));
-    bc->win_grad = malloc(out_floats(e, i + 2) * sizeof(float));
-    bc->win_xhat = malloc(out_floats(e, i + 2) * sizeof(float));
-    bc->grad_consts = malloc((size_t)3 * e->model->layers[i].out.c * sizeof(float));
-    return bc->argmax && bc->win_grad && bc->win_xhat && bc->grad_consts ? 0 : -1;
-}
+/* ---- forward ---- */
 
-/* Layers i, i+1, i+2 form a batch norm -> LeakyReLU/ReLU -> max pool block. */
-static int fused_block_at(const cs_exec *e, int i)
+static cs_bn_act_pool fused_block(const cs_exec *e, int bn)
 {
-    const cs_model *m = e->model;
-    if (!e->fuse || !e->training || i + 2 >= m->n_layers) return 0;
-    const cs_layer *l = m->layers + i;
-    return l[0].kind == CS_BATCHNORM && (l[1].kind == CS_LEAKY_RELU || l[1].kind == CS_RELU) &&
-           l[2].kind == CS_MAXPOOL;
-}
-
-static cs_bn_act_pool fused_block(const cs_exec *e, int i)
-{
-    const cs_layer *l = e->model->layers + i;
+    const cs_layer *l = e->model->layers + bn;
     return (cs_bn_act_pool){.n = e->batch, .h = l->out.h, .w = l->out.w, .c = l->out.c, .p = l[2].cfg.pool,
                             .alpha = l[1].kind == CS_LEAKY_RELU ? l[1].cfg.alpha : 0.0f,
                             .gamma = l->params[0].data, .beta = l->params[1].data, .eps = l->cfg.epsilon};
 }
 
-/* The fused block at bn sits right on a conv with no activation of its own: the conv
- * gathers the block's batch statistics as it writes its output, and takes its dy from
- * the block chunk by chunk in backward. */
-static int conv_feeds_block(const cs_exec *e, int bn)
+static float *moving(cs_model *update, int node, int which)
 {
-    const cs_layer *below = bn ? &e->model->layers[bn - 1] : NULL;
-    return below && below->kind == CS_CONV2D && below->cfg.activation == CS_ACT_LINEAR && fused_block_at(e, bn);
+    return update ? update->layers[node].params[which].data : NULL;
 }
 
-/* Layer 0 is a conv of few taps under a fused block: trained with it without storing
- * its output (conv_block.c); g and b are set for it. */
-static int conv_block_at(const cs_exec *e, int i, cs_conv_geom *g, cs_bn_act_pool *b)
-{
-    if (i != 0 || !conv_feeds_block(e, 1)) return 0;
-    *g = cs_conv_geometry(&e->model->layers[0], e->batch);
-    *b = fused_block(e, 1);
-    return cs_conv_block_ok(g, b, &e->scratch);
-}
-
-/* Forward through layers 0..3 that way. */
-static int forward_conv_block(cs_exec *e, const float *input, const cs_conv_geom *g, const cs_bn_act_pool *b,
-                              cs_model *update_bn)
-{
-    const cs_layer *conv = &e->model->layers[0], *bnl = conv + 1;
-    cs_bn_cache *bc = &e->bn[1];
-    if (ensure_train_buffers(e, 1) != 0 || ensure_block_buffers(e, 1) != 0) return -1;
-    /* The moments, then the work space of both passes (allocated here, where a failure
-     * can be reported, for the backward too). */
-    if (!bc->moments &&
-        !(bc->moments = malloc((cs_conv_block_moment_count(g) + cs_conv_block_work_count(g, e->scratch.workers)) *
-                               sizeof(double))))
-        return -1;
-    double *work = bc->moments + cs_conv_block_moment_count(g);
-    const cs_layer *ul = update_bn ? &update_bn->layers[1] : NULL;
-    double t0 = e->profile ? cs_now() : 0;
-    cs_conv_block_moments(g, input, &e->scratch, bc->moments, work);
-    cs_conv_block_stats(g, conv->params[0].data, conv->params[1].data, bc->moments, bnl->cfg.epsilon, bc->mean,
-                        bc->inv_std, ul ? ul->params[2].data : NULL, ul ? ul->params[3].data : NULL,
-                        bnl->cfg.momentum);
-    double t1 = e->profile ? cs_now() : 0;
-    cs_conv_block_forward(g, input, conv->params[0].data, conv->params[1].data, b, bc->mean, bc->inv_std, e->act[3],
-                          bc->argmax, bc->win_xhat, &e->scratch);
-    if (e->profile) { /* the sums and statistics count as the conv's, the rest as the block's */
-        e->profile[0] += t1 - t0;
-        e->profile[1] += cs_now() - t1;
-    }
-    return 0;
-}
-
-static void forward_layer(cs_exec *e, int i, const float *x, int n, int training, cs_model *update_bn)
+static void forward_node(cs_exec *e, int i, cs_model *update_bn)
 {
     const cs_layer *l = &e->model->layers[i];
-    float *y = e->act[i];
-    const size_t count = (size_t)n * cs_shape_size(l->out), rows = (size_t)n * l->out.h * l->out.w;
-    switch (l->kind) {
-    case CS_CONV2D:
-    case CS_DENSE: {
-        int softmax = l->cfg.activation == CS_ACT_SOFTMAX;
-        float *z = softmax ? e->logits : y;
-        if (l->kind == CS_CONV2D && conv_feeds_block(e, i + 1)) {
-            cs_conv_geom g = cs_conv_geometry(l, n);
-            cs_bn_stats st;
-            const cs_layer *bnl = l + 1, *ul = update_bn ? &update_bn->layers[i + 1] : NULL;
-            float *mm = ul ? ul->params[2].data : NULL, *mv = ul ? ul->params[3].data : NULL;
-            if (ensure_train_buffers(e, i + 1) != 0) return;
-            if (cs_bn_stats_init(&st, l->out.c) == 0) {
-                cs_conv_forward_stats(&g, x, l->params[0].data, l->params[1].data, z, &e->scratch, &st);
-                cs_bn_stats_finish(&st, bnl->cfg.epsilon, e->bn[i + 1].mean, e->bn[i + 1].inv_std, mm, mv,
-                                   bnl->cfg.momentum);
-            } else { /* no memory for the per-worker sums: the same statistics in a pass of their own */
-                cs_conv_forward(&g, x, l->params[0].data, l->params[1].data, z, &e->scratch);
-                cs_bn_batch_stats(rows, l->out.c, z, bnl->cfg.epsilon, e->bn[i + 1].mean, e->bn[i + 1].inv_std, mm,
-                                  mv, bnl->cfg.momentum);
-            }
-        } else if (l->kind == CS_CONV2D) {
-            cs_conv_geom g = cs_conv_geometry(l, n);
-            cs_conv_forward(&g, x, l->params[0].data, l->params[1].data, z, &e->scratch);
-        } else {
-            cs_dense_forward(n, l->in.c, l->out.c, x, l->params[0].data, l->params[1].data, z);
+    cs_node_pass p = {.e = e, .node = i, .l = l, .n = e->batch, .training = e->training, .update = update_bn,
+                      .y = e->act[i]};
+    for (int k = 0; k < l->n_inputs; k++) p.x[k] = node_value(e, l->inputs[k]);
+    cs_layer_ops_of(l->kind)->forward(&p);
+}
+
+/* Batch norm -> activation -> pool at bn, on an input whose statistics are computed here. */
+static void forward_bn_act_pool(cs_exec *e, int bn, cs_model *update_bn)
+{
+    const cs_layer *l = &e->model->layers[bn];
+    cs_bn_cache *bc = &e->bn[bn];
+    cs_bn_act_pool b = fused_block(e, bn);
+    cs_bn_act_pool_forward(&b, node_value(e, l->inputs[0]), bc->mean, bc->inv_std, moving(update_bn, bn, 2),
+                           moving(update_bn, bn, 3), l->cfg.momentum, e->act[bn + 2], bc->argmax, bc->win_xhat,
+                           bc->sums);
+}
+
+/* The conv at c and the block above it. */
+static void forward_conv_bn_act_pool(cs_exec *e, int c, cs_model *update_bn)
+{
+    const cs_layer *conv = &e->model->layers[c], *bnl = conv + 1;
+    const int bn = c + 1;
+    cs_bn_cache *bc = &e->bn[bn];
+    float *mm = moving(update_bn, bn, 2), *mv = moving(update_bn, bn, 3);
+    const float *w = conv->params[0].data, *bias = conv->params[1].data, *x = node_value(e, conv->inputs[0]);
+    cs_conv_geom g;
+    cs_bn_act_pool b;
+    double t0 = e->profile ? cs_now() : 0;
+    if (bc->moments && conv_block_ok(e, c, &g, &b)) { /* the conv's output is never stored */
+        double *work = bc->moments + cs_conv_block_moment_count(&g);
+        cs_conv_block_moments(&g, x, &e->scratch, bc->moments, work);
+        cs_conv_block_stats(&g, w, bias, bc->moments, bnl->cfg.epsilon, bc->mean, bc->inv_std, mm, mv,
+                            bnl->cfg.momentum, bc->sums);
+        double t1 = e->profile ? cs_now() : 0;
+        cs_conv_block_forward(&g, x, w, bias, &b, bc->mean, bc->inv_std, e->act[c + 3], bc->argmax, bc->win_xhat,
+                              &e->scratch);
+        if (e->profile) { /* the sums and statistics count as the conv's, the rest as the block's */
+            e->profile[c] += t1 - t0;
+            e->profile[bn] += cs_now() - t1;
         }
-        if (l->cfg.activation == CS_ACT_RELU) cs_relu_forward(count, y, y);
-        if (softmax) cs_softmax_forward((int)rows, l->out.c, z, y);
-        break;
+        return;
     }
-    case CS_BATCHNORM:
-        if (training) {
-            cs_layer *ul = update_bn ? &update_bn->layers[i] : NULL;
-            cs_bn_forward_train(rows, l->out.c, x, l->params[0].data, l->params[1].data, l->cfg.epsilon, y,
-                                e->bn[i].mean, e->bn[i].inv_std, ul ? ul->params[2].data : NULL,
-                                ul ? ul->params[3].data : NULL, l->cfg.momentum);
-        } else {
-            cs_bn_forward_infer(rows, l->out.c, x, l->params[0].data, l->params[1].data, l->params[2].data,
-                                l->params[3].data, l->cfg.epsilon, y);
-        }
-        break;
-    case CS_LEAKY_RELU: cs_leaky_forward(count, l->cfg.alpha, x, y); break;
-    case CS_RELU: cs_relu_forward(count, x, y); break;
-    case CS_MAXPOOL: cs_maxpool_forward(n, l->in.h, l->in.w, l->in.c, l->cfg.pool, x, y); break;
-    case CS_FLATTEN:
-        if (y != x) memcpy(y, x, count * sizeof(float)); /* a view of its input (is_view) unless first */
-        break;
-    case CS_DROPOUT:
-        if (training && l->cfg.rate > 0) cs_dropout_forward(count, l->cfg.rate, x, y, e->mask[i], &e->rng_state);
-        else memcpy(y, x, count * sizeof(float));
-        break;
+    g = cs_conv_geometry(conv, e->batch);
+    cs_bn_stats st;
+    cs_bn_stats_init(&st, conv->out.c, bc->sums);
+    cs_conv_forward_stats(&g, x, w, bias, e->act[c], &e->scratch, &st);
+    cs_bn_stats_finish(&st, bnl->cfg.epsilon, bc->mean, bc->inv_std, mm, mv, bnl->cfg.momentum);
+    double t1 = e->profile ? cs_now() : 0;
+    b = fused_block(e, bn);
+    cs_bn_act_pool_apply(&b, e->act[c], bc->mean, bc->inv_std, e->act[c + 3], bc->argmax, bc->win_xhat);
+    if (e->profile) {
+        e->profile[c] += t1 - t0;
+        e->profile[bn] += cs_now() - t1;
     }
 }
 
-static void forward_range(cs_exec *e, const float *input, int n, int upto, int training, cs_model *update_bn)
+static int forward_plan(cs_exec *e, const cs_plan *plan, const float *input, int n, int upto, int training,
+                        cs_model *update_bn)
 {
     e->batch = n;
     e->training = training;
     e->input = input;
     e->top_is_dz = 0;
-    for (int i = 0; i <= upto; i++) {
-        if (training && ensure_train_buffers(e, i) != 0) return;
-        cs_conv_geom g;
-        cs_bn_act_pool b;
-        if (i + 3 <= upto && conv_block_at(e, i, &g, &b)) {
-            if (forward_conv_block(e, input, &g, &b, update_bn) != 0) return;
-            i += 3;
-            continue;
-        }
+    for (int s = 0; s < plan->n && plan->steps[s].first <= upto; s++) {
+        const cs_step *st = &plan->steps[s];
         double t0 = e->profile ? cs_now() : 0;
-        if (i + 2 <= upto && fused_block_at(e, i)) {
-            if (ensure_block_buffers(e, i) != 0) return;
-            cs_bn_act_pool b = fused_block(e, i);
-            cs_layer *ul = update_bn ? &update_bn->layers[i] : NULL;
-            cs_bn_cache *bc = &e->bn[i];
-            if (conv_feeds_block(e, i)) /* the statistics came with the conv's output */
-                cs_bn_act_pool_apply(&b, e->act[i - 1], bc->mean, bc->inv_std, e->act[i + 2], bc->argmax,
-                                     bc->win_xhat);
-            else
-                cs_bn_act_pool_forward(&b, i ? e->act[i - 1] : input, bc->mean, bc->inv_std,
-                                       ul ? ul->params[2].data : NULL, ul ? ul->params[3].data : NULL,
-                                       e->model->layers[i].cfg.momentum, e->act[i + 2], bc->argmax, bc->win_xhat);
-            if (e->profile) e->profile[i] += cs_now() - t0;
-            i += 2;
-            continue;
+        switch (st->kind) {
+        case CS_STEP_NODE: forward_node(e, st->first, update_bn); break;
+        case CS_STEP_BN_ACT_POOL: forward_bn_act_pool(e, st->first, update_bn); break;
+        case CS_STEP_CONV_BN_ACT_POOL: forward_conv_bn_act_pool(e, st->first, update_bn); continue;
         }
-        forward_layer(e, i, i ? e->act[i - 1] : input, n, training, update_bn);
-        if (e->profile) e->profile[i] += cs_now() - t0;
+        if (e->profile) e->profile[st->first] += cs_now() - t0;
     }
+    return 0;
 }
 
-void cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn)
+int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn)
 {
-    forward_range(e, input, n, e->model->n_layers - 1, training, update_bn);
+    if (n < 1 || n > e->max_batch) return -1;
+    return forward_plan(e, training ? &e->train_plan : &e->infer_plan, input, n, e->model->n_layers - 1, training,
+                        update_bn);
 }
 
-void cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto)
+int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto)
 {
-    forward_range(e, input, n, upto, 0, NULL);
+    if (n < 1 || n > e->max_batch || upto < 0 || upto >= e->model->n_layers) return -1;
+    return forward_plan(e, &e->infer_plan, input, n, upto, 0, NULL);
 }
 
-static float *grad_buffer(cs_exec *e, int i)
-{
-    if (!e->grad[i])
-        e->grad[i] = is_view(e->model, i) ? grad_buffer(e, i - 1) : malloc(out_floats(e, i) * sizeof(float));
-    return e->grad[i];
-}
+/* ---- seeding the top ---- */
 
 int cs_argmax(const float *v, int n)
 {
@@ -347,7 +375,7 @@ float cs_exec_xent(cs_exec *e, const uint8_t *labels, int *correct)
     const cs_model *m = e->model;
     int top = m->n_layers - 1, k = m->layers[top].out.c, n = e->batch, hits = 0;
     const float *p = e->act[top];
-    float *dz = grad_buffer(e, top);
+    float *dz = e->grad[top];
     double loss = 0;
     for (int i = 0; i < n; i++) {
         const float *pi = p + (size_t)i * k;
@@ -368,7 +396,7 @@ void cs_exec_seed_class(cs_exec *e, const int *classes, int score_kind)
     int top = m->n_layers - 1, k = m->layers[top].out.c, n = e->batch;
     int softmax = m->layers[top].cfg.activation == CS_ACT_SOFTMAX;
     const float *p = e->act[top];
-    float *g = grad_buffer(e, top);
+    float *g = e->grad[top];
     for (int i = 0; i < n; i++) {
         float *gi = g + (size_t)i * k;
         const float *pi = p + (size_t)i * k;
@@ -381,54 +409,66 @@ void cs_exec_seed_class(cs_exec *e, const int *classes, int score_kind)
     e->top_is_dz = softmax;
 }
 
-static float *pgrad(cs_exec *e, const cs_param *p)
+float *cs_exec_param_grad(const cs_exec *e, const cs_param *p)
 {
     return e->param_grad ? e->param_grad + (p->data - e->model->param_block) : NULL;
 }
 
-static void backward_layer(cs_exec *e, int i)
+/* ---- backward ---- */
+
+/* Where one reader of node j puts its gradient: j's own buffer when nothing has
+ * arrived there yet in this pass, else fan-in area k (added to j's buffer by
+ * add_fanin). NULL when no one needs it: the model's input, or a node at or below
+ * `stop` other than stop itself. -2 in *slot on a failed allocation. */
+static float *grad_target(cs_exec *e, int j, int stop, int k, int *slot)
+{
+    *slot = -1;
+    if (j == CS_MODEL_INPUT || j < stop) return NULL;
+    if (!e->reached[j]) {
+        float *g = grad_buffer(e, j);
+        if (!g) *slot = -2;
+        else e->reached[j] = 1;
+        return g;
+    }
+    if (!e->fanin[k]) {
+        size_t most = 0;
+        for (int i = 0; i < e->model->n_layers; i++)
+            if (out_floats(e, i) > most) most = out_floats(e, i);
+        if (!(e->fanin[k] = malloc(most * sizeof(float)))) {
+            *slot = -2;
+            return NULL;
+        }
+    }
+    *slot = k;
+    return e->fanin[k];
+}
+
+static void add_fanin(cs_exec *e, int j, int k)
+{
+    size_t count = (size_t)e->batch * cs_shape_size(e->model->layers[j].out);
+    float *g = e->grad[j];
+    const float *f = e->fanin[k];
+    for (size_t i = 0; i < count; i++) g[i] += f[i];
+}
+
+static int backward_node(cs_exec *e, int i, int stop)
 {
     const cs_layer *l = &e->model->layers[i];
-    const int n = e->batch;
-    const size_t count = (size_t)n * cs_shape_size(l->out), rows = (size_t)n * l->out.h * l->out.w;
-    const float *x = i ? e->act[i - 1] : e->input;
-    float *dy = e->grad[i];
-    float *dx = i ? grad_buffer(e, i - 1) : NULL;
-    switch (l->kind) {
-    case CS_CONV2D:
-    case CS_DENSE: {
-        /* First through the fused activation, in place: grad[i] becomes d/dz. */
-        if (l->cfg.activation == CS_ACT_RELU) cs_relu_backward(count, e->act[i], dy, dy);
-        else if (l->cfg.activation == CS_ACT_SOFTMAX && !(i == e->model->n_layers - 1 && e->top_is_dz))
-            cs_softmax_backward((int)rows, l->out.c, e->act[i], dy, dy);
-        float *dw = pgrad(e, &l->params[0]), *db = pgrad(e, &l->params[1]);
-        if (l->kind == CS_CONV2D) {
-            cs_conv_geom g = cs_conv_geometry(l, n);
-            cs_conv_backward(&g, x, l->params[0].data, dy, dx, dw, db, &e->scratch);
-        } else {
-            cs_dense_backward(n, l->in.c, l->out.c, x, l->params[0].data, dy, dx, dw, db);
-        }
-        break;
+    cs_node_pass p = {.e = e, .node = i, .l = l, .n = e->batch, .training = e->training, .y = e->act[i],
+                      .dy = e->grad[i]};
+    int slots[CS_MAX_INPUTS], wanted = 0;
+    for (int k = 0; k < l->n_inputs; k++) {
+        p.x[k] = node_value(e, l->inputs[k]);
+        p.dx[k] = grad_target(e, l->inputs[k], stop, k, &slots[k]);
+        if (slots[k] == -2) return -1;
+        wanted |= p.dx[k] != NULL;
     }
-    case CS_BATCHNORM:
-        if (e->training)
-            cs_bn_backward_train(rows, l->out.c, x, dy, l->params[0].data, e->bn[i].mean, e->bn[i].inv_std, dx,
-                                 pgrad(e, &l->params[0]), pgrad(e, &l->params[1]));
-        else
-            cs_bn_backward_infer(rows, l->out.c, x, dy, l->params[0].data, l->params[2].data, l->params[3].data,
-                                 l->cfg.epsilon, dx, pgrad(e, &l->params[0]), pgrad(e, &l->params[1]));
-        break;
-    case CS_LEAKY_RELU: cs_leaky_backward(count, l->cfg.alpha, x, dy, dx); break;
-    case CS_RELU: cs_relu_backward(count, e->act[i], dy, dx); break;
-    case CS_MAXPOOL: cs_maxpool_backward(n, l->in.h, l->in.w, l->in.c, l->cfg.pool, x, e->act[i], dy, dx); break;
-    case CS_FLATTEN:
-        if (dx != dy) memcpy(dx, dy, count * sizeof(float));
-        break;
-    case CS_DROPOUT:
-        if (e->training && l->cfg.rate > 0) cs_dropout_backward(count, l->cfg.rate, e->mask[i], dy, dx);
-        else memcpy(dx, dy, count * sizeof(float));
-        break;
-    }
+    /* A node's only use may be its parameter gradients. */
+    if (!wanted && !(e->param_grad && l->n_params)) return 0;
+    cs_layer_ops_of(l->kind)->backward(&p);
+    for (int k = 0; k < l->n_inputs; k++)
+        if (slots[k] >= 0) add_fanin(e, l->inputs[k], k);
+    return 0;
 }
 
 static cs_bn_act_pool_grad block_grad(cs_exec *e, int bn, const cs_bn_act_pool *b, const float *x)
@@ -437,69 +477,100 @@ static cs_bn_act_pool_grad block_grad(cs_exec *e, int bn, const cs_bn_act_pool *
     cs_bn_cache *bc = &e->bn[bn];
     return (cs_bn_act_pool_grad){.b = b, .x = x, .mean = bc->mean, .inv_std = bc->inv_std, .argmax = bc->argmax,
                                  .win_xhat = bc->win_xhat, .win_grad = bc->win_grad, .scale = bc->grad_consts,
-                                 .mean_dy = bc->grad_consts + c, .mean_dyx = bc->grad_consts + 2 * c};
+                                 .mean_dy = bc->grad_consts + c, .mean_dyx = bc->grad_consts + 2 * c,
+                                 .sums = bc->sums};
 }
 
-/* Backward through the fused block starting at layer bn. A conv right below it (with no
- * activation of its own) takes its dy from the block chunk by chunk, so the block's
- * input gradient is never stored. Returns the index of the last layer it went through. */
-static int backward_fused_block(cs_exec *e, int bn, double t0)
+/* Backward through the block at bn into the gradient of its input. */
+static int backward_bn_act_pool(cs_exec *e, int bn, int stop)
+{
+    const cs_layer *l = &e->model->layers[bn];
+    cs_bn_act_pool b = fused_block(e, bn);
+    cs_bn_act_pool_grad gr = block_grad(e, bn, &b, node_value(e, l->inputs[0]));
+    int slot;
+    float *dx = grad_target(e, l->inputs[0], stop, 0, &slot);
+    if (slot == -2) return -1;
+    cs_bn_act_pool_backward(&gr, e->grad[bn + 2], dx, cs_exec_param_grad(e, &l->params[0]),
+                            cs_exec_param_grad(e, &l->params[1]));
+    if (slot >= 0) add_fanin(e, l->inputs[0], slot);
+    return 0;
+}
+
+/* Backward through the block at c + 1 and the conv at c: the conv takes its dy from
+ * the block chunk by chunk, so the block's input gradient is never stored. */
+static int backward_conv_bn_act_pool(cs_exec *e, int c, int stop)
 {
     const cs_model *m = e->model;
-    const cs_layer *l = &m->layers[bn];
-    cs_bn_act_pool b = fused_block(e, bn);
-    cs_bn_act_pool_grad gr = block_grad(e, bn, &b, bn ? e->act[bn - 1] : e->input);
-    const float *dpooled = e->grad[bn + 2];
-    float *dgamma = pgrad(e, &l->params[0]), *dbeta = pgrad(e, &l->params[1]);
-    const cs_layer *below = bn ? &m->layers[bn - 1] : NULL;
+    const int bn = c + 1, L = m->n_layers;
+    const cs_layer *conv = &m->layers[c], *bnl = conv + 1;
+    const float *x = node_value(e, conv->inputs[0]);
+    double t0 = e->profile ? cs_now() : 0;
+    float *dgamma = cs_exec_param_grad(e, &bnl->params[0]), *dbeta = cs_exec_param_grad(e, &bnl->params[1]);
+    float *dw = cs_exec_param_grad(e, &conv->params[0]), *db = cs_exec_param_grad(e, &conv->params[1]);
     cs_conv_geom cg;
     cs_bn_act_pool cb;
-    if (conv_block_at(e, bn - 1, &cg, &cb)) { /* the conv's output was never stored */
-        float *dw = pgrad(e, &below->params[0]), *db = pgrad(e, &below->params[1]);
-        cs_conv_block_backward(&cg, e->input, below->params[0].data, below->params[1].data, &gr, dpooled,
+    if (e->bn[bn].moments && conv_block_ok(e, c, &cg, &cb)) { /* the conv's output was never stored */
+        cs_bn_act_pool_grad gr = block_grad(e, bn, &cb, e->act[c]);
+        cs_conv_block_backward(&cg, x, conv->params[0].data, conv->params[1].data, &gr, e->grad[c + 3],
                                e->bn[bn].moments, dgamma, dbeta, dw, db, &e->scratch,
                                e->bn[bn].moments + cs_conv_block_moment_count(&cg));
-        if (e->profile) e->profile[m->n_layers + bn - 1] += cs_now() - t0; /* the block's and the conv's */
-        return bn - 1;
+        if (e->profile) e->profile[L + c] += cs_now() - t0; /* the block's and the conv's */
+        return 0;
     }
-    if (!conv_feeds_block(e, bn) || !e->scratch.dy_floats) {
-        cs_bn_act_pool_backward(&gr, dpooled, bn ? grad_buffer(e, bn - 1) : NULL, dgamma, dbeta);
-        if (e->profile) e->profile[m->n_layers + bn] += cs_now() - t0;
-        return bn;
+    cs_bn_act_pool b = fused_block(e, bn);
+    cs_bn_act_pool_grad gr = block_grad(e, bn, &b, e->act[c]);
+    int slot;
+    float *dx = grad_target(e, conv->inputs[0], stop, 0, &slot);
+    if (slot == -2) return -1;
+    if (!e->scratch.dy_floats) { /* no chunk buffers (no parameter gradients): the plain way */
+        float *dconv = grad_buffer(e, c);
+        if (!dconv) return -1;
+        cs_bn_act_pool_backward(&gr, e->grad[c + 3], dconv, dgamma, dbeta);
+        cs_conv_geom g = cs_conv_geometry(conv, e->batch);
+        if (dx || dw) cs_conv_backward(&g, x, conv->params[0].data, dconv, dx, dw, db, &e->scratch);
+    } else {
+        cs_bn_act_pool_backward_begin(&gr, e->grad[c + 3], dgamma, dbeta);
+        if (e->profile) {
+            double t1 = cs_now();
+            e->profile[L + bn] += t1 - t0;
+            t0 = t1;
+        }
+        if (dw || dx) {
+            cs_conv_geom g = cs_conv_geometry(conv, e->batch);
+            cs_rows_source src = {cs_bn_act_pool_input_grad, &gr};
+            cs_conv_backward_from(&g, x, conv->params[0].data, &src, dx, dw, db, &e->scratch);
+        }
     }
-    cs_bn_act_pool_backward_begin(&gr, dpooled, dgamma, dbeta);
-    if (e->profile) {
-        double t1 = cs_now();
-        e->profile[m->n_layers + bn] += t1 - t0;
-        t0 = t1;
-    }
-    const int conv = bn - 1;
-    float *dw = pgrad(e, &below->params[0]), *db = pgrad(e, &below->params[1]);
-    float *dx = conv ? grad_buffer(e, conv - 1) : NULL;
-    if (dw || dx) {
-        cs_conv_geom g = cs_conv_geometry(below, e->batch);
-        cs_rows_source src = {cs_bn_act_pool_input_grad, &gr};
-        cs_conv_backward_from(&g, conv ? e->act[conv - 1] : e->input, below->params[0].data, &src, dx, dw, db,
-                              &e->scratch);
-    }
-    if (e->profile) e->profile[m->n_layers + conv] += cs_now() - t0;
-    return conv;
+    if (slot >= 0) add_fanin(e, conv->inputs[0], slot);
+    if (e->profile) e->profile[L + c] += cs_now() - t0;
+    return 0;
 }
 
-void cs_exec_backward(cs_exec *e, int stop)
+int cs_exec_backward(cs_exec *e, int stop)
 {
-    if (e->param_grad) memset(e->param_grad, 0, e->model->n_param_floats * sizeof(float));
-    for (int i = e->model->n_layers - 1; i > stop; i--) {
-        /* Layer 0's only use is its parameter gradient. */
-        if (i == 0 && !e->param_grad) break;
+    const cs_model *m = e->model;
+    const cs_plan *plan = e->training ? &e->train_plan : &e->infer_plan;
+    if (e->param_grad) memset(e->param_grad, 0, m->n_param_floats * sizeof(float));
+    memset(e->reached, 0, (size_t)m->n_layers);
+    e->reached[m->n_layers - 1] = 1; /* seeded */
+    for (int s = plan->n - 1; s >= 0; s--) {
+        const cs_step *st = &plan->steps[s];
+        if (st->last <= stop) break;
+        /* Nothing above reached this step's output: no gradient flows through it. */
+        if (!e->reached[st->last]) continue;
         double t0 = e->profile ? cs_now() : 0;
-        if (i >= 2 && fused_block_at(e, i - 2)) {
-            i = backward_fused_block(e, i - 2, t0);
+        int rc = 0;
+        switch (st->kind) {
+        case CS_STEP_NODE: rc = backward_node(e, st->first, stop); break;
+        case CS_STEP_BN_ACT_POOL: rc = backward_bn_act_pool(e, st->first, stop); break;
+        case CS_STEP_CONV_BN_ACT_POOL:
+            if (backward_conv_bn_act_pool(e, st->first, stop) != 0) return -1;
             continue;
         }
-        backward_layer(e, i);
-        if (e->profile) e->profile[e->model->n_layers + i] += cs_now() - t0;
+        if (rc != 0) return -1;
+        if (e->profile) e->profile[m->n_layers + st->first] += cs_now() - t0;
     }
+    return 0;
 }
 
 /* sum |w| and sum w^2 of n floats, and g += l1 sign(w) + 2 l2 w when g is given. The

@@ -1,13 +1,15 @@
 /*
  * exec.h - running a model: forward and backward passes over a batch.
  *
- * A cs_exec owns every buffer a pass writes: each layer's output (act[i]), the
+ * A cs_exec owns every buffer a pass writes: each node's output (act[i]), the
  * gradient of a scalar with respect to it (grad[i]), batch-norm caches, dropout
  * masks, the pre-softmax logits and a bounded im2col scratch. The model stays
  * read-only, so one model can serve many execs on many threads at once.
  *
- * After cs_exec_forward, act[i] holds layer i's output for the batch. After a
- * backward pass, grad[i] holds d(scalar)/d(act[i]) for the layers it reached.
+ * A pass walks a plan: the steps computed once when the exec is made, each a node or
+ * a fused block of nodes, in the model's (topological) order. After cs_exec_forward,
+ * act[i] holds node i's output for the batch. After a backward pass, grad[i] holds
+ * d(scalar)/d(act[i]) for the nodes it reached.
  */
 #ifndef CS_EXEC_H
 #define CS_EXEC_H
@@ -17,38 +19,61 @@
 
 typedef struct {
     float *mean, *inv_std; /* per channel, from the last training-mode forward */
-    /* When the layer starts a fused block (cs_exec.fuse): each pooled value's winning
-     * window position and normalised input, the gradient at the winners, and 3c floats
-     * for the backward. */
+    double *sums;          /* CS_BN_SUMS(c) doubles of work area for the passes */
+    /* When the node starts a fused block (a training plan's step): each pooled value's
+     * winning window position and normalised input, the gradient at the winners, and
+     * 3c floats for the backward. */
     uint8_t *argmax;
     float *win_xhat, *win_grad, *grad_consts;
-    double *moments; /* when the block sits on a first conv trained with it (conv_block.h) */
+    double *moments; /* when the block sits on a conv trained with it (conv_block.h) */
 } cs_bn_cache;
+
+/* One step of a plan: a node on its own, or nodes first..last run as one block. */
+typedef enum {
+    CS_STEP_NODE,
+    CS_STEP_BN_ACT_POOL,      /* batch norm -> LeakyReLU/ReLU -> max pool (bn_act_pool.c) */
+    CS_STEP_CONV_BN_ACT_POOL, /* a conv with no activation of its own under such a block: the
+                                 conv gathers the block's statistics as it writes its output,
+                                 and takes its dy from the block chunk by chunk; a conv on the
+                                 model's input with few taps is trained with the block without
+                                 storing its output (conv_block.h) */
+} cs_step_kind;
+
+typedef struct {
+    cs_step_kind kind;
+    int first, last;
+} cs_step;
+
+typedef struct {
+    int n;
+    cs_step *steps;
+} cs_plan;
 
 typedef struct cs_exec {
     const cs_model *model;
     int max_batch, batch;
     int training; /* last forward used batch statistics and dropout */
-    float **act;  /* [n_layers] outputs, max_batch * out size (a flatten shares the buffer below it) */
+    float **act;  /* [n_layers] outputs, max_batch * out size (a view shares its input's) */
     float **grad; /* [n_layers] gradients, each allocated when a backward first reaches it;
-                     a backward that passes a conv/dense layer with a fused activation
-                     overwrites its grad with d/d(pre-activation); a flatten shares the
-                     buffer below it, as for act */
+                     a backward that passes a conv/dense node with a fused activation
+                     overwrites its grad with d/d(pre-activation); a view shares its input's */
+    uint8_t *reached;   /* [n_layers] the backward under way has written grad[i] */
+    float *fanin[CS_MAX_INPUTS]; /* a node's further gradients where its output fans out, added after */
     const float *input; /* borrowed from the last forward: keep it alive until backward */
     int top_is_dz;      /* the top's gradient was seeded w.r.t. the logits */
-    float *logits;     /* pre-activation of the last layer when it is softmax */
-    cs_bn_cache *bn;   /* [n_layers], used by batch-norm layers */
-    uint8_t **mask;    /* [n_layers] dropout masks (1 keep), training only */
+    float *logits;     /* pre-activation of the last node when it is softmax */
+    cs_bn_cache *bn;   /* [n_layers], used by batch-norm nodes */
+    uint8_t **mask;    /* [n_layers] dropout masks (1 keep) */
     cs_scratch scratch; /* im2col rows and partial gradients, per worker thread */
     float *param_grad;  /* same layout as model->param_block, when training */
     uint64_t rng_state; /* dropout */
-    int fuse;           /* training passes run each batch norm -> LeakyReLU/ReLU -> max pool
-                           as one block (cs_bn_act_pool): act[] and grad[] of its batch-norm
-                           and activation layers are then not written, nor grad[] of a conv
-                           right below (it takes its gradient from the block chunk by
-                           chunk), and a backward must go past the block (training does;
-                           Grad-CAM never trains) */
-    double *profile;    /* NULL, or [2 * n_layers] seconds: forward of layer i at [i],
+    /* The plans, computed once: inference runs every node on its own (every output stays
+     * readable for feature maps and Grad-CAM); training runs the fused blocks when
+     * fusion is on (cs_exec_set_fusion), whose inner outputs are then not written, nor
+     * the gradient of their inner nodes and of a conv right below. */
+    cs_plan infer_plan, train_plan;
+    int fused;
+    double *profile;    /* NULL, or [2 * n_layers] seconds: forward of node i at [i],
                            backward at [n_layers + i], added up over passes (make bench) */
 } cs_exec;
 
@@ -59,14 +84,19 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch);
 void cs_exec_free(cs_exec *e);
 /* Allocate the parameter gradients (needed for training, not for Grad-CAM). */
 int cs_exec_enable_param_grads(cs_exec *e);
+/* Training passes run the fused blocks (on) or every node on its own (off, the
+ * default); allocates the blocks' buffers. 0, or -1 when out of memory. */
+int cs_exec_set_fusion(cs_exec *e, int on);
 void cs_exec_seed_dropout(cs_exec *e, uint64_t seed);
 
-/* Forward the batch (n images, NHWC, model->input shape each) through all layers.
+/* Forward the batch (n images, NHWC, model->input shape each) through all nodes.
  * training=1: batch statistics (moving averages updated in `update_bn`, which may be
- * NULL for a read-only model) and dropout; training=0: inference. */
-void cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn);
-/* Forward only as far as layer `upto` (inclusive), inference mode. */
-void cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto);
+ * NULL for a read-only model) and dropout; training=0: inference. Every pass returns
+ * 0, or -1 when a buffer could not be allocated (nothing is then half-written that a
+ * later pass relies on). */
+int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn);
+/* Forward only as far as node `upto` (inclusive), inference mode. */
+int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto);
 
 /* Softmax cross-entropy loss of the last (softmax) layer against integer labels,
  * mean over the batch; its gradient w.r.t. the logits is written into the exec so
@@ -78,10 +108,11 @@ float cs_exec_xent(cs_exec *e, const uint8_t *labels, int *correct);
  * kind 0 = logit (pre-softmax), 1 = probability (softmax output, as the notebook). */
 void cs_exec_seed_class(cs_exec *e, const int *classes, int score_kind);
 
-/* Back-propagate from the seeded top down to the output of layer `stop` (grad[stop]
- * is the last one written). stop = -1 goes through every layer; with param grads
- * enabled, parameter gradients are accumulated (zeroed first). */
-void cs_exec_backward(cs_exec *e, int stop);
+/* Back-propagate from the seeded top down to the output of node `stop` (grad[stop]
+ * holds the whole gradient after it, summed over every path where outputs fan out).
+ * stop = -1 goes through every node; with param grads enabled, parameter gradients
+ * are accumulated (zeroed first). */
+int cs_exec_backward(cs_exec *e, int stop);
 
 /* The l1_l2 penalty of the model's kernels, added to the loss; with grads, its
  * gradient is added to e->param_grad. */

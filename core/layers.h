@@ -50,6 +50,10 @@ typedef struct {
     double *sums; /* [CS_MAX_WORKERS][2c]: mean, M2 */
     double rows[CS_MAX_WORKERS];
 } cs_bn_stats;
+/* Doubles of the work area every batch-norm pass below takes as `sums`: a mean and a
+ * second moment per channel for each worker. The caller owns it (an exec allocates one
+ * per batch-norm node), so no pass allocates or can fail half-way. */
+#define CS_BN_SUMS(c) ((size_t)CS_MAX_WORKERS * 2 * (size_t)(c))
 
 cs_conv_geom cs_conv_geometry(const cs_layer *l, int n);
 /* Stride 1 without padding: output (y, x) reads the k x k input square at (y, x), whose
@@ -113,24 +117,25 @@ void cs_dense_backward(int n, int in, int out, const float *x, const float *w, c
  * given) move by `momentum` toward the batch's, with the unbiased variance as Keras
  * does. Inference uses the moving statistics. */
 void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,
-                         float *y, float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum);
+                         float *y, float *mean, float *inv_std, float *moving_mean, float *moving_var, float momentum,
+                         double *sums);
 /* Batch statistics gathered piece by piece, for a pass that has the rows in cache
  * anyway (a conv writing them): each worker adds its rows (count, mean and M2 per
  * channel, merged exactly in double), then _finish merges the workers and sets mean,
- * inv_std and the moving statistics as cs_bn_forward_train does, and frees (the
+ * inv_std and the moving statistics as cs_bn_forward_train does (the
  * struct is declared above, with the conv that fills one). */
-int cs_bn_stats_init(cs_bn_stats *st, int c);
+void cs_bn_stats_init(cs_bn_stats *st, int c, double *sums);
 void cs_bn_stats_add_rows(cs_bn_stats *st, int worker, const float *x, size_t rows);
 void cs_bn_stats_finish(cs_bn_stats *st, float eps, float *mean, float *inv_std, float *moving_mean, float *moving_var,
                         float momentum);
 /* The training-mode statistics alone: batch mean and 1/sqrt(var + eps) per channel,
  * moving statistics moved as above (when given). */
 void cs_bn_batch_stats(size_t rows, int c, const float *x, float eps, float *mean, float *inv_std,
-                       float *moving_mean, float *moving_var, float momentum);
+                       float *moving_mean, float *moving_var, float momentum, double *sums);
 void cs_bn_forward_infer(size_t rows, int c, const float *x, const float *gamma, const float *beta,
                          const float *moving_mean, const float *moving_var, float eps, float *y);
 void cs_bn_backward_train(size_t rows, int c, const float *x, const float *dy, const float *gamma, const float *mean,
-                          const float *inv_std, float *dx, float *dgamma, float *dbeta);
+                          const float *inv_std, float *dx, float *dgamma, float *dbeta, double *sums);
 /* The rest of the training backward once the per-worker sums of dy and dy * xhat are
  * in (sums: [parts][2c], the first row receives the total): adds dgamma/dbeta (may be
  * NULL) and sets the constants of dx = scale * (dy - mean_dy - xhat * mean_dyx). The
@@ -169,7 +174,8 @@ typedef struct {
     float eps;
 } cs_bn_act_pool;
 void cs_bn_act_pool_forward(const cs_bn_act_pool *b, const float *x, float *mean, float *inv_std, float *moving_mean,
-                            float *moving_var, float momentum, float *pooled, uint8_t *argmax, float *win_xhat);
+                            float *moving_var, float momentum, float *pooled, uint8_t *argmax, float *win_xhat,
+                            double *sums);
 /* The forward with the statistics already in mean/inv_std (cs_conv_forward_stats). */
 void cs_bn_act_pool_apply(const cs_bn_act_pool *b, const float *x, const float *mean, const float *inv_std,
                           float *pooled, uint8_t *argmax, float *win_xhat);
@@ -189,6 +195,7 @@ typedef struct {
     const float *win_xhat;           /* from the forward */
     float *win_grad;                 /* pooled size: the gradient at each window's winner */
     float *scale, *mean_dy, *mean_dyx; /* c each, filled by _begin */
+    double *sums;                    /* CS_BN_SUMS(c) doubles of work area */
 } cs_bn_act_pool_grad;
 void cs_bn_act_pool_backward_begin(cs_bn_act_pool_grad *gr, const float *dpooled, float *dgamma, float *dbeta);
 void cs_bn_act_pool_input_grad(void *gr, size_t r0, size_t rows, float *dx);

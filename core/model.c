@@ -1,10 +1,10 @@
 /*
- * model.c - building sequential models, shape inference, Keras initialisers.
+ * model.c - building models: nodes, shapes, the parameter block.
  *
- * A model is built in two steps: layers are appended (each one's output shape is
- * inferred from the previous one and checked), then cs_model_finish lays every
- * parameter tensor out in one contiguous block, in layer order, the order the
- * model file and the Keras weight files use.
+ * A model is built in two steps: nodes are appended (each one's output shape is
+ * inferred by its kind's row of the layer table from its inputs' shapes, and
+ * checked), then cs_model_finish lays every parameter tensor out in one contiguous
+ * block, in node order, the order the model file and the Keras weight files use.
  */
 #include "model.h"
 
@@ -13,27 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layer_ops.h"
 #include "rng.h"
 
 const char *const CS_FMNIST_CLASSES[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                            "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
 size_t cs_shape_size(cs_shape s) { return (size_t)s.h * s.w * s.c; }
-
-const char *cs_layer_kind_name(cs_layer_kind k)
-{
-    switch (k) {
-    case CS_CONV2D: return "Conv2D";
-    case CS_BATCHNORM: return "BatchNormalization";
-    case CS_LEAKY_RELU: return "LeakyReLU";
-    case CS_RELU: return "ReLU";
-    case CS_MAXPOOL: return "MaxPooling2D";
-    case CS_FLATTEN: return "Flatten";
-    case CS_DENSE: return "Dense";
-    case CS_DROPOUT: return "Dropout";
-    }
-    return "?";
-}
 
 cs_model *cs_model_new(const char *arch, cs_shape input)
 {
@@ -45,7 +31,7 @@ cs_model *cs_model_new(const char *arch, cs_shape input)
     return m;
 }
 
-static void add_param(cs_layer *l, const char *name, int ndim, const int *dims, int trainable)
+cs_param *cs_layer_add_param(cs_layer *l, const char *name, int ndim, const int *dims, int trainable)
 {
     cs_param *p = &l->params[l->n_params++];
     snprintf(p->name, sizeof p->name, "%s", name);
@@ -56,98 +42,44 @@ static void add_param(cs_layer *l, const char *name, int ndim, const int *dims, 
         p->size *= (size_t)dims[i];
     }
     p->trainable = trainable;
+    return p;
 }
 
-/* A conv or dense layer's weights, as Keras orders them: the kernel (its last dim is
- * the number of outputs, and it carries the l1_l2 regulariser), then one bias per output. */
-static void add_kernel_and_bias(cs_layer *l, int ndim, const int *kernel_dims)
+cs_shape cs_model_node_shape(const cs_model *m, int node)
 {
-    int bias_dims[1] = {kernel_dims[ndim - 1]};
-    add_param(l, "kernel", ndim, kernel_dims, 1);
-    add_param(l, "bias", 1, bias_dims, 1);
-    l->params[0].l1 = l->cfg.l1;
-    l->params[0].l2 = l->cfg.l2;
+    return node == CS_MODEL_INPUT ? m->input : m->layers[node].out;
 }
 
-int cs_model_add(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg, char *err,
-                 size_t errlen)
+int cs_model_add_node(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg,
+                      const int *inputs, int n_inputs, char *err, size_t errlen)
 {
-    cs_shape in = m->n_layers ? m->layers[m->n_layers - 1].out : m->input;
+    const cs_layer_ops *ops = cs_layer_ops_of(kind);
+    if (!ops) {
+        snprintf(err, errlen, "%s: unknown layer kind %d", name, (int)kind);
+        return -1;
+    }
+    if (n_inputs < 1 || n_inputs > CS_MAX_INPUTS) {
+        snprintf(err, errlen, "%s: %d inputs (a node takes 1 to %d)", name, n_inputs, CS_MAX_INPUTS);
+        return -1;
+    }
     cs_layer l;
     memset(&l, 0, sizeof l);
     snprintf(l.name, sizeof l.name, "%s", name);
     l.kind = kind;
     l.cfg = *cfg;
-    l.in = in;
-    l.out = in;
-    switch (kind) {
-    case CS_CONV2D: {
-        int k = cfg->kernel, s = cfg->stride > 0 ? cfg->stride : 1;
-        l.cfg.stride = s;
-        if (k <= 0 || cfg->filters <= 0) {
-            snprintf(err, errlen, "%s: conv2d needs filters and kernel size", name);
+    l.n_inputs = n_inputs;
+    cs_shape in[CS_MAX_INPUTS];
+    for (int k = 0; k < n_inputs; k++) {
+        /* Only earlier nodes: the stored order stays one the nodes can run in. */
+        if (inputs[k] < CS_MODEL_INPUT || inputs[k] >= m->n_layers) {
+            snprintf(err, errlen, "%s: input %d is not an earlier node", name, inputs[k]);
             return -1;
         }
-        if (cfg->pad_same) {
-            l.out.h = (in.h + s - 1) / s;
-            l.out.w = (in.w + s - 1) / s;
-        } else {
-            l.out.h = (in.h - k) / s + 1;
-            l.out.w = (in.w - k) / s + 1;
-        }
-        l.out.c = cfg->filters;
-        if (in.h < (cfg->pad_same ? 1 : k) || in.w < (cfg->pad_same ? 1 : k)) {
-            snprintf(err, errlen, "%s: input %dx%d is smaller than the %dx%d kernel", name, in.h, in.w, k, k);
-            return -1;
-        }
-        int kd[4] = {k, k, in.c, cfg->filters};
-        add_kernel_and_bias(&l, 4, kd);
-        break;
+        l.inputs[k] = inputs[k];
+        in[k] = cs_model_node_shape(m, inputs[k]);
     }
-    case CS_DENSE: {
-        if (cfg->units <= 0) {
-            snprintf(err, errlen, "%s: dense needs units", name);
-            return -1;
-        }
-        if (in.h != 1 || in.w != 1) {
-            snprintf(err, errlen, "%s: dense needs a flat input, got %dx%dx%d (add a Flatten)", name, in.h, in.w,
-                     in.c);
-            return -1;
-        }
-        l.out = (cs_shape){1, 1, cfg->units};
-        int kd[2] = {in.c, cfg->units};
-        add_kernel_and_bias(&l, 2, kd);
-        break;
-    }
-    case CS_BATCHNORM: {
-        int d[1] = {in.c};
-        if (l.cfg.momentum == 0) l.cfg.momentum = 0.99f;
-        if (l.cfg.epsilon == 0) l.cfg.epsilon = 1e-3f;
-        add_param(&l, "gamma", 1, d, 1);
-        add_param(&l, "beta", 1, d, 1);
-        add_param(&l, "moving_mean", 1, d, 0);
-        add_param(&l, "moving_variance", 1, d, 0);
-        break;
-    }
-    case CS_MAXPOOL: {
-        int p = cfg->pool > 0 ? cfg->pool : 2;
-        l.cfg.pool = p;
-        l.out.h = in.h / p;
-        l.out.w = in.w / p;
-        if (l.out.h < 1 || l.out.w < 1) {
-            snprintf(err, errlen, "%s: input %dx%d is smaller than the %dx%d pool", name, in.h, in.w, p, p);
-            return -1;
-        }
-        break;
-    }
-    case CS_FLATTEN: l.out = (cs_shape){1, 1, (int)cs_shape_size(in)}; break;
-    case CS_LEAKY_RELU:
-        if (l.cfg.alpha == 0) l.cfg.alpha = 0.3f;
-        break;
-    case CS_RELU:
-    case CS_DROPOUT: break;
-    default: snprintf(err, errlen, "%s: unknown layer kind %d", name, (int)kind); return -1;
-    }
+    l.in = in[0];
+    if (ops->infer(&l, in, err, errlen) != 0) return -1;
     cs_layer *grown = realloc(m->layers, (size_t)(m->n_layers + 1) * sizeof *grown);
     if (!grown) {
         snprintf(err, errlen, "out of memory");
@@ -156,6 +88,13 @@ int cs_model_add(cs_model *m, const char *name, cs_layer_kind kind, const cs_lay
     m->layers = grown;
     m->layers[m->n_layers] = l;
     return m->n_layers++;
+}
+
+int cs_model_add(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg, char *err,
+                 size_t errlen)
+{
+    int prev = m->n_layers - 1; /* the model's input for the first node */
+    return cs_model_add_node(m, name, kind, cfg, &prev, 1, err, errlen);
 }
 
 int cs_model_finish(cs_model *m)
@@ -174,10 +113,14 @@ int cs_model_finish(cs_model *m)
             l->params[j].data = p;
             p += l->params[j].size;
         }
-        /* A fresh batch norm is the identity: gamma 1, moving variance 1. */
-        if (l->kind == CS_BATCHNORM)
-            for (int c = 0; c < l->in.c; c++) l->params[0].data[c] = l->params[3].data[c] = 1.0f;
+        l->n_consumers = 0;
+        /* Parameters that start as constants, not draws (a batch norm is the identity). */
+        const cs_layer_ops *ops = cs_layer_ops_of(l->kind);
+        if ((ops->flags & CS_OP_CONSTANT_INIT) && ops->init) ops->init(l, NULL);
     }
+    for (int i = 0; i < m->n_layers; i++)
+        for (int k = 0; k < m->layers[i].n_inputs; k++)
+            if (m->layers[i].inputs[k] >= 0) m->layers[m->layers[i].inputs[k]].n_consumers++;
     return 0;
 }
 
@@ -216,47 +159,13 @@ int cs_model_set_classes(cs_model *m, int n, const char *const *names)
     return 0;
 }
 
-/* Keras VarianceScaling with a truncated normal: draws beyond two standard deviations
- * are redrawn, and the stddev is divided by 0.8796... (the stddev of a unit normal
- * truncated to [-2, 2]) so the kept values have the intended spread. */
-static void init_he_normal(float *w, size_t n, int fan_in, cs_rng *r)
-{
-    double sd = sqrt(2.0 / fan_in) / 0.87962566103423978;
-    for (size_t i = 0; i < n; i++) {
-        double z;
-        do z = cs_rng_normal(r);
-        while (z < -2.0 || z > 2.0);
-        w[i] = (float)(z * sd);
-    }
-}
-
-static void init_glorot_uniform(float *w, size_t n, int fan_in, int fan_out, cs_rng *r)
-{
-    double limit = sqrt(6.0 / (fan_in + fan_out));
-    for (size_t i = 0; i < n; i++) w[i] = (float)((2.0 * cs_rng_uniform(r) - 1.0) * limit);
-}
-
 void cs_model_init_weights(cs_model *m, uint64_t seed)
 {
     cs_rng r;
     cs_rng_seed(&r, seed);
     for (int i = 0; i < m->n_layers; i++) {
-        cs_layer *l = &m->layers[i];
-        if (l->kind == CS_CONV2D || l->kind == CS_DENSE) {
-            cs_param *k = &l->params[0];
-            int recept = l->kind == CS_CONV2D ? l->cfg.kernel * l->cfg.kernel : 1;
-            int fan_in = recept * l->in.c, fan_out = recept * l->out.c;
-            if (l->cfg.he_normal) init_he_normal(k->data, k->size, fan_in, &r);
-            else init_glorot_uniform(k->data, k->size, fan_in, fan_out, &r);
-            memset(l->params[1].data, 0, l->params[1].size * sizeof(float));
-        } else if (l->kind == CS_BATCHNORM) {
-            for (int c = 0; c < l->in.c; c++) {
-                l->params[0].data[c] = 1.0f;
-                l->params[1].data[c] = 0.0f;
-                l->params[2].data[c] = 0.0f;
-                l->params[3].data[c] = 1.0f;
-            }
-        }
+        const cs_layer_ops *ops = cs_layer_ops_of(m->layers[i].kind);
+        if (ops->init) ops->init(&m->layers[i], &r);
     }
 }
 
@@ -289,7 +198,7 @@ int cs_model_last_conv_activation(const cs_model *m)
     for (int i = m->n_layers - 1; i >= 0; i--) {
         const cs_layer *l = &m->layers[i];
         if (l->out.h <= 1 && l->out.w <= 1) continue;
-        if (l->kind == CS_LEAKY_RELU || l->kind == CS_RELU) return i;
+        if (cs_layer_ops_of(l->kind)->flags & CS_OP_ACTIVATION) return i;
         if (l->kind == CS_CONV2D && l->cfg.activation != CS_ACT_LINEAR) return i;
     }
     return -1;

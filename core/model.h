@@ -1,5 +1,11 @@
 /*
- * model.h - a network as a sequence of named layers (Keras-style Sequential).
+ * model.h - a network as a graph of named nodes (layers), kept in topological order.
+ *
+ * Each node reads the outputs of earlier nodes (or the model's input, index -1), so
+ * the order the nodes are stored in is an order they can run in, and the last node is
+ * the model's output. A Sequential model is the graph where each node reads the one
+ * before it. What a node of each kind computes lives in that kind's row of the layer
+ * table (layer_ops.h, one file per kind under core/layers/).
  *
  * Layout conventions (stated once, used everywhere):
  *   - activations are float32, NHWC, one contiguous block per layer output;
@@ -22,7 +28,11 @@
 
 #define CS_NAME_MAX 64
 #define CS_MAX_PARAMS 4 /* kernel, bias / gamma, beta, moving_mean, moving_variance */
+#define CS_MAX_INPUTS 16
+#define CS_MODEL_INPUT (-1) /* a node input that is the model's input */
 
+/* The layer kinds; each is one row of the layer table (layer_ops.h). The order is
+ * only an index: files name kinds by their Keras class name. */
 typedef enum {
     CS_CONV2D,
     CS_BATCHNORM,
@@ -32,6 +42,7 @@ typedef enum {
     CS_FLATTEN,
     CS_DENSE,
     CS_DROPOUT,
+    CS_KIND_COUNT
 } cs_layer_kind;
 
 /* Activation fused into a conv or dense layer, as Keras' `activation=` does. */
@@ -70,7 +81,10 @@ typedef struct {
     char name[CS_NAME_MAX];
     cs_layer_kind kind;
     cs_layer_config cfg;
-    cs_shape in, out;
+    int n_inputs;
+    int inputs[CS_MAX_INPUTS]; /* earlier nodes, or CS_MODEL_INPUT */
+    cs_shape in, out;          /* in: the shape of the first input */
+    int n_consumers;           /* nodes that read this one's output (set by cs_model_finish) */
     int n_params;
     cs_param params[CS_MAX_PARAMS];
 } cs_layer;
@@ -106,11 +120,19 @@ typedef struct cs_model {
     cs_model_meta meta;
 } cs_model;
 
-/* Builder: start a model, append layers (shapes inferred), then finish to allocate. */
+/* Builder: start a model, append nodes (shapes inferred), then finish to allocate. */
 cs_model *cs_model_new(const char *arch, cs_shape input);
-/* Appends a layer; returns its index, or -1 with a message in err when the shape does not fit. */
+/* Appends a node reading the given earlier nodes (or CS_MODEL_INPUT); returns its
+ * index, or -1 with a message naming the node in err when its inputs do not fit. */
+int cs_model_add_node(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg,
+                      const int *inputs, int n_inputs, char *err, size_t errlen);
+/* Appends a node reading the node before it (the model's input for the first). */
 int cs_model_add(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg,
                  char *err, size_t errlen);
+/* The shape of a node input (the model's input for CS_MODEL_INPUT). */
+cs_shape cs_model_node_shape(const cs_model *m, int node);
+/* Declares a parameter tensor of a node being built (a kind's shape inference calls it). */
+cs_param *cs_layer_add_param(cs_layer *l, const char *name, int ndim, const int *dims, int trainable);
 /* Allocates the parameter block (zeroed; BN gamma and moving variance set to 1). 0 on success. */
 int cs_model_finish(cs_model *m);
 void cs_model_free(cs_model *m);
@@ -127,8 +149,8 @@ size_t cs_layer_param_count(const cs_layer *l);
 size_t cs_layer_trainable_count(const cs_layer *l);
 size_t cs_model_param_count(const cs_model *m);
 size_t cs_shape_size(cs_shape s);
-/* Index of the last layer whose output is spatial (h, w > 1) and that is an activation
- * (LeakyReLU/ReLU, or a conv with a fused activation): the default Grad-CAM layer. */
+/* The default Grad-CAM node: the last spatial node (h or w > 1) whose kind is an
+ * activation (or a conv with a fused one) before the model turns flat. */
 int cs_model_last_conv_activation(const cs_model *m);
 /* Deep copy (architecture and parameters). */
 cs_model *cs_model_clone(const cs_model *m);

@@ -32,6 +32,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "layer_ops.h"
+
 static const unsigned char CS_MAGIC[8] = {'C', 'S', 'M', 'O', 'D', 'E', 'L', 0};
 
 #define HEADER_BYTES 16u        /* magic, version, metadata length */
@@ -97,95 +99,38 @@ static uLong crc_update(uLong crc, const void *buf, size_t len)
 
 /* ---- metadata: building the JSON ---- */
 
-/* A float as the shortest decimal that reads back to the same float, so the
- * metadata says 0.3 rather than 0.300000012 and still round-trips exactly.
- * Non-finite values (a diverged loss) have no JSON form: null. */
-static json_t *jfloat(float f)
-{
-    if (!isfinite(f))
-        return json_null();
-    char buf[32];
-    for (int prec = 6; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-        if (strtof(buf, NULL) == f)
-            break;
-    }
-    return json_real(strtod(buf, NULL));
-}
+#define jfloat cs_json_float
 
 static json_t *jshape(cs_shape s)
 {
     return json_pack("[iii]", s.h, s.w, s.c);
 }
 
-static const char *activation_name(cs_activation a)
-{
-    switch (a) {
-    case CS_ACT_LINEAR: return "linear";
-    case CS_ACT_RELU: return "relu";
-    case CS_ACT_SOFTMAX: return "softmax";
-    }
-    return "?";
-}
-
-static int activation_from_name(const char *s, cs_activation *out)
-{
-    static const cs_activation all[] = {CS_ACT_LINEAR, CS_ACT_RELU, CS_ACT_SOFTMAX};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (strcmp(s, activation_name(all[i])) == 0) {
-            *out = all[i];
-            return 0;
-        }
-    return -1;
-}
-
-/* The configuration fields that mean something for the layer's kind, named as
- * Keras names them where Keras has a name. */
+/* The configuration fields that mean something for the node's kind (its row of the
+ * layer table writes them). */
 static json_t *layer_config_json(const cs_layer *l)
 {
-    const cs_layer_config *c = &l->cfg;
+    const cs_layer_ops *ops = cs_layer_ops_of(l->kind);
     json_t *o = json_object();
-    if (!o)
-        return NULL;
-    int bad = 0;
-    switch (l->kind) {
-    case CS_CONV2D:
-        bad |= json_object_set_new(o, "filters", json_integer(c->filters));
-        bad |= json_object_set_new(o, "kernel_size", json_integer(c->kernel));
-        bad |= json_object_set_new(o, "strides", json_integer(c->stride));
-        bad |= json_object_set_new(o, "padding", json_string(c->pad_same ? "same" : "valid"));
-        /* fall through - the rest is shared with Dense */
-    case CS_DENSE:
-        if (l->kind == CS_DENSE)
-            bad |= json_object_set_new(o, "units", json_integer(c->units));
-        bad |= json_object_set_new(o, "activation", json_string(activation_name(c->activation)));
-        bad |= json_object_set_new(o, "kernel_initializer",
-                                   json_string(c->he_normal ? "he_normal" : "glorot_uniform"));
-        bad |= json_object_set_new(o, "l1", jfloat(c->l1));
-        bad |= json_object_set_new(o, "l2", jfloat(c->l2));
-        break;
-    case CS_BATCHNORM:
-        bad |= json_object_set_new(o, "momentum", jfloat(c->momentum));
-        bad |= json_object_set_new(o, "epsilon", jfloat(c->epsilon));
-        break;
-    case CS_LEAKY_RELU:
-        bad |= json_object_set_new(o, "alpha", jfloat(c->alpha));
-        break;
-    case CS_MAXPOOL:
-        bad |= json_object_set_new(o, "pool_size", json_integer(c->pool));
-        break;
-    case CS_DROPOUT:
-        bad |= json_object_set_new(o, "rate", jfloat(c->rate));
-        break;
-    case CS_RELU:
-    case CS_FLATTEN:
-        break;
-    }
-    if (bad) {
+    if (o && ops->config_to_json && ops->config_to_json(l, o) != 0) {
         json_decref(o);
         return NULL;
     }
     return o;
+}
+
+/* The names of the nodes a node reads; null for the model's input. */
+static json_t *inputs_json(const cs_model *m, const cs_layer *l)
+{
+    json_t *a = json_array();
+    for (int k = 0; a && k < l->n_inputs; k++) {
+        int j = l->inputs[k];
+        if (json_array_append_new(a, j == CS_MODEL_INPUT ? json_null() : json_string(m->layers[j].name)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
 }
 
 static json_t *layer_json(const cs_model *m, const cs_layer *l)
@@ -216,9 +161,9 @@ static json_t *layer_json(const cs_model *m, const cs_layer *l)
             return NULL;
         }
     }
-    return json_pack("{s:s, s:s, s:o, s:o, s:o}", "name", l->name, "kind",
-                     cs_layer_kind_name(l->kind), "config", layer_config_json(l), "output",
-                     jshape(l->out), "params", params);
+    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "name", l->name, "kind",
+                     cs_layer_kind_name(l->kind), "inputs", inputs_json(m, l), "config",
+                     layer_config_json(l), "output", jshape(l->out), "params", params);
 }
 
 static json_t *meta_json(const cs_model_meta *mt)
@@ -493,15 +438,6 @@ static int get_num(load_ctx *c, json_t *o, const char *key, const char *where, i
     return 0;
 }
 
-static int get_float(load_ctx *c, json_t *o, const char *key, const char *where, float *out)
-{
-    double d;
-    if (get_num(c, o, key, where, 0, 0, &d) != 0)
-        return -1;
-    *out = (float)d;
-    return 0;
-}
-
 /* A string that fits a buffer of `size` bytes. */
 static const char *get_str(load_ctx *c, json_t *o, const char *key, const char *where, size_t size)
 {
@@ -539,18 +475,7 @@ static int get_shape(load_ctx *c, json_t *o, const char *key, const char *where,
     return 0;
 }
 
-static int kind_from_name(const char *s, cs_layer_kind *out)
-{
-    /* CS_DROPOUT is the last kind in model.h's enum. */
-    for (int k = 0; k <= (int)CS_DROPOUT; k++)
-        if (strcmp(s, cs_layer_kind_name((cs_layer_kind)k)) == 0) {
-            *out = (cs_layer_kind)k;
-            return 0;
-        }
-    return -1;
-}
-
-/* The builder configuration of one layer, from its "config" object. */
+/* The builder configuration of one node, from its "config" object. */
 static int read_config(load_ctx *c, json_t *lj, cs_layer_kind kind, const char *where,
                        cs_layer_config *cfg)
 {
@@ -560,59 +485,44 @@ static int read_config(load_ctx *c, json_t *lj, cs_layer_kind kind, const char *
         LOAD_FAIL(c, "metadata: %s has no 'config' object", where);
         return -1;
     }
-    switch (kind) {
-    case CS_CONV2D: {
-        if (get_int(c, o, "filters", where, 1, MAX_DIM, &cfg->filters) ||
-            get_int(c, o, "kernel_size", where, 1, MAX_DIM, &cfg->kernel) ||
-            get_int(c, o, "strides", where, 1, MAX_DIM, &cfg->stride))
-            return -1;
-        const char *pad = get_str(c, o, "padding", where, 0);
-        if (!pad)
-            return -1;
-        if (strcmp(pad, "same") != 0 && strcmp(pad, "valid") != 0) {
-            LOAD_FAIL(c, "metadata: %s padding '%s' is neither same nor valid", where, pad);
-            return -1;
-        }
-        cfg->pad_same = strcmp(pad, "same") == 0;
+    const cs_layer_ops *ops = cs_layer_ops_of(kind);
+    char msg[160];
+    if (ops->config_from_json && ops->config_from_json(o, cfg, msg, sizeof msg) != 0) {
+        LOAD_FAIL(c, "metadata: %s %s", where, msg);
+        return -1;
     }
-        /* fall through - the rest is shared with Dense */
-    case CS_DENSE: {
-        if (kind == CS_DENSE && get_int(c, o, "units", where, 1, MAX_DIM, &cfg->units))
-            return -1;
-        const char *act = get_str(c, o, "activation", where, 0);
-        if (!act)
-            return -1;
-        if (activation_from_name(act, &cfg->activation) != 0) {
-            LOAD_FAIL(c, "metadata: %s activation '%s' is not linear, relu or softmax", where, act);
-            return -1;
-        }
-        const char *init = get_str(c, o, "kernel_initializer", where, 0);
-        if (!init)
-            return -1;
-        cfg->he_normal = strcmp(init, "he_normal") == 0;
-        if (!cfg->he_normal && strcmp(init, "glorot_uniform") != 0) {
-            LOAD_FAIL(c, "metadata: %s kernel_initializer '%s' is not he_normal or glorot_uniform",
-                      where, init);
-            return -1;
-        }
-        return get_float(c, o, "l1", where, &cfg->l1) || get_float(c, o, "l2", where, &cfg->l2)
-                   ? -1
-                   : 0;
-    }
-    case CS_BATCHNORM:
-        return get_float(c, o, "momentum", where, &cfg->momentum) ||
-                       get_float(c, o, "epsilon", where, &cfg->epsilon)
-                   ? -1
-                   : 0;
-    case CS_LEAKY_RELU:
-        return get_float(c, o, "alpha", where, &cfg->alpha);
-    case CS_MAXPOOL:
-        return get_int(c, o, "pool_size", where, 1, MAX_DIM, &cfg->pool);
-    case CS_DROPOUT:
-        return get_float(c, o, "rate", where, &cfg->rate);
-    case CS_RELU:
-    case CS_FLATTEN:
+    return 0;
+}
+
+/* The nodes a node reads, by name among those before it (null: the model's input).
+ * A file without "inputs" (format version 1) is a sequence: each node reads the one
+ * before it. */
+static int read_inputs(load_ctx *c, const cs_model *m, json_t *lj, const char *where, int *inputs, int *n)
+{
+    json_t *a = json_object_get(lj, "inputs");
+    if (!a) {
+        inputs[0] = m->n_layers - 1;
+        *n = 1;
         return 0;
+    }
+    if (!json_is_array(a) || json_array_size(a) < 1 || json_array_size(a) > CS_MAX_INPUTS) {
+        LOAD_FAIL(c, "metadata: %s 'inputs' is not a list of 1 to %d names", where, CS_MAX_INPUTS);
+        return -1;
+    }
+    *n = (int)json_array_size(a);
+    for (int k = 0; k < *n; k++) {
+        json_t *v = json_array_get(a, (size_t)k);
+        if (json_is_null(v)) {
+            inputs[k] = CS_MODEL_INPUT;
+            continue;
+        }
+        int j = json_is_string(v) ? cs_model_find_layer(m, json_string_value(v)) : -1;
+        if (j < 0) {
+            LOAD_FAIL(c, "metadata: %s reads '%s', which is not a node before it", where,
+                      json_is_string(v) ? json_string_value(v) : "(not a name)");
+            return -1;
+        }
+        inputs[k] = j;
     }
     return 0;
 }
@@ -824,7 +734,7 @@ static cs_model *model_from_json(load_ctx *c, json_t *doc, uint64_t n_floats)
             goto fail;
         snprintf(where, sizeof where, "layer %zu (%s)", i, name);
         cs_layer_kind kind;
-        if (kind_from_name(kind_name, &kind) != 0) {
+        if (cs_layer_kind_from_name(kind_name, &kind) != 0) {
             LOAD_FAIL(c, "metadata: %s has kind '%s', which this build does not know", where,
                       kind_name);
             goto fail;
@@ -832,8 +742,15 @@ static cs_model *model_from_json(load_ctx *c, json_t *doc, uint64_t n_floats)
         cs_layer_config cfg;
         if (read_config(c, lj, kind, where, &cfg) != 0)
             goto fail;
+        int inputs[CS_MAX_INPUTS], n_inputs;
+        if (read_inputs(c, m, lj, where, inputs, &n_inputs) != 0)
+            goto fail;
+        if (cs_model_find_layer(m, name) >= 0) {
+            LOAD_FAIL(c, "metadata: %s repeats the name of an earlier node", where);
+            goto fail;
+        }
         char add_err[256] = "";
-        if (cs_model_add(m, name, kind, &cfg, add_err, sizeof add_err) < 0) {
+        if (cs_model_add_node(m, name, kind, &cfg, inputs, n_inputs, add_err, sizeof add_err) < 0) {
             LOAD_FAIL(c, "%s", add_err);
             goto fail;
         }
@@ -908,7 +825,7 @@ static int read_and_verify(load_ctx *c, FILE *f, uint64_t size, unsigned char **
         return -1;
     }
     uint32_t version = get_u32(fixed + 8);
-    if (version != CS_MODEL_FORMAT_VERSION) {
+    if (version < 1 || version > CS_MODEL_FORMAT_VERSION) {
         LOAD_FAIL(c, "format version %u not supported (this build reads version %d)", version,
                   CS_MODEL_FORMAT_VERSION);
         return -1;

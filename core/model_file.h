@@ -16,7 +16,7 @@
 
 #include "model.h"
 
-#define CS_MODEL_FORMAT_VERSION 1
+#define CS_MODEL_FORMAT_VERSION 2 /* 2: nodes name their inputs (graphs); 1 still loads */
 
 int cs_model_save(const cs_model *m, const char *path, char *err, size_t errlen);
 /* Returns NULL with a one-line reason in err for a missing, truncated, corrupt or

@@ -112,7 +112,10 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
     cs_rng shuffle;
     cs_rng_seed(&shuffle, cfg->seed ^ 0x5348554646ULL);
     cs_exec_seed_dropout(e, cfg->seed ^ 0x44524f50ULL);
-    e->fuse = 1; /* training never reads the layers inside a fused block */
+    if (cs_exec_set_fusion(e, 1) != 0) { /* training never reads the nodes inside a fused block */
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
     e->profile = cfg->profile;
     for (int i = 0; i < n; i++) idx[i] = i;
 
@@ -133,9 +136,15 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
             }
             int s = b * bs, cnt = n - s < bs ? n - s : bs, correct = 0;
             fill_batch(train, idx + s, cnt, x, y);
-            cs_exec_forward(e, x, cnt, 1, m);
+            if (cs_exec_forward(e, x, cnt, 1, m) != 0) {
+                snprintf(err, errlen, "out of memory");
+                goto done;
+            }
             float loss = cs_exec_xent(e, y, &correct);
-            cs_exec_backward(e, -1);
+            if (cs_exec_backward(e, -1) != 0) {
+                snprintf(err, errlen, "out of memory");
+                goto done;
+            }
             double t_update = cs_now();
             loss += cs_model_penalty(m, e->param_grad);
             cs_adam_step(&adam, m, e->param_grad);

@@ -98,14 +98,15 @@ static void check_case(const block_case *t)
     float *y = malloc(out * sizeof(float)), *mean = malloc(2 * c * sizeof(float)), *inv = mean + c;
     float *mm = calloc(2 * c, sizeof(float)), *mv = mm + c;
     cs_conv_forward(&g, x, w, b, y, &s);
-    cs_bn_batch_stats(rows, c, y, blk.eps, mean, inv, mm, mv, 0.99f);
+    double *sums = malloc(CS_BN_SUMS(c) * sizeof(double));
+    cs_bn_batch_stats(rows, c, y, blk.eps, mean, inv, mm, mv, 0.99f, sums);
     /* This way. */
     double *moments = malloc(cs_conv_block_moment_count(&g) * sizeof(double)),
            *work = malloc(cs_conv_block_work_count(&g, s.workers) * sizeof(double));
     float *mean2 = malloc(2 * c * sizeof(float)), *inv2 = mean2 + c, *mm2 = calloc(2 * c, sizeof(float)),
           *mv2 = mm2 + c;
     cs_conv_block_moments(&g, x, &s, moments, work);
-    cs_conv_block_stats(&g, w, b, moments, blk.eps, mean2, inv2, mm2, mv2, 0.99f);
+    cs_conv_block_stats(&g, w, b, moments, blk.eps, mean2, inv2, mm2, mv2, 0.99f, sums);
     double scale_m = max_abs(mean, c), e;
     CHECK((e = max_diff(mean, mean2, c)) <= 1e-6 * scale_m, "%s: batch mean off by %.2e (of %.2e)", what, e, scale_m);
     CHECK((e = max_diff(inv, inv2, c) / max_abs(inv, c)) <= 1e-5, "%s: 1/std off by %.2e relative", what, e);
@@ -131,7 +132,7 @@ static void check_case(const block_case *t)
     float *bn1 = calloc(4 * c, sizeof(float)), *bn2 = bn1 + 2 * c; /* dgamma, dbeta each way */
     cs_bn_act_pool_grad gr = {.b = &blk, .x = y, .mean = mean, .inv_std = inv, .argmax = am1, .win_xhat = wx1,
                               .win_grad = win_grad, .scale = grad_consts, .mean_dy = grad_consts + c,
-                              .mean_dyx = grad_consts + 2 * c};
+                              .mean_dyx = grad_consts + 2 * c, .sums = sums};
     cs_bn_act_pool_grad gr2 = gr;
     gr2.scale = grad_consts + 3 * c, gr2.mean_dy = grad_consts + 4 * c, gr2.mean_dyx = grad_consts + 5 * c;
     gr2.win_grad = NULL, gr2.x = NULL; /* this way reads neither */
@@ -157,7 +158,7 @@ static void check_case(const block_case *t)
 
     for (int i = 0; i < s.workers; i++) free(s.col[i]), free(s.part[i]), free(s.dy[i]);
     free(x), free(w), free(b), free(gamma), free(beta), free(dpooled), free(y), free(mean), free(mm);
-    free(moments), free(work), free(mean2), free(mm2), free(p1), free(p2), free(wx1), free(wx2), free(am1), free(am2);
+    free(moments), free(sums), free(work), free(mean2), free(mm2), free(p1), free(p2), free(wx1), free(wx2), free(am1), free(am2);
     free(grad_consts), free(win_grad), free(bn1), free(dw1), free(db1), free(dw2), free(db2);
 }
 

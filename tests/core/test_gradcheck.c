@@ -251,7 +251,7 @@ static cs_model *build_mini_notebook(void)
 static void whole_network_loss(int fuse)
 {
     gc_case g = make_case(build_mini_notebook(), 6, SCALAR_XENT, 1, 6);
-    g.e->fuse = fuse;
+    cs_exec_set_fusion(g.e, fuse);
     double err = check_params(&g, 30, 3e-3, 1);
     /* Through three float32 batch norms in training mode the differences themselves
      * carry rounding: the second batch norm sees 54 values per channel, and its small
@@ -275,7 +275,7 @@ static void compare_fused(cs_model *m, const char *what)
     gc_case a = make_case(m, 6, SCALAR_XENT, 1, 8);
     cs_exec *f = cs_exec_new(m, 6);
     cs_exec_enable_param_grads(f);
-    f->fuse = 1;
+    cs_exec_set_fusion(f, 1);
     double loss_a = scalar(&a);
     cs_exec_backward(a.e, -1);
     cs_exec_seed_dropout(f, 99);

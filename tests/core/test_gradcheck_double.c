@@ -110,6 +110,7 @@ static double *ref_layer(const ref_case *rc, int li, const double *in, const dou
         for (size_t i = 0; i < (size_t)n * in_size; i++)
             out[i] = rc->e->mask[li][i] ? in[i] / (1.0 - l->cfg.rate) : 0;
         break;
+    default: CHECK(0, "no reference for %s", cs_layer_kind_name(l->kind)); break;
     }
     if ((l->kind == CS_CONV2D || l->kind == CS_DENSE) && l->cfg.activation == CS_ACT_RELU)
         for (size_t i = 0; i < (size_t)n * out_size; i++) out[i] = out[i] > 0 ? out[i] : 0;
@@ -168,7 +169,7 @@ static void check_against_reference(int fuse)
     cs_exec *e = cs_exec_new(m, N);
     cs_exec_enable_param_grads(e);
     cs_exec_seed_dropout(e, 5);
-    e->fuse = fuse;
+    cs_exec_set_fusion(e, fuse);
     cs_exec_forward(e, x, N, 1, NULL);
     /* Fused, the first conv trains with its block from its input patches' sums
      * (conv_block.c), which only that path keeps. */

@@ -88,7 +88,8 @@ static void test_batchnorm_hand(void)
 {
     float x[4] = {1, 2, 3, 4}, g[1] = {2}, b[1] = {0.5f}, y[4], mean[1], inv[1];
     float mm[1] = {0}, mv[1] = {1};
-    cs_bn_forward_train(4, 1, x, g, b, 1e-3f, y, mean, inv, mm, mv, 0.99f);
+    double sums[CS_BN_SUMS(1)];
+    cs_bn_forward_train(4, 1, x, g, b, 1e-3f, y, mean, inv, mm, mv, 0.99f, sums);
     CHECK_NEAR(mean[0], 2.5, 1e-6, "batch mean");
     CHECK_NEAR(inv[0], 1 / sqrt(1.251), 1e-6, "inverse standard deviation (biased variance + eps)");
     CHECK_NEAR(y[0], 2 * -1.5 / sqrt(1.251) + 0.5, 1e-5, "y");
@@ -109,7 +110,8 @@ static void test_batchnorm_many_rows(void)
     float g[C] = {1, 1, 1}, b[C] = {0, 0, 0}, mean[C], inv[C];
     for (int r = 0; r < R; r++)
         for (int k = 0; k < C; k++) x[r * C + k] = 1000.0f * (k + 1) + 0.01f * (float)((r * 37 + k * 11) % 101);
-    cs_bn_forward_train(R, C, x, g, b, 1e-3f, y, mean, inv, NULL, NULL, 0.99f);
+    double sums[CS_BN_SUMS(C)];
+    cs_bn_forward_train(R, C, x, g, b, 1e-3f, y, mean, inv, NULL, NULL, 0.99f, sums);
     for (int k = 0; k < C; k++) {
         double s = 0, q = 0;
         for (int r = 0; r < R; r++) s += x[r * C + k];

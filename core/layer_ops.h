@@ -1,0 +1,89 @@
+/*
+ * layer_ops.h - the table of layer kinds: one row per kind, one file per row.
+ *
+ * A row says everything the rest of the core needs to know of a kind: its name in
+ * files (the Keras class name) and the ONNX op it comes from, how its configuration
+ * reads and writes as JSON, its output shape and parameter tensors given its inputs,
+ * how fresh parameters are drawn, and its forward and backward passes. Model
+ * building, model files and the executor look kinds up here and never switch over
+ * them; adding a kind is one file under core/layers/ and one entry in table.c.
+ *
+ * Forward and backward work on caller-owned buffers and never allocate: whatever a
+ * kind keeps between the two (batch statistics, dropout masks) is allocated by the
+ * executor when the exec is made (exec.h).
+ */
+#ifndef CS_LAYER_OPS_H
+#define CS_LAYER_OPS_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "exec.h"
+#include "model.h"
+#include "rng.h"
+
+/* What one node's pass sees. */
+typedef struct {
+    cs_exec *e;
+    int node;
+    const cs_layer *l;
+    int n;                           /* images in the batch */
+    int training;                    /* batch statistics and dropout */
+    cs_model *update;                /* training forward: where moving statistics go, or NULL */
+    const float *x[CS_MAX_INPUTS];   /* the inputs' values */
+    float *y;                        /* the output's values */
+    float *dy;                       /* backward: d/d(output); a kind may overwrite it */
+    float *dx[CS_MAX_INPUTS];        /* backward: d/d(input), overwritten; NULL when not wanted */
+} cs_node_pass;
+
+enum {
+    CS_OP_ACTIVATION = 1, /* an elementwise activation: a Grad-CAM target by default */
+    CS_OP_VIEW = 2,       /* the output is the input's floats unchanged (shares its buffers) */
+    CS_OP_CONSTANT_INIT = 4, /* init draws nothing: it also runs when the model is allocated */
+};
+
+typedef struct {
+    const char *keras; /* Keras class name: the kind's name in model files and summaries */
+    const char *onnx;  /* the ONNX op type it is imported from, or NULL */
+    int flags;
+    /* Checks the configuration (filling defaults), sets l->out from the inputs' shapes
+     * and declares the parameter tensors with cs_layer_add_param. 0, or -1 with err. */
+    int (*infer)(cs_layer *l, const cs_shape *in, char *err, size_t errlen);
+    /* The configuration fields that mean something for the kind, Keras' names where
+     * Keras has one; NULL when the kind has none. 0, or -1 (no memory). */
+    int (*config_to_json)(const cs_layer *l, json_t *o);
+    /* Reads them back into cfg; NULL when none. 0, or -1 with err naming the field. */
+    int (*config_from_json)(json_t *o, cs_layer_config *cfg, char *err, size_t errlen);
+    /* Fresh parameters (Keras' initialisers); NULL when the kind has none. */
+    void (*init)(cs_layer *l, cs_rng *r);
+    void (*forward)(const cs_node_pass *p);
+    /* Writes dx for the inputs that want it and adds parameter gradients (when the exec
+     * has them, cs_exec_param_grad). */
+    void (*backward)(const cs_node_pass *p);
+} cs_layer_ops;
+
+const cs_layer_ops *cs_layer_ops_of(cs_layer_kind k);
+/* The kind whose Keras class name is s; 0, or -1 when none. */
+int cs_layer_kind_from_name(const char *s, cs_layer_kind *out);
+
+/* Helpers the rows share. */
+/* infer for kinds whose output has the shape of their (first) input. */
+int cs_infer_same_shape(cs_layer *l, const cs_shape *in, char *err, size_t errlen);
+/* The gradient area of a parameter in the exec, or NULL when it keeps none. */
+float *cs_exec_param_grad(const cs_exec *e, const cs_param *p);
+/* Keras' kernel initialisers: he_normal (truncated normal) or glorot_uniform, from the
+ * kernel's fan-in and fan-out; the bias (params[1]) zeroed. */
+void cs_init_kernel(cs_layer *l, int fan_in, int fan_out, cs_rng *r);
+/* Configuration fields in JSON; the getters write "has no integer 'key'"-style
+ * messages. */
+json_t *cs_json_float(float v);
+int cs_json_set_float(json_t *o, const char *key, float v);
+int cs_json_get_int(json_t *o, const char *key, int lo, int hi, int *out, char *err, size_t errlen);
+int cs_json_get_float(json_t *o, const char *key, float *out, char *err, size_t errlen);
+const char *cs_json_get_str(json_t *o, const char *key, char *err, size_t errlen);
+
+/* The rows (core/layers/). */
+extern const cs_layer_ops cs_conv2d_ops, cs_batchnorm_ops, cs_leaky_relu_ops, cs_relu_ops, cs_maxpool_ops,
+    cs_flatten_ops, cs_dense_ops, cs_dropout_ops;
+
+#endif
