@@ -53,9 +53,15 @@ void cs_h_predict(cs_req *req, cs_reply *rep)
             break;
         }
         double t0 = cs_now();
-        cs_exec_forward(e, x, 1, 0, NULL);
+        int rc = cs_exec_forward(e, x, 1, 0, NULL);
         cs_req_stage_add(req, CS_STAGE_FORWARD, t0);
         free(x);
+        if (rc != 0) {
+            cs_reply_internal(rep, "out of memory");
+            json_decref(preds);
+            preds = NULL;
+            break;
+        }
         const float *p = e->act[m->n_layers - 1];
         top_k(p, m->n_classes, (int)(k < 1000 ? k : 1000), idx);
         json_t *top = json_array(), *all = json_array();

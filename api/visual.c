@@ -109,7 +109,10 @@ void cs_h_feature_maps(cs_req *req, cs_reply *rep)
         goto out;
     }
     double t0 = cs_now();
-    cs_exec_forward_upto(e, x, 1, li);
+    if (cs_exec_forward_upto(e, x, 1, li) != 0) {
+        cs_reply_internal(rep, "out of memory");
+        goto out;
+    }
     cs_req_stage_add(req, CS_STAGE_FORWARD, t0);
     t0 = cs_now();
     /* imshow normalises each map by its own range; so do we. */

@@ -219,7 +219,10 @@ static int cmd_predict(int argc, char **argv)
         fail("cannot prepare the image", err);
         goto done;
     }
-    cs_exec_forward(e, x, 1, 0, NULL);
+    if (cs_exec_forward(e, x, 1, 0, NULL) != 0) {
+        fprintf(stderr, "out of memory\n");
+        goto done;
+    }
     print_top(m, e->act[m->n_layers - 1], top);
     rc = 0;
 done:

@@ -28,7 +28,10 @@ int cs_gradcam(cs_exec *e, const float *input, int layer, int class_index, int s
         snprintf(err, errlen, "class %d is out of range (the model has %d classes)", class_index, k);
         return -1;
     }
-    cs_exec_forward(e, input, 1, 0, NULL);
+    if (cs_exec_forward(e, input, 1, 0, NULL) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     const float *p = e->act[top];
     int c = class_index >= 0 ? class_index : cs_argmax(p, k);
     out->class_index = c;
@@ -37,7 +40,10 @@ int cs_gradcam(cs_exec *e, const float *input, int layer, int class_index, int s
     out->score = score_kind == CS_SCORE_PROBABILITY ? out->probability : out->logit;
     out->layer = layer;
     cs_exec_seed_class(e, &c, score_kind);
-    cs_exec_backward(e, layer);
+    if (cs_exec_backward(e, layer) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
 
     const int h = l->out.h, w = l->out.w, ch = l->out.c, hw = h * w;
     const float *a = e->act[layer], *g = e->grad[layer];
