@@ -2,6 +2,7 @@
  * models.c - the served models: the list with their status, and each one's summary in
  * the manner of Keras' model.summary().
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "handlers.h"
@@ -16,10 +17,22 @@ static json_t *shape_json(cs_shape s, int flat)
     return json_pack("[n,i,i,i]", s.h, s.w, s.c);
 }
 
-/* Dense layers and what follows them are one-dimensional in Keras. */
-static int is_flat(const cs_layer *l)
+/* A flatten and what follows it are one-dimensional in Keras; flat[] is filled in
+ * node order. */
+static int is_flat(const cs_model *m, int i, const unsigned char *flat)
 {
-    return l->out.h == 1 && l->out.w == 1 && l->kind != CS_CONV2D && l->kind != CS_MAXPOOL;
+    const cs_layer *l = &m->layers[i];
+    if (l->out.h != 1 || l->out.w != 1) return 0;
+    return l->kind == CS_FLATTEN || (l->inputs[0] >= 0 && flat[l->inputs[0]]);
+}
+
+/* The names of the nodes a node reads ("input": the model's input). */
+static json_t *inputs_json(const cs_model *m, const cs_layer *l)
+{
+    json_t *a = json_array();
+    for (int k = 0; k < l->n_inputs; k++)
+        json_array_append_new(a, json_string(l->inputs[k] >= 0 ? m->layers[l->inputs[k]].name : "input"));
+    return a;
 }
 
 static json_t *classes_json(const cs_model *m)
@@ -77,18 +90,27 @@ void cs_h_model_summary(cs_req *req, cs_reply *rep)
     const cs_model *m = v->model;
     json_t *layers = json_array();
     size_t trainable = 0;
+    unsigned char *flat = calloc((size_t)m->n_layers, 1);
+    if (!flat) {
+        cs_reply_internal(rep, "out of memory");
+        cs_version_release(v);
+        return;
+    }
     for (int i = 0; i < m->n_layers; i++) {
         const cs_layer *l = &m->layers[i];
         size_t p = cs_layer_param_count(l);
         trainable += cs_layer_trainable_count(l);
-        json_t *o = json_pack("{s:i,s:s,s:s,s:o,s:I,s:b}", "index", i, "name", l->name, "type",
-                              cs_layer_kind_name(l->kind), "output_shape", shape_json(l->out, is_flat(l)), "params",
-                              (json_int_t)p, "spatial", l->out.h > 1 && l->out.w > 1);
+        flat[i] = (unsigned char)is_flat(m, i, flat);
+        json_t *o = json_pack("{s:i,s:s,s:s,s:o,s:o,s:I,s:b}", "index", i, "name", l->name, "type",
+                              cs_layer_kind_name(l->kind), "inputs", inputs_json(m, l), "output_shape",
+                              shape_json(l->out, flat[i]), "params", (json_int_t)p, "spatial",
+                              l->out.h > 1 && l->out.w > 1);
         if (l->kind == CS_CONV2D)
             json_object_set_new(o, "filters", json_pack("{s:i,s:i,s:i}", "count", l->cfg.filters, "size",
                                                        l->cfg.kernel, "channels", l->in.c));
         json_array_append_new(layers, o);
     }
+    free(flat);
     json_t *history = json_array();
     for (int i = 0; i < m->meta.n_history; i++) {
         const cs_epoch_record *r = &m->meta.history[i];

@@ -201,6 +201,9 @@ int cs_model_last_conv_activation(const cs_model *m)
         if (cs_layer_ops_of(l->kind)->flags & CS_OP_ACTIVATION) return i;
         if (l->kind == CS_CONV2D && l->cfg.activation != CS_ACT_LINEAR) return i;
     }
+    /* No activation of its own anywhere: the last node that still has height and width. */
+    for (int i = m->n_layers - 1; i >= 0; i--)
+        if (m->layers[i].out.h > 1 || m->layers[i].out.w > 1) return i;
     return -1;
 }
 

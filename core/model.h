@@ -150,7 +150,8 @@ size_t cs_layer_trainable_count(const cs_layer *l);
 size_t cs_model_param_count(const cs_model *m);
 size_t cs_shape_size(cs_shape s);
 /* The default Grad-CAM node: the last spatial node (h or w > 1) whose kind is an
- * activation (or a conv with a fused one) before the model turns flat. */
+ * activation (or a conv with a fused one), else the last spatial node; -1 when the
+ * model has none. */
 int cs_model_last_conv_activation(const cs_model *m);
 /* Deep copy (architecture and parameters). */
 cs_model *cs_model_clone(const cs_model *m);

@@ -67,6 +67,13 @@ static void test_summary_like_keras(void)
             CHECK(json_integer_value(json_array_get(shape, (size_t)d + 1)) == want[k].shape[d], "layer %d dim %d",
                   want[k].i, d);
     }
+    /* Each node names what it reads: the first the model's input, the rest the node before. */
+    for (size_t i = 0; i < json_array_size(layers); i++) {
+        json_t *in = json_object_get(json_array_get(layers, i), "inputs");
+        const char *want_in = i ? json_string_value(json_object_get(json_array_get(layers, i - 1), "name")) : "input";
+        const char *got = json_string_value(json_array_get(in, 0));
+        CHECK(json_array_size(in) == 1 && got && want_in && !strcmp(got, want_in), "layer %zu reads %s", i, got);
+    }
     CHECK(json_integer_value(json_object_get(j, "total_params")) == 122570, "total params");
     CHECK(json_integer_value(json_object_get(j, "non_trainable_params")) == 320, "non-trainable");
     CHECK(json_is_number(json_object_get(j, "test_accuracy")), "test accuracy");
