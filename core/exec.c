@@ -390,11 +390,26 @@ float cs_exec_xent(cs_exec *e, const uint8_t *labels, int *correct)
     return (float)(loss / n);
 }
 
+/* The top ends in a softmax: fused into it, or a Softmax node of its own. */
+static int top_is_softmax(const cs_model *m)
+{
+    const cs_layer *top = &m->layers[m->n_layers - 1];
+    return top->kind == CS_SOFTMAX ||
+           ((top->kind == CS_DENSE || top->kind == CS_CONV2D) && top->cfg.activation == CS_ACT_SOFTMAX);
+}
+
+const float *cs_exec_logits(const cs_exec *e)
+{
+    const cs_layer *top = &e->model->layers[e->model->n_layers - 1];
+    if (top->kind == CS_SOFTMAX) return node_value(e, top->inputs[0]);
+    return e->logits;
+}
+
 void cs_exec_seed_class(cs_exec *e, const int *classes, int score_kind)
 {
     const cs_model *m = e->model;
     int top = m->n_layers - 1, k = m->layers[top].out.c, n = e->batch;
-    int softmax = m->layers[top].cfg.activation == CS_ACT_SOFTMAX;
+    int softmax = top_is_softmax(m);
     const float *p = e->act[top];
     float *g = e->grad[top];
     for (int i = 0; i < n; i++) {

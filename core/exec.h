@@ -60,7 +60,8 @@ typedef struct cs_exec {
     uint8_t *reached;   /* [n_layers] the backward under way has written grad[i] */
     float *fanin[CS_MAX_INPUTS]; /* a node's further gradients where its output fans out, added after */
     const float *input; /* borrowed from the last forward: keep it alive until backward */
-    int top_is_dz;      /* the top's gradient was seeded w.r.t. the logits */
+    int top_is_dz;      /* the top's gradient was seeded w.r.t. the logits (a softmax top's
+                           backward passes it through) */
     float *logits;     /* pre-activation of the last node when it is softmax */
     cs_bn_cache *bn;   /* [n_layers], used by batch-norm nodes */
     uint8_t **mask;    /* [n_layers] dropout masks (1 keep) */
@@ -103,6 +104,9 @@ int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto);
  * that cs_exec_backward can start from it. Returns the loss (without penalties);
  * `correct` receives the number of argmax hits (may be NULL). */
 float cs_exec_xent(cs_exec *e, const uint8_t *labels, int *correct);
+
+/* The pre-softmax scores of the last forward when the model ends in a softmax, else NULL. */
+const float *cs_exec_logits(const cs_exec *e);
 
 /* Seed the gradient of a class score for every image in the batch:
  * kind 0 = logit (pre-softmax), 1 = probability (softmax output, as the notebook). */

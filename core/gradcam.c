@@ -36,7 +36,8 @@ int cs_gradcam(cs_exec *e, const float *input, int layer, int class_index, int s
     int c = class_index >= 0 ? class_index : cs_argmax(p, k);
     out->class_index = c;
     out->probability = p[c];
-    out->logit = e->logits ? e->logits[c] : p[c];
+    const float *logits = cs_exec_logits(e);
+    out->logit = logits ? logits[c] : p[c];
     out->score = score_kind == CS_SCORE_PROBABILITY ? out->probability : out->logit;
     out->layer = layer;
     cs_exec_seed_class(e, &c, score_kind);

@@ -42,6 +42,20 @@ typedef enum {
     CS_FLATTEN,
     CS_DENSE,
     CS_DROPOUT,
+    CS_DEPTHWISE_CONV2D,  /* DepthwiseConv2D */
+    CS_SEPARABLE_CONV2D,  /* SeparableConv2D: depthwise then pointwise */
+    CS_AVGPOOL,           /* AveragePooling2D */
+    CS_GLOBAL_AVGPOOL,    /* GlobalAveragePooling2D */
+    CS_GLOBAL_MAXPOOL,    /* GlobalMaxPooling2D */
+    CS_ACTIVATION,        /* Activation: any elementwise function (cfg.actf) */
+    CS_SOFTMAX,           /* Softmax over the channels */
+    CS_ADD,               /* Add: two or more inputs, broadcasting */
+    CS_SUBTRACT,          /* Subtract: two inputs, broadcasting */
+    CS_MULTIPLY,          /* Multiply: two or more inputs, broadcasting (squeeze-and-excitation) */
+    CS_CONCATENATE,       /* Concatenate along the channels */
+    CS_ZERO_PADDING2D,    /* ZeroPadding2D (and ONNX constant Pad) */
+    CS_RESCALING,         /* Rescaling: x * scale + offset */
+    CS_NORMALIZATION,     /* Normalization: (x - mean) / sqrt(variance), per channel */
     CS_KIND_COUNT
 } cs_layer_kind;
 
@@ -63,12 +77,28 @@ typedef struct {
     float l1, l2;  /* regulariser on this tensor (0 when none) */
 } cs_param;
 
-/* Per-kind configuration. Unused fields stay zero. */
+/* Per-kind configuration. Unused fields stay zero, and zero always means the
+ * default, so a configuration written before a field existed keeps its meaning. */
 typedef struct {
-    int filters, kernel, stride; /* conv2d: square kernel */
-    int pad_same;                /* conv2d: 1 = 'same', 0 = 'valid' */
+    /* Windows of convs and pools: kernel x kernel_w, strides stride x stride_w,
+     * dilations dilation x dilation_w; a zero _w field is "as the first", a zero
+     * stride or dilation is 1 (a zero pool stride is the window). Padding is 'valid',
+     * 'same' (TensorFlow's: an odd pixel goes at the bottom/right), or explicit when
+     * pad_explicit: pads = top, left, bottom, right, any of them unequal. */
+    int filters, kernel, stride;
+    int kernel_w, stride_w, dilation, dilation_w;
+    int pad_same;                /* 1 = 'same', 0 = 'valid' */
+    int pad_explicit, pads[4];
+    int groups;                  /* conv2d: input and output channels in this many groups */
+    int depth_multiplier;        /* depthwise and separable convs */
     int units;                   /* dense */
-    int pool;                    /* maxpool: square window, stride = window */
+    int pool;                    /* max pool: square window */
+    int ceil_mode;               /* pools: a last partial window counts */
+    int count_include_pad;       /* average pool: padded zeros count in the mean */
+    int actf;                    /* activation: the function (kernels.h's cs_actf) */
+    float act_a, act_b;          /* its constants: clip's min and max, elu's alpha, hard sigmoid's slope and offset */
+    float scale, offset;         /* rescaling */
+    float pad_value;             /* padding */
     float alpha;                 /* leaky relu slope */
     float momentum, epsilon;     /* batch norm */
     float rate;                  /* dropout */
