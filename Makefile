@@ -21,6 +21,8 @@ CORE_TESTS := $(patsubst tests/core/%.c,$(B)/tests/%,$(wildcard tests/core/test_
 API_TESTS  := $(patsubst tests/api/%.c,$(B)/tests/api_%,$(wildcard tests/api/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 WEB_TESTS  := $(wildcard tests/web/run.sh)
+# The committed ONNX test models against ONNX Runtime (tests/models/make_models.py wrote them).
+MODEL_TESTS := $(wildcard tests/models/run.sh)
 DEPLOY_TESTS := tests/deploy/scaleout_test.sh tests/deploy/validate.sh
 
 MODEL := models/fmnist.csm
@@ -59,7 +61,7 @@ $(B)/bench/%: bench/%.c $(B)/libcore.a
 test: 
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory $(B)/convscope $(CORE_TESTS) $(API_TESTS)
-	@tests/run.sh $(CORE_TESTS) $(API_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS)
+	@tests/run.sh $(CORE_TESTS) $(API_TESTS) $(MODEL_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS)
 
 run: all
 	$(B)/convscope serve --listen 127.0.0.1:$(PORT) --models models
