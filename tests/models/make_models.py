@@ -322,15 +322,26 @@ def export(model, shape):
     return f.getvalue()
 
 
+def onnx_scope(module_name):
+    """The scope the exporter gives a module's nodes: one level per module on the path,
+    each named from its last non-numeric atom on ("layer3.relu2" -> "/layer3/relu2",
+    "features.6.2" -> "/features/features.6/features.6.2"). A module called twice gets
+    the scopes NAME and NAME_1."""
+    atoms = module_name.split(".")
+    levels = []
+    for i in range(1, len(atoms) + 1):
+        named = [j for j in range(i) if not atoms[j].isnumeric()]
+        levels.append(".".join(atoms[named[-1] if named else 0:i]))
+    return "/" + "/".join(levels)
+
+
 def cam_node(graph, module_name):
-    """The ONNX node that computes the named module's output: the last node in its scope.
-    The exporter names a scope after the attribute path ("/layer3/relu2/") or, inside a
-    Sequential, after each level's full dotted name ("/features/features.6/features.6.2/")."""
-    parts = module_name.split(".")
-    scopes = ["/" + "/".join(parts) + "/", "/" + "/".join(".".join(parts[:i + 1]) for i in range(len(parts))) + "/"]
-    nodes = [n for n in graph.node if n.op_type != "Constant" and any(n.name.startswith(s) for s in scopes)]
+    """The ONNX node that computes the named module's output: the last one in its scope."""
+    scope = onnx_scope(module_name)
+    inside = re.compile(re.escape(scope) + r"(_[0-9]+)?/")
+    nodes = [n for n in graph.node if n.op_type != "Constant" and inside.match(n.name)]
     if not nodes:
-        sys.exit(f"no ONNX node in scope {' or '.join(scopes)}")
+        sys.exit(f"no ONNX node in scope {scope}")
     return nodes[-1]
 
 

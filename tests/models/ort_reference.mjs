@@ -3,12 +3,13 @@
 // For every NAME.json in the models folder it runs NAME.onnx on NAME.input.npy and checks:
 //   - the logits agree with NAME.logits.npy within the JSON's tolerance, with ONNX
 //     Runtime's graph optimisations off and on;
-//   - each image run alone (batch 1) gives its row of the batch-2 logits (dynamic batch);
+//   - each image run alone (batch 1) gives its row of the batch's logits (dynamic batch);
 //   - the predicted classes are the JSON's Grad-CAM classes;
 //   - the Grad-CAM tensor named in the JSON exists and holds NAME.activation.npy, so a
 //     test that looks the tensor up by that name finds the right one.
 // Prints one line "[ort-parity] N ok, M failed"; exits 1 when anything failed.
-// Usage: node ort_reference.mjs [--models DIR] [--save DIR]  (--save writes ONNX Runtime's logits as .npy)
+// Usage: node ort_reference.mjs [--models DIR] [--save DIR] [--quiet]
+//   --save writes ONNX Runtime's logits as .npy; --quiet prints only failures and the summary.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,13 +23,14 @@ const opt = (name, fallback) => {
 };
 const modelsDir = opt('--models', path.join(here, '..', 'data', 'models'));
 const saveDir = opt('--save', null);
+const quiet = args.includes('--quiet');
 
 let ok = 0;
 let failed = 0;
 function check(cond, what, detail = '') {
   if (cond) ok++;
   else failed++;
-  console.log(`${cond ? 'ok  ' : 'FAIL'} ${what}${detail ? ` (${detail})` : ''}`);
+  if (!cond || !quiet) console.log(`${cond ? 'ok  ' : 'FAIL'} ${what}${detail ? ` (${detail})` : ''}`);
   return cond;
 }
 
@@ -201,7 +203,7 @@ async function checkModel(meta) {
       const one = (await run(session, x.data.slice(b * per, (b + 1) * per), [1, ...x.shape.slice(1)]))[meta.output.name];
       worst = Math.max(worst, maxAbsDiff(one.data, out.data.slice(b * classes, (b + 1) * classes)));
     }
-    check(worst <= tol, `${name}: batch of 1 gives the batch-2 rows`, `max |diff| ${fmt(worst)}`);
+    check(worst <= tol, `${name}: each image run alone gives its row of the batch`, `max |diff| ${fmt(worst)}`);
   }
 
   const tensor = meta.gradcam.tensor;
