@@ -224,6 +224,9 @@ class EfficientNet(nn.Module):
 
 
 # --- Padded pools: shapes chosen so that ceil mode adds a window at every pool --------
+# They avoid the case where that window would start in the right padding: PyTorch and
+# ONNX Runtime's kernels drop it, ONNX's opset-13 shape inference keeps it, and the
+# exporter's Pad + AveragePool for count_include_pad=True keeps it too.
 
 class AvgPoolNet(nn.Module):
     def __init__(self):
