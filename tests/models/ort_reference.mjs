@@ -36,7 +36,7 @@ function check(cond, what, detail = '') {
 
 // --- .npy: version 1.0-3.0 headers, little-endian float32, C order -------------------
 
-export function readNpy(file) {
+function readNpy(file) {
   const buf = fs.readFileSync(file);
   if (buf.length < 10 || buf.toString('latin1', 0, 6) !== '\x93NUMPY') throw new Error(`${file}: not a .npy file`);
   const major = buf[6];
@@ -59,7 +59,7 @@ export function readNpy(file) {
   return { shape, data };
 }
 
-export function writeNpy(file, shape, data) {
+function writeNpy(file, shape, data) {
   const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
   let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${dims}), }`;
   // Magic, version and length take 10 bytes; the header ends in a newline and pads the
