@@ -21,12 +21,18 @@ CORE_TESTS := $(patsubst tests/core/%.c,$(B)/tests/%,$(wildcard tests/core/test_
 API_TESTS  := $(patsubst tests/api/%.c,$(B)/tests/api_%,$(wildcard tests/api/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 WEB_TESTS  := $(wildcard tests/web/run.sh)
+# The committed ONNX test models against ONNX Runtime (tests/models/make_models.py wrote them).
+MODEL_TESTS := $(wildcard tests/models/run.sh)
 DEPLOY_TESTS := tests/deploy/scaleout_test.sh tests/deploy/validate.sh
 
 MODEL := models/fmnist.csm
 PORT  ?= 8080
+PYTHON ?= python3
+# Full-size torchvision nets with random weights for the benchmarks (tens of MB, not committed).
+BENCH_MODELS := $(B)/bench-models/resnet18.onnx $(B)/bench-models/mobilenet_v2.onnx
+ORT_NODE := tests/models/node_modules/onnxruntime-node/package.json
 
-.PHONY: all deps test run bench model clean docker-test
+.PHONY: all deps test run bench bench-ort model clean docker-test
 all: deps $(B)/convscope
 
 deps:
@@ -59,7 +65,7 @@ $(B)/bench/%: bench/%.c $(B)/libcore.a
 test: 
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory $(B)/convscope $(CORE_TESTS) $(API_TESTS)
-	@tests/run.sh $(CORE_TESTS) $(API_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS)
+	@tests/run.sh $(CORE_TESTS) $(API_TESTS) $(MODEL_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS)
 
 run: all
 	$(B)/convscope serve --listen 127.0.0.1:$(PORT) --models models
@@ -73,6 +79,20 @@ bench: all $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
 	bench/http.sh $(B)/convscope
 	bench/vgg16_server.sh $(B)/convscope
+	@$(MAKE) --no-print-directory bench-ort
+
+# ONNX Runtime's forward time on the full-size nets, 1 and 2 threads, after a check that
+# it computes what PyTorch does on them.
+bench-ort: $(BENCH_MODELS) $(ORT_NODE)
+	@node tests/models/ort_reference.mjs --models $(B)/bench-models --quiet
+	node bench/ort_bench.mjs $(BENCH_MODELS)
+
+$(BENCH_MODELS) &: bench/export_torchvision.py tests/models/make_models.py
+	$(PYTHON) bench/export_torchvision.py --out $(B)/bench-models
+
+# The parity tests install it the same way (tests/models/run.sh).
+$(ORT_NODE):
+	cd tests/models && npm ci --ignore-scripts --no-audit --no-fund --prefer-offline
 
 # Builds the Docker image (needs root: starts its own dockerd) and checks it runs
 # read-only with no capabilities: health, predictions, Grad-CAM, a training job.

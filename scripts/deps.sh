@@ -7,7 +7,7 @@ need=(gcc make pkg-config libopenblas-dev libopenblas0-pthread zlib1g-dev libpng
       libcurl4-openssl-dev dataset-fashion-mnist)
 case "${1:-build}" in
   test)  need+=(curl nginx wrk chromium nodejs npm wordnet-base) ;;
-  bench) need+=(curl wrk) ;;
+  bench) need+=(curl wrk nodejs npm python3-numpy python3-torch python3-torchvision python3-onnx) ;;
 esac
 missing=()
 for p in "${need[@]}"; do
