@@ -135,7 +135,7 @@ CS_CLONES static void backward_range(void *ctx, long begin, long end, int worker
         break;
     case CS_ACTF_HARD_SWISH:
         for (long i = begin; i < end; i++) {
-            float v = x[i], d = v < -3.0f ? 0.0f : (v <= 3.0f ? v / 3.0f + 0.5f : 1.0f);
+            float v = x[i], d = v <= -3.0f ? 0.0f : (v < 3.0f ? v / 3.0f + 0.5f : 1.0f);
             dx[i] = dy[i] * d;
         }
         break;

@@ -101,7 +101,9 @@ void cs_actf_forward(const cs_actf_params *p, size_t count, const float *x, floa
  * At kinks the derivative is PyTorch's: relu'(0) = 0, leaky'(0) = a, elu'(0) = a;
  * clip passes the gradient strictly inside (a, b) only (hardtanh/relu6, unlike
  * torch.clamp, which also passes it at a and b); hard sigmoid strictly inside its
- * ramp; hard swish 0 below -3, x/3 + 1/2 on [-3, 3], 1 above. */
+ * ramp; hard swish 0 up to -3, x/3 + 1/2 strictly between -3 and 3, 1 from 3 on
+ * (PyTorch's current kernels; its CPU kernel before 2025 gave x/3 + 1/2 at -3, and
+ * at 3 too on its scalar path). */
 void cs_actf_backward(const cs_actf_params *p, size_t count, const float *x, const float *y, const float *dy,
                       float *dx);
 

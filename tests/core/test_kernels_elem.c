@@ -185,7 +185,8 @@ static void test_actf_tails(void)
 
 static void test_actf_kinks(void)
 {
-    /* PyTorch's choices at the points where the derivative jumps. */
+    /* PyTorch's choices at the points where the derivative jumps (hard swish: the
+     * one-sided derivative of the flat or linear side, as PyTorch's current kernels). */
     const struct {
         cs_actf kind;
         float a, b, x, grad;
@@ -201,8 +202,9 @@ static void test_actf_kinks(void)
         {CS_ACTF_HARD_SIGMOID, 1 / 6.0f, 0.5f, 3, 0},
         {CS_ACTF_HARD_SIGMOID, 1 / 6.0f, 0.5f, 0, 1 / 6.0f},
         {CS_ACTF_HARD_SWISH, 0, 0, -4, 0},
-        {CS_ACTF_HARD_SWISH, 0, 0, -3, -0.5f},
-        {CS_ACTF_HARD_SWISH, 0, 0, 3, 1.5f},
+        {CS_ACTF_HARD_SWISH, 0, 0, -3, 0},
+        {CS_ACTF_HARD_SWISH, 0, 0, 3, 1},
+        {CS_ACTF_HARD_SWISH, 0, 0, -2.5f, -2.5f / 3 + 0.5f},
         {CS_ACTF_HARD_SWISH, 0, 0, 4, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
