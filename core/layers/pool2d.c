@@ -5,7 +5,7 @@
  * pooling they count as -inf, for average pooling only in the divisor. Loops run over
  * the channels innermost (contiguous in NHWC), so they vectorise. Forwards spread
  * output rows over the workers; backwards spread images, since windows that overlap
- * add into the same input positions.
+ * add into the same input positions (and write dx directly where windows tile).
  */
 #include <limits.h>
 #include <string.h>
@@ -57,7 +57,17 @@ typedef struct {
     const cs_pool2d_geom *g;
     const float *x, *y, *dy;
     float *out, *dx;
+    int tiles; /* the windows tile the input: each position in exactly one */
 } pool_job;
+
+/* Windows side by side (stride = window) that reach the input's far edges (the first
+ * window always starts at or before 0): every input position lies in exactly one,
+ * so a backward can write dx instead of zeroing it and adding into it. */
+static int tiles(const cs_pool2d_geom *g)
+{
+    return g->sh == g->kh && g->sw == g->kw && (long)(g->oh - 1) * g->sh - g->pt + g->kh >= g->ih &&
+           (long)(g->ow - 1) * g->sw - g->pl + g->kw >= g->iw;
+}
 
 static inline size_t pixel(const cs_pool2d_geom *g, int b, int y, int x)
 {
@@ -101,7 +111,7 @@ CS_CLONES static void max_backward_range(void *ctx, long begin, long end, int wo
     const int c = g->c;
     float taken[CBLOCK];
     for (long b = begin; b < end; b++) {
-        memset(job->dx + pixel(g, (int)b, 0, 0), 0, (size_t)g->ih * g->iw * c * sizeof(float));
+        if (!job->tiles) memset(job->dx + pixel(g, (int)b, 0, 0), 0, (size_t)g->ih * g->iw * c * sizeof(float));
         for (int oy = 0; oy < g->oh; oy++) {
             const span sy = window(oy, g->sh, g->pt, g->pb, g->kh, g->ih);
             for (int ox = 0; ox < g->ow; ox++) {
@@ -118,10 +128,18 @@ CS_CLONES static void max_backward_range(void *ctx, long begin, long end, int wo
                             const size_t i = pixel(g, (int)b, iy, ix) + c0;
                             const float *xi = job->x + i;
                             float *dxi = job->dx + i;
-                            for (int k = 0; k < cn; k++) {
-                                const int hit = xi[k] == yo[k] && taken[k] == 0.0f;
-                                dxi[k] += hit ? dyo[k] : 0.0f;
-                                taken[k] += hit ? 1.0f : 0.0f;
+                            if (job->tiles) {
+                                for (int k = 0; k < cn; k++) {
+                                    const int hit = xi[k] == yo[k] && taken[k] == 0.0f;
+                                    dxi[k] = hit ? dyo[k] : 0.0f;
+                                    taken[k] += hit ? 1.0f : 0.0f;
+                                }
+                            } else {
+                                for (int k = 0; k < cn; k++) {
+                                    const int hit = xi[k] == yo[k] && taken[k] == 0.0f;
+                                    dxi[k] += hit ? dyo[k] : 0.0f;
+                                    taken[k] += hit ? 1.0f : 0.0f;
+                                }
                             }
                         }
                 }
@@ -133,7 +151,7 @@ CS_CLONES static void max_backward_range(void *ctx, long begin, long end, int wo
 void cs_maxpool2d_backward(const cs_pool2d_geom *g, const float *x, const float *y, const float *dy, float *dx)
 {
     if (!dx) return;
-    pool_job job = {.g = g, .x = x, .y = y, .dy = dy, .dx = dx};
+    pool_job job = {.g = g, .x = x, .y = y, .dy = dy, .dx = dx, .tiles = tiles(g)};
     long work = (long)g->oh * g->ow * g->kh * g->kw * g->c;
     cs_parallel_run(g->n, cs_parallel_grain(work, 1), 0, max_backward_range, &job);
 }
@@ -183,7 +201,7 @@ CS_CLONES static void avg_backward_range(void *ctx, long begin, long end, int wo
     const cs_pool2d_geom *g = job->g;
     const int c = g->c;
     for (long b = begin; b < end; b++) {
-        memset(job->dx + pixel(g, (int)b, 0, 0), 0, (size_t)g->ih * g->iw * c * sizeof(float));
+        if (!job->tiles) memset(job->dx + pixel(g, (int)b, 0, 0), 0, (size_t)g->ih * g->iw * c * sizeof(float));
         for (int oy = 0; oy < g->oh; oy++) {
             const span sy = window(oy, g->sh, g->pt, g->pb, g->kh, g->ih);
             for (int ox = 0; ox < g->ow; ox++) {
@@ -193,7 +211,10 @@ CS_CLONES static void avg_backward_range(void *ctx, long begin, long end, int wo
                 for (int iy = sy.lo; iy < sy.hi; iy++)
                     for (int ix = sx.lo; ix < sx.hi; ix++) {
                         float *dxi = job->dx + pixel(g, (int)b, iy, ix);
-                        for (int k = 0; k < c; k++) dxi[k] += dyo[k] / d;
+                        if (job->tiles)
+                            for (int k = 0; k < c; k++) dxi[k] = dyo[k] / d;
+                        else
+                            for (int k = 0; k < c; k++) dxi[k] += dyo[k] / d;
                     }
             }
         }
@@ -203,7 +224,7 @@ CS_CLONES static void avg_backward_range(void *ctx, long begin, long end, int wo
 void cs_avgpool2d_backward(const cs_pool2d_geom *g, const float *dy, float *dx)
 {
     if (!dx) return;
-    pool_job job = {.g = g, .dy = dy, .dx = dx};
+    pool_job job = {.g = g, .dy = dy, .dx = dx, .tiles = tiles(g)};
     long work = (long)g->oh * g->ow * g->kh * g->kw * g->c;
     cs_parallel_run(g->n, cs_parallel_grain(work, 1), 0, avg_backward_range, &job);
 }

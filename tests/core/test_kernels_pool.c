@@ -164,8 +164,8 @@ static void test_pool_random(void)
 {
     cs_rng r;
     cs_rng_seed(&r, 11);
-    int done = 0, ceil_overhang = 0;
-    while (done < 160) {
+    int done = 0, ceil_overhang = 0, tiling = 0, ragged = 0;
+    while (done < 240) {
         cs_pool2d_geom g = {.n = 1 + (int)cs_rng_below(&r, 2), .ih = 1 + (int)cs_rng_below(&r, 9),
                             .iw = 1 + (int)cs_rng_below(&r, 9), .c = 1 + (int)cs_rng_below(&r, 4),
                             .kh = 1 + (int)cs_rng_below(&r, 4), .kw = 1 + (int)cs_rng_below(&r, 4),
@@ -180,6 +180,9 @@ static void test_pool_random(void)
         g.ow = cs_pool2d_out_size(g.iw, g.kw, g.sw, g.pl, g.pr, ceil);
         if (!g.oh || !g.ow) continue;
         if ((g.oh - 1) * g.sh + g.kh > g.ih + g.pt + g.pb) ceil_overhang++;
+        if (g.sh == g.kh && g.sw == g.kw)
+            tiling += (g.oh - 1) * g.sh - g.pt + g.kh >= g.ih && (g.ow - 1) * g.sw - g.pl + g.kw >= g.iw ? 1 : 0,
+                ragged += (g.oh - 1) * g.sh - g.pt + g.kh < g.ih || (g.ow - 1) * g.sw - g.pl + g.kw < g.iw ? 1 : 0;
         char what[160];
         snprintf(what, sizeof what, "%s n%d %dx%dx%d k%dx%d s%dx%d pad %d,%d,%d,%d ceil%d incl%d",
                  done % 4 < 2 ? "max" : "avg", g.n, g.ih, g.iw, g.c, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.pb, g.pr,
@@ -188,6 +191,8 @@ static void test_pool_random(void)
         done++;
     }
     CHECK(ceil_overhang > 10, "the cases include ceil-mode windows past the padding (%d)", ceil_overhang);
+    CHECK(tiling > 3 && ragged >= 2, "the cases include windows that tile the input (%d) and that leave an edge (%d)",
+          tiling, ragged);
 }
 
 static void test_pool_wide(void)
@@ -209,6 +214,15 @@ static void test_pool_wide(void)
     big.ow = cs_pool2d_out_size(big.iw, 3, 2, 1, 1, 0);
     check_pool(&r, &big, 1, "max batch");
     check_pool(&r, &big, 0, "avg batch");
+    /* Keras' 2x2 pool on odd sizes: side-by-side windows that leave the last row and
+     * column out (their gradient is 0), and with ceil mode clip them instead. */
+    cs_pool2d_geom keras = {.n = 3, .ih = 11, .iw = 13, .c = 8, .kh = 2, .kw = 2, .sh = 2, .sw = 2};
+    for (int ceil = 0; ceil < 2; ceil++) {
+        keras.oh = cs_pool2d_out_size(keras.ih, 2, 2, 0, 0, ceil);
+        keras.ow = cs_pool2d_out_size(keras.iw, 2, 2, 0, 0, ceil);
+        check_pool(&r, &keras, 1, ceil ? "max 2x2 ceil" : "max 2x2 ragged");
+        check_pool(&r, &keras, 0, ceil ? "avg 2x2 ceil" : "avg 2x2 ragged");
+    }
 }
 
 /* ---- global pooling ------------------------------------------------------------------ */
