@@ -226,8 +226,7 @@ static void sum_range(void *ctx, long begin, long end, int worker)
     for (long t = begin; t < end; t++) {
         const long pos = t / j->cblocks, k0 = t % j->cblocks * CBLOCK;
         const int cn = per_channel ? (g->c - k0 < CBLOCK ? (int)(g->c - k0) : CBLOCK) : 1;
-        long r = pos;
-        const int ix = (int)(r % xd[2]), iy = (int)(r / xd[2] % xd[1]), ib = (int)(r / xd[2] / xd[1]);
+        const int ix = (int)(pos % xd[2]), iy = (int)(pos / xd[2] % xd[1]), ib = (int)(pos / xd[2] / xd[1]);
         /* The output positions that flow into this one: all of a broadcast dimension. */
         const int b0 = xd[0] > 1 ? ib : 0, b1 = xd[0] > 1 ? ib + 1 : g->n;
         const int y0 = xd[1] > 1 ? iy : 0, y1 = xd[1] > 1 ? iy + 1 : g->h;

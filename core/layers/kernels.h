@@ -10,6 +10,7 @@
  * (dscale, dshift), so a caller zeroes those once per batch. Large calls spread over
  * the parallel pool (parallel.h). Geometry is checked by the _check functions (a
  * message, or NULL when the kernels may run); the kernels themselves trust it.
+ * Buffers do not overlap unless a function says they may (activations run in place).
  *
  * Softmax over the last axis is cs_softmax_forward/cs_softmax_backward (layers.h),
  * with n*h*w rows of c values.
