@@ -22,9 +22,10 @@
 
 /* ---- pool2d.c: max and average pooling ------------------------------------------ */
 
-/* Window (kh, kw) at stride (sh, sw) over the input padded by pt rows on top, pb at
- * the bottom, pl columns on the left and pr on the right; output window (oy, ox)
- * covers input rows oy*sh - pt .. oy*sh - pt + kh - 1 (columns alike). */
+/* Window (kh, kw) at stride (sh, sw) with dilation (dh, dw) over the input padded by
+ * pt rows on top, pb at the bottom, pl columns on the left and pr on the right:
+ * output window (oy, ox) takes input rows oy*sh - pt + j*dh for j < kh (columns
+ * alike). */
 typedef struct {
     int n;                 /* batch */
     int ih, iw, c;         /* input (ih, iw, c) per sample */
@@ -33,17 +34,20 @@ typedef struct {
     int sh, sw;            /* stride */
     int pt, pl, pb, pr;    /* padding: top, left, bottom, right */
     int count_include_pad; /* average pool only: padded positions count in the divisor */
+    int dh, dw;            /* dilation; 0 or 1: none */
 } cs_pool2d_geom;
 
 /* Output length of one axis, as PyTorch and ONNX compute it: floor((in + pads - k) /
  * stride) + 1, or with ceil_mode the ceiling, minus the last window when that one
- * would start in the end padding ((out - 1) * stride >= in + pad_begin). 0 when no
- * window fits or an argument is out of range. */
+ * would start in the end padding ((out - 1) * stride >= in + pad_begin). For a
+ * dilated window pass its extent (k - 1) * dilation + 1 as k. 0 when no window fits
+ * or an argument is out of range. */
 int cs_pool2d_out_size(int in, int k, int stride, int pad_begin, int pad_end, int ceil_mode);
 
 /* NULL when the kernels may run on g: positive sizes, windows and strides, padding
- * >= 0 with top/left padding smaller than the window, and every window holding at
- * least one input position (which cs_pool2d_out_size guarantees). Else a message. */
+ * and dilation >= 0, and every window holding at least one input position (as sizes
+ * from cs_pool2d_out_size do when the padding is smaller than the window and there
+ * is no dilation). Else a message. */
 const char *cs_pool2d_check(const cs_pool2d_geom *g);
 
 /* y = the maximum of each window; padded positions never win (they count as -inf).
@@ -54,9 +58,9 @@ void cs_maxpool2d_forward(const cs_pool2d_geom *g, const float *x, float *y);
 void cs_maxpool2d_backward(const cs_pool2d_geom *g, const float *x, const float *y, const float *dy, float *dx);
 
 /* y = the mean of each window. The divisor is the number of input positions in the
- * window, or with count_include_pad the window clipped to the padded input
- * (ih + pt + pb rows, iw + pl + pr columns): a ceil-mode window that runs past the end
- * padding counts only what lies inside it, as PyTorch and ONNX (opset 19) do. */
+ * window, or with count_include_pad its positions in the padded input (ih + pt + pb
+ * rows, iw + pl + pr columns): a ceil-mode window that runs past the end padding
+ * counts only what lies inside it, as PyTorch and ONNX (opset 19) do. */
 void cs_avgpool2d_forward(const cs_pool2d_geom *g, const float *x, float *y);
 void cs_avgpool2d_backward(const cs_pool2d_geom *g, const float *dy, float *dx);
 

@@ -1,8 +1,8 @@
 /*
  * test_kernels_pool.c - max, average and global pooling (core/layers/pool2d.c,
  * global_pool.c): output sizes by hand, forwards against a plain double-precision
- * reference over many geometries (odd sizes, asymmetric pads, ceil mode, both
- * divisors), backwards against central differences.
+ * reference over many geometries (odd sizes, asymmetric pads, ceil mode, dilation,
+ * both divisors), backwards against central differences.
  */
 #include "test.h"
 #include "kernels/check.h"
@@ -59,7 +59,8 @@ static void ref_pool(const cs_pool2d_geom *g, int is_max, const float *x, double
                     int inside = 0, padded = 0;
                     for (int wy = 0; wy < g->kh; wy++)
                         for (int wx = 0; wx < g->kw; wx++) {
-                            int iy = oy * g->sh - g->pt + wy, ix = ox * g->sw - g->pl + wx;
+                            int iy = oy * g->sh - g->pt + wy * (g->dh ? g->dh : 1),
+                                ix = ox * g->sw - g->pl + wx * (g->dw ? g->dw : 1);
                             if (iy >= -g->pt && iy < g->ih + g->pb && ix >= -g->pl && ix < g->iw + g->pr) padded++;
                             if (iy < 0 || iy >= g->ih || ix < 0 || ix >= g->iw) continue;
                             double v = x[(((size_t)b * g->ih + iy) * g->iw + ix) * g->c + k];
@@ -160,39 +161,66 @@ static void test_pool_ties(void)
     CHECK_NEAR(dx2[0] + dx2[2], 0, 0, "the others get nothing");
 }
 
+/* Whether some window of g holds no input position, by visiting every tap. */
+static int has_empty_window(const cs_pool2d_geom *g)
+{
+    const int dh = g->dh ? g->dh : 1, dw = g->dw ? g->dw : 1;
+    for (int oy = 0; oy < g->oh; oy++)
+        for (int ox = 0; ox < g->ow; ox++) {
+            int inside = 0;
+            for (int wy = 0; wy < g->kh; wy++)
+                for (int wx = 0; wx < g->kw; wx++) {
+                    int iy = oy * g->sh - g->pt + wy * dh, ix = ox * g->sw - g->pl + wx * dw;
+                    inside += iy >= 0 && iy < g->ih && ix >= 0 && ix < g->iw;
+                }
+            if (!inside) return 1;
+        }
+    return 0;
+}
+
 static void test_pool_random(void)
 {
     cs_rng r;
     cs_rng_seed(&r, 11);
-    int done = 0, ceil_overhang = 0, tiling = 0, ragged = 0;
+    int done = 0, ceil_overhang = 0, tiling = 0, dilated = 0, refused = 0;
     while (done < 240) {
         cs_pool2d_geom g = {.n = 1 + (int)cs_rng_below(&r, 2), .ih = 1 + (int)cs_rng_below(&r, 9),
                             .iw = 1 + (int)cs_rng_below(&r, 9), .c = 1 + (int)cs_rng_below(&r, 4),
                             .kh = 1 + (int)cs_rng_below(&r, 4), .kw = 1 + (int)cs_rng_below(&r, 4),
                             .sh = 1 + (int)cs_rng_below(&r, 3), .sw = 1 + (int)cs_rng_below(&r, 3)};
-        g.pt = (int)cs_rng_below(&r, (uint32_t)g.kh);
-        g.pb = (int)cs_rng_below(&r, (uint32_t)g.kh);
-        g.pl = (int)cs_rng_below(&r, (uint32_t)g.kw);
-        g.pr = (int)cs_rng_below(&r, (uint32_t)g.kw);
+        /* A quarter of the cases dilated (0 and 1 both mean none). */
+        if (cs_rng_below(&r, 4) == 0) g.dh = (int)cs_rng_below(&r, 4), g.dw = (int)cs_rng_below(&r, 4);
+        const int eh = (g.kh - 1) * (g.dh ? g.dh : 1) + 1, ew = (g.kw - 1) * (g.dw ? g.dw : 1) + 1;
+        g.pt = (int)cs_rng_below(&r, (uint32_t)eh);
+        g.pb = (int)cs_rng_below(&r, (uint32_t)eh);
+        g.pl = (int)cs_rng_below(&r, (uint32_t)ew);
+        g.pr = (int)cs_rng_below(&r, (uint32_t)ew);
         g.count_include_pad = done % 2;
         const int ceil = done / 2 % 2;
-        g.oh = cs_pool2d_out_size(g.ih, g.kh, g.sh, g.pt, g.pb, ceil);
-        g.ow = cs_pool2d_out_size(g.iw, g.kw, g.sw, g.pl, g.pr, ceil);
+        g.oh = cs_pool2d_out_size(g.ih, eh, g.sh, g.pt, g.pb, ceil);
+        g.ow = cs_pool2d_out_size(g.iw, ew, g.sw, g.pl, g.pr, ceil);
         if (!g.oh || !g.ow) continue;
-        if ((g.oh - 1) * g.sh + g.kh > g.ih + g.pt + g.pb) ceil_overhang++;
-        if (g.sh == g.kh && g.sw == g.kw)
-            tiling += (g.oh - 1) * g.sh - g.pt + g.kh >= g.ih && (g.ow - 1) * g.sw - g.pl + g.kw >= g.iw ? 1 : 0,
-                ragged += (g.oh - 1) * g.sh - g.pt + g.kh < g.ih || (g.ow - 1) * g.sw - g.pl + g.kw < g.iw ? 1 : 0;
+        /* Dilated taps can step over the whole input: the check must say so. */
+        const int empty = has_empty_window(&g);
+        CHECK(!empty == (cs_pool2d_check(&g) == NULL), "check of a geometry with%s an empty window: %s",
+              empty ? "" : "out", cs_pool2d_check(&g) ? cs_pool2d_check(&g) : "ok");
+        refused += empty;
+        if (empty) continue;
+        dilated += (g.dh > 1 || g.dw > 1);
+        if ((g.oh - 1) * g.sh + eh > g.ih + g.pt + g.pb) ceil_overhang++;
+        if (g.sh == g.kh && g.sw == g.kw && eh == g.kh && ew == g.kw)
+            tiling += (g.oh - 1) * g.sh - g.pt + g.kh >= g.ih && (g.ow - 1) * g.sw - g.pl + g.kw >= g.iw;
         char what[160];
-        snprintf(what, sizeof what, "%s n%d %dx%dx%d k%dx%d s%dx%d pad %d,%d,%d,%d ceil%d incl%d",
-                 done % 4 < 2 ? "max" : "avg", g.n, g.ih, g.iw, g.c, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.pb, g.pr,
-                 ceil, g.count_include_pad);
+        snprintf(what, sizeof what, "%s n%d %dx%dx%d k%dx%d s%dx%d d%dx%d pad %d,%d,%d,%d ceil%d incl%d",
+                 done % 4 < 2 ? "max" : "avg", g.n, g.ih, g.iw, g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl,
+                 g.pb, g.pr, ceil, g.count_include_pad);
         check_pool(&r, &g, done % 4 < 2, what);
         done++;
     }
     CHECK(ceil_overhang > 10, "the cases include ceil-mode windows past the padding (%d)", ceil_overhang);
-    CHECK(tiling > 3 && ragged >= 2, "the cases include windows that tile the input (%d) and that leave an edge (%d)",
-          tiling, ragged);
+    CHECK(dilated > 20 && refused > 0, "the cases include dilated windows (%d) and refused geometries (%d)", dilated,
+          refused);
+    CHECK(tiling > 3, "the cases include windows that tile the input (%d)", tiling);
 }
 
 static void test_pool_wide(void)

@@ -1,7 +1,7 @@
 /*
  * test_kernels_torch.c - the pooling and activation kernels against PyTorch's values
  * and gradients for the semantics that are easy to get subtly wrong (ceil mode with
- * padding and count_include_pad, ties in max pooling, activations at their kinks and
+ * padding and count_include_pad, dilation, ties in max pooling, activations at their kinks and
  * in their tails). The fixture tests/data/kernels/torch.txt is written by
  * tests/kernels/make_fixture.py; values must agree to 1e-5 (relative above 1).
  * Run from the project root.
@@ -84,17 +84,18 @@ static void run_pool(const fx_case *c)
     size_t ng, no, nx, ny, ndy, ndx;
     const double *geom = fx_list(c, "geom", &ng), *out = fx_list(c, "out", &no), *x = fx_list(c, "x", &nx),
                  *y = fx_list(c, "y", &ny), *dy = fx_list(c, "dy", &ndy), *dx = fx_list(c, "dx", &ndx);
-    if (ng != 14 || no != 2 || !x || !y || !dy || !dx) {
+    if (ng != 16 || no != 2 || !x || !y || !dy || !dx) {
         CHECK(0, "%s: malformed case", c->name);
         return;
     }
-    int gi[14];
-    for (int i = 0; i < 14; i++) gi[i] = (int)geom[i];
+    int gi[16];
+    for (int i = 0; i < 16; i++) gi[i] = (int)geom[i];
     cs_pool2d_geom g = {.n = gi[0], .ih = gi[1], .iw = gi[2], .c = gi[3], .kh = gi[4], .kw = gi[5], .sh = gi[6],
-                        .sw = gi[7], .pt = gi[8], .pl = gi[9], .pb = gi[10], .pr = gi[11], .count_include_pad = gi[13]};
+                        .sw = gi[7], .pt = gi[8], .pl = gi[9], .pb = gi[10], .pr = gi[11], .count_include_pad = gi[13],
+                        .dh = gi[14], .dw = gi[15]};
     const int ceil = gi[12];
-    g.oh = cs_pool2d_out_size(g.ih, g.kh, g.sh, g.pt, g.pb, ceil);
-    g.ow = cs_pool2d_out_size(g.iw, g.kw, g.sw, g.pl, g.pr, ceil);
+    g.oh = cs_pool2d_out_size(g.ih, (g.kh - 1) * g.dh + 1, g.sh, g.pt, g.pb, ceil);
+    g.ow = cs_pool2d_out_size(g.iw, (g.kw - 1) * g.dw + 1, g.sw, g.pl, g.pr, ceil);
     CHECK(g.oh == (int)out[0] && g.ow == (int)out[1], "%s: output %dx%d, PyTorch's %dx%d", c->name, g.oh, g.ow,
           (int)out[0], (int)out[1]);
     const size_t in_size = (size_t)g.n * g.ih * g.iw * g.c, out_size = (size_t)g.n * g.oh * g.ow * g.c;

@@ -4,8 +4,8 @@ semantics that are easy to get subtly wrong, for tests/core/test_kernels_torch.c
 
 - average pooling with ceil_mode, padding and count_include_pad (the last window can
   run past the padded input; PyTorch divides by the part inside it), and without;
-- max pooling with ceil_mode and padding, with ties (the first maximum takes the
-  gradient);
+- max pooling with ceil_mode, padding and dilation, with ties (the first maximum
+  takes the gradient);
 - ceil_mode's rule that drops a last window starting in the end padding;
 - asymmetric padding, as an explicit F.pad (-inf for max, 0 for average) in front of
   an unpadded pool, on geometries where that gives the same output size;
@@ -36,7 +36,7 @@ def out_size(n, k, s, pb, pe, ceil):
     return out
 
 
-def pool_case(lines, name, kind, n, ih, iw, c, kh, kw, sh, sw, pt, pl, pb, pr, ceil, cip, ties, gen):
+def pool_case(lines, name, kind, n, ih, iw, c, kh, kw, sh, sw, pt, pl, pb, pr, ceil, cip, ties, gen, dh=1, dw=1):
     if ties:
         x = torch.randint(0, 4, (n, ih, iw, c), generator=gen).float()
     else:
@@ -45,26 +45,29 @@ def pool_case(lines, name, kind, n, ih, iw, c, kh, kw, sh, sw, pt, pl, pb, pr, c
     xc = x.permute(0, 3, 1, 2)  # NCHW for PyTorch
     if pt == pb and pl == pr:
         if kind == "max":
-            y = F.max_pool2d(xc, (kh, kw), (sh, sw), (pt, pl), ceil_mode=bool(ceil))
+            y = F.max_pool2d(xc, (kh, kw), (sh, sw), (pt, pl), dilation=(dh, dw), ceil_mode=bool(ceil))
         else:
+            assert dh == 1 and dw == 1  # PyTorch's average pool has no dilation
             y = F.avg_pool2d(xc, (kh, kw), (sh, sw), (pt, pl), ceil_mode=bool(ceil), count_include_pad=bool(cip))
     else:
         # Explicit padding: exact for max (-inf never wins) and for average counting
         # the padding (the zeros add nothing, the divisor is clipped to the same bounds).
-        assert kind == "max" or cip
+        assert (kind == "max" or cip) and dh == 1 and dw == 1
         xp = F.pad(xc, (pl, pr, pt, pb), value=float("-inf") if kind == "max" else 0.0)
         if kind == "max":
             y = F.max_pool2d(xp, (kh, kw), (sh, sw), 0, ceil_mode=bool(ceil))
         else:
             y = F.avg_pool2d(xp, (kh, kw), (sh, sw), 0, ceil_mode=bool(ceil), count_include_pad=True)
     oh, ow = y.shape[2], y.shape[3]
-    assert (oh, ow) == (out_size(ih, kh, sh, pt, pb, ceil), out_size(iw, kw, sw, pl, pr, ceil)), name
+    extent_h, extent_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    assert (oh, ow) == (out_size(ih, extent_h, sh, pt, pb, ceil), out_size(iw, extent_w, sw, pl, pr, ceil)), name
     dy = torch.randn(y.shape, generator=gen)
     y.backward(dy)
     lines += [
         "case pool %s" % name,
         "kind %s" % kind,
-        "geom %d %d %d %d %d %d %d %d %d %d %d %d %d %d" % (n, ih, iw, c, kh, kw, sh, sw, pt, pl, pb, pr, ceil, cip),
+        "geom %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d"
+        % (n, ih, iw, c, kh, kw, sh, sw, pt, pl, pb, pr, ceil, cip, dh, dw),
         "out %d %d" % (oh, ow),
         "x " + floats(x),
         "y " + floats(y.permute(0, 2, 3, 1)),
@@ -136,6 +139,8 @@ def main():
     P(lines, "max_floor_resnet_ties", "max", 1, 7, 9, 2, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, 1, gen)
     P(lines, "max_overlap_ties", "max", 1, 5, 6, 2, 3, 2, 1, 1, 0, 0, 0, 0, 1, 0, 1, gen)
     P(lines, "max_asym_ceil", "max", 1, 6, 5, 2, 3, 3, 2, 2, 1, 0, 0, 1, 1, 0, 0, gen)
+    P(lines, "max_dilated_ceil_pad", "max", 2, 9, 8, 2, 3, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, gen, 2, 3)
+    P(lines, "max_dilated_ties", "max", 1, 7, 7, 3, 2, 2, 1, 1, 0, 0, 0, 0, 0, 0, 1, gen, 2, 2)
     for name, kind, a, b, fn in ACTIVATIONS:
         act_case(lines, name, kind, a, b, fn, gen)
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
