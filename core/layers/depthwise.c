@@ -1,0 +1,372 @@
+/*
+ * depthwise.c - direct kernels for depthwise convolutions (ic/groups == 1: every input
+ * channel c feeds its own `mult` outputs c*mult .. c*mult + mult-1).
+ *
+ * im2col would be a waste here: each im2col row would feed a product of one column.
+ * In NHWC the channels of a pixel are consecutive and so are the kernel's outputs of
+ * one tap, so each output pixel is a sum over its taps of elementwise products of two
+ * vectors of channels, computed a block of channels at a time with the sums in vector
+ * registers. The backward is the same shape: the input gradient of a pixel gathers,
+ * over the taps that reach it, dy times the kernel (no col2im, no atomics: every dx
+ * pixel is written once, by one worker), and the kernel gradient of a tap sums x times
+ * dy along an output row before adding to dw.
+ */
+#include <string.h>
+
+#include "conv_general.h"
+#include "parallel.h"
+#include "simd.h"
+
+/* Taps one kernel call sums; longer kernels are summed in pieces. */
+#define MAX_TAPS 64
+/* Channels a block keeps in registers (4 AVX-512 vectors). */
+#define BLOCK 64
+/* Output pixels the interior forward computes at once: each kernel vector loaded
+ * serves all of them. */
+#define PIXELS 4
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* out[c0 .. c0+width) = init (zeros when NULL; init may be out) + the sum over the T
+ * taps of x[xoff[t] + c] * w[woff[t] + c]. A constant width after inlining keeps the
+ * sums in registers. */
+INLINE void dot_block(int width, int c0, int T, const float *restrict x, const long *xoff, const float *restrict w,
+                      const long *woff, const float *init, float *out)
+{
+    float acc[BLOCK];
+    for (int j = 0; j < width; j++) acc[j] = init ? init[c0 + j] : 0.0f;
+    for (int t = 0; t < T; t++) {
+        const float *xv = x + xoff[t] + c0, *wv = w + woff[t] + c0;
+        for (int j = 0; j < width; j++) acc[j] += xv[j] * wv[j];
+    }
+    for (int j = 0; j < width; j++) out[c0 + j] = acc[j];
+}
+
+/* dot_block over all C channels of one pixel. */
+CS_WIDE_CLONES CS_CONTRACT static void taps_dot(int C, int T, const float *x, const long *xoff, const float *w,
+                                                const long *woff, const float *init, float *out)
+{
+    int c0 = 0;
+    for (; c0 + BLOCK <= C; c0 += BLOCK) dot_block(BLOCK, c0, T, x, xoff, w, woff, init, out);
+    for (; c0 + 16 <= C; c0 += 16) dot_block(16, c0, T, x, xoff, w, woff, init, out);
+    if (c0 < C) dot_block(C - c0, c0, T, x, xoff, w, woff, init, out);
+}
+
+/* taps_dot for PIXELS output pixels of one row at once (no init: the bias is added
+ * by the caller's init row `bias`, or zeros). */
+CS_WIDE_CLONES CS_CONTRACT static void taps_dot_pixels(int C, int T, const float *x, const long *xoff, long step,
+                                                       const float *w, const long *woff, const float *bias,
+                                                       float *out)
+{
+    int c0 = 0;
+    for (; c0 + 16 <= C; c0 += 16) {
+        float acc[PIXELS][16];
+        for (int p = 0; p < PIXELS; p++)
+            for (int j = 0; j < 16; j++) acc[p][j] = bias ? bias[c0 + j] : 0.0f;
+        for (int t = 0; t < T; t++) {
+            const float *xv = x + xoff[t] + c0, *wv = w + woff[t] + c0;
+            for (int p = 0; p < PIXELS; p++)
+                for (int j = 0; j < 16; j++) acc[p][j] += xv[p * step + j] * wv[j];
+        }
+        for (int p = 0; p < PIXELS; p++)
+            for (int j = 0; j < 16; j++) out[(size_t)p * C + c0 + j] = acc[p][j];
+    }
+    for (int p = 0; p < PIXELS && c0 < C; p++)
+        dot_block(C - c0, c0, T, x + p * step, xoff, w, woff, bias, out + (size_t)p * C);
+}
+
+/* With a channel multiplier: out[c*mult + m] = init + sum_t x[xoff[t] + c] * w[woff[t] + c*mult + m]. */
+CS_CLONES CS_CONTRACT static void taps_mult(int C, int mult, int T, const float *x, const long *xoff, const float *w,
+                                            const long *woff, const float *init, float *out)
+{
+    const int oc = C * mult;
+    if (!init) memset(out, 0, (size_t)oc * sizeof(float));
+    else if (init != out) memcpy(out, init, (size_t)oc * sizeof(float));
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + xoff[t], *wt = w + woff[t];
+        for (int c = 0; c < C; c++) {
+            const float xv = xt[c];
+            for (int m = 0; m < mult; m++) out[c * mult + m] += xv * wt[c * mult + m];
+        }
+    }
+}
+
+/* The input-gradient side of taps_mult: out[c] = init + sum_t sum_m dy[off[t] + c*mult + m] * w[woff[t] + c*mult + m]. */
+CS_CLONES CS_CONTRACT static void taps_mult_reduce(int C, int mult, int T, const float *dy, const long *dyoff,
+                                                   const float *w, const long *woff, const float *init, float *out)
+{
+    for (int c = 0; c < C; c++) {
+        float acc = init ? init[c] : 0.0f;
+        for (int t = 0; t < T; t++) {
+            const float *d = dy + dyoff[t] + (size_t)c * mult, *wt = w + woff[t] + (size_t)c * mult;
+            for (int m = 0; m < mult; m++) acc += d[m] * wt[m];
+        }
+        out[c] = acc;
+    }
+}
+
+/* Sums taps into one pixel in pieces of MAX_TAPS, whatever the kernel size. */
+typedef struct {
+    int C, mult, reduce; /* reduce: the input gradient (outputs per input channel summed) */
+    const float *src, *w, *init;
+    float *out;
+    int n;
+    int wrote;
+    long off[MAX_TAPS], woff[MAX_TAPS];
+} tap_sum;
+
+static void tap_flush(tap_sum *ts)
+{
+    const float *init = ts->wrote ? ts->out : ts->init;
+    if (ts->reduce && ts->mult > 1) taps_mult_reduce(ts->C, ts->mult, ts->n, ts->src, ts->off, ts->w, ts->woff, init, ts->out);
+    else if (ts->mult > 1) taps_mult(ts->C, ts->mult, ts->n, ts->src, ts->off, ts->w, ts->woff, init, ts->out);
+    else taps_dot(ts->C, ts->n, ts->src, ts->off, ts->w, ts->woff, init, ts->out);
+    ts->n = 0;
+    ts->wrote = 1;
+}
+
+static void tap_add(tap_sum *ts, long off, long woff)
+{
+    ts->off[ts->n] = off;
+    ts->woff[ts->n] = woff;
+    if (++ts->n == MAX_TAPS) tap_flush(ts);
+}
+
+/* Writes the pixel: init plus the taps added (init alone when there were none). */
+static void tap_finish(tap_sum *ts)
+{
+    if (ts->n || !ts->wrote) tap_flush(ts);
+}
+
+static int floor_div(int a, int b)
+{
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+static int ceil_div(int a, int b)
+{
+    return a >= 0 ? (a + b - 1) / b : -(-a / b);
+}
+
+/* Outputs i in [*lo, *hi) whose input i*stride - pad + tap lies in [0, in). */
+static void output_span(int in, int out, int stride, int pad, int tap, int *lo, int *hi)
+{
+    int a = ceil_div(pad - tap, stride), b = floor_div(in - 1 + pad - tap, stride) + 1;
+    *lo = a < 0 ? 0 : a > out ? out : a;
+    *hi = b < *lo ? *lo : b > out ? out : b;
+}
+
+typedef struct {
+    const cs_conv2d_geom *g;
+    const float *x, *w, *b, *dy;
+    float *y, *dx, *dw, *db;
+    const cs_scratch *s;
+    int partial; /* backward: workers > 0 sum dw/db into s->part[worker] */
+} dw_job;
+
+/* Output rows [begin, end) of the n*oh rows. */
+static void forward_rows(void *ctx, long begin, long end, int worker)
+{
+    (void)worker;
+    const dw_job *j = ctx;
+    const cs_conv2d_geom *g = j->g;
+    const int C = g->ic, oc = g->oc, mult = oc / C;
+    const size_t image = (size_t)g->ih * g->iw * C;
+    /* Output pixels whose every tap lies inside the image along x. */
+    int in_lo, in_hi;
+    output_span(g->iw - (g->kw - 1) * g->dw, g->ow, g->sw, g->pl, 0, &in_lo, &in_hi);
+    if (g->iw - (g->kw - 1) * g->dw < 1) in_lo = in_hi = 0;
+    for (long r = begin; r < end; r++) {
+        const int oy = (int)(r % g->oh);
+        const float *img = j->x + (size_t)(r / g->oh) * image;
+        float *yrow = j->y + (size_t)r * g->ow * oc;
+        /* Taps whose row lies inside the image. */
+        int ky0 = ceil_div(g->pt - oy * g->sh, g->dh);
+        int ky1 = floor_div(g->ih - 1 + g->pt - oy * g->sh, g->dh) + 1;
+        if (ky0 < 0) ky0 = 0;
+        if (ky1 > g->kh) ky1 = g->kh;
+        const int nt = ky1 > ky0 ? (ky1 - ky0) * g->kw : 0;
+        /* Interior pixels: the same tap offsets from each pixel's left corner. */
+        int lo = in_lo, hi = in_hi;
+        if (mult != 1 || nt > MAX_TAPS || nt == 0) lo = hi = 0;
+        long xoff[MAX_TAPS], woff[MAX_TAPS];
+        if (hi > lo) {
+            int t = 0;
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = 0; kx < g->kw; kx++, t++) {
+                    const int iy = oy * g->sh - g->pt + ky * g->dh;
+                    xoff[t] = ((long)iy * g->iw + (long)kx * g->dw) * C;
+                    woff[t] = (long)(ky * g->kw + kx) * oc;
+                }
+            int ox = lo;
+            const long step = (long)g->sw * C;
+            for (; ox + PIXELS <= hi; ox += PIXELS)
+                taps_dot_pixels(C, nt, img + (size_t)(ox * g->sw - g->pl) * C, xoff, step, j->w, woff, j->b,
+                                yrow + (size_t)ox * oc);
+            for (; ox < hi; ox++)
+                taps_dot(C, nt, img + (size_t)(ox * g->sw - g->pl) * C, xoff, j->w, woff, j->b, yrow + (size_t)ox * oc);
+        }
+        for (int ox = 0; ox < g->ow; ox++) {
+            if (ox == lo && hi > lo) {
+                ox = hi - 1;
+                continue;
+            }
+            tap_sum ts = {.C = C, .mult = mult, .src = img, .w = j->w, .init = j->b, .out = yrow + (size_t)ox * oc};
+            for (int ky = ky0; ky < ky1; ky++) {
+                const int iy = oy * g->sh - g->pt + ky * g->dh;
+                for (int kx = 0; kx < g->kw; kx++) {
+                    const int ix = ox * g->sw - g->pl + kx * g->dw;
+                    if (ix < 0 || ix >= g->iw) continue;
+                    tap_add(&ts, ((long)iy * g->iw + ix) * C, (long)(ky * g->kw + kx) * oc);
+                }
+            }
+            tap_finish(&ts);
+        }
+    }
+}
+
+void cs_depthwise_forward(const cs_conv2d_geom *g, const float *x, const float *w, const float *b, float *y,
+                          const cs_scratch *s)
+{
+    dw_job j = {.g = g, .x = x, .w = w, .b = b, .y = y, .s = s};
+    const long grain = cs_parallel_grain((long)g->ow * g->oc * g->kh * g->kw, 1);
+    cs_parallel_run((long)g->n * g->oh, grain, s->workers, forward_rows, &j);
+}
+
+/* out[c] += sum over n pixels of a[i*as + c] * b[i*bs + c], a block of channels at a
+ * time with the sums in registers. */
+INLINE void strided_block(int width, int c0, int n, const float *restrict a, long as, const float *restrict b, long bs,
+                          float *out)
+{
+    float acc[BLOCK];
+    for (int j = 0; j < width; j++) acc[j] = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float *av = a + (size_t)i * as + c0, *bv = b + (size_t)i * bs + c0;
+        for (int j = 0; j < width; j++) acc[j] += av[j] * bv[j];
+    }
+    for (int j = 0; j < width; j++) out[c0 + j] += acc[j];
+}
+
+CS_WIDE_CLONES CS_CONTRACT static void strided_dot(int C, int n, const float *a, long as, const float *b, long bs,
+                                                   float *out)
+{
+    int c0 = 0;
+    for (; c0 + BLOCK <= C; c0 += BLOCK) strided_block(BLOCK, c0, n, a, as, b, bs, out);
+    for (; c0 + 16 <= C; c0 += 16) strided_block(16, c0, n, a, as, b, bs, out);
+    if (c0 < C) strided_block(C - c0, c0, n, a, as, b, bs, out);
+}
+
+/* out[o] += the sum of n rows of oc floats, each block of channels summed in registers first. */
+CS_WIDE_CLONES static void row_sum(int oc, int n, const float *rows, float *out)
+{
+    int c0 = 0;
+    for (; c0 < oc; c0 += BLOCK) {
+        const int width = oc - c0 < BLOCK ? oc - c0 : BLOCK;
+        float acc[BLOCK] = {0};
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < width; j++) acc[j] += rows[(size_t)i * oc + c0 + j];
+        for (int j = 0; j < width; j++) out[c0 + j] += acc[j];
+    }
+}
+
+/* dw and db from output rows [begin, end). */
+static void weight_grad_rows(void *ctx, long begin, long end, int worker)
+{
+    const dw_job *j = ctx;
+    const cs_conv2d_geom *g = j->g;
+    const int C = g->ic, oc = g->oc, mult = oc / C;
+    const size_t image = (size_t)g->ih * g->iw * C;
+    float *dw = j->dw, *db = j->db;
+    if (worker > 0 && j->partial) {
+        float *part = j->s->part[worker];
+        dw = dw ? part : NULL;
+        db = db ? part + (size_t)g->kh * g->kw * oc : NULL;
+    }
+    for (long r = begin; r < end; r++) {
+        const int oy = (int)(r % g->oh);
+        const float *img = j->x + (size_t)(r / g->oh) * image, *dyrow = j->dy + (size_t)r * g->ow * oc;
+        if (db) row_sum(oc, g->ow, dyrow, db);
+        if (!dw) continue;
+        for (int ky = 0; ky < g->kh; ky++) {
+            const int iy = oy * g->sh - g->pt + ky * g->dh;
+            if (iy < 0 || iy >= g->ih) continue;
+            for (int kx = 0; kx < g->kw; kx++) {
+                int lo, hi;
+                output_span(g->iw, g->ow, g->sw, g->pl, kx * g->dw, &lo, &hi);
+                if (hi <= lo) continue;
+                const float *xs = img + ((size_t)iy * g->iw + (size_t)(lo * g->sw - g->pl + kx * g->dw)) * C;
+                const float *ds = dyrow + (size_t)lo * oc;
+                float *dwt = dw + (size_t)(ky * g->kw + kx) * oc;
+                if (mult == 1) {
+                    strided_dot(C, hi - lo, xs, (long)g->sw * C, ds, oc, dwt);
+                    continue;
+                }
+                for (int i = 0; i < hi - lo; i++) {
+                    const float *xp = xs + (size_t)i * g->sw * C, *dp = ds + (size_t)i * oc;
+                    for (int c = 0; c < C; c++)
+                        for (int m = 0; m < mult; m++) dwt[c * mult + m] += xp[c] * dp[c * mult + m];
+                }
+            }
+        }
+    }
+}
+
+/* dx for input rows [begin, end) of the n*ih rows: each pixel gathers dy times the
+ * kernel over the output positions whose taps reach it. */
+static void input_grad_rows(void *ctx, long begin, long end, int worker)
+{
+    (void)worker;
+    const dw_job *j = ctx;
+    const cs_conv2d_geom *g = j->g;
+    const int C = g->ic, oc = g->oc, mult = oc / C;
+    const size_t dy_image = (size_t)g->oh * g->ow * oc;
+    for (long r = begin; r < end; r++) {
+        const int iy = (int)(r % g->ih);
+        const float *dyimg = j->dy + (size_t)(r / g->ih) * dy_image;
+        float *dxrow = j->dx + (size_t)r * g->iw * C;
+        for (int ix = 0; ix < g->iw; ix++) {
+            tap_sum ts = {.C = C, .mult = mult, .reduce = 1, .src = dyimg, .w = j->w, .out = dxrow + (size_t)ix * C};
+            for (int ky = 0; ky < g->kh; ky++) {
+                const int ty = iy + g->pt - ky * g->dh; /* oy * sh, when a whole number of strides */
+                if (ty < 0) break;
+                if (ty % g->sh || ty / g->sh >= g->oh) continue;
+                for (int kx = 0; kx < g->kw; kx++) {
+                    const int tx = ix + g->pl - kx * g->dw;
+                    if (tx < 0) break;
+                    if (tx % g->sw || tx / g->sw >= g->ow) continue;
+                    tap_add(&ts, ((long)(ty / g->sh) * g->ow + tx / g->sw) * oc, (long)(ky * g->kw + kx) * oc);
+                }
+            }
+            tap_finish(&ts);
+        }
+    }
+}
+
+void cs_depthwise_backward(const cs_conv2d_geom *g, const float *x, const float *w, const float *dy, float *dx,
+                           float *dw, float *db, const cs_scratch *s)
+{
+    dw_job j = {.g = g, .x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db, .s = s};
+    const long taps = (long)g->kh * g->kw;
+    if (dx) {
+        const long grain = cs_parallel_grain((long)g->iw * g->oc * taps, 1);
+        cs_parallel_run((long)g->n * g->ih, grain, s->workers, input_grad_rows, &j);
+    }
+    if (!dw && !db) return;
+    const size_t part = (size_t)taps * g->oc + g->oc;
+    int parts = s->workers;
+    if (s->part_floats < part) parts = 1;
+    for (int p = 1; p < parts; p++)
+        if (!s->part[p]) parts = p;
+    const long rows = (long)g->n * g->oh, grain = cs_parallel_grain((long)g->ow * g->oc * taps, 1);
+    if ((rows + grain - 1) / grain < 2) parts = 1;
+    j.partial = parts > 1;
+    for (int p = 1; p < parts; p++) memset(s->part[p], 0, part * sizeof(float));
+    cs_parallel_run(rows, grain, parts, weight_grad_rows, &j);
+    for (int p = 1; p < parts; p++) {
+        const float *pw = s->part[p];
+        if (dw)
+            for (size_t i = 0; i < (size_t)taps * g->oc; i++) dw[i] += pw[i];
+        if (db)
+            for (int o = 0; o < g->oc; o++) db[o] += pw[(size_t)taps * g->oc + o];
+    }
+}
