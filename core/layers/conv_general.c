@@ -161,6 +161,41 @@ static int scratch_ok(const cs_conv2d_geom *g, const cs_scratch *s)
     return 1;
 }
 
+/* Packs kw blocks of n floats, `step` floats apart in src, into dst. A group's few
+ * channels make blocks of a handful of floats: with the size a constant each block is
+ * one or two moves instead of a loop (im2col of 32 groups of 4 channels took two
+ * thirds of the layer's time in the loop). */
+static inline void gather_blocks(float *restrict dst, const float *restrict src, int kw, int n, size_t step)
+{
+#define GATHER(N) for (int kx = 0; kx < kw; kx++) memcpy(dst + kx * (N), src + kx * step, (N) * sizeof(float))
+    switch (n) {
+    case 1: GATHER(1); break;
+    case 2: GATHER(2); break;
+    case 4: GATHER(4); break;
+    case 8: GATHER(8); break;
+    case 16: GATHER(16); break;
+    default: GATHER(n);
+    }
+#undef GATHER
+}
+
+/* The adjoint: adds the blocks of src back at `step` floats apart in dst. */
+static inline void scatter_add_blocks(float *restrict dst, const float *restrict src, int kw, int n, size_t step)
+{
+#define SCATTER(N)                                                                                                     \
+    for (int kx = 0; kx < kw; kx++)                                                                                    \
+        for (int c = 0; c < (N); c++) dst[kx * step + c] += src[kx * (N) + c]
+    switch (n) {
+    case 1: SCATTER(1); break;
+    case 2: SCATTER(2); break;
+    case 4: SCATTER(4); break;
+    case 8: SCATTER(8); break;
+    case 16: SCATTER(16); break;
+    default: SCATTER(n);
+    }
+#undef SCATTER
+}
+
 /* Fills col (nrows x kdim) with rows [r0, r0 + nrows) of group grp's im2col matrix. */
 static void im2col_group(const cs_conv2d_geom *g, int grp, const float *x, size_t r0, size_t nrows, float *col)
 {
@@ -185,6 +220,10 @@ static void im2col_group(const cs_conv2d_geom *g, int grp, const float *x, size_
             if (inside_x && contiguous) {
                 const float *src = line + (size_t)ix0 * ic;
                 for (int j = 0; j < row_len; j++) dst[j] = src[j];
+                continue;
+            }
+            if (inside_x) {
+                gather_blocks(dst, line + (size_t)ix0 * ic, kw, icg, (size_t)g->dw * ic);
                 continue;
             }
             for (int kx = 0; kx < kw; kx++) {
@@ -224,6 +263,10 @@ static void col2im_add_group(const cs_conv2d_geom *g, int grp, const float *col,
             if (inside_x && contiguous) {
                 float *d = line + (size_t)ix0 * ic;
                 for (int j = 0; j < row_len; j++) d[j] += src[j];
+                continue;
+            }
+            if (inside_x) {
+                scatter_add_blocks(line + (size_t)ix0 * ic, src, kw, icg, (size_t)g->dw * ic);
                 continue;
             }
             for (int kx = 0; kx < kw; kx++) {
