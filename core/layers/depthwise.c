@@ -63,12 +63,13 @@ CS_WIDE_CLONES CS_CONTRACT static void taps_dot(int C, int T, const float *x, co
     }
 }
 
-/* taps_dot for PIXELS consecutive output pixels of a row, whose inputs lie `step`
- * floats apart (stride * C), starting from the bias (or 0). Two vectors of channels
- * by four pixels make eight independent sums, enough to keep the FMA units busy. */
+/* taps_dot for PIXELS output pixels whose inputs lie `step` floats apart (the
+ * forward: stride * C) and whose outputs lie `ostep` apart (the forward: C), starting
+ * from the bias (or 0). Two vectors of channels by four pixels make eight independent
+ * sums, enough to keep the FMA units busy. */
 CS_WIDE_CLONES CS_CONTRACT static void taps_dot_pixels(int C, int T, const float *x, const long *xoff, long step,
                                                        const float *w, const long *woff, const float *bias,
-                                                       float *out)
+                                                       float *out, long ostep)
 {
     int c = 0;
     for (; c + 2 * VL <= C; c += 2 * VL) {
@@ -83,13 +84,13 @@ CS_WIDE_CLONES CS_CONTRACT static void taps_dot_pixels(int C, int T, const float
             p3 += LOAD(xp + 3 * step) * w0, q3 += LOAD(xp + 3 * step + VL) * w1;
         }
         STORE(out + c, p0), STORE(out + c + VL, q0);
-        STORE(out + C + c, p1), STORE(out + C + c + VL, q1);
-        STORE(out + 2 * C + c, p2), STORE(out + 2 * C + c + VL, q2);
-        STORE(out + 3 * C + c, p3), STORE(out + 3 * C + c + VL, q3);
+        STORE(out + ostep + c, p1), STORE(out + ostep + c + VL, q1);
+        STORE(out + 2 * ostep + c, p2), STORE(out + 2 * ostep + c + VL, q2);
+        STORE(out + 3 * ostep + c, p3), STORE(out + 3 * ostep + c + VL, q3);
     }
     if (c < C) /* the last channels pixel by pixel */
         for (int p = 0; p < PIXELS; p++) {
-            float *o = out + (size_t)p * C;
+            float *o = out + p * ostep;
             taps_dot(C - c, T, x + p * step + c, xoff, w + c, woff, bias ? bias + c : NULL, o + c);
         }
 }
@@ -221,7 +222,7 @@ static void forward_rows(void *ctx, long begin, long end, int worker)
             const long step = (long)g->sw * C;
             for (; ox + PIXELS <= hi; ox += PIXELS)
                 taps_dot_pixels(C, nt, img + (size_t)(ox * g->sw - g->pl) * C, xoff, step, j->w, woff, j->b,
-                                yrow + (size_t)ox * oc);
+                                yrow + (size_t)ox * oc, oc);
             for (; ox < hi; ox++)
                 taps_dot(C, nt, img + (size_t)(ox * g->sw - g->pl) * C, xoff, j->w, woff, j->b, yrow + (size_t)ox * oc);
         }
@@ -340,33 +341,80 @@ static void weight_grad_rows(void *ctx, long begin, long end, int worker)
     }
 }
 
+/* dx of one input pixel, tap by tap with every bound checked (image borders, and
+ * layers with a channel multiplier). */
+static void input_grad_pixel(const cs_conv2d_geom *g, const float *dyimg, const float *w, int iy, int ix, float *out)
+{
+    const int C = g->ic, oc = g->oc;
+    tap_sum ts = {.C = C, .mult = oc / C, .reduce = 1, .src = dyimg, .w = w, .out = out};
+    for (int ky = 0; ky < g->kh; ky++) {
+        const int ty = iy + g->pt - ky * g->dh; /* oy * sh, when a whole number of strides */
+        if (ty < 0) break;
+        if (ty % g->sh || ty / g->sh >= g->oh) continue;
+        for (int kx = 0; kx < g->kw; kx++) {
+            const int tx = ix + g->pl - kx * g->dw;
+            if (tx < 0) break;
+            if (tx % g->sw || tx / g->sw >= g->ow) continue;
+            tap_add(&ts, ((long)(ty / g->sh) * g->ow + tx / g->sw) * oc, (long)(ky * g->kw + kx) * oc);
+        }
+    }
+    tap_finish(&ts);
+}
+
 /* dx for input rows [begin, end) of the n*ih rows: each pixel gathers dy times the
- * kernel over the output positions whose taps reach it. */
+ * kernel over the output positions whose taps reach it. With a stride s, the input
+ * pixels ix = res + j*s of one residue res are reached by the same taps, from output
+ * positions j + q (q fixed per tap): inside the image, that is the forward's interior
+ * sum with dy as the input, and runs through the same kernel. */
 static void input_grad_rows(void *ctx, long begin, long end, int worker)
 {
     (void)worker;
     const dw_job *j = ctx;
     const cs_conv2d_geom *g = j->g;
-    const int C = g->ic, oc = g->oc, mult = oc / C;
+    const int C = g->ic, oc = g->oc, mult = oc / C, sw = g->sw;
     const size_t dy_image = (size_t)g->oh * g->ow * oc;
     for (long r = begin; r < end; r++) {
         const int iy = (int)(r % g->ih);
         const float *dyimg = j->dy + (size_t)(r / g->ih) * dy_image;
         float *dxrow = j->dx + (size_t)r * g->iw * C;
-        for (int ix = 0; ix < g->iw; ix++) {
-            tap_sum ts = {.C = C, .mult = mult, .reduce = 1, .src = dyimg, .w = j->w, .out = dxrow + (size_t)ix * C};
-            for (int ky = 0; ky < g->kh; ky++) {
-                const int ty = iy + g->pt - ky * g->dh; /* oy * sh, when a whole number of strides */
+        for (int res = 0; res < sw && res < g->iw; res++) {
+            const int count = (g->iw - res + sw - 1) / sw; /* pixels res, res + sw, ... */
+            long off[MAX_TAPS], woff[MAX_TAPS];
+            int T = 0, qmin = 0, qmax = 0, fits = mult == 1;
+            for (int ky = 0; ky < g->kh && fits; ky++) {
+                const int ty = iy + g->pt - ky * g->dh;
                 if (ty < 0) break;
                 if (ty % g->sh || ty / g->sh >= g->oh) continue;
                 for (int kx = 0; kx < g->kw; kx++) {
-                    const int tx = ix + g->pl - kx * g->dw;
-                    if (tx < 0) break;
-                    if (tx % g->sw || tx / g->sw >= g->ow) continue;
-                    tap_add(&ts, ((long)(ty / g->sh) * g->ow + tx / g->sw) * oc, (long)(ky * g->kw + kx) * oc);
+                    const int v = res + g->pl - kx * g->dw; /* (ox - j) * sw */
+                    if (v % sw) continue;
+                    if (T == MAX_TAPS) {
+                        fits = 0;
+                        break;
+                    }
+                    const int q = v / sw;
+                    if (T == 0 || q < qmin) qmin = q;
+                    if (T == 0 || q > qmax) qmax = q;
+                    off[T] = ((long)(ty / g->sh) * g->ow + q) * C;
+                    woff[T++] = (long)(ky * g->kw + kx) * oc;
                 }
             }
-            tap_finish(&ts);
+            /* Pixels j in [lo, hi) have every tap's j + q inside [0, ow). */
+            int lo = -qmin > 0 ? -qmin : 0, hi = g->ow - qmax < count ? g->ow - qmax : count;
+            if (!fits || T == 0 || hi < lo) lo = hi = 0;
+            int jj = lo;
+            for (; jj + PIXELS <= hi; jj += PIXELS)
+                taps_dot_pixels(C, T, dyimg + (size_t)jj * C, off, C, j->w, woff, NULL,
+                                dxrow + (size_t)(res + jj * sw) * C, (long)sw * C);
+            for (; jj < hi; jj++)
+                taps_dot(C, T, dyimg + (size_t)jj * C, off, j->w, woff, NULL, dxrow + (size_t)(res + jj * sw) * C);
+            for (int p = 0; p < count; p++) {
+                if (p == lo && hi > lo) {
+                    p = hi - 1;
+                    continue;
+                }
+                input_grad_pixel(g, dyimg, j->w, iy, res + p * sw, dxrow + (size_t)(res + p * sw) * C);
+            }
         }
     }
 }

@@ -329,9 +329,9 @@ static void test_forward_grid(void)
     CHECK(checked_forward > 1100, "only %d geometries computed", checked_forward);
 }
 
-/* Depthwise layers wide enough for every block of the channel loop (64, 16, the rest)
- * and rows long enough for the four-pixel interior kernel. */
-static void test_depthwise_forward(void)
+/* Depthwise layers wide enough for every block of the channel loops (64, 32, 16, the
+ * rest) and rows long enough for the four-pixel interior kernel, forward and backward. */
+static void test_depthwise(void)
 {
     static const int shapes[][8] = {
         /* ic, mult, kh, kw, sh, sw, pads, dilation */
@@ -345,6 +345,7 @@ static void test_depthwise_forward(void)
         CHECK(make_geom(&g, 2, 13, 17, t[0], t[0] * t[1], t[2], t[3], t[4], t[5], t[7], t[7], t[6], t[0]),
               "shape %zu fits", i);
         check_forward(&g, (int)(i % 2), 2000 + i);
+        check_backward(&g, (int)(i % 2), 2100 + i, 0);
     }
 }
 
@@ -559,7 +560,7 @@ int main(int argc, char **argv)
     RUN(test_sizes);
     RUN(test_bad_input);
     RUN(test_forward_grid);
-    RUN(test_depthwise_forward);
+    RUN(test_depthwise);
     RUN(test_backward);
     RUN(test_backward_parallel);
     RUN(test_backward_partial);
