@@ -95,33 +95,105 @@ CS_WIDE_CLONES CS_CONTRACT static void taps_dot_pixels(int C, int T, const float
         }
 }
 
-/* With a channel multiplier: out[c*mult + m] = init + sum_t x[xoff[t] + c] * w[woff[t] + c*mult + m]. */
-CS_CLONES CS_CONTRACT static void taps_mult(int C, int mult, int T, const float *x, const long *xoff, const float *w,
-                                            const long *woff, const float *init, float *out)
+/* With a channel multiplier: out[c*mult + m] = init + sum_t x[xoff[t] + c] * w[woff[t] + c*mult + m].
+ * The sums run over the multiplier's outputs, a vector at a time: a single-channel
+ * input (a first layer: groups == ic == 1) has all its outputs there. */
+CS_WIDE_CLONES CS_CONTRACT static void taps_mult(int C, int mult, int T, const float *x, const long *xoff,
+                                                 const float *w, const long *woff, const float *init, float *out)
 {
-    const int oc = C * mult;
-    if (!init) memset(out, 0, (size_t)oc * sizeof(float));
-    else if (init != out) memcpy(out, init, (size_t)oc * sizeof(float));
-    for (int t = 0; t < T; t++) {
-        const float *xt = x + xoff[t], *wt = w + woff[t];
-        for (int c = 0; c < C; c++) {
-            const float xv = xt[c];
-            for (int m = 0; m < mult; m++) out[c * mult + m] += xv * wt[c * mult + m];
+    for (int c = 0; c < C; c++) {
+        const float *in = init ? init + (size_t)c * mult : NULL;
+        float *o = out + (size_t)c * mult;
+        int m = 0;
+        for (; m + 2 * VL <= mult; m += 2 * VL) {
+            vf a0 = START(in, m), a1 = START(in, m + VL);
+            for (int t = 0; t < T; t++) {
+                const float xv = x[xoff[t] + c], *wp = w + woff[t] + (size_t)c * mult + m;
+                a0 += xv * LOAD(wp), a1 += xv * LOAD(wp + VL);
+            }
+            STORE(o + m, a0), STORE(o + m + VL, a1);
+        }
+        for (; m < mult; m++) {
+            float a = in ? in[m] : 0.0f;
+            for (int t = 0; t < T; t++) a += x[xoff[t] + c] * w[woff[t] + (size_t)c * mult + m];
+            o[m] = a;
         }
     }
 }
 
-/* The input-gradient side of taps_mult: out[c] = init + sum_t sum_m dy[off[t] + c*mult + m] * w[woff[t] + c*mult + m]. */
-CS_CLONES CS_CONTRACT static void taps_mult_reduce(int C, int mult, int T, const float *dy, const long *dyoff,
-                                                   const float *w, const long *woff, const float *init, float *out)
+/* The input-gradient side of taps_mult: out[c] = init + sum_t sum_m dy[dyoff[t] + c*mult + m] * w[woff[t] + c*mult + m]. */
+CS_WIDE_CLONES CS_CONTRACT static void taps_mult_reduce(int C, int mult, int T, const float *dy, const long *dyoff,
+                                                        const float *w, const long *woff, const float *init,
+                                                        float *out)
 {
     for (int c = 0; c < C; c++) {
-        float acc = init ? init[c] : 0.0f;
+        vf a = {0};
+        float tail = init ? init[c] : 0.0f;
         for (int t = 0; t < T; t++) {
             const float *d = dy + dyoff[t] + (size_t)c * mult, *wt = w + woff[t] + (size_t)c * mult;
-            for (int m = 0; m < mult; m++) acc += d[m] * wt[m];
+            int m = 0;
+            for (; m + VL <= mult; m += VL) a += LOAD(d + m) * LOAD(wt + m);
+            for (; m < mult; m++) tail += d[m] * wt[m];
         }
-        out[c] = acc;
+        for (int i = 0; i < VL; i++) tail += a[i];
+        out[c] = tail;
+    }
+}
+
+/* taps_mult for PIXELS output pixels, inputs `step` floats apart and outputs `ostep`
+ * apart, from the bias (or 0): four pixels by two vectors of outputs, as taps_dot_pixels. */
+CS_WIDE_CLONES CS_CONTRACT static void taps_mult_pixels(int C, int mult, int T, const float *x, const long *xoff,
+                                                        long step, const float *w, const long *woff,
+                                                        const float *bias, float *out, long ostep)
+{
+    for (int c = 0; c < C; c++) {
+        const size_t co = (size_t)c * mult;
+        int m = 0;
+        for (; m + 2 * VL <= mult; m += 2 * VL) {
+            const vf b0 = START(bias ? bias + co : NULL, m), b1 = START(bias ? bias + co : NULL, m + VL);
+            vf p0 = b0, p1 = b0, p2 = b0, p3 = b0, q0 = b1, q1 = b1, q2 = b1, q3 = b1;
+            for (int t = 0; t < T; t++) {
+                const float *xp = x + xoff[t] + c, *wp = w + woff[t] + co + m;
+                const vf w0 = LOAD(wp), w1 = LOAD(wp + VL);
+                const float x0 = xp[0], x1 = xp[step], x2 = xp[2 * step], x3 = xp[3 * step];
+                p0 += x0 * w0, q0 += x0 * w1, p1 += x1 * w0, q1 += x1 * w1;
+                p2 += x2 * w0, q2 += x2 * w1, p3 += x3 * w0, q3 += x3 * w1;
+            }
+            float *o = out + co + m;
+            STORE(o, p0), STORE(o + VL, q0), STORE(o + ostep, p1), STORE(o + ostep + VL, q1);
+            STORE(o + 2 * ostep, p2), STORE(o + 2 * ostep + VL, q2), STORE(o + 3 * ostep, p3);
+            STORE(o + 3 * ostep + VL, q3);
+        }
+        for (; m < mult; m++) /* the multiplier's last outputs */
+            for (int p = 0; p < PIXELS; p++) {
+                float a = bias ? bias[co + m] : 0.0f;
+                for (int t = 0; t < T; t++) a += x[xoff[t] + c + p * step] * w[woff[t] + co + m];
+                out[p * ostep + co + m] = a;
+            }
+    }
+}
+
+/* dw += the taps' x times dy, with a channel multiplier: out[c*mult + m] += sum over n
+ * pixels of x[i*xs + c] * dy[i*ds + c*mult + m], summed in registers over the pixels. */
+CS_WIDE_CLONES CS_CONTRACT static void strided_mult_dot(int C, int mult, int n, const float *x, long xs,
+                                                        const float *dy, long ds, float *out)
+{
+    for (int c = 0; c < C; c++) {
+        const size_t co = (size_t)c * mult;
+        int m = 0;
+        for (; m + 2 * VL <= mult; m += 2 * VL) {
+            vf s0 = {0}, s1 = {0};
+            for (int i = 0; i < n; i++) {
+                const float xv = x[(size_t)i * xs + c], *dp = dy + (size_t)i * ds + co + m;
+                s0 += xv * LOAD(dp), s1 += xv * LOAD(dp + VL);
+            }
+            STORE(out + co + m, LOAD(out + co + m) + s0), STORE(out + co + m + VL, LOAD(out + co + m + VL) + s1);
+        }
+        for (; m < mult; m++) {
+            float s0 = 0;
+            for (int i = 0; i < n; i++) s0 += x[(size_t)i * xs + c] * dy[(size_t)i * ds + co + m];
+            out[co + m] += s0;
+        }
     }
 }
 
@@ -134,6 +206,15 @@ typedef struct {
     int wrote;
     long off[MAX_TAPS], woff[MAX_TAPS];
 } tap_sum;
+
+/* A pixel's sum: init (the bias, or NULL for 0) plus the taps that tap_add adds. */
+static void tap_start(tap_sum *ts, int C, int mult, int reduce, const float *src, const float *w, const float *init,
+                      float *out)
+{
+    ts->C = C, ts->mult = mult, ts->reduce = reduce;
+    ts->src = src, ts->w = w, ts->init = init, ts->out = out;
+    ts->n = ts->wrote = 0; /* the offset arrays are filled as taps come */
+}
 
 static void tap_flush(tap_sum *ts)
 {
@@ -208,7 +289,7 @@ static void forward_rows(void *ctx, long begin, long end, int worker)
         const int nt = ky1 > ky0 ? (ky1 - ky0) * g->kw : 0;
         /* Interior pixels: the same tap offsets from each pixel's left corner. */
         int lo = in_lo, hi = in_hi;
-        if (mult != 1 || nt > MAX_TAPS || nt == 0) lo = hi = 0;
+        if (nt > MAX_TAPS || nt == 0) lo = hi = 0;
         long xoff[MAX_TAPS], woff[MAX_TAPS];
         if (hi > lo) {
             int t = 0;
@@ -220,18 +301,24 @@ static void forward_rows(void *ctx, long begin, long end, int worker)
                 }
             int ox = lo;
             const long step = (long)g->sw * C;
-            for (; ox + PIXELS <= hi; ox += PIXELS)
-                taps_dot_pixels(C, nt, img + (size_t)(ox * g->sw - g->pl) * C, xoff, step, j->w, woff, j->b,
-                                yrow + (size_t)ox * oc, oc);
-            for (; ox < hi; ox++)
-                taps_dot(C, nt, img + (size_t)(ox * g->sw - g->pl) * C, xoff, j->w, woff, j->b, yrow + (size_t)ox * oc);
+            for (; ox + PIXELS <= hi; ox += PIXELS) {
+                const float *xp = img + (size_t)(ox * g->sw - g->pl) * C;
+                if (mult == 1) taps_dot_pixels(C, nt, xp, xoff, step, j->w, woff, j->b, yrow + (size_t)ox * oc, oc);
+                else taps_mult_pixels(C, mult, nt, xp, xoff, step, j->w, woff, j->b, yrow + (size_t)ox * oc, oc);
+            }
+            for (; ox < hi; ox++) {
+                const float *xp = img + (size_t)(ox * g->sw - g->pl) * C;
+                if (mult == 1) taps_dot(C, nt, xp, xoff, j->w, woff, j->b, yrow + (size_t)ox * oc);
+                else taps_mult(C, mult, nt, xp, xoff, j->w, woff, j->b, yrow + (size_t)ox * oc);
+            }
         }
         for (int ox = 0; ox < g->ow; ox++) {
             if (ox == lo && hi > lo) {
                 ox = hi - 1;
                 continue;
             }
-            tap_sum ts = {.C = C, .mult = mult, .src = img, .w = j->w, .init = j->b, .out = yrow + (size_t)ox * oc};
+            tap_sum ts;
+            tap_start(&ts, C, mult, 0, img, j->w, j->b, yrow + (size_t)ox * oc);
             for (int ky = ky0; ky < ky1; ky++) {
                 const int iy = oy * g->sh - g->pt + ky * g->dh;
                 for (int kx = 0; kx < g->kw; kx++) {
@@ -331,11 +418,7 @@ static void weight_grad_rows(void *ctx, long begin, long end, int worker)
                     strided_dot(C, hi - lo, xs, (long)g->sw * C, ds, oc, dwt);
                     continue;
                 }
-                for (int i = 0; i < hi - lo; i++) {
-                    const float *xp = xs + (size_t)i * g->sw * C, *dp = ds + (size_t)i * oc;
-                    for (int c = 0; c < C; c++)
-                        for (int m = 0; m < mult; m++) dwt[c * mult + m] += xp[c] * dp[c * mult + m];
-                }
+                strided_mult_dot(C, mult, hi - lo, xs, (long)g->sw * C, ds, oc, dwt);
             }
         }
     }
@@ -346,7 +429,8 @@ static void weight_grad_rows(void *ctx, long begin, long end, int worker)
 static void input_grad_pixel(const cs_conv2d_geom *g, const float *dyimg, const float *w, int iy, int ix, float *out)
 {
     const int C = g->ic, oc = g->oc;
-    tap_sum ts = {.C = C, .mult = oc / C, .reduce = 1, .src = dyimg, .w = w, .out = out};
+    tap_sum ts;
+    tap_start(&ts, C, oc / C, 1, dyimg, w, NULL, out);
     for (int ky = 0; ky < g->kh; ky++) {
         const int ty = iy + g->pt - ky * g->dh; /* oy * sh, when a whole number of strides */
         if (ty < 0) break;

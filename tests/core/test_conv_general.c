@@ -338,6 +338,8 @@ static void test_depthwise(void)
         {84, 1, 3, 3, 1, 1, 2, 1}, {84, 1, 3, 3, 2, 2, 2, 1}, {84, 1, 3, 3, 2, 2, 3, 1}, {96, 1, 5, 5, 1, 1, 0, 1},
         {96, 1, 3, 3, 1, 1, 0, 2}, {20, 1, 3, 3, 1, 2, 1, 1}, {33, 3, 3, 3, 2, 2, 2, 1}, {5, 2, 1, 7, 1, 1, 2, 1},
         {16, 1, 9, 9, 1, 1, 2, 1}, /* 81 taps: summed in two pieces */
+        {1, 40, 3, 3, 1, 1, 0, 1}, /* one input channel: a first layer, 32 + 8 outputs */
+        {3, 16, 3, 3, 2, 1, 3, 2}, {2, 32, 5, 3, 1, 1, 2, 1},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int *t = shapes[i];
