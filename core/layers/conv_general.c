@@ -68,6 +68,15 @@ int cs_conv2d_check(const cs_conv2d_geom *g, char *err, size_t errlen)
                    g->oc);
         return -1;
     }
+    /* Index arithmetic runs in int: every padded extent, window span and stride step
+     * stays far below INT_MAX. */
+    const long long limit = INT_MAX / 4;
+    if ((long long)g->ih + g->pt + g->pb > limit || (long long)g->iw + g->pl + g->pr > limit ||
+        (long long)(g->kh - 1) * g->dh + 1 > limit || (long long)(g->kw - 1) * g->dw + 1 > limit ||
+        g->sh > limit || g->sw > limit) {
+        cs_set_err(err, errlen, "conv2d: padded input, dilated kernel or stride too large");
+        return -1;
+    }
     const int oh = cs_conv2d_out_size(g->ih, g->kh, g->sh, g->dh, g->pt, g->pb),
               ow = cs_conv2d_out_size(g->iw, g->kw, g->sw, g->dw, g->pl, g->pr);
     if (oh < 1 || ow < 1) {
@@ -118,8 +127,7 @@ static size_t total_rows(const cs_conv2d_geom *g)
 /* Rows of the chunk im2col writes and sgemm reads back from cache (layers.h says why
  * about 1 MB, and why not fewer than CS_COL_MIN_ROWS rows). Sized as if the chunk held
  * every group's columns: each group's im2col reads the chunk's receptive fields again,
- * and they have to be still in cache (32 groups of 4 channels ran 3x slower per image
- * at batch 8 than at batch 1, streaming the input from memory once per group). */
+ * and they have to be still in cache, not streamed from memory once per group. */
 static size_t preferred_rows(const cs_conv2d_geom *g)
 {
     size_t rows = CS_COL_CHUNK_FLOATS / (kdim_of(g) * g->groups);
@@ -162,9 +170,8 @@ static int scratch_ok(const cs_conv2d_geom *g, const cs_scratch *s)
 }
 
 /* Packs kw blocks of n floats, `step` floats apart in src, into dst. A group's few
- * channels make blocks of a handful of floats: with the size a constant each block is
- * one or two moves instead of a loop (im2col of 32 groups of 4 channels took two
- * thirds of the layer's time in the loop). */
+ * channels make blocks of a handful of floats, where a loop costs more than the copy:
+ * with the size a constant each block is one or two moves. */
 static inline void gather_blocks(float *restrict dst, const float *restrict src, int kw, int n, size_t step)
 {
 #define GATHER(N) for (int kx = 0; kx < kw; kx++) memcpy(dst + kx * (N), src + kx * step, (N) * sizeof(float))

@@ -25,11 +25,10 @@
 
 /* Eight channels as one value: a ymm register under AVX2 and AVX-512 (CS_WIDE_CLONES
  * compiles each function for both and for the baseline, where it is two xmm). The
- * sums are named variables of this type rather than float arrays: GCC vectorised the
- * arrays' loops but stored the whole array back to the stack after every tap (the
- * first version ran at 21 GFLOP/s on a MobileNetV2 layer held in cache). A 64-byte
- * type fills AVX-512's registers, but GCC 12 compiles it for AVX2 through the stack
- * (a quarter of the speed), so only the hottest kernel has a 64-byte version, for
+ * sums are named variables of this type rather than float arrays: GCC vectorises
+ * loops over a float array but keeps the array on the stack, storing it back after
+ * every tap. A 64-byte type would fill AVX-512's registers, but GCC compiles it for
+ * AVX2 through the stack, so only the hottest kernel has a 64-byte version, taken on
  * CPUs with AVX-512 (simd.h). */
 typedef float vf __attribute__((vector_size(32), aligned(4), may_alias));
 #define VL 8
@@ -92,8 +91,8 @@ CS_WIDE_CLONES CS_CONTRACT static void taps_dot(int C, int T, const float *x, co
 
 #if CS_HAVE_AVX512_KERNELS
 typedef float vf16 __attribute__((vector_size(64), aligned(4), may_alias));
-/* Sixteen-float vectors: 48 GFLOP/s against 41 for the eight-float kernel on a
- * MobileNetV2 layer (56x56x96, 3x3) in cache. Returns the channels done. */
+/* Sixteen-float vectors, twice the work per instruction of the eight-float kernel.
+ * Returns the channels done. */
 CS_AVX512 CS_CONTRACT static int dot_pixels_avx512(int C, int T, const float *x, const long *xoff, long step,
                                                    const float *w, const long *woff, const float *bias, float *out,
                                                    long ostep)

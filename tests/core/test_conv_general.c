@@ -473,23 +473,28 @@ static void test_bad_input(void)
     make_geom(&ok, 1, 8, 8, 4, 6, 3, 3, 1, 1, 1, 1, 2, 2);
     char err[200];
     CHECK(cs_conv2d_check(&ok, err, sizeof err) == 0, "a good geometry refused");
-    struct {
+    /* What each spoiled copy of `ok` below is, and a word its error must contain. */
+    static const struct {
         const char *what, *says;
-        void (*spoil)(cs_conv2d_geom *);
     } bad[] = {
-        {"groups not dividing", "groups", NULL}, {"wrong output size", "give", NULL}, {"stride 0", "at least 1", NULL},
-        {"negative pad", "negative", NULL},      {"no channels", "positive", NULL},
+        {"groups not dividing", "groups"}, {"wrong output size", "give"}, {"stride 0", "at least 1"},
+        {"negative pad", "negative"},      {"no channels", "positive"},   {"huge padding", "too large"},
+        {"huge dilation", "too large"},
     };
-    cs_conv2d_geom g[5];
-    for (int i = 0; i < 5; i++) g[i] = ok;
-    g[0].groups = 4;   /* 6 outputs */
+    enum { BAD = sizeof bad / sizeof bad[0] };
+    cs_conv2d_geom g[BAD];
+    for (int i = 0; i < BAD; i++) g[i] = ok;
+    g[0].groups = 4;   /* 4 input channels, 6 outputs */
     g[1].oh = 7;       /* the pads give 8 */
     g[2].sw = 0;
     g[3].pl = -1;
     g[4].ic = 0;
+    g[5].pt = g[5].pb = INT32_MAX / 2; /* output rows would still fit an int: refused all the same */
+    g[5].oh = cs_conv2d_out_size(g[5].ih, g[5].kh, g[5].sh, g[5].dh, g[5].pt, g[5].pb);
+    g[6].dw = INT32_MAX / 2;
     float x[8 * 8 * 4] = {0}, w[3 * 3 * 2 * 6] = {0}, y[8 * 8 * 6];
     cs_scratch s = scratch_make(1, cs_conv2d_scratch_floats(&ok), 0);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < BAD; i++) {
         err[0] = 0;
         CHECK(cs_conv2d_check(&g[i], err, sizeof err) != 0 && strstr(err, bad[i].says), "%s: accepted or unclear (%s)",
               bad[i].what, err);
