@@ -101,6 +101,24 @@ int cs_conv2d_check(const cs_conv2d_geom *g, char *err, size_t errlen)
     return 0;
 }
 
+void cs_conv2d_kernel_from_oihw(const cs_conv2d_geom *g, const float *oihw, float *hwio)
+{
+    const int icg = g->ic / g->groups, taps = g->kh * g->kw;
+    for (int o = 0; o < g->oc; o++)
+        for (int c = 0; c < icg; c++)
+            for (int t = 0; t < taps; t++)
+                hwio[((size_t)t * icg + c) * g->oc + o] = oihw[((size_t)o * icg + c) * taps + t];
+}
+
+void cs_conv2d_kernel_to_oihw(const cs_conv2d_geom *g, const float *hwio, float *oihw)
+{
+    const int icg = g->ic / g->groups, taps = g->kh * g->kw;
+    for (int o = 0; o < g->oc; o++)
+        for (int c = 0; c < icg; c++)
+            for (int t = 0; t < taps; t++)
+                oihw[((size_t)o * icg + c) * taps + t] = hwio[((size_t)t * icg + c) * g->oc + o];
+}
+
 static int is_depthwise(const cs_conv2d_geom *g)
 {
     return g->ic == g->groups;

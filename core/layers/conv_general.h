@@ -43,6 +43,12 @@ void cs_conv2d_same_pads(int in, int k, int stride, int dilation, int upper, int
  * kernel small enough for int indices); else -1 with the reason in err. */
 int cs_conv2d_check(const cs_conv2d_geom *g, char *err, size_t errlen);
 
+/* The kernel between ONNX's layout (oc, ic/groups, kh, kw) and this one (kh, kw,
+ * ic/groups, oc), for a geometry that passed cs_conv2d_check; src and dst must not
+ * overlap. */
+void cs_conv2d_kernel_from_oihw(const cs_conv2d_geom *g, const float *oihw, float *hwio);
+void cs_conv2d_kernel_to_oihw(const cs_conv2d_geom *g, const float *hwio, float *oihw);
+
 /* Floats of per-worker scratch (s->col[w], col_floats) that forward and backward
  * work best with: room for a chunk of im2col rows, 0 for layers that need none
  * (depthwise, 1x1 stride 1). Less still works down to cs_conv2d_min_scratch_floats

@@ -12,7 +12,8 @@ torch.nn.functional.conv2d (groups, dilation, stride 2, asymmetric zero padding 
 F.pad) and the gradients of sum(y * dy) with respect to x, the kernel and the bias from
 autograd. The sums run in float64 on the float32 inputs, so the only float32 rounding
 in the fixture is of the results. Arrays are written in convscope's layouts: activations
-NHWC, kernels (kh, kw, in/groups, out).
+NHWC, kernels (kh, kw, in/groups, out); the kernel also in PyTorch's own layout (out,
+in/groups, kh, kw), which is ONNX's.
 """
 import sys
 
@@ -51,6 +52,7 @@ def main():
         "    int n, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, groups;",
         "    const float *x, *w, *b, *dy;         /* input, kernel, bias, the gradient of the output */",
         "    const float *y, *grad_x, *grad_w, *grad_b; /* output; gradients of sum(y * dy) */",
+        "    const float *w_oihw;                 /* the kernel in PyTorch's (and ONNX's) own layout */",
         "} torch_fixture_case;",
         "",
     ]
@@ -67,7 +69,7 @@ def main():
         nhwc = lambda t: t.permute(0, 2, 3, 1)
         hwio = lambda t: t.permute(2, 3, 1, 0)
         arrays = [("x", nhwc(x)), ("w", hwio(k)), ("b", b), ("dy", nhwc(dy)), ("y", nhwc(y)),
-                  ("dx", nhwc(x.grad)), ("dw", hwio(k.grad)), ("db", b.grad)]
+                  ("dx", nhwc(x.grad)), ("dw", hwio(k.grad)), ("db", b.grad), ("w_oihw", k)]
         for suffix, t in arrays:
             out.append(floats("%s_%s" % (name, suffix), t))
         oh, ow = y.shape[2], y.shape[3]

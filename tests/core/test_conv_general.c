@@ -554,6 +554,13 @@ static void test_torch_fixture(void)
         check_against(what, dw, t->grad_w, w_floats(&g));
         snprintf(what, sizeof what, "%s bias gradient", t->name);
         check_against(what, db, t->grad_b, (size_t)g.oc);
+        /* The layout change ONNX weights need, against PyTorch's own layout. */
+        float *hwio = alloc_or_die(w_floats(&g) * sizeof(float)), *oihw = alloc_or_die(w_floats(&g) * sizeof(float));
+        cs_conv2d_kernel_from_oihw(&g, t->w_oihw, hwio);
+        CHECK(memcmp(hwio, t->w, w_floats(&g) * sizeof(float)) == 0, "%s: kernel from (o, i, h, w)", t->name);
+        cs_conv2d_kernel_to_oihw(&g, t->w, oihw);
+        CHECK(memcmp(oihw, t->w_oihw, w_floats(&g) * sizeof(float)) == 0, "%s: kernel to (o, i, h, w)", t->name);
+        free(hwio), free(oihw);
         scratch_free(&s);
         free(y), free(dx), free(dw), free(db);
     }
