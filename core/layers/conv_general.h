@@ -12,7 +12,9 @@
  * Like layers.h: pure functions over caller-owned buffers, never allocating;
  * backward overwrites dx and ADDS into dw/db (a caller zeroes them once per batch).
  * Depthwise layers (ic/groups == 1) run direct kernels vectorised over channels
- * (depthwise.c); every other layer runs im2col per group + sgemm, in chunks of rows
+ * (depthwise.c), and so does a layer over a single input channel (ic == groups == 1,
+ * its outputs a multiplier of that channel); every other layer runs im2col per group
+ * + sgemm, in chunks of rows
  * bounded by the scratch and spread over the parallel pool. 1x1 stride-1 unpadded
  * layers skip im2col: their input rows are already the matrix sgemm needs.
  */
@@ -43,30 +45,32 @@ void cs_conv2d_same_pads(int in, int k, int stride, int dilation, int upper, int
  * kernel small enough for int indices); else -1 with the reason in err. */
 int cs_conv2d_check(const cs_conv2d_geom *g, char *err, size_t errlen);
 
-/* The kernel between ONNX's layout (oc, ic/groups, kh, kw) and this one (kh, kw,
- * ic/groups, oc), for a geometry that passed cs_conv2d_check; src and dst must not
- * overlap. */
+/* The kernel between ONNX's (and PyTorch's) layout (oc, ic/groups, kh, kw) and this
+ * one (kh, kw, ic/groups, oc), for a geometry that passed cs_conv2d_check; the two
+ * arrays must not overlap. */
 void cs_conv2d_kernel_from_oihw(const cs_conv2d_geom *g, const float *oihw, float *hwio);
 void cs_conv2d_kernel_to_oihw(const cs_conv2d_geom *g, const float *hwio, float *oihw);
 
 /* Floats of per-worker scratch (s->col[w], col_floats) that forward and backward
  * work best with: room for a chunk of im2col rows, 0 for layers that need none
- * (depthwise, 1x1 stride 1). Less still works down to cs_conv2d_min_scratch_floats
+ * (depthwise, 1x1 stride 1 unpadded). Less still works down to cs_conv2d_min_scratch_floats
  * (one im2col row), in more, smaller chunks. */
 size_t cs_conv2d_scratch_floats(const cs_conv2d_geom *g);
 size_t cs_conv2d_min_scratch_floats(const cs_conv2d_geom *g);
 /* Floats of per-worker partial dw + db (s->part[w] for workers w > 0, part_floats)
- * a parallel backward needs: kh*kw*(ic/groups)*oc + oc. With less, or without dw/db,
- * the weight gradient is summed on one thread. */
+ * a parallel backward of dw or db needs: kh*kw*(ic/groups)*oc + oc. With less, the
+ * weight gradient is summed on one thread. */
 size_t cs_conv2d_part_floats(const cs_conv2d_geom *g);
 
-/* y (n, oh, ow, oc) = conv(x (n, ih, iw, ic), w) + b; b may be NULL (no bias).
+/* y (n, oh, ow, oc) = conv(x (n, ih, iw, ic), w (kh, kw, ic/groups, oc)) + b (oc);
+ * b may be NULL (no bias).
  * Returns 0, or -1 (y untouched) when cs_conv2d_check fails, a buffer is NULL or the
  * scratch has less than cs_conv2d_min_scratch_floats for a worker. Thread-safe for
  * distinct scratch. */
 int cs_conv2d_forward(const cs_conv2d_geom *g, const float *x, const float *w, const float *b, float *y,
                       const cs_scratch *s);
-/* From dy = d(scalar)/dy: dx (overwritten), dw and db (added to); each may be NULL.
+/* From dy (n, oh, ow, oc) = d(scalar)/dy: dx (n, ih, iw, ic, overwritten), dw and db
+ * (added to); each may be NULL.
  * Returns 0, or -1 (nothing written) as cs_conv2d_forward. */
 int cs_conv2d_backward(const cs_conv2d_geom *g, const float *x, const float *w, const float *dy, float *dx, float *dw,
                        float *db, const cs_scratch *s);
