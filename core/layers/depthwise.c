@@ -153,7 +153,8 @@ CS_WIDE_CLONES CS_CONTRACT static void taps_mult(int C, int mult, int T, const f
     }
 }
 
-/* The input-gradient side of taps_mult: out[c] = init + sum_t sum_m dy[dyoff[t] + c*mult + m] * w[woff[t] + c*mult + m]. */
+/* The input-gradient side of taps_mult:
+ * out[c] = init + sum_t sum_m dy[dyoff[t] + c*mult + m] * w[woff[t] + c*mult + m]. */
 CS_WIDE_CLONES CS_CONTRACT static void taps_mult_reduce(int C, int mult, int T, const float *dy, const long *dyoff,
                                                         const float *w, const long *woff, const float *init,
                                                         float *out)
@@ -251,7 +252,8 @@ static void tap_start(tap_sum *ts, int C, int mult, int reduce, const float *src
 static void tap_flush(tap_sum *ts)
 {
     const float *init = ts->wrote ? ts->out : ts->init;
-    if (ts->reduce && ts->mult > 1) taps_mult_reduce(ts->C, ts->mult, ts->n, ts->src, ts->off, ts->w, ts->woff, init, ts->out);
+    if (ts->reduce && ts->mult > 1)
+        taps_mult_reduce(ts->C, ts->mult, ts->n, ts->src, ts->off, ts->w, ts->woff, init, ts->out);
     else if (ts->mult > 1) taps_mult(ts->C, ts->mult, ts->n, ts->src, ts->off, ts->w, ts->woff, init, ts->out);
     else taps_dot(ts->C, ts->n, ts->src, ts->off, ts->w, ts->woff, init, ts->out);
     ts->n = 0;
