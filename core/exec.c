@@ -72,8 +72,8 @@ static int bn_act_pool_at(const cs_model *m, int i)
 static int conv_under_block(const cs_model *m, int c)
 {
     const cs_layer *l = &m->layers[c];
-    return l->kind == CS_CONV2D && l->cfg.activation == CS_ACT_LINEAR && bn_act_pool_at(m, c + 1) &&
-           single_reader(m, c, c + 1);
+    return l->kind == CS_CONV2D && cs_conv2d_layer_simple(l) && l->cfg.activation == CS_ACT_LINEAR &&
+           bn_act_pool_at(m, c + 1) && single_reader(m, c, c + 1);
 }
 
 static int plan_build(const cs_model *m, int fuse, cs_plan *p)
@@ -98,10 +98,8 @@ static size_t scratch_floats(const cs_model *m, int max_batch)
 {
     size_t col = 0;
     for (int i = 0; i < m->n_layers; i++) {
-        const cs_layer *l = &m->layers[i];
-        if (l->kind != CS_CONV2D) continue;
-        cs_conv_geom g = cs_conv_geometry(l, max_batch);
-        size_t need = cs_conv_chunk_rows(&g, (size_t)-1) * g.k * g.k * g.ic;
+        const cs_layer_ops *ops = cs_layer_ops_of(m->layers[i].kind);
+        size_t need = ops->scratch_floats ? ops->scratch_floats(&m->layers[i], max_batch) : 0;
         if (need > col) col = need;
     }
     return col;
@@ -120,7 +118,8 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
     e->reached = calloc((size_t)L, 1);
     e->bn = calloc((size_t)L, sizeof *e->bn);
     e->mask = calloc((size_t)L, sizeof *e->mask);
-    if (!e->act || !e->grad || !e->reached || !e->bn || !e->mask) goto fail;
+    e->state = calloc((size_t)L, sizeof *e->state);
+    if (!e->act || !e->grad || !e->reached || !e->bn || !e->mask || !e->state) goto fail;
     for (int i = 0; i < L; i++) {
         const cs_layer *l = &m->layers[i];
         if (is_view(m, i)) e->act[i] = e->act[l->inputs[0]];
@@ -134,6 +133,9 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
             bc->inv_std = bc->mean + c;
         }
         if (l->kind == CS_DROPOUT && !(e->mask[i] = malloc(out_floats(e, i)))) goto fail;
+        const cs_layer_ops *ops = cs_layer_ops_of(l->kind);
+        size_t st = ops->state_floats ? ops->state_floats(l, max_batch) : 0;
+        if (st && !(e->state[i] = malloc(st * sizeof(float)))) goto fail;
     }
     const cs_layer *top = &m->layers[L - 1];
     if ((top->kind == CS_DENSE || top->kind == CS_CONV2D) && top->cfg.activation == CS_ACT_SOFTMAX &&
@@ -160,6 +162,7 @@ void cs_exec_free(cs_exec *e)
         if (e->act && !is_view(e->model, i)) free(e->act[i]);
         if (e->grad && !is_view(e->model, i)) free(e->grad[i]);
         if (e->mask) free(e->mask[i]);
+        if (e->state) free(e->state[i]);
         if (e->bn) {
             free(e->bn[i].mean);
             free(e->bn[i].sums);
@@ -174,6 +177,7 @@ void cs_exec_free(cs_exec *e)
     free(e->grad);
     free(e->reached);
     free(e->mask);
+    free(e->state);
     free(e->bn);
     free(e->logits);
     for (int k = 0; k < CS_MAX_INPUTS; k++) free(e->fanin[k]);
@@ -195,9 +199,11 @@ int cs_exec_enable_param_grads(cs_exec *e)
     if (!e->param_grad) return -1;
     /* Workers other than the caller add conv weight gradients into their own area. */
     size_t most = 0;
-    for (int i = 0; i < e->model->n_layers; i++)
-        if (e->model->layers[i].kind == CS_CONV2D && cs_layer_param_count(&e->model->layers[i]) > most)
-            most = cs_layer_param_count(&e->model->layers[i]);
+    for (int i = 0; i < e->model->n_layers; i++) {
+        const cs_layer_ops *ops = cs_layer_ops_of(e->model->layers[i].kind);
+        size_t need = ops->part_floats ? ops->part_floats(&e->model->layers[i]) : 0;
+        if (need > most) most = need;
+    }
     for (int w = 1; w < e->scratch.workers && most; w++)
         if (!(e->scratch.part[w] = malloc(most * sizeof(float)))) return -1;
     e->scratch.part_floats = most;
@@ -272,7 +278,7 @@ static void forward_node(cs_exec *e, int i, cs_model *update_bn)
 {
     const cs_layer *l = &e->model->layers[i];
     cs_node_pass p = {.e = e, .node = i, .l = l, .n = e->batch, .training = e->training, .update = update_bn,
-                      .y = e->act[i]};
+                      .y = e->act[i], .state = e->state[i]};
     for (int k = 0; k < l->n_inputs; k++) p.x[k] = node_value(e, l->inputs[k]);
     cs_layer_ops_of(l->kind)->forward(&p);
 }
@@ -470,7 +476,7 @@ static int backward_node(cs_exec *e, int i, int stop)
 {
     const cs_layer *l = &e->model->layers[i];
     cs_node_pass p = {.e = e, .node = i, .l = l, .n = e->batch, .training = e->training, .y = e->act[i],
-                      .dy = e->grad[i]};
+                      .dy = e->grad[i], .state = e->state[i]};
     int slots[CS_MAX_INPUTS], wanted = 0;
     for (int k = 0; k < l->n_inputs; k++) {
         p.x[k] = node_value(e, l->inputs[k]);

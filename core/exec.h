@@ -65,6 +65,7 @@ typedef struct cs_exec {
     float *logits;     /* pre-activation of the last node when it is softmax */
     cs_bn_cache *bn;   /* [n_layers], used by batch-norm nodes */
     uint8_t **mask;    /* [n_layers] dropout masks (1 keep) */
+    float **state;     /* [n_layers] what a node keeps between its passes (its kind's state_floats) */
     cs_scratch scratch; /* im2col rows and partial gradients, per worker thread */
     float *param_grad;  /* same layout as model->param_block, when training */
     uint64_t rng_state; /* dropout */

@@ -34,6 +34,7 @@ typedef struct {
     float *y;                        /* the output's values */
     float *dy;                       /* backward: d/d(output); a kind may overwrite it */
     float *dx[CS_MAX_INPUTS];        /* backward: d/d(input), overwritten; NULL when not wanted */
+    float *state;                    /* the node's own buffer (state_floats), or NULL */
 } cs_node_pass;
 
 enum {
@@ -60,6 +61,12 @@ typedef struct {
     /* Writes dx for the inputs that want it and adds parameter gradients (when the exec
      * has them, cs_exec_param_grad). */
     void (*backward)(const cs_node_pass *p);
+    /* Optional sizes, in floats, for a batch of max_batch: per-worker scratch the passes
+     * use (cs_scratch.col), per-worker partial parameter gradients (cs_scratch.part),
+     * and a buffer of the node's own kept between forward and backward (p->state). */
+    size_t (*scratch_floats)(const cs_layer *l, int max_batch);
+    size_t (*part_floats)(const cs_layer *l);
+    size_t (*state_floats)(const cs_layer *l, int max_batch);
 } cs_layer_ops;
 
 const cs_layer_ops *cs_layer_ops_of(cs_layer_kind k);
@@ -81,6 +88,10 @@ int cs_json_set_float(json_t *o, const char *key, float v);
 int cs_json_get_int(json_t *o, const char *key, int lo, int hi, int *out, char *err, size_t errlen);
 int cs_json_get_float(json_t *o, const char *key, float *out, char *err, size_t errlen);
 const char *cs_json_get_str(json_t *o, const char *key, char *err, size_t errlen);
+
+/* A Conv2D node that conv.c's kernels take (square window, one stride, no dilation,
+ * no groups, 'valid' or 'same'): the training plan fuses only these. */
+int cs_conv2d_layer_simple(const cs_layer *l);
 
 /* The rows (core/layers/). */
 extern const cs_layer_ops cs_conv2d_ops, cs_batchnorm_ops, cs_leaky_relu_ops, cs_relu_ops, cs_maxpool_ops,

@@ -1,8 +1,11 @@
 /*
- * conv2d.c - Keras Conv2D: a square kernel, one stride, 'same' or 'valid' padding,
- * with a bias and a fused activation. The kernels are conv.c's (im2col + sgemm, and
- * direct kernels for stride-1 'valid' layers).
+ * conv2d.c - Keras Conv2D and ONNX Conv: filters over a window with a bias and a fused
+ * activation. A square kernel with one stride, no dilation, no groups and 'valid' or
+ * 'same' padding runs conv.c's kernels (im2col + sgemm, direct kernels for stride-1
+ * 'valid' layers, the fused training blocks); any other window (rectangular,
+ * dilated, asymmetric padding, channel groups) runs conv_general.c's.
  */
+#include "conv_window.h"
 #include "kernel_layer.h"
 
 #include <stdio.h>
@@ -10,9 +13,35 @@
 
 #define MAX_DIM (1 << 24)
 
+int cs_conv2d_layer_simple(const cs_layer *l)
+{
+    const cs_layer_config *c = &l->cfg;
+    return (c->kernel_w == 0 || c->kernel_w == c->kernel) && (c->stride_w == 0 || c->stride_w == c->stride) &&
+           c->dilation <= 1 && c->dilation_w <= 1 && !c->pad_explicit && c->groups <= 1;
+}
+
+static int groups_of(const cs_layer *l) { return l->cfg.groups > 1 ? l->cfg.groups : 1; }
+
+static cs_conv2d_geom general_geom(const cs_layer *l, int n)
+{
+    return cs_conv_window_geom(l, l->in.c, l->out.c, groups_of(l), n);
+}
+
 static int conv2d_infer(cs_layer *l, const cs_shape *in, char *err, size_t errlen)
 {
     cs_layer_config *cfg = &l->cfg;
+    if (cfg->groups > 1 && (in->c % cfg->groups || cfg->filters % cfg->groups)) {
+        snprintf(err, errlen, "%s: %d groups do not divide %d input and %d output channels", l->name, cfg->groups,
+                 in->c, cfg->filters);
+        return -1;
+    }
+    if (!cs_conv2d_layer_simple(l)) {
+        cs_conv2d_geom g;
+        if (cs_conv_window_infer(l, in, cfg->filters, groups_of(l), &g, err, errlen) != 0) return -1;
+        int kd[4] = {g.kh, g.kw, in->c / g.groups, cfg->filters};
+        cs_kernel_layer_params(l, 4, kd);
+        return 0;
+    }
     int k = cfg->kernel, s = cfg->stride > 0 ? cfg->stride : 1;
     cfg->stride = s;
     if (k <= 0 || cfg->filters <= 0) {
@@ -39,43 +68,44 @@ static int conv2d_infer(cs_layer *l, const cs_shape *in, char *err, size_t errle
 static int conv2d_to_json(const cs_layer *l, json_t *o)
 {
     const cs_layer_config *c = &l->cfg;
-    return json_object_set_new(o, "filters", json_integer(c->filters)) ||
-                   json_object_set_new(o, "kernel_size", json_integer(c->kernel)) ||
-                   json_object_set_new(o, "strides", json_integer(c->stride)) ||
-                   json_object_set_new(o, "padding", json_string(c->pad_same ? "same" : "valid")) ||
-                   cs_kernel_layer_to_json(l, o)
-               ? -1
-               : 0;
+    if (json_object_set_new(o, "filters", json_integer(c->filters)) || cs_conv_window_to_json(l, o) ||
+        (groups_of(l) > 1 && json_object_set_new(o, "groups", json_integer(c->groups))))
+        return -1;
+    return cs_kernel_layer_to_json(l, o);
 }
 
 static int conv2d_from_json(json_t *o, cs_layer_config *cfg, char *err, size_t errlen)
 {
     if (cs_json_get_int(o, "filters", 1, MAX_DIM, &cfg->filters, err, errlen) ||
-        cs_json_get_int(o, "kernel_size", 1, MAX_DIM, &cfg->kernel, err, errlen) ||
-        cs_json_get_int(o, "strides", 1, MAX_DIM, &cfg->stride, err, errlen))
+        cs_conv_window_from_json(o, cfg, err, errlen))
         return -1;
-    const char *pad = cs_json_get_str(o, "padding", err, errlen);
-    if (!pad) return -1;
-    if (strcmp(pad, "same") != 0 && strcmp(pad, "valid") != 0) {
-        snprintf(err, errlen, "padding '%s' is neither same nor valid", pad);
+    if (json_object_get(o, "groups") && cs_json_get_int(o, "groups", 1, MAX_DIM, &cfg->groups, err, errlen))
         return -1;
-    }
-    cfg->pad_same = strcmp(pad, "same") == 0;
+    /* A square window with one stride and no dilation is stored as today's files have it. */
+    if (cfg->kernel_w == cfg->kernel) cfg->kernel_w = 0;
+    if (cfg->stride_w == cfg->stride) cfg->stride_w = 0;
+    if (cfg->dilation == 1 && cfg->dilation_w == 1) cfg->dilation = cfg->dilation_w = 0;
     return cs_kernel_layer_from_json(o, cfg, err, errlen);
 }
 
 static void conv2d_init(cs_layer *l, cs_rng *r)
 {
-    int recept = l->cfg.kernel * l->cfg.kernel;
-    cs_init_kernel(l, recept * l->in.c, recept * l->out.c, r);
+    const cs_param *k = &l->params[0];
+    int recept = k->dims[0] * k->dims[1];
+    cs_init_kernel(l, recept * k->dims[2], recept * l->out.c / groups_of(l), r);
 }
 
 static void conv2d_forward(const cs_node_pass *p)
 {
     const cs_layer *l = p->l;
     float *z = cs_kernel_layer_preact(p);
-    cs_conv_geom g = cs_conv_geometry(l, p->n);
-    cs_conv_forward(&g, p->x[0], l->params[0].data, l->params[1].data, z, &p->e->scratch);
+    if (cs_conv2d_layer_simple(l)) {
+        cs_conv_geom g = cs_conv_geometry(l, p->n);
+        cs_conv_forward(&g, p->x[0], l->params[0].data, l->params[1].data, z, &p->e->scratch);
+    } else {
+        cs_conv2d_geom g = general_geom(l, p->n);
+        cs_conv2d_forward(&g, p->x[0], l->params[0].data, l->params[1].data, z, &p->e->scratch);
+    }
     cs_kernel_layer_activate(p, z);
 }
 
@@ -83,9 +113,33 @@ static void conv2d_backward(const cs_node_pass *p)
 {
     const cs_layer *l = p->l;
     cs_kernel_layer_deactivate(p);
-    cs_conv_geom g = cs_conv_geometry(l, p->n);
-    cs_conv_backward(&g, p->x[0], l->params[0].data, p->dy, p->dx[0], cs_exec_param_grad(p->e, &l->params[0]),
-                     cs_exec_param_grad(p->e, &l->params[1]), &p->e->scratch);
+    float *dw = cs_exec_param_grad(p->e, &l->params[0]), *db = cs_exec_param_grad(p->e, &l->params[1]);
+    if (cs_conv2d_layer_simple(l)) {
+        cs_conv_geom g = cs_conv_geometry(l, p->n);
+        cs_conv_backward(&g, p->x[0], l->params[0].data, p->dy, p->dx[0], dw, db, &p->e->scratch);
+    } else {
+        cs_conv2d_geom g = general_geom(l, p->n);
+        cs_conv2d_backward(&g, p->x[0], l->params[0].data, p->dy, p->dx[0], dw, db, &p->e->scratch);
+    }
+}
+
+static size_t conv2d_scratch(const cs_layer *l, int max_batch)
+{
+    if (!cs_conv2d_layer_simple(l)) {
+        cs_conv2d_geom g = general_geom(l, max_batch);
+        return cs_conv2d_scratch_floats(&g);
+    }
+    cs_conv_geom g = cs_conv_geometry(l, max_batch);
+    return cs_conv_chunk_rows(&g, (size_t)-1) * g.k * g.k * g.ic;
+}
+
+static size_t conv2d_part(const cs_layer *l)
+{
+    if (!cs_conv2d_layer_simple(l)) {
+        cs_conv2d_geom g = general_geom(l, 1);
+        return cs_conv2d_part_floats(&g);
+    }
+    return cs_layer_param_count(l);
 }
 
 const cs_layer_ops cs_conv2d_ops = {
@@ -97,4 +151,6 @@ const cs_layer_ops cs_conv2d_ops = {
     .init = conv2d_init,
     .forward = conv2d_forward,
     .backward = conv2d_backward,
+    .scratch_floats = conv2d_scratch,
+    .part_floats = conv2d_part,
 };
