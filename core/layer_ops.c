@@ -13,6 +13,7 @@ static const cs_layer_ops *const TABLE[CS_KIND_COUNT] = {
     [CS_CONV2D] = &cs_conv2d_ops,   [CS_BATCHNORM] = &cs_batchnorm_ops, [CS_LEAKY_RELU] = &cs_leaky_relu_ops,
     [CS_RELU] = &cs_relu_ops,       [CS_MAXPOOL] = &cs_maxpool_ops,     [CS_FLATTEN] = &cs_flatten_ops,
     [CS_DENSE] = &cs_dense_ops,     [CS_DROPOUT] = &cs_dropout_ops,
+    [CS_DEPTHWISE_CONV2D] = &cs_depthwise_conv2d_ops, [CS_SEPARABLE_CONV2D] = &cs_separable_conv2d_ops,
 };
 
 const cs_layer_ops *cs_layer_ops_of(cs_layer_kind k) { return k >= 0 && k < CS_KIND_COUNT ? TABLE[k] : NULL; }

@@ -95,6 +95,6 @@ int cs_conv2d_layer_simple(const cs_layer *l);
 
 /* The rows (core/layers/). */
 extern const cs_layer_ops cs_conv2d_ops, cs_batchnorm_ops, cs_leaky_relu_ops, cs_relu_ops, cs_maxpool_ops,
-    cs_flatten_ops, cs_dense_ops, cs_dropout_ops;
+    cs_flatten_ops, cs_dense_ops, cs_dropout_ops, cs_depthwise_conv2d_ops, cs_separable_conv2d_ops;
 
 #endif
