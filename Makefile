@@ -102,6 +102,7 @@ $(B)/fuzz/fuzz_onnx_reader: $(FUZZ_SRC) core/onnx_reader.h core/onnx_reader_priv
 fuzz-onnx: $(B)/fuzz/fuzz_onnx_reader
 	@mkdir -p $(B)/fuzz/corpus
 	$(B)/fuzz/fuzz_onnx_reader -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+	    -artifact_prefix=$(B)/fuzz/ \
 	    $(B)/fuzz/corpus tests/data/onnx
 
 clean:

@@ -194,10 +194,11 @@ static int norm_axis(int64_t a, int rank)
 
 /* ---- shape inference ----------------------------------------------------------- */
 
+/* rank -1 (unknown) is passed on as it is. */
 static void set_shape(fval *v, const int64_t *dims, int rank)
 {
-    v->rank = rank;
-    memcpy(v->dims, dims, (size_t)rank * sizeof *dims);
+    v->rank = rank < 0 ? -1 : rank;
+    if (rank > 0) memcpy(v->dims, dims, (size_t)rank * sizeof *dims);
 }
 
 /* Two dims that must be equal (Concat's other axes): the number when one is known. */
@@ -242,16 +243,19 @@ static int bcast_shape(fold_ctx *c, fval **in, int n, int64_t *dims)
 static int64_t window_out(fold_ctx *c, int64_t in, int64_t k, int64_t stride, int64_t dil, int64_t pb, int64_t pe,
                           const char *auto_pad, int ceil_mode)
 {
-    if (in < 0 || stride <= 0 || dil <= 0 || k <= 0) return fresh(c);
-    int64_t span = (k - 1) * dil + 1;
-    if (!strcmp(auto_pad, "SAME_UPPER") || !strcmp(auto_pad, "SAME_LOWER")) return (in + stride - 1) / stride;
+    if (in < 0 || stride <= 0 || dil <= 0 || k <= 0 || pb < 0 || pe < 0) return fresh(c);
+    if (!strcmp(auto_pad, "SAME_UPPER") || !strcmp(auto_pad, "SAME_LOWER")) return in / stride + (in % stride != 0);
     if (!strcmp(auto_pad, "VALID")) pb = pe = 0;
-    int64_t room = in + pb + pe - span;
-    if (room < 0) return fresh(c);
-    int64_t out = (ceil_mode ? (room + stride - 1) / stride : room / stride) + 1;
+    /* room = in + pb + pe - ((k - 1) * dil + 1): how far the window can move. */
+    int64_t span, end, room, last;
+    if (__builtin_mul_overflow(k - 1, dil, &span) || __builtin_add_overflow(in, pb, &end) ||
+        __builtin_add_overflow(end, pe, &room) || __builtin_sub_overflow(room, span, &room) || room < 1)
+        return fresh(c);
+    room--;
+    int64_t out = room / stride + (ceil_mode && room % stride) + 1;
     /* With ceil_mode the last window must start inside the input or its left padding
      * (PyTorch's rule, which ONNX Runtime follows). */
-    if (ceil_mode && (out - 1) * stride >= in + pb) out--;
+    if (ceil_mode && (__builtin_mul_overflow(out - 1, stride, &last) || last >= end)) out--;
     return out;
 }
 
@@ -287,7 +291,8 @@ static int infer_window(fold_ctx *c, const cs_onnx_node *n, fval **in, fval *out
         int64_t group = cs_onnx_attr_int(n, "group", 1);
         if (!w || w->rank != x->rank) out->dims[1] = fresh(c);
         else if (kind == CONV) out->dims[1] = w->dims[0];
-        else out->dims[1] = w->dims[1] >= 0 && group > 0 ? w->dims[1] * group : fresh(c);
+        else if (w->dims[1] < 0 || group <= 0 || __builtin_mul_overflow(w->dims[1], group, &out->dims[1]))
+            out->dims[1] = fresh(c);
     }
     const int64_t *os;
     int n_os = kind == CONVT ? cs_onnx_attr_ints(n, "output_shape", &os) : -1;
@@ -297,13 +302,18 @@ static int infer_window(fold_ctx *c, const cs_onnx_node *n, fval **in, fval *out
             out->dims[2 + j] = window_out(c, in_d, k[j], s[j], d[j], p[j], p[sp + j], auto_pad, ceil_mode);
         } else if (n_os == sp) {
             out->dims[2 + j] = os[j];
-        } else if (in_d < 0) {
+        } else if (in_d < 1 || s[j] <= 0 || d[j] <= 0 || k[j] <= 0) {
             out->dims[2 + j] = fresh(c);
         } else if (!strcmp(auto_pad, "SAME_UPPER") || !strcmp(auto_pad, "SAME_LOWER")) {
-            out->dims[2 + j] = in_d * s[j];
+            if (__builtin_mul_overflow(in_d, s[j], &out->dims[2 + j])) out->dims[2 + j] = fresh(c);
         } else {
-            int64_t v = s[j] * (in_d - 1) + op[j] + (k[j] - 1) * d[j] + 1 - p[j] - p[sp + j];
-            out->dims[2 + j] = v >= 0 ? v : fresh(c);
+            /* stride * (in - 1) + output_padding + (k - 1) * dilation + 1 - pads */
+            int64_t v, t;
+            int bad = __builtin_mul_overflow(s[j], in_d - 1, &v) | __builtin_mul_overflow(k[j] - 1, d[j], &t) |
+                      __builtin_add_overflow(v, t, &v) | __builtin_add_overflow(v, op[j], &v) |
+                      __builtin_add_overflow(v, 1, &v) | __builtin_sub_overflow(v, p[j], &v) |
+                      __builtin_sub_overflow(v, p[sp + j], &v);
+            out->dims[2 + j] = !bad && v >= 0 ? v : fresh(c);
         }
     }
     return 0;
@@ -397,8 +407,10 @@ static int infer_pad(fold_ctx *c, const cs_onnx_node *n, fval **in, fval *out)
             out->rank = -1;
             return 0;
         }
-        int64_t d = x->dims[ax], add = pads[j] + pads[na + j];
-        out->dims[ax] = d < 0 ? (add ? fresh(c) : d) : (d + add >= 0 ? d + add : fresh(c));
+        int64_t d = x->dims[ax], add, r;
+        if (__builtin_add_overflow(pads[j], pads[na + j], &add)) out->dims[ax] = fresh(c);
+        else if (d < 0) out->dims[ax] = add ? fresh(c) : d;
+        else out->dims[ax] = !__builtin_add_overflow(d, add, &r) && r >= 0 ? r : fresh(c);
     }
     return 0;
 }
@@ -484,7 +496,7 @@ static int infer_split(fold_ctx *c, const cs_onnx_node *n, fval **in, fval **out
         ok = 1;
     } else if (x->dims[ax] >= 0) {
         /* Equal parts, the last one smaller when the dim does not divide (opset 18). */
-        int64_t d = x->dims[ax], part = (d + n->n_outputs - 1) / n->n_outputs;
+        int64_t d = x->dims[ax], part = d / n->n_outputs + (d % n->n_outputs != 0);
         for (int o = 0; o < n->n_outputs; o++) {
             sizes[o] = d < part ? (d > 0 ? d : 0) : part;
             d -= sizes[o];
@@ -715,8 +727,7 @@ static int eval_concat(fold_ctx *c, const cs_onnx_node *n, fval **in, fval *out)
         const fval *v = in[k];
         if (!v || v->rank != rank) return 0;
         int64_t d = v->dims[ax];
-        if (d < 0 || sum < 0) sum = -1;
-        else sum += d;
+        if (d < 0 || sum < 0 || __builtin_add_overflow(sum, d, &sum)) sum = -1;
         for (int j = 0; j < rank; j++)
             if (j != ax) dims[j] = same_dim(c, dims[j], v->dims[j]);
         all_known &= v->known && v->dtype == dtype;
@@ -756,7 +767,7 @@ static int eval_slice(fold_ctx *c, const cs_onnx_node *n, fval **in, fval *out)
     for (int j = 0; j < x->rank; j++) start[j] = 0, step[j] = 1, dims[j] = x->dims[j];
     for (int j = 0; j < ns; j++) {
         int a = norm_axis(ax[j], x->rank);
-        if (a < 0 || sp[j] == 0) return 0;
+        if (a < 0 || sp[j] == 0 || sp[j] == INT64_MIN) return 0;
         int64_t d = x->dims[a], s = st[j], e = en[j];
         if (d < 0) {
             /* Only the whole of a symbolic dim is known: [0, INT64_MAX) by 1. */
@@ -770,8 +781,9 @@ static int eval_slice(fold_ctx *c, const cs_onnx_node *n, fval **in, fval *out)
             s = s < 0 ? (s < -d ? -1 : s + d) : (s > d - 1 ? d - 1 : s);
             e = e < 0 ? (e < -d ? -1 : e + d) : (e > d - 1 ? d - 1 : e);
         }
-        int64_t len = sp[j] > 0 ? (e > s ? (e - s + sp[j] - 1) / sp[j] : 0)
-                                : (s > e ? (s - e + (-sp[j]) - 1) / (-sp[j]) : 0);
+        /* s and e are within [-1, d] now, so their difference cannot overflow. */
+        int64_t span = sp[j] > 0 ? e - s : s - e, by = sp[j] > 0 ? sp[j] : -sp[j];
+        int64_t len = span > 0 ? span / by + (span % by != 0) : 0;
         start[a] = s, step[a] = sp[j], dims[a] = len;
     }
     set_shape(out, dims, x->rank);
@@ -1278,6 +1290,21 @@ int cs_onnx_fold(cs_onnx_graph *g, char *err, size_t errlen)
             if (*n->inputs[i] && onnx_map_put(&used, n->inputs[i], 1) < 0) goto oom;
     }
 
+    /* Clip's bounds are inputs since opset 11; the engine needs them as numbers:
+     * initializers, or constants about to become initializers. */
+    for (int k = 0; k < nn; k++) {
+        const cs_onnx_node *n = &g->nodes[k];
+        if (state[k] != 1 || strcmp(n->op_type, "Clip")) continue;
+        for (int i = 1; i < n->n_inputs && i < 3; i++) {
+            const fval *v = val_of(&c, n->inputs[i]);
+            if (*n->inputs[i] && !(fv_const(v) && (v->producer < 0 || state[v->producer] == 2))) {
+                cs_set_err(err, errlen, "node '%s' (Clip): its %s bound '%s' is not a constant", n->name,
+                           i == 1 ? "min" : "max", n->inputs[i]);
+                goto out;
+            }
+        }
+    }
+
     /* Constants that nodes which stay (or the graph's outputs) read become initializers. */
     if (onnx_map_init(&inits, (size_t)g->n_inits + 16) < 0) goto oom;
     for (int k = 0; k < g->n_inits; k++)
@@ -1296,18 +1323,6 @@ int cs_onnx_fold(cs_onnx_graph *g, char *err, size_t errlen)
         }
     }
     /* The keys of `inits` point into g->inits, whose names stay put until the end. */
-
-    /* Clip's bounds are inputs since opset 11; the engine needs them as numbers. */
-    for (int k = 0; k < nn; k++) {
-        const cs_onnx_node *n = &g->nodes[k];
-        if (state[k] != 1 || strcmp(n->op_type, "Clip")) continue;
-        for (int i = 1; i < n->n_inputs && i < 3; i++)
-            if (*n->inputs[i] && onnx_map_get(&inits, n->inputs[i]) < 0) {
-                cs_set_err(err, errlen, "node '%s' (Clip): its %s bound '%s' is not a constant", n->name,
-                           i == 1 ? "min" : "max", n->inputs[i]);
-                goto out;
-            }
-    }
 
     /* Drop folded and dead nodes, then initializers nothing reads. */
     int kept = 0;

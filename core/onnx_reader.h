@@ -122,13 +122,15 @@ void cs_onnx_graph_free(cs_onnx_graph *g);
 /* Folds constants in place. Shapes flow from the graph inputs' declared dims (a -1
  * dim stays symbolic: `x.view(x.size(0), -1)` still folds, into a Reshape to
  * [0, N]); a caller may set unknown input dims first and fold again. Constant nodes
- * become initializers; Shape/Gather/Unsqueeze/Squeeze/Concat/Slice/Cast/Identity/
- * Reshape/Add/Sub/Mul/Div/ConstantOfShape nodes whose inputs are constant (or come
- * from the Shape of a tensor whose shape is known) are evaluated; where a shape is
+ * become initializers; Shape/Size/Gather/Unsqueeze/Squeeze/Concat/Slice/Cast/Identity/
+ * Reshape/Flatten/Add/Sub/Mul/Div/ConstantOfShape nodes whose inputs are constant (or
+ * come from the Shape of a tensor whose shape is known) are evaluated, up to 2^20
+ * values each (larger results are left to the engine); where a shape is
  * unknown the nodes stay. Then nodes that no graph output depends on, and
  * initializers nothing uses, are removed. Refuses a graph whose Clip bounds are not
  * constant after folding, or whose constant arithmetic is invalid (an index out of
- * range). 0, or -1 with err; on -1 the graph is still valid but partly folded. */
+ * range). Folding a folded graph changes nothing. 0, or -1 with err; after -1 the
+ * graph may be partly folded and is only fit for cs_onnx_graph_free. */
 int cs_onnx_fold(cs_onnx_graph *g, char *err, size_t errlen);
 
 /* Lookups by name; NULL or -1 when absent. Borrowed pointers. */

@@ -891,6 +891,51 @@ static void test_fold_flatten_export(void)
     cs_onnx_graph_free(g);
 }
 
+static void test_fold_mixed_export(void)
+{
+    /* Branches joined by a Concat, Resize, ConvTranspose (6x4x4 -> 2x8x8), global pooling,
+     * reshape(N, C) -> [0, 2], torch.chunk (a Slice whose end, (3 + 2) / 3 * 1 = 1, is
+     * computed from the Gemm's shape with Add/Div/Mul), clamp(min=0), a Slice and a
+     * ReduceSum. */
+    cs_onnx_graph *g = read_fixture("mixed_cnn.onnx", 1);
+    if (!g) return;
+    const char *gone[] = {"Shape", "Gather", "Unsqueeze", "Constant", "Div", "Mul"};
+    for (int k = 0; k < 6; k++) CHECK(!count_op(g, gone[k]), "mixed_cnn: %d %s nodes left", count_op(g, gone[k]), gone[k]);
+    static const char *const want[] = {"Conv", "Relu", "MaxPool", "Conv", "Resize", "Concat", "ConvTranspose",
+                                       "GlobalAveragePool", "Reshape", "Gemm", "Slice", "Clip", "Slice", "ReduceSum",
+                                       "Add"};
+    CHECK(ops_are(g, want, 15), "mixed_cnn folds to the network's own 15 nodes");
+    if (!ops_are(g, want, 15)) print_ops(g);
+    CHECK(is_topological(g), "order");
+    const cs_onnx_tensor *t = reshape_target(g);
+    CHECK(t && t->count == 2 && t->i[0] == 0 && t->i[1] == 2, "reshape target [%lld, %lld], want [0, 2]",
+          t ? (long long)t->i[0] : 0LL, t && t->count > 1 ? (long long)t->i[1] : 0LL);
+    int chunk_slice = 1; /* the first Slice is the chunk's */
+    for (int k = 0; k < g->n_nodes; k++) {
+        const cs_onnx_node *n = &g->nodes[k];
+        if (!strcmp(n->op_type, "Slice") && chunk_slice) {
+            chunk_slice = 0;
+            const cs_onnx_tensor *st = n->n_inputs > 2 ? cs_onnx_find_init(g, n->inputs[1]) : NULL;
+            const cs_onnx_tensor *en = n->n_inputs > 2 ? cs_onnx_find_init(g, n->inputs[2]) : NULL;
+            CHECK(st && en && st->count == 1 && en->count == 1 && st->i[0] == 0 && en->i[0] == 1,
+                  "chunk's Slice is [0, 1)");
+        }
+        if (!strcmp(n->op_type, "Resize")) {
+            const cs_onnx_tensor *sc = n->n_inputs > 2 ? cs_onnx_find_init(g, n->inputs[2]) : NULL;
+            CHECK(n->n_inputs > 1 && !strcmp(n->inputs[1], ""), "Resize has no roi");
+            CHECK(sc && sc->elem_type == CS_ONNX_FLOAT && sc->count == 4 && sc->f[0] == 1 && sc->f[1] == 1 &&
+                      sc->f[2] == 2 && sc->f[3] == 2,
+                  "Resize scales [1, 1, 2, 2]");
+        }
+        if (!strcmp(n->op_type, "Clip")) {
+            const cs_onnx_tensor *lo = n->n_inputs > 1 ? cs_onnx_find_init(g, n->inputs[1]) : NULL;
+            CHECK(lo && lo->count == 1 && lo->f[0] == 0.0f && n->n_inputs == 3 && !strcmp(n->inputs[2], ""),
+                  "clamp(min=0): min 0, no max");
+        }
+    }
+    cs_onnx_graph_free(g);
+}
+
 /* x [batch,2,7,7] -> Conv(4 out, 3x3, stride 2, pad 1) = [batch,4,4,4] -> MaxPool(2, stride 2,
  * ceil) = [batch,4,2,2] -> Reshape to [Gather(Shape, 0), Gather(Shape,1) * Gather(Shape,2) *
  * Gather(Shape,3)] = [0, 16]. The shape chain is written with Constant nodes, a Slice and
@@ -1074,6 +1119,7 @@ int main(void)
     RUN(test_fold_view_export);
     RUN(test_fold_reshape_product_export);
     RUN(test_fold_flatten_export);
+    RUN(test_fold_mixed_export);
     RUN(test_fold_shape_chain);
     RUN(test_fold_leaves_unknowns);
     RUN(test_fold_clip_and_errors);

@@ -64,6 +64,28 @@ class ReshapeNet(nn.Module):
         return self.fc(x)
 
 
+class MixedNet(nn.Module):
+    """Two branches joined by a Concat: conv/relu/maxpool (ceil_mode) and a strided
+    1x1 conv upsampled by Resize; then ConvTranspose, global average pooling,
+    reshape(N, C), linear, torch.chunk (a Slice whose end is computed from the shape),
+    clamp with only a lower bound, and a ReduceSum: 2x8x8 -> 6x4x4 -> 2x8x8 -> 2 -> 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 3, 3, padding=1)
+        self.b = nn.Conv2d(2, 3, 1, stride=4)
+        self.up = nn.ConvTranspose2d(6, 2, 3, stride=2, padding=1, output_padding=1)
+        self.fc = nn.Linear(2, 3)
+
+    def forward(self, x):
+        a = F.max_pool2d(F.relu(self.a(x)), 2, ceil_mode=True)
+        b = F.interpolate(self.b(x), scale_factor=2.0, mode="nearest")
+        y = F.adaptive_avg_pool2d(self.up(torch.cat([a, b], 1)), 1)
+        y = y.reshape(y.size(0), y.size(1))
+        first = torch.chunk(self.fc(y), 3, dim=1)[0]
+        return torch.clamp(first, min=0.0) + y[:, 1:].sum(1, keepdim=True)
+
+
 def export(model, shape, name, fold=True):
     torch.manual_seed(0)
     for p in model.parameters():
@@ -83,6 +105,7 @@ def main():
     # Unfolded by PyTorch: Clip's bounds stay Constant -> Cast chains for the reader.
     export(FlattenNet(), (1, 2, 10, 10), "flatten_cnn.onnx", fold=False)
     export(ReshapeNet(), (1, 1, 6, 6), "reshape_cnn.onnx")
+    export(MixedNet(), (1, 2, 8, 8), "mixed_cnn.onnx")
 
 
 if __name__ == "__main__":
