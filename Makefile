@@ -4,18 +4,21 @@
 # adds up their results into the one "N passed, N failed" line.
 
 CC      ?= gcc
-PKGS    := libpng jansson libmicrohttpd hdf5 zlib
+PKGS    := libpng jansson libmicrohttpd hdf5 zlib libprotobuf-c
 # Selects instead of branches in the elementwise loops need -fno-trapping-math to vectorise.
 CFLAGS  ?= -O3 -g
-CFLAGS  += -fno-trapping-math -fno-math-errno -std=c11 -D_GNU_SOURCE -Wall -Wextra -MMD -MP -pthread -Icore -Iapi -Iserver
+CFLAGS  += -fno-trapping-math -fno-math-errno -std=c11 -D_GNU_SOURCE -Wall -Wextra -MMD -MP -pthread -Icore -Iapi -Iserver -I$(B)/gen
 LDLIBS  := -lopenblas -ljpeg -lm -pthread
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 B := build
+# ONNX's own schema (Debian's libonnx-dev); protoc-c turns it into C at build time.
+ONNX_PROTO_DIR ?= /usr/include/onnx
+ONNX_GEN := $(B)/gen/onnx.pb-c.c $(B)/gen/onnx.pb-c.h
 CORE_SRC := $(wildcard core/*.c core/layers/*.c)
 HTTP_SRC := $(wildcard api/*.c server/*.c)
-CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o)
+CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o) $(B)/gen/onnx.pb-c.o
 HTTP_OBJ := $(HTTP_SRC:%.c=$(B)/%.o)
 CORE_TESTS := $(patsubst tests/core/%.c,$(B)/tests/%,$(wildcard tests/core/test_*.c))
 API_TESTS  := $(patsubst tests/api/%.c,$(B)/tests/api_%,$(wildcard tests/api/test_*.c))
@@ -32,14 +35,22 @@ PYTHON ?= python3
 BENCH_MODELS := $(B)/bench-models/resnet18.onnx $(B)/bench-models/mobilenet_v2.onnx
 ORT_NODE := tests/models/node_modules/onnxruntime-node/package.json
 
-.PHONY: all deps test run bench bench-ort model clean docker-test
+.PHONY: all deps test run bench bench-ort model clean docker-test fuzz-onnx
 all: deps $(B)/convscope
 
 deps:
 	@scripts/deps.sh build
 
-$(B)/%.o: %.c
+$(B)/%.o: %.c | $(B)/gen/onnx.pb-c.h
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+# One protoc-c run writes both files; the header is the target the others wait for.
+$(B)/gen/onnx.pb-c.h: $(ONNX_PROTO_DIR)/onnx.proto
+	@mkdir -p $(B)/gen
+	protoc-c --proto_path=$(ONNX_PROTO_DIR) --c_out=$(B)/gen $(ONNX_PROTO_DIR)/onnx.proto
+$(B)/gen/onnx.pb-c.c: $(B)/gen/onnx.pb-c.h
+$(B)/gen/onnx.pb-c.o: $(B)/gen/onnx.pb-c.c
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(B)/libcore.a: $(CORE_OBJ)
@@ -98,6 +109,21 @@ $(ORT_NODE):
 # read-only with no capabilities: health, predictions, Grad-CAM, a training job.
 docker-test: all
 	@tests/deploy/docker_test.sh
+
+# libFuzzer on the ONNX reader (clang, AddressSanitizer), seeded with the committed
+# models; FUZZ_SECONDS bounds the run. New inputs it finds stay in build/fuzz/corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_SRC := tests/fuzz/fuzz_onnx_reader.c core/onnx_reader.c core/onnx_fold.c core/error.c
+$(B)/fuzz/fuzz_onnx_reader: $(FUZZ_SRC) core/onnx_reader.h core/onnx_reader_priv.h $(ONNX_GEN)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    -Icore -I$(B)/gen -o $@ $(FUZZ_SRC) $(B)/gen/onnx.pb-c.c -lprotobuf-c -lm
+fuzz-onnx: $(B)/fuzz/fuzz_onnx_reader
+	@mkdir -p $(B)/fuzz/corpus
+	$(B)/fuzz/fuzz_onnx_reader -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+	    -artifact_prefix=$(B)/fuzz/ \
+	    $(B)/fuzz/corpus tests/data/onnx
 
 clean:
 	rm -rf $(B)
