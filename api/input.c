@@ -105,7 +105,7 @@ float *cs_tensor_or_reply(cs_req *req, cs_reply *rep, const cs_model *m, const c
         cs_reply_internal(rep, "out of memory");
         return NULL;
     }
-    if (cs_preprocess_image(m->arch, img, m->input.h, m->input.w, x, err, sizeof err) != 0) {
+    if (cs_preprocess_image(m->arch, img, m->input.h, m->input.w, m->input.c, x, err, sizeof err) != 0) {
         free(x);
         cs_reply_error(rep, 422, "bad_image", "cannot prepare the image for %s: %s", m->arch, err);
         return NULL;

@@ -17,6 +17,7 @@
 #include "keras_h5.h"
 #include "model_file.h"
 #include "preprocess.h"
+#include "model_load.h"
 #include "serve.h"
 #include "train.h"
 
@@ -28,7 +29,7 @@ static const char *USAGE =
     "  eval    --model FILE [--data DIR]\n"
     "  predict --model FILE [--top K] IMAGE\n"
     "  export  --model FILE --out WEIGHTS.h5\n"
-    "  import  --in WEIGHTS.h5 --out FILE\n";
+    "  import  --in WEIGHTS.h5|MODEL.onnx --out FILE\n";
 
 /* Looks up "--name value" in argv; returns the value or the fallback. */
 static const char *flag(int argc, char **argv, const char *name, const char *fallback)
@@ -127,7 +128,7 @@ static cs_model *load_model_flag(int argc, char **argv, char *err, size_t errlen
         snprintf(err, errlen, "--model FILE is required");
         return NULL;
     }
-    return cs_model_load(path, err, errlen);
+    return cs_model_load_any(path, err, errlen);
 }
 
 static int cmd_eval(int argc, char **argv)
@@ -215,7 +216,7 @@ static int cmd_predict(int argc, char **argv)
         fail("cannot decode the image", err);
         goto done;
     }
-    if (cs_preprocess_image(m->arch, &img, m->input.h, m->input.w, x, err, sizeof err) != 0) {
+    if (cs_preprocess_image(m->arch, &img, m->input.h, m->input.w, m->input.c, x, err, sizeof err) != 0) {
         fail("cannot prepare the image", err);
         goto done;
     }
@@ -251,11 +252,12 @@ static int cmd_import(int argc, char **argv)
 {
     char err[512] = "";
     const char *in = flag(argc, argv, "--in", NULL), *out = flag(argc, argv, "--out", NULL);
-    if (!in || !out) return fail("import needs --in WEIGHTS.h5 --out FILE", "");
-    cs_model *m = cs_model_build_fmnist();
-    if (!m) return fail("out of memory", "");
+    if (!in || !out) return fail("import needs --in WEIGHTS.h5|MODEL.onnx --out FILE", "");
+    /* An ONNX file brings its architecture; Keras weights fill the notebook's network. */
+    cs_model *m = cs_model_is_import(in) ? cs_model_load_any(in, err, sizeof err) : cs_model_build_fmnist();
+    if (!m) return fail(cs_model_is_import(in) ? "cannot import" : "out of memory", err);
     int rc = 1;
-    if (cs_keras_h5_load(m, in, err, sizeof err) != 0) fail("cannot import", err);
+    if (!cs_model_is_import(in) && cs_keras_h5_load(m, in, err, sizeof err) != 0) fail("cannot import", err);
     else if (cs_model_save(m, out, err, sizeof err) != 0) fail("cannot save the model", err);
     else {
         printf("imported %s -> %s\n", in, out);

@@ -77,10 +77,45 @@ int cs_preprocess_caffe(const cs_image *img, int out_h, int out_w, float *out, c
     return 0;
 }
 
-int cs_preprocess_image(const char *arch, const cs_image *img, int out_h, int out_w, float *out,
+int cs_preprocess_rgb01(const cs_image *img, int out_h, int out_w, float *out, char *err, size_t errlen)
+{
+    if (check_args(img, out_h, out_w, out, err, errlen))
+        return -1;
+    cs_image rgb;
+    if (cs_image_to_rgb(img, &rgb) != CS_IMG_OK)
+        return fail(err, errlen, "out of memory");
+    size_t n = (size_t)rgb.w * (size_t)rgb.h, m = (size_t)out_w * (size_t)out_h;
+    float *plane = malloc(n * sizeof *plane), *small = malloc(m * sizeof *small);
+    if (!plane || !small) {
+        free(plane);
+        free(small);
+        cs_image_free(&rgb);
+        return fail(err, errlen, "out of memory");
+    }
+    for (int c = 0; c < 3; c++) { /* each channel resized as a plane of its own */
+        for (size_t i = 0; i < n; i++)
+            plane[i] = rgb.px[3 * i + c] / 255.f;
+        if (rgb.w == out_w && rgb.h == out_h)
+            memcpy(small, plane, n * sizeof *small);
+        else
+            cs_resize_area_f32(plane, rgb.h, rgb.w, small, out_h, out_w);
+        for (size_t i = 0; i < m; i++)
+            out[3 * i + c] = small[i];
+    }
+    free(plane);
+    free(small);
+    cs_image_free(&rgb);
+    return 0;
+}
+
+int cs_preprocess_image(const char *arch, const cs_image *img, int out_h, int out_w, int out_c, float *out,
                         char *err, size_t errlen)
 {
     if (arch && strcmp(arch, "vgg16") == 0)
         return cs_preprocess_caffe(img, out_h, out_w, out, err, errlen);
+    if (out_c == 3)
+        return cs_preprocess_rgb01(img, out_h, out_w, out, err, errlen);
+    if (out_c != 1)
+        return fail(err, errlen, "the model takes images of neither 1 nor 3 channels");
     return cs_preprocess_gray01(img, out_h, out_w, out, err, errlen);
 }

@@ -15,14 +15,18 @@
 #define CS_CAFFE_MEAN_R 123.68f
 
 /*
- * Writes one image into out (NHWC floats, caller-allocated):
- *   arch "vgg16": cs_preprocess_caffe, out holds out_h * out_w * 3 floats;
- *   any other arch ("fmnist", test architectures with one input channel):
- *   cs_preprocess_gray01, out holds out_h * out_w floats.
+ * Writes one image into out (NHWC floats, caller-allocated, out_h * out_w * out_c):
+ *   arch "vgg16": cs_preprocess_caffe;
+ *   any other model of one input channel ("fmnist"): cs_preprocess_gray01;
+ *   any other of three: cs_preprocess_rgb01.
  * Returns 0, or -1 with a reason in err.
  */
-int cs_preprocess_image(const char *arch, const cs_image *img, int out_h, int out_w, float *out,
+int cs_preprocess_image(const char *arch, const cs_image *img, int out_h, int out_w, int out_c, float *out,
                         char *err, size_t errlen);
+
+/* RGB (gray replicated), each channel resized as cs_preprocess_gray01 resizes,
+ * divided by 255: the input of a model trained on images scaled to 0..1. */
+int cs_preprocess_rgb01(const cs_image *img, int out_h, int out_w, float *out, char *err, size_t errlen);
 
 /* Gray (PIL "L" luma), resized to out_h x out_w (area averaging when shrinking a
  * photo, bilinear when enlarging; no resampling at all when the size already

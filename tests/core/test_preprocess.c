@@ -17,7 +17,7 @@ static void test_fmnist_28x28_unchanged(void)
         img.px[i] = (uint8_t)(i * 7);
     float out[28 * 28];
     char err[128] = "";
-    CHECK(cs_preprocess_image("fmnist", &img, 28, 28, out, err, sizeof err) == 0, "%s", err);
+    CHECK(cs_preprocess_image("fmnist", &img, 28, 28, 1, out, err, sizeof err) == 0, "%s", err);
     int same = 1;
     for (int i = 0; i < 28 * 28; i++)
         same &= out[i] == img.px[i] / 255.f;
@@ -34,7 +34,7 @@ static void test_fmnist_rgb_and_resizing(void)
     const uint8_t px[6] = {255, 0, 0, 10, 20, 30};
     memcpy(img.px, px, 6);
     float out2[2];
-    CHECK(cs_preprocess_image("fmnist", &img, 1, 2, out2, NULL, 0) == 0, "rgb");
+    CHECK(cs_preprocess_image("fmnist", &img, 1, 2, 1, out2, NULL, 0) == 0, "rgb");
     CHECK(out2[0] == 76 / 255.f && out2[1] == 18 / 255.f, "rgb -> gray %g %g", out2[0] * 255,
           out2[1] * 255);
     cs_image_free(&img);
@@ -76,7 +76,7 @@ static void test_vgg16_caffe(void)
     memcpy(img.px, px, 12);
     float out[4 * 4 * 3];
     char err[128] = "";
-    CHECK(cs_preprocess_image("vgg16", &img, 4, 4, out, err, sizeof err) == 0, "%s", err);
+    CHECK(cs_preprocess_image("vgg16", &img, 4, 4, 3, out, err, sizeof err) == 0, "%s", err);
     /* out (y 0, x 0) from src (0, 0) = RGB (10, 20, 30) */
     CHECK_NEAR(out[0], 30 - 103.939f, 1e-5, "B");
     CHECK_NEAR(out[1], 20 - 116.779f, 1e-5, "G");
@@ -114,7 +114,7 @@ static void test_vgg16_photo(void)
     if (!img.px)
         return;
     float *out = malloc(sizeof(float) * 224 * 224 * 3);
-    CHECK(cs_preprocess_image("vgg16", &img, 224, 224, out, NULL, 0) == 0, "preprocess");
+    CHECK(cs_preprocess_image("vgg16", &img, 224, 224, 3, out, NULL, 0) == 0, "preprocess");
     /* nearest: x 100 <- floor(100.5 * 451/224) = 202, y 50 <- floor(50.5 * 300/224) = 67 */
     const uint8_t *src = img.px + ((size_t)67 * 451 + 202) * 3;
     const float *p = out + ((size_t)50 * 224 + 100) * 3;
@@ -123,7 +123,7 @@ static void test_vgg16_photo(void)
     free(out);
 
     float small[28 * 28];
-    CHECK(cs_preprocess_image("fmnist", &img, 28, 28, small, NULL, 0) == 0, "photo -> 28x28");
+    CHECK(cs_preprocess_image("fmnist", &img, 28, 28, 1, small, NULL, 0) == 0, "photo -> 28x28");
     int in_range = 1;
     for (int i = 0; i < 28 * 28; i++)
         in_range &= small[i] >= 0.f && small[i] <= 1.f;
@@ -135,19 +135,43 @@ static void test_errors(void)
 {
     float out[4];
     char err[128] = "";
-    CHECK(cs_preprocess_image("fmnist", NULL, 2, 2, out, err, sizeof err) == -1 && err[0],
+    CHECK(cs_preprocess_image("fmnist", NULL, 2, 2, 1, out, err, sizeof err) == -1 && err[0],
           "NULL image");
     cs_image img;
     cs_image_alloc(&img, 2, 2, 1);
     err[0] = 0;
-    CHECK(cs_preprocess_image("fmnist", &img, 0, 2, out, err, sizeof err) == -1 && err[0],
+    CHECK(cs_preprocess_image("fmnist", &img, 0, 2, 1, out, err, sizeof err) == -1 && err[0],
           "zero size");
-    CHECK(cs_preprocess_image("vgg16", &img, 2, 2, NULL, NULL, 0) == -1, "NULL out");
+    CHECK(cs_preprocess_image("vgg16", &img, 2, 2, 3, NULL, NULL, 0) == -1, "NULL out");
+    cs_image_free(&img);
+}
+
+/* A three-channel model that is not VGG16 gets RGB scaled to 0..1; a gray upload is
+ * replicated; a 2x2 average when halving. */
+static void test_rgb01(void)
+{
+    cs_image img;
+    cs_image_alloc(&img, 2, 1, 3);
+    const uint8_t px[6] = {255, 0, 0, 0, 128, 255};
+    memcpy(img.px, px, 6);
+    float out[6];
+    CHECK(cs_preprocess_image("resnet", &img, 1, 2, 3, out, NULL, 0) == 0, "rgb01");
+    CHECK(out[0] == 1.f && out[1] == 0.f && out[2] == 0.f && out[3] == 0.f && out[4] == 128 / 255.f && out[5] == 1.f,
+          "rgb01 values %g %g %g %g %g %g", out[0], out[1], out[2], out[3], out[4], out[5]);
+    cs_image_free(&img);
+    cs_image_alloc(&img, 2, 2, 1);
+    const uint8_t g[4] = {0, 100, 200, 60};
+    memcpy(img.px, g, 4);
+    CHECK(cs_preprocess_image("resnet", &img, 1, 1, 3, out, NULL, 0) == 0, "gray to rgb01");
+    CHECK(fabsf(out[0] - 90 / 255.f) < 1e-6f && out[0] == out[1] && out[1] == out[2], "mean of the four: %g",
+          out[0] * 255);
+    CHECK(cs_preprocess_image("resnet", &img, 1, 1, 2, out, NULL, 0) == -1, "two channels refused");
     cs_image_free(&img);
 }
 
 int main(void)
 {
+    RUN(test_rgb01);
     RUN(test_fmnist_28x28_unchanged);
     RUN(test_fmnist_rgb_and_resizing);
     RUN(test_vgg16_caffe);
