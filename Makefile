@@ -94,9 +94,10 @@ bench: all $(BENCHES)
 
 # ONNX Runtime's forward time on the full-size nets, 1 and 2 threads, after a check that
 # it computes what PyTorch does on them.
-bench-ort: $(BENCH_MODELS) $(ORT_NODE)
+bench-ort: $(BENCH_MODELS) $(ORT_NODE) $(B)/bench/onnx_models
 	@node tests/models/ort_reference.mjs --models $(B)/bench-models --quiet
 	node bench/ort_bench.mjs $(BENCH_MODELS)
+	$(B)/bench/onnx_models $(BENCH_MODELS)
 
 $(BENCH_MODELS) &: bench/export_torchvision.py tests/models/make_models.py
 	$(PYTHON) bench/export_torchvision.py --out $(B)/bench-models

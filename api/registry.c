@@ -12,6 +12,7 @@
  */
 #include "registry.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +22,16 @@
 
 #include "http.h"
 #include "model_file.h"
+#include "model_load.h"
 #include "vgg16.h"
 
-enum { REG_FMNIST, REG_VGG16, REG_COUNT };
+/* The notebook's two models first, then one per model file imported from the models
+ * folder (ONNX), in name order. */
+enum { REG_FMNIST, REG_VGG16, REG_FIXED };
+#define REG_MAX 64
 
-static cs_served_model g_models[REG_COUNT];
+static cs_served_model g_models[REG_MAX];
+static int g_count = REG_FIXED;
 static char g_class_index[1024];
 static pthread_t g_vgg_thread;
 static int g_vgg_thread_started;
@@ -166,6 +172,63 @@ static void load_fmnist(cs_served_model *s)
     set_state(s, CS_MODEL_READY, v, "");
 }
 
+static void load_import(cs_served_model *s)
+{
+    char err[400];
+    note_file(s);
+    cs_model *m = cs_model_load_any(s->path, err, sizeof err);
+    cs_model_version *v = m ? version_new(m) : NULL;
+    if (!v) {
+        char why[600];
+        cs_fmt(why, sizeof why, "cannot load %s: %s", s->path, m ? "out of memory" : err);
+        cs_model_free(m);
+        set_state(s, CS_MODEL_UNAVAILABLE, NULL, why);
+        return;
+    }
+    set_state(s, CS_MODEL_READY, v, "");
+}
+
+/* A served name: letters, digits, '_', '-' and '.', not starting with a dot. */
+static int good_name(const char *s, size_t len)
+{
+    if (len == 0 || len >= sizeof g_models[0].name || s[0] == '.') return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= 'A' && s[i] <= 'Z') && !(s[i] >= '0' && s[i] <= '9') &&
+            s[i] != '_' && s[i] != '-' && s[i] != '.')
+            return 0;
+    return 1;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b) { return strcmp((*a)->d_name, (*b)->d_name); }
+
+/* Every ONNX file in the models folder, served under its name without the extension. */
+static void find_imports(const cs_registry_config *cfg)
+{
+    struct dirent **list;
+    int n = scandir(cfg->models_dir, &list, NULL, by_name);
+    for (int i = 0; i < n; i++) {
+        const char *f = list[i]->d_name;
+        size_t len = strlen(f);
+        char path[1024];
+        struct stat st;
+        cs_fmt(path, sizeof path, "%s/%s", cfg->models_dir, f);
+        if (cs_model_is_import(f) && good_name(f, len - 5) && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+            g_count < REG_MAX) {
+            char name[sizeof g_models[0].name];
+            cs_fmt(name, sizeof name, "%.*s", (int)(len - 5), f);
+            if (!cs_registry_find(name)) {
+                cs_served_model *s = &g_models[g_count++];
+                cs_fmt(s->name, sizeof s->name, "%s", name);
+                cs_fmt(s->path, sizeof s->path, "%s", path);
+                s->imported = 1;
+                load_import(s);
+            }
+        }
+        free(list[i]);
+    }
+    if (n >= 0) free(list);
+}
+
 static void *load_vgg16(void *arg)
 {
     cs_served_model *s = arg;
@@ -228,7 +291,8 @@ int cs_registry_start(const cs_registry_config *cfg, char *err, size_t errlen)
 {
     (void)err, (void)errlen;
     g_max_running = cfg->max_running;
-    for (int i = 0; i < REG_COUNT; i++) {
+    g_count = REG_FIXED;
+    for (int i = 0; i < REG_MAX; i++) {
         memset(&g_models[i], 0, sizeof g_models[i]);
         pthread_mutex_init(&g_models[i].lock, NULL);
     }
@@ -238,6 +302,8 @@ int cs_registry_start(const cs_registry_config *cfg, char *err, size_t errlen)
     f->trainable = 1;
     f->required = 1;
     load_fmnist(f);
+    cs_fmt(g_models[REG_VGG16].name, sizeof g_models[REG_VGG16].name, "vgg16");
+    find_imports(cfg);
 
     cs_fmt(v->name, sizeof v->name, "vgg16");
     find_class_index(cfg);
@@ -260,7 +326,7 @@ void cs_registry_stop(void)
 {
     if (g_vgg_thread_started) pthread_join(g_vgg_thread, NULL);
     g_vgg_thread_started = 0;
-    for (int i = 0; i < REG_COUNT; i++) {
+    for (int i = 0; i < g_count; i++) {
         cs_served_model *s = &g_models[i];
         pthread_mutex_lock(&s->lock);
         cs_model_version *v = s->current;
@@ -272,17 +338,17 @@ void cs_registry_stop(void)
 
 int cs_registry_count(void)
 {
-    return REG_COUNT;
+    return g_count;
 }
 
 cs_served_model *cs_registry_at(int i)
 {
-    return i >= 0 && i < REG_COUNT ? &g_models[i] : NULL;
+    return i >= 0 && i < g_count ? &g_models[i] : NULL;
 }
 
 cs_served_model *cs_registry_find(const char *name)
 {
-    for (int i = 0; i < REG_COUNT; i++)
+    for (int i = 0; i < g_count; i++)
         if (name && strcmp(g_models[i].name, name) == 0) return &g_models[i];
     return NULL;
 }
@@ -326,9 +392,9 @@ int cs_registry_reload_changed(char *msg, size_t len)
 {
     int result = 0;
     if (len) msg[0] = 0;
-    for (int i = 0; i < REG_COUNT; i++) {
+    for (int i = 0; i < g_count; i++) {
         cs_served_model *s = &g_models[i];
-        if (!s->trainable) continue;
+        if (!s->trainable && !s->imported) continue;
         struct stat now;
         if (stat(s->path, &now) != 0 || !S_ISREG(now.st_mode)) continue; /* gone: keep serving */
         pthread_mutex_lock(&s->lock);
@@ -336,7 +402,7 @@ int cs_registry_reload_changed(char *msg, size_t len)
         pthread_mutex_unlock(&s->lock);
         if (!changed) continue;
         char err[400];
-        cs_model *m = cs_model_load(s->path, err, sizeof err);
+        cs_model *m = cs_model_load_any(s->path, err, sizeof err);
         pthread_mutex_lock(&s->lock);
         s->seen = now; /* judged once; a later write changes it again */
         pthread_mutex_unlock(&s->lock);

@@ -23,7 +23,7 @@
 #include "model.h"
 
 typedef struct cs_registry_config {
-    const char *models_dir;    /* holds fmnist.csm; may hold the VGG16 weights */
+    const char *models_dir;    /* holds fmnist.csm; may hold the VGG16 weights and ONNX models */
     const char *vgg16_weights; /* explicit weights file, or NULL to search */
     const char *class_index;   /* imagenet_class_index.json, or NULL to search */
     int load_vgg16;            /* 0: VGG16 stays unavailable (saves 0.5 GB) */
@@ -50,6 +50,7 @@ typedef struct cs_served_model {
     char path[1024]; /* the model file (fmnist) or the weights file (vgg16) */
     int trainable;   /* a training job may replace it */
     int required;    /* /readyz fails while it is not ready */
+    int imported;    /* read from a file of another format (ONNX) in the models folder */
     pthread_mutex_t lock;
     cs_model_state state;
     char reason[512]; /* why unavailable or loading */

@@ -303,6 +303,10 @@ static inline int image_levels(const cs_image *img)
     return n;
 }
 
+/* Files a test wants in the models folder besides fmnist.csm (a shell word list of
+ * paths, copied before the server starts), or NULL. */
+static const char *srv_extra_models;
+
 /* Starts the server with extra flags (NULL-terminated). Exits 99 when it cannot. */
 static inline void srv_start(srv_t *s, const char *const *extra)
 {
@@ -316,6 +320,10 @@ static inline void srv_start(srv_t *s, const char *const *extra)
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "mkdir -p %s/models && cp %s %s/models/fmnist.csm", s->dir, model, s->dir);
     if (run_cmd(cmd) != 0) exit(99);
+    if (srv_extra_models) {
+        snprintf(cmd, sizeof cmd, "cp %s %s/models/", srv_extra_models, s->dir);
+        if (run_cmd(cmd) != 0) exit(99);
+    }
     const char *argv[64];
     int n = 0;
     char models[300], log[300], access[300];
