@@ -66,6 +66,7 @@ typedef struct cs_exec {
     cs_bn_cache *bn;   /* [n_layers], used by batch-norm nodes */
     uint8_t **mask;    /* [n_layers] dropout masks (1 keep) */
     cs_scratch scratch; /* im2col rows and partial gradients, per worker thread */
+    float *work;        /* the largest work area a node's row asks for (cs_layer_ops.work_floats), or NULL */
     float *param_grad;  /* same layout as model->param_block, when training */
     uint64_t rng_state; /* dropout */
     /* The plans, computed once: inference runs every node on its own (every output stays

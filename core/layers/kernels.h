@@ -130,7 +130,8 @@ typedef struct {
  * message. */
 const char *cs_binary_check(const cs_binary_geom *g);
 /* a (an, ah, aw, ac)  b (bn, bh, bw, bc)  y (n, h, w, c). Division follows IEEE (x/0
- * is inf or NaN). */
+ * is inf or NaN). y may be a when a has the output's shape (each value of a is read
+ * only for the same position of y), so inputs can be folded into y one by one. */
 void cs_binary_forward(const cs_binary_geom *g, const float *a, const float *b, float *y);
 /* da (a's shape) and db (b's shape) are written: the gradient summed (in double) over
  * the dimensions the input was broadcast along. Either may be NULL; a and b are the
