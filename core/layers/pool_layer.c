@@ -125,8 +125,8 @@ int cs_pool_layer_to_json(const cs_layer *l, json_t *o)
 {
     const cs_layer_config *c = &l->cfg;
     if (set(o, "pool_size", int_or_pair(c->kernel, c->kernel_w))) return -1;
-    if ((c->stride != c->kernel || c->stride_w != c->kernel_w) && set(o, "strides", int_or_pair(c->stride, c->stride_w)))
-        return -1;
+    const int strided = c->stride != c->kernel || c->stride_w != c->kernel_w;
+    if (strided && set(o, "strides", int_or_pair(c->stride, c->stride_w))) return -1;
     if (c->pad_same && set(o, "padding", json_string("same"))) return -1;
     if (c->pad_explicit && set(o, "pads", json_pack("[iiii]", c->pads[0], c->pads[1], c->pads[2], c->pads[3])))
         return -1;
