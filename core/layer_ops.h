@@ -6,7 +6,7 @@
  * reads and writes as JSON, its output shape and parameter tensors given its inputs,
  * how fresh parameters are drawn, and its forward and backward passes. Model
  * building, model files and the executor look kinds up here and never switch over
- * them; adding a kind is one file under core/layers/ and one entry in table.c.
+ * them; adding a kind is one file under core/layers/ and one entry in layer_ops.c's TABLE.
  *
  * Forward and backward work on caller-owned buffers and never allocate: whatever a
  * kind keeps between the two (batch statistics, dropout masks) is allocated by the

@@ -169,9 +169,9 @@ void cs_pad_backward(const cs_pad_geom *g, const float *dy, float *dx);
 
 /* ---- channel_affine.c: y = x * scale[c] + shift[c] --------------------------------- */
 
-/* A fixed or learnt per-channel affine map: Keras Rescaling (scale and offset
- * repeated over the channels), Keras Normalization (scale = 1/sqrt(var),
- * shift = -mean/sqrt(var)). x, y (rows = n*h*w, c)  scale, shift (c) */
+/* A fixed or learnt per-channel affine map (Keras Rescaling runs it with the whole
+ * tensor as one channel; Normalization computes Keras' own formula in its row).
+ * x, y (rows = n*h*w, c)  scale, shift (c) */
 void cs_channel_affine_forward(size_t rows, int c, const float *x, const float *scale, const float *shift, float *y);
 /* dx = dy * scale; dscale += sum over rows of dy * x, dshift += sum of dy (summed in
  * double). Any of dx, dscale, dshift may be NULL; x is read only for dscale. */
