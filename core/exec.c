@@ -59,13 +59,15 @@ static int single_reader(const cs_model *m, int i, int reader)
     return m->layers[i].n_consumers == 1 && r->n_inputs == 1 && r->inputs[0] == i;
 }
 
-/* Nodes i, i+1, i+2 are batch norm -> LeakyReLU/ReLU -> max pool, each read only by the next. */
+/* Nodes i, i+1, i+2 are batch norm -> LeakyReLU/ReLU -> max pool, each read only by the next,
+ * the pool a square window at a stride of its size without padding (cfg.pool set). */
 static int bn_act_pool_at(const cs_model *m, int i)
 {
     if (i + 2 >= m->n_layers) return 0;
     const cs_layer *l = m->layers + i;
     return l[0].kind == CS_BATCHNORM && (l[1].kind == CS_LEAKY_RELU || l[1].kind == CS_RELU) &&
-           l[2].kind == CS_MAXPOOL && single_reader(m, i, i + 1) && single_reader(m, i + 1, i + 2);
+           l[2].kind == CS_MAXPOOL && l[2].cfg.pool > 0 && single_reader(m, i, i + 1) &&
+           single_reader(m, i + 1, i + 2);
 }
 
 /* Node c is a conv with no activation of its own, read only by the block at c + 1. */
@@ -141,6 +143,13 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
     if ((top->kind == CS_DENSE || top->kind == CS_CONV2D) && top->cfg.activation == CS_ACT_SOFTMAX &&
         !(e->logits = malloc(out_floats(e, L - 1) * sizeof(float))))
         goto fail;
+    size_t work = 0;
+    for (int i = 0; i < L; i++) {
+        const cs_layer_ops *ops = cs_layer_ops_of(m->layers[i].kind);
+        size_t need = ops->work_floats ? ops->work_floats(&m->layers[i], max_batch) : 0;
+        if (need > work) work = need;
+    }
+    if (work && !(e->work = malloc(work * sizeof(float)))) goto fail;
     /* The top's gradient is where every backward starts: always there. */
     if (!grad_buffer(e, L - 1)) goto fail;
     e->scratch.workers = cs_parallel_threads();
@@ -180,6 +189,7 @@ void cs_exec_free(cs_exec *e)
     free(e->state);
     free(e->bn);
     free(e->logits);
+    free(e->work);
     for (int k = 0; k < CS_MAX_INPUTS; k++) free(e->fanin[k]);
     for (int w = 0; w < CS_MAX_WORKERS; w++) {
         free(e->scratch.col[w]);
@@ -278,7 +288,7 @@ static void forward_node(cs_exec *e, int i, cs_model *update_bn)
 {
     const cs_layer *l = &e->model->layers[i];
     cs_node_pass p = {.e = e, .node = i, .l = l, .n = e->batch, .training = e->training, .update = update_bn,
-                      .y = e->act[i], .state = e->state[i]};
+                      .y = e->act[i], .state = e->state[i], .work = e->work};
     for (int k = 0; k < l->n_inputs; k++) p.x[k] = node_value(e, l->inputs[k]);
     cs_layer_ops_of(l->kind)->forward(&p);
 }
@@ -476,7 +486,7 @@ static int backward_node(cs_exec *e, int i, int stop)
 {
     const cs_layer *l = &e->model->layers[i];
     cs_node_pass p = {.e = e, .node = i, .l = l, .n = e->batch, .training = e->training, .y = e->act[i],
-                      .dy = e->grad[i], .state = e->state[i]};
+                      .dy = e->grad[i], .state = e->state[i], .work = e->work};
     int slots[CS_MAX_INPUTS], wanted = 0;
     for (int k = 0; k < l->n_inputs; k++) {
         p.x[k] = node_value(e, l->inputs[k]);

@@ -67,6 +67,7 @@ typedef struct cs_exec {
     uint8_t **mask;    /* [n_layers] dropout masks (1 keep) */
     float **state;     /* [n_layers] what a node keeps between its passes (its kind's state_floats) */
     cs_scratch scratch; /* im2col rows and partial gradients, per worker thread */
+    float *work;        /* the largest work area a node's row asks for (cs_layer_ops.work_floats), or NULL */
     float *param_grad;  /* same layout as model->param_block, when training */
     uint64_t rng_state; /* dropout */
     /* The plans, computed once: inference runs every node on its own (every output stays

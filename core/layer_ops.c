@@ -14,6 +14,18 @@ static const cs_layer_ops *const TABLE[CS_KIND_COUNT] = {
     [CS_RELU] = &cs_relu_ops,       [CS_MAXPOOL] = &cs_maxpool_ops,     [CS_FLATTEN] = &cs_flatten_ops,
     [CS_DENSE] = &cs_dense_ops,     [CS_DROPOUT] = &cs_dropout_ops,
     [CS_DEPTHWISE_CONV2D] = &cs_depthwise_conv2d_ops, [CS_SEPARABLE_CONV2D] = &cs_separable_conv2d_ops,
+    [CS_AVGPOOL] = &cs_avgpool_ops,
+    [CS_GLOBAL_AVGPOOL] = &cs_global_avgpool_ops,
+    [CS_GLOBAL_MAXPOOL] = &cs_global_maxpool_ops,
+    [CS_ACTIVATION] = &cs_activation_ops,
+    [CS_SOFTMAX] = &cs_softmax_ops,
+    [CS_ADD] = &cs_add_ops,
+    [CS_SUBTRACT] = &cs_subtract_ops,
+    [CS_MULTIPLY] = &cs_multiply_ops,
+    [CS_CONCATENATE] = &cs_concatenate_ops,
+    [CS_ZERO_PADDING2D] = &cs_zero_padding2d_ops,
+    [CS_RESCALING] = &cs_rescaling_ops,
+    [CS_NORMALIZATION] = &cs_normalization_ops,
 };
 
 const cs_layer_ops *cs_layer_ops_of(cs_layer_kind k) { return k >= 0 && k < CS_KIND_COUNT ? TABLE[k] : NULL; }
@@ -117,4 +129,12 @@ const char *cs_json_get_str(json_t *o, const char *key, char *err, size_t errlen
     const char *s = json_string_value(json_object_get(o, key));
     if (!s) snprintf(err, errlen, "has no string '%s'", key);
     return s;
+}
+
+int cs_json_channel_axis(json_t *o, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, "axis");
+    if (!v || (json_is_integer(v) && (json_integer_value(v) == -1 || json_integer_value(v) == 3))) return 0;
+    snprintf(err, errlen, "'axis' is not -1: only the channel axis is supported");
+    return -1;
 }

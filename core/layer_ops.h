@@ -6,7 +6,7 @@
  * reads and writes as JSON, its output shape and parameter tensors given its inputs,
  * how fresh parameters are drawn, and its forward and backward passes. Model
  * building, model files and the executor look kinds up here and never switch over
- * them; adding a kind is one file under core/layers/ and one entry in table.c.
+ * them; adding a kind is one file under core/layers/ and one entry in layer_ops.c's TABLE.
  *
  * Forward and backward work on caller-owned buffers and never allocate: whatever a
  * kind keeps between the two (batch statistics, dropout masks) is allocated by the
@@ -35,6 +35,8 @@ typedef struct {
     float *dy;                       /* backward: d/d(output); a kind may overwrite it */
     float *dx[CS_MAX_INPUTS];        /* backward: d/d(input), overwritten; NULL when not wanted */
     float *state;                    /* the node's own buffer (state_floats), or NULL */
+    float *work;                     /* the exec's work area: at least what the row's work_floats
+                                        asked for (NULL when no node asked) */
 } cs_node_pass;
 
 enum {
@@ -67,6 +69,10 @@ typedef struct {
     size_t (*scratch_floats)(const cs_layer *l, int max_batch);
     size_t (*part_floats)(const cs_layer *l);
     size_t (*state_floats)(const cs_layer *l, int max_batch);
+    /* Floats of work area the passes of node l need for a batch of max_batch; the exec
+     * allocates the largest any node asks for once and lends it to every pass (the
+     * passes of one exec never overlap). NULL when the kind needs none. */
+    size_t (*work_floats)(const cs_layer *l, int max_batch);
 } cs_layer_ops;
 
 const cs_layer_ops *cs_layer_ops_of(cs_layer_kind k);
@@ -88,6 +94,9 @@ int cs_json_set_float(json_t *o, const char *key, float v);
 int cs_json_get_int(json_t *o, const char *key, int lo, int hi, int *out, char *err, size_t errlen);
 int cs_json_get_float(json_t *o, const char *key, float *out, char *err, size_t errlen);
 const char *cs_json_get_str(json_t *o, const char *key, char *err, size_t errlen);
+/* An optional "axis" that must be the channels (-1, or 3 counting the batch axis), the
+ * only axis kinds that name one support. 0, or -1 with err. */
+int cs_json_channel_axis(json_t *o, char *err, size_t errlen);
 
 /* A Conv2D node that conv.c's kernels take (square window, one stride, no dilation,
  * no groups, 'valid' or 'same'): the training plan fuses only these. */
@@ -96,5 +105,8 @@ int cs_conv2d_layer_simple(const cs_layer *l);
 /* The rows (core/layers/). */
 extern const cs_layer_ops cs_conv2d_ops, cs_batchnorm_ops, cs_leaky_relu_ops, cs_relu_ops, cs_maxpool_ops,
     cs_flatten_ops, cs_dense_ops, cs_dropout_ops, cs_depthwise_conv2d_ops, cs_separable_conv2d_ops;
+extern const cs_layer_ops cs_avgpool_ops, cs_global_avgpool_ops, cs_global_maxpool_ops, cs_activation_ops,
+    cs_softmax_ops, cs_add_ops, cs_subtract_ops, cs_multiply_ops, cs_concatenate_ops, cs_zero_padding2d_ops,
+    cs_rescaling_ops, cs_normalization_ops;
 
 #endif

@@ -92,7 +92,9 @@ typedef struct {
     int groups;                  /* conv2d: input and output channels in this many groups */
     int depth_multiplier;        /* depthwise and separable convs */
     int units;                   /* dense */
-    int pool;                    /* max pool: square window */
+    int pool;                    /* max pool: its square window when the stride is the window with no
+                                    padding or dilation (the fast path; the row sets it, else 0); a
+                                    pool given no kernel takes it as its window */
     int ceil_mode;               /* pools: a last partial window counts */
     int count_include_pad;       /* average pool: padded zeros count in the mean */
     int actf;                    /* activation: the function (kernels.h's cs_actf) */

@@ -10,10 +10,15 @@
  * The backward of an input broadcast along some dimensions sums over them. Each task
  * owns a block of the input's gradient and sums everything that flows into it, in
  * double and without scratch, so tasks never share an output value.
+ *
+ * At the end, the Add, Subtract and Multiply rows of the layer table: Keras' merge
+ * layers, whose inputs here may also broadcast (as ONNX's Add, Sub and Mul do).
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "kernels.h"
+#include "layer_ops.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -296,3 +301,130 @@ void cs_binary_backward(const cs_binary_geom *g, const float *a, const float *b,
     if (da) input_grad(g, 0, a, b, dy, da);
     if (db) input_grad(g, 1, a, b, dy, db);
 }
+
+/* ---- Add, Subtract, Multiply ---------------------------------------------------------- */
+
+/* Inputs fold pairwise, in order: y = x0 op x1, then y = y op x2, and so on. Each
+ * input's shape (per image) broadcasts: every dimension is the output's or 1. */
+
+static cs_binop op_of(cs_layer_kind k) { return k == CS_ADD ? CS_BIN_ADD : k == CS_SUBTRACT ? CS_BIN_SUB : CS_BIN_MUL; }
+
+static cs_binary_geom geom_of(cs_binop op, int n, cs_shape out, cs_shape a, cs_shape b)
+{
+    return (cs_binary_geom){.op = op, .n = n, .h = out.h, .w = out.w, .c = out.c, .an = n, .ah = a.h, .aw = a.w,
+                            .ac = a.c, .bn = n, .bh = b.h, .bw = b.w, .bc = b.c};
+}
+
+static int dim_of(cs_shape s, int d) { return d == 0 ? s.h : d == 1 ? s.w : s.c; }
+
+static int binary_infer(cs_layer *l, const cs_shape *in, char *err, size_t errlen)
+{
+    const int most = l->kind == CS_SUBTRACT ? 2 : CS_MAX_INPUTS;
+    if (l->n_inputs < 2 || l->n_inputs > most) {
+        if (most == 2) snprintf(err, errlen, "%s: Subtract takes 2 inputs, not %d", l->name, l->n_inputs);
+        else snprintf(err, errlen, "%s: %s takes 2 to %d inputs, not %d", l->name, cs_layer_kind_name(l->kind), most,
+                      l->n_inputs);
+        return -1;
+    }
+    int out[3] = {1, 1, 1};
+    for (int d = 0; d < 3; d++)
+        for (int j = 0; j < l->n_inputs; j++) {
+            const int v = dim_of(in[j], d);
+            for (int k = 0; k < j; k++) {
+                const int u = dim_of(in[k], d);
+                if (u != v && u != 1 && v != 1) {
+                    snprintf(err, errlen,
+                             "%s: input %d (%dx%dx%d) and input %d (%dx%dx%d) do not broadcast: each dimension "
+                             "must be the same or 1",
+                             l->name, k, in[k].h, in[k].w, in[k].c, j, in[j].h, in[j].w, in[j].c);
+                    return -1;
+                }
+            }
+            if (v > out[d]) out[d] = v;
+        }
+    l->out = (cs_shape){out[0], out[1], out[2]};
+    return 0;
+}
+
+static cs_shape input_shape(const cs_node_pass *p, int k) { return cs_model_node_shape(p->e->model, p->l->inputs[k]); }
+
+static void binary_forward(const cs_node_pass *p)
+{
+    const cs_layer *l = p->l;
+    const cs_binop op = op_of(l->kind);
+    cs_binary_geom g = geom_of(op, p->n, l->out, input_shape(p, 0), input_shape(p, 1));
+    cs_binary_forward(&g, p->x[0], p->x[1], p->y);
+    for (int k = 2; k < l->n_inputs; k++) {
+        g = geom_of(op, p->n, l->out, l->out, input_shape(p, k));
+        cs_binary_forward(&g, p->y, p->x[k], p->y);
+    }
+}
+
+/* dx = dy summed over the dimensions input k was broadcast along (the gradient of
+ * any sum that input k takes part in). */
+static void pass_sum(const cs_node_pass *p, int k, const float *dy)
+{
+    cs_binary_geom g = geom_of(CS_BIN_ADD, p->n, p->l->out, input_shape(p, k), p->l->out);
+    cs_binary_backward(&g, p->x[k], dy, dy, p->dx[k], NULL);
+}
+
+static void add_backward(const cs_node_pass *p)
+{
+    for (int k = 0; k < p->l->n_inputs; k++)
+        if (p->dx[k]) pass_sum(p, k, p->dy);
+}
+
+/* Two inputs: the kernel's backward. More (Add's are all sums): for each input, dy
+ * times the product of the other inputs, built in the work area, then summed over
+ * that input's broadcast dimensions. */
+static void binary_backward(const cs_node_pass *p)
+{
+    const cs_layer *l = p->l;
+    const cs_binop op = op_of(l->kind);
+    if (l->n_inputs == 2) {
+        cs_binary_geom g = geom_of(op, p->n, l->out, input_shape(p, 0), input_shape(p, 1));
+        cs_binary_backward(&g, p->x[0], p->x[1], p->dy, p->dx[0], p->dx[1]);
+        return;
+    }
+    for (int j = 0; j < l->n_inputs; j++) {
+        if (!p->dx[j]) continue;
+        const float *prod = p->dy;
+        for (int k = 0; k < l->n_inputs; k++) {
+            if (k == j) continue;
+            cs_binary_geom g = geom_of(CS_BIN_MUL, p->n, l->out, l->out, input_shape(p, k));
+            cs_binary_forward(&g, prod, p->x[k], p->work);
+            prod = p->work;
+        }
+        pass_sum(p, j, p->work);
+    }
+}
+
+static size_t multiply_work(const cs_layer *l, int max_batch)
+{
+    return l->n_inputs > 2 ? (size_t)max_batch * cs_shape_size(l->out) : 0;
+}
+
+const cs_layer_ops cs_add_ops = {
+    .keras = "Add",
+    .onnx = "Add",
+    .infer = binary_infer,
+    .forward = binary_forward,
+    .backward = add_backward,
+};
+
+const cs_layer_ops cs_subtract_ops = {
+    .keras = "Subtract",
+    .onnx = "Sub",
+    .infer = binary_infer,
+    .forward = binary_forward,
+    .backward = binary_backward,
+};
+
+const cs_layer_ops cs_multiply_ops = {
+    .keras = "Multiply",
+    .onnx = "Mul",
+    .infer = binary_infer,
+    .forward = binary_forward,
+    .backward = binary_backward,
+    .work_floats = multiply_work,
+};

@@ -5,10 +5,15 @@
  * Channels are processed in blocks with a fixed array of accumulators, so the
  * average is summed in double (a 112x112 map has enough values for a float sum to
  * drift) without any scratch from the caller. Images are spread over the workers.
+ *
+ * At the end, the GlobalAveragePooling2D and GlobalMaxPooling2D rows of the layer
+ * table: (h, w, c) to (1, 1, c), whether or not Keras' keepdims is set (a node's
+ * shape is always three-dimensional).
  */
 #include <string.h>
 
 #include "kernels.h"
+#include "layer_ops.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -123,3 +128,52 @@ void cs_global_maxpool_backward(int n, int h, int w, int c, const float *x, cons
     gpool_job job = {.hw = h * w, .c = c, .x = x, .y = y, .dy = dy, .dx = dx};
     cs_parallel_run(n, cs_parallel_grain((long)h * w * c, 1), 0, max_backward_range, &job);
 }
+
+/* ---- the rows ---------------------------------------------------------------------- */
+
+static int global_pool_infer(cs_layer *l, const cs_shape *in, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    l->out = (cs_shape){1, 1, in->c};
+    return 0;
+}
+
+static void global_avgpool_forward(const cs_node_pass *p)
+{
+    const cs_shape s = p->l->in;
+    cs_global_avgpool_forward(p->n, s.h, s.w, s.c, p->x[0], p->y);
+}
+
+static void global_avgpool_backward(const cs_node_pass *p)
+{
+    const cs_shape s = p->l->in;
+    cs_global_avgpool_backward(p->n, s.h, s.w, s.c, p->dy, p->dx[0]);
+}
+
+static void global_maxpool_forward(const cs_node_pass *p)
+{
+    const cs_shape s = p->l->in;
+    cs_global_maxpool_forward(p->n, s.h, s.w, s.c, p->x[0], p->y);
+}
+
+static void global_maxpool_backward(const cs_node_pass *p)
+{
+    const cs_shape s = p->l->in;
+    cs_global_maxpool_backward(p->n, s.h, s.w, s.c, p->x[0], p->y, p->dy, p->dx[0]);
+}
+
+const cs_layer_ops cs_global_avgpool_ops = {
+    .keras = "GlobalAveragePooling2D",
+    .onnx = "GlobalAveragePool",
+    .infer = global_pool_infer,
+    .forward = global_avgpool_forward,
+    .backward = global_avgpool_backward,
+};
+
+const cs_layer_ops cs_global_maxpool_ops = {
+    .keras = "GlobalMaxPooling2D",
+    .onnx = "GlobalMaxPool",
+    .infer = global_pool_infer,
+    .forward = global_maxpool_forward,
+    .backward = global_maxpool_backward,
+};

@@ -130,7 +130,8 @@ typedef struct {
  * message. */
 const char *cs_binary_check(const cs_binary_geom *g);
 /* a (an, ah, aw, ac)  b (bn, bh, bw, bc)  y (n, h, w, c). Division follows IEEE (x/0
- * is inf or NaN). */
+ * is inf or NaN). y may be a when a has the output's shape (each value of a is read
+ * only for the same position of y), so inputs can be folded into y one by one. */
 void cs_binary_forward(const cs_binary_geom *g, const float *a, const float *b, float *y);
 /* da (a's shape) and db (b's shape) are written: the gradient summed (in double) over
  * the dimensions the input was broadcast along. Either may be NULL; a and b are the
@@ -168,9 +169,9 @@ void cs_pad_backward(const cs_pad_geom *g, const float *dy, float *dx);
 
 /* ---- channel_affine.c: y = x * scale[c] + shift[c] --------------------------------- */
 
-/* A fixed or learnt per-channel affine map: Keras Rescaling (scale and offset
- * repeated over the channels), Keras Normalization (scale = 1/sqrt(var),
- * shift = -mean/sqrt(var)). x, y (rows = n*h*w, c)  scale, shift (c) */
+/* A fixed or learnt per-channel affine map (Keras Rescaling runs it with the whole
+ * tensor as one channel; Normalization computes Keras' own formula in its row).
+ * x, y (rows = n*h*w, c)  scale, shift (c) */
 void cs_channel_affine_forward(size_t rows, int c, const float *x, const float *scale, const float *shift, float *y);
 /* dx = dy * scale; dscale += sum over rows of dy * x, dshift += sum of dy (summed in
  * double). Any of dx, dscale, dshift may be NULL; x is read only for dscale. */

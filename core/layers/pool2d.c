@@ -6,12 +6,16 @@
  * the channels innermost (contiguous in NHWC), so they vectorise. Forwards spread
  * output rows over the workers; backwards spread images, since windows that overlap
  * add into the same input positions (and write dx directly where windows tile).
+ *
+ * At the end, the AveragePooling2D row of the layer table (configuration in
+ * pool_layer.c); MaxPooling2D's is max_pooling2d.c.
  */
 #include <limits.h>
 #include <string.h>
 
 #include "kernels.h"
 #include "parallel.h"
+#include "pool_layer.h"
 #include "simd.h"
 
 /* Channels per block in the max-pool backward's record of which channels already
@@ -250,3 +254,27 @@ void cs_avgpool2d_backward(const cs_pool2d_geom *g, const float *dy, float *dx)
     long work = (long)g->oh * g->ow * g->kh * g->kw * g->c;
     cs_parallel_run(g->n, cs_parallel_grain(work, 1), 0, avg_backward_range, &job);
 }
+
+/* ---- AveragePooling2D (and ONNX AveragePool) ------------------------------------------ */
+
+static void avgpool_forward(const cs_node_pass *p)
+{
+    cs_pool2d_geom g = cs_pool_layer_geom(p->l, p->n);
+    cs_avgpool2d_forward(&g, p->x[0], p->y);
+}
+
+static void avgpool_backward(const cs_node_pass *p)
+{
+    cs_pool2d_geom g = cs_pool_layer_geom(p->l, p->n);
+    cs_avgpool2d_backward(&g, p->dy, p->dx[0]);
+}
+
+const cs_layer_ops cs_avgpool_ops = {
+    .keras = "AveragePooling2D",
+    .onnx = "AveragePool",
+    .infer = cs_pool_layer_infer,
+    .config_to_json = cs_pool_layer_to_json,
+    .config_from_json = cs_pool_layer_from_json,
+    .forward = avgpool_forward,
+    .backward = avgpool_backward,
+};
