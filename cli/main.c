@@ -142,6 +142,13 @@ static int cmd_eval(int argc, char **argv)
         return fail("cannot read the test set", err);
     }
     double acc = cs_evaluate(m, &test, 0);
+    if (acc < 0) {
+        snprintf(err, sizeof err, "model input %dx%dx%d with %d classes: the test set has %dx%d gray images of 10 classes",
+                 m->input.h, m->input.w, m->input.c, m->layers[m->n_layers - 1].out.c, test.h, test.w);
+        cs_dataset_free(&test);
+        cs_model_free(m);
+        return fail("cannot evaluate", err);
+    }
     printf("accuracy %.4f\n", acc);
     cs_dataset_free(&test);
     cs_model_free(m);

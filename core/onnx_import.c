@@ -131,11 +131,23 @@ static cs_shape shape_of(importer *im, const value_ref *v) { return cs_model_nod
 
 /* ---- nodes and weights ---- */
 
-/* The ONNX node's name, made to fit CS_NAME_MAX and kept unique. */
+/* The ONNX node's name as a node name: PyTorch's scope paths ("/layer3/relu2/Relu")
+ * read as dotted names ("layer3.relu2.Relu"), which a URL can carry in one path
+ * segment; made to fit CS_NAME_MAX and kept unique. */
+void cs_onnx_node_name(const char *onnx, char *out, size_t size)
+{
+    while (*onnx == '/') onnx++;
+    size_t k = 0;
+    for (; *onnx && k + 1 < size; onnx++) out[k++] = *onnx == '/' ? '.' : *onnx;
+    out[k] = 0;
+}
+
 static void node_name(importer *im, char *out)
 {
-    const char *name = im->node->name;
+    char name[512];
+    cs_onnx_node_name(im->node->name, name, sizeof name);
     size_t len = strlen(name);
+    if (len == 0) snprintf(name, sizeof name, "%s", im->node->op_type), len = strlen(name);
     if (len < CS_NAME_MAX && cs_model_find_layer(im->m, name) < 0) {
         memcpy(out, name, len + 1);
         return;

@@ -18,6 +18,11 @@
 
 #include "model.h"
 
+/* The node name an ONNX node gets: its name with the leading '/' dropped and the
+ * others turned into '.' ("/layer3/relu2/Relu" is "layer3.relu2.Relu"), so that it
+ * fits one segment of a URL; size bytes at most. */
+void cs_onnx_node_name(const char *onnx, char *out, size_t size);
+
 /* The model in the ONNX file at path, its architecture called `arch`; NULL with err. */
 cs_model *cs_onnx_import(const char *path, const char *arch, char *err, size_t errlen);
 /* The same from len bytes in memory. */

@@ -41,6 +41,8 @@ double cs_evaluate(const cs_model *m, const cs_dataset *d, int limit)
 {
     int n = limit > 0 && limit < d->n ? limit : d->n, bs = 500, hits = 0, k = m->layers[m->n_layers - 1].out.c;
     const size_t px = (size_t)d->h * d->w;
+    /* Only a model that takes the data set's images and knows its classes. */
+    if (m->input.h != d->h || m->input.w != d->w || m->input.c != 1 || k < 10) return -1;
     cs_exec *e = cs_exec_new(m, bs);
     float *x = malloc((size_t)bs * px * sizeof(float));
     if (!e || !x || n == 0) {

@@ -41,7 +41,8 @@ typedef void (*cs_progress_fn)(const cs_progress *p, const cs_epoch_record *fini
 int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const cs_train_config *cfg,
              cs_progress_fn progress, void *user, atomic_int *cancel, char *err, size_t errlen);
 
-/* Accuracy of m on the first `limit` images of d (0 = all), inference mode. */
+/* Accuracy on the first `limit` images (0: all); -1 when out of memory or when the
+ * model does not take the data set's images or has fewer classes than it. */
 double cs_evaluate(const cs_model *m, const cs_dataset *d, int limit);
 
 /* Adam state over a model's trainable parameters (Keras update rule). */
