@@ -375,10 +375,24 @@ cs_model_state cs_served_state(cs_served_model *s, char *reason, size_t len, int
     return st;
 }
 
+static void set_publishing(cs_served_model *s, int on)
+{
+    pthread_mutex_lock(&s->lock);
+    s->publishing = on;
+    pthread_mutex_unlock(&s->lock);
+}
+
 int cs_served_publish(cs_served_model *s, cs_model *m, char *err, size_t errlen)
 {
-    if (cs_model_save(m, s->path, err, errlen) != 0) return -1;
+    /* The watcher leaves the file alone from the save until it is noted as this
+     * process's own, or it would publish the same model as a version of its own. */
+    set_publishing(s, 1);
+    if (cs_model_save(m, s->path, err, errlen) != 0) {
+        set_publishing(s, 0);
+        return -1;
+    }
     note_file(s);
+    set_publishing(s, 0);
     cs_model_version *v = version_new(m);
     if (!v) {
         cs_fmt(err, errlen, "out of memory");
@@ -398,7 +412,7 @@ int cs_registry_reload_changed(char *msg, size_t len)
         struct stat now;
         if (stat(s->path, &now) != 0 || !S_ISREG(now.st_mode)) continue; /* gone: keep serving */
         pthread_mutex_lock(&s->lock);
-        int changed = !same_file(&now, &s->seen);
+        int changed = !same_file(&now, &s->seen) && !s->publishing;
         pthread_mutex_unlock(&s->lock);
         if (!changed) continue;
         char err[400];

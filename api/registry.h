@@ -55,6 +55,7 @@ typedef struct cs_served_model {
     cs_model_state state;
     char reason[512]; /* why unavailable or loading */
     int training;     /* a job for it is queued or running */
+    int publishing;   /* a job is saving the file it will serve next */
     cs_model_version *current;
     struct stat seen; /* the model file as last read or written here (st_ino 0: none) */
 } cs_served_model;
