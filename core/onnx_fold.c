@@ -1184,7 +1184,7 @@ static char *unique_name(fold_ctx *c, const char *base)
     char *nm = malloc(len);
     if (!nm) return NULL;
     snprintf(nm, len, "%s", base);
-    for (int k = 1; onnx_map_get(&c->names, nm) >= 0; k++) snprintf(nm, len, "%s_%d", base, k);
+    for (int k = 1; onnx_map_get(&c->names, nm) != -1; k++) snprintf(nm, len, "%s_%d", base, k);
     return nm;
 }
 

@@ -979,8 +979,8 @@ cs_onnx_graph *cs_onnx_parse_buffer(const void *buf, size_t len, char *err, size
                    (double)CS_ONNX_MAX_FILE_BYTES / (1 << 30));
         return NULL;
     }
-    if (len && !buf) {
-        cs_set_err(err, errlen, "no data");
+    if (!len || !buf) {
+        cs_set_err(err, errlen, "not an ONNX model: no data");
         return NULL;
     }
     if (nesting_ok(buf, len, &onnx__model_proto__descriptor, 0) < 0) {
