@@ -30,7 +30,8 @@ DEPLOY_TESTS := tests/deploy/scaleout_test.sh tests/deploy/validate.sh
 
 MODEL := models/fmnist.csm
 PORT  ?= 8080
-PYTHON ?= python3
+# Debian's python3, where apt installs python3-torch, even when another python3 comes first on PATH.
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 # Full-size torchvision nets with random weights for the benchmarks (tens of MB, not committed).
 BENCH_MODELS := $(B)/bench-models/resnet18.onnx $(B)/bench-models/mobilenet_v2.onnx
 ORT_NODE := tests/models/node_modules/onnxruntime-node/package.json
@@ -120,11 +121,21 @@ $(B)/fuzz/fuzz_onnx_reader: $(FUZZ_SRC) core/onnx_reader.h core/onnx_reader_priv
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	    -Icore -I$(B)/gen -o $@ $(FUZZ_SRC) $(B)/gen/onnx.pb-c.c -lprotobuf-c -lm
-fuzz-onnx: $(B)/fuzz/fuzz_onnx_reader
-	@mkdir -p $(B)/fuzz/corpus
+# The whole import (reader, translation, a forward pass), over the whole core.
+FUZZ_CORE := $(filter-out core/onnx_reader.c core/onnx_fold.c core/error.c,$(CORE_SRC))
+$(B)/fuzz/fuzz_onnx_import: tests/fuzz/fuzz_onnx_import.c $(FUZZ_SRC) $(FUZZ_CORE) $(ONNX_GEN)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE -pthread -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -Icore -I$(B)/gen $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_onnx_import.c \
+	    $(filter-out tests/fuzz/fuzz_onnx_reader.c,$(FUZZ_SRC)) $(FUZZ_CORE) $(B)/gen/onnx.pb-c.c $(PKG_LIBS) $(LDLIBS)
+fuzz-onnx: $(B)/fuzz/fuzz_onnx_reader $(B)/fuzz/fuzz_onnx_import
+	@mkdir -p $(B)/fuzz/corpus $(B)/fuzz/corpus-import
 	$(B)/fuzz/fuzz_onnx_reader -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
 	    -artifact_prefix=$(B)/fuzz/ \
 	    $(B)/fuzz/corpus tests/data/onnx
+	$(B)/fuzz/fuzz_onnx_import -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+	    -artifact_prefix=$(B)/fuzz/import- \
+	    $(B)/fuzz/corpus-import tests/data/onnx tests/data/models
 
 clean:
 	rm -rf $(B)

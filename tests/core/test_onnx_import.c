@@ -16,6 +16,7 @@
 
 #include "exec.h"
 #include "gradcam.h"
+#include "onnx_build.h"
 #include "model_file.h"
 #include "npy.h"
 #include "onnx_import.h"
@@ -162,8 +163,68 @@ static void test_truncated_refused(void)
     free(b);
 }
 
+/* x (batch, 2, 6, 6) -> conv a (2 -> 2) and conv b (2 -> `b_out`) -> `op`(a, b) -> y. */
+static void two_branches(spec *s, const char *op, int b_out)
+{
+    static const float w[2 * 2 * 9 + 3 * 2 * 9] = {0};
+    spec_init(s);
+    s->inputs[s->n_inputs++] = vinfo("x", 4, (int64_t[]){-1, 2, 6, 6});
+    s->outputs[s->n_outputs++] = vinfo("y", -1, NULL);
+    s->inits[s->n_inits++] = tensor_f("Wa", 4, (int64_t[]){2, 2, 3, 3}, w, 36, 1);
+    s->inits[s->n_inits++] = tensor_f("Wb", 4, (int64_t[]){b_out, 2, 3, 3}, w, (size_t)b_out * 18, 1);
+    s->nodes[s->n_nodes++] = node("Conv", "conv_a", "x,Wa", "a", NULL);
+    s->nodes[s->n_nodes++] = node("Conv", "conv_b", "x,Wb", "b", NULL);
+    s->nodes[s->n_nodes++] = node(op, "join", "a,b", "y", NULL);
+}
+
+/* The import's error for the packed model, which must name every given fragment. */
+static void expect_refused(spec *s, const char *what, ...)
+{
+    size_t len;
+    uint8_t *buf = pack(s, &len);
+    char err[512] = "";
+    cs_model *m = cs_onnx_import_buffer(buf, len, "bad", err, sizeof err);
+    CHECK(m == NULL, "%s: accepted", what);
+    cs_model_free(m);
+    va_list ap;
+    va_start(ap, what);
+    for (const char *frag; (frag = va_arg(ap, const char *));)
+        CHECK(strstr(err, frag) != NULL, "%s: '%s' is not in the error: %s", what, frag, err);
+    va_end(ap);
+    pool_free();
+}
+
+/* Each bad model gets one error naming the node (and the op or value) at fault. */
+static void test_bad_models_refused(void)
+{
+    spec s;
+    two_branches(&s, "Add", 3);
+    expect_refused(&s, "a shape mismatch", "'join'", "Add", NULL);
+    two_branches(&s, "Resize", 2);
+    expect_refused(&s, "an unknown op", "'join'", "Resize", "not supported", NULL);
+    two_branches(&s, "Add", 2);
+    s.nodes[1] = node("Conv", "conv_b", "x,Wmissing", "b", NULL);
+    expect_refused(&s, "a missing initializer", "conv_b", "Wmissing", NULL);
+    two_branches(&s, "Add", 2);
+    s.nodes[0] = node("Conv", "conv_a", "y,Wa", "a", NULL);
+    expect_refused(&s, "a cycle", "cycle", NULL);
+    two_branches(&s, "Add", 2);
+    s.inits[0] = tensor_f("Wa", 4, (int64_t[]){50000, 50000, 3, 3}, (float[]){1, 2, 3, 4}, 4, 1);
+    expect_refused(&s, "a 10 GB declared tensor", "'Wa'", NULL);
+    two_branches(&s, "Add", 2);
+    s.nodes[0] = node("Conv", "conv_a", "x,Wa", "a", attr_string("auto_pad", "SOMETIMES"), NULL);
+    expect_refused(&s, "an unknown attribute value", "'conv_a'", "auto_pad", NULL);
+    two_branches(&s, "Add", 2);
+    s.nodes[0] = node("Conv", "conv_a", "x,Wa", "a", attr_int("group", 3), NULL);
+    expect_refused(&s, "groups that do not divide the channels", "'conv_a'", "groups", NULL);
+    two_branches(&s, "Add", 2);
+    s.inputs[0] = vinfo("x", 4, (int64_t[]){-1, 2, -1, -1});
+    expect_refused(&s, "an input of unknown size", "input 'x'", NULL);
+}
+
 int main(void)
 {
+    RUN(test_bad_models_refused);
     RUN(test_resnet);
     RUN(test_mobilenetv2);
     RUN(test_squeezenet);
