@@ -10,8 +10,10 @@
 # On failure prints npm's error lines (the whole output is in DIR/npm.log) and exits 1.
 set -u
 dir=$1
-command -v node >/dev/null && command -v npm >/dev/null ||
-  { echo "node and npm are missing; scripts/deps.sh test installs them" >&2; exit 1; }
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "node and npm are missing; scripts/deps.sh test installs them" >&2
+  exit 1
+fi
 stamp=$dir/node_modules/.convscope-installed
 want="node $(node --version), lock $(sha256sum <"$dir/package-lock.json" | cut -c1-16)"
 [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && exit 0
