@@ -94,8 +94,10 @@ echo "${summary:-no summary line}"
 if [ "$rc" -eq 0 ] && [[ $summary == *" 0 failed" ]]; then
   pass "make test on a fresh Debian 12 ($(($(date +%s) - t0)) s): $summary"
 else
-  # What failed: run.sh's lines for failed or crashed suites, else the end of the output.
-  grep -E '^\[[^]]+\] ([0-9]+ ok, [1-9][0-9]* failed|crashed|exit )|^(FAIL|  [!|>] )' "$log" | head -n 60 ||
-    tail -n 40 "$log"
+  # What failed: run.sh's lines for failed or crashed suites (from its first line on, past
+  # apt's output), else the end of the output.
+  awk '/^\[[^]]+\] ([0-9]+ ok, [0-9]+ failed$|crashed)/ { on = 1 } on' "$log" |
+    grep -E '^\[[^]]+\] ([0-9]+ ok, [1-9][0-9]* failed|crashed|exit |last lines|its last)|^(FAIL|  [!|>] )' |
+    head -n 60 || tail -n 40 "$log"
   fail "make test on a fresh Debian 12 (exit $rc)" "${summary:-no summary line}"
 fi
