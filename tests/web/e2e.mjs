@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -16,7 +17,7 @@ const arg = (name, def) => {
 const BASE = arg('base');
 const LOCKED = arg('locked');
 const TOKEN = arg('token');
-const ROOT = arg('root', path.resolve(import.meta.dirname, '../..'));
+const ROOT = arg('root', fileURLToPath(new URL('../..', import.meta.url)));
 const SHOTS = arg('shots', path.join(ROOT, 'build/screenshots'));
 const CHROMIUM = arg('chromium', '/usr/bin/chromium');
 const TMP = arg('tmp', tmpdir());
@@ -390,8 +391,10 @@ async function main() {
     ctx = await chromium.launchPersistentContext(userDir, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      // A container's /dev/shm is 64 MB by default, too small for Chromium's shared
+      // memory: --disable-dev-shm-usage keeps it in /tmp instead.
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic',
+        '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
       viewport: DESKTOP,
     });
     page = ctx.pages()[0] || await ctx.newPage();

@@ -16,11 +16,8 @@ fail() { echo "web tests: $*" >&2; echo "[web] 0 ok, 1 failed"; exit 1; }
 [ -x "$chromium" ] || fail "$chromium is missing; apt-get install -y chromium"
 command -v node >/dev/null || fail "node is missing; apt-get install -y nodejs npm"
 
-# Node modules: installed once from the lock file; offline-safe afterwards.
-if [ ! -f "$here/node_modules/playwright-core/package.json" ]; then
-  (cd "$here" && { npm ci --no-audit --no-fund --prefer-offline || npm install --no-audit --no-fund; }) \
-    >"$here/npm.log" 2>&1 || fail "npm could not install playwright-core (see tests/web/npm.log)"
-fi
+# playwright-core from the lock file, installed once per lock and node version.
+"$root/tests/npm_ci.sh" "$here" || fail "npm could not install playwright-core for node $(node --version)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/convscope-web.XXXXXX")
 servers=()
