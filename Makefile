@@ -105,7 +105,7 @@ $(BENCH_MODELS) &: bench/export_torchvision.py tests/models/make_models.py
 
 # The parity tests install it the same way (tests/models/run.sh).
 $(ORT_NODE):
-	cd tests/models && npm ci --ignore-scripts --no-audit --no-fund --prefer-offline
+	tests/npm_ci.sh tests/models --ignore-scripts
 
 # Builds the Docker image (needs root: starts its own dockerd) and checks it runs
 # read-only with no capabilities: health, predictions, Grad-CAM, a training job.
