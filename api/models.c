@@ -105,9 +105,10 @@ void cs_h_model_summary(cs_req *req, cs_reply *rep)
                               cs_layer_kind_name(l->kind), "inputs", inputs_json(m, l), "output_shape",
                               shape_json(l->out, flat[i]), "params", (json_int_t)p, "spatial",
                               l->out.h > 1 && l->out.w > 1);
-        if (l->kind == CS_CONV2D)
-            json_object_set_new(o, "filters", json_pack("{s:i,s:i,s:i}", "count", l->cfg.filters, "size",
-                                                       l->cfg.kernel, "channels", l->in.c));
+        if (l->n_params && l->params[0].ndim == 4) { /* a conv kind's (kh, kw, in, out) kernel */
+            const int *d = l->params[0].dims;
+            json_object_set_new(o, "filters", json_pack("{s:i,s:i,s:i}", "count", d[3], "size", d[0], "channels", d[2]));
+        }
         json_array_append_new(layers, o);
     }
     free(flat);

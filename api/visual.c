@@ -31,10 +31,13 @@ void cs_h_filters(cs_req *req, cs_reply *rep)
     int li = cs_layer_or_reply(req, rep, m, cs_req_param(req, "layer"));
     if (li < 0) goto out;
     const cs_layer *l = &m->layers[li];
-    if (l->kind != CS_CONV2D || l->n_params < 1 || l->params[0].ndim != 4) {
+    /* Every conv kind's first tensor is its (kh, kw, in, out) kernel (a depthwise one's
+     * "out" is the channel multiplier). */
+    if (l->n_params < 1 || l->params[0].ndim != 4) {
         char convs[512] = "";
         for (int i = 0; i < m->n_layers; i++)
-            if (m->layers[i].kind == CS_CONV2D && strlen(convs) + strlen(m->layers[i].name) + 3 < sizeof convs) {
+            if (m->layers[i].n_params && m->layers[i].params[0].ndim == 4 &&
+                strlen(convs) + strlen(m->layers[i].name) + 3 < sizeof convs) {
                 strcat(convs, convs[0] ? ", " : "");
                 strcat(convs, m->layers[i].name);
             }

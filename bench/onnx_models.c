@@ -6,8 +6,12 @@
  * One image of the model's input size, filled as ort_bench.mjs fills it; for each
  * thread count, warm-up passes and then the median of RUNS timed ones (the best
  * beside it: other work on a shared machine only ever slows a run down).
+ * Where the exporter left PyTorch's logits beside a model (NAME.input.npy and
+ * NAME.logits.npy, bench/export_torchvision.py), the logits are compared first:
+ *   convscope <model>: logits within X of PyTorch's
  * Usage: build/bench/onnx_models MODEL.onnx...  (no models: nothing to time)
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +21,7 @@
 #include "exec.h"
 #include "gradcam.h"
 #include "model_load.h"
+#include "npy.h"
 #include "parallel.h"
 
 enum { RUNS = 20, WARMUP = 3 };
@@ -77,6 +82,46 @@ static void time_model(const char *path, int threads)
     cs_model_free(m);
 }
 
+/* The model's logits on PyTorch's input against PyTorch's; 0 when they agree to 1e-3
+ * (a deep net in float32) or when there is nothing to compare with. */
+static int check_parity(const char *path)
+{
+    char base[1024], file[1100], err[512];
+    snprintf(base, sizeof base, "%.*s", (int)(strlen(path) - strlen(".onnx")), path);
+    cs_npy in, want;
+    snprintf(file, sizeof file, "%s.input.npy", base);
+    if (cs_npy_read(file, &in, err, sizeof err) != 0) return 0;
+    snprintf(file, sizeof file, "%s.logits.npy", base);
+    if (cs_npy_read(file, &want, err, sizeof err) != 0) {
+        cs_npy_free(&in);
+        return 0;
+    }
+    cs_model *m = cs_model_load_any(path, err, sizeof err);
+    int n = in.ndim == 4 ? (int)in.dims[0] : 0, rc = 1;
+    cs_exec *e = m && n > 0 ? cs_exec_new(m, n) : NULL;
+    float *x = e ? malloc(in.count * sizeof(float)) : NULL;
+    if (x && in.dims[1] == m->input.c && in.dims[2] == m->input.h && in.dims[3] == m->input.w) {
+        const int c = m->input.c, h = m->input.h, w = m->input.w;
+        for (int b = 0; b < n; b++) /* NCHW to NHWC */
+            for (int ch = 0; ch < c; ch++)
+                for (int p = 0; p < h * w; p++) x[((size_t)b * h * w + p) * c + ch] = in.data[((size_t)b * c + ch) * h * w + p];
+        const float *z = cs_exec_forward(e, x, n, 0, NULL) == 0 ? cs_exec_logits(e) : NULL;
+        double worst = 0;
+        for (size_t i = 0; z && i < want.count; i++)
+            if (fabs(z[i] - want.data[i]) > worst) worst = fabs(z[i] - want.data[i]);
+        printf("convscope %s: logits within %.1e of PyTorch's\n", m->arch, worst);
+        rc = !z || worst > 1e-3;
+    } else {
+        fprintf(stderr, "onnx_models: %s: %s\n", path, m ? "the reference input does not fit the model" : err);
+    }
+    free(x);
+    cs_exec_free(e);
+    cs_model_free(m);
+    cs_npy_free(&in);
+    cs_npy_free(&want);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (cs_blas_init(argc, argv) != 0) return 1;
@@ -84,7 +129,10 @@ int main(int argc, char **argv)
         printf("onnx_models: no models given (make bench-ort exports and times them)\n");
         return 0;
     }
-    for (int i = 1; i < argc; i++)
+    int bad = 0;
+    for (int i = 1; i < argc; i++) {
+        bad |= check_parity(argv[i]);
         for (int threads = 1; threads <= 2; threads++) time_model(argv[i], threads);
-    return 0;
+    }
+    return bad;
 }
