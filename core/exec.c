@@ -199,6 +199,7 @@ void cs_exec_free(cs_exec *e)
     free(e->infer_plan.steps);
     free(e->train_plan.steps);
     free(e->param_grad);
+    free(e->input_grad);
     free(e);
 }
 
@@ -229,13 +230,21 @@ int cs_exec_enable_param_grads(cs_exec *e)
 
 void cs_exec_seed_dropout(cs_exec *e, uint64_t seed) { e->rng_state = seed; }
 
+int cs_exec_enable_input_grad(cs_exec *e)
+{
+    if (!e->input_grad && !(e->input_grad = malloc((size_t)e->max_batch * cs_shape_size(e->model->input) * sizeof(float))))
+        return -1;
+    return 0;
+}
+
 /* A conv on the model's input, of few taps, under a fused block: trained with it
  * without storing its output (conv_block.c); g and b are set for it. Decided per pass:
  * it depends on the kernels the CPU and the process settings allow. */
 static cs_bn_act_pool fused_block(const cs_exec *e, int bn);
 static int conv_block_ok(const cs_exec *e, int conv, cs_conv_geom *g, cs_bn_act_pool *b)
 {
-    if (e->model->layers[conv].inputs[0] != CS_MODEL_INPUT) return 0;
+    /* It computes no input gradient. */
+    if (e->model->layers[conv].inputs[0] != CS_MODEL_INPUT || e->input_grad) return 0;
     *g = cs_conv_geometry(&e->model->layers[conv], e->batch);
     *b = fused_block(e, conv + 1);
     return cs_conv_block_ok(g, b, &e->scratch);
@@ -454,15 +463,22 @@ float *cs_exec_param_grad(const cs_exec *e, const cs_param *p)
 static float *grad_target(cs_exec *e, int j, int stop, int k, int *slot)
 {
     *slot = -1;
-    if (j == CS_MODEL_INPUT || j < stop) return NULL;
-    if (!e->reached[j]) {
+    if (j == CS_MODEL_INPUT) { /* only when asked for, and only by a pass down to the input */
+        if (!e->input_grad || stop >= 0) return NULL;
+        if (!e->input_reached) {
+            e->input_reached = 1;
+            return e->input_grad;
+        }
+    } else if (j < stop) {
+        return NULL;
+    } else if (!e->reached[j]) {
         float *g = grad_buffer(e, j);
         if (!g) *slot = -2;
         else e->reached[j] = 1;
         return g;
     }
     if (!e->fanin[k]) {
-        size_t most = 0;
+        size_t most = (size_t)e->max_batch * cs_shape_size(e->model->input);
         for (int i = 0; i < e->model->n_layers; i++)
             if (out_floats(e, i) > most) most = out_floats(e, i);
         if (!(e->fanin[k] = malloc(most * sizeof(float)))) {
@@ -476,8 +492,8 @@ static float *grad_target(cs_exec *e, int j, int stop, int k, int *slot)
 
 static void add_fanin(cs_exec *e, int j, int k)
 {
-    size_t count = (size_t)e->batch * cs_shape_size(e->model->layers[j].out);
-    float *g = e->grad[j];
+    size_t count = (size_t)e->batch * cs_shape_size(cs_model_node_shape(e->model, j));
+    float *g = j == CS_MODEL_INPUT ? e->input_grad : e->grad[j];
     const float *f = e->fanin[k];
     for (size_t i = 0; i < count; i++) g[i] += f[i];
 }
@@ -584,6 +600,7 @@ int cs_exec_backward(cs_exec *e, int stop)
     if (e->param_grad) memset(e->param_grad, 0, m->n_param_floats * sizeof(float));
     memset(e->reached, 0, (size_t)m->n_layers);
     e->reached[m->n_layers - 1] = 1; /* seeded */
+    e->input_reached = 0;
     for (int s = plan->n - 1; s >= 0; s--) {
         const cs_step *st = &plan->steps[s];
         if (st->last <= stop) break;

@@ -69,6 +69,8 @@ typedef struct cs_exec {
     cs_scratch scratch; /* im2col rows and partial gradients, per worker thread */
     float *work;        /* the largest work area a node's row asks for (cs_layer_ops.work_floats), or NULL */
     float *param_grad;  /* same layout as model->param_block, when training */
+    float *input_grad;  /* d(scalar)/d(input) after a backward through every node, when enabled */
+    int input_reached;  /* the backward under way has written input_grad */
     uint64_t rng_state; /* dropout */
     /* The plans, computed once: inference runs every node on its own (every output stays
      * readable for feature maps and Grad-CAM); training runs the fused blocks when
@@ -87,6 +89,9 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch);
 void cs_exec_free(cs_exec *e);
 /* Allocate the parameter gradients (needed for training, not for Grad-CAM). */
 int cs_exec_enable_param_grads(cs_exec *e);
+/* Allocate the input gradient: a backward through every node (stop -1) then leaves
+ * d(scalar)/d(input) in e->input_grad (saliency, attributions). 0, or -1. */
+int cs_exec_enable_input_grad(cs_exec *e);
 /* Training passes run the fused blocks (on) or every node on its own (off, the
  * default); allocates the blocks' buffers. 0, or -1 when out of memory. */
 int cs_exec_set_fusion(cs_exec *e, int on);

@@ -280,8 +280,63 @@ static void test_bad_windows_refused(void)
     cs_model_free(m);
 }
 
+/* d(scalar)/d(input) through a graph whose input feeds two convs that an Add joins:
+ * both paths' gradients must add up in the input gradient. */
+static void test_input_gradient(void)
+{
+    char err[200];
+    cs_model *m = cs_model_new("test", (cs_shape){6, 5, 2});
+    cs_layer_config a = {.filters = 3, .kernel = 3, .pad_same = 1}, b = a, none = {0}, dense = {.units = 4};
+    b.kernel = 1;
+    int in = CS_MODEL_INPUT, ia = -1, ib = -1, sum[2], ok;
+    ok = (ia = cs_model_add_node(m, "a", CS_CONV2D, &a, &in, 1, err, sizeof err)) >= 0 &&
+         (ib = cs_model_add_node(m, "b", CS_CONV2D, &b, &in, 1, err, sizeof err)) >= 0;
+    sum[0] = ia, sum[1] = ib;
+    int is = -1;
+    ok = ok && (is = cs_model_add_node(m, "sum", CS_ADD, &none, sum, 2, err, sizeof err)) >= 0 &&
+         cs_model_add_node(m, "flat", CS_FLATTEN, &none, &is, 1, err, sizeof err) >= 0 &&
+         cs_model_add(m, "out", CS_DENSE, &dense, err, sizeof err) >= 0 && cs_model_finish(m) == 0;
+    CHECK(ok, "model: %s", err);
+    if (!ok) {
+        cs_model_free(m);
+        return;
+    }
+    fd_case c = make_case(m, 2, 31);
+    CHECK(cs_exec_enable_input_grad(c.e) == 0, "input gradient");
+    int top = m->n_layers - 1;
+    scalar(&c);
+    memcpy(c.e->grad[top], c.proj, (size_t)2 * cs_shape_size(m->layers[top].out) * sizeof(float));
+    c.e->top_is_dz = 0;
+    CHECK(cs_exec_backward(c.e, -1) == 0, "backward");
+    size_t n = (size_t)2 * cs_shape_size(m->input);
+    float *g = malloc(n * sizeof(float));
+    memcpy(g, c.e->input_grad, n * sizeof(float));
+    double diff = 0, sum2 = 0;
+    for (size_t k = 0; k < n; k += 3) {
+        float keep = c.x[k];
+        c.x[k] = keep + 1e-2f;
+        double up = scalar(&c);
+        c.x[k] = keep - 1e-2f;
+        double down = scalar(&c);
+        c.x[k] = keep;
+        double num = (up - down) / ((double)(keep + 1e-2f) - (double)(keep - 1e-2f));
+        diff += (num - g[k]) * (num - g[k]);
+        sum2 += (num + g[k]) * (num + g[k]);
+    }
+    CHECK(sqrt(diff / sum2) < 1e-3, "input gradient against finite differences: %.2e", sqrt(diff / sum2));
+    /* A pass that stops at a node leaves the input alone. */
+    memset(c.e->input_grad, 0, n * sizeof(float));
+    cs_exec_backward(c.e, is);
+    int untouched = 1;
+    for (size_t k = 0; k < n; k++) untouched &= c.e->input_grad[k] == 0;
+    CHECK(untouched, "a backward down to node 'sum' wrote the input gradient");
+    free(g);
+    free_case(&c);
+}
+
 int main(void)
 {
+    RUN(test_input_gradient);
     RUN(test_general_conv_values_and_gradients);
     RUN(test_depthwise_values_and_gradients);
     RUN(test_separable_values_and_gradients);
