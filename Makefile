@@ -27,6 +27,8 @@ WEB_TESTS  := $(wildcard tests/web/run.sh)
 # The committed ONNX test models against ONNX Runtime (tests/models/make_models.py wrote them).
 MODEL_TESTS := $(wildcard tests/models/run.sh)
 DEPLOY_TESTS := tests/deploy/scaleout_test.sh tests/deploy/validate.sh
+# ONNX's own operator tests (Debian's libonnx-testdata) through the importer.
+CONFORMANCE := $(B)/tests/onnx_conformance
 
 MODEL := models/fmnist.csm
 PORT  ?= 8080
@@ -66,6 +68,10 @@ $(B)/tests/%: tests/core/%.c $(B)/libcore.a tests/test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests -o $@ $< $(B)/libcore.a $(PKG_LIBS) $(LDLIBS)
 
+$(CONFORMANCE): tests/onnx_conformance/conformance.c $(B)/libcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests -o $@ $< $(B)/libcore.a $(PKG_LIBS) $(LDLIBS)
+
 $(B)/tests/api_%: tests/api/%.c $(wildcard tests/api/*.h) $(B)/libhttp.a $(B)/libcore.a $(B)/convscope
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests -o $@ $< $(B)/libhttp.a $(B)/libcore.a $(PKG_LIBS) -lcurl $(LDLIBS)
@@ -76,8 +82,8 @@ $(B)/bench/%: bench/%.c $(B)/libcore.a
 
 test: 
 	@scripts/deps.sh test
-	@$(MAKE) --no-print-directory $(B)/convscope $(CORE_TESTS) $(API_TESTS)
-	@tests/run.sh $(CORE_TESTS) $(API_TESTS) $(MODEL_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS)
+	@$(MAKE) --no-print-directory $(B)/convscope $(CORE_TESTS) $(API_TESTS) $(CONFORMANCE)
+	@tests/run.sh $(CORE_TESTS) $(CONFORMANCE) $(API_TESTS) $(MODEL_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS)
 
 run: all
 	$(B)/convscope serve --listen 127.0.0.1:$(PORT) --models models

@@ -40,7 +40,11 @@ static int is_view(const cs_model *m, int i)
            m->layers[in].n_consumers == 1;
 }
 
-static const float *node_value(const cs_exec *e, int j) { return j == CS_MODEL_INPUT ? e->input : e->act[j]; }
+static const float *node_value(const cs_exec *e, int j)
+{
+    if (j >= 0) return e->act[j];
+    return j == CS_MODEL_INPUT ? e->input : e->extra_input[CS_MODEL_INPUT - 1 - j];
+}
 
 static float *grad_buffer(cs_exec *e, int i)
 {
@@ -109,6 +113,7 @@ static size_t scratch_floats(const cs_model *m, int max_batch)
 
 cs_exec *cs_exec_new(const cs_model *m, int max_batch)
 {
+    if (m->n_layers < 1) return NULL; /* nothing to run */
     cs_exec *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->model = m;
@@ -352,12 +357,13 @@ static void forward_conv_bn_act_pool(cs_exec *e, int c, cs_model *update_bn)
     }
 }
 
-static int forward_plan(cs_exec *e, const cs_plan *plan, const float *input, int n, int upto, int training,
+static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inputs, int n, int upto, int training,
                         cs_model *update_bn)
 {
     e->batch = n;
     e->training = training;
-    e->input = input;
+    e->input = inputs[0];
+    for (int k = 0; k < e->model->n_extra_inputs; k++) e->extra_input[k] = inputs[k + 1];
     e->top_is_dz = 0;
     for (int s = 0; s < plan->n && plan->steps[s].first <= upto; s++) {
         const cs_step *st = &plan->steps[s];
@@ -372,17 +378,23 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *input, int
     return 0;
 }
 
-int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn)
+int cs_exec_forward_inputs(cs_exec *e, const float *const *inputs, int n, int training, cs_model *update_bn)
 {
     if (n < 1 || n > e->max_batch) return -1;
-    return forward_plan(e, training ? &e->train_plan : &e->infer_plan, input, n, e->model->n_layers - 1, training,
+    return forward_plan(e, training ? &e->train_plan : &e->infer_plan, inputs, n, e->model->n_layers - 1, training,
                         update_bn);
+}
+
+int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn)
+{
+    if (e->model->n_extra_inputs) return -1; /* cs_exec_forward_inputs */
+    return cs_exec_forward_inputs(e, &input, n, training, update_bn);
 }
 
 int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto)
 {
-    if (n < 1 || n > e->max_batch || upto < 0 || upto >= e->model->n_layers) return -1;
-    return forward_plan(e, &e->infer_plan, input, n, upto, 0, NULL);
+    if (n < 1 || n > e->max_batch || upto < 0 || upto >= e->model->n_layers || e->model->n_extra_inputs) return -1;
+    return forward_plan(e, &e->infer_plan, &input, n, upto, 0, NULL);
 }
 
 /* ---- seeding the top ---- */
@@ -458,11 +470,13 @@ float *cs_exec_param_grad(const cs_exec *e, const cs_param *p)
 
 /* Where one reader of node j puts its gradient: j's own buffer when nothing has
  * arrived there yet in this pass, else fan-in area k (added to j's buffer by
- * add_fanin). NULL when no one needs it: the model's input, or a node at or below
+ * add_fanin). NULL when no one needs it: the model's input (unless its gradient was
+ * asked for), its other inputs, or a node at or below
  * `stop` other than stop itself. -2 in *slot on a failed allocation. */
 static float *grad_target(cs_exec *e, int j, int stop, int k, int *slot)
 {
     *slot = -1;
+    if (j < CS_MODEL_INPUT) return NULL; /* inputs other than the first take no gradient */
     if (j == CS_MODEL_INPUT) { /* only when asked for, and only by a pass down to the input */
         if (!e->input_grad || stop >= 0) return NULL;
         if (!e->input_reached) {

@@ -60,6 +60,7 @@ typedef struct cs_exec {
     uint8_t *reached;   /* [n_layers] the backward under way has written grad[i] */
     float *fanin[CS_MAX_INPUTS]; /* a node's further gradients where its output fans out, added after */
     const float *input; /* borrowed from the last forward: keep it alive until backward */
+    const float *extra_input[CS_MAX_MODEL_INPUTS - 1]; /* the other model inputs, likewise */
     int top_is_dz;      /* the top's gradient was seeded w.r.t. the logits (a softmax top's
                            backward passes it through) */
     float *logits;     /* pre-activation of the last node when it is softmax */
@@ -101,8 +102,12 @@ void cs_exec_seed_dropout(cs_exec *e, uint64_t seed);
  * training=1: batch statistics (moving averages updated in `update_bn`, which may be
  * NULL for a read-only model) and dropout; training=0: inference. Every pass returns
  * 0, or -1 when a buffer could not be allocated (nothing is then half-written that a
- * later pass relies on). */
+ * later pass relies on) or the model takes several inputs (cs_exec_forward_inputs). */
 int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn);
+/* The same for a model of several inputs: inputs[k] is model input k (n images of its
+ * shape each, NHWC), model->n_extra_inputs + 1 of them. No gradient reaches inputs
+ * other than the first. */
+int cs_exec_forward_inputs(cs_exec *e, const float *const *inputs, int n, int training, cs_model *update_bn);
 /* Forward only as far as node `upto` (inclusive), inference mode. */
 int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto);
 

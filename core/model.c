@@ -47,7 +47,15 @@ cs_param *cs_layer_add_param(cs_layer *l, const char *name, int ndim, const int 
 
 cs_shape cs_model_node_shape(const cs_model *m, int node)
 {
-    return node == CS_MODEL_INPUT ? m->input : m->layers[node].out;
+    if (node >= 0) return m->layers[node].out;
+    return node == CS_MODEL_INPUT ? m->input : m->extra_inputs[CS_MODEL_INPUT - 1 - node];
+}
+
+int cs_model_add_input(cs_model *m, cs_shape s)
+{
+    if (m->n_extra_inputs >= CS_MAX_MODEL_INPUTS - 1) return -1;
+    m->extra_inputs[m->n_extra_inputs++] = s;
+    return m->n_extra_inputs;
 }
 
 int cs_model_add_node(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg,
@@ -71,7 +79,7 @@ int cs_model_add_node(cs_model *m, const char *name, cs_layer_kind kind, const c
     cs_shape in[CS_MAX_INPUTS];
     for (int k = 0; k < n_inputs; k++) {
         /* Only earlier nodes: the stored order stays one the nodes can run in. */
-        if (inputs[k] < CS_MODEL_INPUT || inputs[k] >= m->n_layers) {
+        if (inputs[k] < CS_MODEL_INPUT_K(m->n_extra_inputs) || inputs[k] >= m->n_layers) {
             snprintf(err, errlen, "%s: input %d is not an earlier node", name, inputs[k]);
             return -1;
         }
@@ -220,6 +228,8 @@ cs_model *cs_model_clone(const cs_model *src)
 {
     cs_model *m = cs_model_new(src->arch, src->input);
     if (!m) return NULL;
+    m->n_extra_inputs = src->n_extra_inputs;
+    memcpy(m->extra_inputs, src->extra_inputs, sizeof m->extra_inputs);
     m->layers = malloc((size_t)src->n_layers * sizeof *m->layers);
     if (!m->layers && src->n_layers) goto fail;
     memcpy(m->layers, src->layers, (size_t)src->n_layers * sizeof *m->layers);

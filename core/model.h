@@ -1,7 +1,8 @@
 /*
  * model.h - a network as a graph of named nodes (layers), kept in topological order.
  *
- * Each node reads the outputs of earlier nodes (or the model's input, index -1), so
+ * Each node reads the outputs of earlier nodes (or the model's input, index -1; an
+ * imported graph may have further inputs, -2, -3, ...), so
  * the order the nodes are stored in is an order they can run in, and the last node is
  * the model's output. A Sequential model is the graph where each node reads the one
  * before it. What a node of each kind computes lives in that kind's row of the layer
@@ -29,7 +30,11 @@
 #define CS_NAME_MAX 64
 #define CS_MAX_PARAMS 4 /* kernel, bias / gamma, beta, moving_mean, moving_variance */
 #define CS_MAX_INPUTS 16
-#define CS_MODEL_INPUT (-1) /* a node input that is the model's input */
+#define CS_MODEL_INPUT (-1) /* a node input that is the model's (first) input */
+/* A model may take several inputs (an ONNX graph of several); node inputs name input k
+ * (0 first) as CS_MODEL_INPUT_K(k). Only imported graphs have more than one. */
+#define CS_MAX_MODEL_INPUTS 8
+#define CS_MODEL_INPUT_K(k) (-1 - (k))
 
 /* The layer kinds; each is one row of the layer table (layer_ops.h). The order is
  * only an index: files name kinds by their Keras class name. */
@@ -142,6 +147,8 @@ typedef struct {
 typedef struct cs_model {
     char arch[CS_NAME_MAX]; /* "fmnist", "vgg16", or a test architecture */
     cs_shape input;
+    int n_extra_inputs;     /* inputs beyond the first (cs_model_add_input), 0 for most models */
+    cs_shape extra_inputs[CS_MAX_MODEL_INPUTS - 1]; /* input k >= 1 is extra_inputs[k - 1] */
     int n_layers;
     cs_layer *layers;
     float *param_block; /* every parameter tensor, in layer order */
@@ -158,10 +165,13 @@ cs_model *cs_model_new(const char *arch, cs_shape input);
  * index, or -1 with a message naming the node in err when its inputs do not fit. */
 int cs_model_add_node(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg,
                       const int *inputs, int n_inputs, char *err, size_t errlen);
+/* Declares one more model input of that shape per image; returns its number k (>= 1,
+ * read by nodes as CS_MODEL_INPUT_K(k)), or -1 when the model has CS_MAX_MODEL_INPUTS. */
+int cs_model_add_input(cs_model *m, cs_shape s);
 /* Appends a node reading the node before it (the model's input for the first). */
 int cs_model_add(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg,
                  char *err, size_t errlen);
-/* The shape of a node input (the model's input for CS_MODEL_INPUT). */
+/* The shape of a node input (a model input for CS_MODEL_INPUT_K(k)). */
 cs_shape cs_model_node_shape(const cs_model *m, int node);
 /* Declares a parameter tensor of a node being built (a kind's shape inference calls it). */
 cs_param *cs_layer_add_param(cs_layer *l, const char *name, int ndim, const int *dims, int trainable);

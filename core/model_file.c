@@ -313,6 +313,11 @@ static int sync_parent(const char *path)
 
 int cs_model_save(const cs_model *m, const char *path, char *err, size_t errlen)
 {
+    if (m->n_extra_inputs) {
+        snprintf(err, errlen, "saving model file %s: the model takes %d inputs; model files hold models of one", path,
+                 m->n_extra_inputs + 1);
+        return -1;
+    }
     json_t *doc = model_json(m);
     if (!doc) {
         snprintf(err, errlen, "saving model file %s: cannot describe the model in JSON "

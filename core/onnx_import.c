@@ -25,7 +25,10 @@
 
 typedef struct {
     const char *name; /* the ONNX value (borrowed from the graph) */
-    int node;         /* the model node computing it, or CS_MODEL_INPUT */
+    int node;         /* the model node computing it, or CS_MODEL_INPUT_K(k) */
+    /* Its ONNX rank, the batch included: 4 is (N, C, H, W) held as (H, W, C) per image,
+     * 3 is (N, C, L) held as (1, L, C), 2 is (N, C) held as (1, 1, C), 1 is (N). */
+    int rank;
     /* A feature map (h, w, c) flattened in ONNX's (c, h, w) order: a dense layer
      * reading it needs its rows reordered to the core's (h, w, c). */
     int flat_h, flat_w, flat_c;
@@ -44,6 +47,8 @@ typedef struct {
     pending *pend;
     int n_pend, cap_pend;
     const cs_onnx_node *node; /* being translated, for messages */
+    int run;                  /* a graph run as it is: any inputs and outputs, no softmax added */
+    int64_t batch;            /* the graph inputs' first dim, -1 when symbolic */
     char *err;
     size_t errlen;
 } importer;
@@ -173,7 +178,8 @@ static int add_node(importer *im, cs_layer_kind kind, const cs_layer_config *cfg
     size_t nl = strlen(name);
     /* The builder names the node first; the message already does. */
     if (i < 0) return fail(im, "%s", !strncmp(why, name, nl) && !strncmp(why + nl, ": ", 2) ? why + nl + 2 : why);
-    if (set_value(im, im->node->outputs[0], (value_ref){.node = i}) != 0) return -1;
+    /* Most ops keep the rank of their (first) input; the others set it after. */
+    if (set_value(im, im->node->outputs[0], (value_ref){.node = i, .rank = in[0]->rank}) != 0) return -1;
     return i;
 }
 
@@ -215,25 +221,46 @@ static int defer_zeros(importer *im, int node, int param)
 
 /* ---- attributes ---- */
 
-/* Two ints from an INTS attribute of exactly two values (spatial ops of 4-D tensors). */
-static int attr_pair(importer *im, const char *name, int def, int *a, int *b)
+/* The height and width values of an INTS attribute of a spatial op: two values for
+ * 2-D (N, C, H, W), one for 1-D (N, C, L), whose height is 1 (a = 1). */
+static int attr_pair(importer *im, const char *name, int def, int nsp, int *a, int *b)
 {
     const int64_t *v;
     int n = cs_onnx_attr_ints(im->node, name, &v);
     if (n < 0) {
-        *a = *b = def;
+        *a = nsp == 1 ? 1 : def;
+        *b = def;
         return 0;
     }
-    if (n != 2 || v[0] < 1 || v[0] > MAX_DIM || v[1] < 1 || v[1] > MAX_DIM)
-        return fail(im, "attribute %s must be two sizes for a 2-D op", name);
-    *a = (int)v[0];
-    *b = (int)v[1];
+    if (n != nsp) return fail(im, "attribute %s must be %d size%s for a %d-D op", name, nsp, nsp > 1 ? "s" : "", nsp);
+    for (int k = 0; k < n; k++)
+        if (v[k] < 1 || v[k] > MAX_DIM) return fail(im, "attribute %s has %lld, out of range", name, (long long)v[k]);
+    *a = nsp == 1 ? 1 : (int)v[0];
+    *b = (int)v[nsp - 1];
     return 0;
+}
+
+/* The spatial dims of a value a window op reads: 2 for (N, C, H, W), 1 for (N, C, L);
+ * -1 with err for any other tensor. */
+static int spatial_dims(importer *im, const value_ref *x)
+{
+    if (x->flat_c) return fail(im, "reads a flattened tensor where a feature map is expected");
+    if (x->rank != 3 && x->rank != 4)
+        return fail(im, "reads a rank-%d tensor: only (N, C, H, W) and (N, C, L) are supported", x->rank);
+    return x->rank - 2;
+}
+
+/* An axis attribute counted from the front (a negative one from the back), or -1 when
+ * it is outside the rank. */
+static int norm_axis(int64_t axis, int rank)
+{
+    if (axis < 0) axis += rank;
+    return axis >= 0 && axis < rank ? (int)axis : -1;
 }
 
 /* pads [top, left, bottom, right] from `pads` or `auto_pad`, for a window of
  * (kh, kw) strides (sh, sw) dilations (dh, dw) over (ih, iw). */
-static int attr_pads(importer *im, int ih, int iw, int kh, int kw, int sh, int sw, int dh, int dw, int *pads)
+static int attr_pads(importer *im, int nsp, int ih, int iw, int kh, int kw, int sh, int sw, int dh, int dw, int *pads)
 {
     const char *autopad = cs_onnx_attr_string(im->node, "auto_pad", "NOTSET");
     memset(pads, 0, 4 * sizeof *pads);
@@ -248,11 +275,12 @@ static int attr_pads(importer *im, int ih, int iw, int kh, int kw, int sh, int s
     const int64_t *v;
     int n = cs_onnx_attr_ints(im->node, "pads", &v);
     if (n < 0) return 0;
-    if (n != 4) return fail(im, "pads must have 4 values for a 2-D op, not %d", n);
-    /* ONNX orders them (h begin, w begin, h end, w end): top, left, bottom, right. */
-    for (int k = 0; k < 4; k++) {
+    if (n != 2 * nsp) return fail(im, "pads must have %d values for a %d-D op, not %d", 2 * nsp, nsp, n);
+    /* ONNX orders them (h begin, w begin, h end, w end): top, left, bottom, right; a
+     * 1-D op's (begin, end) pad the width. */
+    for (int k = 0; k < n; k++) {
         if (v[k] < 0 || v[k] > MAX_DIM) return fail(im, "pad %lld is not supported", (long long)v[k]);
-        pads[k] = (int)v[k];
+        pads[nsp == 1 ? 1 + 2 * k : k] = (int)v[k];
     }
     return 0;
 }
@@ -262,11 +290,29 @@ static void inherit_layout(importer *im, const value_ref *x)
 {
     value_ref *v = &im->vals[im->n_vals - 1];
     v->flat_h = x->flat_h, v->flat_w = x->flat_w, v->flat_c = x->flat_c;
+    v->rank = x->rank;
 }
+
+/* The value just made has this rank. */
+static void set_rank(importer *im, int rank) { im->vals[im->n_vals - 1].rank = rank; }
 
 static int spatial_input(importer *im, value_ref *x)
 {
     if (x->flat_c) return fail(im, "reads a flattened tensor where a feature map is expected");
+    return 0;
+}
+
+/* Inputs an elementwise op of several feature maps reads: one rank and one layout, so
+ * that broadcasting the core's (h, w, c) is broadcasting ONNX's dims. */
+static int same_layout(importer *im, value_ref *const *in, int n)
+{
+    for (int k = 1; k < n; k++) {
+        if (in[k]->rank != in[0]->rank)
+            return fail(im, "broadcasts a rank-%d tensor against a rank-%d one, which is not supported", in[k]->rank,
+                        in[0]->rank);
+        if (in[k]->flat_c != in[0]->flat_c || in[k]->flat_h != in[0]->flat_h || in[k]->flat_w != in[0]->flat_w)
+            return fail(im, "mixes a flattened tensor with another layout");
+    }
     return 0;
 }
 
@@ -276,10 +322,14 @@ static int import_conv(importer *im)
 {
     value_ref *x = data_input(im, 0);
     const cs_onnx_tensor *w = x ? float_const(im, 1, "weight") : NULL;
-    if (!w || spatial_input(im, x)) return -1;
+    int nsp = w ? spatial_dims(im, x) : -1;
+    if (nsp < 0) return -1;
     cs_shape in = shape_of(im, x);
-    if (w->ndim != 4) return fail(im, "weight '%s' is not 4-D: only 2-D convolutions are supported", w->name);
-    int64_t oc = w->dims[0], icg = w->dims[1], kh = w->dims[2], kw = w->dims[3];
+    if (w->ndim != nsp + 2)
+        return fail(im, "weight '%s' is %d-D for a rank-%d input: only 1-D and 2-D convolutions are supported", w->name,
+                    w->ndim, x->rank);
+    /* A 1-D kernel (O, I, K) is the 2-D kernel (O, I, 1, K). */
+    int64_t oc = w->dims[0], icg = w->dims[1], kh = nsp == 1 ? 1 : w->dims[2], kw = w->dims[nsp + 1];
     int64_t groups = cs_onnx_attr_int(im->node, "group", 1);
     if (groups < 1 || groups > in.c || icg * groups != in.c || oc % groups || oc > MAX_DIM)
         return fail(im, "weight %lldx%lldx%lldx%lld with %lld groups does not fit %d input channels", (long long)oc,
@@ -288,16 +338,16 @@ static int import_conv(importer *im)
     if (kh < 1 || kh > MAX_DIM || kw < 1 || kw > MAX_DIM) return fail(im, "kernel %lldx%lld is not supported",
                                                                     (long long)kh, (long long)kw);
     int ks_h = 0, ks_w = 0;
-    if (attr_pair(im, "kernel_shape", (int)kh, &ks_h, &ks_w)) return -1;
+    if (attr_pair(im, "kernel_shape", (int)kh, nsp, &ks_h, &ks_w)) return -1;
     if (ks_h != kh || (cs_onnx_attr_find(im->node, "kernel_shape") && ks_w != kw))
         return fail(im, "kernel_shape disagrees with the weight");
-    if (attr_pair(im, "strides", 1, &c.stride, &c.stride_w) ||
-        attr_pair(im, "dilations", 1, &c.dilation, &c.dilation_w))
+    if (attr_pair(im, "strides", 1, nsp, &c.stride, &c.stride_w) ||
+        attr_pair(im, "dilations", 1, nsp, &c.dilation, &c.dilation_w))
         return -1;
     c.kernel = (int)kh;
     c.kernel_w = (int)kw;
     int pads[4];
-    if (attr_pads(im, in.h, in.w, c.kernel, c.kernel_w, c.stride, c.stride_w, c.dilation, c.dilation_w, pads))
+    if (attr_pads(im, nsp, in.h, in.w, c.kernel, c.kernel_w, c.stride, c.stride_w, c.dilation, c.dilation_w, pads))
         return -1;
     /* Windows conv.c computes keep its kernels: square, one stride, no dilation or
      * groups, and no padding or TensorFlow's 'same' padding. */
@@ -329,12 +379,16 @@ static int import_conv(importer *im)
 static int import_batchnorm(importer *im)
 {
     value_ref *x = data_input(im, 0);
-    if (!x) return -1;
+    if (!x || spatial_input(im, x)) return -1;
+    if (x->rank < 2) return fail(im, "reads a rank-%d tensor, which has no channels", x->rank);
     const cs_onnx_tensor *t[4];
     static const char *const what[4] = {"scale", "bias", "mean", "variance"};
     for (int k = 0; k < 4; k++)
         if (!(t[k] = float_const(im, k + 1, what[k]))) return -1;
     if (cs_onnx_attr_int(im->node, "training_mode", 0)) return fail(im, "training_mode is not supported");
+    if (im->g->opset < 7 && !cs_onnx_attr_int(im->node, "is_test", 0))
+        return fail(im, "training mode (is_test 0) is not supported");
+    if (im->g->opset < 9 && !cs_onnx_attr_int(im->node, "spatial", 1)) return fail(im, "spatial 0 is not supported");
     cs_layer_config c = {.epsilon = cs_onnx_attr_float(im->node, "epsilon", 1e-5f),
                          .momentum = cs_onnx_attr_float(im->node, "momentum", 0.9f)};
     if (!(c.epsilon > 0)) return fail(im, "epsilon %g is not positive", (double)c.epsilon);
@@ -387,7 +441,9 @@ static int import_leaky(importer *im)
     if (!x) return -1;
     if (alpha == 0) return import_activation(im, CS_ACTF_RELU, 0, 0);
     cs_layer_config c = {.alpha = alpha};
-    return add_node(im, CS_LEAKY_RELU, &c, &x, 1) < 0 ? -1 : 0;
+    if (add_node(im, CS_LEAKY_RELU, &c, &x, 1) < 0) return -1;
+    inherit_layout(im, x);
+    return 0;
 }
 
 static int import_gelu(importer *im)
@@ -400,21 +456,19 @@ static int import_gelu(importer *im)
 static int import_pool(importer *im, cs_layer_kind kind)
 {
     value_ref *x = data_input(im, 0);
-    if (!x || spatial_input(im, x)) return -1;
+    int nsp = x ? spatial_dims(im, x) : -1;
+    if (nsp < 0) return -1;
     cs_shape in = shape_of(im, x);
     if (cs_onnx_attr_int(im->node, "storage_order", 0)) return fail(im, "storage_order 1 is not supported");
-    const int64_t *ks;
-    if (cs_onnx_attr_ints(im->node, "kernel_shape", &ks) != 2) return fail(im, "kernel_shape must have 2 values");
+    if (!cs_onnx_attr_find(im->node, "kernel_shape")) return fail(im, "has no kernel_shape");
     cs_layer_config c = {.ceil_mode = (int)cs_onnx_attr_int(im->node, "ceil_mode", 0),
                          .count_include_pad = (int)cs_onnx_attr_int(im->node, "count_include_pad", 0)};
-    if (ks[0] < 1 || ks[0] > MAX_DIM || ks[1] < 1 || ks[1] > MAX_DIM) return fail(im, "kernel_shape out of range");
-    c.kernel = (int)ks[0];
-    c.kernel_w = (int)ks[1];
-    if (attr_pair(im, "strides", 1, &c.stride, &c.stride_w) ||
-        attr_pair(im, "dilations", 1, &c.dilation, &c.dilation_w))
+    if (attr_pair(im, "kernel_shape", 1, nsp, &c.kernel, &c.kernel_w) ||
+        attr_pair(im, "strides", 1, nsp, &c.stride, &c.stride_w) ||
+        attr_pair(im, "dilations", 1, nsp, &c.dilation, &c.dilation_w))
         return -1;
     int pads[4];
-    if (attr_pads(im, in.h, in.w, c.kernel, c.kernel_w, c.stride, c.stride_w, c.dilation, c.dilation_w, pads))
+    if (attr_pads(im, nsp, in.h, in.w, c.kernel, c.kernel_w, c.stride, c.stride_w, c.dilation, c.dilation_w, pads))
         return -1;
     if (kind == CS_MAXPOOL && c.kernel == c.kernel_w && c.stride == c.kernel && c.stride_w == c.kernel &&
         c.dilation == 1 && c.dilation_w == 1 && !pads[0] && !pads[1] && !pads[2] && !pads[3] &&
@@ -430,21 +484,33 @@ static int import_pool(importer *im, cs_layer_kind kind)
 static int import_global_pool(importer *im, cs_layer_kind kind)
 {
     value_ref *x = data_input(im, 0);
-    if (!x || spatial_input(im, x)) return -1;
+    if (!x || spatial_dims(im, x) < 0) return -1;
     cs_layer_config c = {0};
     return add_node(im, kind, &c, &x, 1) < 0 ? -1 : 0;
 }
 
-/* ReduceMean over H and W with kept dims is a global average pool. */
+/* ReduceMean over every spatial axis is a global average pool; without kept dims
+ * its result is (N, C). */
 static int import_reduce_mean(importer *im)
 {
+    value_ref *x = data_input(im, 0);
+    int nsp = x ? spatial_dims(im, x) : -1;
+    if (nsp < 0) return -1;
     const int64_t *axes;
     int n = cs_onnx_attr_ints(im->node, "axes", &axes);
     const cs_onnx_tensor *t = n < 0 ? const_input(im, 1) : NULL;
     if (t && t->elem_type == CS_ONNX_INT64) n = (int)t->count, axes = t->i;
-    int hw = n == 2 && ((axes[0] == 2 || axes[0] == -2) && (axes[1] == 3 || axes[1] == -1));
-    if (!hw) return fail(im, "only a mean over the two spatial axes is supported");
-    return import_global_pool(im, CS_GLOBAL_AVGPOOL);
+    int seen = 0;
+    for (int k = 0; k < n; k++) {
+        int a = norm_axis(axes[k], x->rank);
+        if (a >= 2) seen |= 1 << a;
+        else seen = -1;
+    }
+    if (n != nsp || seen != ((1 << x->rank) - 4)) return fail(im, "only a mean over the spatial axes is supported");
+    int keep = (int)cs_onnx_attr_int(im->node, "keepdims", 1);
+    if (import_global_pool(im, CS_GLOBAL_AVGPOOL)) return -1;
+    if (!keep) set_rank(im, 2);
+    return 0;
 }
 
 /* Flatten from axis 1, or a Reshape to (batch, features): the core's flatten, with
@@ -456,18 +522,31 @@ static int flatten(importer *im, value_ref *x)
     int i = add_node(im, CS_FLATTEN, &c, &x, 1);
     if (i < 0) return -1;
     value_ref *v = &im->vals[im->n_vals - 1];
+    v->rank = 2;
     if (in.h * in.w > 1 && in.c > 1) v->flat_h = in.h, v->flat_w = in.w, v->flat_c = in.c;
     return 0;
+}
+
+/* The output is x's floats as (batch, features): x itself when its order is already
+ * ONNX's, else a flatten. */
+static int as_vector(importer *im, value_ref *x)
+{
+    if (x->flat_c || x->rank <= 2 || shape_of(im, x).h * shape_of(im, x).w == 1) {
+        value_ref v = *x;
+        v.rank = 2;
+        return set_value(im, im->node->outputs[0], v);
+    }
+    return flatten(im, x);
 }
 
 static int import_flatten(importer *im)
 {
     value_ref *x = data_input(im, 0);
     if (!x) return -1;
-    if (cs_onnx_attr_int(im->node, "axis", 1) != 1) return fail(im, "only axis 1 (one vector per image) is supported");
-    if (x->flat_c || shape_of(im, x).h * shape_of(im, x).w == 1) /* already one vector per image */
-        return set_value(im, im->node->outputs[0], *x);
-    return flatten(im, x);
+    int64_t axis = cs_onnx_attr_int(im->node, "axis", 1);
+    if (axis < 0) axis += x->rank;
+    if (axis != 1) return fail(im, "only axis 1 (one vector per image) is supported");
+    return as_vector(im, x);
 }
 
 static int import_reshape(importer *im)
@@ -480,14 +559,13 @@ static int import_reshape(importer *im)
     cs_shape in = shape_of(im, x);
     int64_t size = (int64_t)cs_shape_size(in);
     /* (batch, features): batch as 0 (copy), -1 or 1, features as the size or -1. */
-    if (s->count == 2 && (s->i[0] == 0 || s->i[0] == -1 || s->i[0] == 1) && (s->i[1] == size || s->i[1] == -1) &&
-        !(s->i[0] == -1 && s->i[1] == -1)) {
-        if (x->flat_c || in.h * in.w == 1) return set_value(im, im->node->outputs[0], *x);
-        return flatten(im, x);
-    }
+    /* A batch of 1 is the batch when the inputs' batch is 1 or left open. */
+    int batch_ok = s->count > 0 && (s->i[0] == 0 || s->i[0] == -1 || (s->i[0] == 1 && im->batch <= 1));
+    if (s->count == 2 && batch_ok && (s->i[1] == size || s->i[1] == -1) && !(s->i[0] == -1 && s->i[1] == -1))
+        return as_vector(im, x);
     /* The same 4-D shape again. */
-    if (s->count == 4 && (s->i[0] == 0 || s->i[0] == -1 || s->i[0] == 1) && s->i[1] == in.c && s->i[2] == in.h &&
-        s->i[3] == in.w && !x->flat_c)
+    if (s->count == 4 && x->rank == 4 && batch_ok && s->i[1] == in.c && s->i[2] == in.h && s->i[3] == in.w &&
+        !x->flat_c)
         return set_value(im, im->node->outputs[0], *x);
     return fail(im, "reshape to a shape other than (batch, %lld) is not supported", (long long)size);
 }
@@ -500,7 +578,7 @@ static int import_dense(importer *im, int gemm)
     const cs_onnx_tensor *w = x ? float_const(im, 1, "weight") : NULL;
     if (!w) return -1;
     cs_shape in = shape_of(im, x);
-    if (in.h * in.w != 1 && !x->flat_c) return fail(im, "reads a feature map: flatten it first");
+    if (x->rank != 2) return fail(im, "reads a rank-%d tensor: only (batch, features) is supported", x->rank);
     int trans_b = gemm ? (int)cs_onnx_attr_int(im->node, "transB", 0) : 0;
     float alpha = gemm ? cs_onnx_attr_float(im->node, "alpha", 1) : 1, beta = gemm ? cs_onnx_attr_float(im->node, "beta", 1) : 1;
     if (gemm && cs_onnx_attr_int(im->node, "transA", 0)) return fail(im, "transA is not supported");
@@ -513,6 +591,7 @@ static int import_dense(importer *im, int gemm)
     cs_layer_config c = {.units = (int)cols, .activation = CS_ACT_LINEAR};
     int i = add_node(im, CS_DENSE, &c, &x, 1);
     if (i < 0) return -1;
+    set_rank(im, 2);
     float *k = malloc((size_t)rows * cols * sizeof(float));
     if (!k) return defer(im, i, 0, NULL);
     for (int64_t r = 0; r < rows; r++) {
@@ -529,8 +608,11 @@ static int import_dense(importer *im, int gemm)
     const cs_onnx_tensor *b = gemm ? const_input(im, 2) : NULL;
     if (gemm && im->node->n_inputs > 2 && im->node->inputs[2][0] && !(b = float_const(im, 2, "bias"))) return -1;
     if (!b) return defer_zeros(im, i, 1);
-    if (b->count != cols && b->count != 1) return fail(im, "bias '%s' has %lld values for %lld outputs", b->name,
-                                                       (long long)b->count, (long long)cols);
+    /* C broadcasts to (batch, outputs): one value per output, or one for all. */
+    int per_image = b->ndim < 2 || b->dims[0] == 1;
+    if (!per_image || (b->count != cols && b->count != 1))
+        return fail(im, "bias '%s' of %lld values is not one per output (%lld) or one for all", b->name,
+                    (long long)b->count, (long long)cols);
     float *bb = malloc((size_t)cols * sizeof(float));
     for (int64_t o = 0; bb && o < cols; o++) bb[o] = beta * b->f[b->count == 1 ? 0 : o];
     return defer(im, i, 1, bb);
@@ -559,6 +641,11 @@ static int binary_with_constant(importer *im, const char *op, value_ref *x, cons
 {
     if (t->elem_type != CS_ONNX_FLOAT || !t->f) return fail(im, "constant '%s' is not float", t->name);
     const cs_layer *l = x->node >= 0 ? &im->m->layers[x->node] : NULL;
+    if (t->ndim > x->rank) return fail(im, "the constant '%s' has more dims than the tensor it meets", t->name);
+    /* Lined up with x's dims from the back, every dim of t but the channels' is 1. */
+    int per_channel = x->rank >= 2 && !x->flat_c;
+    for (int d = 0; d < t->ndim; d++)
+        if (x->rank - t->ndim + d != 1 && t->dims[d] != 1) per_channel = 0;
     if (t->count == 1) {
         float v = t->f[0];
         cs_layer_config c = {.scale = 1, .offset = 0};
@@ -572,13 +659,24 @@ static int binary_with_constant(importer *im, const char *op, value_ref *x, cons
         return 0;
     }
     if (!strcmp(op, "Add") && l && (l->kind == CS_DENSE || l->kind == CS_CONV2D) && l->cfg.activation == CS_ACT_LINEAR &&
-        t->count == l->out.c && readers(im->g, im->node->inputs[x_first ? 0 : 1]) == 1) {
+        per_channel && t->count == l->out.c && readers(im->g, im->node->inputs[x_first ? 0 : 1]) == 1) {
         pending *b = pending_of(im, x->node, 1);
         if (b)
             for (int o = 0; o < l->out.c; o++) b->data[o] += t->f[o];
         return b ? set_value(im, im->node->outputs[0], *x) : fail(im, "internal: no bias to add to");
     }
     return fail(im, "%s with the constant '%s' of %lld values is not supported", op, t->name, (long long)t->count);
+}
+
+/* Before opset 7, Add, Sub, Mul and Div broadcast only when told to, B from the
+ * position `axis` of A: numpy's rule where B lines up with A's last dims. */
+static int legacy_broadcast(importer *im, int rank_a, int rank_b)
+{
+    if (im->g->opset >= 7 || !cs_onnx_attr_find(im->node, "axis")) return 0;
+    int64_t axis = cs_onnx_attr_int(im->node, "axis", 0);
+    if (axis < 0) axis += rank_a;
+    if (axis != rank_a - rank_b) return fail(im, "broadcasting from axis %lld is not supported", (long long)axis);
+    return 0;
 }
 
 static int import_binary(importer *im, cs_layer_kind kind)
@@ -589,13 +687,13 @@ static int import_binary(importer *im, cs_layer_kind kind)
     if (t0 && t1) return fail(im, "both inputs are constants (not folded)");
     if (t0 || t1) {
         value_ref *x = data_input(im, t0 ? 1 : 0);
-        return x ? binary_with_constant(im, op, x, t0 ? t0 : t1, t1 != NULL) : -1;
+        const cs_onnx_tensor *t = t0 ? t0 : t1;
+        if (!x || (t1 && legacy_broadcast(im, x->rank, t->ndim))) return -1;
+        return binary_with_constant(im, op, x, t, t1 != NULL);
     }
     if (kind == CS_KIND_COUNT) return fail(im, "%s of two feature maps is not supported", op);
     value_ref *in[2] = {data_input(im, 0), data_input(im, 1)};
-    if (!in[0] || !in[1]) return -1;
-    if ((in[0]->flat_c || in[1]->flat_c) && in[0]->flat_c != in[1]->flat_c)
-        return fail(im, "mixes a flattened tensor with another layout");
+    if (!in[0] || !in[1] || legacy_broadcast(im, in[0]->rank, in[1]->rank) || same_layout(im, in, 2)) return -1;
     cs_layer_config c = {0};
     if (add_node(im, kind, &c, in, 2) < 0) return -1;
     inherit_layout(im, in[0]);
@@ -610,7 +708,9 @@ static int import_concat(importer *im)
     value_ref *in[CS_MAX_INPUTS];
     for (int k = 0; k < im->node->n_inputs; k++)
         if (!(in[k] = data_input(im, k)) || spatial_input(im, in[k])) return -1;
-    if (axis != 1 && axis != -3) return fail(im, "only concatenation along the channels (axis 1) is supported");
+    if (same_layout(im, in, im->node->n_inputs)) return -1;
+    if (in[0]->rank < 2 || norm_axis(axis, in[0]->rank) != 1)
+        return fail(im, "only concatenation along the channels (axis 1) is supported");
     cs_layer_config c = {0};
     return add_node(im, CS_CONCATENATE, &c, in, im->node->n_inputs) < 0 ? -1 : 0;
 }
@@ -619,14 +719,19 @@ static int import_pad(importer *im)
 {
     value_ref *x = data_input(im, 0);
     const cs_onnx_tensor *p = x ? const_input(im, 1) : NULL;
-    if (!x || spatial_input(im, x)) return -1;
+    int nsp = x ? spatial_dims(im, x) : -1;
+    if (nsp < 0) return -1;
     const char *mode = cs_onnx_attr_string(im->node, "mode", "constant");
     if (strcmp(mode, "constant")) return fail(im, "mode '%s' is not supported (only constant)", mode);
-    if (!p || p->elem_type != CS_ONNX_INT64 || p->count != 8)
-        return fail(im, "pads must be a constant of 8 values (N, C, H, W begins, then ends)");
+    int r = x->rank;
+    if (!p || p->elem_type != CS_ONNX_INT64 || p->count != 2 * r)
+        return fail(im, "pads must be a constant of %d values (each dim's begin, then each end)", 2 * r);
     if (im->node->n_inputs > 3 && im->node->inputs[3][0]) return fail(im, "axes are not supported");
-    if (p->i[0] || p->i[1] || p->i[4] || p->i[5]) return fail(im, "padding the batch or the channels is not supported");
-    cs_layer_config c = {.pads = {(int)p->i[2], (int)p->i[3], (int)p->i[6], (int)p->i[7]}};
+    if (p->i[0] || p->i[1] || p->i[r] || p->i[r + 1])
+        return fail(im, "padding the batch or the channels is not supported");
+    /* top, left, bottom, right; a 1-D tensor's (N, C, L) pads only its width. */
+    cs_layer_config c = {.pads = {nsp == 2 ? (int)p->i[2] : 0, (int)p->i[r - 1], nsp == 2 ? (int)p->i[r + 2] : 0,
+                                  (int)p->i[2 * r - 1]}};
     for (int k = 0; k < 4; k++)
         if (c.pads[k] < 0 || c.pads[k] > MAX_DIM) return fail(im, "pad %d is not supported", c.pads[k]);
     const cs_onnx_tensor *v = const_input(im, 2);
@@ -641,9 +746,12 @@ static int import_softmax(importer *im)
     if (!x) return -1;
     cs_shape in = shape_of(im, x);
     int64_t axis = cs_onnx_attr_int(im->node, "axis", im->g->opset >= 13 ? -1 : 1);
-    int flat = in.h * in.w == 1 || x->flat_c;
-    if (!(flat && (axis == 1 || axis == -1)) && !(!flat && axis == 1))
-        return fail(im, "softmax over axis %lld of this tensor is not supported", (long long)axis);
+    /* From opset 13 the softmax runs along one axis; before, over all the dims from
+     * `axis` on as one vector. The core's runs along the channels (axis 1), which is
+     * both when nothing follows the channels but ones. */
+    int a = norm_axis(axis, x->rank);
+    int ok = x->rank >= 2 && a == 1 && (im->g->opset >= 13 || in.h * in.w == 1);
+    if (!ok) return fail(im, "softmax over axis %lld of a rank-%d tensor is not supported", (long long)axis, x->rank);
     if (x->flat_c) return fail(im, "softmax over a flattened feature map is not supported");
     cs_layer_config c = {0};
     return add_node(im, CS_SOFTMAX, &c, &x, 1) < 0 ? -1 : 0;
@@ -654,6 +762,115 @@ static int import_alias(importer *im)
 {
     value_ref *x = data_input(im, 0);
     return x ? set_value(im, im->node->outputs[0], *x) : -1;
+}
+
+/* Dropout at inference is the identity; in training mode (opset 12's input, or
+ * is_test 0 before opset 7) it draws a mask, which is not supported. */
+static int import_dropout(importer *im)
+{
+    if (im->g->opset < 7 && !cs_onnx_attr_int(im->node, "is_test", 0))
+        return fail(im, "training mode (is_test 0) is not supported");
+    if (im->node->n_inputs > 2 && im->node->inputs[2][0]) {
+        const cs_onnx_tensor *t = const_input(im, 2);
+        if (!t) return fail(im, "training_mode '%s' is not a constant", im->node->inputs[2]);
+        if (t->count != 1 || (t->i ? t->i[0] != 0 : t->f[0] != 0)) return fail(im, "training mode is not supported");
+    }
+    return import_alias(im);
+}
+
+/* Sum of feature maps: an Add of them (one input: the input itself). */
+static int import_sum(importer *im)
+{
+    int n = im->node->n_inputs;
+    if (n < 1 || n > CS_MAX_INPUTS) return fail(im, "%d inputs (1 to %d supported)", n, CS_MAX_INPUTS);
+    if (n == 1) return import_alias(im);
+    value_ref *in[CS_MAX_INPUTS];
+    for (int k = 0; k < n; k++)
+        if (!(in[k] = data_input(im, k))) return -1;
+    if (same_layout(im, in, n)) return -1;
+    cs_layer_config c = {0};
+    if (add_node(im, CS_ADD, &c, in, n) < 0) return -1;
+    inherit_layout(im, in[0]);
+    return 0;
+}
+
+/* -x: a Rescaling by -1. */
+static int import_neg(importer *im)
+{
+    value_ref *x = data_input(im, 0);
+    if (!x) return -1;
+    cs_layer_config c = {.scale = -1, .offset = 0};
+    if (add_node(im, CS_RESCALING, &c, &x, 1) < 0) return -1;
+    inherit_layout(im, x);
+    return 0;
+}
+
+/* The ops, each by the function that imports it. */
+static int op_relu(importer *im) { return import_activation(im, CS_ACTF_RELU, 0, 0); }
+static int op_sigmoid(importer *im) { return import_activation(im, CS_ACTF_SIGMOID, 0, 0); }
+static int op_tanh(importer *im) { return import_activation(im, CS_ACTF_TANH, 0, 0); }
+static int op_elu(importer *im) { return import_activation(im, CS_ACTF_ELU, cs_onnx_attr_float(im->node, "alpha", 1), 0); }
+static int op_hard_sigmoid(importer *im)
+{
+    return import_activation(im, CS_ACTF_HARD_SIGMOID, cs_onnx_attr_float(im->node, "alpha", 0.2f),
+                             cs_onnx_attr_float(im->node, "beta", 0.5f));
+}
+static int op_hard_swish(importer *im) { return import_activation(im, CS_ACTF_HARD_SWISH, 0, 0); }
+static int op_softplus(importer *im) { return import_activation(im, CS_ACTF_SOFTPLUS, 0, 0); }
+static int op_maxpool(importer *im) { return import_pool(im, CS_MAXPOOL); }
+static int op_avgpool(importer *im) { return import_pool(im, CS_AVGPOOL); }
+static int op_global_avgpool(importer *im) { return import_global_pool(im, CS_GLOBAL_AVGPOOL); }
+static int op_global_maxpool(importer *im) { return import_global_pool(im, CS_GLOBAL_MAXPOOL); }
+static int op_gemm(importer *im) { return import_dense(im, 1); }
+static int op_matmul(importer *im) { return import_dense(im, 0); }
+static int op_add(importer *im) { return import_binary(im, CS_ADD); }
+static int op_sub(importer *im) { return import_binary(im, CS_SUBTRACT); }
+static int op_mul(importer *im) { return import_binary(im, CS_MULTIPLY); }
+static int op_div(importer *im) { return import_binary(im, CS_KIND_COUNT); } /* constants only */
+
+static const struct {
+    const char *op;
+    int (*import)(importer *im);
+} OPS[] = {
+    {"Conv", import_conv},
+    {"BatchNormalization", import_batchnorm},
+    {"Relu", op_relu},
+    {"LeakyRelu", import_leaky},
+    {"Clip", import_clip},
+    {"Sigmoid", op_sigmoid},
+    {"Tanh", op_tanh},
+    {"Elu", op_elu},
+    {"HardSigmoid", op_hard_sigmoid},
+    {"HardSwish", op_hard_swish},
+    {"Softplus", op_softplus},
+    {"Gelu", import_gelu},
+    {"MaxPool", op_maxpool},
+    {"AveragePool", op_avgpool},
+    {"GlobalAveragePool", op_global_avgpool},
+    {"GlobalMaxPool", op_global_maxpool},
+    {"ReduceMean", import_reduce_mean},
+    {"Flatten", import_flatten},
+    {"Reshape", import_reshape},
+    {"Gemm", op_gemm},
+    {"MatMul", op_matmul},
+    {"Add", op_add},
+    {"Sub", op_sub},
+    {"Mul", op_mul},
+    {"Div", op_div},
+    {"Concat", import_concat},
+    {"Pad", import_pad},
+    {"Softmax", import_softmax},
+    {"Sum", import_sum},
+    {"Neg", import_neg},
+    {"Dropout", import_dropout},
+    {"Identity", import_alias},
+};
+
+int cs_onnx_op_supported(const char *op)
+{
+    for (size_t k = 0; k < sizeof OPS / sizeof OPS[0]; k++)
+        if (!strcmp(op, OPS[k].op)) return 1;
+    return 0;
 }
 
 static int import_node(importer *im)
@@ -667,37 +884,8 @@ static int import_node(importer *im)
     for (int k = 1; k < im->node->n_outputs; k++)
         if (im->node->outputs[k][0] && readers(im->g, im->node->outputs[k]))
             return fail(im, "its output '%s' is used, which is not supported", im->node->outputs[k]);
-    if (!strcmp(op, "Conv")) return import_conv(im);
-    if (!strcmp(op, "BatchNormalization")) return import_batchnorm(im);
-    if (!strcmp(op, "Relu")) return import_activation(im, CS_ACTF_RELU, 0, 0);
-    if (!strcmp(op, "LeakyRelu")) return import_leaky(im);
-    if (!strcmp(op, "Clip")) return import_clip(im);
-    if (!strcmp(op, "Sigmoid")) return import_activation(im, CS_ACTF_SIGMOID, 0, 0);
-    if (!strcmp(op, "Tanh")) return import_activation(im, CS_ACTF_TANH, 0, 0);
-    if (!strcmp(op, "Elu")) return import_activation(im, CS_ACTF_ELU, cs_onnx_attr_float(im->node, "alpha", 1), 0);
-    if (!strcmp(op, "HardSigmoid"))
-        return import_activation(im, CS_ACTF_HARD_SIGMOID, cs_onnx_attr_float(im->node, "alpha", 0.2f),
-                                 cs_onnx_attr_float(im->node, "beta", 0.5f));
-    if (!strcmp(op, "HardSwish")) return import_activation(im, CS_ACTF_HARD_SWISH, 0, 0);
-    if (!strcmp(op, "Softplus")) return import_activation(im, CS_ACTF_SOFTPLUS, 0, 0);
-    if (!strcmp(op, "Gelu")) return import_gelu(im);
-    if (!strcmp(op, "MaxPool")) return import_pool(im, CS_MAXPOOL);
-    if (!strcmp(op, "AveragePool")) return import_pool(im, CS_AVGPOOL);
-    if (!strcmp(op, "GlobalAveragePool")) return import_global_pool(im, CS_GLOBAL_AVGPOOL);
-    if (!strcmp(op, "GlobalMaxPool")) return import_global_pool(im, CS_GLOBAL_MAXPOOL);
-    if (!strcmp(op, "ReduceMean")) return import_reduce_mean(im);
-    if (!strcmp(op, "Flatten")) return import_flatten(im);
-    if (!strcmp(op, "Reshape")) return import_reshape(im);
-    if (!strcmp(op, "Gemm")) return import_dense(im, 1);
-    if (!strcmp(op, "MatMul")) return import_dense(im, 0);
-    if (!strcmp(op, "Add")) return import_binary(im, CS_ADD);
-    if (!strcmp(op, "Sub")) return import_binary(im, CS_SUBTRACT);
-    if (!strcmp(op, "Mul")) return import_binary(im, CS_MULTIPLY);
-    if (!strcmp(op, "Div")) return import_binary(im, CS_KIND_COUNT); /* constants only */
-    if (!strcmp(op, "Concat")) return import_concat(im);
-    if (!strcmp(op, "Pad")) return import_pad(im);
-    if (!strcmp(op, "Softmax")) return import_softmax(im);
-    if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) return import_alias(im);
+    for (size_t k = 0; k < sizeof OPS / sizeof OPS[0]; k++)
+        if (!strcmp(op, OPS[k].op)) return OPS[k].import(im);
     return fail(im, "the op '%s' is not supported", op);
 }
 
@@ -719,7 +907,54 @@ static int model_input(importer *im, const char *arch)
     if (v->dims[1] * v->dims[2] * v->dims[3] > INT32_MAX) return fail(im, "input '%s' is too large", v->name);
     im->m = cs_model_new(arch, (cs_shape){(int)v->dims[2], (int)v->dims[3], (int)v->dims[1]});
     if (!im->m) return fail(im, "out of memory");
-    return set_value(im, v->name, (value_ref){.node = CS_MODEL_INPUT});
+    return set_value(im, v->name, (value_ref){.node = CS_MODEL_INPUT, .rank = 4});
+}
+
+/* The core's shape of one item of a graph input of rank 1 to 4 (the batch first). */
+static int io_shape(importer *im, const cs_onnx_value *v, cs_shape *s)
+{
+    if (v->elem_type != CS_ONNX_FLOAT)
+        return fail(im, "input '%s' is %s, not FLOAT", v->name, cs_onnx_type_name(v->elem_type));
+    if (v->ndim < 1 || v->ndim > 4)
+        return fail(im, "input '%s' has %d dims; 1 to 4 (the batch first) are supported", v->name, v->ndim);
+    int64_t d[4] = {1, 1, 1, 1}, size = 1;
+    for (int k = 1; k < v->ndim; k++) {
+        if (v->dims[k] < 1 || v->dims[k] > MAX_DIM)
+            return fail(im, "input '%s' needs known sizes after the batch (dim %d is %lld)", v->name, k,
+                        (long long)v->dims[k]);
+        d[k] = v->dims[k];
+        size *= d[k];
+    }
+    if (size > INT32_MAX) return fail(im, "input '%s' is too large", v->name);
+    /* (N, C, H, W) is (H, W, C); (N, C, L) is (1, L, C); (N, C) is (1, 1, C). */
+    *s = v->ndim == 4 ? (cs_shape){(int)d[2], (int)d[3], (int)d[1]}
+                      : (cs_shape){1, v->ndim == 3 ? (int)d[2] : 1, (int)d[1]};
+    return 0;
+}
+
+/* Every graph input of a run is a model input, in the file's order; they share the
+ * batch (their first dim). */
+static int run_inputs(importer *im, const char *arch)
+{
+    const cs_onnx_graph *g = im->g;
+    if (g->n_inputs > CS_MAX_MODEL_INPUTS)
+        return fail(im, "%d graph inputs; at most %d are supported", g->n_inputs, CS_MAX_MODEL_INPUTS);
+    im->batch = -1;
+    for (int k = 0; k < g->n_inputs; k++) {
+        const cs_onnx_value *v = &g->inputs[k];
+        cs_shape s;
+        if (io_shape(im, v, &s)) return -1;
+        int64_t b = v->dims[0] > 0 ? v->dims[0] : -1;
+        if (b > 0 && im->batch > 0 && b != im->batch)
+            return fail(im, "input '%s' has %lld as its first (batch) dim where '%s' has %lld: the inputs must share "
+                        "their batch", v->name, (long long)b, g->inputs[0].name, (long long)im->batch);
+        if (b > 0) im->batch = b;
+        if (k == 0 && !(im->m = cs_model_new(arch, s))) return fail(im, "out of memory");
+        if (k > 0 && cs_model_add_input(im->m, s) != k) return fail(im, "too many inputs");
+        if (set_value(im, v->name, (value_ref){.node = CS_MODEL_INPUT_K(k), .rank = v->ndim})) return -1;
+    }
+    if (g->n_inputs == 0) return fail(im, "the graph has no input");
+    return 0;
 }
 
 /* A softmax on top when the graph ends in scores, so the model serves probabilities. */
@@ -739,17 +974,52 @@ static int top_softmax(importer *im)
     return 0;
 }
 
-static cs_model *import_graph(const cs_onnx_graph *g, const char *arch, char *err, size_t errlen)
+static int io_of(importer *im, const value_ref *v, cs_onnx_io *io)
 {
-    importer im = {.g = g, .err = err, .errlen = errlen};
+    io->name = malloc(strlen(v->name) + 1);
+    if (!io->name) return fail(im, "out of memory");
+    strcpy(io->name, v->name);
+    io->node = v->node;
+    io->layout = (cs_onnx_layout){.rank = v->rank, .item = cs_model_node_shape(im->m, v->node), .flat_h = v->flat_h,
+                                  .flat_w = v->flat_w, .flat_c = v->flat_c};
+    return 0;
+}
+
+/* The graph's inputs and outputs as the model holds them. */
+static int run_signature(importer *im, cs_onnx_signature *sig)
+{
+    const cs_onnx_graph *g = im->g;
+    sig->batch = im->batch;
+    sig->inputs = calloc((size_t)g->n_inputs, sizeof *sig->inputs);
+    sig->outputs = calloc((size_t)(g->n_outputs ? g->n_outputs : 1), sizeof *sig->outputs);
+    if (!sig->inputs || !sig->outputs) return fail(im, "out of memory");
+    for (int k = 0; k < g->n_inputs; k++) {
+        if (io_of(im, find_value(im, g->inputs[k].name), &sig->inputs[k])) return -1;
+        sig->n_inputs++;
+    }
+    for (int k = 0; k < g->n_outputs; k++) {
+        const char *name = g->outputs[k].name;
+        const value_ref *v = find_value(im, name);
+        if (!v && cs_onnx_find_init(g, name)) return fail(im, "the output '%s' is a constant", name);
+        if (!v) return fail(im, "the output '%s' is not computed", name);
+        if (io_of(im, v, &sig->outputs[k])) return -1;
+        sig->n_outputs++;
+    }
+    return 0;
+}
+
+static cs_model *import_graph(const cs_onnx_graph *g, const char *arch, cs_onnx_signature *sig, char *err,
+                              size_t errlen)
+{
+    importer im = {.g = g, .run = sig != NULL, .batch = -1, .err = err, .errlen = errlen};
     err[0] = 0;
-    int rc = model_input(&im, arch);
+    int rc = im.run ? run_inputs(&im, arch) : model_input(&im, arch);
     for (int i = 0; rc == 0 && i < g->n_nodes; i++) {
         im.node = &g->nodes[i];
         rc = import_node(&im);
     }
     im.node = NULL;
-    if (rc == 0) rc = top_softmax(&im);
+    if (rc == 0) rc = im.run ? run_signature(&im, sig) : top_softmax(&im);
     if (rc == 0 && cs_model_finish(im.m) != 0) rc = fail(&im, "out of memory for the parameters");
     for (int k = 0; k < im.n_pend; k++) {
         if (rc == 0) {
@@ -764,6 +1034,7 @@ static cs_model *import_graph(const cs_onnx_graph *g, const char *arch, char *er
         cs_model_free(im.m);
         return NULL;
     }
+    if (im.run) return im.m;
     /* Classes are numbered until labels come with the model. */
     int k = im.m->layers[im.m->n_layers - 1].out.c;
     char **names = malloc((size_t)k * sizeof *names);
@@ -787,7 +1058,7 @@ cs_model *cs_onnx_import_buffer(const void *buf, size_t len, const char *arch, c
 {
     cs_onnx_graph *g = cs_onnx_read_buffer(buf, len, err, errlen);
     if (!g) return NULL;
-    cs_model *m = import_graph(g, arch, err, errlen);
+    cs_model *m = import_graph(g, arch, NULL, err, errlen);
     cs_onnx_graph_free(g);
     return m;
 }
@@ -796,7 +1067,72 @@ cs_model *cs_onnx_import(const char *path, const char *arch, char *err, size_t e
 {
     cs_onnx_graph *g = cs_onnx_read(path, err, errlen);
     if (!g) return NULL;
-    cs_model *m = import_graph(g, arch, err, errlen);
+    cs_model *m = import_graph(g, arch, NULL, err, errlen);
+    cs_onnx_graph_free(g);
+    return m;
+}
+
+/* ---- running a graph as it is ---- */
+
+/* Ops whose every input is a tensor computed alike (no input is a parameter). */
+static int all_inputs_data(const char *op)
+{
+    static const char *const ops[] = {"Add", "Sub", "Mul", "Div", "Sum", "Mean", "Max", "Min", "Concat", "Pow",
+                                      "Equal", "Greater", "Less", "And", "Or", "Xor", "Where"};
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
+        if (!strcmp(op, ops[k])) return 1;
+    return 0;
+}
+
+/* The graph input `name` is read only as a parameter: by nodes, at an input after
+ * the first of an op that has parameters there, and is no graph output. */
+static int parameter_only(const cs_onnx_graph *g, const char *name)
+{
+    int reads = 0;
+    for (int k = 0; k < g->n_outputs; k++)
+        if (!strcmp(g->outputs[k].name, name)) return 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++) {
+            if (strcmp(g->nodes[i].inputs[k], name)) continue;
+            if (k == 0 || all_inputs_data(g->nodes[i].op_type)) return 0;
+            reads++;
+        }
+    return reads > 0;
+}
+
+void cs_onnx_signature_free(cs_onnx_signature *sig)
+{
+    if (!sig) return;
+    for (int k = 0; k < sig->n_inputs; k++) free(sig->inputs[k].name);
+    for (int k = 0; k < sig->n_outputs; k++) free(sig->outputs[k].name);
+    free(sig->inputs);
+    free(sig->outputs);
+    memset(sig, 0, sizeof *sig);
+}
+
+cs_model *cs_onnx_import_run(const char *path, const cs_onnx_binding *bind, int n_bind, cs_onnx_signature *sig,
+                             char *err, size_t errlen)
+{
+    memset(sig, 0, sizeof *sig);
+    cs_onnx_graph *g = cs_onnx_parse(path, err, errlen);
+    if (!g) return NULL;
+    char why[512];
+    for (int k = 0; k < n_bind; k++) {
+        if (!parameter_only(g, bind[k].name)) continue;
+        if (cs_onnx_bind_input(g, bind[k].name, bind[k].value, why, sizeof why) < 0) {
+            snprintf(err, errlen, "ONNX model: %s", why);
+            cs_onnx_graph_free(g);
+            return NULL;
+        }
+    }
+    cs_model *m = NULL;
+    if (cs_onnx_fold(g, err, errlen) == 0) {
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        char arch[CS_NAME_MAX];
+        snprintf(arch, sizeof arch, "%.*s", (int)strcspn(base, "."), base);
+        m = import_graph(g, arch, sig, err, errlen);
+    }
+    if (!m) cs_onnx_signature_free(sig);
     cs_onnx_graph_free(g);
     return m;
 }

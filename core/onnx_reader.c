@@ -270,11 +270,8 @@ static uint64_t load_le(const uint8_t *p, int width)
     return v;
 }
 
-/* Converts p into t (FLOAT, or INT64/INT32 as int64). `what` names it in errors
- * ("initializer 'conv.weight'", "attribute 'value' of node 'Constant_0'");
- * file_len bounds the declared size. 0, or -1 with err and t cleared. */
-static int tensor_from_proto(cs_onnx_tensor *t, const Onnx__TensorProto *p, const char *what, size_t file_len,
-                             char *err, size_t errlen)
+int onnx_tensor_from_proto(cs_onnx_tensor *t, const Onnx__TensorProto *p, const char *what, size_t file_len,
+                           char *err, size_t errlen)
 {
     char dims[160];
     memset(t, 0, sizeof *t);
@@ -512,7 +509,7 @@ static int attr_from_proto(cs_onnx_attr *a, const Onnx__AttributeProto *p, const
         snprintf(what, sizeof what, "attribute '%s' of node '%s' (%s)", p->name, node, op);
         a->t = calloc(1, sizeof *a->t);
         if (!a->t) goto oom;
-        if (tensor_from_proto(a->t, p->t, what, file_len, err, errlen) < 0) {
+        if (onnx_tensor_from_proto(a->t, p->t, what, file_len, err, errlen) < 0) {
             free(a->t);
             a->t = NULL;
             return -1;
@@ -912,7 +909,7 @@ static cs_onnx_graph *graph_from_model(const Onnx__ModelProto *m, size_t file_le
         char what[512];
         const char *nm = gp->initializer[k]->name;
         snprintf(what, sizeof what, "initializer '%s'", nm ? nm : "");
-        if (tensor_from_proto(&g->inits[k], gp->initializer[k], what, file_len, err, errlen) < 0) goto fail;
+        if (onnx_tensor_from_proto(&g->inits[k], gp->initializer[k], what, file_len, err, errlen) < 0) goto fail;
         g->n_inits++;
     }
 
@@ -1007,7 +1004,7 @@ cs_onnx_graph *cs_onnx_read_buffer(const void *buf, size_t len, char *err, size_
     return g;
 }
 
-cs_onnx_graph *cs_onnx_read(const char *path, char *err, size_t errlen)
+static cs_onnx_graph *read_path(const char *path, int fold, char *err, size_t errlen)
 {
     char why[512] = "";
     FILE *f = fopen(path, "rb");
@@ -1042,10 +1039,61 @@ cs_onnx_graph *cs_onnx_read(const char *path, char *err, size_t errlen)
         cs_set_err(err, errlen, "%s: read error", path);
         return NULL;
     }
-    cs_onnx_graph *g = cs_onnx_read_buffer(buf, len, why, sizeof why);
+    cs_onnx_graph *g = fold ? cs_onnx_read_buffer(buf, len, why, sizeof why) : cs_onnx_parse_buffer(buf, len, why, sizeof why);
     free(buf);
     if (!g) cs_set_err(err, errlen, "%s: %s", path, why);
     return g;
+}
+
+cs_onnx_graph *cs_onnx_read(const char *path, char *err, size_t errlen) { return read_path(path, 1, err, errlen); }
+
+cs_onnx_graph *cs_onnx_parse(const char *path, char *err, size_t errlen) { return read_path(path, 0, err, errlen); }
+
+/* ---- binding an input ------------------------------------------------------------ */
+
+int cs_onnx_bind_input(cs_onnx_graph *g, const char *name, const cs_onnx_tensor *value, char *err, size_t errlen)
+{
+    int k = 0;
+    while (k < g->n_inputs && strcmp(g->inputs[k].name, name)) k++;
+    if (k == g->n_inputs) {
+        cs_set_err(err, errlen, "the graph has no input '%s'", name);
+        return -1;
+    }
+    const cs_onnx_value *v = &g->inputs[k];
+    int want = v->elem_type == CS_ONNX_INT32 ? CS_ONNX_INT64 : v->elem_type;
+    if (want && want != value->elem_type) {
+        cs_set_err(err, errlen, "input '%s' is %s, the value given is %s", name, cs_onnx_type_name(v->elem_type),
+                   cs_onnx_type_name(value->elem_type));
+        return -1;
+    }
+    int same = v->ndim < 0 || v->ndim == value->ndim;
+    for (int d = 0; same && v->ndim > 0 && d < v->ndim; d++) same = v->dims[d] < 0 || v->dims[d] == value->dims[d];
+    if (!same) {
+        char a[160], b[160];
+        cs_set_err(err, errlen, "input '%s' is %s, the value given is %s", name,
+                   onnx_dims_str(a, sizeof a, v->dims, v->ndim), onnx_dims_str(b, sizeof b, value->dims, value->ndim));
+        return -1;
+    }
+    cs_onnx_tensor t = *value;
+    t.name = onnx_strdup(name);
+    t.f = value->f && value->count ? malloc((size_t)value->count * sizeof *t.f) : NULL;
+    t.i = value->i && value->count ? malloc((size_t)value->count * sizeof *t.i) : NULL;
+    if (!t.name || (value->f && value->count && !t.f) || (value->i && value->count && !t.i)) {
+        onnx_tensor_clear(&t);
+        cs_set_err(err, errlen, "out of memory binding input '%s'", name);
+        return -1;
+    }
+    if (t.f) memcpy(t.f, value->f, (size_t)value->count * sizeof *t.f);
+    if (t.i) memcpy(t.i, value->i, (size_t)value->count * sizeof *t.i);
+    if (onnx_graph_add_init(g, &t) < 0) {
+        onnx_tensor_clear(&t);
+        cs_set_err(err, errlen, "out of memory binding input '%s'", name);
+        return -1;
+    }
+    value_clear(&g->inputs[k]);
+    memmove(&g->inputs[k], &g->inputs[k + 1], (size_t)(g->n_inputs - k - 1) * sizeof *g->inputs);
+    g->n_inputs--;
+    return 0;
 }
 
 /* ---- lookups ------------------------------------------------------------------- */

@@ -117,6 +117,8 @@ cs_onnx_graph *cs_onnx_read_buffer(const void *buf, size_t len, char *err, size_
 /* Decodes, validates and sorts without folding: Constant nodes and the shape
  * arithmetic are left as the file has them. */
 cs_onnx_graph *cs_onnx_parse_buffer(const void *buf, size_t len, char *err, size_t errlen);
+/* The same from the file at path. */
+cs_onnx_graph *cs_onnx_parse(const char *path, char *err, size_t errlen);
 void cs_onnx_graph_free(cs_onnx_graph *g);
 
 /* Folds constants in place. Shapes flow from the graph inputs' declared dims (a -1
@@ -132,6 +134,12 @@ void cs_onnx_graph_free(cs_onnx_graph *g);
  * range). Folding a folded graph changes nothing. 0, or -1 with err; after -1 the
  * graph may be partly folded and is only fit for cs_onnx_graph_free. */
 int cs_onnx_fold(cs_onnx_graph *g, char *err, size_t errlen);
+
+/* Turns graph input `name` into an initializer holding a copy of value (its type and
+ * dims checked against the input's declared ones), as if the file had it as a weight;
+ * cs_onnx_fold then folds what it feeds. 0, or -1 with err (no such input, a type or
+ * shape that differs, no memory). */
+int cs_onnx_bind_input(cs_onnx_graph *g, const char *name, const cs_onnx_tensor *value, char *err, size_t errlen);
 
 /* Lookups by name; NULL or -1 when absent. Borrowed pointers. */
 const cs_onnx_tensor *cs_onnx_find_init(const cs_onnx_graph *g, const char *name);

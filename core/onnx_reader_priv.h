@@ -1,6 +1,7 @@
 /*
- * onnx_reader_priv.h - what onnx_reader.c shares with onnx_fold.c and nothing else
- * includes: a name -> index hash map and the helpers that grow and shrink a graph.
+ * onnx_reader_priv.h - what onnx_reader.c shares with onnx_fold.c and onnx_tensor.c
+ * and nothing else includes: a name -> index hash map, the helpers that grow and
+ * shrink a graph, and the TensorProto conversion.
  */
 #ifndef CS_ONNX_READER_PRIV_H
 #define CS_ONNX_READER_PRIV_H
@@ -34,5 +35,12 @@ void onnx_node_clear(cs_onnx_node *n);
 const char *onnx_dims_str(char *buf, size_t len, const int64_t *dims, int ndim);
 /* Appends *t to g->inits, taking its contents (t is left empty). 0, or -1 on OOM. */
 int onnx_graph_add_init(cs_onnx_graph *g, cs_onnx_tensor *t);
+
+/* Converts a decoded TensorProto into t (FLOAT, or INT64/INT32 as int64). `what` names
+ * it in errors ("initializer 'conv.weight'"); file_len bounds the declared size. 0, or
+ * -1 with err and t cleared. */
+struct Onnx__TensorProto;
+int onnx_tensor_from_proto(cs_onnx_tensor *t, const struct Onnx__TensorProto *p, const char *what, size_t file_len,
+                           char *err, size_t errlen);
 
 #endif

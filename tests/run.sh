@@ -29,6 +29,8 @@ for bin in "$@"; do
     failed=$((failed + 1)); continue
   fi
   echo "$line"
+  # A suite may say what it skipped on a line of its own before its summary.
+  printf '%s\n' "$out" | grep -E '^\[[^]]+\] [0-9]+ skipped' || true
   ok=$(sed -E 's/.*\] ([0-9]+) ok.*/\1/' <<<"$line"); bad=$(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"$line")
   passed=$((passed + ok)); failed=$((failed + bad))
   if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then failed=$((failed + 1)); echo "[$name] exit $rc"; fi
