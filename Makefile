@@ -61,7 +61,7 @@ $(B)/libcore.a: $(CORE_OBJ)
 $(B)/libhttp.a: $(HTTP_OBJ)
 	ar rcs $@ $^
 
-$(B)/convscope: $(B)/cli/main.o $(B)/libhttp.a $(B)/libcore.a
+$(B)/convscope: $(B)/cli/main.o $(B)/cli/run.o $(B)/libhttp.a $(B)/libcore.a
 	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
 $(B)/tests/%: tests/core/%.c $(B)/libcore.a tests/test.h

@@ -1,5 +1,6 @@
 /*
- * main.c - the `convscope` command line: serve, train, eval, predict, export, import.
+ * main.c - the `convscope` command line: serve, train, eval, predict, export, import,
+ * run (run.c).
  *
  * Every command is a thin shell over core/ (and server/ for `serve`): it parses
  * flags, calls the library, and turns a library error into one line on stderr and
@@ -29,7 +30,11 @@ static const char *USAGE =
     "  eval    --model FILE [--data DIR]\n"
     "  predict --model FILE [--top K] IMAGE\n"
     "  export  --model FILE --out WEIGHTS.h5\n"
-    "  import  --in WEIGHTS.h5|MODEL.onnx --out FILE\n";
+    "  import  --in WEIGHTS.h5|MODEL.onnx --out FILE\n"
+    "  run     --model FILE [--input NAME=FILE.pb|FILE.npy]... [--output-dir DIR] [--node NAME]...\n"
+    "          [--format pb|npy]\n";
+
+int cs_cmd_run(int argc, char **argv); /* run.c */
 
 /* Looks up "--name value" in argv; returns the value or the fallback. */
 static const char *flag(int argc, char **argv, const char *name, const char *fallback)
@@ -293,6 +298,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "predict") == 0) return cmd_predict(argc, argv);
     if (strcmp(cmd, "export") == 0) return cmd_export(argc, argv);
     if (strcmp(cmd, "import") == 0) return cmd_import(argc, argv);
+    if (strcmp(cmd, "run") == 0) return cs_cmd_run(argc, argv);
     fprintf(stderr, "convscope: unknown command '%s'\n%s", cmd, USAGE);
     return 2;
 }

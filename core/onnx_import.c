@@ -1118,6 +1118,17 @@ cs_model *cs_onnx_import_run(const char *path, const cs_onnx_binding *bind, int 
     if (!g) return NULL;
     char why[512];
     for (int k = 0; k < n_bind; k++) {
+        int known = 0;
+        for (int j = 0; j < g->n_inputs; j++) known |= !strcmp(g->inputs[j].name, bind[k].name);
+        if (!known) {
+            char names[256] = "";
+            for (int j = 0; j < g->n_inputs; j++)
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%s'", j ? ", " : "",
+                         g->inputs[j].name);
+            snprintf(err, errlen, "the model has no input '%s' (its inputs: %s)", bind[k].name, names);
+            cs_onnx_graph_free(g);
+            return NULL;
+        }
         if (!parameter_only(g, bind[k].name)) continue;
         if (cs_onnx_bind_input(g, bind[k].name, bind[k].value, why, sizeof why) < 0) {
             snprintf(err, errlen, "ONNX model: %s", why);

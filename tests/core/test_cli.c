@@ -2,13 +2,22 @@
  * test_cli.c - the convscope command on bad input: a truncated or wrong-magic IDX
  * file, a corrupt model file, a missing data folder, a missing image each give one
  * clear error line on stderr and a non-zero exit, never a crash; and the good paths
- * print what scripts read ("accuracy 0.8961", the top classes).
+ * print what scripts read ("accuracy 0.8961", the top classes). `convscope run` on
+ * ONNX operator tests (Debian's libonnx-testdata) gives ONNX's expected outputs through
+ * .pb and .npy files, a convscope model's outputs match a forward pass, and an input
+ * of the wrong shape, type or name gets one clear line.
  */
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exec.h"
+#include "model_file.h"
+#include "npy.h"
+#include "onnx_tensor.h"
 #include "test.h"
+
+#define ONNX_NODE_TESTS "/usr/share/libonnx-testdata/data/node"
 
 static const char *dir;
 
@@ -118,11 +127,180 @@ static void test_good_paths(void)
     CHECK(rc == 0 && lines(out) == 3, "predict prints three classes: %s%s", out, err);
 }
 
+/* ---- convscope run ---- */
+
+/* A file of a test's data set: ONNX_NODE_TESTS/test/test_data_set_0/file. */
+static const char *node_file(const char *test, const char *file)
+{
+    static char path[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(path[k], sizeof path[k], ONNX_NODE_TESTS "/%s/%s%s", test, strcmp(file, "model.onnx") ? "test_data_set_0/" : "",
+             file);
+    return path[k];
+}
+
+/* max |a - b| of two tensors of the same dims, or +inf when their dims differ. */
+static double max_diff(const float *a, int na, const int64_t *da, const float *b, int nb, const int64_t *db)
+{
+    if (na != nb) return INFINITY;
+    size_t count = 1;
+    for (int d = 0; d < na; d++) {
+        if (da[d] != db[d]) return INFINITY;
+        count *= (size_t)da[d];
+    }
+    double m = 0;
+    for (size_t i = 0; i < count; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+    return m;
+}
+
+/* A .pb input written as .npy in the scratch folder. */
+static const char *as_npy(const char *pb, const char *name)
+{
+    static char path[2][512];
+    static int k;
+    k = (k + 1) % 2;
+    cs_onnx_tensor t;
+    char err[256];
+    snprintf(path[k], sizeof path[k], "%s/%s.in.npy", dir, name);
+    CHECK(cs_onnx_tensor_read(pb, &t, err, sizeof err) == 0, "read %s: %s", pb, err);
+    CHECK(cs_npy_write(path[k], t.f, t.ndim, t.dims, err, sizeof err) == 0, "write %s: %s", path[k], err);
+    cs_onnx_tensor_clear(&t);
+    return path[k];
+}
+
+/* The expected output of a test against the file `run` wrote. */
+static void check_output(const char *test, const char *written, double tol)
+{
+    cs_onnx_tensor want, got;
+    char err[256];
+    CHECK(cs_onnx_tensor_read(node_file(test, "output_0.pb"), &want, err, sizeof err) == 0, "expected: %s", err);
+    int rc = cs_onnx_tensor_read_any(written, "y", &got, err, sizeof err);
+    CHECK(rc == 0, "written %s: %s", written, err);
+    if (rc == 0) {
+        double d = max_diff(want.f, want.ndim, want.dims, got.f, got.ndim, got.dims);
+        CHECK(d <= tol, "%s: %s differs from ONNX's output by %g", test, written, d);
+    }
+    cs_onnx_tensor_clear(&want);
+    cs_onnx_tensor_clear(&got);
+}
+
+/* A conv whose weight is a graph input, with pads that differ between height and
+ * width: TensorProto files in and out. */
+static void test_run_pb(void)
+{
+    const char *t = "test_conv_with_strides_and_asymmetric_padding";
+    char out[4096], err[4096], cmd[2048];
+    snprintf(cmd, sizeof cmd, "build/convscope run --model %s --input x=%s --input W=%s --output-dir %s",
+             node_file(t, "model.onnx"), node_file(t, "input_0.pb"), node_file(t, "input_1.pb"), dir);
+    int rc = run(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0 && strstr(out, "/y.pb 1x1x4x2"), "run: exit %d, %s%s", rc, out, err);
+    char path[512];
+    snprintf(path, sizeof path, "%s/y.pb", dir);
+    check_output(t, path, 1e-5);
+}
+
+/* Three channels (NCHW in the files, NHWC inside) through .npy files; the pool's own
+ * output again by --node, as (N, C, H, W). */
+static void test_run_npy(void)
+{
+    const char *t = "test_averagepool_2d_default";
+    char out[4096], err[4096], cmd[2048], path[512];
+    snprintf(cmd, sizeof cmd, "build/convscope run --model %s --input x=%s --output-dir %s --node AveragePool_0",
+             node_file(t, "model.onnx"), as_npy(node_file(t, "input_0.pb"), "x"), dir);
+    int rc = run(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0 && strstr(out, "/y.npy 1x3x31x31") && strstr(out, "/AveragePool_0.npy 1x3x31x31"),
+          "run: exit %d, %s%s", rc, out, err);
+    snprintf(path, sizeof path, "%s/y.npy", dir);
+    check_output(t, path, 1e-5);
+    snprintf(path, sizeof path, "%s/AveragePool_0.npy", dir);
+    check_output(t, path, 1e-5);
+}
+
+/* Two graph inputs of rank 3 (N, C, L), joined along the channels. */
+static void test_run_two_inputs(void)
+{
+    const char *t = "test_concat_3d_axis_1";
+    char out[4096], err[4096], cmd[2048], path[512];
+    snprintf(cmd, sizeof cmd, "build/convscope run --model %s --input value1=%s --input value0=%s --output-dir %s",
+             node_file(t, "model.onnx"), as_npy(node_file(t, "input_1.pb"), "v1"),
+             as_npy(node_file(t, "input_0.pb"), "v0"), dir);
+    int rc = run(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0 && strstr(out, "/output.npy 2x4x2"), "run: exit %d, %s%s", rc, out, err);
+    snprintf(path, sizeof path, "%s/output.npy", dir);
+    check_output(t, path, 0);
+}
+
+/* A convscope model takes (N, H, W, C) and gives what a forward pass gives. */
+static void test_run_model_file(void)
+{
+    char out[4096], err[4096], cmd[1024], path[512], msg[256];
+    float x[2 * 28 * 28];
+    for (int i = 0; i < 2 * 28 * 28; i++) x[i] = (float)((i * 37) % 255) / 255.0f;
+    snprintf(path, sizeof path, "%s/img.npy", dir);
+    CHECK(cs_npy_write(path, x, 4, (int64_t[]){2, 28, 28, 1}, msg, sizeof msg) == 0, "write: %s", msg);
+    snprintf(cmd, sizeof cmd, "build/convscope run --model models/fmnist.csm --input input=%s --output-dir %s "
+             "--node conv2d_1", path, dir);
+    int rc = run(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0 && strstr(out, "/dense_2.npy 2x10") && strstr(out, "/conv2d_1.npy 2x26x26x32"), "run: %d %s%s", rc,
+          out, err);
+    cs_model *m = cs_model_load("models/fmnist.csm", msg, sizeof msg);
+    cs_exec *e = m ? cs_exec_new(m, 2) : NULL;
+    CHECK(e && cs_exec_forward(e, x, 2, 0, NULL) == 0, "forward: %s", msg);
+    cs_npy got;
+    snprintf(path, sizeof path, "%s/dense_2.npy", dir);
+    if (e && cs_npy_read(path, &got, msg, sizeof msg) == 0) {
+        double d = max_diff(got.data, got.ndim, got.dims, e->act[m->n_layers - 1], 2, (int64_t[]){2, 10});
+        CHECK(d <= 1e-6, "probabilities differ from the forward pass by %g", d);
+        cs_npy_free(&got);
+    } else {
+        CHECK(0, "read %s: %s", path, msg);
+    }
+    cs_exec_free(e);
+    cs_model_free(m);
+}
+
+/* One line and exit 1 for an input of the wrong shape, type or name. */
+static void test_run_errors(void)
+{
+    const char *t = "test_conv_with_strides_padding", *model = node_file(t, "model.onnx");
+    const char *x = node_file(t, "input_0.pb"), *w = node_file(t, "input_1.pb");
+    char out[4096], err[4096], cmd[2048];
+    struct {
+        const char *inputs, *says;
+    } cases[] = {
+        {"--input x=%s --input W=%s", "input 'x' is 1x1x3x3; the model takes 1x1x7x5"},         /* x and W swapped */
+        {"--input x=%s --input W=%s", "input 'x' is INT64; the model takes FLOAT"},             /* pads as x */
+        {"--input z=%s --input W=%s", "the model has no input 'z' (its inputs: 'x', 'W')"},
+        {"--input W=%s%.0s", "no value for input 'x' (1x1x7x5 FLOAT)"},
+        {"--input x%s%.0s", "--input takes NAME=FILE"},
+        {"--input x=%s.missing --input W=%s", "No such file"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char inputs[1400];
+        const char *a = k == 0 ? w : k == 1 ? node_file("test_constant_pad", "input_1.pb") : x, *b = k == 0 ? w : w;
+        snprintf(inputs, sizeof inputs, cases[k].inputs, k == 3 ? w : a, b);
+        snprintf(cmd, sizeof cmd, "build/convscope run --model %s %s --output-dir %s", model, inputs, dir);
+        int rc = run(cmd, out, sizeof out, err, sizeof err);
+        CHECK(rc == 1 && lines(err) == 1 && strstr(err, cases[k].says), "case %zu: exit %d, '%s' (wanted '%s')", k,
+              rc, err, cases[k].says);
+    }
+    /* A model input of the wrong shape for a convscope model too. */
+    snprintf(cmd, sizeof cmd, "build/convscope run --model models/fmnist.csm --input input=%s", x);
+    int rc = run(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 1 && lines(err) == 1 && strstr(err, "the model takes Nx28x28x1"), "model file: %d %s", rc, err);
+}
+
 int main(void)
 {
     dir = test_scratch_dir("cli");
     RUN(test_bad_dataset_files);
     RUN(test_bad_model_files);
     RUN(test_good_paths);
+    RUN(test_run_pb);
+    RUN(test_run_npy);
+    RUN(test_run_two_inputs);
+    RUN(test_run_model_file);
+    RUN(test_run_errors);
     return test_summary("cli");
 }
