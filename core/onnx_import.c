@@ -429,7 +429,12 @@ static int clip_bound(importer *im, int k, float def, float *out)
 static int import_clip(importer *im)
 {
     float lo, hi;
-    if (clip_bound(im, 1, -FLT_MAX, &lo) || clip_bound(im, 2, FLT_MAX, &hi)) return -1;
+    if (im->g->opset < 11) { /* the bounds were attributes */
+        lo = cs_onnx_attr_float(im->node, "min", -FLT_MAX);
+        hi = cs_onnx_attr_float(im->node, "max", FLT_MAX);
+    } else if (clip_bound(im, 1, -FLT_MAX, &lo) || clip_bound(im, 2, FLT_MAX, &hi)) {
+        return -1;
+    }
     if (lo == 0 && hi == FLT_MAX) return import_activation(im, CS_ACTF_RELU, 0, 0);
     return import_activation(im, CS_ACTF_CLIP, lo, hi);
 }
@@ -723,20 +728,21 @@ static int import_pad(importer *im)
     if (nsp < 0) return -1;
     const char *mode = cs_onnx_attr_string(im->node, "mode", "constant");
     if (strcmp(mode, "constant")) return fail(im, "mode '%s' is not supported (only constant)", mode);
-    int r = x->rank;
-    if (!p || p->elem_type != CS_ONNX_INT64 || p->count != 2 * r)
-        return fail(im, "pads must be a constant of %d values (each dim's begin, then each end)", 2 * r);
+    int r = x->rank, np = -1;
+    const int64_t *pv = NULL;
+    if (im->g->opset < 11) np = cs_onnx_attr_ints(im->node, "pads", &pv); /* an attribute before opset 11 */
+    else if (p && p->elem_type == CS_ONNX_INT64) np = (int)p->count, pv = p->i;
+    if (np != 2 * r) return fail(im, "pads must be a constant of %d values (each dim's begin, then each end)", 2 * r);
     if (im->node->n_inputs > 3 && im->node->inputs[3][0]) return fail(im, "axes are not supported");
-    if (p->i[0] || p->i[1] || p->i[r] || p->i[r + 1])
-        return fail(im, "padding the batch or the channels is not supported");
+    if (pv[0] || pv[1] || pv[r] || pv[r + 1]) return fail(im, "padding the batch or the channels is not supported");
     /* top, left, bottom, right; a 1-D tensor's (N, C, L) pads only its width. */
-    cs_layer_config c = {.pads = {nsp == 2 ? (int)p->i[2] : 0, (int)p->i[r - 1], nsp == 2 ? (int)p->i[r + 2] : 0,
-                                  (int)p->i[2 * r - 1]}};
+    cs_layer_config c = {.pads = {nsp == 2 ? (int)pv[2] : 0, (int)pv[r - 1], nsp == 2 ? (int)pv[r + 2] : 0,
+                                  (int)pv[2 * r - 1]}};
     for (int k = 0; k < 4; k++)
         if (c.pads[k] < 0 || c.pads[k] > MAX_DIM) return fail(im, "pad %d is not supported", c.pads[k]);
     const cs_onnx_tensor *v = const_input(im, 2);
     if (im->node->n_inputs > 2 && im->node->inputs[2][0] && !(v = float_const(im, 2, "constant_value"))) return -1;
-    c.pad_value = v ? v->f[0] : 0;
+    c.pad_value = im->g->opset < 11 ? cs_onnx_attr_float(im->node, "value", 0) : v ? v->f[0] : 0;
     return add_node(im, CS_ZERO_PADDING2D, &c, &x, 1) < 0 ? -1 : 0;
 }
 

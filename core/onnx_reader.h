@@ -26,8 +26,12 @@
 #define CS_ONNX_MAX_FILE_BYTES   ((size_t)2 << 30) /* 2 GiB, the protobuf limit as well */
 #define CS_ONNX_MAX_TENSOR_BYTES ((int64_t)2 << 30)
 #define CS_ONNX_MAX_DIMS         8
-/* Default-domain opsets the reader accepts (the ops' semantics it assumes). */
-#define CS_ONNX_OPSET_MIN 11
+/* Default-domain opsets the reader accepts (the ops' semantics it assumes). From 6 on
+ * no op carries the legacy consumed_inputs attribute and Concat names its axis; where
+ * an op changed after 6 (Clip's and Pad's attributes becoming inputs in 11, training
+ * flags, broadcasting before 7) the importer reads the form the graph's opset uses or
+ * refuses it. */
+#define CS_ONNX_OPSET_MIN 6
 #define CS_ONNX_OPSET_MAX 21
 
 /* Element types, numbered as ONNX's TensorProto.DataType. Tensors handed out by the

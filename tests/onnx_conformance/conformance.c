@@ -154,8 +154,9 @@ static int run_set(const char *test, const char *set, const model_info *mi, char
     snprintf(path, sizeof path, "%s/model.onnx", test);
     cs_onnx_signature sig;
     cs_model *m = cs_onnx_import_run(path, bind, n_in, &sig, err, sizeof err);
-    if (!m) {
-        snprintf(why, whylen, "%s", err);
+    if (!m) { /* the reason without the file's path */
+        size_t pl = strlen(path);
+        snprintf(why, whylen, "%s", strncmp(err, path, pl) || strncmp(err + pl, ": ", 2) ? err : err + pl + 2);
         goto done;
     }
     /* What stays an input is fed; what became a constant is not. */
