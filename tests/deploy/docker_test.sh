@@ -94,8 +94,9 @@ for _ in $(seq 120); do
 done
 curl -fs -o /dev/null "$b/readyz" || { docker logs "$name" 2>&1 | tail -n 20; die "container ready on $b"; }
 pass "container ready (read-only root, no capabilities, 1 CPU, 700 MiB)"
-check "start-up line: 1 CPU from the cgroup quota, 700 MiB from the cgroup limit" eval \
-  'docker logs "$name" 2>&1 | grep -q "resources: 1 CPUs from the cgroup cpu.max.*memory 700 MiB from the cgroup memory.max"'
+docker logs "$name" >"$tmp/start.log" 2>&1
+check "start-up line: 1 CPU from the cgroup quota, 700 MiB from the cgroup limit" \
+  grep -q "resources: 1 CPUs from the cgroup cpu.max.*memory 700 MiB from the cgroup memory.max" "$tmp/start.log"
 req "$tmp/ready.json" "$b/readyz" >/dev/null
 check "/readyz: 1 CPU, 700 MiB, one HTTP thread" eval \
   'grep -q "\"cpus\":1," "$tmp/ready.json" && grep -q "\"memory_mib\":700[,.]" "$tmp/ready.json" &&
