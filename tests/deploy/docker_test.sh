@@ -82,7 +82,8 @@ name=convscope-test-$$
 containers+=("$name")
 # The image listens on 0.0.0.0:8080; with the host's network namespace that would be
 # every interface of this machine, so the test narrows it to loopback.
-# One CPU and 700 MiB, which the service must read from its cgroup (no thread count is set).
+# One CPU and 700 MiB, which the service must read from its cgroup, v2 or v1 as the
+# engine runs it (no thread count is set).
 docker run -d --name "$name" --network host --read-only --tmpfs /tmp:rw,size=64m \
   --cap-drop ALL --security-opt no-new-privileges --cpus 1 --memory 700m --memory-swap 700m \
   -e CONVSCOPE_LISTEN="127.0.0.1:$port" -e CONVSCOPE_VGG16=0 "$image" >/dev/null ||
@@ -95,8 +96,9 @@ done
 curl -fs -o /dev/null "$b/readyz" || { docker logs "$name" 2>&1 | tail -n 20; die "container ready on $b"; }
 pass "container ready (read-only root, no capabilities, 1 CPU, 700 MiB)"
 docker logs "$name" >"$tmp/start.log" 2>&1
+note "$(grep -o 'resources: .*' "$tmp/start.log" || echo 'no resources line in the log')"
 check "start-up line: 1 CPU from the cgroup quota, 700 MiB from the cgroup limit" \
-  grep -q "resources: 1 CPUs from the cgroup cpu.max.*memory 700 MiB from the cgroup memory.max" "$tmp/start.log"
+  grep -Eq "resources: 1 CPUs from the cgroup cpu\.(max|cfs_quota_us).*memory 700 MiB from the cgroup memory\.(max|limit_in_bytes)" "$tmp/start.log"
 req "$tmp/ready.json" "$b/readyz" >/dev/null
 check "/readyz: 1 CPU, 700 MiB, one HTTP thread" eval \
   'grep -q "\"cpus\":1," "$tmp/ready.json" && grep -q "\"memory_mib\":700[,.]" "$tmp/ready.json" &&
