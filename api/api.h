@@ -21,6 +21,7 @@ typedef struct {
     const char *data_dir;     /* Fashion-MNIST IDX files */
     int max_jobs_kept;        /* finished jobs remembered for GET /v1/jobs */
     int request_threads;      /* threads one request may split its layers over (1: none) */
+    int http_threads;         /* HTTP worker threads */
     /* The server's Prometheus text (malloc'd), for GET /metrics. */
     char *(*metrics_text)(size_t *len);
 } cs_api_settings;

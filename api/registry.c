@@ -23,6 +23,7 @@
 #include "http.h"
 #include "model_file.h"
 #include "model_load.h"
+#include "resources.h"
 #include "vgg16.h"
 
 /* The notebook's two models first, then one per model file imported from the models
@@ -58,12 +59,45 @@ static uint32_t params_crc(const cs_model *m)
     return (uint32_t)crc;
 }
 
+#define MIB (1024.0 * 1024.0)
+/* Memory kept free for everything else a request holds (bodies, images, replies). */
+#define HEADROOM ((uint64_t)64 << 20)
+
+/* What the memory limit leaves now, headroom kept aside. */
+static uint64_t memory_left(void)
+{
+    const cs_resources *r = cs_resources_get();
+    uint64_t used = cs_resources_rss() + HEADROOM;
+    return r->memory > used ? r->memory - used : 0;
+}
+
+/* 1 when `need` bytes fit what the memory limit leaves; else 0 with the reason. */
+static int fits(const char *what, uint64_t need, char *why, size_t len)
+{
+    uint64_t left = memory_left();
+    if (need <= left) return 1;
+    const cs_resources *r = cs_resources_get();
+    cs_fmt(why, len, "%s needs about %.0f MiB but the memory limit of %.0f MiB (%s) leaves %.0f MiB", what,
+           need / MIB, r->memory / MIB, r->memory_source, left / MIB);
+    return 0;
+}
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
 static cs_model_version *version_new(cs_model *m)
 {
     cs_model_version *v = calloc(1, sizeof *v);
     if (!v) return NULL;
     atomic_init(&v->refs, 1); /* the registry's own reference */
     v->model = m;
+    /* As many execs at once as the memory left holds (at least one): a model's
+     * requests then wait for each other instead of the process being killed. */
+    uint64_t per = cs_exec_bytes_bound(m, 1), left = memory_left() / 2;
+    v->max_out = per ? (int)(left / per < 1 ? 1 : left / per > CS_EXEC_POOL ? CS_EXEC_POOL : left / per) : 0;
     v->version = atomic_fetch_add(&g_next_version, 1);
     v->crc = params_crc(m);
     pthread_mutex_init(&v->pool_lock, NULL);
@@ -103,7 +137,8 @@ cs_exec *cs_version_exec_get(cs_model_version *v)
 {
     cs_exec *e = NULL;
     pthread_mutex_lock(&v->pool_lock);
-    while (g_max_running > 0 && v->n_out >= g_max_running) pthread_cond_wait(&v->pool_free, &v->pool_lock);
+    while ((g_max_running > 0 && v->n_out >= g_max_running) || (v->max_out > 0 && v->n_out >= v->max_out))
+        pthread_cond_wait(&v->pool_free, &v->pool_lock);
     if (v->n_pool) e = v->pool[--v->n_pool];
     v->n_out++;
     pthread_mutex_unlock(&v->pool_lock);
@@ -176,6 +211,12 @@ static void load_import(cs_served_model *s)
 {
     char err[400];
     note_file(s);
+    /* Reading an ONNX file holds it about three times over while it is decoded. */
+    char why[600];
+    if (!fits(s->name, 3 * file_size(s->path), why, sizeof why)) {
+        set_state(s, CS_MODEL_UNAVAILABLE, NULL, why);
+        return;
+    }
     cs_model *m = cs_model_load_any(s->path, err, sizeof err);
     cs_model_version *v = m ? version_new(m) : NULL;
     if (!v) {
@@ -312,6 +353,12 @@ int cs_registry_start(const cs_registry_config *cfg, char *err, size_t errlen)
         return 0;
     }
     find_vgg16(cfg, v);
+    char why[600];
+    /* The weights, and what a pass over a 224x224 image holds besides them. */
+    if (v->path[0] && !fits("VGG16", file_size(v->path) + ((uint64_t)128 << 20), why, sizeof why)) {
+        set_state(v, CS_MODEL_UNAVAILABLE, NULL, why);
+        v->path[0] = 0;
+    }
     if (v->path[0]) {
         set_state(v, CS_MODEL_LOADING, NULL, "loading the VGG16 weights");
         if (pthread_create(&g_vgg_thread, NULL, load_vgg16, v) == 0)

@@ -42,6 +42,7 @@ typedef struct cs_model_version {
     pthread_mutex_t pool_lock;
     pthread_cond_t pool_free; /* an exec came back */
     int n_pool, n_out;        /* execs kept, execs lent */
+    int max_out;              /* execs lent at once at most, from the memory limit (0: no cap) */
     cs_exec *pool[CS_EXEC_POOL];
 } cs_model_version;
 

@@ -17,6 +17,7 @@
 #include "handlers.h"
 #include "registry.h"
 #include "reply.h"
+#include "resources.h"
 
 #define MAX_STATIC_FILE (32L << 20)
 
@@ -163,8 +164,16 @@ void cs_h_readyz(cs_req *req, cs_reply *rep)
         if (reason[0]) json_object_set_new(m, "reason", json_string(reason));
         json_object_set_new(models, s->name, m);
     }
+    const cs_resources *r = cs_resources_get();
+    json_t *res = json_pack("{s:i,s:s,s:i,s:I,s:f,s:s,s:I,s:i,s:i}", "cpus", r->cpus, "cpu_source", r->cpu_source,
+                            "affinity_cpus", r->affinity_cpus, "memory_bytes", (json_int_t)r->memory, "memory_mib",
+                            r->memory / 1048576.0, "memory_source", r->memory_source, "rss_bytes",
+                            (json_int_t)cs_resources_rss(), "http_threads", cs_api.http_threads, "compute_threads",
+                            cs_api.request_threads);
+    if (r->cpu_quota > 0) json_object_set_new(res, "cpu_quota", json_real(r->cpu_quota));
     cs_reply_json(rep, ready ? 200 : 503,
-                  json_pack("{s:s,s:b,s:o}", "status", ready ? "ready" : "not_ready", "ready", ready, "models", models));
+                  json_pack("{s:s,s:b,s:o,s:o}", "status", ready ? "ready" : "not_ready", "ready", ready, "models",
+                            models, "resources", res));
 }
 
 /* GET /metrics  Prometheus text format */

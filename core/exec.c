@@ -168,6 +168,20 @@ fail:
     return NULL;
 }
 
+size_t cs_exec_bytes_bound(const cs_model *m, int max_batch)
+{
+    size_t floats = scratch_floats(m, max_batch) * (size_t)cs_parallel_threads();
+    for (int i = 0; i < m->n_layers; i++) {
+        const cs_layer *l = &m->layers[i];
+        size_t out = (size_t)max_batch * cs_shape_size(l->out);
+        const cs_layer_ops *ops = cs_layer_ops_of(l->kind);
+        floats += 2 * out + (ops->state_floats ? ops->state_floats(l, max_batch) : 0);
+        if (l->kind == CS_BATCHNORM) floats += 2 * (size_t)l->out.c + 2 * CS_BN_SUMS(l->out.c);
+        if (l->kind == CS_DROPOUT) floats += out / 4 + 1;
+    }
+    return floats * sizeof(float) + sizeof(cs_exec);
+}
+
 void cs_exec_free(cs_exec *e)
 {
     if (!e) return;

@@ -88,6 +88,10 @@ typedef struct cs_exec {
  * constant. Returns NULL when out of memory. */
 cs_exec *cs_exec_new(const cs_model *m, int max_batch);
 void cs_exec_free(cs_exec *e);
+/* Bytes an exec of this model may come to hold for batches of max_batch: every
+ * output and gradient, the scratch, the batch-norm and dropout state. An upper bound
+ * for budgets, not a measurement. */
+size_t cs_exec_bytes_bound(const cs_model *m, int max_batch);
 /* Allocate the parameter gradients (needed for training, not for Grad-CAM). */
 int cs_exec_enable_param_grads(cs_exec *e);
 /* Allocate the input gradient: a backward through every node (stop -1) then leaves

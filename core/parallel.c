@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "resources.h"
 #if defined(__SSE__)
 #include <pmmintrin.h>
 #include <xmmintrin.h>
@@ -116,12 +117,11 @@ void cs_parallel_set_threads(int n)
     pthread_mutex_unlock(&owner);
 }
 
+/* One thread per CPU the process may use (a container's quota, the affinity mask),
+ * not per core of the host. */
 static void set_default_threads(void)
 {
-    if (n_threads == 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        cs_parallel_set_threads(cores > 0 ? (int)cores : 1);
-    }
+    if (n_threads == 0) cs_parallel_set_threads(cs_resources_get()->cpus);
 }
 
 int cs_parallel_threads(void)

@@ -5,6 +5,8 @@
  */
 #include "config.h"
 
+#include "resources.h"
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -35,7 +37,7 @@ static const opt_spec specs[] = {
     {"data", "CONVSCOPE_DATA", OPT_STR, CS_DEFAULT_DATA_DIR, 0, 0, S(data),
      "folder of the Fashion-MNIST IDX files"},
     {"threads", "CONVSCOPE_THREADS", OPT_INT, "0", 0, 1024, S(threads),
-     "HTTP worker threads (0: one per core)"},
+     "HTTP worker threads (0: one per CPU the process may use: quota, affinity)"},
     {"max-upload", "CONVSCOPE_MAX_UPLOAD", OPT_INT, "16777216", 1024, 1L << 34, S(max_upload),
      "largest request body in bytes (413 beyond)"},
     {"max-pixels", "CONVSCOPE_MAX_PIXELS", OPT_INT, "40000000", 1, 1L << 32, S(max_pixels),
@@ -57,7 +59,7 @@ static const opt_spec specs[] = {
     {"blas-threads", "CONVSCOPE_BLAS_THREADS", OPT_INT, "1", 1, 256, S(blas_threads),
      "OpenBLAS threads (1 is fastest when many requests run at once)"},
     {"compute-threads", "CONVSCOPE_COMPUTE_THREADS", OPT_INT, "1", 0, 16, S(compute_threads),
-     "threads one request may split its layers over (1: requests run side by side instead; 0: one per core); training jobs use every core"},
+     "threads one request may split its layers over (1: requests run side by side instead; 0: one per CPU the process may use); training jobs use every such CPU"},
     {"max-connections", "CONVSCOPE_MAX_CONNECTIONS", OPT_INT, "1000", 1, 100000, S(max_connections),
      "open connections; more are refused at once"},
     {"timeout", "CONVSCOPE_TIMEOUT", OPT_INT, "30", 1, 3600, S(timeout),
@@ -166,10 +168,7 @@ int cs_config_load(cs_config *cfg, int argc, char **argv)
         fprintf(stderr, "convscope serve: --http-mode must be pool, epoll or thread\n");
         return -1;
     }
-    if (cfg->threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        cfg->threads = n > 0 ? n : 1;
-    }
+    if (cfg->threads == 0) cfg->threads = cs_resources_get()->cpus;
     return 0;
 }
 

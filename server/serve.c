@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "parallel.h"
 #include "registry.h"
+#include "resources.h"
 
 /* Reads both splits in the background so the first ?sample= or training job does not
  * wait for gunzip. A missing folder is reported by the requests that need it. */
@@ -105,6 +106,13 @@ int cs_serve_main(int argc, char **argv)
     }
     cs_log_info("starting with:");
     cs_config_print(&cfg, stderr);
+    const cs_resources *res = cs_resources_get();
+    char quota[64] = "";
+    if (res->cpu_quota > 0) snprintf(quota, sizeof quota, "a quota of %.2f, ", res->cpu_quota);
+    cs_log_info("resources: %d CPUs from the %s (%s%d in the affinity mask), memory %.0f MiB from the %s (the "
+                "machine has %.0f MiB)",
+                res->cpus, res->cpu_source, quota, res->affinity_cpus, res->memory / 1048576.0, res->memory_source,
+                res->physical / 1048576.0);
 
     cs_api.token = cfg.token;
     cs_api.max_upload = (size_t)cfg.max_upload;
@@ -114,6 +122,7 @@ int cs_serve_main(int argc, char **argv)
     cs_api.data_dir = cfg.data;
     cs_api.max_jobs_kept = (int)cfg.max_jobs;
     cs_api.metrics_text = cs_metrics_text;
+    cs_api.http_threads = (int)cfg.threads;
 
     cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, (int)cfg.vgg16,
                                  (int)cfg.threads};

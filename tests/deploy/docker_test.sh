@@ -82,17 +82,27 @@ name=convscope-test-$$
 containers+=("$name")
 # The image listens on 0.0.0.0:8080; with the host's network namespace that would be
 # every interface of this machine, so the test narrows it to loopback.
+# One CPU and 700 MiB, which the service must read from its cgroup, v2 or v1 as the
+# engine runs it (no thread count is set).
 docker run -d --name "$name" --network host --read-only --tmpfs /tmp:rw,size=64m \
-  --cap-drop ALL --security-opt no-new-privileges --memory 1g --memory-swap 1g \
+  --cap-drop ALL --security-opt no-new-privileges --cpus 1 --memory 700m --memory-swap 700m \
   -e CONVSCOPE_LISTEN="127.0.0.1:$port" -e CONVSCOPE_VGG16=0 "$image" >/dev/null ||
-  die "docker run --read-only --cap-drop ALL --memory 1g"
+  die "docker run --read-only --cap-drop ALL --cpus 1 --memory 700m"
 for _ in $(seq 120); do
   curl -fs -o /dev/null "$b/readyz" && break
   [ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ] || break
   sleep 0.5
 done
 curl -fs -o /dev/null "$b/readyz" || { docker logs "$name" 2>&1 | tail -n 20; die "container ready on $b"; }
-pass "container ready (read-only root, no capabilities, 1 GiB)"
+pass "container ready (read-only root, no capabilities, 1 CPU, 700 MiB)"
+docker logs "$name" >"$tmp/start.log" 2>&1
+note "$(grep -o 'resources: .*' "$tmp/start.log" || echo 'no resources line in the log')"
+check "start-up line: 1 CPU from the cgroup quota, 700 MiB from the cgroup limit" \
+  grep -Eq "resources: 1 CPUs from the cgroup cpu\.(max|cfs_quota_us).*memory 700 MiB from the cgroup memory\.(max|limit_in_bytes)" "$tmp/start.log"
+req "$tmp/ready.json" "$b/readyz" >/dev/null
+check "/readyz: 1 CPU, 700 MiB, one HTTP thread" eval \
+  'grep -q "\"cpus\":1," "$tmp/ready.json" && grep -q "\"memory_mib\":700[,.]" "$tmp/ready.json" &&
+   grep -q "\"http_threads\":1," "$tmp/ready.json"'
 
 # body FILE URL [curl args...]: writes the body, prints the status.
 jnum() { grep -o "\"$1\":[0-9.]*" "$2" | head -n 1 | cut -d: -f2; }
@@ -151,6 +161,26 @@ note "memory in use: $(docker stats --no-stream --format '{{.MemUsage}}' "$name"
 docker stop -t 20 "$name" >/dev/null
 check "SIGTERM stops it cleanly (exit $(docker inspect -f '{{.State.ExitCode}}' "$name"))" \
   test "$(docker inspect -f '{{.State.ExitCode}}' "$name")" = 0
+
+# --- a model that cannot fit the memory limit ---------------------------------------------------
+# VGG16's weights (528 MiB; a sparse file of that size: the service decides from the size
+# before reading a byte) under 500 MiB: unavailable with the reason, not killed later,
+# while the Fashion-MNIST model keeps serving.
+truncate -s 553467096 "$tmp/vgg16.h5"
+chmod 644 "$tmp/vgg16.h5"
+name3=convscope-test3-$$
+containers+=("$name3")
+port3=$(free_port)
+docker run -d --name "$name3" --network host --read-only --tmpfs /tmp --cap-drop ALL --memory 500m \
+  --memory-swap 500m -v "$tmp/vgg16.h5:/opt/keras/vgg16.h5:ro" -e CONVSCOPE_LISTEN="127.0.0.1:$port3" \
+  -e CONVSCOPE_VGG16=1 -e CONVSCOPE_VGG16_WEIGHTS=/opt/keras/vgg16.h5 "$image" >/dev/null
+for _ in $(seq 60); do curl -fs -o /dev/null "http://127.0.0.1:$port3/readyz" && break; sleep 0.5; done
+req "$tmp/ready3.json" "http://127.0.0.1:$port3/readyz" >/dev/null
+check "VGG16 under 500 MiB: unavailable, the memory limit named" eval \
+  'grep -q "\"vgg16\":{\"status\":\"unavailable\"" "$tmp/ready3.json" && grep -q "memory limit of 500 MiB" "$tmp/ready3.json"'
+st=$(req "$tmp/p3.json" "http://127.0.0.1:$port3/v1/models/fmnist/predict?sample=test:18" -X POST)
+check "the Fashion-MNIST model keeps serving beside it" test "$st" = 200
+docker rm -f "$name3" >/dev/null 2>&1
 
 # --- a one-off training container on a named volume, then a server on it --------------------
 vol=convscope-test-models-$$
