@@ -123,10 +123,11 @@ void cs_h_gradcam(cs_req *req, cs_reply *rep)
         cs_req_stage_add(req, CS_STAGE_BACKWARD, t0);
         if (format != 2) break;
         json_array_append_new(
-            results, json_pack("{s:i,s:s,s:f,s:s,s:f,s:f,s:s,s:i,s:i,s:o,s:b}", "class_index", res.class_index, "label",
+            results, json_pack("{s:i,s:s,s:f,s:s,s:f,s:f,s:s,s:i,s:i,s:o,s:b,s:b}", "class_index", res.class_index, "label",
                                m->class_names[res.class_index], "score", (double)res.score, "score_kind", scores[score],
                                "logit", (double)res.logit, "probability", (double)res.probability, "layer", l->name,
-                               "height", res.h, "width", res.w, "heatmap", heat_json(&res), "all_zero", res.all_zero));
+                               "height", res.h, "width", res.w, "heatmap", heat_json(&res), "all_zero", res.all_zero,
+                               "flat", res.flat));
     }
     if (format == 2) {
         json_t *doc = json_pack("{s:s,s:i,s:o}", "model", s->name, "version", v->version, "results", results);
@@ -162,6 +163,15 @@ void cs_h_gradcam(cs_req *req, cs_reply *rep)
         if (!isprint((unsigned char)*p)) *p = '_';
     cs_reply_header(rep, "X-Class-Label", hdr);
     cs_reply_header(rep, "X-All-Zero", res.all_zero ? "true" : "false");
+    /* A flat map (all zero included) singles out no place: the picture is no evidence. */
+    cs_reply_header(rep, "X-Flat", res.flat ? "true" : "false");
+    /* The explained score and the version, so a picture needs no second call for them. */
+    snprintf(hdr, sizeof hdr, "%.9g", (double)res.logit);
+    cs_reply_header(rep, "X-Logit", hdr);
+    snprintf(hdr, sizeof hdr, "%.9g", (double)res.probability);
+    cs_reply_header(rep, "X-Probability", hdr);
+    snprintf(hdr, sizeof hdr, "%d", v->version);
+    cs_reply_header(rep, "X-Model-Version", hdr);
 out:
     free(res.heatmap);
     free(x);

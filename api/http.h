@@ -18,7 +18,7 @@
 #include "clock.h" /* cs_now(), for the stage times */
 
 #define CS_MAX_PATH_PARAMS 4
-#define CS_MAX_REPLY_HEADERS 6
+#define CS_MAX_REPLY_HEADERS 10
 
 /* Stages whose time the metrics report separately (seconds, summed per request). */
 typedef enum {

@@ -59,17 +59,19 @@ int cs_gradcam(cs_exec *e, const float *input, int layer, int class_index, int s
     for (int i = 0; i < hw; i++)
         for (int j = 0; j < ch; j++) weights[j] += g[(size_t)i * ch + j];
     for (int j = 0; j < ch; j++) weights[j] /= hw;
-    float mx = 0;
+    float mx = 0, mn = 0;
     for (int i = 0; i < hw; i++) {
         double s = 0;
         for (int j = 0; j < ch; j++) s += (double)weights[j] * a[(size_t)i * ch + j];
         float v = (float)(s / ch);
         heat[i] = v > 0 ? v : 0; /* ReLU: only what speaks for the class */
         if (heat[i] > mx) mx = heat[i];
+        if (i == 0 || heat[i] < mn) mn = heat[i];
     }
     if (mx > 0)
         for (int i = 0; i < hw; i++) heat[i] /= mx;
     out->all_zero = !(mx > 0);
+    out->flat = out->all_zero || mx - mn <= CS_GRADCAM_FLAT_SPREAD * mx;
     out->h = h;
     out->w = w;
     out->heatmap = heat;

@@ -5,7 +5,8 @@
  * the logit (default) or the softmax probability (the notebook); back-propagate to
  * the chosen layer's output A (h x w x k); channel weights = mean of the gradient
  * over h and w; heatmap = mean over channels of weight * A; ReLU; divide by the max.
- * A heatmap that is all zero after the ReLU stays zero and is flagged.
+ * A heatmap that is all zero after the ReLU stays zero and is flagged; so is a flat one
+ * (every value the same, e.g. all 1.0 for a blank image): it points at no place.
  */
 #ifndef CS_GRADCAM_H
 #define CS_GRADCAM_H
@@ -22,7 +23,11 @@ typedef struct {
     int h, w;
     float *heatmap;     /* h*w values in 0..1, owned (free()) */
     int all_zero;
+    int flat;           /* every value within CS_GRADCAM_FLAT_SPREAD of the maximum (all zero too) */
 } cs_gradcam_result;
+
+/* A map whose values all lie within this fraction of its maximum draws as one colour. */
+#define CS_GRADCAM_FLAT_SPREAD 1e-3f
 
 /* e must have max_batch >= 1; input is one image in the model's input shape.
  * class_index < 0 means the predicted class. Returns 0, or -1 when the layer has

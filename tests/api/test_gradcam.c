@@ -1,8 +1,8 @@
 /*
  * test_gradcam.c - POST /v1/models/{model}/gradcam: the notebook's overlay of test
  * image 18, heatmaps, JSON values in 0..1 with a maximum of 1 (or flagged all zero),
- * class by index and label, both score kinds, and the 400s (non-spatial layer, unknown
- * class, bad format).
+ * a blank image's flat map flagged (JSON and X-Flat), class by index and label, both
+ * score kinds, and the 400s (non-spatial layer, unknown class, bad format).
  */
 #include "harness.h"
 
@@ -29,7 +29,11 @@ static json_t *gradcam_json(const char *query, int n_images)
                 if (v < mn) mn = v;
             }
         int all_zero = json_is_true(json_object_get(one, "all_zero"));
+        int flat = json_is_true(json_object_get(one, "flat"));
         CHECK(mn >= 0 && mx <= 1, "values in 0..1 (%g..%g)", mn, mx);
+        CHECK(json_is_boolean(json_object_get(one, "flat")), "a flat flag");
+        /* Flat: the map's own spread is within 0.1 % of its maximum (all zero is flat too). */
+        CHECK(flat == (all_zero || mx - mn <= 1e-3 * mx), "flat %d for values %g..%g", flat, mn, mx);
         CHECK(all_zero ? mx == 0 : fabs(mx - 1) < 1e-6, "max 1 unless flagged all zero (max %g, flag %d)", mx, all_zero);
         CHECK((int)json_integer_value(json_object_get(one, "height")) == (int)rows &&
                   (int)json_integer_value(json_object_get(one, "width")) == (int)cols,
@@ -50,6 +54,12 @@ static void test_overlay_of_test_18(void)
     CHECK(image_levels(&img) > 16, "not blank");
     CHECK(resp_header(&r, "X-Class-Index", cls, sizeof cls) != NULL, "class header");
     CHECK(resp_header(&r, "X-All-Zero", zero, sizeof zero) != NULL, "all-zero header");
+    CHECK(resp_header(&r, "X-Flat", zero, sizeof zero) && !strcmp(zero, "false"), "the bag's map is not flat");
+    char num[64];
+    CHECK(resp_header(&r, "X-Model-Version", num, sizeof num) && atoi(num) >= 1, "version header");
+    CHECK(resp_header(&r, "X-Probability", num, sizeof num) && atof(num) > 0.5 && atof(num) <= 1,
+          "the explained class's probability (the bag is sure): %s", num);
+    CHECK(resp_header(&r, "X-Logit", num, sizeof num) && atof(num) > 0, "its logit");
     cs_image_free(&img);
     resp_free(&r);
 }
@@ -82,6 +92,44 @@ static void test_json_values(void)
     CHECK_NEAR(json_number_value(json_object_get(one, "score")), json_number_value(json_object_get(one, "probability")),
                1e-6, "score is the probability");
     json_decref(j);
+}
+
+/* A blank (all black) image: every position of leaky_re_lu_2 sees the same zeros, so the
+ * map is one constant (1.0 after the division by its maximum). It must be flagged flat,
+ * in JSON and in the X-Flat header, and the bag's map must not be. */
+static void test_blank_image_is_flat(void)
+{
+    cs_image black;
+    uint8_t *png = NULL;
+    size_t len = 0;
+    CHECK(cs_image_alloc(&black, 28, 28, 1) == CS_IMG_OK, "image");
+    memset(black.px, 0, 28 * 28);
+    CHECK(cs_image_encode_png(&black, &png, &len) == 0, "encode");
+    req_opts o = {.content_type = "image/png"};
+    resp_t r = http_ex(&S, "POST", "/v1/models/fmnist/gradcam?format=json", png, len, &o);
+    json_t *j = resp_json(&r);
+    json_t *one = json_array_get(json_object_get(j, "results"), 0);
+    json_t *heat = json_object_get(one, "heatmap");
+    double first = json_number_value(json_array_get(json_array_get(heat, 0), 0));
+    int same = json_array_size(heat) == 11;
+    for (size_t y = 0; y < json_array_size(heat); y++)
+        for (size_t x = 0; x < json_array_size(json_array_get(heat, y)); x++)
+            same &= json_number_value(json_array_get(json_array_get(heat, y), x)) == first;
+    CHECK(r.status == 200 && same && first == 1.0, "a blank image gives one constant 1.0 (first %g)", first);
+    CHECK(json_is_true(json_object_get(one, "flat")) && json_is_false(json_object_get(one, "all_zero")),
+          "flagged flat, not all zero");
+    json_decref(j);
+    resp_free(&r);
+    char v[16];
+    r = http_ex(&S, "POST", "/v1/models/fmnist/gradcam?format=heatmap", png, len, &o);
+    CHECK(r.status == 200 && resp_header(&r, "X-Flat", v, sizeof v) && !strcmp(v, "true"), "X-Flat: true");
+    CHECK(resp_header(&r, "X-All-Zero", v, sizeof v) && !strcmp(v, "false"), "X-All-Zero stays false");
+    resp_free(&r);
+    j = gradcam_json("sample=test:18", 1);
+    CHECK(json_is_false(json_object_get(json_array_get(json_object_get(j, "results"), 0), "flat")), "the bag is not flat");
+    json_decref(j);
+    free(png);
+    cs_image_free(&black);
 }
 
 static void test_class_by_index_and_label(void)
@@ -174,6 +222,7 @@ int main(void)
     RUN(test_overlay_of_test_18);
     RUN(test_heatmap_and_size);
     RUN(test_json_values);
+    RUN(test_blank_image_is_flat);
     RUN(test_class_by_index_and_label);
     RUN(test_several_images_json);
     RUN(test_errors);
