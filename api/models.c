@@ -135,8 +135,9 @@ void cs_h_model_summary(cs_req *req, cs_reply *rep)
     snprintf(crc, sizeof crc, "%08x", (unsigned)v->crc);
     json_object_set_new(doc, "checksum", json_string(crc));
     if (m->meta.epochs > 0)
-        json_object_set_new(doc, "training", json_pack("{s:i,s:i,s:i,s:f,s:I}", "epochs", m->meta.epochs, "batch_size",
+        json_object_set_new(doc, "training", json_pack("{s:i,s:i,s:i,s:i,s:f,s:I}", "epochs", m->meta.epochs, "batch_size",
                                                       m->meta.batch_size, "train_images", m->meta.train_images,
+                                                      "test_images", m->meta.test_images,
                                                       "learning_rate", (double)m->meta.learning_rate, "seed",
                                                       (json_int_t)m->meta.seed));
     json_object_set_new(doc, "classes", classes_json(m));

@@ -138,6 +138,7 @@ typedef struct {
     double test_accuracy; /* < 0 when unknown */
     char trained_at[32];  /* ISO 8601 UTC, "" when unknown */
     int epochs, batch_size, train_images;
+    int test_images; /* how many test images test_accuracy counts (0 when unknown) */
     float learning_rate;
     uint64_t seed;
     int n_history;

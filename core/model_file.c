@@ -190,14 +190,14 @@ static json_t *meta_json(const cs_model_meta *mt)
         snprintf(buf, sizeof buf, "%llu", (unsigned long long)mt->seed);
         seed = json_string(buf);
     }
-    return json_pack("{s:o, s:o, s:i, s:i, s:o, s:o, s:i, s:o}", "test_accuracy",
+    return json_pack("{s:o, s:o, s:i, s:i, s:o, s:o, s:i, s:i, s:o}", "test_accuracy",
                      mt->test_accuracy >= 0 && isfinite(mt->test_accuracy)
                          ? json_real(mt->test_accuracy)
                          : json_null(),
                      "trained_at", mt->trained_at[0] ? json_string(mt->trained_at) : json_null(),
                      "epochs", mt->epochs, "batch_size", mt->batch_size, "learning_rate",
                      jfloat(mt->learning_rate), "seed", seed, "train_images", mt->train_images,
-                     "history", hist);
+                     "test_images", mt->test_images, "history", hist);
 }
 
 /* The whole metadata document, or NULL (a name that is not UTF-8, or no memory). */
@@ -587,6 +587,10 @@ static int read_meta(load_ctx *c, json_t *mj, cs_model_meta *mt)
         get_int(c, mj, "batch_size", "meta", 0, INT32_MAX, &mt->batch_size) ||
         get_int(c, mj, "train_images", "meta", 0, INT32_MAX, &mt->train_images) ||
         get_num(c, mj, "learning_rate", "meta", 0, 0, &d))
+        return -1;
+    /* Files written before test_images was recorded leave it unknown (0). */
+    if (json_object_get(mj, "test_images") &&
+        get_int(c, mj, "test_images", "meta", 0, INT32_MAX, &mt->test_images))
         return -1;
     mt->learning_rate = (float)d;
     json_t *at = json_object_get(mj, "trained_at");

@@ -178,6 +178,10 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
     m->meta.learning_rate = cfg->learning_rate;
     m->meta.seed = cfg->seed;
     m->meta.train_images = n;
+    /* A subset's accuracy (test_limit) must not pass for the whole test set's. */
+    m->meta.test_images = test && m->meta.test_accuracy >= 0
+                              ? (cfg->test_limit > 0 && cfg->test_limit < test->n ? cfg->test_limit : test->n)
+                              : 0;
     time_t t = time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);

@@ -112,6 +112,10 @@ static void test_job_to_success(void)
     j = resp_json(&r);
     CHECK(json_integer_value(json_object_get(j, "version")) == v1, "summary version");
     CHECK(json_array_size(json_object_get(j, "history")) == 2, "summary history");
+    json_t *tr = json_object_get(j, "training");
+    CHECK(json_integer_value(json_object_get(tr, "test_images")) == 500 &&
+              json_integer_value(json_object_get(tr, "train_images")) == 2000,
+          "the training block records the subsets (500 test images, 2000 training images)");
     json_decref(j);
     resp_free(&r);
     /* The file was replaced whole: nothing else in the folder. */

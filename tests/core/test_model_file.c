@@ -58,6 +58,7 @@ static void set_meta(cs_model *m)
     m->meta.learning_rate = 1e-3f;
     m->meta.seed = 42;
     m->meta.train_images = 60000;
+    m->meta.test_images = 2500;
     m->meta.n_history = 2;
     m->meta.history = calloc(2, sizeof *m->meta.history);
     m->meta.history[0] = (cs_epoch_record){1, 0.5213f, 0.8312f, 0.8601f, 7.9};
@@ -110,7 +111,7 @@ static void compare_models(const cs_model *a, const cs_model *b)
     CHECK(strcmp(s->trained_at, t->trained_at) == 0, "trained_at '%s' vs '%s'", s->trained_at,
           t->trained_at);
     CHECK(s->epochs == t->epochs && s->batch_size == t->batch_size &&
-              s->train_images == t->train_images && s->seed == t->seed &&
+              s->train_images == t->train_images && s->test_images == t->test_images && s->seed == t->seed &&
               s->learning_rate == t->learning_rate,
           "hyper-parameters");
     CHECK(s->n_history == t->n_history, "history %d vs %d", s->n_history, t->n_history);

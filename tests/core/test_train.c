@@ -61,6 +61,8 @@ static void test_short_run_learns(void)
     /* Chance is 0.10; one epoch on 4,000 images of this network reaches about 0.75. */
     CHECK(acc > 0.65 && acc <= 1, "test accuracy after a short run: %.4f", acc);
     CHECK_NEAR(cs_evaluate(m, &test_set, 2000), acc, 1e-6, "recorded accuracy is the evaluated one");
+    CHECK(m->meta.test_images == 2000, "the accuracy is recorded as measured on 2,000 test images, got %d",
+          m->meta.test_images);
     CHECK(m->meta.history[0].loss > 0 && m->meta.history[0].loss < 1.5, "loss %.3f", m->meta.history[0].loss);
     CHECK(strlen(m->meta.trained_at) == 20, "trained_at is an ISO time");
     cs_model_free(m);
