@@ -82,8 +82,9 @@ int cs_images_or_reply(cs_req *req, cs_reply *rep, int max_images, cs_input_set 
                                : rc == CS_IMG_TOO_LARGE ? "image_too_large"
                                : rc == CS_IMG_CORRUPT   ? "corrupt_image"
                                                         : "internal";
+            /* The decoder's own words already say "not a PNG or JPEG image". */
             if (rc == CS_IMG_NOT_IMAGE)
-                cs_reply_error(rep, status, code, "not a PNG or JPEG image%s: %s", which, err);
+                cs_reply_error(rep, status, code, "%s%s", err, which);
             else
                 cs_reply_error(rep, status, code, "cannot decode the image%s: %s", which, err);
             cs_input_free(in);

@@ -157,6 +157,9 @@ static void test_text_is_415(void)
     req_opts o = {.content_type = "image/png"};
     resp_t r = http_ex(&S, "POST", "/v1/models/fmnist/predict", text, sizeof text - 1, &o);
     CHECK(r.status == 415 && is_error(&r, "unsupported_media_type"), "%ld %s", r.status, r.body);
+    /* Said once: the message used to repeat itself ("...image: not a PNG or JPEG image"). */
+    const char *once = strstr(r.body, "not a PNG or JPEG image");
+    CHECK(once && !strstr(once + 1, "not a PNG or JPEG image"), "said once: %s", r.body);
     resp_free(&r);
 }
 
