@@ -4,6 +4,13 @@
 //
 // URLs are relative to the page, so the front-end keeps working behind a reverse proxy
 // that mounts the service under a prefix.
+//
+// Two things every answer tells the page, said here once rather than in each panel: that
+// the service answered at all ('offline' / 'online'), and which version of a model
+// computed it ('version', from X-Model-Version or the JSON's version), so a tab notices a
+// model that changed elsewhere.
+
+import { emit } from './store.js';
 
 const TOKEN_KEY = 'convscope.token';
 
@@ -64,14 +71,37 @@ export async function request(method, path, { query, body, type, signal, auth } 
   const token = getToken();
   if (token && auth !== false) headers.Authorization = `Bearer ${token}`;
   let res;
+  const started = performance.now();
   try {
     res = await fetch(url(path, query), { method, headers, body, signal });
   } catch (e) {
     if (isAbort(e)) throw e;
-    throw new ApiError(0, 'network', 'The service did not answer. Is convscope still running?');
+    const err = new ApiError(0, 'network', 'The service did not answer. Is convscope still running?');
+    emit('offline', err);
+    throw err;
   }
-  if (!res.ok) throw await toError(res);
+  emit('online');
+  const v = res.headers.get('X-Model-Version');
+  if (v !== null) noteVersion(path, Number(v), started);
+  if (!res.ok) {
+    const err = await toError(res);
+    err.sentToken = !!headers.Authorization;
+    throw err;
+  }
   return res;
+}
+
+// The model a path speaks of: v1/models/{name}/...
+function modelOf(path) {
+  const m = /(?:^|\/)v1\/models\/([^/?]+)/.exec(path);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+// Tells the page which version of the model at this path answered, for a request sent
+// at `started` (performance.now()).
+export function noteVersion(path, version, started) {
+  const model = modelOf(path);
+  if (model && Number.isInteger(version)) emit('version', { model, version, started });
 }
 
 export async function getJSON(path, query, opts = {}) {

@@ -1,34 +1,39 @@
-// draw.js - the drawing pad for the 28x28 model: white ink on black like Fashion-MNIST,
-// a soft round brush (a radial gradient stamped along the stroke, so lines have the
-// blurred edges the network saw in training), an eraser, undo and clear. The pad is
-// drawn large and shrunk to 28x28 in the browser, so what is sent is what the model
-// sees, whatever the server's resizing would have done.
+// draw.js - the drawing pad. Its shape follows the model's input: the aspect of the pad is
+// the input's width to height, and what is sent is shrunk in the browser to exactly the
+// input's size (28x28 for the Fashion-MNIST network, 224x224 for VGG16, whatever an ONNX
+// model takes), so what is sent is what the model sees, whatever the server's resizing
+// would have done. Gray models get white ink on black like Fashion-MNIST; colour models
+// get a colour to draw with. A soft round brush (a radial gradient stamped along the
+// stroke, so lines have the blurred edges the network saw in training), an eraser, undo
+// and clear.
 
-const SIDE = 28;
 const UNDO_DEPTH = 25;
+const LONG_SIDE = 560;   // drawing resolution of the pad's longer side
+const PAPER = '#000000'; // the pad's background, the eraser's colour
 
 export function createPad(canvas, { onStroke, onEnd } = {}) {
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
-  let radius = 22, tool = 'brush', drawing = false, last = null, dirty = false;
+  let radius = 22, tool = 'brush', ink = '#ffffff', drawing = false, last = null;
   let dab = null;
+  let shape = { w: 28, h: 28, c: 1 };
   const undo = [];
 
-  function fillBlack() {
+  function fillPaper() {
     ctx.globalCompositeOperation = 'source-over';
-    ctx.fillStyle = '#000';
+    ctx.fillStyle = PAPER;
     ctx.fillRect(0, 0, canvas.width, canvas.height);
   }
 
-  // One pre-rendered stamp per size and tool; stamping an image is much faster than
-  // building a gradient for every point of the stroke.
+  // One pre-rendered stamp per size, tool and colour; stamping an image is much faster
+  // than building a gradient for every point of the stroke.
   function makeDab() {
-    const r = radius * (canvas.width / 280);
+    const r = radius * (Math.max(canvas.width, canvas.height) / 280);
     const size = Math.ceil(r * 2) + 2;
     const c = document.createElement('canvas');
     c.width = c.height = size;
     const g = c.getContext('2d');
     const grad = g.createRadialGradient(size / 2, size / 2, 0, size / 2, size / 2, r);
-    const rgb = tool === 'eraser' ? '0,0,0' : '255,255,255';
+    const rgb = hexRgb(tool === 'eraser' ? PAPER : ink).join(',');
     grad.addColorStop(0, `rgba(${rgb},1)`);
     grad.addColorStop(0.45, `rgba(${rgb},0.85)`);
     grad.addColorStop(1, `rgba(${rgb},0)`);
@@ -68,7 +73,6 @@ export function createPad(canvas, { onStroke, onEnd } = {}) {
     drawing = true;
     last = point(e);
     stamp(last.x, last.y);
-    dirty = true;
     onStroke && onStroke();
   }
 
@@ -94,54 +98,98 @@ export function createPad(canvas, { onStroke, onEnd } = {}) {
   canvas.addEventListener('lostpointercapture', up);
   canvas.addEventListener('contextmenu', (e) => e.preventDefault());
 
-  fillBlack();
+  function resize() {
+    const long = Math.max(shape.w, shape.h);
+    canvas.width = Math.round((LONG_SIDE * shape.w) / long);
+    canvas.height = Math.round((LONG_SIDE * shape.h) / long);
+    canvas.style.aspectRatio = `${shape.w} / ${shape.h}`;
+    undo.length = 0;
+    dab = null;
+    fillPaper();
+  }
+  resize();
+
+  // The picture at the model's input size, as a canvas.
+  function shrink() {
+    // In steps of at most a half, which averages better than one big jump.
+    let src = canvas;
+    while (src.width / 2 >= shape.w * 1.5 && src.height / 2 >= shape.h * 1.5) {
+      const half = document.createElement('canvas');
+      half.width = Math.round(src.width / 2);
+      half.height = Math.round(src.height / 2);
+      const h = half.getContext('2d');
+      h.imageSmoothingEnabled = true;
+      h.imageSmoothingQuality = 'high';
+      h.drawImage(src, 0, 0, half.width, half.height);
+      src = half;
+    }
+    const out = document.createElement('canvas');
+    out.width = shape.w;
+    out.height = shape.h;
+    const o = out.getContext('2d', { willReadFrequently: true });
+    o.imageSmoothingEnabled = true;
+    o.imageSmoothingQuality = 'high';
+    o.drawImage(src, 0, 0, shape.w, shape.h);
+    return out;
+  }
 
   return {
     setRadius(r) { radius = r; dab = null; },
     setTool(t) { tool = t; dab = null; },
+    setInk(colour) { ink = colour; dab = null; },
     get tool() { return tool; },
-    isEmpty() { return !dirty; },
+    get shape() { return { ...shape }; },
+    // A new input shape: the pad takes its aspect and starts blank (the old drawing was
+    // made for another model's input).
+    setShape(next) {
+      const changed = next.w !== shape.w || next.h !== shape.h || next.c !== shape.c;
+      shape = { w: next.w, h: next.h, c: next.c };
+      if (changed) resize();
+      if (shape.c === 1) ink = '#ffffff';
+      dab = null;
+      return changed;
+    },
+    // Blank when no pixel of the model's view differs from the paper.
+    isEmpty() {
+      const small = shrink();
+      const d = small.getContext('2d').getImageData(0, 0, small.width, small.height).data;
+      const [r, g, b] = hexRgb(PAPER);
+      for (let i = 0; i < d.length; i += 4) if (d[i] !== r || d[i + 1] !== g || d[i + 2] !== b) return false;
+      return true;
+    },
     clear() {
       undo.push(ctx.getImageData(0, 0, canvas.width, canvas.height));
-      fillBlack();
-      dirty = false;
+      fillPaper();
       onEnd && onEnd();
     },
     undo() {
       const img = undo.pop();
       if (!img) return false;
-      ctx.putImageData(img, 0, 0);
+      if (img.width === canvas.width && img.height === canvas.height) ctx.putImageData(img, 0, 0);
       onEnd && onEnd();
       return true;
     },
-    // Puts a picture (a dataset image, an upload) on the pad, grayscale, to draw over.
+    // Puts a picture (a dataset image, an upload) on the pad to draw over: gray for a
+    // gray model, in colour for a colour one.
     load(image) {
       undo.push(ctx.getImageData(0, 0, canvas.width, canvas.height));
-      fillBlack();
+      fillPaper();
       ctx.imageSmoothingEnabled = true;
-      ctx.filter = 'grayscale(1)';
+      ctx.filter = shape.c === 1 ? 'grayscale(1)' : 'none';
       const w = image.naturalWidth || image.width, h = image.naturalHeight || image.height;
       const s = Math.min(canvas.width / w, canvas.height / h);
       ctx.drawImage(image, (canvas.width - w * s) / 2, (canvas.height - h * s) / 2, w * s, h * s);
       ctx.filter = 'none';
-      dirty = true;
     },
-    // The 28x28 PNG the model gets: shrunk in two steps, which averages better than
-    // one big jump.
+    // The PNG the model gets: exactly its input's width and height.
     toBlob() {
-      const mid = document.createElement('canvas');
-      mid.width = mid.height = SIDE * 4;
-      const m = mid.getContext('2d');
-      m.imageSmoothingEnabled = true;
-      m.imageSmoothingQuality = 'high';
-      m.drawImage(canvas, 0, 0, mid.width, mid.height);
-      const out = document.createElement('canvas');
-      out.width = out.height = SIDE;
-      const o = out.getContext('2d');
-      o.imageSmoothingEnabled = true;
-      o.imageSmoothingQuality = 'high';
-      o.drawImage(mid, 0, 0, SIDE, SIDE);
+      const out = shrink();
       return new Promise((resolve) => out.toBlob(resolve, 'image/png'));
     },
   };
+}
+
+function hexRgb(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
 }

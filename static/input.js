@@ -3,11 +3,12 @@
 // image is being analysed. It turns each of them into one "current input" and tells the
 // other panels through the store.
 
-import { state, emit, on } from './store.js';
+import { state, emit, on, nextInputId } from './store.js';
 import { createPad } from './draw.js';
 import { initDataset } from './dataset.js';
 import { url } from './api.js';
 import { $, showError } from './ui.js';
+import { inputShape, describeInput, isFashionModel, modelTitle } from './modelinfo.js';
 
 const SENDABLE = new Set(['image/png', 'image/jpeg']);
 const STROKE_EVERY_MS = 140;
@@ -38,6 +39,7 @@ export function initInput() {
   }
 
   function setInput(input, text, { live = false } = {}) {
+    input.id = nextInputId();
     state.input = input;
     label.textContent = text;
     editBtn.hidden = !!input.fromPad;
@@ -56,6 +58,18 @@ export function initInput() {
   const canvas = $('draw-canvas');
   let strokeTimer = 0;
   async function padInput(live) {
+    // A blank pad is no picture: asking the network about it would only show a guess
+    // and a flat map, so the panels say there is nothing to analyse instead.
+    if (pad.isEmpty()) {
+      if (live) return;
+      const input = { empty: true, name: 'the empty canvas', fromPad: true, id: nextInputId() };
+      state.input = input;
+      label.textContent = 'The canvas is empty: draw something to analyse';
+      editBtn.hidden = true;
+      showError(errBox, null);
+      emit('input-empty', input);
+      return;
+    }
     const blob = await pad.toBlob();
     setInput({ blob, name: 'your drawing', fromPad: true }, 'Analysing your drawing', { live });
   }
@@ -80,6 +94,11 @@ export function initInput() {
       for (const [n, b] of Object.entries(toolBtns)) b.setAttribute('aria-pressed', n === name ? 'true' : 'false');
     });
   }
+  const inkIn = $('ink-colour'), inkWrap = $('ink-wrap');
+  inkIn.addEventListener('input', () => {
+    pad.setInk(inkIn.value);
+    toolBtns.brush.click();
+  });
   $('draw-clear').addEventListener('click', () => { pad.clear(); $('draw-hint').classList.remove('is-faded'); });
   $('draw-undo').addEventListener('click', () => pad.undo());
   $('pane-draw').addEventListener('keydown', (e) => {
@@ -107,8 +126,15 @@ export function initInput() {
   });
 
   // --- upload, drop, paste ---
+  // "Invert": a dark object on a bright background becomes a light one on black, as in
+  // Fashion-MNIST. The picture is inverted in the browser before it is sent.
+  const invertIn = $('upload-invert');
+  let lastFile = null;
+  invertIn.addEventListener('change', () => { if (lastFile && state.input && !state.input.fromPad && !state.input.sample) useFile(lastFile); });
+
   async function useFile(file) {
     if (!file) return;
+    lastFile = file;
     selectTab($('tab-upload'));
     const preview = $('upload-preview'), img = $('upload-img');
     preview.hidden = false;
@@ -118,8 +144,10 @@ export function initInput() {
     img.onerror = () => { img.hidden = true; };
     img.alt = file.name || 'the uploaded image';
     img.src = objUrl;
-    setInput({ blob: await sendable(file), name: file.name || 'pasted image' },
-      `Analysing ${file.name || 'the pasted image'}`);
+    const inverted = invertIn.checked;
+    const blob = inverted ? await invert(file) : await sendable(file);
+    setInput({ blob, name: file.name || 'pasted image', inverted },
+      `Analysing ${file.name || 'the pasted image'}${inverted ? ', inverted' : ''}`);
   }
 
   const fileIn = $('file-input');
@@ -151,6 +179,32 @@ export function initInput() {
     useFile(item.getAsFile());
   });
 
+  // The pad and the words around the image follow the model's input: its size, gray or
+  // colour, and Fashion-MNIST's wording only for a model of Fashion-MNIST's classes.
+  function followModel() {
+    const shape = inputShape();
+    const fashion = isFashionModel();
+    const what = describeInput(shape);
+    const wasDrawn = state.input && state.input.fromPad;
+    const changed = pad.setShape(shape);
+    if (shape.c === 3) {
+      inkWrap.hidden = false;
+      pad.setInk(inkIn.value);
+    } else inkWrap.hidden = true;
+    const hint = $('draw-hint');
+    hint.textContent = fashion
+      ? `Draw a shoe, a shirt or a bag — white on black, like Fashion-MNIST. The model sees ${what}.`
+      : shape.c === 1
+        ? `Draw in white on black. ${modelTitle(state.model.name)} sees ${what} pixels.`
+        : `Draw in colour. ${modelTitle(state.model.name)} sees ${what} pixels.`;
+    if (changed) hint.classList.remove('is-faded');
+    canvas.setAttribute('aria-label', `Drawing canvas for ${modelTitle(state.model.name)} (${what}): draw with the mouse, a finger or a pen`);
+    $('upload-hint').textContent = `PNG or JPEG. ${modelTitle(state.model.name)} sees it as ${what}.`;
+    // A drawing made for another input shape is gone with the old pad.
+    if (changed && wasDrawn) padInput(false);
+  }
+  on('model', followModel);
+
   // The prediction panel reports a picture the service could not read; say so here.
   on('input-rejected', (input) => {
     if (input !== state.input) return;
@@ -172,6 +226,23 @@ async function sendable(file) {
     c.width = bmp.width;
     c.height = bmp.height;
     c.getContext('2d').drawImage(bmp, 0, 0);
+    return await new Promise((r) => c.toBlob(r, 'image/png'));
+  } catch {
+    return file;
+  }
+}
+
+// The picture with its colours inverted, as PNG; the file itself if the browser cannot
+// read it (the API's message then says what is wrong with it).
+async function invert(file) {
+  try {
+    const bmp = await createImageBitmap(file);
+    const c = document.createElement('canvas');
+    c.width = bmp.width;
+    c.height = bmp.height;
+    const ctx = c.getContext('2d');
+    ctx.filter = 'invert(1)';
+    ctx.drawImage(bmp, 0, 0);
     return await new Promise((r) => c.toBlob(r, 'image/png'));
   } catch {
     return file;

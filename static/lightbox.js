@@ -39,14 +39,16 @@ export function initLightbox() {
       canvas.width = geo.tile;
       canvas.height = geo.tileH;
       ctx.drawImage(img, sx, sy, geo.tile, geo.tileH, 0, 0, geo.tile, geo.tileH);
-      title.textContent = `${name} ${index} · ${index + 1} of ${geo.count}`;
+      // A page of a longer grid numbers its tiles from its first one.
+      const first = cur.first || 0, total = cur.total || geo.count;
+      title.textContent = `${name} ${first + index} · ${first + index + 1} of ${total}`;
     } else {
       canvas.width = img.naturalWidth;
       canvas.height = img.naturalHeight;
       ctx.drawImage(img, 0, 0);
       title.textContent = name;
     }
-    note.textContent = describe ? describe(index) : '';
+    note.textContent = describe ? describe((cur.first || 0) + index) : '';
     $('lightbox-prev').disabled = !geo || index === 0;
     $('lightbox-next').disabled = !geo || index >= geo.count - 1;
   }

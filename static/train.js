@@ -3,20 +3,26 @@
 // loss and accuracy charts. When a job succeeds the service already serves the new
 // version; the page reloads the model and says so. A job started elsewhere (another
 // tab, curl) is picked up on load, so the panel always tells the truth about the server.
+//
+// A finished job replaces the served model for everyone, with no way back from the page,
+// so starting one asks first and names what will be replaced. A test accuracy measured on
+// a subset (test_limit) is labelled as such wherever it is shown.
 
 import { getJSON, sendJSON, getToken, setToken } from './api.js';
 import { state, on } from './store.js';
-import { $, showError, pct, duration } from './ui.js';
-import { drawChart } from './charts.js';
+import { $, el, showError, pct, int, duration } from './ui.js';
+import { drawChart, stepsFromRunning } from './charts.js';
+import { testSetSize } from './modelinfo.js';
 
 const POLL_MS = 500;
 const ACTIVE = new Set(['queued', 'running']);
+const TRAINED = 'fmnist';
 
 export function initTrain({ onNewVersion }) {
   const form = $('train-form'), startBtn = $('train-start'), cancelBtn = $('train-cancel');
   const errBox = $('train-error'), notice = $('train-notice');
   const stateEl = $('train-state'), pctEl = $('train-percent'), bar = $('train-bar'), fill = $('train-fill'), text = $('train-text');
-  const lossSvg = $('chart-loss'), accSvg = $('chart-acc');
+  const lossSvg = $('chart-loss'), accSvg = $('chart-acc'), smoothIn = $('chart-smooth'), smoothOut = $('chart-smooth-out');
   lossSvg.dataset.title = 'Loss';
   accSvg.dataset.title = 'Accuracy';
   let job = null, timer = 0, retry = null;
@@ -25,26 +31,55 @@ export function initTrain({ onNewVersion }) {
   let trace = [];
 
   // --- token (only asked for when the server answers 401) ---
-  const tokenBox = $('token-box'), tokenIn = $('token-input'), tokenState = $('token-state');
-  function showTokenState() { tokenState.hidden = !getToken(); }
-  function askToken(action) {
+  const tokenBox = $('token-box'), tokenIn = $('token-input'), tokenState = $('token-state'), tokenWhy = $('token-why');
+  const WHY = tokenWhy.textContent;
+  let tokenChecked = false;
+  function showTokenState() {
+    tokenState.hidden = !getToken() || !tokenChecked;
+  }
+  function askToken(action, refused) {
     retry = action;
+    tokenWhy.textContent = refused
+      ? 'The service refused the token you entered (401): it is not the one it was started with. Check it and enter it again.'
+      : WHY;
+    tokenBox.classList.toggle('is-refused', !!refused);
     tokenBox.hidden = false;
     tokenIn.focus();
+  }
+  // A 401: no token yet, or the one sent was refused (then it is forgotten, not kept as
+  // if it were good).
+  function unauthorized(e, action) {
+    const refused = !!e.sentToken;
+    if (refused) {
+      setToken('');
+      tokenChecked = false;
+      showTokenState();
+      showError(errBox, { status: e.status, code: e.code, message: 'The access token was refused' });
+    } else showError(errBox, e);
+    askToken(action, refused);
+  }
+  function tokenWorked() {
+    if (getToken() && !tokenChecked) {
+      tokenChecked = true;
+      showTokenState();
+    }
   }
   $('token-save').addEventListener('click', () => {
     const t = tokenIn.value.trim();
     if (!t) { tokenIn.focus(); return; }
     setToken(t);
+    tokenChecked = false;
     tokenIn.value = '';
     tokenBox.hidden = true;
     showTokenState();
     const again = retry;
     retry = null;
-    if (again) again();
+    if (again) again({ confirmed: true });
   });
   tokenIn.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); $('token-save').click(); } });
-  $('token-forget').addEventListener('click', () => { setToken(''); showTokenState(); });
+  $('token-forget').addEventListener('click', () => { setToken(''); tokenChecked = false; showTokenState(); });
+  // A token kept from earlier in this tab was accepted then.
+  tokenChecked = !!getToken();
   showTokenState();
 
   // --- form ---
@@ -63,7 +98,34 @@ export function initTrain({ onNewVersion }) {
     };
   }
 
-  async function start() {
+  // --- asking first: what will be replaced ---
+  const dlg = $('train-confirm'), dlgText = $('train-confirm-text');
+  function confirmReplace() {
+    return new Promise((resolve) => {
+      (async () => {
+        let s = null;
+        try { s = await getJSON(`v1/models/${TRAINED}`); } catch { /* said without the details */ }
+        const p = params();
+        const what = s
+          ? [`${TRAINED} version ${s.version}`,
+            s.test_accuracy != null ? `, ${testAccuracyText(s.test_accuracy, s.training && s.training.test_images)}` : '',
+            s.trained_at ? `, trained ${new Date(s.trained_at).toLocaleString('en-GB', { dateStyle: 'medium', timeStyle: 'short' })}` : ''].join('')
+          : `the served ${TRAINED} model`;
+        dlgText.replaceChildren(
+          el('p', {}, 'When this job finishes, its model replaces ', el('strong', { text: what }),
+            ' for everyone who uses this service, this page and scripts alike.'),
+          el('p', {}, p.from === 'current' ? 'It starts from the served weights and keeps training them.' : 'It starts from fresh random weights.',
+            ` ${int(p.epochs)} epoch${p.epochs === 1 ? '' : 's'} on ${p.train_limit ? int(p.train_limit) : 'all 60,000'} training images; test accuracy measured on ${p.test_limit && p.test_limit < testSetSize() ? `only ${int(p.test_limit)}` : `all ${int(testSetSize())}`} test images.`),
+          el('p', { class: 'confirm__warn' }, 'There is no way back from this page: the replaced version is not kept. Cancelling the job before it ends leaves the served model as it is.'));
+        dlg.returnValue = '';
+        dlg.showModal();
+        $('train-confirm-no').focus();
+      })();
+      dlg.addEventListener('close', () => resolve(dlg.returnValue === 'replace'), { once: true });
+    });
+  }
+
+  async function start({ confirmed = false } = {}) {
     showError(errBox, null);
     notice.hidden = true;
     if (!form.checkValidity()) {
@@ -72,13 +134,20 @@ export function initTrain({ onNewVersion }) {
       bad.focus();
       return;
     }
+    if (!confirmed && !(await confirmReplace())) {
+      notice.className = 'notice';
+      notice.textContent = 'Not started: the served model stays as it is.';
+      notice.hidden = false;
+      return;
+    }
     startBtn.disabled = true;
     try {
-      const { data } = await sendJSON('POST', 'v1/models/fmnist/train', params());
+      const { data } = await sendJSON('POST', `v1/models/${TRAINED}/train`, params());
+      tokenWorked();
       follow(data);
     } catch (e) {
       startBtn.disabled = false;
-      if (e.status === 401) { showError(errBox, e); askToken(start); return; }
+      if (e.status === 401) { unauthorized(e, start); return; }
       if (e.code === 'job_running') {
         showError(errBox, { message: `${e.message}. Showing that job instead.` });
         attachRunning();
@@ -94,14 +163,15 @@ export function initTrain({ onNewVersion }) {
     cancelBtn.disabled = true;
     try {
       const { data } = await sendJSON('DELETE', `v1/jobs/${encodeURIComponent(job.id)}`);
+      tokenWorked();
       if (data) render(data);
     } catch (e) {
-      if (e.status === 401) { showError(errBox, e); askToken(cancel); } else showError(errBox, e);
+      if (e.status === 401) unauthorized(e, cancel); else showError(errBox, e);
     } finally {
       cancelBtn.disabled = false;
     }
   }
-  cancelBtn.addEventListener('click', cancel);
+  cancelBtn.addEventListener('click', () => cancel());
 
   // --- following a job ---
   function follow(j) {
@@ -116,24 +186,25 @@ export function initTrain({ onNewVersion }) {
     if (!job) return;
     try {
       const j = await getJSON(`v1/jobs/${encodeURIComponent(job.id)}`);
-      const was = job.state;
       job = j;
       render(j);
       if (ACTIVE.has(j.state)) timer = setTimeout(poll, POLL_MS);
-      else finished(j, was);
+      else finished(j);
     } catch (e) {
       showError(errBox, e);
       timer = setTimeout(poll, POLL_MS * 4);
     }
   }
 
+  const limitOf = (j) => (j && j.params ? j.params.test_limit : 0);
+
   async function finished(j) {
     startBtn.disabled = false;
     cancelBtn.hidden = true;
     if (j.state === 'succeeded') {
-      const acc = j.result && j.result.test_accuracy != null ? ` — test accuracy ${pct(j.result.test_accuracy)}` : '';
+      const acc = j.result && j.result.test_accuracy != null ? ` — ${testAccuracyText(j.result.test_accuracy, limitOf(j))}` : '';
       notice.className = 'notice notice--ok';
-      notice.textContent = `Training finished. The page now uses fmnist version ${j.result ? j.result.version : '?'}${acc}.`;
+      notice.textContent = `Training finished. The page now uses ${TRAINED} version ${j.result ? j.result.version : '?'}${acc}.`;
       notice.hidden = false;
       await onNewVersion();
     } else if (j.state === 'cancelled') {
@@ -156,7 +227,7 @@ export function initTrain({ onNewVersion }) {
     fill.style.width = `${p * 100}%`;
     bar.setAttribute('aria-valuenow', String(shown));
     bar.setAttribute('aria-valuetext', `${shown} %`);
-    pctEl.textContent = `${shown} %`;
+    pctEl.textContent = `${shown}\u00a0%`;
     const parts = [];
     if (j.state === 'queued') parts.push('Waiting to start…');
     if (j.epochs) parts.push(`Epoch ${j.epoch || 0} of ${j.epochs}`);
@@ -170,26 +241,29 @@ export function initTrain({ onNewVersion }) {
     text.textContent = parts.join(' · ');
     if (running && j.batches && j.loss != null && j.epoch > 0) {
       const x = (j.epoch - 1) + j.batch / j.batches;
-      if (!trace.length || x > trace[trace.length - 1].x) trace.push({ x, loss: j.loss, accuracy: j.accuracy });
+      if (!trace.length || x > trace[trace.length - 1].x) trace.push({ x, epoch: j.epoch, batch: j.batch, loss: j.loss, accuracy: j.accuracy });
     }
-    charts(j.history || [], j.epochs, trace, running);
+    charts(j.history || [], j.epochs, trace, running, limitOf(j));
   }
 
-  function charts(history, epochs, samples = [], running = false) {
+  function charts(history, epochs, samples = [], running = false, testImages = 0) {
     const pts = (k) => history.filter((h) => h[k] != null).map((h) => ({ x: h.epoch, y: h[k] }));
-    const tr = (k) => samples.filter((p) => p[k] != null).map((p) => ({ x: p.x, y: p[k] }));
     const last = running && samples.length ? samples[samples.length - 1] : null;
     const xMax = Math.max(epochs || 0, history.length, 1);
+    const smoothing = Number(smoothIn.value);
+    const testName = testImages && testImages < testSetSize() ? `test (${int(testImages)} images)` : 'test';
     drawChart(lossSvg, {
-      series: [{ name: 'training loss', cls: 's1', points: pts('loss'), trace: tr('loss'), live: last ? { x: last.x, y: last.loss } : null }],
-      xMax, format: (v) => v.toFixed(2), empty: 'Start training to see the loss fall',
+      series: [{ name: 'training loss', cls: 's1', points: pts('loss'), steps: stepsFromRunning(samples, 'loss'), live: last ? { x: last.x, y: last.loss } : null }],
+      xMax, format: (v) => v.toFixed(2), yTitle: 'loss', smoothing, clamp: [0, Infinity],
+      empty: 'Start training to see the loss fall',
     });
     drawChart(accSvg, {
       series: [
-        { name: 'training', cls: 's1', points: pts('accuracy'), trace: tr('accuracy'), live: last && last.accuracy != null ? { x: last.x, y: last.accuracy } : null },
-        { name: 'test', cls: 's2', points: pts('test_accuracy') },
+        { name: 'training', cls: 's1', points: pts('accuracy'), steps: stepsFromRunning(samples, 'accuracy'), live: last && last.accuracy != null ? { x: last.x, y: last.accuracy } : null },
+        { name: testName, cls: 's2', points: pts('test_accuracy') },
       ],
-      xMax, yMin: 0, yMax: 1, format: (v) => `${Math.round(v * 100)} %`, empty: 'Start training to see the accuracy rise',
+      xMax, clamp: [0, 1], format: (v) => `${Math.round(v * 1000) / 10}\u00a0%`, yTitle: 'accuracy', smoothing,
+      empty: 'Start training to see the accuracy rise',
     });
   }
 
@@ -198,8 +272,8 @@ export function initTrain({ onNewVersion }) {
     if (job && ACTIVE.has(job.state)) return;
     if (job) { render(job); return; }
     const s = state.summary;
-    const hist = (s && state.model && state.model.name === 'fmnist' && s.history) || [];
-    charts(hist, hist.length);
+    const hist = (s && state.model && state.model.name === TRAINED && s.history) || [];
+    charts(hist, hist.length, [], false, s && s.training ? s.training.test_images : 0);
     text.textContent = hist.length
       ? `No training running. The charts show how version ${s.version} was trained (${hist.length} epoch${hist.length > 1 ? 's' : ''}).`
       : 'No training running.';
@@ -208,13 +282,23 @@ export function initTrain({ onNewVersion }) {
   async function attachRunning() {
     try {
       const { jobs } = await getJSON('v1/jobs');
-      const j = (jobs || []).find((x) => x.model === 'fmnist' && ACTIVE.has(x.state));
+      const j = (jobs || []).find((x) => x.model === TRAINED && ACTIVE.has(x.state));
       if (j) follow(j);
     } catch { /* the list is a convenience; the panel works without it */ }
   }
 
+  smoothIn.addEventListener('input', () => {
+    smoothOut.textContent = Number(smoothIn.value).toFixed(2);
+    if (job) render(job); else idle();
+  });
   on('model', idle);
   new ResizeObserver(() => { if (job) render(job); else idle(); }).observe(lossSvg);
   attachRunning();
   return { follow };
+}
+
+function testAccuracyText(acc, n) {
+  return n && n < testSetSize()
+    ? `test accuracy ${pct(acc)} on ${int(n)} of ${int(testSetSize())} test images (a subset)`
+    : `test accuracy ${pct(acc)}`;
 }

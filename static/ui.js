@@ -48,7 +48,20 @@ export function debounce(fn, ms) {
   return d;
 }
 
-export const pct = (p, digits = 1) => `${(p * 100).toFixed(digits)} %`;
+// A percentage with a no-break space, so "89.0 %" never wraps before its sign. Small
+// values keep one significant digit (0.4 %, not 0 %); a value that rounds to 0 or 100
+// without being it says so (< 0.01 %, > 99.9 %).
+const NBSP = '\u00a0';
+export function pct(p, digits = 1) {
+  if (p === null || p === undefined || !Number.isFinite(Number(p))) return `—`;
+  const v = Number(p) * 100;
+  if (v <= 0) return `0${NBSP}%`;
+  let d = digits;
+  while (d < 2 && Number(v.toFixed(d)) === 0) d++;
+  if (Number(v.toFixed(d)) === 0) return `<${NBSP}0.01${NBSP}%`;
+  if (v < 100 && Number(v.toFixed(d)) >= 100) return `>${NBSP}${(100 - 10 ** -Math.max(1, d)).toFixed(Math.max(1, d))}${NBSP}%`;
+  return `${v.toFixed(d)}${NBSP}%`;
+}
 export const int = (n) => Number(n).toLocaleString('en-US');
 
 export function duration(s) {
@@ -74,6 +87,23 @@ export function setImageBlob(img, blob) {
   });
 }
 
+// At most one run at a time; calls that arrive meanwhile collapse into one more run
+// when it ends. Unlike latest(), a stream of calls (strokes while drawing) never starves
+// the panel: every run finishes and is shown.
+export function serial(fn) {
+  let running = false, pending = false;
+  const go = async () => {
+    if (running) { pending = true; return; }
+    running = true;
+    pending = false;
+    try { await fn(); } finally {
+      running = false;
+      if (pending) go();
+    }
+  };
+  return go;
+}
+
 // Keeps the newest of overlapping requests: starting a new one aborts the previous.
 export function latest() {
   let ctrl = null;
@@ -87,6 +117,10 @@ export function latest() {
 // Errors about the uploaded picture itself belong next to the input, not in each of
 // the panels that happened to send it.
 const IMAGE_ERRORS = new Set(['corrupt_image', 'unsupported_media_type', 'payload_too_large', 'image_too_large', 'no_image', 'too_many_images']);
+export function isNetworkError(e) {
+  return !!e && e.code === 'network';
+}
+
 export function isImageError(e) {
   return !!e && (IMAGE_ERRORS.has(e.code) || e.status === 413 || e.status === 415 || e.status === 422);
 }

@@ -2,13 +2,18 @@
 // server and passes its address; this script runs the cases in order on one page (each
 // builds on the page state the previous one left, as a person would use it), saves
 // screenshots and prints "[web] N ok, M failed".
+//
+// The open server serves the Fashion-MNIST network, a missing VGG16, and two ONNX test
+// models: resnet (36x36 RGB, 10 numbered classes) and mobilenetv2 (48x48 RGB, layers of
+// 96 channels), so the page is also checked on models that are not Fashion-MNIST.
 
 import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { makePng, pngInfo } from './png.mjs';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -21,8 +26,10 @@ const ROOT = arg('root', fileURLToPath(new URL('../..', import.meta.url)));
 const SHOTS = arg('shots', path.join(ROOT, 'build/screenshots'));
 const CHROMIUM = arg('chromium', '/usr/bin/chromium');
 const TMP = arg('tmp', tmpdir());
+const ONLY = arg('only', '');
 const DESKTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
+const NBSP = '\u00a0';
 
 const cases = [];
 const test = (name, fn) => cases.push({ name, fn });
@@ -36,6 +43,7 @@ let ctx, page;
 
 const isPost = (part) => (r) => r.url().includes(part) && r.request().method() === 'POST';
 const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+const norm = (s) => String(s).replace(/\u00a0/g, ' ').trim();
 
 async function imgDigest(selector) {
   const b64 = await page.evaluate(async (sel) => {
@@ -49,9 +57,52 @@ async function imgDigest(selector) {
   return b64 ? createHash('sha256').update(Buffer.from(b64, 'base64')).digest('hex') : '';
 }
 
+// RGBA pixels of a PNG (bytes from node) decoded by the browser.
+async function decodeInPage(buf) {
+  return page.evaluate(async (b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const bmp = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
+    const c = document.createElement('canvas');
+    c.width = bmp.width;
+    c.height = bmp.height;
+    const x = c.getContext('2d');
+    x.drawImage(bmp, 0, 0);
+    return { w: bmp.width, h: bmp.height, px: [...x.getImageData(0, 0, bmp.width, bmp.height).data] };
+  }, buf.toString('base64'));
+}
+
+// The body of the newest POST whose URL contains `part`, as the page sent it (a fetch
+// wrapper installed before the page's own scripts keeps the last few Blob bodies).
+async function lastPosted(part) {
+  const b64 = await page.evaluate(async (p) => {
+    const hit = [...(window.__posted || [])].reverse().find((x) => x.url.includes(p));
+    if (!hit) return '';
+    const buf = new Uint8Array(await hit.body.arrayBuffer());
+    let s = '';
+    for (let i = 0; i < buf.length; i += 0x8000) s += String.fromCharCode(...buf.subarray(i, i + 0x8000));
+    return btoa(s);
+  }, part);
+  return b64 ? Buffer.from(b64, 'base64') : null;
+}
+
+function recordPosts() {
+  const real = window.fetch;
+  window.__posted = [];
+  window.fetch = (input, init) => {
+    if (init && init.body instanceof Blob) {
+      window.__posted.push({ url: String(input), body: init.body });
+      if (window.__posted.length > 30) window.__posted.shift();
+    }
+    return real(input, init);
+  };
+}
+
 async function probabilities() {
   return page.$$eval('#pred-bars .bar', (rows) => rows.map((r) => r.querySelector('.bar__value').textContent));
 }
+
+// "> 99.9 %" -> 99.9, "< 0.01 %" -> 0.01, "12.5 %" -> 12.5
+const percentOf = (t) => Number(norm(t).replace(/[<>%\s]/g, ''));
 
 async function shot(name, opts = {}) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), ...opts });
@@ -68,6 +119,53 @@ async function imageLoaded(selector, timeout = 15000) {
   }, selector, { timeout });
 }
 
+// Every panel shows the current input (the numbers they carry agree).
+async function panelsShowCurrent(timeout = 15000) {
+  await page.waitForFunction(() => {
+    const cur = document.documentElement.dataset.input;
+    const of = (id) => document.getElementById(id).dataset.input;
+    return cur && of('pred-bars') === cur && of('cam-box') === cur && of('fm-box') === cur &&
+      !document.querySelector('#cam-box.is-busy, #fm-box.is-busy, #pred-bars.is-busy');
+  }, null, { timeout });
+}
+
+async function chooseModel(name) {
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith(`/v1/models/${name}`)),
+    page.click(`label[for="model-${name}"]`),
+  ]);
+  assert(res.ok(), `GET /v1/models/${name}: ${res.status()}`);
+  await page.waitForFunction((n) => document.querySelector(`#model-${n}`).checked, name);
+}
+
+async function pickThumb(index) {
+  await Promise.all([page.waitForResponse(isPost('/predict')), page.click(`#ds-grid .thumb[data-index="${index}"]`)]);
+}
+
+async function drawStroke(points, { release = true, pause = 25 } = {}) {
+  const box = await page.locator('#draw-canvas').boundingBox();
+  const at = ([fx, fy]) => [box.x + box.width * fx, box.y + box.height * fy];
+  await page.mouse.move(...at(points[0]));
+  await page.mouse.down();
+  for (const p of points.slice(1)) { await page.mouse.move(...at(p)); await wait(pause); }
+  if (release) await page.mouse.up();
+}
+
+const line = (x0, y0, x1, y1, n) => Array.from({ length: n + 1 }, (_, i) => [x0 + ((x1 - x0) * i) / n, y0 + ((y1 - y0) * i) / n]);
+
+async function api(method, p, body) {
+  const res = await fetch(BASE + p, {
+    method, headers: body ? { 'Content-Type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, data: await res.json().catch(() => null) };
+}
+
+// Confirms the "replace the served model?" question.
+async function confirmTraining() {
+  await page.waitForSelector('#train-confirm[open]');
+  await page.click('#train-confirm-yes');
+}
+
 // ---------------------------------------------------------------------------------
 
 test('the page loads with no console errors', async () => {
@@ -80,6 +178,7 @@ test('the page loads with no console errors', async () => {
   await page.waitForFunction(() => document.querySelectorAll('#ds-grid .thumb img').length === 24 &&
     [...document.querySelectorAll('#ds-grid .thumb img')].every((i) => i.complete && i.naturalWidth > 0));
   assert(await page.locator('#model-meta').textContent().then((t) => /version \d+/.test(t)), 'model meta shows no version');
+  assert(await page.isVisible('label[for="model-resnet"]'), 'an ONNX model in the models folder is in the picker');
   await wait(200);
   assert(consoleErrors.length === 0, `console errors: ${consoleErrors.join(' | ')}`);
   await shot('desktop-overview');
@@ -98,7 +197,7 @@ test('a Fashion-MNIST test image shows predictions', async () => {
   assert(res.url().includes('sample=test%3A0') || res.url().includes('sample=test:0'), `not a sample request: ${res.url()}`);
   await page.waitForFunction(() => /Ankle boot/.test(document.querySelector('#pred-truth').textContent));
   const values = await probabilities();
-  const sum = values.reduce((s, v) => s + parseFloat(v), 0);
+  const sum = values.reduce((s, v) => s + percentOf(v), 0);
   assert(values.length === 10 && Math.abs(sum - 100) < 1.5, `probabilities do not add up: ${values.join(', ')}`);
   // jump by index, then at random
   await page.fill('#ds-index', '4');
@@ -109,6 +208,9 @@ test('a Fashion-MNIST test image shows predictions', async () => {
   await page.waitForFunction(() => /^train 0/.test(document.querySelector('#ds-range').textContent));
   await Promise.all([page.waitForResponse(isPost('/predict')), page.click('#ds-grid .thumb[data-index="1"]')]);
   await page.waitForFunction(() => /T-shirt\/top/.test(document.querySelector('#pred-truth').textContent));
+  // back to the test set, which the later cases pick from
+  await page.selectOption('#ds-split', 'test');
+  await page.waitForFunction(() => /^test 0/.test(document.querySelector('#ds-range').textContent));
 });
 
 test('uploading a photo shows predictions', async () => {
@@ -196,37 +298,48 @@ test('a layer\'s feature maps and filters appear and enlarge', async () => {
   await imageLoaded('#fm-img');
 });
 
+test('bug 9: the filter channel box is clamped to the layer\'s channels', async () => {
+  await page.click('.layer[data-name="conv2d_2"]');
+  await imageLoaded('#flt-img');
+  await page.fill('#flt-channel', '99');
+  await Promise.all([
+    page.waitForResponse((r) => r.url().includes('/layers/conv2d_2/filters.png') && r.url().includes('channel=31')),
+    page.press('#flt-channel', 'Enter'),
+  ]);
+  await imageLoaded('#flt-img');
+  assert(await page.inputValue('#flt-channel') === '31', `the box shows ${await page.inputValue('#flt-channel')}, the layer has 32 channels`);
+  assert(/input channel 31 of 32/.test(await page.textContent('#flt-note')), `note: ${await page.textContent('#flt-note')}`);
+  await page.fill('#flt-channel', '-4');
+  await page.press('#flt-channel', 'Enter');
+  await page.waitForFunction(() => document.querySelector('#flt-channel').value === '0');
+  await imageLoaded('#flt-img');
+  await page.click('.layer[data-name="conv2d_1"]');
+  await imageLoaded('#fm-img');
+});
+
 test('drawing on the canvas changes the prediction', async () => {
   await page.click('#tab-draw');
   await page.locator('.card--input').scrollIntoViewIfNeeded();
-  const canvas = await page.locator('#draw-canvas').boundingBox();
-  const at = (fx, fy) => [canvas.x + canvas.width * fx, canvas.y + canvas.height * fy];
   const predicts = [];
   const onReq = (r) => { if (r.url().includes('/predict') && r.method() === 'POST') predicts.push(r); };
   page.on('request', onReq);
   // a short vertical stroke ...
-  await page.mouse.move(...at(0.5, 0.2));
-  await page.mouse.down();
-  for (let i = 1; i <= 12; i++) { await page.mouse.move(...at(0.5, 0.2 + i * 0.05)); await wait(25); }
-  await page.mouse.up();
+  await drawStroke(line(0.5, 0.2, 0.5, 0.8, 12));
   await page.waitForFunction(() => /your drawing/.test(document.querySelector('#input-label').textContent));
-  await wait(600);
+  await panelsShowCurrent();
   const one = await probabilities();
   const during = predicts.length;
   // ... then a wide sole: a shoe
-  await page.mouse.move(...at(0.12, 0.75));
-  await page.mouse.down();
-  for (let i = 1; i <= 16; i++) { await page.mouse.move(...at(0.12 + i * 0.05, 0.75)); await wait(25); }
-  for (let i = 1; i <= 6; i++) { await page.mouse.move(...at(0.92, 0.75 - i * 0.05)); await wait(25); }
-  await page.mouse.up();
-  await page.waitForResponse(isPost('/predict'));
-  await wait(600);
+  await drawStroke([...line(0.12, 0.75, 0.92, 0.75, 16), ...line(0.92, 0.7, 0.92, 0.45, 5)]);
+  await panelsShowCurrent();
   page.off('request', onReq);
   const two = await probabilities();
   assert(during >= 2, `expected predictions while drawing, saw ${during}`);
   assert(one.join() !== two.join(), 'the prediction did not change after drawing more');
   const sent = predicts[predicts.length - 1];
   assert(sent.headers()['content-type'] === 'image/png', 'the drawing was not sent as PNG');
+  const info = pngInfo(await lastPosted('/fmnist/predict'));
+  assert(info && info.width === 28 && info.height === 28, `the Fashion-MNIST pad sends 28x28, sent ${JSON.stringify(info)}`);
   await imageLoaded('#cam-img');
   await shot('desktop-draw');
   // undo and clear work
@@ -238,6 +351,63 @@ test('drawing on the canvas changes the prediction', async () => {
     return true;
   });
   assert(blank, 'clear left ink on the canvas');
+});
+
+test('bug 3: while drawing, Grad-CAM and the feature maps follow the drawing', async () => {
+  // Start from a dataset image (a bag), then draw without lifting the pen.
+  await page.click('#tab-dataset');
+  await pickThumb(18);
+  await panelsShowCurrent();
+  await page.click('#tab-draw');
+  const seen = { gradcam: 0, maps: 0 };
+  const onReq = (r) => {
+    if (r.method() !== 'POST') return;
+    if (r.url().includes('/gradcam')) seen.gradcam++;
+    if (r.url().includes('/feature-maps.png')) seen.maps++;
+  };
+  page.on('request', onReq);
+  await drawStroke([...line(0.15, 0.3, 0.85, 0.3, 10), ...line(0.85, 0.3, 0.85, 0.85, 10)], { release: false });
+  try {
+    // Pen still down: every panel must come to show the drawing, none the bag.
+    await panelsShowCurrent();
+    assert(seen.gradcam >= 1 && seen.maps >= 1, `no Grad-CAM (${seen.gradcam}) or feature-map (${seen.maps}) request while drawing`);
+    const top = norm(await page.textContent('#pred-sub')).split(' · ')[0];
+    const named = norm(await page.textContent('#cam-caption strong'));
+    assert(top && named === top, `the map explains "${named}", the bars' answer is "${top}"`);
+    assert(!/Bag/.test(await page.textContent('#cam-caption')) || top === 'Bag', 'the caption still names the bag');
+  } finally {
+    await page.mouse.up();
+    page.off('request', onReq);
+  }
+  await panelsShowCurrent();
+});
+
+test('bug 4: a blank canvas and a flat map are no evidence', async () => {
+  // The empty pad is not sent at all: the panels say there is nothing to analyse.
+  await page.click('#draw-clear');
+  await page.waitForFunction(() => document.querySelector('#pred-bars').dataset.input === document.documentElement.dataset.input);
+  assert(await page.isVisible('#pred-note') && /empty/i.test(await page.textContent('#pred-note')), 'the bars do not say the canvas is empty');
+  assert((await probabilities()).every((v) => v === '—'), `a blank canvas shows probabilities: ${(await probabilities()).join(', ')}`);
+  assert(/empty/i.test(await page.textContent('#cam-caption')), `caption: ${await page.textContent('#cam-caption')}`);
+  // An uploaded blank picture is sent, and its flat map is called what it is.
+  await page.click('#tab-upload');
+  const black = makePng(28, 28, 1, () => 0);
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => isPost('/gradcam')(r) && !r.url().includes('format=json')),
+    page.setInputFiles('#file-input', { name: 'black.png', mimeType: 'image/png', buffer: black }),
+  ]);
+  assert(res.headers()['x-flat'] === 'true', `the API did not flag the flat map: X-Flat ${res.headers()['x-flat']}`);
+  await imageLoaded('#cam-img');
+  await page.waitForSelector('#cam-box.is-flat');
+  const cap = await page.textContent('#cam-caption');
+  assert(/flat/i.test(cap) && /no evidence/i.test(cap) && !/warm colours count most/.test(cap), `caption: ${cap}`);
+  assert(/flat/i.test(await page.textContent('#cam-legend')), 'the legend does not say the map is flat');
+  await sectionShot('desktop-flat', '.card--cam');
+  // A real picture is not flat.
+  await page.click('#tab-dataset');
+  await pickThumb(18);
+  await imageLoaded('#cam-img');
+  await page.waitForFunction(() => !document.querySelector('#cam-box.is-flat') && /Evidence for/.test(document.querySelector('#cam-caption').textContent));
 });
 
 test('a truncated JPEG shows the API\'s error next to the input', async () => {
@@ -254,10 +424,63 @@ test('a truncated JPEG shows the API\'s error next to the input', async () => {
   await sectionShot('desktop-error', '.card--input');
   // The browser logs failed requests (422) as console errors: expected here.
   consoleErrors.splice(0).forEach((e) => assert(/status of 4\d\d|Failed to load resource/.test(e), `unexpected console error: ${e}`));
+});
+
+test('bug 12: after a bad upload no panel keeps the previous image\'s answer', async () => {
+  // (the truncated JPEG of the case before is the current input)
+  await page.waitForFunction(() => document.querySelector('#cam-class').options[0].textContent === 'predicted class',
+    null, { timeout: 5000 }).catch(() => {});
+  const first = await page.$eval('#cam-class', (s) => s.options[0].textContent);
+  assert(first === 'predicted class', `the class picker still says "${first}"`);
+  await page.waitForSelector('#fm-empty:not([hidden])');
+  assert(/could not be read/.test(await page.textContent('#fm-empty')), `feature maps: ${await page.textContent('#fm-empty')}`);
+  assert(await page.locator('#fm-box').isHidden(), 'an empty feature-map box is still shown');
+  assert((await probabilities()).every((v) => v === '—'), 'the bars keep an answer');
+  await sectionShot('desktop-bad-upload', '#inside');
+  consoleErrors.splice(0).forEach((e) => assert(/status of 4\d\d|Failed to load resource/.test(e), `unexpected console error: ${e}`));
   // back to a good image clears the error
   await page.click('#tab-dataset');
-  await Promise.all([page.waitForResponse(isPost('/predict')), page.click('#ds-grid .thumb[data-index="2"]')]);
+  await pickThumb(2);
   await page.waitForSelector('#input-error[hidden]', { state: 'attached' });
+  await panelsShowCurrent();
+});
+
+test('bug 10: a file that is not an image gets the 415 message once', async () => {
+  await page.click('#tab-upload');
+  const [res] = await Promise.all([
+    page.waitForResponse(isPost('/predict')),
+    page.setInputFiles('#file-input', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('these are notes, not a picture\n') }),
+  ]);
+  assert(res.status() === 415, `expected 415, got ${res.status()}`);
+  await page.waitForSelector('#input-error:not([hidden])');
+  const msg = await page.textContent('#input-error');
+  const times = (msg.match(/not a PNG or JPEG image/gi) || []).length;
+  assert(times === 1 && /415/.test(msg), `said ${times} times: ${msg}`);
+  consoleErrors.splice(0).forEach((e) => assert(/status of 4\d\d|Failed to load resource/.test(e), `unexpected console error: ${e}`));
+  await page.click('#tab-dataset');
+  await pickThumb(18);
+  await panelsShowCurrent();
+});
+
+test('bug 8: a network error clears the results and is said once', async () => {
+  await panelsShowCurrent();
+  await page.route('**/v1/**', (route) => route.abort('connectionrefused'));
+  try {
+    await page.click('#ds-grid .thumb[data-index="3"]');
+    await page.waitForSelector('#net-error:not([hidden])');
+    await page.waitForFunction(() => [...document.querySelectorAll('#pred-bars .bar__value')].every((v) => v.textContent === '—') &&
+      !document.querySelector('#cam-box.has-image') && !document.querySelector('#fm-box.has-image'));
+    const shown = await page.$$eval('body *', (els) => els.filter((e) => e.children.length === 0 && e.getClientRects().length &&
+      /did not answer/.test(e.textContent)).length);
+    assert(shown === 1, `the network error is shown ${shown} times`);
+    await sectionShot('desktop-offline', 'body');
+  } finally {
+    await page.unroute('**/v1/**');
+  }
+  consoleErrors.splice(0).forEach((e) => assert(/ERR_CONNECTION_REFUSED|ERR_FAILED|Failed to load resource/.test(e), `unexpected console error: ${e}`));
+  await pickThumb(3);
+  await panelsShowCurrent();
+  assert(await page.locator('#net-error').isHidden(), 'the network error stays after an answer');
 });
 
 test('a missing VGG16 model shows the service\'s reason', async () => {
@@ -273,15 +496,284 @@ test('a missing VGG16 model shows the service\'s reason', async () => {
   consoleErrors.splice(0);
 });
 
+test('bug 1: the drawing pad follows the model\'s input (ONNX resnet, 36x36 colour)', async () => {
+  await chooseModel('resnet');
+  await page.click('#tab-draw');
+  const hint = await page.textContent('#draw-hint');
+  assert(!/Fashion-MNIST/.test(hint) && /36×36 colour/.test(hint), `hint: ${hint}`);
+  assert(!/Fashion-MNIST/.test(await page.textContent('#upload-hint')), `upload hint: ${await page.textContent('#upload-hint')}`);
+  assert(await page.isVisible('#ink-colour'), 'a colour model offers a colour to draw with');
+  await page.fill('#ink-colour', '#ff0000');
+  const sent = [];
+  const onReq = (r) => { if (r.method() === 'POST' && r.url().includes('/resnet/predict')) sent.push(r); };
+  page.on('request', onReq);
+  await drawStroke(line(0.2, 0.5, 0.8, 0.5, 10));
+  await panelsShowCurrent();
+  page.off('request', onReq);
+  assert(sent.length >= 1, 'the drawing was not sent');
+  const buf = await lastPosted('/resnet/predict');
+  const info = pngInfo(buf);
+  assert(info && info.width === 36 && info.height === 36, `resnet's pad sent ${JSON.stringify(info)}`);
+  const px = await decodeInPage(buf);
+  const centre = 4 * (18 * 36 + 18);
+  assert(px.px[centre] > 150 && px.px[centre + 1] < 90 && px.px[centre + 2] < 90, `the stroke is not red: ${px.px.slice(centre, centre + 3)}`);
+  await sectionShot('desktop-draw-resnet', '.card--input');
+  await page.setViewportSize(PHONE);
+  await sectionShot('phone-draw-resnet', '.card--input');
+  const fits = await page.$eval('#draw-canvas', (c) => c.getBoundingClientRect().right <= window.innerWidth && c.getBoundingClientRect().width > 200);
+  assert(fits, 'the pad does not fit the phone');
+  await page.setViewportSize(DESKTOP);
+});
+
+test('bug 2: a model of other classes is not judged by the Fashion-MNIST label', async () => {
+  await page.click('#tab-dataset');
+  await pickThumb(18);
+  await page.waitForSelector('#pred-truth:not([hidden])');
+  const truth = await page.textContent('#pred-truth');
+  assert(!/agrees|disagrees|✓|✗/.test(truth) && /not compared/.test(truth), `resnet is judged: ${truth}`);
+  await page.waitForFunction(() => document.querySelectorAll('#pred-bars .bar').length === 10);
+  await sectionShot('desktop-resnet-prediction', '.card--pred');
+});
+
+test('views: dense and output layers as bars, Grad-CAM for every class', async () => {
+  await panelsShowCurrent();
+  await page.locator('#outputs').scrollIntoViewIfNeeded();
+  await page.waitForFunction(() => document.querySelector('#outputs').dataset.input === document.documentElement.dataset.input &&
+    document.querySelector('#outputs').dataset.exact === 'true');
+  const logits = await page.$$eval('#out-logits .obar__value', (v) => v.map((x) => Number(x.textContent)));
+  const probs = await page.evaluate(async () => {
+    const r = await fetch('v1/models/resnet/predict?sample=test:18', { method: 'POST' });
+    return (await r.json()).predictions[0].probabilities;
+  });
+  const cam = await page.evaluate(async () => {
+    const r = await fetch('v1/models/resnet/gradcam?sample=test:18&format=json', { method: 'POST' });
+    return (await r.json()).results[0];
+  });
+  assert(logits.length === 10, `${logits.length} logit bars`);
+  // The shown logits are exact: the explained class's matches the API's, and their
+  // softmax gives the API's probabilities back.
+  assert(Math.abs(logits[cam.class_index] - cam.logit) < 0.006, `logit ${logits[cam.class_index]} vs ${cam.logit}`);
+  const z = logits.reduce((s, l) => s + Math.exp(l), 0);
+  logits.forEach((l, i) => assert(Math.abs(Math.exp(l) / z - probs[i]) < 0.01, `softmax of logit ${i}: ${Math.exp(l) / z} vs ${probs[i]}`));
+  await page.click('#out-maps-btn');
+  await page.waitForFunction(() => {
+    const imgs = [...document.querySelectorAll('#out-maps img')];
+    return imgs.length === 10 && imgs.every((i) => i.complete && i.naturalWidth === 112);
+  }, null, { timeout: 30000 });
+  // A layer without height and width says its values are drawn as bars.
+  await page.click('.layer[data-name="fc.Gemm"]');
+  assert(/bars/.test(await page.textContent('#fm-empty')), 'the dense layer does not point at the bars');
+  await sectionShot('desktop-outputs', '#outputs');
+  await page.setViewportSize(PHONE);
+  await sectionShot('phone-outputs', '#outputs');
+  await page.setViewportSize(DESKTOP);
+});
+
+test('views: channels page past 64, RGB filters, the norm choice (ONNX mobilenetv2)', async () => {
+  // resnet's first convolution reads the RGB picture: its filters come in colour.
+  await page.click('.layer[data-name="stem.stem.0.Conv"]');
+  await imageLoaded('#flt-img');
+  assert(await page.isChecked('#flt-rgb'), 'the colour view is not offered for an RGB first layer');
+  const coloured = await page.evaluate(async () => {
+    const img = document.querySelector('#flt-img');
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const x = c.getContext('2d'); x.drawImage(img, 0, 0);
+    const d = x.getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - d[i + 1]) > 20 || Math.abs(d[i + 1] - d[i + 2]) > 20) n++;
+    return n;
+  });
+  assert(coloured > 100, `the colour filters are gray (${coloured} coloured pixels)`);
+  await chooseModel('mobilenetv2');
+  const layer = 'features.features.5.conv.conv.0.conv.0.0.Conv';
+  await page.click(`.layer[data-name="${layer}"]`);
+  await imageLoaded('#fm-img');
+  await imageLoaded('#flt-img');
+  assert(await page.isVisible('#fm-pager') && /0–63 of 96/.test(await page.textContent('#fm-range')), `pager: ${await page.textContent('#fm-range')}`);
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => isPost('/feature-maps.png')(r) && r.url().includes('count=96')),
+    page.click('#fm-next'),
+  ]);
+  assert(res.ok(), `page 2: ${res.status()}`);
+  await imageLoaded('#fm-img');
+  assert(/64–95 of 96/.test(await page.textContent('#fm-range')), `range: ${await page.textContent('#fm-range')}`);
+  // 32 maps in 4 rows of 8: the page's own grid.
+  const nat = await page.$eval('#fm-img', (i) => ({ w: i.naturalWidth, h: i.naturalHeight }));
+  const tile = (nat.w - 2 * 9) / 8;
+  assert(Number.isInteger(tile) && nat.h === 4 * (tile + 2) + 2, `page 2 grid ${nat.w}x${nat.h}`);
+  await page.focus('#fm-img');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#lightbox[open]');
+  assert(/channel 64 · 65 of 96/.test(await page.textContent('#lightbox-title')), `lightbox: ${await page.textContent('#lightbox-title')}`);
+  await page.keyboard.press('Escape');
+  // the filters too, and per-filter scaling changes the picture
+  await page.click('#flt-next');
+  await page.waitForFunction(() => /64–95 of 96/.test(document.querySelector('#flt-range').textContent));
+  await imageLoaded('#flt-img');
+  const byLayer = await imgDigest('#flt-img');
+  await Promise.all([page.waitForResponse((r) => r.url().includes('norm=filter')), page.selectOption('#flt-norm', 'filter')]);
+  await imageLoaded('#flt-img');
+  assert((await imgDigest('#flt-img')) !== byLayer, 'per-filter scaling drew the same picture');
+  assert(/filter min/.test(await page.textContent('#flt-legend')), 'the legend does not follow the scale');
+  await page.selectOption('#flt-norm', 'layer');
+  await sectionShot('desktop-channels-page2', '#inside');
+  await chooseModel('fmnist');
+  await panelsShowCurrent();
+});
+
+test('views: colour scales, the explained score and the value under the pointer', async () => {
+  await page.click('#tab-dataset');
+  await pickThumb(18);
+  await panelsShowCurrent();
+  await imageLoaded('#cam-img');
+  const legendText = norm(await page.textContent('#cam-legend'));
+  assert(/0/.test(legendText) && /1 \(max\)/.test(legendText), `legend: ${legendText}`);
+  const score = norm(await page.textContent('#cam-score-line'));
+  const cam = await page.evaluate(async () => (await (await fetch('v1/models/fmnist/gradcam?sample=test:18&format=json', { method: 'POST' })).json()).results[0]);
+  assert(score.includes(cam.logit.toFixed(3)) && /probability/.test(score), `score line "${score}" for logit ${cam.logit}`);
+  // The value under the pointer is the API's heatmap value of that cell.
+  const box = await page.locator('#cam-img').boundingBox();
+  const fx = 0.5, fy = 0.25;
+  await Promise.all([
+    page.waitForResponse((r) => isPost('/gradcam')(r) && r.url().includes('format=json')),
+    page.mouse.move(box.x + box.width * fx, box.y + box.height * fy),
+  ]);
+  await page.mouse.move(box.x + box.width * fx + 1, box.y + box.height * fy);
+  await page.waitForFunction(() => document.querySelector('#cam-value').dataset.value !== undefined);
+  const v = Number(await page.getAttribute('#cam-value', 'data-value'));
+  const want = cam.heatmap[Math.floor(fy * cam.height)][Math.floor(fx * cam.width)];
+  assert(Math.abs(v - want) < 1e-6, `value under the pointer ${v}, the map has ${want}`);
+  assert(await page.isVisible('#fm-legend') && /its own range/.test(await page.textContent('#fm-legend')), 'no feature-map legend');
+  await sectionShot('desktop-cam-legend', '.card--cam');
+});
+
+test('views: side by side, the exact input the model saw, invert and the far-from-data note', async () => {
+  await page.click('#compare > summary');
+  await page.waitForFunction(() => document.querySelector('#compare').dataset.input === document.documentElement.dataset.input &&
+    [...document.querySelectorAll('#compare img')].every((i) => i.complete && i.naturalWidth > 0));
+  // For the gray network, "what the model saw" is its 28x28 input: the dataset image itself.
+  const same = await page.evaluate(async () => {
+    const read = async (src) => {
+      const bmp = await createImageBitmap(await (await fetch(src)).blob());
+      const c = document.createElement('canvas');
+      c.width = bmp.width; c.height = bmp.height;
+      const x = c.getContext('2d'); x.drawImage(bmp, 0, 0);
+      return { w: bmp.width, h: bmp.height, d: x.getImageData(0, 0, bmp.width, bmp.height).data };
+    };
+    const seen = await read(document.querySelector('#cmp-seen').src);
+    const ds = await read('v1/datasets/fashion-mnist/test/18.png');
+    if (seen.w !== 28 || seen.h !== 28 || ds.w !== 28) return `sizes ${seen.w}x${seen.h}, ${ds.w}x${ds.h}`;
+    let worst = 0;
+    for (let i = 0; i < seen.d.length; i += 4) worst = Math.max(worst, Math.abs(seen.d[i] - ds.d[i]));
+    return worst;
+  });
+  assert(same === 0, `the model's view differs from the test image: ${same}`);
+  await sectionShot('desktop-compare', '#compare');
+  // A dark object on a bright background is far from Fashion-MNIST; inverted, it is not.
+  await page.click('#tab-upload');
+  const bright = makePng(56, 56, 1, (x, y) => (x > 16 && x < 40 && y > 12 && y < 44 ? 30 : 235));
+  await Promise.all([page.waitForResponse(isPost('/predict')),
+    page.setInputFiles('#file-input', { name: 'bright.png', mimeType: 'image/png', buffer: bright })]);
+  await page.waitForSelector('#input-far:not([hidden])');
+  assert(/bright background/.test(await page.textContent('#input-far')), `note: ${await page.textContent('#input-far')}`);
+  await sectionShot('desktop-far-note', '.card--input');
+  await Promise.all([
+    page.waitForResponse(isPost('/predict')),
+    page.click('#input-far button'),
+  ]);
+  const px = await decodeInPage(await lastPosted('/predict'));
+  assert(px.px[0] < 40 && px.px[4 * (28 * 56 + 28)] > 200, `not inverted: corner ${px.px[0]}, centre ${px.px[4 * (28 * 56 + 28)]}`);
+  await page.waitForFunction(() => /inverted/.test(document.querySelector('#input-label').textContent));
+  await page.waitForSelector('#input-far', { state: 'hidden' });
+  await page.uncheck('#upload-invert');
+  await page.click('#compare > summary');
+  await page.click('#tab-dataset');
+  await pickThumb(18);
+  await panelsShowCurrent();
+});
+
+test('views: layer details, a searchable class picker, the view in the address', async () => {
+  await page.click('.layer[data-name="conv2d_1"]');
+  const dl = norm(await page.textContent('#layer-details'));
+  assert(/Kernel3×3/.test(dl.replace(/\s/g, '')) && /Stride\s*1/.test(dl) && /valid/.test(dl) && /kernel 3×3×1×32, bias 32/.test(dl), `details: ${dl}`);
+  await page.click('.layer[data-name="max_pooling2d_1"]');
+  assert(/Stride\s*2/.test(norm(await page.textContent('#layer-details'))), 'the pool\'s stride');
+  await page.click('.layer[data-name="dense_1"]');
+  assert(/kernel 1600×64, bias 64/.test(norm(await page.textContent('#layer-details'))), `dense: ${await page.textContent('#layer-details')}`);
+  await sectionShot('desktop-details', '.layer-detail');
+  // 1000 ImageNet classes in the picker: a search narrows them, Enter picks.
+  const names = Object.values(JSON.parse(readFileSync(path.join(ROOT, 'data/imagenet_class_index.json'), 'utf8'))).map((v) => v[1]);
+  const picked = await page.evaluate(async (list) => {
+    const { createClassPicker } = await import('./static/classpick.js');
+    const wrap = document.createElement('div');
+    wrap.innerHTML = '<span class="classpick__count"></span><input type="search"><select></select>';
+    document.body.append(wrap);
+    let chosen = null;
+    const p = createClassPicker(wrap, { onChange: (v) => { chosen = v; } });
+    p.setClasses(list);
+    const search = wrap.querySelector('input');
+    const all = wrap.querySelector('select').options.length;
+    search.value = 'tabby';
+    search.dispatchEvent(new Event('input'));
+    const shown = [...wrap.querySelector('select').options].map((o) => o.textContent);
+    search.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter' }));
+    const out = { all, shown, chosen, count: wrap.querySelector('.classpick__count').textContent, visible: !search.hidden };
+    wrap.remove();
+    return out;
+  }, names);
+  const tabby = names.indexOf('tabby');
+  assert(picked.visible && picked.all <= 201, `the search box for 1000 classes (${picked.all} options listed at once)`);
+  assert(picked.shown.length === 2 && picked.shown[1] === `${tabby} · tabby` && picked.chosen === String(tabby), `search: ${JSON.stringify(picked)}`);
+  // The view travels in the address and comes back on reload.
+  await page.click('.layer[data-name="conv2d_2"]');
+  await Promise.all([page.waitForResponse(isPost('/gradcam')), page.selectOption('#cam-class', '3')]);
+  await page.waitForFunction(() => /layer=conv2d_2/.test(location.hash) && /class=3/.test(location.hash) && /sample=test%3A18/.test(location.hash));
+  const hash = await page.evaluate(() => location.hash);
+  await page.goto('about:blank');
+  await page.goto(`${BASE}/${hash}`);
+  await page.waitForSelector('html[data-ready="true"]');
+  await page.waitForFunction(() => document.querySelector('.layer[data-name="conv2d_2"]')?.getAttribute('aria-pressed') === 'true' &&
+    document.querySelector('#cam-class').value === '3');
+  await imageLoaded('#cam-img');
+  assert(/Dress/.test(await page.textContent('#cam-caption')), `class 3 is Dress: ${await page.textContent('#cam-caption')}`);
+  assert(/test image #18/.test(await page.textContent('#input-label')), 'the image did not come back');
+  await page.goto('about:blank');
+  await page.goto(`${BASE}/`);
+  await page.waitForSelector('html[data-ready="true"]');
+  await imageLoaded('#cam-img');
+});
+
+test('bug 5: training asks before it replaces the served model', async () => {
+  await page.locator('#train').scrollIntoViewIfNeeded();
+  const version = Number(/version (\d+)/.exec(await page.textContent('#model-meta'))[1]);
+  let posted = 0;
+  const onReq = (r) => { if (r.url().endsWith('/train') && r.method() === 'POST') posted++; };
+  page.on('request', onReq);
+  await page.click('#train-quick');
+  await page.click('#train-start');
+  await page.waitForSelector('#train-confirm[open]');
+  const text = norm(await page.textContent('#train-confirm-text'));
+  assert(new RegExp(`fmnist version ${version}`).test(text) && /no way back/.test(text) && /everyone/.test(text), `the question: ${text}`);
+  await sectionShot('desktop-train-confirm', '#train-confirm');
+  await page.click('#train-confirm-no');
+  await page.waitForSelector('#train-confirm', { state: 'hidden' });
+  assert(/Not started/.test(await page.textContent('#train-notice')), 'no word that nothing started');
+  page.off('request', onReq);
+  assert(posted === 0, `a training job was started without a yes (${posted})`);
+  assert(Number(/version (\d+)/.exec(await page.textContent('#model-meta'))[1]) === version, 'the version moved');
+});
+
 test('a short training job runs to 100 % with charts and the page switches version', async () => {
   const version0 = await page.textContent('#model-meta').then((t) => Number(/version (\d+)/.exec(t)[1]));
   await page.locator('#train').scrollIntoViewIfNeeded();
   await page.click('#train-quick');
   await page.fill('input[name="train_limit"]', '6000');
   await page.fill('input[name="test_limit"]', '1000');
+  await page.click('#train-start');
   const [res] = await Promise.all([
     page.waitForResponse((r) => r.url().endsWith('/v1/models/fmnist/train')),
-    page.click('#train-start'),
+    confirmTraining(),
   ]);
   assert(res.status() === 202, `train answered ${res.status()}`);
   const body = JSON.parse(res.request().postData());
@@ -295,14 +787,75 @@ test('a short training job runs to 100 % with charts and the page switches versi
   await page.waitForFunction(() => /succeeded|failed|cancelled/.test(document.querySelector('#train-state').textContent), null, { timeout: 120000 });
   assert((await page.textContent('#train-state')).trim() === 'succeeded', `job ended ${await page.textContent('#train-state')}`);
   assert((await page.getAttribute('#train-bar', 'aria-valuenow')) === '100', 'progress did not reach 100');
-  assert((await page.textContent('#train-percent')).trim() === '100 %', 'percent label is not 100 %');
+  assert(norm(await page.textContent('#train-percent')) === '100 %', 'percent label is not 100 %');
   assert(await page.locator('#chart-loss .chart__dot').count() >= 1, 'no point on the loss chart');
   assert(await page.locator('#chart-acc .chart__dot').count() >= 2, 'no training and test accuracy points');
   await page.waitForSelector('#train-notice:not([hidden])');
-  const notice = await page.textContent('#train-notice');
-  assert(new RegExp(`version ${version0 + 1}`).test(notice), `notice: ${notice}`);
-  await page.waitForFunction((v) => new RegExp(`version ${v}`).test(document.querySelector('#model-meta').textContent), version0 + 1);
+  const notice = norm(await page.textContent('#train-notice'));
+  // Versions count up across the models of one process: the new one is higher.
+  const version1 = Number((/version (\d+)/.exec(notice) || [])[1]);
+  assert(version1 > version0, `notice: ${notice} (was version ${version0})`);
+  await page.waitForFunction((v) => new RegExp(`version ${v}\\b`).test(document.querySelector('#model-meta').textContent), version1);
+  assert(await page.locator('#model-changed').isHidden(), 'the page\'s own training is not news from elsewhere');
   await sectionShot('desktop-training-done', '#train');
+});
+
+test('bug 6: a test accuracy measured on a subset says so', async () => {
+  // The job above measured on the first 1,000 test images.
+  const meta = norm(await page.textContent('#model-meta'));
+  assert(/test accuracy [\d.]+ % on 1,000 of 10,000 test images/.test(meta), `header: ${meta}`);
+  const s = await api('GET', '/v1/models/fmnist');
+  assert(s.data.training && s.data.training.test_images === 1000, `training block: ${JSON.stringify(s.data.training)}`);
+  assert(/1,000 of 10,000/.test(await page.textContent('#train-notice')), `notice: ${await page.textContent('#train-notice')}`);
+  assert(await page.locator('#chart-acc .chart__legend text', { hasText: 'test (1,000 images)' }).count() === 1, 'the test curve is not labelled as a subset');
+});
+
+test('views: charts with axis titles, a y range from the data, smoothing and values under the pointer', async () => {
+  // Per-step values from running means: no jump at an epoch's start.
+  const steps = await page.evaluate(async () => {
+    const { stepsFromRunning, smooth, niceRange } = await import('./static/charts.js');
+    const s = stepsFromRunning([
+      { x: 0.25, epoch: 1, batch: 10, loss: 1.0 }, { x: 0.5, epoch: 1, batch: 20, loss: 0.8 },
+      { x: 1.1, epoch: 2, batch: 5, loss: 0.5 }, { x: 1.3, epoch: 2, batch: 15, loss: 0.45 }], 'loss');
+    return { s, sm: smooth([{ x: 0, y: 1 }, { x: 1, y: 0 }], 0.5), r: niceRange(0.82, 0.93) };
+  });
+  const ys = steps.s.map((p) => Math.round(p.y * 1e6) / 1e6);
+  assert(ys.join() === '1,0.6,0.5,0.425', `steps ${ys.join()}`); // (0.8*20-1*10)/10, then 0.5, (0.45*15-0.5*5)/10
+  assert(Math.abs(steps.sm[0].y - 1) < 1e-12 && Math.abs(steps.sm[1].y - 1 / 3) < 1e-12, `smoothing ${JSON.stringify(steps.sm)}`);
+  assert(steps.r.min === 0.8 && steps.r.max === 0.95, `range ${JSON.stringify(steps.r)}`);
+  assert(await page.locator('#chart-loss .chart__axis', { hasText: 'epoch' }).count() === 1 &&
+    await page.locator('#chart-loss .chart__axis', { hasText: 'loss' }).count() === 1, 'axis titles');
+  // The test accuracy of one epoch is about 80 %: the axis does not start at 0.
+  const lowest = await page.$$eval('#chart-acc .chart__grid > text', (t) => Math.min(...t.filter((x) => /%/.test(x.textContent)).map((x) => parseFloat(x.textContent))));
+  assert(lowest > 0, `the accuracy axis starts at ${lowest}`);
+  const box = await page.locator('#chart-acc .chart__catch').boundingBox();
+  await page.mouse.move(box.x + box.width - 3, box.y + box.height / 2);
+  await page.waitForFunction(() => document.querySelector('#chart-acc').dataset.hover);
+  const hover = norm(await page.getAttribute('#chart-acc', 'data-hover'));
+  assert(/epoch 1/.test(hover) && /test \(1,000 images\) \d/.test(hover), `hover: ${hover}`);
+  await sectionShot('desktop-charts', '#train');
+});
+
+test('bug 7: a model changed elsewhere is noticed from the version in the answers', async () => {
+  const before = Number(/version (\d+)/.exec(await page.textContent('#model-meta'))[1]);
+  // Another client trains the model; this tab is told nothing.
+  const started = await api('POST', '/v1/models/fmnist/train', { epochs: 1, train_limit: 256, test_limit: 100, seed: 3 });
+  assert(started.status === 202, `train: ${started.status}`);
+  let job = started.data;
+  for (let i = 0; i < 600 && /queued|running/.test(job.state); i++) {
+    await wait(100);
+    job = (await api('GET', `/v1/jobs/${job.id}`)).data;
+  }
+  assert(job.state === 'succeeded', `the job ended ${job.state}`);
+  await page.click('#tab-dataset');
+  await pickThumb(5);
+  await page.waitForFunction((v) => new RegExp(`version ${v}\\b`).test(document.querySelector('#model-meta').textContent), job.result.version);
+  await page.waitForSelector('#model-changed:not([hidden])');
+  const note = norm(await page.textContent('#model-changed'));
+  assert(new RegExp(`version ${before} → ${job.result.version}`).test(note), `notice: ${note}`);
+  assert(/on 100 of 10,000 test images/.test(await page.textContent('#model-meta')), 'the new version\'s subset is named');
+  await panelsShowCurrent();
+  await shot('desktop-model-changed');
 });
 
 test('a server with a token asks for it once, then trains and cancels', async () => {
@@ -318,13 +871,26 @@ test('a server with a token asks for it once, then trains and cancels', async ()
     await page.fill('input[name="epochs"]', '3');
     await page.fill('input[name="train_limit"]', '60000');
     await page.fill('input[name="test_limit"]', '500');
+    await page.click('#train-start');
     const [denied] = await Promise.all([
       page.waitForResponse((r) => r.url().endsWith('/v1/models/fmnist/train')),
-      page.click('#train-start'),
+      confirmTraining(),
     ]);
     assert(denied.status() === 401, `expected 401, got ${denied.status()}`);
     await page.waitForSelector('#token-box:not([hidden])');
     assert(/401/.test(await page.textContent('#train-error')), 'the 401 is not shown');
+    // bug 11: a wrong token is refused, said so, and not kept as "saved".
+    await page.fill('#token-input', 'not-the-token');
+    const [refused] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/v1/models/fmnist/train')),
+      page.click('#token-save'),
+    ]);
+    assert(refused.status() === 401, `a wrong token: ${refused.status()}`);
+    await page.waitForSelector('#token-box:not([hidden])');
+    assert(/refused/.test(await page.textContent('#train-error')) && /refused/.test(await page.textContent('#token-why')), `message: ${await page.textContent('#train-error')} / ${await page.textContent('#token-why')}`);
+    assert(await page.locator('#token-state').isHidden(), 'a refused token is shown as saved');
+    assert(!(await page.evaluate(() => sessionStorage.getItem('convscope.token'))), 'a refused token is kept');
+    await sectionShot('desktop-token-refused', '#train');
     await page.fill('#token-input', TOKEN);
     const [started] = await Promise.all([
       page.waitForResponse((r) => r.url().endsWith('/v1/models/fmnist/train')),
@@ -333,6 +899,7 @@ test('a server with a token asks for it once, then trains and cancels', async ()
     assert(started.status() === 202, `with the token: ${started.status()}`);
     assert(started.request().headers().authorization === `Bearer ${TOKEN}`, 'no bearer header');
     assert(await page.evaluate(() => sessionStorage.getItem('convscope.token')) === TOKEN, 'token not kept in sessionStorage');
+    await page.waitForSelector('#token-state:not([hidden])');
     await page.waitForFunction(() => /running/.test(document.querySelector('#train-state').textContent), null, { timeout: 30000 });
     const [cancelled] = await Promise.all([
       page.waitForResponse((r) => r.url().includes('/v1/jobs/') && r.request().method() === 'DELETE'),
@@ -353,6 +920,7 @@ test('keyboard: tabs, layer strip and controls work without a mouse', async () =
   await page.keyboard.press('ArrowRight');
   assert(await page.evaluate(() => document.activeElement.id) === 'tab-draw', 'arrow key did not move to the next tab');
   assert(await page.locator('#pane-draw').isVisible(), 'draw pane not shown');
+  await page.click('.layer[data-name="conv2d_1"]');
   await page.focus('.layer[data-name="conv2d_1"]');
   await page.keyboard.press('ArrowRight');
   assert(await page.getAttribute('.layer[data-name="batch_normalization_1"]', 'aria-pressed') === 'true', 'arrow key did not select the next layer');
@@ -362,23 +930,92 @@ test('keyboard: tabs, layer strip and controls work without a mouse', async () =
     return !(name && name.trim());
   }).map((e) => e.outerHTML.slice(0, 80)));
   assert(unlabelled.length === 0, `controls without a name: ${unlabelled.join(' | ')}`);
+  await page.click('#tab-dataset');
 });
 
-test('phone width: no sideways scrolling, screenshots', async () => {
+test('bug 14: heatmap-only rests the slider, weight 0 is said, focus is not selection, one tab stop per grid, Home and End', async () => {
+  await page.locator('.card--cam').scrollIntoViewIfNeeded();
+  await Promise.all([page.waitForResponse(isPost('/gradcam')), page.check('#cam-heatmap')]);
+  assert(await page.isDisabled('#cam-alpha'), 'the weight slider is live in heatmap-only mode');
+  await Promise.all([page.waitForResponse(isPost('/gradcam')), page.uncheck('#cam-heatmap')]);
+  assert(!(await page.isDisabled('#cam-alpha')), 'the slider stays off');
+  // weight 0: the caption does not promise colours
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => isPost('/gradcam')(r) && new URL(r.url()).searchParams.get('alpha') === '0'),
+    page.$eval('#cam-alpha', (s) => { s.value = '0'; s.dispatchEvent(new Event('input', { bubbles: true })); }),
+  ]);
+  assert(res.ok(), `alpha 0: ${res.status()}`);
+  await imageLoaded('#cam-img');
+  await page.waitForFunction(() => /weight 0/.test(document.querySelector('#cam-caption').textContent));
+  assert(!/warm colours/.test(await page.textContent('#cam-caption')), `caption: ${await page.textContent('#cam-caption')}`);
+  await page.$eval('#cam-alpha', (s) => { s.value = '0.7'; s.dispatchEvent(new Event('input', { bubbles: true })); });
+  await page.waitForFunction(() => /warm colours/.test(document.querySelector('#cam-caption').textContent));
+  // One tab stop in the image grid; arrows move, Home/End jump.
+  await pickThumb(18);
+  const stops = await page.$$eval('#ds-grid .thumb', (t) => t.filter((b) => b.tabIndex >= 0).length);
+  assert(stops === 1, `${stops} tab stops in the thumbnail grid`);
+  await page.focus('#ds-random');
+  await page.keyboard.press('Tab');
+  assert(await page.evaluate(() => document.activeElement.dataset.index) === '18', 'Tab does not land on the chosen thumbnail');
+  await page.keyboard.press('ArrowRight');
+  assert(await page.evaluate(() => document.activeElement.dataset.index) === '19', 'the arrow key does not move in the grid');
+  await page.keyboard.press('Tab');
+  assert(await page.evaluate(() => !document.activeElement.closest('#ds-grid')), 'Tab does not leave the grid');
+  await page.keyboard.press('Shift+Tab');
+  assert(await page.evaluate(() => document.activeElement.dataset.index) === '19', 'Shift+Tab does not come back to the focused thumbnail');
+  // focus looks different from selection
+  const look = await page.evaluate(() => {
+    const f = document.activeElement, s = document.querySelector('#ds-grid .thumb[aria-pressed="true"]');
+    const cf = getComputedStyle(f), cs = getComputedStyle(s);
+    return { fOutline: cf.outlineStyle, sOutline: cs.outlineStyle, fBg: cf.backgroundColor, sBg: cs.backgroundColor };
+  });
+  assert(look.fOutline === 'dashed' && look.sOutline !== 'dashed' && look.fBg !== look.sBg, `focus and selection look alike: ${JSON.stringify(look)}`);
+  await sectionShot('desktop-focus', '.card--input');
+  await page.keyboard.press('End');
+  assert(await page.evaluate(() => document.activeElement.dataset.index) === '23', 'End in the grid');
+  // Home and End in the layer strip
+  await page.click('.layer[data-name="conv2d_2"]');
+  await page.focus('.layer[data-name="conv2d_2"]');
+  await page.keyboard.press('End');
+  assert(await page.getAttribute('.layer[data-name="dense_2"]', 'aria-pressed') === 'true', 'End did not pick the last layer');
+  await page.keyboard.press('Home');
+  assert(await page.getAttribute('.layer[data-name="conv2d_1"]', 'aria-pressed') === 'true', 'Home did not pick the first layer');
+  const stripStops = await page.$$eval('#layer-strip .layer', (t) => t.filter((b) => b.tabIndex >= 0).length);
+  assert(stripStops === 1, `${stripStops} tab stops in the layer strip`);
+});
+
+test('bug 13 and phone width: no sideways scrolling, percentages on one line, screenshots', async () => {
+  // The formatting itself: a small class keeps a digit, the sign never stands alone.
+  const f = await page.evaluate(async () => {
+    const { pct } = await import('./static/ui.js');
+    return [pct(0.004, 0), pct(0.89), pct(0), pct(0.00004), pct(0.99999)];
+  });
+  assert(f.join('|') === [`0.4${NBSP}%`, `89.0${NBSP}%`, `0${NBSP}%`, `<${NBSP}0.01${NBSP}%`, `>${NBSP}99.9${NBSP}%`].join('|'), `pct: ${f.map((s) => JSON.stringify(s)).join(' ')}`);
   await page.setViewportSize(PHONE);
+  await page.goto('about:blank');
   await page.goto(BASE + '/', { waitUntil: 'load' });
   await page.waitForSelector('html[data-ready="true"]');
   await imageLoaded('#cam-img');
   await imageLoaded('#fm-img');
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert(overflow <= 0, `the page is ${overflow}px wider than the phone`);
+  const wrapped = await page.$$eval('#pred-bars .bar__value, #out-probs .obar__value, #pred-sub', (els) => els.filter((e) => {
+    const lh = parseFloat(getComputedStyle(e).lineHeight) || parseFloat(getComputedStyle(e).fontSize) * 1.5;
+    return e.getBoundingClientRect().height > lh * 1.5;
+  }).map((e) => e.textContent));
+  assert(wrapped.length === 0, `wrapped at phone width: ${wrapped.join(' | ')}`);
   await shot('phone-top');
   await sectionShot('phone-cam', '.card--cam');
   await sectionShot('phone-prediction', '.card--pred');
   await sectionShot('phone-inside', '#inside');
+  await page.click('#compare > summary');
+  await page.waitForFunction(() => [...document.querySelectorAll('#compare img')].every((i) => i.complete && i.naturalWidth > 0));
+  await sectionShot('phone-compare', '#compare');
   await sectionShot('phone-train', '#train');
   await page.click('#tab-draw');
   await sectionShot('phone-draw', '.card--input');
+  const overflow2 = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert(overflow2 <= 0, `with every panel open the page is ${overflow2}px wider than the phone`);
   await page.setViewportSize(DESKTOP);
 });
 
@@ -397,11 +1034,13 @@ async function main() {
         '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
       viewport: DESKTOP,
     });
+    await ctx.addInitScript(recordPosts);
     page = ctx.pages()[0] || await ctx.newPage();
     page.setDefaultTimeout(20000);
     page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
     page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
     for (const c of cases) {
+      if (ONLY && !c.name.includes(ONLY) && cases.indexOf(c) !== 0) continue;
       const t0 = Date.now();
       try {
         await c.fn();
@@ -417,6 +1056,7 @@ async function main() {
           await shot(`failed-${cases.indexOf(c)}`, { fullPage: true });
           // leave the page usable for the next case
           await page.evaluate(() => document.querySelectorAll('dialog[open]').forEach((d) => d.close()));
+          await page.mouse.up();
         } catch { /* page gone */ }
       }
     }
@@ -432,7 +1072,7 @@ async function main() {
 }
 
 if (!BASE) {
-  console.error('usage: node e2e.mjs --base http://127.0.0.1:PORT [--root DIR] [--shots DIR]');
+  console.error('usage: node e2e.mjs --base http://127.0.0.1:PORT [--root DIR] [--shots DIR] [--only TEXT]');
   console.log('[web] 0 ok, 1 failed');
   process.exit(2);
 }

@@ -3,7 +3,8 @@
 # loopback port with a temporary copy of the models folder (training from the page must
 # not replace the committed model), drives the page in headless Chromium through
 # playwright-core, stops the server and prints one line "[web] N ok, M failed".
-# Screenshots of the main views go to build/screenshots/.
+# Screenshots of the main views go to build/screenshots/. Extra arguments go to e2e.mjs
+# (--only TEXT runs the first case and those whose name contains TEXT).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -37,6 +38,13 @@ else
     { tail -n 5 "$tmp/train.log" >&2; fail "could not train a model for the tests"; }
 fi
 
+# Two ONNX test models beside it, so the page is also tried on models that are not
+# Fashion-MNIST: resnet (36x36 RGB, ten numbered classes, residual branches) and
+# mobilenetv2 (48x48 RGB, layers of 96 channels: more than one page of 64).
+for m in resnet mobilenetv2; do
+  cp "$root/tests/data/models/$m.onnx" "$tmp/models/" || fail "tests/data/models/$m.onnx is missing"
+done
+
 # Port 0: the server picks a free port and says which in its log.
 # start_server NAME [FLAGS...]: a server on a free port (port 0: the server picks one and
 # names it in its log) over its own copy of the models; sets $base. HOME points into the
@@ -68,7 +76,7 @@ locked_base=$base
 
 mkdir -p "$root/build/screenshots"
 rm -f "$root/build/screenshots"/failed-*.png
-node "$here/e2e.mjs" --base "$open_base" --locked "$locked_base" --token web-test-token --root "$root" --shots "$root/build/screenshots" --chromium "$chromium" --tmp "$tmp"
+node "$here/e2e.mjs" --base "$open_base" --locked "$locked_base" --token web-test-token --root "$root" --shots "$root/build/screenshots" --chromium "$chromium" --tmp "$tmp" "$@"
 rc=$?
 if [ $rc -ne 0 ]; then echo "--- server log ---" >&2; tail -n 30 "$tmp/open/server.log" >&2; fi
 exit $rc
