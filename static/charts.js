@@ -115,19 +115,20 @@ export function drawChart(svg, { series, xMax, clamp = [-Infinity, Infinity], fo
     const r = svg.getBoundingClientRect();
     const sx = ((e.clientX - r.left) / r.width) * w;
     const x = ((sx - PAD.l) / (w - PAD.l - PAD.r)) * xm;
+    // The x of the point nearest the pointer, then each series' value nearest that x.
+    const seriesPts = shown.map((s) => [...s.points, ...s.smoothed]);
+    const near = nearest(seriesPts.flat(), x);
+    if (!near || Math.abs(near.x - x) > xm / 8) { hover.setAttribute('visibility', 'hidden'); svg.removeAttribute('data-hover'); return; }
+    const at = near.x;
     const lines = [];
-    let at = null;
-    for (const s of shown) {
-      const pts = s.smoothed.length ? s.smoothed : s.points;
-      const p = nearest(pts, x);
-      if (!p || Math.abs(p.x - x) > xm / 8) continue;
-      at = at === null ? p.x : at;
-      lines.push(`${s.name} ${format(p.y)}`);
-    }
-    if (!lines.length) { hover.setAttribute('visibility', 'hidden'); svg.removeAttribute('data-hover'); return; }
+    shown.forEach((s, k) => {
+      const p = nearest(seriesPts[k], at);
+      if (p && Math.abs(p.x - at) <= xm / 8) lines.push(`${s.name} ${format(p.y)}`);
+    });
     const text = `${xTitle} ${at.toFixed(at % 1 ? 2 : 0)}: ${lines.join(' · ')}`;
     label.textContent = text;
-    const tw = Math.min(w - PAD.l - PAD.r, text.length * 6.1 + 12);
+    hover.setAttribute('visibility', 'visible');
+    const tw = Math.min(w - PAD.l - PAD.r, (label.getComputedTextLength() || text.length * 6.1) + 12);
     const bx = Math.max(PAD.l, Math.min(w - PAD.r - tw, X(at) - tw / 2));
     rule.setAttribute('x1', X(at));
     rule.setAttribute('x2', X(at));

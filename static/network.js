@@ -46,7 +46,7 @@ export function initNetwork() {
         el('button', {
           type: 'button', class: `layer layer--${kind}${branch ? ' layer--branch' : ''}`, 'aria-pressed': 'false', dataset: { name: l.name },
           'aria-label': `${l.name}, ${l.type}, output ${shapeText(s)}, ${int(l.params)} parameters${branch ? `, reads ${ins.join(' and ')}` : ''}`,
-          title: branch ? `reads ${ins.join(' + ')}` : undefined,
+          title: branch ? `${l.name}: reads ${ins.join(' + ')}` : l.name,
           tabindex: '-1',
           onclick: () => select(l.name),
         },

@@ -123,5 +123,5 @@ export function initOutputs() {
   on('input', reset);
   on('input-empty', () => { pred = null; reset(); render(); });
   on('input-rejected', () => { pred = null; reset(); render(); });
-  on('offline', () => { pred = null; render(); });
+  on('offline', () => { pred = null; render(); note.textContent = 'No answer from the service.'; });
 }

@@ -129,7 +129,11 @@ export function initPredict() {
     }
   });
 
-  on('model', () => { build(); run(); });
+  on('model', () => {
+    build();
+    if (state.input && state.input.empty) blank('Nothing drawn yet: the canvas is empty.', state.input);
+    else run();
+  });
   on('input', run);
   on('stroke', run);
   on('input-empty', (input) => { showError(errBox, null); blank('Nothing drawn yet: the canvas is empty.', input); });
