@@ -10,7 +10,7 @@
 
 import { postImage, request } from './api.js';
 import { state, on } from './store.js';
-import { $, el, int, showError, setBusy, setImageBlob, serial, latest, isImageError, isNetworkError } from './ui.js';
+import { $, int, showError, setBusy, setImageBlob, serial, latest, isImageError, isNetworkError } from './ui.js';
 import { initLightbox, tileGeometry, tileAt } from './lightbox.js';
 import { legend, GRAY } from './legend.js';
 import { inputShape } from './modelinfo.js';
