@@ -4,7 +4,7 @@
 # adds up their results into the one "N passed, N failed" line.
 
 CC      ?= gcc
-PKGS    := libpng jansson libmicrohttpd hdf5 zlib libprotobuf-c
+PKGS    := libpng jansson libmicrohttpd hdf5 zlib libprotobuf-c libzip
 # Selects instead of branches in the elementwise loops need -fno-trapping-math to vectorise.
 CFLAGS  ?= -O3 -g
 CFLAGS  += -fno-trapping-math -fno-math-errno -std=c11 -D_GNU_SOURCE -Wall -Wextra -MMD -MP -pthread -Icore -Iapi -Iserver -I$(B)/gen

@@ -29,6 +29,7 @@
 #include "keras_h5.h"
 
 #include "error.h"
+#include "keras_h5_priv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -679,4 +680,33 @@ int cs_keras_h5_save(const cs_model *m, const char *path, char *err, size_t errl
         unlink(tmp);
     free(tmp);
     return rc;
+}
+
+/* ---- shared with keras_model.c (keras_h5_priv.h) ------------------------------ */
+
+void cs_h5_lock(void)
+{
+    pthread_mutex_lock(&h5_lock);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void cs_h5_unlock(void) { pthread_mutex_unlock(&h5_lock); }
+
+const char *cs_h5_reason(char buf[160]) { return h5_reason(buf); }
+
+int cs_h5_read_names(hid_t obj, const char *name, cs_h5_strs *out, char *msg, size_t msglen)
+{
+    str_list l = {out->n, out->s};
+    int rc = read_names(obj, name, &l, msg, msglen);
+    out->n = l.n;
+    out->s = l.s;
+    return rc;
+}
+
+void cs_h5_strs_free(cs_h5_strs *l)
+{
+    str_list x = {l->n, l->s};
+    str_list_free(&x);
+    l->n = 0;
+    l->s = NULL;
 }
