@@ -24,8 +24,9 @@ CORE_TESTS := $(patsubst tests/core/%.c,$(B)/tests/%,$(wildcard tests/core/test_
 API_TESTS  := $(patsubst tests/api/%.c,$(B)/tests/api_%,$(wildcard tests/api/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 WEB_TESTS  := $(wildcard tests/web/run.sh)
-# The committed ONNX test models against ONNX Runtime (tests/models/make_models.py wrote them).
-MODEL_TESTS := $(wildcard tests/models/run.sh)
+# The committed ONNX test models against ONNX Runtime (tests/models/make_models.py wrote them),
+# and models convscope exports as ONNX run by ONNX Runtime.
+MODEL_TESTS := $(wildcard tests/models/run.sh tests/models/export.sh)
 DEPLOY_TESTS := tests/deploy/scaleout_test.sh tests/deploy/validate.sh
 # ONNX's own operator tests (Debian's libonnx-testdata) through the importer.
 CONFORMANCE := $(B)/tests/onnx_conformance

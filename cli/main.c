@@ -16,7 +16,9 @@
 #include "exec.h"
 #include "image.h"
 #include "keras_h5.h"
+#include "keras_model.h"
 #include "model_file.h"
+#include "onnx_export.h"
 #include "preprocess.h"
 #include "model_load.h"
 #include "serve.h"
@@ -29,8 +31,8 @@ static const char *USAGE =
     "  train   [--epochs 20] [--batch 128] [--lr 0.001] [--seed N] [--limit N] [--data DIR] [--out FILE]\n"
     "  eval    --model FILE [--data DIR]\n"
     "  predict --model FILE [--top K] IMAGE\n"
-    "  export  --model FILE --out WEIGHTS.h5\n"
-    "  import  --in WEIGHTS.h5|MODEL.onnx --out FILE\n"
+    "  export  --model FILE --out MODEL.onnx|WEIGHTS.h5\n"
+    "  import  --in WEIGHTS.h5|MODEL.h5|MODEL.keras|MODEL.onnx --out FILE\n"
     "  run     --model FILE [--input NAME=FILE.pb|FILE.npy]... [--output-dir DIR] [--node NAME]...\n"
     "          [--format pb|npy]\n";
 
@@ -247,14 +249,18 @@ done:
     return rc;
 }
 
+/* An ONNX model (.onnx) or Keras 2 weights (anything else), by the output's extension. */
 static int cmd_export(int argc, char **argv)
 {
     char err[512] = "";
     const char *out = flag(argc, argv, "--out", NULL);
-    if (!out) return fail("export needs --out WEIGHTS.h5", "");
+    if (!out) return fail("export needs --out MODEL.onnx|WEIGHTS.h5", "");
     cs_model *m = load_model_flag(argc, argv, err, sizeof err);
     if (!m) return fail("cannot load the model", err);
-    int rc = cs_keras_h5_save(m, out, err, sizeof err) == 0 ? 0 : fail("cannot export", err);
+    int onnx = cs_model_is_import(out);
+    int rc = (onnx ? cs_onnx_export(m, out, err, sizeof err) : cs_keras_h5_save(m, out, err, sizeof err)) == 0
+                 ? 0
+                 : fail("cannot export", err);
     if (rc == 0) printf("exported %s\n", out);
     cs_model_free(m);
     return rc;
@@ -264,12 +270,16 @@ static int cmd_import(int argc, char **argv)
 {
     char err[512] = "";
     const char *in = flag(argc, argv, "--in", NULL), *out = flag(argc, argv, "--out", NULL);
-    if (!in || !out) return fail("import needs --in WEIGHTS.h5|MODEL.onnx --out FILE", "");
-    /* An ONNX file brings its architecture; Keras weights fill the notebook's network. */
-    cs_model *m = cs_model_is_import(in) ? cs_model_load_any(in, err, sizeof err) : cs_model_build_fmnist();
-    if (!m) return fail(cs_model_is_import(in) ? "cannot import" : "out of memory", err);
+    if (!in || !out) return fail("import needs --in WEIGHTS.h5|MODEL.h5|MODEL.keras|MODEL.onnx --out FILE", "");
+    /* ONNX files and Keras full models bring their architecture; Keras weights alone
+     * (save_weights()) fill the notebook's network. */
+    const char *ext = cs_model_import_ext(in);
+    int h5 = ext && (!strcmp(ext, ".h5") || !strcmp(ext, ".hdf5"));
+    int whole = ext && (!h5 || cs_keras_h5_is_model(in));
+    cs_model *m = whole ? cs_model_load_any(in, err, sizeof err) : cs_model_build_fmnist();
+    if (!m) return fail(whole ? "cannot import" : "out of memory", err);
     int rc = 1;
-    if (!cs_model_is_import(in) && cs_keras_h5_load(m, in, err, sizeof err) != 0) fail("cannot import", err);
+    if (!whole && cs_keras_h5_load(m, in, err, sizeof err) != 0) fail("cannot import", err);
     else if (cs_model_save(m, out, err, sizeof err) != 0) fail("cannot save the model", err);
     else {
         printf("imported %s -> %s\n", in, out);
