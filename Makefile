@@ -39,7 +39,7 @@ PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 BENCH_MODELS := $(B)/bench-models/resnet18.onnx $(B)/bench-models/mobilenet_v2.onnx
 ORT_NODE := tests/models/node_modules/onnxruntime-node/package.json
 
-.PHONY: all deps test run bench bench-ort model clean docker-test fresh-test fuzz-onnx
+.PHONY: all deps test run bench bench-ort model clean docker-test fresh-test fuzz-onnx fuzz-keras
 all: deps $(B)/convscope
 
 deps:
@@ -149,6 +149,21 @@ fuzz-onnx: $(B)/fuzz/fuzz_onnx_reader $(B)/fuzz/fuzz_onnx_import
 	$(B)/fuzz/fuzz_onnx_import -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
 	    -artifact_prefix=$(B)/fuzz/import- \
 	    $(B)/fuzz/corpus-import tests/data/onnx tests/data/models
+
+# libFuzzer on the Keras full-model reader (configurations, archives, HDF5 images) over the
+# whole core, seeded with the committed Keras test models and their configurations.
+$(B)/fuzz/fuzz_keras_model: tests/fuzz/fuzz_keras_model.c $(CORE_SRC) $(ONNX_GEN)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE -pthread -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -Icore -I$(B)/gen $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_keras_model.c \
+	    $(CORE_SRC) $(B)/gen/onnx.pb-c.c $(PKG_LIBS) $(LDLIBS)
+fuzz-keras: $(B)/fuzz/fuzz_keras_model
+	@mkdir -p $(B)/fuzz/corpus-keras
+	$(PYTHON) -c 'import h5py, sys; [open("$(B)/fuzz/corpus-keras/" + f.split("/")[-1] + ".json", "wb").write(v if isinstance(v, bytes) else v.encode()) for f in sys.argv[1:] for v in [h5py.File(f).attrs["model_config"]]]' \
+	    tests/data/keras/*.h5 2>/dev/null || true
+	cp tests/data/keras/*.h5 tests/data/keras/*.keras $(B)/fuzz/corpus-keras/
+	$(B)/fuzz/fuzz_keras_model -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+	    -artifact_prefix=$(B)/fuzz/keras- $(B)/fuzz/corpus-keras
 
 clean:
 	rm -rf $(B)
