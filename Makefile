@@ -150,7 +150,7 @@ fuzz-onnx: $(B)/fuzz/fuzz_onnx_reader $(B)/fuzz/fuzz_onnx_import
 	    -artifact_prefix=$(B)/fuzz/import- \
 	    $(B)/fuzz/corpus-import tests/data/onnx tests/data/models
 
-# libFuzzer on the Keras full-model reader (configurations, archives, HDF5 images) over the
+# libFuzzer on the Keras full-model reader (configurations and .keras archives) over the
 # whole core, seeded with the committed Keras test models and their configurations.
 $(B)/fuzz/fuzz_keras_model: tests/fuzz/fuzz_keras_model.c $(CORE_SRC) $(ONNX_GEN)
 	@mkdir -p $(dir $@)
@@ -161,7 +161,7 @@ fuzz-keras: $(B)/fuzz/fuzz_keras_model
 	@mkdir -p $(B)/fuzz/corpus-keras
 	$(PYTHON) -c 'import h5py, sys; [open("$(B)/fuzz/corpus-keras/" + f.split("/")[-1] + ".json", "wb").write(v if isinstance(v, bytes) else v.encode()) for f in sys.argv[1:] for v in [h5py.File(f).attrs["model_config"]]]' \
 	    tests/data/keras/*.h5 2>/dev/null || true
-	cp tests/data/keras/*.h5 tests/data/keras/*.keras $(B)/fuzz/corpus-keras/
+	cp tests/data/keras/*.keras $(B)/fuzz/corpus-keras/
 	$(B)/fuzz/fuzz_keras_model -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
 	    -artifact_prefix=$(B)/fuzz/keras- $(B)/fuzz/corpus-keras
 

@@ -39,6 +39,7 @@
 /* Limits on what is read from an archive before anything is parsed. */
 #define MAX_CONFIG_BYTES ((size_t)64 << 20)
 #define MAX_WEIGHTS_BYTES ((size_t)4 << 30)
+#define MAX_PARAMS ((size_t)1 << 30) /* 4 GiB of floats; VGG16 has 138 million */
 
 /* ---- the translation's state ------------------------------------------------------ */
 
@@ -581,8 +582,8 @@ static int t_reshape(kbuild *b, json_t *cfg, const kvalue *const *in, int n_in)
         if (want[k] == -1) {
             if (unknown >= 0) return fail(b, "field 'target_shape' has two -1 entries");
             unknown = (int)k;
-        } else {
-            prod *= want[k];
+        } else if ((prod *= want[k]) > size) {
+            return fail(b, "field 'target_shape' does not hold the input's %lld values", size);
         }
     }
     if (unknown >= 0 && prod > 0 && size % prod == 0) want[unknown] = size / prod, prod = size;
@@ -745,7 +746,7 @@ static int input_shape(kbuild *b, json_t *v, int with_batch, cs_shape *s, int *r
         d[k - first] = json_integer_value(x);
         if (d[k - first] < 1 || d[k - first] > MAX_DIM) return fail(b, "the input shape has a size out of range");
     }
-    if (n - first == 3 && d[0] * d[1] * d[2] > INT32_MAX) return fail(b, "the input is too large");
+    if (n - first == 3 && (double)d[0] * d[1] * d[2] > INT32_MAX) return fail(b, "the input is too large");
     *rank = (int)(n - first) + 1;
     *s = n - first == 3 ? (cs_shape){(int)d[0], (int)d[1], (int)d[2]} : (cs_shape){1, 1, (int)d[0]};
     return 0;
@@ -1050,6 +1051,9 @@ static int build(kbuild *b, json_t *root, const char *arch)
     else if (!strcmp(cls, "Functional") || !strcmp(cls, "Model")) rc = build_functional(b, cfg, arch);
     else return fail(b, "the model class '%.40s' is not Sequential or Functional", cls);
     if (rc || top_softmax(b)) return -1;
+    size_t params = 0;
+    for (int i = 0; i < b->m->n_layers; i++) params += cs_layer_param_count(&b->m->layers[i]);
+    if (params > MAX_PARAMS) return fail(b, "%zu parameters; convscope loads models of up to %zu", params, MAX_PARAMS);
     if (cs_model_finish(b->m) != 0) return fail(b, "out of memory for the parameters");
     json_t *layers = json_is_array(cfg) ? cfg : json_object_get(cfg, "layers");
     if (config_stats(b, layers)) return -1;

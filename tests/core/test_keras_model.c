@@ -362,7 +362,13 @@ static void test_from_json(void)
                          "{\"class_name\": \"Functional\", \"config\": {\"layers\": [{}], \"input_layers\": [], "
                          "\"output_layers\": []}}",
                          "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"Dense\", "
-                         "\"config\": {\"name\": \"d\", \"units\": -3, \"batch_input_shape\": [null, 4]}}]}}"};
+                         "\"config\": {\"name\": \"d\", \"units\": -3, \"batch_input_shape\": [null, 4]}}]}}",
+                         /* 2^48 weights, and a target shape whose product overflows 64 bits */
+                         "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"Dense\", "
+                         "\"config\": {\"name\": \"d\", \"units\": 16777216, \"batch_input_shape\": [null, 16777216]}}]}}",
+                         "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"Reshape\", "
+                         "\"config\": {\"name\": \"r\", \"target_shape\": [16777216, 16777216, 16777216], "
+                         "\"batch_input_shape\": [null, 8]}}]}}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;
         cs_model *m = cs_keras_model_from_json(bad[i], strlen(bad[i]), 3, "t", err, sizeof err);
