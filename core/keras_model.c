@@ -1050,7 +1050,9 @@ static int build(kbuild *b, json_t *root, const char *arch)
     if (!strcmp(cls, "Sequential")) rc = build_sequential(b, cfg, arch);
     else if (!strcmp(cls, "Functional") || !strcmp(cls, "Model")) rc = build_functional(b, cfg, arch);
     else return fail(b, "the model class '%.40s' is not Sequential or Functional", cls);
-    if (rc || top_softmax(b)) return -1;
+    if (rc) return -1;
+    if (b->m->n_layers == 0) return fail(b, "the model computes nothing from its input");
+    if (top_softmax(b)) return -1;
     size_t params = 0;
     for (int i = 0; i < b->m->n_layers; i++) params += cs_layer_param_count(&b->m->layers[i]);
     if (params > MAX_PARAMS) return fail(b, "%zu parameters; convscope loads models of up to %zu", params, MAX_PARAMS);

@@ -363,6 +363,8 @@ static void test_from_json(void)
                          "\"output_layers\": []}}",
                          "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"Dense\", "
                          "\"config\": {\"name\": \"d\", \"units\": -3, \"batch_input_shape\": [null, 4]}}]}}",
+                         "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", "
+                         "\"config\": {\"name\": \"i\", \"batch_input_shape\": [null, 8]}}]}}",
                          /* 2^48 weights, and a target shape whose product overflows 64 bits */
                          "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"Dense\", "
                          "\"config\": {\"name\": \"d\", \"units\": 16777216, \"batch_input_shape\": [null, 16777216]}}]}}",
