@@ -644,6 +644,7 @@ static Onnx__ValueInfoProto *value_info(exporter *x, const char *name, const int
 static int pack(exporter *x, uint8_t **buf, size_t *len)
 {
     const cs_model *m = x->m;
+    if (m->n_extra_inputs > 0) return fail(x, "the model has %d inputs; one image input is exported", m->n_extra_inputs + 1);
     x->input = (value){cs_model_find_layer(m, "input") < 0 ? "input" : "input~", 4, 0, 0, 0};
     x->opset = OPSET_BASE;
     if (!(x->vals = calloc((size_t)m->n_layers, sizeof *x->vals))) return fail(x, "out of memory");

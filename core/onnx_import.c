@@ -572,6 +572,13 @@ static int import_reshape(importer *im)
     if (s->count == 4 && x->rank == 4 && batch_ok && s->i[1] == in.c && s->i[2] == in.h && s->i[3] == in.w &&
         !x->flat_c)
         return set_value(im, im->node->outputs[0], *x);
+    /* A vector (N, C) as (N, C, 1, 1) (x.view(n, c, 1, 1), squeeze-and-excitation): its
+     * floats are already a 1x1 map of C channels. */
+    if (s->count == 4 && x->rank == 2 && batch_ok && s->i[1] == in.c && s->i[2] == 1 && s->i[3] == 1 && !x->flat_c) {
+        value_ref v = *x;
+        v.rank = 4;
+        return set_value(im, im->node->outputs[0], v);
+    }
     return fail(im, "reshape to a shape other than (batch, %lld) is not supported", (long long)size);
 }
 
