@@ -33,6 +33,7 @@ enum {
     CS_ROUTE_UPLOAD = 2, /* takes images: raw body or multipart `image` parts */
     CS_ROUTE_JSON = 4,   /* takes a JSON body (may be empty) */
     CS_ROUTE_PROBE = 8,  /* health, readiness, metrics: never refused for load */
+    CS_ROUTE_COMPUTE = 16, /* model work: runs on the compute workers, not the connection threads */
 };
 
 typedef void (*cs_handler)(cs_req *req, cs_reply *rep);
@@ -52,6 +53,11 @@ extern const cs_route cs_routes[];
  * takes ("GET, HEAD"). HEAD matches GET routes. */
 const cs_route *cs_route_match(const char *method, const char *path, cs_req *req, int *status,
                                char *allow, size_t allow_len);
+
+/* 1 when the request may call the route (a route that changes state needs the bearer
+ * token when one is set); else 0 with the 401 reply in rep. The server asks before it
+ * reads a body, so nobody without the token can make it read one. */
+int cs_api_authorized(const cs_route *route, const cs_req *req, cs_reply *rep);
 
 /* Runs the route's handler after the generic checks (bearer token). rep starts zeroed. */
 void cs_api_dispatch(const cs_route *route, cs_req *req, cs_reply *rep);

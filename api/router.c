@@ -25,10 +25,11 @@ const cs_route cs_routes[] = {
     {"GET", "/metrics", cs_h_metrics, CS_ROUTE_PROBE},
     {"GET", "/v1/models", cs_h_models_list, 0},
     {"GET", "/v1/models/{model}", cs_h_model_summary, 0},
-    {"POST", "/v1/models/{model}/predict", cs_h_predict, CS_ROUTE_UPLOAD},
-    {"GET", "/v1/models/{model}/layers/{layer}/filters.png", cs_h_filters, 0},
-    {"POST", "/v1/models/{model}/layers/{layer}/feature-maps.png", cs_h_feature_maps, CS_ROUTE_UPLOAD},
-    {"POST", "/v1/models/{model}/gradcam", cs_h_gradcam, CS_ROUTE_UPLOAD},
+    {"POST", "/v1/models/{model}/predict", cs_h_predict, CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
+    {"GET", "/v1/models/{model}/layers/{layer}/filters.png", cs_h_filters, CS_ROUTE_COMPUTE},
+    {"POST", "/v1/models/{model}/layers/{layer}/feature-maps.png", cs_h_feature_maps,
+     CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
+    {"POST", "/v1/models/{model}/gradcam", cs_h_gradcam, CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
     {"POST", "/v1/models/{model}/train", cs_h_train, CS_ROUTE_AUTH | CS_ROUTE_JSON},
     {"GET", "/v1/datasets/fashion-mnist", cs_h_dataset_info, 0},
     {"GET", "/v1/datasets/fashion-mnist/{split}/{index}.png", cs_h_dataset_image, 0},
@@ -129,18 +130,20 @@ static int token_equal(const char *a, const char *b)
     return diff == 0;
 }
 
+int cs_api_authorized(const cs_route *route, const cs_req *req, cs_reply *rep)
+{
+    if (!(route->flags & CS_ROUTE_AUTH) || !cs_api.token || !cs_api.token[0]) return 1;
+    const char *auth = cs_req_header(req, "Authorization");
+    if (auth && strncmp(auth, "Bearer ", 7) == 0 && token_equal(auth + 7, cs_api.token)) return 1;
+    cs_reply_error(rep, 401, "unauthorized", "this call changes state and needs 'Authorization: Bearer <token>'");
+    cs_reply_header(rep, "WWW-Authenticate", "Bearer realm=\"convscope\"");
+    return 0;
+}
+
 void cs_api_dispatch(const cs_route *route, cs_req *req, cs_reply *rep)
 {
-    /* Set on every request: the daemon's worker threads are not ours to initialise. */
+    /* Set on every request: the server's threads are not ours to initialise. */
     cs_parallel_limit_this_thread(cs_api.request_threads);
-    if ((route->flags & CS_ROUTE_AUTH) && cs_api.token && cs_api.token[0]) {
-        const char *auth = cs_req_header(req, "Authorization");
-        if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !token_equal(auth + 7, cs_api.token)) {
-            cs_reply_error(rep, 401, "unauthorized",
-                           "this call changes state and needs 'Authorization: Bearer <token>'");
-            cs_reply_header(rep, "WWW-Authenticate", "Bearer realm=\"convscope\"");
-            return;
-        }
-    }
+    if (!cs_api_authorized(route, req, rep)) return;
     route->handler(req, rep);
 }

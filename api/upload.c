@@ -72,7 +72,7 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
     return MHD_YES;
 }
 
-cs_upload *cs_upload_new(void *connection, const char *content_type, size_t max_bytes, int forms)
+cs_upload *cs_upload_new(void *connection, const char *content_type, size_t max_bytes, int forms, size_t expected)
 {
     cs_upload *u = calloc(1, sizeof *u);
     if (!u) return NULL;
@@ -81,6 +81,11 @@ cs_upload *cs_upload_new(void *connection, const char *content_type, size_t max_
     if (forms && content_type && strncasecmp(content_type, "multipart/form-data", 19) == 0) {
         u->pp = MHD_create_post_processor(connection, 64 * 1024, on_field, u);
         if (!u->pp) u->bad = 400; /* no boundary: a malformed form */
+    } else if (expected && expected <= max_bytes) {
+        /* The byte budget reserved exactly this much; doubling on the way would hold up to
+         * twice as much. Failing here is not an error yet: buf_append tries again. */
+        u->raw.data = malloc(expected + 1);
+        u->raw.cap = u->raw.data ? expected + 1 : 0;
     }
     return u;
 }

@@ -69,7 +69,25 @@ static const opt_spec specs[] = {
     {"max-jobs", "CONVSCOPE_MAX_JOBS", OPT_INT, "32", 1, 10000, S(max_jobs),
      "finished training jobs remembered by GET /v1/jobs"},
     {"max-in-flight", "CONVSCOPE_MAX_IN_FLIGHT", OPT_INT, "256", 1, 100000, S(max_in_flight),
-     "requests being answered at once; more get 429 at once (health and metrics exempt)"},
+     "requests being answered at once (bodies still arriving do not count); more get 429 at once (health and metrics exempt)"},
+
+    /* What one client may cost: connections, uploads, compute. */
+    {"workers", "CONVSCOPE_WORKERS", OPT_INT, "0", 0, 256, S(workers),
+     "compute workers: threads that run model work (predict, feature maps, Grad-CAM, filters); 0: one per CPU the process may use"},
+    {"queue", "CONVSCOPE_QUEUE", OPT_INT, "128", 1, 4096, S(queue),
+     "requests waiting for a compute worker; more get 503 at once (one client address holds at most half)"},
+    {"request-deadline", "CONVSCOPE_REQUEST_DEADLINE", OPT_INT, "10", 1, 3600, S(request_deadline),
+     "seconds a request may wait for a compute worker; then it gets 503"},
+    {"header-timeout", "CONVSCOPE_HEADER_TIMEOUT", OPT_INT, "10", 1, 3600, S(header_timeout),
+     "seconds from connecting to the end of the first request's headers (later requests: --timeout from the last reply); then the connection is closed"},
+    {"min-body-rate", "CONVSCOPE_MIN_BODY_RATE", OPT_INT, "4096", 0, 1L << 30, S(min_body_rate),
+     "bytes per second a request body must keep up over each --header-timeout window, or its connection is closed (0: no minimum)"},
+    {"max-uploads", "CONVSCOPE_MAX_UPLOADS", OPT_INT, "64", 1, 100000, S(max_uploads),
+     "request bodies arriving at once; more get 503 at once (one client address holds at most half)"},
+    {"upload-budget", "CONVSCOPE_UPLOAD_BUDGET", OPT_INT, "268435456", 1024, 1L << 40, S(upload_budget),
+     "bytes request bodies may hold at once, reserved from Content-Length before reading; more get 503 at once"},
+    {"max-per-ip", "CONVSCOPE_MAX_PER_IP", OPT_INT, "128", 0, 100000, S(max_per_ip),
+     "open connections from one client address; more are refused at once (0: no limit)"},
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
@@ -169,6 +187,12 @@ int cs_config_load(cs_config *cfg, int argc, char **argv)
         return -1;
     }
     if (cfg->threads == 0) cfg->threads = cs_resources_get()->cpus;
+    if (cfg->workers == 0) cfg->workers = cs_resources_get()->cpus;
+    if (cfg->upload_budget < cfg->max_upload) {
+        fprintf(stderr, "convscope serve: --upload-budget (%ld) must be at least --max-upload (%ld), or the "
+                        "largest bodies could never be taken\n", cfg->upload_budget, cfg->max_upload);
+        return -1;
+    }
     return 0;
 }
 

@@ -28,6 +28,17 @@ typedef struct cs_config {
     long vgg16;               /* 0: do not load VGG16 */
     long max_jobs;            /* finished jobs remembered */
     long max_in_flight;       /* requests answered at once; more get 429 */
+
+    /* What one client may cost: connections, uploads, compute (issue 12; see guard.h
+     * and compute.h). */
+    long workers;             /* compute workers running model work; 0 = number of cores */
+    long queue;               /* requests waiting for a worker; more get 503 */
+    long request_deadline;    /* seconds a request may wait for a worker */
+    long header_timeout;      /* seconds from connecting to the end of the first request's headers */
+    long min_body_rate;       /* bytes/s a request body must keep up; 0 = none */
+    long max_uploads;         /* request bodies arriving at once; more get 503 */
+    long upload_budget;       /* bytes held by request bodies at once; more get 503 */
+    long max_per_ip;          /* connections from one address; 0 = no limit */
 } cs_config;
 
 /* Fills cfg. Returns 0, 1 when --help was printed (exit 0), or -1 after printing the

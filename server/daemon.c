@@ -1,35 +1,51 @@
 /*
- * daemon.c - libmicrohttpd glue: the only file (with api/upload.c) that knows it.
+ * daemon.c - libmicrohttpd glue: with framing.c and api/upload.c, the only code that
+ * knows it.
+ *
+ * Life of a connection: accepted (the guard opens a record: its headers have
+ * --header-timeout seconds), requests one after the other, closed (the record goes).
  *
  * Life of a request (libmicrohttpd calls the handler several times):
- *   1st call   route it; a 404/405, or a Content-Length above the limit (413), is
- *              answered at once, before any of the body is read;
- *   next calls append the body chunks to the upload, counting bytes as they stream
- *              (a chunked body past the limit is dropped unread and answered 413 at its
- *              end, or loses its connection if it goes on past twice the limit);
- *   last call  dispatch to the API, queue its reply;
- *   completed  one access-log line, the metrics, free the request state.
+ *   request line  on_uri: the request's state, and the raw target for the framing check;
+ *   1st call      the head is checked (framing.c), routed, the token checked; a
+ *                 404/405/401/429, a Content-Length above the limit (413), or no upload
+ *                 place or budget left (503) is answered at once, before any of the
+ *                 body is read; else the body takes an upload place;
+ *   next calls    append the body chunks to the upload, counting bytes as they stream
+ *                 (a chunked body past the limit is dropped unread and answered 413 at
+ *                 its end, or loses its connection if it goes on past twice the limit);
+ *   last call     the body is complete: the request now counts as in flight
+ *                 (--max-in-flight, 429 beyond). Model work goes to the compute queue
+ *                 (503 with Retry-After at once when it is full) and the connection is
+ *                 suspended until a worker has the reply; anything else is answered here;
+ *   after resume  the reply is queued;
+ *   completed     one access-log line, the metrics, the request's bytes released.
  *
- * Threading (measured with wrk, see the README's HTTP API section): by default a pool of --threads
- * workers polling with poll(). It matches the other modes' throughput and bounds the
- * requests computed at once to the number of workers (one thread per connection would
- * run as many forward passes as there are connections), and it recovers at once after
- * a burst past the connection limit, which the epoll pool of libmicrohttpd 0.9.75 has
- * been seen not to do. "epoll" and "thread" stay selectable with --http-mode.
+ * Threading (measured with wrk, see the README's HTTP API section): by default a pool of
+ * --threads threads polling with poll(): they only move bytes, parse and answer cheap
+ * routes, so no request computing holds up the connections that share its thread. In
+ * "thread" mode (one thread per connection) a connection's thread waits for its worker
+ * instead of suspending. "epoll" and "thread" stay selectable with --http-mode.
  */
 #include "daemon.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <semaphore.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "api.h"
+#include "compute.h"
+#include "framing.h"
+#include "guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "reply.h"
@@ -41,29 +57,88 @@ struct cs_daemon {
     int port;
     size_t max_upload;
     int max_in_flight;
+    int thread_mode;
+    double request_deadline;
+    cs_guard *guard;
+    cs_compute *compute;
 };
 
+typedef enum {
+    PH_NEW,    /* the request line is in; the handler has not seen it yet */
+    PH_HEAD,   /* routed; the body (if any) streams in */
+    PH_QUEUED, /* waiting for a compute worker (the connection is suspended) */
+    PH_DONE,   /* reply queued */
+} phase;
+
 typedef struct {
+    int kind; /* MHD_HEADER_KIND or MHD_GET_ARGUMENT_KIND */
+    const char *key, *value;
+    size_t value_len;
+} kv;
+
+typedef struct {
+    cs_compute_job job; /* first: a request is its own compute job */
+    cs_daemon *d;
+    struct MHD_Connection *conn;
+    cs_guard_conn *gc;
+    int fd;
+    sem_t answered; /* "thread" mode: the connection's thread waits on it */
     double t0;
+    cs_framing_target target;
+    phase ph;
     const cs_route *route;
+    int counted;   /* in the in-flight count */
+    int uploading; /* holds an upload place */
+    int chunked, stores;
     int status_early; /* an error decided while the body streamed in */
-    size_t discarded; /* body bytes of a route that takes none */
+    size_t discarded;
     cs_upload *upload;
+    /* Headers and query arguments, taken once: a worker reads them while the
+     * connection's thread may be serving other connections. They point into the
+     * connection's memory, which lives until the request completes. */
+    kv *kvs;
+    int n_kv, cap_kv;
     cs_req req;
+    cs_reply reply; /* what a worker computed */
+    int close;      /* close the connection after the reply */
     char method[16];
     char path[1024];
     int status;
     size_t bytes;
 } request_state;
 
+static const char *kv_lookup(const request_state *st, int kind, const char *key)
+{
+    /* As libmicrohttpd looks them up: the first of that name, any case. */
+    for (int i = 0; i < st->n_kv; i++)
+        if (st->kvs[i].kind == kind && st->kvs[i].key && !strcasecmp(st->kvs[i].key, key)) return st->kvs[i].value;
+    return NULL;
+}
+
 static const char *query_lookup(void *transport, const char *key)
 {
-    return MHD_lookup_connection_value(transport, MHD_GET_ARGUMENT_KIND, key);
+    return kv_lookup(transport, MHD_GET_ARGUMENT_KIND, key);
 }
 
 static const char *header_lookup(void *transport, const char *key)
 {
-    return MHD_lookup_connection_value(transport, MHD_HEADER_KIND, key);
+    return kv_lookup(transport, MHD_HEADER_KIND, key);
+}
+
+static enum MHD_Result collect_kv(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                  const char *value, size_t value_size)
+{
+    (void)key_size;
+    request_state *st = cls;
+    if (st->n_kv == st->cap_kv) {
+        int cap = st->cap_kv ? 2 * st->cap_kv : 16;
+        kv *p = realloc(st->kvs, (size_t)cap * sizeof *p);
+        if (!p) return MHD_NO;
+        st->kvs = p;
+        st->cap_kv = cap;
+    }
+    st->kvs[st->n_kv++] = (kv){(int)kind, key, value, value_size};
+    return MHD_YES;
 }
 
 /* Hands the reply to libmicrohttpd (the body's ownership goes with it). */
@@ -80,11 +155,28 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, request_state *st, c
     if (rep->content_type) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
     for (int i = 0; i < rep->n_headers; i++) MHD_add_response_header(r, rep->header_names[i], rep->header_values[i]);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (st->close) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     st->status = rep->status;
     st->bytes = rep->len;
+    st->ph = PH_DONE;
     enum MHD_Result ok = MHD_queue_response(c, (unsigned)rep->status, r);
     MHD_destroy_response(r);
     return ok;
+}
+
+/* 503 for load, with the hint to come back in a second. */
+static void overloaded(cs_reply *rep, cs_shed_reason why, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void overloaded(cs_reply *rep, cs_shed_reason why, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cs_reply_clear(rep);
+    cs_reply_error(rep, 503, "overloaded", "%s", msg);
+    cs_reply_header(rep, "Retry-After", "1");
+    cs_metrics_shed(why);
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, request_state *st, int status, const char *allow)
@@ -103,8 +195,12 @@ static enum MHD_Result send_error(struct MHD_Connection *c, request_state *st, i
         break;
     case 429:
         cs_reply_error(&rep, 429, "too_many_requests", "the service is answering %d requests already; try again",
-                       cs_metrics_in_flight_now() - 1);
+                       st->d->max_in_flight);
         cs_reply_header(&rep, "Retry-After", "1");
+        cs_metrics_shed(CS_SHED_IN_FLIGHT);
+        break;
+    case 503:
+        overloaded(&rep, CS_SHED_UPLOAD_BUDGET, "request bodies hold the whole upload budget now; try again");
         break;
     case 500: cs_reply_internal(&rep, "out of memory"); break;
     default: cs_reply_error(&rep, 400, "bad_request", "malformed multipart/form-data body"); break;
@@ -112,84 +208,269 @@ static enum MHD_Result send_error(struct MHD_Connection *c, request_state *st, i
     return send_reply(c, st, &rep);
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+/* The request line is in: the request's state starts here (libmicrohttpd passes it to
+ * every later call), with what the framing check needs of the raw target. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
-    (void)version;
-    cs_daemon *d = cls;
-    request_state *st = *req_cls;
-    if (!st) {
-        st = calloc(1, sizeof *st);
-        if (!st) return MHD_NO;
-        *req_cls = st;
-        st->t0 = cs_now();
-        cs_metrics_in_flight(1);
-        snprintf(st->method, sizeof st->method, "%s", method);
-        snprintf(st->path, sizeof st->path, "%s", url);
-        st->req.method = st->method;
-        st->req.path = st->path;
-        st->req.query_fn = query_lookup;
-        st->req.header_fn = header_lookup;
-        st->req.transport = c;
-        int status;
-        char allow[64];
-        st->route = cs_route_match(method, st->path, &st->req, &status, allow, sizeof allow);
-        if (!st->route) return send_error(c, st, status, allow);
-        /* Shed load before reading any body; probes and metrics always answer, so an
-         * overloaded service still says so. */
-        if (cs_metrics_in_flight_now() > d->max_in_flight && !(st->route->flags & CS_ROUTE_PROBE))
-            return send_error(c, st, 429, NULL);
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > d->max_upload) return send_error(c, st, 413, NULL);
-        if (st->route->flags & (CS_ROUTE_UPLOAD | CS_ROUTE_JSON)) {
-            const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-            st->upload = cs_upload_new(c, ct, d->max_upload, (st->route->flags & CS_ROUTE_UPLOAD) != 0);
-            if (!st->upload) return MHD_NO;
-        }
-        return MHD_YES;
+    request_state *st = calloc(1, sizeof *st);
+    if (!st) return NULL;
+    st->d = cls;
+    st->conn = c;
+    st->fd = -1;
+    st->t0 = cs_now();
+    cs_framing_target_scan(uri, &st->target);
+    snprintf(st->method, sizeof st->method, "-");
+    snprintf(st->path, sizeof st->path, "%s", uri); /* logged if the request goes no further */
+    return st;
+}
+
+static cs_guard_conn *guard_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* First call: the head is complete. Everything that can refuse the request without
+ * reading its body happens here. */
+static enum MHD_Result on_head(cs_daemon *d, struct MHD_Connection *c, request_state *st, const char *url,
+                               const char *method, const char *version)
+{
+    st->ph = PH_HEAD;
+    st->gc = guard_of(c);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    st->fd = ci ? ci->connect_fd : -1;
+    if (cs_guard_request(st->gc) == CS_GUARD_CUT) return MHD_NO;
+    snprintf(st->method, sizeof st->method, "%s", method);
+    snprintf(st->path, sizeof st->path, "%s", url);
+    st->req.method = st->method;
+    st->req.path = st->path;
+    st->req.query_fn = query_lookup;
+    st->req.header_fn = header_lookup;
+    st->req.transport = st;
+    if (MHD_get_connection_values_n(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, collect_kv, st) != st->n_kv) {
+        st->close = 1;
+        return send_error(c, st, 500, NULL);
     }
-    if (*upload_data_size) {
-        size_t n = *upload_data_size;
-        *upload_data_size = 0;
-        st->discarded += n;
-        if (st->status_early) {
-            /* A chunked body gives no length up front, and libmicrohttpd 0.9.75 cannot
-             * queue a reply in the middle of a body: what is past the limit is dropped
-             * unread into memory, and a body that goes on far beyond it loses its
-             * connection rather than keep us reading. */
-            return st->discarded > 2 * d->max_upload + (1u << 20) ? MHD_NO : MHD_YES;
+    char why[200];
+    if (cs_framing_check(c, method, version, &st->target, why, sizeof why) != 0) {
+        cs_reply rep = {0};
+        cs_reply_error(&rep, 400, "bad_request", "malformed request: %s", why);
+        cs_metrics_shed(CS_SHED_FRAMING);
+        st->close = 1; /* what follows on the connection cannot be trusted to be a request */
+        return send_reply(c, st, &rep);
+    }
+    int status;
+    char allow[64];
+    st->route = cs_route_match(method, st->path, &st->req, &status, allow, sizeof allow);
+    if (!st->route) return send_error(c, st, status, allow);
+    cs_reply rep = {0};
+    if (!cs_api_authorized(st->route, &st->req, &rep)) return send_reply(c, st, &rep);
+    /* Shed load before reading any body; probes and metrics always answer, so an
+     * overloaded service still says so. */
+    int probe = (st->route->flags & CS_ROUTE_PROBE) != 0;
+    if (!probe && cs_metrics_in_flight_now() >= d->max_in_flight) return send_error(c, st, 429, NULL);
+    const char *cl = header_lookup(st, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    unsigned long long length = cl ? strtoull(cl, NULL, 10) : 0;
+    if (length > d->max_upload) return send_error(c, st, 413, NULL);
+    st->chunked = header_lookup(st, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+    st->stores = (st->route->flags & (CS_ROUTE_UPLOAD | CS_ROUTE_JSON)) != 0;
+    if (length || st->chunked) {
+        /* A body is coming: it takes an upload place (and, when it is kept, its bytes
+         * from the budget), so it is held to the minimum rate. */
+        switch (cs_guard_upload(st->gc, st->stores && !st->chunked ? (size_t)length : 0)) {
+        case CS_GUARD_OK: st->uploading = 1; break;
+        case CS_GUARD_CUT: return MHD_NO;
+        case CS_GUARD_NO_SLOT:
+            overloaded(&rep, CS_SHED_UPLOAD_SLOTS, "%s", "too many request bodies are arriving now; try again");
+            return send_reply(c, st, &rep);
+        case CS_GUARD_NO_BUDGET:
+            overloaded(&rep, CS_SHED_UPLOAD_BUDGET, "%s",
+                       "request bodies hold the whole upload budget now; try again");
+            return send_reply(c, st, &rep);
         }
-        if (st->upload) st->status_early = cs_upload_feed(st->upload, upload_data, n);
-        else if (st->discarded > d->max_upload) st->status_early = 413;
-        return MHD_YES;
+    }
+    if (st->stores) {
+        const char *ct = header_lookup(st, MHD_HTTP_HEADER_CONTENT_TYPE);
+        st->upload = cs_upload_new(c, ct, d->max_upload, (st->route->flags & CS_ROUTE_UPLOAD) != 0,
+                                   st->chunked ? 0 : (size_t)length);
+        if (!st->upload) return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_chunk(cs_daemon *d, request_state *st, const char *data, size_t n)
+{
+    int grow = st->chunked && st->upload && !st->status_early;
+    cs_guard_result r = cs_guard_body(st->gc, n, grow);
+    if (r == CS_GUARD_CUT) return MHD_NO;
+    if (r == CS_GUARD_NO_BUDGET && !st->status_early) {
+        st->status_early = 503;
+        cs_upload_free(st->upload); /* nothing of it will be used */
+        st->upload = NULL;
+    }
+    st->discarded += n;
+    if (st->status_early) {
+        /* A chunked body gives no length up front, and libmicrohttpd 0.9.75 cannot
+         * queue a reply in the middle of a body: what is past the limit is dropped
+         * unread into memory, and a body that goes on far beyond it loses its
+         * connection rather than keep us reading. */
+        return st->discarded > 2 * d->max_upload + (1u << 20) ? MHD_NO : MHD_YES;
+    }
+    if (st->upload) st->status_early = cs_upload_feed(st->upload, data, n);
+    else if (st->discarded > d->max_upload) st->status_early = 413;
+    return MHD_YES;
+}
+
+/* Runs on a compute worker (or is told why not), then wakes the connection. */
+static void run_job(cs_compute_job *job, cs_compute_verdict v)
+{
+    request_state *st = (request_state *)job;
+    switch (v) {
+    case CS_COMPUTE_RUN:
+        cs_api_dispatch(st->route, &st->req, &st->reply);
+        if (!st->reply.status) cs_reply_internal(&st->reply, "no reply");
+        break;
+    case CS_COMPUTE_LATE:
+        overloaded(&st->reply, CS_SHED_LATE, "waited %.1f s for a compute worker (the limit is %g s); try again",
+                   cs_now() - job->queued_at, st->d->request_deadline);
+        break;
+    case CS_COMPUTE_GONE:
+        overloaded(&st->reply, CS_SHED_LATE, "%s", "the client left before a compute worker was free");
+        break;
+    case CS_COMPUTE_STOPPING:
+        cs_reply_error(&st->reply, 503, "shutting_down", "the service is stopping");
+        break;
+    }
+    /* From here on the request belongs to its connection's thread again. */
+    if (st->d->thread_mode) sem_post(&st->answered);
+    else MHD_resume_connection(st->conn);
+}
+
+/* A client that closed its side (a timed-out client does) waits for nothing. */
+static int client_gone(cs_compute_job *job)
+{
+    request_state *st = (request_state *)job;
+    if (st->fd < 0) return 0;
+    struct pollfd p = {.fd = st->fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* Last call: the body is complete. */
+static enum MHD_Result on_complete_body(cs_daemon *d, struct MHD_Connection *c, request_state *st)
+{
+    if (st->uploading) {
+        cs_guard_body_end(st->gc);
+        st->uploading = 0;
     }
     if (st->status_early) return send_error(c, st, st->status_early, NULL);
+    if (!(st->route->flags & CS_ROUTE_PROBE)) {
+        if (cs_metrics_in_flight(1) > d->max_in_flight) {
+            cs_metrics_in_flight(-1);
+            return send_error(c, st, 429, NULL);
+        }
+        st->counted = 1;
+    }
     if (st->upload) {
         int bad = cs_upload_finish(st->upload, &st->req);
         if (bad) return send_error(c, st, bad, NULL);
     }
-    cs_reply rep = {0};
-    cs_api_dispatch(st->route, &st->req, &rep);
-    if (!rep.status) cs_reply_internal(&rep, "no reply");
-    return send_reply(c, st, &rep);
+    if (!(st->route->flags & CS_ROUTE_COMPUTE)) {
+        cs_api_dispatch(st->route, &st->req, &st->reply);
+        if (!st->reply.status) cs_reply_internal(&st->reply, "no reply");
+        return send_reply(c, st, &st->reply);
+    }
+    st->job.fn = run_job;
+    st->job.abandoned = client_gone;
+    st->job.client = cs_guard_client(st->gc);
+    st->job.deadline = cs_now() + d->request_deadline;
+    if (cs_compute_reserve(d->compute, st->job.client) != 0) {
+        cs_compute_stats cs;
+        cs_compute_stats_get(d->compute, &cs);
+        overloaded(&st->reply, CS_SHED_QUEUE_FULL,
+                   "all %ld compute workers are busy and %ld requests are waiting for them; try again", cs.workers,
+                   cs.queued);
+        return send_reply(c, st, &st->reply);
+    }
+    if (d->thread_mode) {
+        if (sem_init(&st->answered, 0, 0) != 0) return MHD_NO; /* cannot fail on Linux */
+        cs_compute_submit(d->compute, &st->job);
+        while (sem_wait(&st->answered) != 0) {
+        }
+        sem_destroy(&st->answered);
+        return send_reply(c, st, &st->reply);
+    }
+    st->ph = PH_QUEUED;
+    MHD_suspend_connection(c); /* before a worker can resume it */
+    cs_compute_submit(d->compute, &st->job);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    cs_daemon *d = cls;
+    request_state *st = *req_cls;
+    if (!st) return MHD_NO; /* out of memory when the request line came */
+    if (st->ph == PH_NEW) return on_head(d, c, st, url, method, version);
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        return on_chunk(d, st, upload_data, n);
+    }
+    if (st->ph == PH_QUEUED) return send_reply(c, st, &st->reply); /* resumed by its worker */
+    return on_complete_body(d, c, st);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe)
 {
-    (void)cls, (void)c;
+    (void)cls;
     request_state *st = *req_cls;
     if (!st) return;
+    cs_guard_conn *gc = guard_of(c);
     double s = cs_now() - st->t0;
-    /* A request that ended without a reply (client gone, timeout) logs status 0. */
+    /* A request that ended without a reply of ours: cut by the guard (408), refused by
+     * libmicrohttpd itself (its status), or client gone / timed out (0). */
     int status = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK || st->status ? st->status : 0;
+    if (!st->status && cs_guard_cut(gc) != CS_GUARD_CUT_NONE) status = 408;
+    if (!st->status && st->ph == PH_NEW) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (ci) status = (int)ci->http_status;
+    }
     cs_log_access(st->method, st->path, status, st->bytes, s * 1e3);
     int route_index = st->route ? (int)(st->route - cs_routes) : -1;
     cs_metrics_request(route_index, st->method, status, s, st->req.stage_s);
-    cs_metrics_in_flight(-1);
+    if (st->counted) cs_metrics_in_flight(-1);
+    if (st->uploading) cs_guard_body_end(gc);
+    cs_guard_request_end(gc);
     cs_upload_free(st->upload);
+    cs_reply_clear(&st->reply);
+    free(st->kvs);
     free(st);
     *req_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    cs_daemon *d = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        cs_guard_close(*socket_context);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ad = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const void *bytes = "";
+    unsigned len = 0;
+    if (ad && ad->client_addr && ad->client_addr->sa_family == AF_INET) {
+        bytes = &((const struct sockaddr_in *)(const void *)ad->client_addr)->sin_addr;
+        len = 4;
+    } else if (ad && ad->client_addr && ad->client_addr->sa_family == AF_INET6) {
+        bytes = &((const struct sockaddr_in6 *)(const void *)ad->client_addr)->sin6_addr;
+        len = 16;
+    }
+    *socket_context = fd ? cs_guard_open(d->guard, fd->connect_fd, bytes, len) : NULL;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -234,6 +515,19 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *l
     return 4;
 }
 
+static void free_daemon(cs_daemon *d)
+{
+    /* The workers first: every request still waiting is answered and its connection
+     * resumed, as libmicrohttpd must not stop with connections suspended. */
+    cs_compute_stop(d->compute);
+    if (d->mhd) MHD_stop_daemon(d->mhd);
+    cs_metrics_attach(NULL, NULL);
+    cs_compute_free(d->compute);
+    cs_guard_free(d->guard);
+    if (d->quiesced != MHD_INVALID_SOCKET) close(d->quiesced);
+    free(d);
+}
+
 cs_daemon *cs_daemon_start(const cs_config *cfg, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
@@ -248,11 +542,24 @@ cs_daemon *cs_daemon_start(const cs_config *cfg, char *err, size_t errlen)
     d->quiesced = MHD_INVALID_SOCKET;
     d->max_upload = (size_t)cfg->max_upload;
     d->max_in_flight = (int)cfg->max_in_flight;
+    d->request_deadline = (double)cfg->request_deadline;
+    d->thread_mode = !strcmp(cfg->http_mode, "thread");
+    cs_guard_limits gl = {(double)cfg->header_timeout, (double)cfg->timeout, cfg->min_body_rate,
+                          (int)cfg->max_uploads, (size_t)cfg->upload_budget, 100};
+    d->guard = cs_guard_new(&gl);
+    d->compute = cs_compute_start((int)cfg->workers, (int)cfg->queue);
+    if (!d->guard || !d->compute) {
+        snprintf(err, errlen, "cannot start the compute workers or the connection guard (out of memory?)");
+        free_daemon(d);
+        return NULL;
+    }
+    cs_metrics_attach(d->guard, d->compute);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     unsigned pool = 0;
-    if (!strcmp(cfg->http_mode, "thread")) {
+    if (d->thread_mode) {
         flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
     } else {
+        flags |= MHD_ALLOW_SUSPEND_RESUME;
         flags |= !strcmp(cfg->http_mode, "epoll") ? MHD_USE_EPOLL : MHD_USE_POLL;
         pool = cfg->threads > 1 ? (unsigned)cfg->threads : 0;
     }
@@ -261,17 +568,24 @@ cs_daemon *cs_daemon_start(const cs_config *cfg, char *err, size_t errlen)
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL}, /* first, or it is ignored */
         {MHD_OPTION_SOCK_ADDR, 0, &ss},
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->max_connections, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->max_per_ip, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->timeout, NULL},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, d},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, d},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL},
         {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
         {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
+#if MHD_VERSION >= 0x01000000
+        /* 1.0 checks the head's syntax itself (framing.c keeps the checks of meaning). */
+        {MHD_OPTION_CLIENT_DISCIPLINE_LVL, 1, NULL},
+#endif
         {pool ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)pool, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
     d->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, d, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!d->mhd) {
         snprintf(err, errlen, "cannot listen on %s (in use, or not an address of this machine)", cfg->listen);
-        free(d);
+        free_daemon(d);
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -291,19 +605,17 @@ void cs_daemon_quiesce(cs_daemon *d)
 
 int cs_daemon_drain(cs_daemon *d, double seconds)
 {
-    (void)d;
     double end = cs_now() + seconds;
-    while (cs_metrics_in_flight_now() > 0) {
+    for (;;) {
+        cs_guard_stats gs;
+        cs_guard_stats_get(d->guard, &gs);
+        if (cs_metrics_in_flight_now() == 0 && gs.uploads == 0) return 1;
         if (cs_now() > end) return 0;
         usleep(20000);
     }
-    return 1;
 }
 
 void cs_daemon_stop(cs_daemon *d)
 {
-    if (!d) return;
-    MHD_stop_daemon(d->mhd);
-    if (d->quiesced != MHD_INVALID_SOCKET) close(d->quiesced);
-    free(d);
+    if (d) free_daemon(d);
 }

@@ -43,13 +43,33 @@ void cs_log_close(void)
     g_own_fd = 0;
 }
 
+/* The client's bytes as one field: control characters (a CR LF would forge a line, an
+ * ESC drive the terminal that shows the log), spaces (the field separator) and '%'
+ * itself are written %XX, so the line can be read back unambiguously. */
+static void escape_field(char *dst, size_t n, const char *src)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t k = 0;
+    for (const unsigned char *p = (const unsigned char *)src; *p && k + 4 <= n; p++) {
+        if (*p <= 0x20 || *p == 0x7f || *p == '%') {
+            dst[k++] = '%';
+            dst[k++] = hex[*p >> 4];
+            dst[k++] = hex[*p & 15];
+        } else {
+            dst[k++] = (char)*p;
+        }
+    }
+    dst[k] = 0;
+}
+
 void cs_log_access(const char *method, const char *path, int status, size_t bytes, double ms)
 {
     if (g_fd < 0) return;
-    char line[1200], ts[40];
+    char line[1200], ts[40], m[40], pa[901];
     stamp(ts, sizeof ts);
-    int n = snprintf(line, sizeof line, "%s %s %.900s %d %zu %.2fms\n", ts, method, path, status,
-                     bytes, ms);
+    escape_field(m, sizeof m, method);
+    escape_field(pa, sizeof pa, path);
+    int n = snprintf(line, sizeof line, "%s %s %s %d %zu %.2fms\n", ts, m, pa, status, bytes, ms);
     if (n <= 0) return;
     if ((size_t)n >= sizeof line) {
         n = sizeof line - 1;

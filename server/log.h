@@ -2,7 +2,8 @@
  * log.h - the access log (one line per request) and the service's own messages.
  *
  * Access lines: "<ISO time> <method> <path> <status> <bytes> <ms>ms", written whole
- * with one write() so lines from many threads never interleave.
+ * with one write() so lines from many threads never interleave. The method and path
+ * come from the client: their control characters, spaces and '%' are written as %XX.
  */
 #ifndef CS_SERVER_LOG_H
 #define CS_SERVER_LOG_H

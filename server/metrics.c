@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "api.h"
+#include "compute.h"
+#include "guard.h"
 #include "jobs.h"
 #include "registry.h"
 
@@ -35,6 +37,11 @@ static atomic_ulong g_hist[MAX_ROUTES + 1][N_BUCKETS + 1];
 static atomic_ulong g_sum_us[MAX_ROUTES + 1];
 static atomic_ulong g_stage_us[CS_STAGE_COUNT], g_stage_n[CS_STAGE_COUNT];
 static atomic_int g_in_flight;
+static atomic_ulong g_shed[CS_SHED_COUNT];
+static const char *const k_shed_names[CS_SHED_COUNT] = {"in_flight",     "queue_full",    "late",
+                                                        "upload_places", "upload_budget", "framing"};
+static struct cs_guard *g_guard;
+static struct cs_compute *g_compute;
 
 void cs_metrics_request(int route_index, const char *method, int status, double seconds,
                         const double stage_s[CS_STAGE_COUNT])
@@ -60,9 +67,20 @@ void cs_metrics_request(int route_index, const char *method, int status, double 
     }
 }
 
-void cs_metrics_in_flight(int delta)
+int cs_metrics_in_flight(int delta)
 {
-    atomic_fetch_add(&g_in_flight, delta);
+    return atomic_fetch_add(&g_in_flight, delta) + delta;
+}
+
+void cs_metrics_shed(cs_shed_reason why)
+{
+    if ((int)why >= 0 && why < CS_SHED_COUNT) atomic_fetch_add_explicit(&g_shed[why], 1, memory_order_relaxed);
+}
+
+void cs_metrics_attach(struct cs_guard *g, struct cs_compute *p)
+{
+    g_guard = g;
+    g_compute = p;
 }
 
 int cs_metrics_in_flight_now(void)
@@ -171,9 +189,39 @@ char *cs_metrics_text(size_t *len)
     for (int i = 0; i < CS_STAGE_COUNT; i++)
         out(&t, "convscope_stage_requests_total{stage=\"%s\"} %lu\n", k_stage_names[i],
             atomic_load(&g_stage_n[i]));
-    out(&t, "# HELP convscope_http_requests_in_flight Requests being answered now.\n"
+    out(&t, "# HELP convscope_http_requests_in_flight Requests past their body and being answered now (probes not counted).\n"
             "# TYPE convscope_http_requests_in_flight gauge\nconvscope_http_requests_in_flight %d\n",
         atomic_load(&g_in_flight));
+    out(&t, "# HELP convscope_http_shed_total Requests refused for load, or for a malformed head, by reason.\n"
+            "# TYPE convscope_http_shed_total counter\n");
+    for (int i = 0; i < CS_SHED_COUNT; i++)
+        out(&t, "convscope_http_shed_total{reason=\"%s\"} %lu\n", k_shed_names[i], atomic_load(&g_shed[i]));
+    if (g_guard) {
+        cs_guard_stats gs;
+        cs_guard_stats_get(g_guard, &gs);
+        out(&t, "# HELP convscope_http_connections Connections open now.\n"
+                "# TYPE convscope_http_connections gauge\nconvscope_http_connections %ld\n", gs.connections);
+        out(&t, "# HELP convscope_http_uploads Request bodies arriving now.\n"
+                "# TYPE convscope_http_uploads gauge\nconvscope_http_uploads %ld\n", gs.uploads);
+        out(&t, "# HELP convscope_http_upload_bytes Bytes reserved by request bodies now (arriving or held until the reply).\n"
+                "# TYPE convscope_http_upload_bytes gauge\nconvscope_http_upload_bytes %zu\n", gs.bytes_held);
+        out(&t, "# HELP convscope_http_connections_cut_total Connections cut: headers past their deadline, or a body below the minimum rate.\n"
+                "# TYPE convscope_http_connections_cut_total counter\n"
+                "convscope_http_connections_cut_total{reason=\"header_timeout\"} %lu\n"
+                "convscope_http_connections_cut_total{reason=\"slow_body\"} %lu\n", gs.cut_headers, gs.cut_slow_body);
+    }
+    if (g_compute) {
+        cs_compute_stats cs;
+        cs_compute_stats_get(g_compute, &cs);
+        out(&t, "# HELP convscope_compute_workers Compute workers, and how many are running a request now.\n"
+                "# TYPE convscope_compute_workers gauge\n"
+                "convscope_compute_workers{state=\"all\"} %ld\nconvscope_compute_workers{state=\"busy\"} %ld\n",
+            cs.workers, cs.running);
+        out(&t, "# HELP convscope_compute_queue Requests waiting for a compute worker now, and the places.\n"
+                "# TYPE convscope_compute_queue gauge\n"
+                "convscope_compute_queue{state=\"waiting\"} %ld\nconvscope_compute_queue{state=\"places\"} %ld\n",
+            cs.queued, cs.capacity);
+    }
 
     int counts[CS_JOB_STATES];
     cs_jobs_count(counts);

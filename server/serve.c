@@ -124,8 +124,9 @@ int cs_serve_main(int argc, char **argv)
     cs_api.metrics_text = cs_metrics_text;
     cs_api.http_threads = (int)cfg.threads;
 
+    /* Passes run only on the compute workers: one execution context each is enough. */
     cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, (int)cfg.vgg16,
-                                 (int)cfg.threads};
+                                 (int)cfg.workers};
     char err[600];
     if (cs_api_start(&models, err, sizeof err) != 0) {
         cs_log_info("cannot start: %s", err);
@@ -154,8 +155,8 @@ int cs_serve_main(int argc, char **argv)
     snprintf(host, sizeof host, "%s", cfg.listen);
     char *colon = strrchr(host, ':');
     if (colon) *colon = 0;
-    cs_log_info("listening on http://%s:%d (%s, %ld threads, compute x%d, OpenBLAS %s x%d)", host,
-                cs_daemon_port(d), cfg.http_mode, cfg.threads, cs_api.request_threads, cs_blas_core(),
+    cs_log_info("listening on http://%s:%d (%s, %ld threads, %ld compute workers x%d, OpenBLAS %s x%d)", host,
+                cs_daemon_port(d), cfg.http_mode, cfg.threads, cfg.workers, cs_api.request_threads, cs_blas_core(),
                 cs_blas_threads());
 
     int sig = 0;

@@ -12,6 +12,7 @@
 #ifndef CS_TEST_HARNESS_H
 #define CS_TEST_HARNESS_H
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -423,6 +426,63 @@ static inline char *srv_file(const srv_t *s, const char *name)
     char p[400];
     snprintf(p, sizeof p, "%s/%s", s->dir, name);
     return test_read_file(p, NULL);
+}
+
+/* The value of a /metrics sample (the whole series name, with its labels), or -1. */
+static inline double metric_value(const srv_t *s, const char *series)
+{
+    resp_t r = http(s, "GET", "/metrics");
+    double v = -1;
+    size_t n = strlen(series);
+    for (const char *line = r.body; line && *line;) {
+        if (!strncmp(line, series, n) && line[n] == ' ') v = atof(line + n + 1);
+        line = strchr(line, '\n');
+        if (line) line++;
+    }
+    resp_free(&r);
+    return v;
+}
+
+/* Waits until the series has the value `want` (a state, not a duration: the bound is
+ * only there so a broken server fails the test instead of hanging it). 1 when it did. */
+static inline int wait_metric(const srv_t *s, const char *series, double want, double seconds)
+{
+    double end = now_s() + seconds;
+    for (;;) {
+        if (metric_value(s, series) == want) return 1;
+        if (now_s() > end) return 0;
+        usleep(10000);
+    }
+}
+
+/* A TCP connection to the server from a chosen loopback address ("127.0.0.2": another
+ * client as far as per-address limits go; NULL: any), with a small receive buffer when
+ * rcvbuf > 0 (a client that reads slowly). -1 when it cannot connect. */
+static inline int raw_connect(const srv_t *s, const char *from, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    if (from) {
+        struct sockaddr_in me = {.sin_family = AF_INET};
+        inet_pton(AF_INET, from, &me.sin_addr);
+        if (bind(fd, (struct sockaddr *)&me, sizeof me) != 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static inline int raw_send(int fd, const void *p, size_t n)
+{
+    return send(fd, p, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
 }
 
 #define PHOTO(name) "tests/data/photos/" name

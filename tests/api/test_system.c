@@ -1,8 +1,9 @@
 /*
  * test_system.c - the routes around the models and the process itself: health,
  * readiness, metrics, the contract, static files (no way out of static/), 404, 405
- * with Allow, 429 when too many requests are in flight, the access log, a burst past
- * the connection limit, and a clean SIGTERM.
+ * with Allow, 429 when too many requests are in flight (and bodies still arriving do
+ * not count), the access log (control bytes escaped), a burst past the connection
+ * limit, and a clean SIGTERM.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -134,12 +135,24 @@ static void test_head_like_get(void)
     resp_free(&r);
 }
 
+/* The access log once it holds `text` (a line is written when its request completes,
+ * just after the reply), or what it holds after a few seconds. */
+static char *access_log_with(const char *text)
+{
+    double end = now_s() + 10;
+    for (;;) {
+        char *log = srv_file(&S, "access.log");
+        if ((log && strstr(log, text)) || now_s() > end) return log;
+        free(log);
+        usleep(10000);
+    }
+}
+
 static void test_access_log_lines(void)
 {
     resp_t r = http(&S, "GET", "/healthz?probe=access-log");
     resp_free(&r);
-    usleep(100000);
-    char *log = srv_file(&S, "access.log");
+    char *log = access_log_with(" GET /healthz 200 ");
     CHECK(log && strstr(log, " GET /healthz 200 "), "a line with method path status");
     CHECK(log && strstr(log, " GET /v1/nothing 404 "), "errors logged too");
     if (log) {
@@ -153,26 +166,59 @@ static void test_access_log_lines(void)
     free(log);
 }
 
-/* Holds a request open (headers sent, body pending): it counts as in flight. */
-static int open_pending_upload(int port)
+/* A path that decodes to CR LF and ESC cannot forge a line or drive a terminal: the
+ * log shows those bytes as %XX. */
+static void test_access_log_escapes_control_bytes(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) return -1;
+    resp_t r = http(&S, "GET", "/v1/x%0d%0a2030-01-01T00:00:00.000Z%20GET%20/forged%20200%201%201.00ms%1b[31m");
+    CHECK(r.status == 404, "status %ld", r.status);
+    resp_free(&r);
+    char *log = access_log_with("/v1/x%0D%0A2030");
+    CHECK(log && strstr(log, " GET /v1/x%0D%0A2030-01-01T00:00:00.000Z%20GET%20/forged%20200%201%201.00ms%1B[31m 404 "),
+          "escaped on one line: %s", log ? log : "(no log)");
+    CHECK(log && !strchr(log, '\r') && !strchr(log, '\x1b'), "no CR or ESC in the log");
+    CHECK(log && !strstr(log, "\n2030-01-01"), "no forged line");
+    free(log);
+}
+
+/* Starts a request whose headers are sent and whose body (1000 bytes) is not: an
+ * upload in progress. */
+static int open_pending_upload(const srv_t *s)
+{
+    int fd = raw_connect(s, NULL, 0);
     const char *req = "POST /v1/models/fmnist/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
                       "Content-Length: 1000\r\n\r\nabc";
-    if (write(fd, req, strlen(req)) < 0) return -1;
+    if (fd >= 0 && raw_send(fd, req, strlen(req)) != 0) {
+        close(fd);
+        fd = -1;
+    }
     return fd;
 }
+
+/* Asks for a file larger than the socket buffers can hold and reads none of it: the
+ * reply cannot finish, so the request stays in flight until the socket is closed. */
+static int open_unread_download(const srv_t *s)
+{
+    int fd = raw_connect(s, NULL, 4096);
+    const char *req = "GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (fd >= 0 && raw_send(fd, req, strlen(req)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static char g_static_dir[128];
 
 static void test_too_many_in_flight_429(void)
 {
     srv_t L;
-    const char *flags[] = {"--max-in-flight", "1", "--no-vgg16", NULL};
+    const char *flags[] = {"--max-in-flight", "2", "--no-vgg16", "--static", g_static_dir, NULL};
     srv_start(&L, flags);
-    int a = open_pending_upload(L.port), b = open_pending_upload(L.port);
-    usleep(200000);
+    int a = open_unread_download(&L), b = open_unread_download(&L);
+    CHECK(a >= 0 && b >= 0, "connect");
+    CHECK(wait_metric(&L, "convscope_http_requests_in_flight", 2, 20), "two requests in flight: %g",
+          metric_value(&L, "convscope_http_requests_in_flight"));
     resp_t r = http_ex(&L, "POST", "/v1/models/fmnist/predict?sample=test:0", "", 0, NULL);
     char ra[16];
     CHECK(r.status == 429 && is_error(&r, "too_many_requests"), "%ld %s", r.status, r.body);
@@ -183,10 +229,29 @@ static void test_too_many_in_flight_429(void)
     resp_free(&r);
     close(a);
     close(b);
-    usleep(200000);
+    CHECK(wait_metric(&L, "convscope_http_requests_in_flight", 0, 20), "none in flight after closing");
     r = http_ex(&L, "POST", "/v1/models/fmnist/predict?sample=test:0", "", 0, NULL);
     CHECK(r.status == 200, "after the burst: %ld", r.status);
     resp_free(&r);
+    srv_stop(&L);
+}
+
+/* Bodies still arriving are not requests being answered: however many there are, they
+ * do not make the service refuse everyone else with 429. */
+static void test_uploads_in_progress_not_in_flight(void)
+{
+    srv_t L;
+    const char *flags[] = {"--max-in-flight", "1", "--no-vgg16", NULL};
+    srv_start(&L, flags);
+    int fds[4];
+    for (int i = 0; i < 4; i++) fds[i] = open_pending_upload(&L);
+    CHECK(wait_metric(&L, "convscope_http_uploads", 4, 20), "four uploads arriving: %g",
+          metric_value(&L, "convscope_http_uploads"));
+    resp_t r = http_ex(&L, "POST", "/v1/models/fmnist/predict?sample=test:0", "", 0, NULL);
+    CHECK(r.status == 200, "a request beside four slow uploads: %ld %s", r.status, r.body);
+    resp_free(&r);
+    for (int i = 0; i < 4; i++) close(fds[i]);
+    CHECK(wait_metric(&L, "convscope_http_uploads", 0, 20), "the uploads end with their connections");
     srv_stop(&L);
 }
 
@@ -256,9 +321,11 @@ int main(void)
              "%s/escape.txt && printf '<!doctype html>' > %s/static/index.html",
              dir, dir, dir, dir);
     if (run_cmd(cmd) != 0) return 99;
-    char static_dir[128];
-    sfmt(static_dir, sizeof static_dir, "%s/static", dir);
-    const char *flags[] = {"--static", static_dir, NULL};
+    /* big.bin: larger than a socket's buffers can hold (see open_unread_download). */
+    sfmt(g_static_dir, sizeof g_static_dir, "%s/static", dir);
+    sfmt(cmd, sizeof cmd, "truncate -s 24M %s/big.bin", g_static_dir);
+    if (run_cmd(cmd) != 0) return 99;
+    const char *flags[] = {"--static", g_static_dir, NULL};
     srv_start(&S, flags);
     RUN(test_healthz);
     RUN(test_readyz_says_why_per_model);
@@ -270,9 +337,11 @@ int main(void)
     RUN(test_wrong_method_405_with_allow);
     RUN(test_head_like_get);
     RUN(test_access_log_lines);
+    RUN(test_access_log_escapes_control_bytes);
     srv_stop(&S);
     CHECK(S.exit_status == 0, "server exit %d", S.exit_status);
     RUN(test_too_many_in_flight_429);
+    RUN(test_uploads_in_progress_not_in_flight);
     RUN(test_burst_past_connection_limit);
     RUN(test_sigterm_clean_exit);
     RUN(test_bad_flag_exit_2);
