@@ -22,6 +22,8 @@ CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o) $(B)/gen/onnx.pb-c.o
 HTTP_OBJ := $(HTTP_SRC:%.c=$(B)/%.o)
 CORE_TESTS := $(patsubst tests/core/%.c,$(B)/tests/%,$(wildcard tests/core/test_*.c))
 API_TESTS  := $(patsubst tests/api/%.c,$(B)/tests/api_%,$(wildcard tests/api/test_*.c))
+# Resource attacks on a real server over loopback (slow headers and bodies, overload, framing).
+ATTACK_TESTS := $(patsubst tests/attack/%.c,$(B)/tests/attack_%,$(wildcard tests/attack/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 WEB_TESTS  := $(wildcard tests/web/run.sh)
 # The committed ONNX test models against ONNX Runtime (tests/models/make_models.py wrote them),
@@ -39,7 +41,7 @@ PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 BENCH_MODELS := $(B)/bench-models/resnet18.onnx $(B)/bench-models/mobilenet_v2.onnx
 ORT_NODE := tests/models/node_modules/onnxruntime-node/package.json
 
-.PHONY: all deps test run bench bench-ort model clean docker-test fresh-test fuzz-onnx fuzz-keras
+.PHONY: all deps test test-attack run bench bench-ort model clean docker-test fresh-test fuzz-onnx fuzz-keras
 all: deps $(B)/convscope
 
 deps:
@@ -77,14 +79,23 @@ $(B)/tests/api_%: tests/api/%.c $(wildcard tests/api/*.h) $(B)/libhttp.a $(B)/li
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests -o $@ $< $(B)/libhttp.a $(B)/libcore.a $(PKG_LIBS) -lcurl $(LDLIBS)
 
+$(B)/tests/attack_%: tests/attack/%.c tests/attack/attack.h $(wildcard tests/api/*.h) $(B)/libhttp.a $(B)/libcore.a $(B)/convscope
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests -Itests/api -o $@ $< $(B)/libhttp.a $(B)/libcore.a $(PKG_LIBS) -lcurl $(LDLIBS)
+
 $(B)/bench/%: bench/%.c $(B)/libcore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(B)/libcore.a $(PKG_LIBS) $(LDLIBS)
 
 test: 
 	@scripts/deps.sh test
-	@$(MAKE) --no-print-directory $(B)/convscope $(CORE_TESTS) $(API_TESTS) $(CONFORMANCE)
-	@tests/run.sh $(CORE_TESTS) $(CONFORMANCE) $(API_TESTS) $(MODEL_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS)
+	@$(MAKE) --no-print-directory $(B)/convscope $(CORE_TESTS) $(API_TESTS) $(CONFORMANCE) $(ATTACK_TESTS)
+	@tests/run.sh $(CORE_TESTS) $(CONFORMANCE) $(API_TESTS) $(ATTACK_TESTS) $(MODEL_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS)
+
+# The attack tests alone (they are part of `make test`).
+test-attack:
+	@$(MAKE) --no-print-directory $(B)/convscope $(ATTACK_TESTS)
+	@tests/run.sh $(ATTACK_TESTS)
 
 run: all
 	$(B)/convscope serve --listen 127.0.0.1:$(PORT) --models models

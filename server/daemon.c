@@ -544,8 +544,10 @@ cs_daemon *cs_daemon_start(const cs_config *cfg, char *err, size_t errlen)
     d->max_in_flight = (int)cfg->max_in_flight;
     d->request_deadline = (double)cfg->request_deadline;
     d->thread_mode = !strcmp(cfg->http_mode, "thread");
+    /* Bodies of up to 64 KiB (a small image) are not charged to the budget; sweep every
+     * 100 ms. */
     cs_guard_limits gl = {(double)cfg->header_timeout, (double)cfg->timeout, cfg->min_body_rate,
-                          (int)cfg->max_uploads, (size_t)cfg->upload_budget, 100};
+                          (int)cfg->max_uploads, (size_t)cfg->upload_budget, 64 << 10, 100};
     d->guard = cs_guard_new(&gl);
     d->compute = cs_compute_start((int)cfg->workers, (int)cfg->queue);
     if (!d->guard || !d->compute) {

@@ -34,6 +34,7 @@ struct cs_guard_conn {
     double window_start;        /* ST_BODY: the current rate window */
     size_t window_bytes, body;  /* body bytes at the window's start, and now */
     size_t held;                /* budget bytes this request holds */
+    size_t allowance;           /* body bytes it may still take without charge */
 };
 
 struct cs_guard {
@@ -164,11 +165,12 @@ cs_guard_result cs_guard_request(cs_guard_conn *c)
     return r;
 }
 
-cs_guard_result cs_guard_upload(cs_guard_conn *c, size_t bytes)
+cs_guard_result cs_guard_upload(cs_guard_conn *c, size_t length)
 {
     if (!c) return CS_GUARD_OK;
     cs_guard *g = c->g;
     cs_guard_result r = CS_GUARD_OK;
+    size_t small = g->lim.small_body, bytes = length > small ? length - small : 0;
     pthread_mutex_lock(&g->lock);
     long mine_uploads = 0;
     size_t mine_held = 0;
@@ -187,6 +189,7 @@ cs_guard_result cs_guard_upload(cs_guard_conn *c, size_t bytes)
         g->uploads++;
         g->held += bytes;
         c->held += bytes;
+        c->allowance = length < small ? small - length : 0;
         c->body = c->window_bytes = 0;
         c->window_start = cs_now();
     } else if (r == CS_GUARD_NO_SLOT) {
@@ -208,12 +211,14 @@ cs_guard_result cs_guard_body(cs_guard_conn *c, size_t n, int grow)
     if (c->cut) {
         r = CS_GUARD_CUT;
     } else if (grow) {
-        if (n > g->lim.upload_budget - g->held) {
+        size_t free_part = n < c->allowance ? n : c->allowance, charge = n - free_part;
+        c->allowance -= free_part;
+        if (charge > g->lim.upload_budget - g->held) {
             r = CS_GUARD_NO_BUDGET;
             g->refused_budget++;
         } else {
-            g->held += n;
-            c->held += n;
+            g->held += charge;
+            c->held += charge;
         }
     }
     pthread_mutex_unlock(&g->lock);

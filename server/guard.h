@@ -9,7 +9,9 @@
  * whose body falls below the minimum rate. Uploads have their own limits, apart from
  * the requests being answered: a number of bodies arriving at once and a budget of
  * bytes held by bodies (reserved from Content-Length before any of it is read, or as
- * a chunked body grows, and released when the request ends). One client address may
+ * a chunked body grows, and released when the request ends). The first small_body
+ * bytes of every body are not charged to the budget (the places bound them), so
+ * uploads of small images go on while big ones have spent it. One client address may
  * take at most half of the upload places, and beyond its first body at most half of
  * the budget, so a single address cannot lock everyone else out.
  *
@@ -30,6 +32,7 @@ typedef struct {
     long min_body_rate;    /* bytes/s a body must keep up over each header_timeout window; 0: none */
     int max_uploads;       /* bodies arriving at once */
     size_t upload_budget;  /* bytes held by bodies at once */
+    size_t small_body;     /* bytes of each body not charged to the budget */
     int sweep_ms;          /* sweeper period; 0: no thread (cs_guard_sweep is called by hand) */
 } cs_guard_limits;
 
@@ -64,9 +67,10 @@ uint64_t cs_guard_client(const cs_guard_conn *c);
 /* A request's headers are complete: WAIT -> BUSY. CS_GUARD_CUT when too late. */
 cs_guard_result cs_guard_request(cs_guard_conn *c);
 /* Its body starts: takes an upload place and reserves `bytes` (Content-Length, or 0
- * for a chunked body). BUSY -> BODY on CS_GUARD_OK. */
+ * for a chunked body) beyond the small_body allowance. BUSY -> BODY on CS_GUARD_OK. */
 cs_guard_result cs_guard_upload(cs_guard_conn *c, size_t bytes);
-/* n more body bytes arrived; `grow` reserves them too (a chunked body). */
+/* n more body bytes arrived; `grow` reserves what of them is past the allowance (a
+ * chunked body). */
 cs_guard_result cs_guard_body(cs_guard_conn *c, size_t n, int grow);
 /* The body is complete: gives the place back, keeps the bytes. BODY -> BUSY. */
 void cs_guard_body_end(cs_guard_conn *c);

@@ -41,7 +41,7 @@ static int peer_sees_end(const pair *p)
 
 static cs_guard *guard(double header_timeout, long rate, int uploads, size_t budget)
 {
-    cs_guard_limits l = {header_timeout, 30, rate, uploads, budget, 0};
+    cs_guard_limits l = {header_timeout, 30, rate, uploads, budget, 0, 0};
     cs_guard *g = cs_guard_new(&l);
     if (!g) exit(99);
     return g;
@@ -175,10 +175,33 @@ static void test_byte_budget(void)
     cs_guard_free(g);
 }
 
+static void test_small_bodies_are_not_charged(void)
+{
+    /* A budget of 1000 bytes, the first 100 of every body free. */
+    cs_guard_limits l = {5, 30, 0, 16, 1000, 100, 0};
+    cs_guard *g = cs_guard_new(&l);
+    pair a, b, c;
+    pair_open(g, &a, ADDR_A);
+    pair_open(g, &b, ADDR_B);
+    pair_open(g, &c, ADDR_C);
+    cs_guard_request(a.c), cs_guard_request(b.c), cs_guard_request(c.c);
+    CHECK(cs_guard_upload(a.c, 1100) == CS_GUARD_OK, "A: 1100 bytes charge 1000");
+    CHECK(cs_guard_upload(b.c, 101) == CS_GUARD_NO_BUDGET, "B: 101 would charge one byte more than there is");
+    CHECK(cs_guard_upload(b.c, 100) == CS_GUARD_OK, "B: 100 are free");
+    CHECK(cs_guard_upload(c.c, 0) == CS_GUARD_OK, "C: chunked");
+    CHECK(cs_guard_body(c.c, 60, 1) == CS_GUARD_OK && cs_guard_body(c.c, 40, 1) == CS_GUARD_OK, "C: 100 free bytes");
+    CHECK(cs_guard_body(c.c, 1, 1) == CS_GUARD_NO_BUDGET, "C: the 101st is charged, and there is none");
+    cs_guard_stats s;
+    cs_guard_stats_get(g, &s);
+    CHECK(s.bytes_held == 1000, "held %zu", s.bytes_held);
+    pair_close(&a), pair_close(&b), pair_close(&c);
+    cs_guard_free(g);
+}
+
 static void test_sweeper_thread(void)
 {
     /* With its thread, the guard cuts by itself: 1 s for the headers, swept every 10 ms. */
-    cs_guard_limits l = {1, 30, 0, 8, 1 << 20, 10};
+    cs_guard_limits l = {1, 30, 0, 8, 1 << 20, 0, 10};
     cs_guard *g = cs_guard_new(&l);
     pair p;
     pair_open(g, &p, ADDR_A);
@@ -197,6 +220,7 @@ int main(void)
     RUN(test_slow_body);
     RUN(test_upload_places);
     RUN(test_byte_budget);
+    RUN(test_small_bodies_are_not_charged);
     RUN(test_sweeper_thread);
     return test_summary("api_guard");
 }
