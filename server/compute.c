@@ -3,7 +3,9 @@
  *
  * One mutex guards the lanes; a job is taken off under it and run outside it. The
  * lanes are a plain array as long as the queue: at most that many clients can be
- * waiting at once, and a linear scan of a few dozen entries costs less than a hash.
+ * waiting at once, and a linear scan of a hundred entries costs less than a hash.
+ * Pushing out the longest lane's newest job when the queue is full is "longest queue
+ * drop", the buffer policy that makes a shared queue fair without fixed shares.
  */
 #include "compute.h"
 
@@ -21,12 +23,12 @@ typedef struct {
 struct cs_compute {
     pthread_mutex_t lock;
     pthread_cond_t work;
-    int capacity, per_client, reserved, running, stopping;
+    int capacity, reserved, running, stopping;
     int n_lanes, cursor;
     lane *lanes;
     int n_threads;
     pthread_t *threads;
-    unsigned long done, refused_full, late, gone;
+    unsigned long done, refused_full, pushed, late, gone;
 };
 
 uint64_t cs_compute_client_key(const void *addr_bytes, unsigned len)
@@ -52,13 +54,37 @@ static lane *find_lane(cs_compute *p, uint64_t key, int make)
     return free_lane;
 }
 
+/* Takes the newest job off the longest lane if that lane is longer than `mine` by more
+ * than one (under the lock); NULL when none is. */
+static cs_compute_job *push_out(cs_compute *p, int mine)
+{
+    lane *longest = NULL;
+    for (int i = 0; i < p->n_lanes; i++)
+        if (p->lanes[i].head && (!longest || p->lanes[i].reserved > longest->reserved)) longest = &p->lanes[i];
+    if (!longest || longest->reserved <= mine + 1) return NULL;
+    cs_compute_job *job = longest->head, *before = NULL;
+    while (job->next) before = job, job = job->next;
+    if (before) before->next = NULL;
+    else longest->head = NULL;
+    longest->tail = before;
+    longest->reserved--;
+    p->reserved--;
+    p->pushed++;
+    return job;
+}
+
 int cs_compute_reserve(cs_compute *p, uint64_t client)
 {
     int ok = 0;
+    cs_compute_job *pushed = NULL;
     pthread_mutex_lock(&p->lock);
-    if (!p->stopping && p->reserved < p->capacity) {
-        lane *l = find_lane(p, client, 1);
-        if (l && l->reserved < p->per_client) {
+    if (!p->stopping) {
+        if (p->reserved >= p->capacity) {
+            lane *mine = find_lane(p, client, 0);
+            pushed = push_out(p, mine ? mine->reserved : 0);
+        }
+        lane *l = p->reserved < p->capacity ? find_lane(p, client, 1) : NULL;
+        if (l) {
             l->reserved++;
             p->reserved++;
             ok = 1;
@@ -66,6 +92,7 @@ int cs_compute_reserve(cs_compute *p, uint64_t client)
     }
     if (!ok) p->refused_full++;
     pthread_mutex_unlock(&p->lock);
+    if (pushed) pushed->fn(pushed, CS_COMPUTE_PUSHED);
     return ok ? 0 : -1;
 }
 
@@ -145,7 +172,6 @@ cs_compute *cs_compute_start(int workers, int capacity)
         return NULL;
     }
     p->capacity = p->n_lanes = capacity;
-    p->per_client = capacity > 1 ? capacity / 2 : 1;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->work, NULL);
     for (int i = 0; i < workers; i++) {
@@ -168,6 +194,7 @@ void cs_compute_stats_get(cs_compute *p, cs_compute_stats *s)
     s->capacity = p->capacity;
     s->done = p->done;
     s->refused_full = p->refused_full;
+    s->pushed = p->pushed;
     s->late = p->late;
     s->gone = p->gone;
     pthread_mutex_unlock(&p->lock);

@@ -75,7 +75,7 @@ static const opt_spec specs[] = {
     {"workers", "CONVSCOPE_WORKERS", OPT_INT, "0", 0, 256, S(workers),
      "compute workers: threads that run model work (predict, feature maps, Grad-CAM, filters); 0: one per CPU the process may use"},
     {"queue", "CONVSCOPE_QUEUE", OPT_INT, "128", 1, 4096, S(queue),
-     "requests waiting for a compute worker; more get 503 at once (one client address holds at most half)"},
+     "requests waiting for a compute worker; more get 503 at once (when it is full, the client address with the most waiting gives up its newest)"},
     {"request-deadline", "CONVSCOPE_REQUEST_DEADLINE", OPT_INT, "10", 1, 3600, S(request_deadline),
      "seconds a request may wait for a compute worker; then it gets 503"},
     {"header-timeout", "CONVSCOPE_HEADER_TIMEOUT", OPT_INT, "10", 1, 3600, S(header_timeout),

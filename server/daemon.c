@@ -326,16 +326,23 @@ static void run_job(cs_compute_job *job, cs_compute_verdict v)
 {
     request_state *st = (request_state *)job;
     switch (v) {
-    case CS_COMPUTE_RUN:
+    case CS_COMPUTE_RUN: {
+        double t0 = cs_now();
         cs_api_dispatch(st->route, &st->req, &st->reply);
         if (!st->reply.status) cs_reply_internal(&st->reply, "no reply");
+        cs_metrics_compute((int)(st->route - cs_routes), t0 - job->queued_at, cs_now() - t0);
         break;
+    }
     case CS_COMPUTE_LATE:
         overloaded(&st->reply, CS_SHED_LATE, "waited %.1f s for a compute worker (the limit is %g s); try again",
                    cs_now() - job->queued_at, st->d->request_deadline);
         break;
     case CS_COMPUTE_GONE:
         overloaded(&st->reply, CS_SHED_LATE, "%s", "the client left before a compute worker was free");
+        break;
+    case CS_COMPUTE_PUSHED:
+        overloaded(&st->reply, CS_SHED_QUEUE_FULL, "%s",
+                   "the compute queue is full and this client has the most requests waiting; try again");
         break;
     case CS_COMPUTE_STOPPING:
         cs_reply_error(&st->reply, 503, "shutting_down", "the service is stopping");

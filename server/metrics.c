@@ -38,6 +38,7 @@ static atomic_ulong g_sum_us[MAX_ROUTES + 1];
 static atomic_ulong g_stage_us[CS_STAGE_COUNT], g_stage_n[CS_STAGE_COUNT];
 static atomic_int g_in_flight;
 static atomic_ulong g_shed[CS_SHED_COUNT];
+static atomic_ulong g_compute_n[MAX_ROUTES + 1], g_compute_wait_us[MAX_ROUTES + 1], g_compute_run_us[MAX_ROUTES + 1];
 static const char *const k_shed_names[CS_SHED_COUNT] = {"in_flight",     "queue_full",    "late",
                                                         "upload_places", "upload_budget", "framing"};
 static struct cs_guard *g_guard;
@@ -75,6 +76,14 @@ int cs_metrics_in_flight(int delta)
 void cs_metrics_shed(cs_shed_reason why)
 {
     if ((int)why >= 0 && why < CS_SHED_COUNT) atomic_fetch_add_explicit(&g_shed[why], 1, memory_order_relaxed);
+}
+
+void cs_metrics_compute(int route_index, double wait_s, double run_s)
+{
+    int r = route_index >= 0 && route_index < MAX_ROUTES ? route_index : MAX_ROUTES;
+    atomic_fetch_add_explicit(&g_compute_n[r], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&g_compute_wait_us[r], (unsigned long)(wait_s * 1e6), memory_order_relaxed);
+    atomic_fetch_add_explicit(&g_compute_run_us[r], (unsigned long)(run_s * 1e6), memory_order_relaxed);
 }
 
 void cs_metrics_attach(struct cs_guard *g, struct cs_compute *p)
@@ -221,6 +230,23 @@ char *cs_metrics_text(size_t *len)
                 "# TYPE convscope_compute_queue gauge\n"
                 "convscope_compute_queue{state=\"waiting\"} %ld\nconvscope_compute_queue{state=\"places\"} %ld\n",
             cs.queued, cs.capacity);
+        out(&t, "# HELP convscope_compute_requests_total Requests run on a compute worker, by route.\n"
+                "# TYPE convscope_compute_requests_total counter\n"
+                "# HELP convscope_compute_wait_seconds_total Time those requests waited for a worker.\n"
+                "# TYPE convscope_compute_wait_seconds_total counter\n"
+                "# HELP convscope_compute_run_seconds_total Time workers spent on them.\n"
+                "# TYPE convscope_compute_run_seconds_total counter\n");
+        for (int r = 0; r < n_routes; r++) {
+            unsigned long n = atomic_load(&g_compute_n[r]);
+            if (!n) continue;
+            const char *m, *route;
+            route_labels(r, &m, &route);
+            out(&t, "convscope_compute_requests_total{method=\"%s\",route=\"%s\"} %lu\n", m, route, n);
+            out(&t, "convscope_compute_wait_seconds_total{method=\"%s\",route=\"%s\"} %.6f\n", m, route,
+                (double)atomic_load(&g_compute_wait_us[r]) * 1e-6);
+            out(&t, "convscope_compute_run_seconds_total{method=\"%s\",route=\"%s\"} %.6f\n", m, route,
+                (double)atomic_load(&g_compute_run_us[r]) * 1e-6);
+        }
     }
 
     int counts[CS_JOB_STATES];

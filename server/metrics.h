@@ -29,6 +29,8 @@ typedef enum {
     CS_SHED_COUNT
 } cs_shed_reason;
 void cs_metrics_shed(cs_shed_reason why);
+/* A request ran on a compute worker after waiting wait_s for one. */
+void cs_metrics_compute(int route_index, double wait_s, double run_s);
 
 /* The connection guard and compute pool whose gauges /metrics shows (NULL: none). */
 struct cs_guard;

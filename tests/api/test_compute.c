@@ -101,32 +101,44 @@ static void hold_worker(cs_compute *p, tjob *gate)
     CHECK(s.running == 1 && s.queued == 0, "the gate runs: running %ld queued %ld", s.running, s.queued);
 }
 
-static void test_places_and_half_per_client(void)
+static void test_full_queue_pushes_out_the_longest_lane(void)
 {
     reset();
     cs_compute *p = cs_compute_start(1, 4);
     tjob gate;
     hold_worker(p, &gate);
-    CHECK(cs_compute_reserve(p, 1) == 0 && cs_compute_reserve(p, 1) == 0, "client 1 takes two places");
-    CHECK(cs_compute_reserve(p, 1) != 0, "but not a third: half of the queue");
-    CHECK(cs_compute_reserve(p, 2) == 0 && cs_compute_reserve(p, 2) == 0, "client 2 takes the other two");
-    CHECK(cs_compute_reserve(p, 3) != 0, "the queue is full");
+    /* Alone, client 1 may take every place. */
+    tjob a[4];
+    for (int i = 0; i < 4; i++) {
+        job_init(&a[i], "a", 1);
+        CHECK(cs_compute_reserve(p, 1) == 0, "client 1, place %d", i);
+        cs_compute_submit(p, &a[i].job);
+    }
+    CHECK(cs_compute_reserve(p, 1) != 0, "a fifth: the queue is full and client 1 has the most");
+    /* Client 2 gets places: client 1's newest jobs are pushed out and answered at once. */
+    tjob b[2];
+    for (int i = 0; i < 2; i++) {
+        job_init(&b[i], "b", 2);
+        CHECK(cs_compute_reserve(p, 2) == 0, "client 2, place %d", i);
+        cs_compute_submit(p, &b[i].job);
+    }
+    CHECK(a[3].verdict == CS_COMPUTE_PUSHED && a[2].verdict == CS_COMPUTE_PUSHED, "pushed out: %d %d", a[3].verdict,
+          a[2].verdict);
+    CHECK(a[3].order == 0 && a[2].order == 1, "newest first");
+    CHECK(cs_compute_reserve(p, 2) != 0, "two each: nobody is pushed out for a third");
     cs_compute_stats s;
     cs_compute_stats_get(p, &s);
-    CHECK(s.queued == 4 && s.capacity == 4 && s.refused_full == 2, "queued %ld refused %lu", s.queued, s.refused_full);
-    tjob j[4];
-    for (int i = 0; i < 4; i++) {
-        job_init(&j[i], "j", i < 2 ? 1 : 2);
-        cs_compute_submit(p, &j[i].job);
-    }
+    CHECK(s.queued == 4 && s.capacity == 4 && s.pushed == 2 && s.refused_full == 2, "queued %ld pushed %lu refused %lu",
+          s.queued, s.pushed, s.refused_full);
     open_gate();
-    CHECK(wait_calls(5), "every job ran");
-    for (int i = 0; i < 4; i++) CHECK(j[i].verdict == CS_COMPUTE_RUN, "job %d verdict %d", i, j[i].verdict);
+    CHECK(wait_calls(7), "every job called back");
+    CHECK(a[0].verdict == CS_COMPUTE_RUN && a[1].verdict == CS_COMPUTE_RUN, "client 1's first two ran");
+    CHECK(b[0].verdict == CS_COMPUTE_RUN && b[1].verdict == CS_COMPUTE_RUN, "client 2's ran");
     CHECK(cs_compute_reserve(p, 3) == 0, "places free again");
-    tjob late;
-    job_init(&late, "k", 3);
-    cs_compute_submit(p, &late.job);
-    CHECK(wait_calls(6), "ran");
+    tjob c;
+    job_init(&c, "c", 3);
+    cs_compute_submit(p, &c.job);
+    CHECK(wait_calls(8), "ran");
     cs_compute_free(p);
 }
 
@@ -222,7 +234,7 @@ static void test_client_keys(void)
 
 int main(void)
 {
-    RUN(test_places_and_half_per_client);
+    RUN(test_full_queue_pushes_out_the_longest_lane);
     RUN(test_lanes_take_turns);
     RUN(test_deadline_and_abandoned);
     RUN(test_stop_answers_the_waiting);

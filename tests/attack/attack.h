@@ -6,13 +6,15 @@
  * this machine) so that per-address limits see them as other clients than the normal
  * one on 127.0.0.1. Every attack runs for a bounded time.
  *
- * What a test asserts about the normal client, and why the bounds are as they are:
- * every one of its requests must succeed, and its 99th-percentile latency must stay
- * under NORMAL_P99_S. The service answers a small prediction in well under 10 ms when
- * idle and, with the fixes, in tens of milliseconds under these attacks; without them
- * the same client gets refusals, time-outs or waits of seconds. The bound sits between
- * the two, far enough from both that a busy shared machine does not make it flaky; the
- * measured figures are printed for the record.
+ * What a test asserts about the normal client: every one of its requests succeeds, and
+ * its 99th-percentile latency stays under a bound. The bound is 100 ms, or ten times
+ * what the same client measured just before the attack on the same server when the
+ * machine is busy (it is shared: other builds and tests run beside these), plus, when
+ * the attack itself is model work, eight times the work of one attacking request as the
+ * server measured it (a client waits for the work being computed when it arrives and
+ * for a turn of the other clients' lanes, not for everyone's queue; the rest is room
+ * for a busy machine's scheduling). Without the fixes the same client gets refusals, time-outs, or waits
+ * of many times that; the figures are printed for the record.
  */
 #ifndef CS_TEST_ATTACK_H
 #define CS_TEST_ATTACK_H
@@ -22,27 +24,51 @@
 
 #include "harness.h"
 
-#define NORMAL_P99_S 0.5
+#define NORMAL_P99_S 0.1
 #define MAX_SAMPLES 20000
 
-/* ---- starting the server ------------------------------------------------------- */
+/* ---- the server's memory -------------------------------------------------------- */
 
-/* Starts a server with these flags and, for the limits the attacks are about, these
- * CONVSCOPE_* variables ("NAME=value" strings, NULL-terminated): the environment is
- * how they reach the server here, which checks those variables too, and a build that
- * predates them ignores them, so the same test shows what such a build does. */
-static inline void attack_start(srv_t *s, const char *const *flags, const char *const *env)
+static inline size_t discard_body(char *p, size_t size, size_t n, void *user)
 {
-    for (int i = 0; env && env[i]; i++) putenv((char *)env[i]);
-    srv_start(s, flags);
-    for (int i = 0; env && env[i]; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "%.*s", (int)strcspn(env[i], "="), env[i]);
-        unsetenv(name);
-    }
+    (void)p, (void)user;
+    return size * n;
 }
 
-/* ---- the server's memory -------------------------------------------------------- */
+/* Has every compute worker run predictions and Grad-CAMs a few times, so what a worker
+ * allocates once (its allocator arena, OpenBLAS's buffer, execution contexts) is in
+ * the memory measured before an attack, not counted as the attack's. */
+static inline void warm_up(const srv_t *s)
+{
+    enum { N = 16 };
+    static const char *const paths[] = {"/v1/models/fmnist/predict?sample=test:18",
+                                        "/v1/models/fmnist/gradcam?sample=test:18&size=1024"};
+    for (int round = 0; round < 3; round++) {
+        CURLM *m = curl_multi_init();
+        CURL *h[N];
+        for (int i = 0; i < N; i++) {
+            char url[512];
+            snprintf(url, sizeof url, "%s%s", s->base, paths[i % 2]);
+            h[i] = curl_easy_init();
+            curl_easy_setopt(h[i], CURLOPT_URL, url);
+            curl_easy_setopt(h[i], CURLOPT_NOSIGNAL, 1L);
+            curl_easy_setopt(h[i], CURLOPT_TIMEOUT, 30L);
+            curl_easy_setopt(h[i], CURLOPT_POSTFIELDS, "");
+            curl_easy_setopt(h[i], CURLOPT_WRITEFUNCTION, discard_body);
+            curl_multi_add_handle(m, h[i]);
+        }
+        int running = N;
+        while (running) {
+            curl_multi_perform(m, &running);
+            if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
+        }
+        for (int i = 0; i < N; i++) {
+            curl_multi_remove_handle(m, h[i]);
+            curl_easy_cleanup(h[i]);
+        }
+        curl_multi_cleanup(m);
+    }
+}
 
 /* Resident memory of a process in KiB (VmRSS), or -1. */
 static inline long rss_kib(pid_t pid)
@@ -55,6 +81,24 @@ static inline long rss_kib(pid_t pid)
     text[n] = 0;
     const char *p = strstr(text, "VmRSS:");
     return p ? atol(p + 6) : -1;
+}
+
+/* ---- starting the server ------------------------------------------------------- */
+
+/* Starts a server with these flags and, for the limits the attacks are about, these
+ * CONVSCOPE_* variables ("NAME=value" strings, NULL-terminated): the environment is
+ * how they reach the server here, which checks those variables too, and a build that
+ * predates them ignores them, so the same test shows what such a build does. */
+static inline void attack_start(srv_t *s, const char *const *flags, const char *const *env)
+{
+    for (int i = 0; env && env[i]; i++) putenv((char *)env[i]);
+    srv_start(s, flags);
+    warm_up(s);
+    for (int i = 0; env && env[i]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(env[i], "="), env[i]);
+        unsetenv(name);
+    }
 }
 
 /* ---- the normal client ---------------------------------------------------------- */
@@ -121,7 +165,7 @@ static inline void *normal_main(void *arg)
         free(r.body);
         r.body = NULL;
         r.len = 0;
-        usleep(5000);
+        usleep(2000);
     }
     curl_slist_free_all(hs);
     curl_easy_cleanup(h);
@@ -156,13 +200,32 @@ static inline void normal_stop(normal_client *c, const char *what)
             c->n, c->failed, c->p50 * 1e3, c->p99 * 1e3, c->max * 1e3);
 }
 
+/* The normal client alone for a moment: its p99 before the attack. */
+static inline double normal_baseline(const srv_t *s, const char *path, const void *body, size_t len,
+                                     const char *type)
+{
+    static normal_client c;
+    normal_start(&c, s, path, body, len, type, 0);
+    usleep(2000000);
+    normal_stop(&c, "no attack (the baseline)");
+    return c.failed ? 10.0 : c.p99;
+}
+
+/* The latency bound (see the top of this file); job_s: one attacking request's work. */
+static inline double normal_bound(double baseline_p99, double job_s)
+{
+    double b = 10 * baseline_p99 > NORMAL_P99_S ? 10 * baseline_p99 : NORMAL_P99_S;
+    return b + 8 * job_s;
+}
+
 /* The normal client's checks, the same for every attack. */
-#define CHECK_NORMAL(c)                                                                                           \
+#define CHECK_NORMAL(c, bound)                                                                                    \
     do {                                                                                                          \
         CHECK((c)->n >= 10, "the normal client got only %d answers", (c)->n);                                     \
         CHECK((c)->failed == 0, "the normal client saw %d failures (first: status %ld)", (c)->failed,              \
               (c)->first_bad);                                                                                    \
-        CHECK((c)->p99 < NORMAL_P99_S, "normal p99 %.1f ms (bound %.0f ms)", (c)->p99 * 1e3, NORMAL_P99_S * 1e3); \
+        CHECK((c)->p99 < (bound), "normal p99 %.1f ms (bound %.0f ms)", (c)->p99 * 1e3, (bound) * 1e3);            \
+        fprintf(stderr, "  normal p99 %.1f ms, bound %.0f ms\n", (c)->p99 * 1e3, (bound) * 1e3);                   \
     } while (0)
 
 /* ---- raw attacker connections --------------------------------------------------- */

@@ -27,7 +27,8 @@ static void test_dripping_bodies(void)
     attack_start(&S, flags, g_env);
     size_t png_len;
     char *png = small_png(&S, &png_len);
-    normal_client nc;
+    double base = normal_baseline(&S, "/v1/models/fmnist/predict", png, png_len, "image/png");
+    static normal_client nc;
     normal_start(&nc, &S, "/v1/models/fmnist/predict", png, png_len, "image/png", 0);
 
     /* Three times --max-in-flight uploads, one byte every half second. */
@@ -43,7 +44,7 @@ static void test_dripping_bodies(void)
         slow_poll(att, N);
     }
     normal_stop(&nc, "48 dripping uploads");
-    CHECK_NORMAL(&nc);
+    CHECK_NORMAL(&nc, normal_bound(base, 0));
     int ended = 0, answered = 0;
     for (int i = 0; i < N; i++) ended += att[i].ended > 0, answered += att[i].answered;
     fprintf(stderr, "  attacker: %d uploads, %d ended within 6 s (%d answered at once)\n", N, ended,
@@ -85,7 +86,8 @@ static void test_stalled_big_bodies_memory(void)
     char *png = small_png(&S, &png_len);
     long rss0 = rss_kib(S.pid);
     CHECK(rss0 > 0, "the server's memory cannot be read");
-    normal_client nc;
+    double base = normal_baseline(&S, "/v1/models/fmnist/predict", png, png_len, "image/png");
+    static normal_client nc;
     normal_start(&nc, &S, "/v1/models/fmnist/predict", png, png_len, "image/png", 0);
 
     /* 40 uploads of 8 MiB from two addresses, all but their last byte, then silence. */
@@ -111,7 +113,7 @@ static void test_stalled_big_bodies_memory(void)
         usleep(50000);
     }
     normal_stop(&nc, "40 stalled 8 MiB uploads");
-    CHECK_NORMAL(&nc);
+    CHECK_NORMAL(&nc, normal_bound(base, 0));
     int refused = 0, admitted = 0;
     for (int i = 0; i < N; i++) {
         /* A 503 sent before the body is read, then the connection closed (the client may
