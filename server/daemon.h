@@ -1,6 +1,7 @@
 /*
- * daemon.h - the HTTP listener: libmicrohttpd, its threads, and the per-request
- * life cycle (route, bounded body, dispatch, reply, access log, metrics).
+ * daemon.h - the HTTP listener: libmicrohttpd, its threads, the compute workers and
+ * the connection guard, and the per-request life cycle (framing check, route, bounded
+ * body, dispatch, reply, access log, metrics).
  */
 #ifndef CS_SERVER_DAEMON_H
 #define CS_SERVER_DAEMON_H
@@ -17,9 +18,11 @@ cs_daemon *cs_daemon_start(const cs_config *cfg, char *err, size_t errlen);
 int cs_daemon_port(const cs_daemon *d);
 /* Stops accepting connections; requests in flight go on. */
 void cs_daemon_quiesce(cs_daemon *d);
-/* Waits until no request is being answered or `seconds` passed; 1 when idle. */
+/* Waits until no request is being answered and no body arriving, or `seconds`
+ * passed; 1 when idle. */
 int cs_daemon_drain(cs_daemon *d, double seconds);
-/* Stops the threads and frees everything. */
+/* Answers what still waits for a compute worker (503), stops the threads and frees
+ * everything. */
 void cs_daemon_stop(cs_daemon *d);
 
 #endif

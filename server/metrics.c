@@ -1,7 +1,9 @@
 /*
  * metrics.c - request counts by route template and status, latency histograms,
  * time per stage (decode, forward, backward, draw, encode), requests in flight,
- * training jobs by state and the served model versions.
+ * requests refused for load, the connection guard's and compute queue's gauges,
+ * compute wait and run time per route, training jobs by state and the served model
+ * versions.
  *
  * Path templates, not raw paths, label the series: a raw path would make one series
  * per image index or job id and grow without bound.

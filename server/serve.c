@@ -6,14 +6,15 @@
  * by sigwait() here, so no handler runs in signal context.
  *
  * Shutdown: stop accepting; cancel training (a job saves only after it finished,
- * atomically, so nothing is left half-written); let requests in flight finish (up
- * to 10 s); stop the workers; free the models.
+ * atomically, so nothing is left half-written); let requests in flight and uploads
+ * finish (up to 10 s); answer what still waits for a compute worker with 503; stop
+ * the threads; free the models.
  *
  * OpenBLAS threads and the layers of one request default to 1 thread: every request
- * runs on its own worker thread, so parallelism comes from the requests; splitting
- * each pass over the cores as well only oversubscribes them (measured: see the
- * README's HTTP API section). A training job, one long pass on its own thread, splits
- * its layers over every core.
+ * runs on one compute worker (--workers, one per core), so parallelism comes from the
+ * requests; splitting each pass over the cores as well only oversubscribes them
+ * (measured: see the README's HTTP API section). A training job, one long pass on its
+ * own thread, splits its layers over every core.
  */
 #include "serve.h"
 
