@@ -2,8 +2,9 @@
  * guard.c - per-connection deadlines, body rates and upload limits (see guard.h).
  *
  * The records form one list under one lock. The per-address shares are counted by
- * walking that list when a body starts (at most --max-connections records, once per
- * upload), which keeps no second structure in step with it.
+ * walking that list when a body starts and the uploads together hold more than half
+ * of the places or of the budget (at most --max-connections records), which keeps no
+ * second structure in step with it.
  *
  * Cutting is shutdown(SHUT_RDWR) under the lock: libmicrohttpd then sees the end of
  * the stream and closes the connection itself. It tells us (cs_guard_close, also
@@ -174,12 +175,15 @@ cs_guard_result cs_guard_upload(cs_guard_conn *c, size_t length)
     pthread_mutex_lock(&g->lock);
     long mine_uploads = 0;
     size_t mine_held = 0;
-    for (cs_guard_conn *o = g->head; o; o = o->next) {
-        if (o->client != c->client) continue;
-        mine_uploads += o->state == ST_BODY;
-        mine_held += o->held;
-    }
     long half_places = g->lim.max_uploads > 1 ? g->lim.max_uploads / 2 : 1;
+    /* This address's shares matter only when all addresses together are past half. */
+    if (g->uploads >= half_places || g->held + bytes > g->lim.upload_budget / 2) {
+        for (cs_guard_conn *o = g->head; o; o = o->next) {
+            if (o->client != c->client) continue;
+            mine_uploads += o->state == ST_BODY;
+            mine_held += o->held;
+        }
+    }
     if (c->cut) r = CS_GUARD_CUT;
     else if (g->uploads >= g->lim.max_uploads || mine_uploads >= half_places) r = CS_GUARD_NO_SLOT;
     else if (bytes > g->lim.upload_budget - g->held || (mine_held && mine_held + bytes > g->lim.upload_budget / 2))
