@@ -21,6 +21,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "harness.h"
 
@@ -110,7 +111,7 @@ typedef struct {
     size_t len;
     const char *type;
     int fresh;         /* a new connection for every request, as a script calling curl makes */
-    volatile int stop;
+    atomic_int stop;
     pthread_t thread;
     int n, failed;
     long first_bad;    /* status of the first failure (0: no answer) */
@@ -151,7 +152,7 @@ static inline void *normal_main(void *arg)
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
-    while (!c->stop && c->n < MAX_SAMPLES) {
+    while (!atomic_load(&c->stop) && c->n < MAX_SAMPLES) {
         double t0 = now_s();
         CURLcode rc = curl_easy_perform(h);
         double dt = now_s() - t0;
@@ -187,7 +188,7 @@ static inline void normal_start(normal_client *c, const srv_t *s, const char *pa
 
 static inline void normal_stop(normal_client *c, const char *what)
 {
-    c->stop = 1;
+    atomic_store(&c->stop, 1);
     pthread_join(c->thread, NULL);
     if (c->n) {
         qsort(c->lat, (size_t)c->n, sizeof c->lat[0], cmp_double);
