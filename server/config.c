@@ -70,6 +70,8 @@ static const opt_spec specs[] = {
      "finished training jobs remembered by GET /v1/jobs"},
     {"max-in-flight", "CONVSCOPE_MAX_IN_FLIGHT", OPT_INT, "256", 1, 100000, S(max_in_flight),
      "requests being answered at once; more get 429 at once (health and metrics exempt)"},
+    {"keep-versions", "CONVSCOPE_KEEP_VERSIONS", OPT_INT, "5", 1, 1000, S(keep_versions),
+     "versions of a trainable model kept in the models folder (fmnist.versions/) to roll back to"},
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 

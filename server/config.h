@@ -28,6 +28,7 @@ typedef struct cs_config {
     long vgg16;               /* 0: do not load VGG16 */
     long max_jobs;            /* finished jobs remembered */
     long max_in_flight;       /* requests answered at once; more get 429 */
+    long keep_versions;       /* versions of a trainable model kept in the models folder */
 } cs_config;
 
 /* Fills cfg. Returns 0, 1 when --help was printed (exit 0), or -1 after printing the

@@ -125,7 +125,7 @@ int cs_serve_main(int argc, char **argv)
     cs_api.http_threads = (int)cfg.threads;
 
     cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, (int)cfg.vgg16,
-                                 (int)cfg.threads};
+                                 (int)cfg.threads, (int)cfg.keep_versions};
     char err[600];
     if (cs_api_start(&models, err, sizeof err) != 0) {
         cs_log_info("cannot start: %s", err);
