@@ -33,6 +33,9 @@ void cs_h_job_cancel(cs_req *req, cs_reply *rep);
 void cs_h_evaluation_start(cs_req *req, cs_reply *rep);
 void cs_h_evaluation(cs_req *req, cs_reply *rep);
 void cs_h_evaluation_png(cs_req *req, cs_reply *rep);
+/* projector_jobs.c */
+void cs_h_projector_start(cs_req *req, cs_reply *rep);
+void cs_h_projector(cs_req *req, cs_reply *rep);
 /* model_versions.c */
 void cs_h_versions(cs_req *req, cs_reply *rep);
 void cs_h_versions_compare(cs_req *req, cs_reply *rep);

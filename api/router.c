@@ -36,6 +36,8 @@ const cs_route cs_routes[] = {
     {"POST", "/v1/models/{model}/evaluation", cs_h_evaluation_start, 0},
     {"GET", "/v1/models/{model}/evaluation", cs_h_evaluation, 0},
     {"GET", "/v1/models/{model}/evaluation/confusion.png", cs_h_evaluation_png, 0},
+    {"POST", "/v1/models/{model}/projector", cs_h_projector_start, 0},
+    {"GET", "/v1/models/{model}/projector", cs_h_projector, 0},
     {"GET", "/v1/datasets/fashion-mnist", cs_h_dataset_info, 0},
     {"GET", "/v1/datasets/fashion-mnist/{split}/{index}.png", cs_h_dataset_image, 0},
     {"GET", "/v1/jobs", cs_h_jobs_list, 0},

@@ -16,7 +16,7 @@ int cs_embed_default_node(const cs_model *m)
 }
 
 int cs_node_activations(const cs_model *m, const cs_dataset *d, int n, int node, cs_embed_progress_fn progress,
-                        void *user, float **out, int *dim, char *err, size_t errlen)
+                        void *user, float **out, int *dim, int *pred, char *err, size_t errlen)
 {
     *out = NULL;
     if (m->input.h != d->h || m->input.w != d->w || m->input.c != 1 || m->n_extra_inputs) {
@@ -43,7 +43,7 @@ int cs_node_activations(const cs_model *m, const cs_dataset *d, int n, int node,
     for (int s = 0; s < n; s += bs) {
         const int b = n - s < bs ? n - s : bs;
         for (int i = 0; i < b; i++) cs_dataset_image_float(d, s + i, x + (size_t)i * px);
-        if (cs_exec_forward_upto(e, x, b, node) != 0) {
+        if ((pred ? cs_exec_forward(e, x, b, 0, NULL) : cs_exec_forward_upto(e, x, b, node)) != 0) {
             snprintf(err, errlen, "out of memory");
             cs_exec_free(e);
             free(x);
@@ -51,6 +51,8 @@ int cs_node_activations(const cs_model *m, const cs_dataset *d, int n, int node,
             return -1;
         }
         memcpy(a + (size_t)s * per, e->act[node], (size_t)b * per * sizeof(float));
+        const int top = m->n_layers - 1, k = m->layers[top].out.c;
+        for (int i = 0; pred && i < b; i++) pred[s + i] = cs_argmax(e->act[top] + (size_t)i * k, k);
         if (progress && progress(user, s + b, n)) {
             cs_exec_free(e);
             free(x);

@@ -66,8 +66,9 @@ double cs_tsne_kl(const cs_tsne_p *p, const double *y, int dims);
  * dense layer), else the node just below the top. */
 int cs_embed_default_node(const cs_model *m);
 /* The outputs of `node` for the first n images of d: out (n, size of the node's output)
- * malloc'd. 0, 1 when stopped by progress, or -1 with err. */
+ * malloc'd; with pred (n entries, may be NULL) also each image's predicted class (the
+ * whole model then runs). 0, 1 when stopped by progress, or -1 with err. */
 int cs_node_activations(const cs_model *m, const cs_dataset *d, int n, int node, cs_embed_progress_fn progress,
-                        void *user, float **out, int *dim, char *err, size_t errlen);
+                        void *user, float **out, int *dim, int *pred, char *err, size_t errlen);
 
 #endif

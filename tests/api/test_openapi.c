@@ -108,6 +108,14 @@ static const struct {
     {"GET", "/v1/models/{model}/evaluation/confusion.png", 200, "test_versions:test_evaluation_job"},
     {"GET", "/v1/models/{model}/evaluation/confusion.png", 400, "test_versions:test_evaluation_job"},
     {"GET", "/v1/models/{model}/evaluation/confusion.png", 404, "test_versions:test_evaluation_job"},
+    {"POST", "/v1/models/{model}/projector", 200, "test_versions:test_projector_job"},
+    {"POST", "/v1/models/{model}/projector", 202, "test_versions:test_projector_job"},
+    {"POST", "/v1/models/{model}/projector", 400, "test_versions:test_projector_job"},
+    {"POST", "/v1/models/{model}/projector", 404, "test_versions:test_projector_job"},
+    {"POST", "/v1/models/{model}/projector", 422, "test_versions:test_projector_job"},
+    {"GET", "/v1/models/{model}/projector", 200, "test_versions:test_projector_job"},
+    {"GET", "/v1/models/{model}/projector", 400, "test_versions:test_projector_job"},
+    {"GET", "/v1/models/{model}/projector", 404, "test_versions:test_projector_job"},
 };
 #define N_COVERED (sizeof covered / sizeof covered[0])
 

@@ -262,6 +262,83 @@ static void test_evaluation_job(void)
     resp_free(&r);
 }
 
+static void test_projector_job(void)
+{
+    resp_t r = http(&S, "GET", "/v1/models/fmnist/projector?limit=300&method=tsne&iterations=200");
+    CHECK(r.status == 404 && is_error(&r, "not_projected"), "not made yet: %ld", r.status);
+    resp_free(&r);
+    r = http(&S, "POST", "/v1/models/fmnist/projector?limit=300&method=tsne&iterations=200&dims=3&seed=5");
+    json_t *j = resp_json(&r);
+    CHECK(r.status == 202 && !strcmp(json_string_value(json_object_get(j, "kind")), "project"), "202: %ld %s", r.status,
+          r.body);
+    char id[64];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(j, "id")) ? json_string_value(json_object_get(j, "id")) : "");
+    json_decref(j);
+    resp_free(&r);
+    j = wait_job(&S, id, 120);
+    CHECK(!strcmp(state_of(j), "succeeded"), "projector job %s", state_of(j));
+    const char *url = json_string_value(json_object_get(json_object_get(j, "result"), "url"));
+    char path[400];
+    snprintf(path, sizeof path, "%s", url ? url : "/none");
+    json_decref(j);
+    long st;
+    json_t *p = get_json(&S, path, &st);
+    CHECK(st == 200 && json_array_size(json_object_get(p, "points")) == 300, "300 points: %ld", st);
+    CHECK(json_array_size(json_array_get(json_object_get(p, "points"), 0)) == 3, "in 3-D");
+    CHECK(!strcmp(json_string_value(json_object_get(p, "node")), "dense_1"), "the last hidden dense layer");
+    CHECK(json_integer_value(json_array_get(json_object_get(p, "labels"), 0)) == 9 &&
+              json_array_size(json_object_get(p, "predictions")) == 300,
+          "labels (test image 0 is an ankle boot) and predictions");
+    json_decref(p);
+    /* Made again: answered from the cache. */
+    r = http(&S, "POST", "/v1/models/fmnist/projector?limit=300&method=tsne&iterations=200&dims=3&seed=5");
+    CHECK(r.status == 200 && strstr(r.body, "\"points\""), "cached: %ld", r.status);
+    resp_free(&r);
+    /* PCA of another node, then cancelling a long t-SNE. */
+    r = http(&S, "POST", "/v1/models/fmnist/projector?limit=500&node=leaky_re_lu_3");
+    j = resp_json(&r);
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(j, "id")) ? json_string_value(json_object_get(j, "id")) : "");
+    json_decref(j);
+    resp_free(&r);
+    j = wait_job(&S, id, 60);
+    CHECK(!strcmp(state_of(j), "succeeded"), "pca %s", state_of(j));
+    json_decref(j);
+    p = get_json(&S, "/v1/models/fmnist/projector?limit=500&node=leaky_re_lu_3", &st);
+    CHECK(st == 200 && json_array_size(json_object_get(p, "variance")) == 3 &&
+              json_number_value(json_array_get(json_object_get(p, "variance"), 0)) >=
+                  json_number_value(json_array_get(json_object_get(p, "variance"), 1)),
+          "PCA variances, largest first");
+    json_decref(p);
+    r = http(&S, "POST", "/v1/models/fmnist/projector?limit=3000&method=tsne&iterations=5000");
+    j = resp_json(&r);
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(j, "id")) ? json_string_value(json_object_get(j, "id")) : "");
+    json_decref(j);
+    resp_free(&r);
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    r = http(&S, "DELETE", path);
+    CHECK(r.status == 202, "cancel: %ld", r.status);
+    resp_free(&r);
+    j = wait_job(&S, id, 60);
+    CHECK(!strcmp(state_of(j), "cancelled"), "cancelled: %s", state_of(j));
+    json_decref(j);
+    const char *bad[] = {"method=umap", "dims=4", "perplexity=1", "limit=50&method=tsne"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "/v1/models/fmnist/projector?%s", bad[i]);
+        r = http(&S, "POST", path);
+        CHECK(r.status == 400, "%s: %ld", bad[i], r.status);
+        resp_free(&r);
+    }
+    r = http(&S, "GET", "/v1/models/fmnist/projector?dims=9");
+    CHECK(r.status == 400, "GET bad dims: %ld", r.status);
+    resp_free(&r);
+    r = http(&S, "POST", "/v1/models/fmnist/projector?node=nope");
+    CHECK(r.status == 404, "unknown node: %ld", r.status);
+    resp_free(&r);
+    r = http(&S, "POST", "/v1/models/avgpool/projector");
+    CHECK(r.status == 422 && is_error(&r, "not_projectable"), "other inputs: %ld", r.status);
+    resp_free(&r);
+}
+
 static void test_token_guards_serve(void)
 {
     srv_t T;
@@ -386,6 +463,7 @@ int main(void)
     srv_extra_models = NULL;
     RUN(test_train_twice_roll_back);
     RUN(test_evaluation_job);
+    RUN(test_projector_job);
     srv_stop(&S);
     RUN(test_token_guards_serve);
     RUN(test_killed_during_a_job);

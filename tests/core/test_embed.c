@@ -225,7 +225,11 @@ static void test_bundled_model_activations(void)
           node >= 0 ? m->layers[node].name : "-");
     float *a;
     int dim;
-    CHECK(cs_node_activations(m, &d, 500, node, NULL, NULL, &a, &dim, err, sizeof err) == 0 && dim == 64, "%s", err);
+    int pred[500], right = 0;
+    CHECK(cs_node_activations(m, &d, 500, node, NULL, NULL, &a, &dim, pred, err, sizeof err) == 0 && dim == 64, "%s",
+          err);
+    for (int i = 0; i < 500; i++) right += pred[i] == d.labels[i];
+    CHECK(right > 400, "predictions alongside: %d of 500 right", right);
     float *y = malloc(500 * 2 * sizeof *y);
     CHECK(cs_pca(a, 500, dim, 2, y, NULL, err, sizeof err) == 0, "pca of dense_1: %s", err);
     free(y);
