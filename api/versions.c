@@ -73,9 +73,10 @@ json_t *cs_versions_record(const cs_model *m, uint32_t crc, const char *source)
                             source ? source : "file", "trained_at",
                             mt->trained_at[0] ? json_string(mt->trained_at) : json_null(), "test_accuracy",
                             number_or_null(mt->test_accuracy, mt->test_accuracy >= 0), "history", hist);
-    /* What the model file says of its test accuracy does not say on how many images. */
-    json_object_set_new(rec, "test_images", json_null());
-    json_object_set_new(rec, "test_subset", json_null());
+    /* How many test images the file's accuracy counts, when the file says (files written
+     * before it did leave it unknown). */
+    json_object_set_new(rec, "test_images", mt->test_images > 0 ? json_integer(mt->test_images) : json_null());
+    json_object_set_new(rec, "test_subset", mt->test_images > 0 ? json_boolean(mt->test_images < 10000) : json_null());
     if (mt->epochs > 0)
         json_object_set_new(rec, "training",
                             json_pack("{s:i,s:i,s:i,s:f,s:I}", "epochs", mt->epochs, "batch_size", mt->batch_size,
