@@ -36,6 +36,10 @@ void cs_h_evaluation_png(cs_req *req, cs_reply *rep);
 /* projector_jobs.c */
 void cs_h_projector_start(cs_req *req, cs_reply *rep);
 void cs_h_projector(cs_req *req, cs_reply *rep);
+/* atlas_jobs.c */
+void cs_h_atlas_start(cs_req *req, cs_reply *rep);
+void cs_h_atlas(cs_req *req, cs_reply *rep);
+void cs_h_atlas_png(cs_req *req, cs_reply *rep);
 /* model_versions.c */
 void cs_h_versions(cs_req *req, cs_reply *rep);
 void cs_h_versions_compare(cs_req *req, cs_reply *rep);

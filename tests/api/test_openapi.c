@@ -116,6 +116,16 @@ static const struct {
     {"GET", "/v1/models/{model}/projector", 200, "test_versions:test_projector_job"},
     {"GET", "/v1/models/{model}/projector", 400, "test_versions:test_projector_job"},
     {"GET", "/v1/models/{model}/projector", 404, "test_versions:test_projector_job"},
+    {"POST", "/v1/models/{model}/layers/{layer}/atlas", 200, "test_versions:test_atlas_job"},
+    {"POST", "/v1/models/{model}/layers/{layer}/atlas", 202, "test_versions:test_atlas_job"},
+    {"POST", "/v1/models/{model}/layers/{layer}/atlas", 400, "test_versions:test_atlas_job"},
+    {"POST", "/v1/models/{model}/layers/{layer}/atlas", 404, "test_versions:test_atlas_job"},
+    {"GET", "/v1/models/{model}/layers/{layer}/atlas", 200, "test_versions:test_atlas_job"},
+    {"GET", "/v1/models/{model}/layers/{layer}/atlas", 400, "test_versions:test_atlas_job"},
+    {"GET", "/v1/models/{model}/layers/{layer}/atlas", 404, "test_versions:test_atlas_job"},
+    {"GET", "/v1/models/{model}/layers/{layer}/atlas/{channel}.png", 200, "test_versions:test_atlas_job"},
+    {"GET", "/v1/models/{model}/layers/{layer}/atlas/{channel}.png", 400, "test_versions:test_atlas_job"},
+    {"GET", "/v1/models/{model}/layers/{layer}/atlas/{channel}.png", 404, "test_versions:test_atlas_job"},
 };
 #define N_COVERED (sizeof covered / sizeof covered[0])
 

@@ -339,6 +339,88 @@ static void test_projector_job(void)
     resp_free(&r);
 }
 
+static void test_atlas_job(void)
+{
+    const char *q = "/v1/models/fmnist/layers/leaky_re_lu_2/atlas?channels=3&top=4&limit=1000&steps=64";
+    resp_t r = http(&S, "GET", q);
+    CHECK(r.status == 404 && is_error(&r, "not_made"), "not made yet: %ld", r.status);
+    resp_free(&r);
+    r = http(&S, "POST", q);
+    json_t *j = resp_json(&r);
+    CHECK(r.status == 202 && !strcmp(json_string_value(json_object_get(j, "kind")), "atlas"), "202: %ld %s", r.status,
+          r.body);
+    char id[64];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(j, "id")) ? json_string_value(json_object_get(j, "id")) : "");
+    json_decref(j);
+    resp_free(&r);
+    j = wait_job(&S, id, 120);
+    CHECK(!strcmp(state_of(j), "succeeded"), "atlas job %s", state_of(j));
+    json_decref(j);
+    long st;
+    json_t *a = get_json(&S, q, &st);
+    json_t *chans = json_object_get(a, "channels");
+    CHECK(st == 200 && json_array_size(chans) == 3, "three channels: %ld", st);
+    json_t *c1 = json_array_get(chans, 1), *top = json_object_get(c1, "top");
+    CHECK(json_array_size(top) == 4, "four top images");
+    double v0 = json_number_value(json_object_get(json_array_get(top, 0), "value")),
+           v3 = json_number_value(json_object_get(json_array_get(top, 3), "value"));
+    long idx = (long)json_integer_value(json_object_get(json_array_get(top, 0), "index"));
+    json_t *patch = json_object_get(json_array_get(top, 0), "patch");
+    CHECK(v0 >= v3 && idx >= 0 && idx < 1000, "best first, among the first 1000 (%ld)", idx);
+    CHECK(json_array_size(patch) == 4 &&
+              json_integer_value(json_array_get(patch, 2)) - json_integer_value(json_array_get(patch, 0)) <= 8,
+          "a patch within the 8x8 field");
+    char png[400];
+    snprintf(png, sizeof png, "%s&scale=4", json_string_value(json_object_get(c1, "image")));
+    json_decref(a);
+    r = http(&S, "GET", png);
+    cs_image img;
+    CHECK(r.status == 200 && resp_png(&r, &img) && img.w == 112 && img.c == 1 && image_levels(&img) > 8,
+          "the feature visualisation: %ld", r.status);
+    cs_image_free(&img);
+    resp_free(&r);
+    r = http(&S, "POST", q);
+    CHECK(r.status == 200, "cached: %ld", r.status);
+    resp_free(&r);
+    r = http(&S, "GET", "/v1/models/fmnist/layers/leaky_re_lu_2/atlas/7.png?channels=3&top=4&limit=1000&steps=64");
+    CHECK(r.status == 404, "channel beyond the atlas: %ld", r.status);
+    resp_free(&r);
+    r = http(&S, "GET", "/v1/models/fmnist/layers/leaky_re_lu_2/atlas/1.png?channels=3&top=4&limit=1000&steps=65");
+    CHECK(r.status == 404 && is_error(&r, "not_made"), "another atlas: %ld", r.status);
+    resp_free(&r);
+    r = http(&S, "POST", "/v1/models/fmnist/layers/leaky_re_lu_2/atlas?channels=65");
+    CHECK(r.status == 400, "65 channels of 64: %ld", r.status);
+    resp_free(&r);
+    r = http(&S, "GET", "/v1/models/fmnist/layers/leaky_re_lu_2/atlas?top=0");
+    CHECK(r.status == 400, "top 0: %ld", r.status);
+    resp_free(&r);
+    r = http(&S, "GET", "/v1/models/fmnist/layers/leaky_re_lu_2/atlas/1.png?scale=99");
+    CHECK(r.status == 400, "scale 99: %ld", r.status);
+    resp_free(&r);
+    r = http(&S, "POST", "/v1/models/fmnist/layers/nope/atlas");
+    CHECK(r.status == 404, "unknown layer: %ld", r.status);
+    resp_free(&r);
+    /* A model of other inputs: feature visualisation only, the top images unavailable. */
+    r = http(&S, "POST", "/v1/models/avgpool/layers/0/atlas?channels=2&steps=8");
+    j = resp_json(&r);
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(j, "id")) ? json_string_value(json_object_get(j, "id")) : "");
+    json_decref(j);
+    resp_free(&r);
+    j = wait_job(&S, id, 60);
+    CHECK(!strcmp(state_of(j), "succeeded"), "avgpool atlas %s %s", state_of(j),
+          json_string_value(json_object_get(j, "error")) ? json_string_value(json_object_get(j, "error")) : "");
+    json_decref(j);
+    a = get_json(&S, "/v1/models/avgpool/layers/0/atlas?channels=2&steps=8", &st);
+    CHECK(st == 200 && json_is_string(json_object_get(a, "top_unavailable")) &&
+              !json_object_get(json_array_get(json_object_get(a, "channels"), 0), "top"),
+          "no top images for a model of RGB inputs: %ld", st);
+    json_decref(a);
+    r = http(&S, "GET", "/v1/models/avgpool/layers/0/atlas/1.png?channels=2&steps=8");
+    CHECK(r.status == 200 && resp_png(&r, &img) && img.c == 3 && img.w == 30, "an RGB picture: %ld", r.status);
+    cs_image_free(&img);
+    resp_free(&r);
+}
+
 static void test_token_guards_serve(void)
 {
     srv_t T;
@@ -464,6 +546,7 @@ int main(void)
     RUN(test_train_twice_roll_back);
     RUN(test_evaluation_job);
     RUN(test_projector_job);
+    RUN(test_atlas_job);
     srv_stop(&S);
     RUN(test_token_guards_serve);
     RUN(test_killed_during_a_job);
