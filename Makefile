@@ -23,7 +23,7 @@ HTTP_OBJ := $(HTTP_SRC:%.c=$(B)/%.o)
 CORE_TESTS := $(patsubst tests/core/%.c,$(B)/tests/%,$(wildcard tests/core/test_*.c))
 API_TESTS  := $(patsubst tests/api/%.c,$(B)/tests/api_%,$(wildcard tests/api/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
-WEB_TESTS  := $(wildcard tests/web/run.sh)
+WEB_TESTS  := $(wildcard tests/web/run.sh tests/web/insight.sh)
 # The committed ONNX test models against ONNX Runtime (tests/models/make_models.py wrote them),
 # and models convscope exports as ONNX run by ONNX Runtime.
 MODEL_TESTS := $(wildcard tests/models/run.sh tests/models/export.sh)
