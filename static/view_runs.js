@@ -154,11 +154,18 @@ export function initRunsView(pane, { onNewVersion }) {
     }
   });
 
+  // Read when the view is open, and only for a model that keeps versions (one this
+  // service trains): other models have none to ask for.
+  const open = () => !pane.hidden;
   return {
     model(m) {
-      model = m;
+      model = m && m.trainable ? m : null;
+      list = null;
       cmpOut.replaceChildren();
-      load();
+      table.replaceChildren();
+      charts.replaceChildren();
+      info.textContent = m && !m.trainable ? `${m.name} keeps no versions: only a model this service trains does.` : '';
+      if (open()) load();
     },
     shown: () => load(),
   };
