@@ -40,6 +40,9 @@ void cs_h_projector(cs_req *req, cs_reply *rep);
 void cs_h_atlas_start(cs_req *req, cs_reply *rep);
 void cs_h_atlas(cs_req *req, cs_reply *rep);
 void cs_h_atlas_png(cs_req *req, cs_reply *rep);
+/* job_snapshots.c */
+void cs_h_job_snapshots(cs_req *req, cs_reply *rep);
+void cs_h_job_snapshot_png(cs_req *req, cs_reply *rep);
 /* model_versions.c */
 void cs_h_versions(cs_req *req, cs_reply *rep);
 void cs_h_versions_compare(cs_req *req, cs_reply *rep);

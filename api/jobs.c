@@ -34,6 +34,7 @@
 #include "registry.h"
 #include "reply.h"
 #include "train.h"
+#include "job_snapshots.h"
 #include "versions.h"
 
 struct cs_job {
@@ -44,6 +45,8 @@ struct cs_job {
     cs_train_config cfg;
     int from_current;
     int from_version; /* the version a job "from": "current" started from */
+    int snapshots;          /* keep the filters after every epoch (job_snapshots.c) */
+    const cs_model *trained; /* the job thread's model while it trains, for them */
     cs_job_state state;
     int epoch, epochs, batch, batches;
     double loss, accuracy;
@@ -146,6 +149,11 @@ static json_t *job_json(const cs_job *j)
         j->cfg.batch_size, "learning_rate", (double)j->cfg.learning_rate, "seed", (json_int_t)j->cfg.seed,
         "train_limit", j->cfg.train_limit, "test_limit", j->cfg.test_limit, "from",
         j->from_current ? "current" : "scratch");
+    if (j->snapshots) {
+        char url[64];
+        cs_fmt(url, sizeof url, "/v1/jobs/%s/snapshots", j->id);
+        json_object_set_new(doc, "snapshots", json_string(url));
+    }
     if (j->state == CS_JOB_RUNNING) {
         json_object_set_new(doc, "loss", json_real(j->loss));
         json_object_set_new(doc, "accuracy", json_real(j->accuracy));
@@ -165,6 +173,8 @@ static void on_progress(const cs_progress *p, const cs_epoch_record *finished, v
     j->batches = p->batches;
     j->loss = p->loss;
     j->accuracy = p->accuracy;
+    /* Between two epochs: the job's own thread, its model still. */
+    if (finished && j->snapshots) cs_snapshots_take(j->id, j->trained, finished);
     if (finished) {
         cs_epoch_record *h = realloc(j->history, sizeof *h * (size_t)(j->n_history + 1));
         if (h) {
@@ -242,6 +252,8 @@ static void *job_thread(void *arg)
         finish(j, CS_JOB_FAILED, j->from_current ? err : "out of memory");
         return NULL;
     }
+    j->trained = m;
+    if (j->snapshots) cs_snapshots_begin(j->id, m);
     int rc = cs_train(m, train, test, &j->cfg, on_progress, j, &j->cancel, err, sizeof err);
     if (rc == 1) {
         cs_model_free(m);
@@ -353,7 +365,7 @@ void cs_h_train(cs_req *req, cs_reply *rep)
         }
     }
     static const char *const known[] = {"epochs", "batch_size", "learning_rate", "seed", "train_limit",
-                                        "test_limit", "from", NULL};
+                                        "test_limit", "from", "snapshots", NULL};
     const char *key;
     json_t *val;
     json_object_foreach(body, key, val) {
@@ -361,7 +373,7 @@ void cs_h_train(cs_req *req, cs_reply *rep)
         for (int i = 0; known[i]; i++) ok |= !strcmp(key, known[i]);
         if (!ok) {
             cs_reply_error(rep, 400, "bad_parameter", "unknown field '%.64s' (known: epochs, batch_size, "
-                           "learning_rate, seed, train_limit, test_limit, from)", key);
+                           "learning_rate, seed, train_limit, test_limit, from, snapshots)", key);
             json_decref(body);
             return;
         }
@@ -386,6 +398,12 @@ void cs_h_train(cs_req *req, cs_reply *rep)
             from_current = !strcmp(f, "current");
         }
     }
+    json_t *snap = json_object_get(body, "snapshots");
+    if (ok && snap && !json_is_boolean(snap)) {
+        cs_reply_error(rep, 400, "bad_parameter", "snapshots must be true or false");
+        ok = 0;
+    }
+    const int snapshots = json_is_true(snap);
     json_decref(body);
     if (!ok) return;
     if (lr <= 0) {
@@ -426,6 +444,7 @@ void cs_h_train(cs_req *req, cs_reply *rep)
     cs_fmt(j->kind, sizeof j->kind, "train");
     j->cfg = cfg;
     j->from_current = from_current;
+    j->snapshots = snapshots;
     j->epochs = cfg.epochs;
     j->test_accuracy = -1;
     cs_fmt(j->model, sizeof j->model, "%s", name);

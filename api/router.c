@@ -46,6 +46,8 @@ const cs_route cs_routes[] = {
     {"GET", "/v1/jobs", cs_h_jobs_list, 0},
     {"GET", "/v1/jobs/{id}", cs_h_job_status, 0},
     {"DELETE", "/v1/jobs/{id}", cs_h_job_cancel, CS_ROUTE_AUTH},
+    {"GET", "/v1/jobs/{id}/snapshots", cs_h_job_snapshots, 0},
+    {"GET", "/v1/jobs/{id}/snapshots/{epoch}/filters.png", cs_h_job_snapshot_png, 0},
     {NULL, NULL, NULL, 0},
 };
 

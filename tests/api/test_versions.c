@@ -87,7 +87,7 @@ static void test_train_twice_roll_back(void)
     double p_start, p1, p2, p;
     long v0 = predict(&S, &p_start);
     CHECK(v0 == 1, "the bundled model is kept as version 1: %ld", v0);
-    long v1 = train(&S, "{\"epochs\": 1, \"train_limit\": 1000, \"test_limit\": 300, \"seed\": 3}");
+    long v1 = train(&S, "{\"epochs\": 2, \"train_limit\": 1000, \"test_limit\": 300, \"seed\": 3, \"snapshots\": true}");
     CHECK(v1 == 2 && predict(&S, &p1) == 2, "first job serves version 2 (%ld)", v1);
     long v2 = train(&S, "{\"epochs\": 1, \"train_limit\": 1500, \"seed\": 4, \"from\": \"current\"}");
     CHECK(v2 == 3 && predict(&S, &p2) == 3, "second job serves version 3 (%ld)", v2);
@@ -109,7 +109,7 @@ static void test_train_twice_roll_back(void)
     CHECK(json_integer_value(json_object_get(r2, "history_test_images")) == 300 &&
               json_is_true(json_object_get(r2, "history_subset")),
           "its epochs counted a subset, marked as such");
-    CHECK(json_array_size(json_object_get(r2, "history")) == 1, "history");
+    CHECK(json_array_size(json_object_get(r2, "history")) == 2, "history");
     CHECK(json_integer_value(json_object_get(r3, "from_version")) == 2 &&
               !strcmp(json_string_value(json_object_get(json_object_get(r3, "params"), "from")), "current"),
           "the second run continued version 2");
@@ -184,6 +184,58 @@ static void test_train_twice_roll_back(void)
     resp_free(&r);
     r = http(&S, "GET", "/v1/models/fmnist/versions/compare?a=1&b=77");
     CHECK(r.status == 404, "compare with an unknown version: %ld", r.status);
+    resp_free(&r);
+}
+
+/* The first job kept its filters after each of its two epochs. */
+static void test_epoch_snapshots(void)
+{
+    resp_t r = http(&S, "GET", "/v1/jobs");
+    json_t *jobs = resp_json(&r), *job = NULL;
+    resp_free(&r);
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(jobs, "jobs"), i, x) if (json_is_string(json_object_get(x, "snapshots"))) job = x;
+    CHECK(job != NULL, "a job that kept snapshots");
+    char path[300];
+    snprintf(path, sizeof path, "%s", job ? json_string_value(json_object_get(job, "snapshots")) : "/none");
+    long st;
+    json_t *s = get_json(&S, path, &st);
+    json_t *ep = json_object_get(s, "epochs");
+    CHECK(st == 200 && json_array_size(ep) == 2 && !strcmp(json_string_value(json_object_get(s, "layer")), "conv2d_1"),
+          "two epochs of conv2d_1: %ld", st);
+    const double acc1 = json_number_value(json_object_get(json_array_get(ep, 0), "test_accuracy"));
+    const double hist1 = json_number_value(json_object_get(json_array_get(json_object_get(job, "history"), 0), "test_accuracy"));
+    CHECK(fabs(acc1 - hist1) < 1e-6, "each with its epoch's test accuracy: %g vs %g", acc1, hist1);
+    char png[2][200];
+    cs_image img[2];
+    for (int e = 0; e < 2; e++) {
+        snprintf(png[e], sizeof png[e], "%s", json_string_value(json_object_get(json_array_get(ep, e), "filters")));
+        r = http(&S, "GET", png[e]);
+        CHECK(r.status == 200 && resp_png(&r, &img[e]) && image_levels(&img[e]) > 8, "epoch %d filters: %ld", e + 1,
+              r.status);
+        resp_free(&r);
+    }
+    CHECK(img[0].w == img[1].w && memcmp(img[0].px, img[1].px, (size_t)img[0].w * img[0].h * img[0].c),
+          "the filters changed between the epochs");
+    cs_image_free(&img[0]);
+    cs_image_free(&img[1]);
+    json_decref(s);
+    json_decref(jobs);
+    r = http(&S, "GET", "/v1/jobs/j999-0000/snapshots");
+    CHECK(r.status == 404, "unknown job: %ld", r.status);
+    resp_free(&r);
+    snprintf(path, sizeof path, "%.*s9/filters.png", (int)(strstr(png[0], "snapshots/") - png[0]) + 10, png[0]);
+    r = http(&S, "GET", path);
+    CHECK(r.status == 404, "no epoch 9: %ld", r.status);
+    resp_free(&r);
+    snprintf(path, sizeof path, "%s?count=99", png[0]);
+    r = http(&S, "GET", path);
+    CHECK(r.status == 400, "99 filters of 32: %ld", r.status);
+    resp_free(&r);
+    req_opts o = {.content_type = "application/json"};
+    r = http_ex(&S, "POST", "/v1/models/fmnist/train", "{\"snapshots\": 1}", 16, &o);
+    CHECK(r.status == 400, "snapshots must be a boolean: %ld", r.status);
     resp_free(&r);
 }
 
@@ -544,6 +596,7 @@ int main(void)
     srv_start(&S, flags);
     srv_extra_models = NULL;
     RUN(test_train_twice_roll_back);
+    RUN(test_epoch_snapshots);
     RUN(test_evaluation_job);
     RUN(test_projector_job);
     RUN(test_atlas_job);
