@@ -53,8 +53,10 @@ export function initRunsView(pane, { onNewVersion }) {
   const cmpGo = el('button', { type: 'button', class: 'btn', id: 'ins-cmp-go', text: 'Compare on the test set' });
   const cmpOut = el('div', { id: 'ins-cmp-out' });
   const dlg = el('dialog', { class: 'ins-dialog', id: 'ins-serve-dialog' });
+  const snaps = el('div', { class: 'ins-snaps', id: 'ins-snaps', hidden: true });
+  let snapTimer = 0;
   const reload = el('button', { type: 'button', class: 'btn btn--ghost', text: 'Reload', onclick: () => load() });
-  pane.append(el('div', { class: 'ins-controls' }, reload), err, info, table, charts,
+  pane.append(el('div', { class: 'ins-controls' }, reload), err, info, table, charts, snaps,
     el('h3', { text: 'Compare two versions' }), el('div', { class: 'ins-controls' }, a, el('span', { text: 'with' }), b, cmpGo), cmpOut, dlg);
 
   async function load() {
@@ -91,9 +93,29 @@ export function initRunsView(pane, { onNewVersion }) {
       el('thead', {}, el('tr', {}, ...['version', '', 'test accuracy', 'run', 'kept', ''].map((h) => el('th', { scope: 'col', text: h })))),
       el('tbody', {}, ...rows)));
     charts.replaceChildren(curves(runs, 'test_accuracy', 'test accuracy'), curves(runs, 'loss', 'training loss'));
+    loadSnapshots();
     const opts = (sel, pick) => sel.replaceChildren(...runs.map((r) => el('option', { value: String(r.version), text: `version ${r.version}`, selected: r.version === pick })));
     opts(a, runs[1] ? runs[1].version : runs[0] && runs[0].version);
     opts(b, runs[0] && runs[0].version);
+  }
+
+  // The filters of the newest job that kept them, epoch by epoch; followed while it runs.
+  async function loadSnapshots() {
+    clearTimeout(snapTimer);
+    if (!model || pane.hidden) return;
+    let jobs;
+    try { jobs = (await getJSON('v1/jobs')).jobs; } catch { return; }
+    const job = jobs.find((j) => j.model === model.name && j.snapshots);
+    if (!job) { snaps.hidden = true; return; }
+    let s;
+    try { s = await getJSON(job.snapshots); } catch { snaps.hidden = true; return; }
+    snaps.replaceChildren(
+      el('h3', { text: `How the filters of ${s.layer} took shape in job ${s.job}${job.state === 'running' ? ' (training)' : ''}` }),
+      el('ol', { class: 'ins-snaps__list' }, ...s.epochs.map((e) => el('li', { dataset: { epoch: String(e.epoch) } },
+        el('img', { src: `${e.filters.replace(/^\//, '')}?count=${Math.min(15, s.filters.count)}&cols=5&scale=10`, alt: `filters after epoch ${e.epoch}` }),
+        el('span', { class: 'small', text: `epoch ${e.epoch}${e.test_accuracy !== null ? ` · test ${pct(e.test_accuracy)}` : ''}` })))));
+    snaps.hidden = false;
+    if (job.state === 'running' || job.state === 'queued') snapTimer = setTimeout(loadSnapshots, 2000);
   }
 
   function confirmServe(r) {

@@ -135,7 +135,7 @@ test('channels: feature visualisations of a layer, a channel\'s top images with 
 });
 
 test('runs: versions with their curves, serve after confirming, compare', async () => {
-  const t = await api('POST', 'v1/models/fmnist/train', BASE, '{"epochs":2,"train_limit":500,"test_limit":100}');
+  const t = await api('POST', 'v1/models/fmnist/train', BASE, '{"epochs":2,"train_limit":500,"test_limit":100,"snapshots":true}');
   assert(t.status === 202, `train ${t.status}`);
   await waitJobs();
   await tab('runs');
@@ -143,6 +143,8 @@ test('runs: versions with their curves, serve after confirming, compare', async 
   await page.waitForFunction(() => document.querySelectorAll('#ins-runs-table tbody tr').length === 2, null, { timeout: 20000 });
   assert(await page.locator('#ins-runs-table tr.is-served').getAttribute('data-version') === '2', 'version 2 served');
   assert(await page.locator('#ins-runs-charts .ins-curve').count() >= 2, 'curves overlaid');
+  await page.waitForFunction(() => document.querySelectorAll('#ins-snaps li').length === 2);
+  await page.waitForFunction(() => [...document.querySelectorAll('#ins-snaps img')].every((i) => i.complete && i.naturalWidth > 0));
   await page.click('[data-serve="1"]');
   await page.waitForSelector('#ins-serve-dialog[open]');
   assert(/Every user/.test(await page.textContent('#ins-serve-dialog')), 'it asks first');
