@@ -25,7 +25,7 @@ API_TESTS  := $(patsubst tests/api/%.c,$(B)/tests/api_%,$(wildcard tests/api/tes
 # Resource attacks on a real server over loopback (slow headers and bodies, overload, framing).
 ATTACK_TESTS := $(patsubst tests/attack/%.c,$(B)/tests/attack_%,$(wildcard tests/attack/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
-WEB_TESTS  := $(wildcard tests/web/run.sh)
+WEB_TESTS  := $(wildcard tests/web/run.sh tests/web/insight.sh)
 # The committed ONNX test models against ONNX Runtime (tests/models/make_models.py wrote them),
 # and models convscope exports as ONNX run by ONNX Runtime.
 MODEL_TESTS := $(wildcard tests/models/run.sh tests/models/export.sh)

@@ -29,6 +29,24 @@ void cs_h_train(cs_req *req, cs_reply *rep);
 void cs_h_jobs_list(cs_req *req, cs_reply *rep);
 void cs_h_job_status(cs_req *req, cs_reply *rep);
 void cs_h_job_cancel(cs_req *req, cs_reply *rep);
+/* eval_jobs.c */
+void cs_h_evaluation_start(cs_req *req, cs_reply *rep);
+void cs_h_evaluation(cs_req *req, cs_reply *rep);
+void cs_h_evaluation_png(cs_req *req, cs_reply *rep);
+/* projector_jobs.c */
+void cs_h_projector_start(cs_req *req, cs_reply *rep);
+void cs_h_projector(cs_req *req, cs_reply *rep);
+/* atlas_jobs.c */
+void cs_h_atlas_start(cs_req *req, cs_reply *rep);
+void cs_h_atlas(cs_req *req, cs_reply *rep);
+void cs_h_atlas_png(cs_req *req, cs_reply *rep);
+/* job_snapshots.c */
+void cs_h_job_snapshots(cs_req *req, cs_reply *rep);
+void cs_h_job_snapshot_png(cs_req *req, cs_reply *rep);
+/* model_versions.c */
+void cs_h_versions(cs_req *req, cs_reply *rep);
+void cs_h_versions_compare(cs_req *req, cs_reply *rep);
+void cs_h_version_serve(cs_req *req, cs_reply *rep);
 /* datasets.c */
 void cs_h_dataset_info(cs_req *req, cs_reply *rep);
 void cs_h_dataset_image(cs_req *req, cs_reply *rep);

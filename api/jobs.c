@@ -3,7 +3,11 @@
  * DELETE cancels it.
  *
  * DESIGN
- * A job is created `queued`, its own thread moves it to `running`, and it ends
+ * Training jobs and tasks (cs_job_start_task: an explanation evaluation) share the list,
+ * the states, cancellation and forgetting; a task's thread runs its function, which
+ * reports items done of a total and returns the result document.
+ *
+ * A training job is created `queued`, its own thread moves it to `running`, and it ends
  * `succeeded`, `failed` or `cancelled`. One job per model at a time (the registry's
  * training flag; a second gets 409). The thread trains a private model (fresh weights,
  * or a clone of the served version with "from": "current"), so requests keep using
@@ -30,13 +34,19 @@
 #include "registry.h"
 #include "reply.h"
 #include "train.h"
+#include "job_snapshots.h"
+#include "versions.h"
 
-typedef struct cs_job {
+struct cs_job {
     char id[24];
+    char kind[24];   /* "train", or the task's */
     char model[32];
     cs_served_model *served;
     cs_train_config cfg;
     int from_current;
+    int from_version; /* the version a job "from": "current" started from */
+    int snapshots;          /* keep the filters after every epoch (job_snapshots.c) */
+    const cs_model *trained; /* the job thread's model while it trains, for them */
     cs_job_state state;
     int epoch, epochs, batch, batches;
     double loss, accuracy;
@@ -50,7 +60,13 @@ typedef struct cs_job {
     atomic_int cancel;
     pthread_t thread;
     int has_thread;
-} cs_job;
+    /* A task (run set): its work, its parameters and result as shown, its progress. */
+    cs_job_fn run;
+    void *ctx;
+    void (*free_ctx)(void *);
+    json_t *params, *result;
+    long done, total;
+};
 
 #define MAX_JOBS 1024
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -80,9 +96,28 @@ void cs_jobs_count(int counts[CS_JOB_STATES])
     pthread_mutex_unlock(&g_lock);
 }
 
+/* A task's status: its progress in items done of total. Call with g_lock held. */
+static json_t *task_json(const cs_job *j)
+{
+    double now = cs_now();
+    double elapsed = j->t_start > 0 ? (j->t_end > 0 ? j->t_end : now) - j->t_start : 0;
+    double progress = j->state == CS_JOB_SUCCEEDED ? 1.0 : j->total > 0 ? (double)j->done / j->total : 0;
+    json_t *eta = json_null();
+    if (j->state == CS_JOB_RUNNING && progress > 0.001) eta = json_real(elapsed / progress * (1 - progress));
+    else if (job_finished(j)) eta = json_real(0);
+    json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:f,s:f,s:o,s:O,s:O,s:s}", "id", j->id, "kind", j->kind,
+                            "model", j->model, "state", k_state_names[j->state], "done", (json_int_t)j->done,
+                            "total", (json_int_t)j->total, "progress", progress, "elapsed_s", elapsed, "eta_s", eta,
+                            "params", j->params ? j->params : json_null(), "result",
+                            j->result ? j->result : json_null(), "created_at", j->created_at);
+    if (j->error[0]) json_object_set_new(doc, "error", json_string(j->error));
+    return doc;
+}
+
 /* The job as DESIGN §3 shows it. Call with g_lock held. */
 static json_t *job_json(const cs_job *j)
 {
+    if (j->run) return task_json(j);
     double now = cs_now();
     double elapsed = j->t_start > 0 ? (j->t_end > 0 ? j->t_end : now) - j->t_start : 0;
     double total = (double)j->epochs * (j->batches > 0 ? j->batches : 1);
@@ -114,10 +149,16 @@ static json_t *job_json(const cs_job *j)
         j->cfg.batch_size, "learning_rate", (double)j->cfg.learning_rate, "seed", (json_int_t)j->cfg.seed,
         "train_limit", j->cfg.train_limit, "test_limit", j->cfg.test_limit, "from",
         j->from_current ? "current" : "scratch");
+    if (j->snapshots) {
+        char url[64];
+        cs_fmt(url, sizeof url, "/v1/jobs/%s/snapshots", j->id);
+        json_object_set_new(doc, "snapshots", json_string(url));
+    }
     if (j->state == CS_JOB_RUNNING) {
         json_object_set_new(doc, "loss", json_real(j->loss));
         json_object_set_new(doc, "accuracy", json_real(j->accuracy));
     }
+    json_object_set_new(doc, "kind", json_string(j->kind));
     if (j->error[0]) json_object_set_new(doc, "error", json_string(j->error));
     return doc;
 }
@@ -132,6 +173,8 @@ static void on_progress(const cs_progress *p, const cs_epoch_record *finished, v
     j->batches = p->batches;
     j->loss = p->loss;
     j->accuracy = p->accuracy;
+    /* Between two epochs: the job's own thread, its model still. */
+    if (finished && j->snapshots) cs_snapshots_take(j->id, j->trained, finished);
     if (finished) {
         cs_epoch_record *h = realloc(j->history, sizeof *h * (size_t)(j->n_history + 1));
         if (h) {
@@ -145,12 +188,36 @@ static void on_progress(const cs_progress *p, const cs_epoch_record *finished, v
 static void finish(cs_job *j, cs_job_state st, const char *error)
 {
     /* Free the model first: whoever sees the job ended may start the next one. */
-    cs_served_set_training(j->served, 0);
+    if (j->served) cs_served_set_training(j->served, 0);
     pthread_mutex_lock(&g_lock);
     j->state = st;
     j->t_end = cs_now();
     if (error) cs_fmt(j->error, sizeof j->error, "%s", error);
     pthread_mutex_unlock(&g_lock);
+}
+
+/* What the kept version remembers of the run: the job, its parameters, and the
+ * accuracy on the whole test set (the epochs' figures may count a test_limit subset,
+ * which the record says). */
+static json_t *run_record(const cs_job *j, const cs_model *m, const cs_dataset *test)
+{
+    json_t *rec = cs_versions_record(m, cs_model_crc(m), "training job");
+    int sub = j->cfg.test_limit > 0 && j->cfg.test_limit < test->n;
+    double acc = sub ? cs_evaluate(m, test, 0) : m->meta.test_accuracy;
+    json_object_set_new(rec, "job", json_string(j->id));
+    json_object_set_new(rec, "params", json_pack("{s:i,s:i,s:f,s:I,s:i,s:i,s:s}", "epochs", j->cfg.epochs,
+                                                 "batch_size", j->cfg.batch_size, "learning_rate",
+                                                 (double)j->cfg.learning_rate, "seed", (json_int_t)j->cfg.seed,
+                                                 "train_limit", j->cfg.train_limit, "test_limit", j->cfg.test_limit,
+                                                 "from", j->from_current ? "current" : "scratch"));
+    json_object_set_new(rec, "test_accuracy", acc >= 0 ? json_real(acc) : json_null());
+    json_object_set_new(rec, "test_images", acc >= 0 ? json_integer(test->n) : json_null());
+    json_object_set_new(rec, "test_subset", acc >= 0 ? json_false() : json_null());
+    /* The epochs' test accuracies count this many images: a subset when fewer. */
+    json_object_set_new(rec, "history_test_images", json_integer(sub ? j->cfg.test_limit : test->n));
+    json_object_set_new(rec, "history_subset", json_boolean(sub));
+    if (j->from_current && j->from_version) json_object_set_new(rec, "from_version", json_integer(j->from_version));
+    return rec;
 }
 
 static void *job_thread(void *arg)
@@ -173,6 +240,7 @@ static void *job_thread(void *arg)
         cs_model_version *v = cs_served_acquire(j->served, err, sizeof err);
         if (v) {
             m = cs_model_clone(v->model);
+            j->from_version = v->version;
             cs_version_release(v);
         }
         j->cfg.init_weights = 0;
@@ -184,6 +252,8 @@ static void *job_thread(void *arg)
         finish(j, CS_JOB_FAILED, j->from_current ? err : "out of memory");
         return NULL;
     }
+    j->trained = m;
+    if (j->snapshots) cs_snapshots_begin(j->id, m);
     int rc = cs_train(m, train, test, &j->cfg, on_progress, j, &j->cancel, err, sizeof err);
     if (rc == 1) {
         cs_model_free(m);
@@ -195,8 +265,11 @@ static void *job_thread(void *arg)
         finish(j, CS_JOB_FAILED, err);
         return NULL;
     }
-    double acc = m->meta.test_accuracy;
-    if (cs_served_publish(j->served, m, err, sizeof err) != 0) {
+    json_t *record = run_record(j, m, test);
+    double acc = json_number_value(json_object_get(record, "test_accuracy"));
+    int rc_pub = cs_served_publish_run(j->served, m, record, err, sizeof err);
+    json_decref(record);
+    if (rc_pub != 0) {
         cs_model_free(m);
         finish(j, CS_JOB_FAILED, err);
         return NULL;
@@ -215,6 +288,8 @@ static void *job_thread(void *arg)
 static void job_free(cs_job *j)
 {
     free(j->history);
+    json_decref(j->params);
+    json_decref(j->result);
     free(j);
 }
 
@@ -290,7 +365,7 @@ void cs_h_train(cs_req *req, cs_reply *rep)
         }
     }
     static const char *const known[] = {"epochs", "batch_size", "learning_rate", "seed", "train_limit",
-                                        "test_limit", "from", NULL};
+                                        "test_limit", "from", "snapshots", NULL};
     const char *key;
     json_t *val;
     json_object_foreach(body, key, val) {
@@ -298,7 +373,7 @@ void cs_h_train(cs_req *req, cs_reply *rep)
         for (int i = 0; known[i]; i++) ok |= !strcmp(key, known[i]);
         if (!ok) {
             cs_reply_error(rep, 400, "bad_parameter", "unknown field '%.64s' (known: epochs, batch_size, "
-                           "learning_rate, seed, train_limit, test_limit, from)", key);
+                           "learning_rate, seed, train_limit, test_limit, from, snapshots)", key);
             json_decref(body);
             return;
         }
@@ -323,6 +398,12 @@ void cs_h_train(cs_req *req, cs_reply *rep)
             from_current = !strcmp(f, "current");
         }
     }
+    json_t *snap = json_object_get(body, "snapshots");
+    if (ok && snap && !json_is_boolean(snap)) {
+        cs_reply_error(rep, 400, "bad_parameter", "snapshots must be true or false");
+        ok = 0;
+    }
+    const int snapshots = json_is_true(snap);
     json_decref(body);
     if (!ok) return;
     if (lr <= 0) {
@@ -360,8 +441,10 @@ void cs_h_train(cs_req *req, cs_reply *rep)
         return;
     }
     j->served = s;
+    cs_fmt(j->kind, sizeof j->kind, "train");
     j->cfg = cfg;
     j->from_current = from_current;
+    j->snapshots = snapshots;
     j->epochs = cfg.epochs;
     j->test_accuracy = -1;
     cs_fmt(j->model, sizeof j->model, "%s", name);
@@ -397,6 +480,92 @@ void cs_h_train(cs_req *req, cs_reply *rep)
         pthread_mutex_unlock(&g_lock);
         cs_served_set_training(s, 0);
         cs_reply_internal(rep, "cannot start the training thread");
+        return;
+    }
+    j->has_thread = 1;
+    json_t *doc = job_json(j);
+    pthread_mutex_unlock(&g_lock);
+    char loc[64];
+    cs_fmt(loc, sizeof loc, "/v1/jobs/%s", j->id);
+    cs_reply_json(rep, 202, doc);
+    cs_reply_header(rep, "Location", loc);
+}
+
+static void *task_thread(void *arg)
+{
+    cs_job *j = arg;
+    char err[400] = "";
+    pthread_mutex_lock(&g_lock);
+    j->state = CS_JOB_RUNNING;
+    j->t_start = cs_now();
+    pthread_mutex_unlock(&g_lock);
+    json_t *result = j->run(j, j->ctx, err, sizeof err);
+    if (j->free_ctx) j->free_ctx(j->ctx);
+    j->ctx = NULL;
+    if (result) {
+        pthread_mutex_lock(&g_lock);
+        j->result = result;
+        pthread_mutex_unlock(&g_lock);
+        finish(j, CS_JOB_SUCCEEDED, NULL);
+    } else {
+        finish(j, atomic_load(&j->cancel) ? CS_JOB_CANCELLED : CS_JOB_FAILED, err[0] ? err : NULL);
+    }
+    return NULL;
+}
+
+void cs_job_progress(cs_job *job, long done, long total)
+{
+    pthread_mutex_lock(&g_lock);
+    job->done = done;
+    job->total = total;
+    pthread_mutex_unlock(&g_lock);
+}
+
+int cs_job_cancelled(cs_job *job) { return atomic_load(&job->cancel); }
+
+void cs_job_start_task(cs_reply *rep, const char *kind, const char *model, json_t *params, cs_job_fn run,
+                       void *ctx, void (*free_ctx)(void *))
+{
+    cs_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        if (free_ctx) free_ctx(ctx);
+        json_decref(params);
+        cs_reply_internal(rep, "out of memory");
+        return;
+    }
+    cs_fmt(j->kind, sizeof j->kind, "%s", kind);
+    cs_fmt(j->model, sizeof j->model, "%s", model);
+    j->run = run;
+    j->ctx = ctx;
+    j->free_ctx = free_ctx;
+    j->params = params;
+    j->test_accuracy = -1;
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(j->created_at, sizeof j->created_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    atomic_init(&j->cancel, 0);
+    pthread_mutex_lock(&g_lock);
+    const int stopping = g_stopping;
+    const char *refused = stopping ? "the service is shutting down" : NULL;
+    if (!refused) forget_old();
+    if (!refused && g_n_jobs >= MAX_JOBS) refused = "too many jobs are kept; try again later";
+    if (refused) {
+        pthread_mutex_unlock(&g_lock);
+        if (free_ctx) free_ctx(ctx);
+        job_free(j);
+        cs_reply_error(rep, stopping ? 503 : 429, stopping ? "shutting_down" : "too_many_jobs", "%s", refused);
+        return;
+    }
+    cs_fmt(j->id, sizeof j->id, "j%u-%04x", g_next_id++, (unsigned)((uint64_t)cs_now() * 1000003u) & 0xffffu);
+    g_jobs[g_n_jobs++] = j;
+    if (pthread_create(&j->thread, NULL, task_thread, j) != 0) {
+        j->state = CS_JOB_FAILED;
+        cs_fmt(j->error, sizeof j->error, "cannot start the job's thread");
+        if (free_ctx) free_ctx(ctx);
+        j->ctx = NULL;
+        pthread_mutex_unlock(&g_lock);
+        cs_reply_internal(rep, "cannot start the job's thread");
         return;
     }
     j->has_thread = 1;

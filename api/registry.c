@@ -18,12 +18,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "http.h"
 #include "model_file.h"
 #include "model_load.h"
 #include "resources.h"
+#include "versions.h"
 #include "vgg16.h"
 
 /* The notebook's two models first, then one per model file imported from the models
@@ -45,19 +45,6 @@ static int file_exists(const char *p)
     return p && *p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static uint32_t params_crc(const cs_model *m)
-{
-    uLong crc = crc32(0L, Z_NULL, 0);
-    const unsigned char *p = (const unsigned char *)m->param_block;
-    size_t left = m->n_param_floats * sizeof(float);
-    while (left) { /* crc32 takes a uInt length */
-        uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
-        crc = crc32(crc, p, n);
-        p += n;
-        left -= n;
-    }
-    return (uint32_t)crc;
-}
 
 #define MIB (1024.0 * 1024.0)
 /* Memory kept free for everything else a request holds (bodies, images, replies). */
@@ -88,7 +75,8 @@ static uint64_t file_size(const char *path)
     return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-static cs_model_version *version_new(cs_model *m)
+/* number 0: the next of this process's own. */
+static cs_model_version *version_new(cs_model *m, int number)
 {
     cs_model_version *v = calloc(1, sizeof *v);
     if (!v) return NULL;
@@ -98,8 +86,8 @@ static cs_model_version *version_new(cs_model *m)
      * requests then wait for each other instead of the process being killed. */
     uint64_t per = cs_exec_bytes_bound(m, 1), left = memory_left() / 2;
     v->max_out = per ? (int)(left / per < 1 ? 1 : left / per > CS_EXEC_POOL ? CS_EXEC_POOL : left / per) : 0;
-    v->version = atomic_fetch_add(&g_next_version, 1);
-    v->crc = params_crc(m);
+    v->version = number > 0 ? number : atomic_fetch_add(&g_next_version, 1);
+    v->crc = cs_model_crc(m);
     pthread_mutex_init(&v->pool_lock, NULL);
     pthread_cond_init(&v->pool_free, NULL);
     return v;
@@ -182,6 +170,26 @@ static int same_file(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/* The served number of a model read from the served file: the kept version with its
+ * parameters, else a new kept version (a file put there by hand or by another writer).
+ * 0 (a number of this process's own) when the model keeps no versions or the store
+ * cannot take it. */
+static int kept_number(cs_served_model *s, const cs_model *m, const char *source)
+{
+    if (!s->store[0]) return 0;
+    uint32_t crc = cs_model_crc(m);
+    int n = cs_versions_find(s->store, crc);
+    if (n) return n;
+    char err[400];
+    pthread_mutex_lock(&s->lock);
+    int protect = s->current ? s->current->version : 0;
+    pthread_mutex_unlock(&s->lock);
+    json_t *rec = cs_versions_record(m, crc, source);
+    n = cs_versions_keep(s->store, m, rec, s->keep, protect, err, sizeof err);
+    json_decref(rec);
+    return n > 0 ? n : 0;
+}
+
 static void load_fmnist(cs_served_model *s)
 {
     char err[400];
@@ -196,7 +204,7 @@ static void load_fmnist(cs_served_model *s)
         return;
     }
     cs_model *m = cs_model_load(s->path, err, sizeof err);
-    cs_model_version *v = m ? version_new(m) : NULL;
+    cs_model_version *v = m ? version_new(m, kept_number(s, m, "file")) : NULL;
     if (!v) {
         char why[600];
         cs_fmt(why, sizeof why, "cannot load %s: %s", s->path, m ? "out of memory" : err);
@@ -218,7 +226,7 @@ static void load_import(cs_served_model *s)
         return;
     }
     cs_model *m = cs_model_load_any(s->path, err, sizeof err);
-    cs_model_version *v = m ? version_new(m) : NULL;
+    cs_model_version *v = m ? version_new(m, 0) : NULL;
     if (!v) {
         char why[600];
         cs_fmt(why, sizeof why, "cannot load %s: %s", s->path, m ? "out of memory" : err);
@@ -275,7 +283,7 @@ static void *load_vgg16(void *arg)
     cs_served_model *s = arg;
     char err[400], why[600];
     cs_model *m = cs_vgg16_load(s->path, g_class_index, err, sizeof err);
-    cs_model_version *v = m ? version_new(m) : NULL;
+    cs_model_version *v = m ? version_new(m, 0) : NULL;
     if (!v) {
         cs_fmt(why, sizeof why, "cannot load VGG16 weights from %s: %s", s->path,
                  m ? "out of memory" : err);
@@ -342,6 +350,11 @@ int cs_registry_start(const cs_registry_config *cfg, char *err, size_t errlen)
     cs_fmt(f->path, sizeof f->path, "%s/fmnist.csm", cfg->models_dir);
     f->trainable = 1;
     f->required = 1;
+    cs_fmt(f->store, sizeof f->store, "%s/fmnist.versions", cfg->models_dir);
+    f->keep = cfg->keep_versions > 0 ? cfg->keep_versions : CS_VERSIONS_KEEP_DEFAULT;
+    /* Our own temporary files of saves killed a while ago (another replica's may be
+     * under way now). */
+    cs_versions_sweep(f->store, 900);
     load_fmnist(f);
     cs_fmt(g_models[REG_VGG16].name, sizeof g_models[REG_VGG16].name, "vgg16");
     find_imports(cfg);
@@ -429,7 +442,12 @@ static void set_publishing(cs_served_model *s, int on)
     pthread_mutex_unlock(&s->lock);
 }
 
-int cs_served_publish(cs_served_model *s, cs_model *m, char *err, size_t errlen)
+/* Serialises what writes the served file and switches the version, so the file on
+ * disk and the version served stay the same model. */
+static pthread_mutex_t g_publish_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Saves m as the served file and serves it as version `number`. Publish lock held. */
+static int save_and_serve(cs_served_model *s, cs_model *m, int number, char *err, size_t errlen)
 {
     /* The watcher leaves the file alone from the save until it is noted as this
      * process's own, or it would publish the same model as a version of its own. */
@@ -440,12 +458,59 @@ int cs_served_publish(cs_served_model *s, cs_model *m, char *err, size_t errlen)
     }
     note_file(s);
     set_publishing(s, 0);
-    cs_model_version *v = version_new(m);
+    cs_model_version *v = version_new(m, number);
     if (!v) {
         cs_fmt(err, errlen, "out of memory");
         return -1;
     }
     set_state(s, CS_MODEL_READY, v, "");
+    return 0;
+}
+
+int cs_served_publish_run(cs_served_model *s, cs_model *m, json_t *record, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&g_publish_lock);
+    int number = 0;
+    if (s->store[0]) {
+        /* Kept first: from then on a crash anywhere leaves it loadable, and another
+         * replica that sees the served file change finds its number. */
+        uint32_t crc = cs_model_crc(m);
+        json_t *rec = record ? json_incref(record) : cs_versions_record(m, crc, "file");
+        pthread_mutex_lock(&s->lock);
+        int protect = s->current ? s->current->version : 0;
+        pthread_mutex_unlock(&s->lock);
+        number = cs_versions_keep(s->store, m, rec, s->keep, protect, err, errlen);
+        json_decref(rec);
+        if (number < 0) {
+            pthread_mutex_unlock(&g_publish_lock);
+            return -1;
+        }
+    }
+    int rc = save_and_serve(s, m, number, err, errlen);
+    pthread_mutex_unlock(&g_publish_lock);
+    return rc;
+}
+
+int cs_served_publish(cs_served_model *s, cs_model *m, char *err, size_t errlen)
+{
+    return cs_served_publish_run(s, m, NULL, err, errlen);
+}
+
+int cs_served_rollback(cs_served_model *s, int n, char *err, size_t errlen)
+{
+    if (!s->store[0]) {
+        cs_fmt(err, errlen, "model '%s' keeps no versions", s->name);
+        return 409;
+    }
+    cs_model *m = cs_versions_load(s->store, n, err, errlen);
+    if (!m) return strncmp(err, "not kept", 8) == 0 ? 404 : 500;
+    pthread_mutex_lock(&g_publish_lock);
+    int rc = save_and_serve(s, m, n, err, errlen);
+    pthread_mutex_unlock(&g_publish_lock);
+    if (rc != 0) {
+        cs_model_free(m);
+        return 500;
+    }
     return 0;
 }
 
@@ -476,13 +541,13 @@ int cs_registry_reload_changed(char *msg, size_t len)
         }
         char reason[8];
         cs_model_version *cur = cs_served_acquire(s, reason, sizeof reason);
-        int same = cur && cur->crc == params_crc(m) && cur->model->n_param_floats == m->n_param_floats;
+        int same = cur && cur->crc == cs_model_crc(m) && cur->model->n_param_floats == m->n_param_floats;
         cs_version_release(cur);
         if (same) { /* rewritten with the parameters already served (this replica's own job) */
             cs_model_free(m);
             continue;
         }
-        cs_model_version *v = version_new(m);
+        cs_model_version *v = version_new(m, s->trainable ? kept_number(s, m, "file") : 0);
         if (!v) {
             cs_model_free(m);
             continue;

@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "exec.h"
 #include "model.h"
 
@@ -28,6 +30,7 @@ typedef struct cs_registry_config {
     const char *class_index;   /* imagenet_class_index.json, or NULL to search */
     int load_vgg16;            /* 0: VGG16 stays unavailable (saves 0.5 GB) */
     int max_running;           /* passes computed at once per version (0: no limit) */
+    int keep_versions;         /* versions of a trainable model kept in its store (0: the default) */
 } cs_registry_config;
 
 typedef enum { CS_MODEL_LOADING, CS_MODEL_READY, CS_MODEL_UNAVAILABLE } cs_model_state;
@@ -36,7 +39,7 @@ typedef enum { CS_MODEL_LOADING, CS_MODEL_READY, CS_MODEL_UNAVAILABLE } cs_model
 
 typedef struct cs_model_version {
     atomic_int refs;
-    int version;     /* 1, 2, ... within this process */
+    int version;     /* a trainable model's kept version (versions.h), else 1, 2, ... within this process */
     uint32_t crc;    /* CRC-32 of the parameters: ETags that survive restarts */
     cs_model *model; /* read-only while served */
     pthread_mutex_t pool_lock;
@@ -59,6 +62,8 @@ typedef struct cs_served_model {
     int publishing;   /* a job is saving the file it will serve next */
     cs_model_version *current;
     struct stat seen; /* the model file as last read or written here (st_ino 0: none) */
+    char store[1024]; /* its kept versions (versions.h), "" when it keeps none */
+    int keep;         /* how many */
 } cs_served_model;
 
 int cs_registry_start(const cs_registry_config *cfg, char *err, size_t errlen);
@@ -89,6 +94,15 @@ void cs_version_exec_put(cs_model_version *v, cs_exec *e);
 /* Saves m atomically to the model's file, then makes it the current version (takes
  * ownership of m on success). -1 with err when the file cannot be written. */
 int cs_served_publish(cs_served_model *s, cs_model *m, char *err, size_t errlen);
+/* The same for a model that keeps versions: m is first kept in the store with `record`
+ * (borrowed; NULL: what the model's metadata says), which gives the version its
+ * number; a version that cannot be kept is not served either. */
+int cs_served_publish_run(cs_served_model *s, cs_model *m, json_t *record, char *err, size_t errlen);
+/* Serves kept version n again (rollback, or forward again): its file is checked,
+ * saved as the served file and published under its own number. Returns 0, or the
+ * HTTP status of the problem (404 not kept, 409 the model keeps no versions, 500)
+ * with err. */
+int cs_served_rollback(cs_served_model *s, int n, char *err, size_t errlen);
 /* Re-reads each trainable model's file when it changed on disk since this process last
  * read or wrote it (another replica's training job, or a `convscope train` run, wrote
  * into the shared models folder). A valid file with other parameters becomes the next

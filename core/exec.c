@@ -621,13 +621,15 @@ static int backward_conv_bn_act_pool(cs_exec *e, int c, int stop)
     return 0;
 }
 
-int cs_exec_backward(cs_exec *e, int stop)
+/* The walk down from the seeded node `from` (the top, or any node whose grad the
+ * caller wrote) to `stop`. */
+static int backward_walk(cs_exec *e, int from, int stop)
 {
     const cs_model *m = e->model;
     const cs_plan *plan = e->training ? &e->train_plan : &e->infer_plan;
     if (e->param_grad) memset(e->param_grad, 0, m->n_param_floats * sizeof(float));
     memset(e->reached, 0, (size_t)m->n_layers);
-    e->reached[m->n_layers - 1] = 1; /* seeded */
+    e->reached[from] = 1; /* seeded */
     e->input_reached = 0;
     for (int s = plan->n - 1; s >= 0; s--) {
         const cs_step *st = &plan->steps[s];
@@ -647,6 +649,25 @@ int cs_exec_backward(cs_exec *e, int stop)
         if (e->profile) e->profile[m->n_layers + st->first] += cs_now() - t0;
     }
     return 0;
+}
+
+int cs_exec_backward(cs_exec *e, int stop)
+{
+    return backward_walk(e, e->model->n_layers - 1, stop);
+}
+
+float *cs_exec_node_grad(cs_exec *e, int node)
+{
+    if (node < 0 || node >= e->model->n_layers) return NULL;
+    return grad_buffer(e, node);
+}
+
+int cs_exec_backward_from(cs_exec *e, int node, int stop)
+{
+    if (node < 0 || node >= e->model->n_layers || stop >= node || !e->grad[node]) return -1;
+    /* A fused training step hides its inner nodes' gradients: seed inference passes only. */
+    if (e->training && e->fused) return -1;
+    return backward_walk(e, node, stop);
 }
 
 /* sum |w| and sum w^2 of n floats, and g += l1 sign(w) + 2 l2 w when g is given. The

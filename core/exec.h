@@ -134,6 +134,18 @@ void cs_exec_seed_class(cs_exec *e, const int *classes, int score_kind);
  * are accumulated (zeroed first). */
 int cs_exec_backward(cs_exec *e, int stop);
 
+/* The gradient buffer of node's output (n images of its shape), allocated when first
+ * asked for; NULL when out of memory. Write d(scalar)/d(output of node) there, then
+ * call cs_exec_backward_from to take it down from that node (a channel's mean, a
+ * neuron: feature visualisation and receptive fields). Borrowed: the exec owns it. */
+float *cs_exec_node_grad(cs_exec *e, int node);
+/* Back-propagate from node's output, whose gradient the caller wrote into
+ * cs_exec_node_grad(e, node), down to `stop` as cs_exec_backward does (stop -1 with the
+ * input gradient enabled leaves d(scalar)/d(input) in e->input_grad). Nodes above
+ * `node` take no part. Returns 0, or -1 (out of memory, no seeded gradient, stop not
+ * below node, or a fused training pass). */
+int cs_exec_backward_from(cs_exec *e, int node, int stop);
+
 /* The l1_l2 penalty of the model's kernels, added to the loss; with grads, its
  * gradient is added to e->param_grad. */
 float cs_model_penalty(const cs_model *m, float *param_grad);

@@ -88,6 +88,8 @@ static const opt_spec specs[] = {
      "bytes request bodies may hold at once, reserved from Content-Length before reading; more get 503 at once"},
     {"max-per-ip", "CONVSCOPE_MAX_PER_IP", OPT_INT, "128", 0, 100000, S(max_per_ip),
      "open connections from one client address; more are refused at once (0: no limit)"},
+    {"keep-versions", "CONVSCOPE_KEEP_VERSIONS", OPT_INT, "5", 1, 1000, S(keep_versions),
+     "versions of a trainable model kept in the models folder (fmnist.versions/) to roll back to"},
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 

@@ -39,6 +39,7 @@ typedef struct cs_config {
     long max_uploads;         /* request bodies arriving at once; more get 503 */
     long upload_budget;       /* bytes held by request bodies at once; more get 503 */
     long max_per_ip;          /* connections from one address; 0 = no limit */
+    long keep_versions;       /* versions of a trainable model kept in the models folder */
 } cs_config;
 
 /* Fills cfg. Returns 0, 1 when --help was printed (exit 0), or -1 after printing the

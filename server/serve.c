@@ -127,7 +127,7 @@ int cs_serve_main(int argc, char **argv)
 
     /* Passes run only on the compute workers: one execution context each is enough. */
     cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, (int)cfg.vgg16,
-                                 (int)cfg.workers};
+                                 (int)cfg.workers, (int)cfg.keep_versions};
     char err[600];
     if (cs_api_start(&models, err, sizeof err) != 0) {
         cs_log_info("cannot start: %s", err);

@@ -13,6 +13,7 @@ import { initChannels } from './channels.js';
 import { initDetails } from './details.js';
 import { initOutputs } from './outputs.js';
 import { initTrain } from './train.js';
+import { initInsight } from './insight.js';
 import { initUrl, readView } from './url.js';
 import { getJSON } from './api.js';
 import { state, on, reportBug } from './store.js';
@@ -45,6 +46,16 @@ async function main() {
   const models = initModels();
   const input = initInput();
   initTrain({ onNewVersion: () => models.refresh({ quiet: true }) });
+  initInsight({
+    // A test image picked in a view of the whole set becomes the image analysed above.
+    analyse: async (index) => {
+      const sel = input.dataset.selected;
+      if (!sel || sel.split !== 'test') await input.dataset.setSplit('test');
+      await input.dataset.goto(index);
+      document.getElementById('explore').scrollIntoView({ behavior: 'smooth' });
+    },
+    onNewVersion: () => models.refresh({ quiet: true }),
+  });
   const url = initUrl({ network, gradcam });
   const view = readView();
   try { state.dataset = await getJSON('v1/datasets/fashion-mnist'); } catch { /* the class names have a default */ }

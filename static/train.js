@@ -95,6 +95,8 @@ export function initTrain({ onNewVersion }) {
     return {
       epochs: num('epochs'), batch_size: num('batch_size'), learning_rate: num('learning_rate'),
       seed: num('seed'), train_limit: num('train_limit'), test_limit: num('test_limit'), from: form.from.value,
+      // The filters after every epoch, for the Runs view (view_runs.js).
+      snapshots: true,
     };
   }
 

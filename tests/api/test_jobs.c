@@ -124,7 +124,7 @@ static void test_job_to_success(void)
     DIR *d = opendir(dir);
     int others = 0;
     for (struct dirent *e; d && (e = readdir(d));)
-        if (e->d_name[0] != '.' && strcmp(e->d_name, "fmnist.csm")) others++;
+        if (e->d_name[0] != '.' && strcmp(e->d_name, "fmnist.csm") && strcmp(e->d_name, "fmnist.versions")) others++;
     if (d) closedir(d);
     CHECK(others == 0, "no temporary files left (%d)", others);
     /* The next job may start now. */
@@ -264,8 +264,10 @@ static void test_token_401_and_sigterm_mid_job(void)
     CHECK(T.exit_status == 0, "exit %d", T.exit_status);
     free(test_read_file(model, &after));
     CHECK(before > 0 && before == after, "model file unchanged (%zu vs %zu)", before, after);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "test $(ls -A %s/models | wc -l) -eq 1", T.dir);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "test $(ls -A %s/models | grep -v '^fmnist.versions$' | wc -l) -eq 1 && "
+                              "test $(ls -A %s/models/fmnist.versions | grep -v -E '^[0-9]+[.](csm|json)$' | wc -l) -eq 0",
+             T.dir, T.dir);
     CHECK(run_cmd(cmd) == 0, "no temporary files");
     snprintf(cmd, sizeof cmd, "rm -rf %s", T.dir);
     run_cmd(cmd);
