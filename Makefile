@@ -16,7 +16,7 @@ B := build
 # ONNX's own schema (Debian's libonnx-dev); protoc-c turns it into C at build time.
 ONNX_PROTO_DIR ?= /usr/include/onnx
 ONNX_GEN := $(B)/gen/onnx.pb-c.c $(B)/gen/onnx.pb-c.h
-CORE_SRC := $(wildcard core/*.c core/layers/*.c)
+CORE_SRC := $(wildcard core/*.c core/layers/*.c core/explain/*.c)
 HTTP_SRC := $(wildcard api/*.c server/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o) $(B)/gen/onnx.pb-c.o
 HTTP_OBJ := $(HTTP_SRC:%.c=$(B)/%.o)

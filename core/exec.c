@@ -371,8 +371,8 @@ static void forward_conv_bn_act_pool(cs_exec *e, int c, cs_model *update_bn)
     }
 }
 
-static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inputs, int n, int upto, int training,
-                        cs_model *update_bn)
+static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inputs, int n, int from, int upto,
+                        int training, cs_model *update_bn)
 {
     e->batch = n;
     e->training = training;
@@ -381,6 +381,7 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
     e->top_is_dz = 0;
     for (int s = 0; s < plan->n && plan->steps[s].first <= upto; s++) {
         const cs_step *st = &plan->steps[s];
+        if (st->first < from) continue;
         double t0 = e->profile ? cs_now() : 0;
         switch (st->kind) {
         case CS_STEP_NODE: forward_node(e, st->first, update_bn); break;
@@ -395,8 +396,8 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
 int cs_exec_forward_inputs(cs_exec *e, const float *const *inputs, int n, int training, cs_model *update_bn)
 {
     if (n < 1 || n > e->max_batch) return -1;
-    return forward_plan(e, training ? &e->train_plan : &e->infer_plan, inputs, n, e->model->n_layers - 1, training,
-                        update_bn);
+    return forward_plan(e, training ? &e->train_plan : &e->infer_plan, inputs, n, 0, e->model->n_layers - 1,
+                        training, update_bn);
 }
 
 int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn)
@@ -408,7 +409,14 @@ int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_mode
 int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto)
 {
     if (n < 1 || n > e->max_batch || upto < 0 || upto >= e->model->n_layers || e->model->n_extra_inputs) return -1;
-    return forward_plan(e, &e->infer_plan, &input, n, upto, 0, NULL);
+    return forward_plan(e, &e->infer_plan, &input, n, 0, upto, 0, NULL);
+}
+
+int cs_exec_forward_from(cs_exec *e, const float *input, int n, int from)
+{
+    if (n < 1 || n > e->max_batch || from < 0 || from >= e->model->n_layers || e->model->n_extra_inputs) return -1;
+    /* The inference plan runs every node on its own: each step starts at a node. */
+    return forward_plan(e, &e->infer_plan, &input, n, from, e->model->n_layers - 1, 0, NULL);
 }
 
 /* ---- seeding the top ---- */

@@ -81,6 +81,9 @@ typedef struct cs_exec {
     int fused;
     double *profile;    /* NULL, or [2 * n_layers] seconds: forward of node i at [i],
                            backward at [n_layers + i], added up over passes (make bench) */
+    int guided;         /* backward passes only the positive part of the gradient through
+                           ReLU-like nodes (guided backpropagation, Springenberg et al. 2015;
+                           cs_guided_clamp): set it around a backward, off for training */
 } cs_exec;
 
 /* max_batch: the largest batch this exec will run. The im2col scratch is bounded
@@ -114,6 +117,10 @@ int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_mode
 int cs_exec_forward_inputs(cs_exec *e, const float *const *inputs, int n, int training, cs_model *update_bn);
 /* Forward only as far as node `upto` (inclusive), inference mode. */
 int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto);
+/* Inference forward of nodes from..last only: act[] of every node before `from` must
+ * already hold the batch of n (a caller may change one of them first, to see what the
+ * nodes above make of it); input holds the n images, for nodes above that read it. */
+int cs_exec_forward_from(cs_exec *e, const float *input, int n, int from);
 
 /* Softmax cross-entropy loss of the last (softmax) layer against integer labels,
  * mean over the batch; its gradient w.r.t. the logits is written into the exec so

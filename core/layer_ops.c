@@ -46,6 +46,14 @@ const char *cs_layer_kind_name(cs_layer_kind k)
     return ops ? ops->keras : "?";
 }
 
+void cs_guided_clamp(const cs_node_pass *p)
+{
+    if (!p->e->guided) return;
+    float *dy = p->dy;
+    const size_t n = (size_t)p->n * cs_shape_size(p->l->out);
+    for (size_t i = 0; i < n; i++) dy[i] = dy[i] > 0 ? dy[i] : 0.0f;
+}
+
 int cs_infer_same_shape(cs_layer *l, const cs_shape *in, char *err, size_t errlen)
 {
     (void)err, (void)errlen;

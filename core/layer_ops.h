@@ -98,6 +98,12 @@ const char *cs_json_get_str(json_t *o, const char *key, char *err, size_t errlen
  * only axis kinds that name one support. 0, or -1 with err. */
 int cs_json_channel_axis(json_t *o, char *err, size_t errlen);
 
+/* Guided backpropagation (exec.h's `guided`): a ReLU-like row (ReLU, LeakyReLU, the
+ * Activation rows relu, leaky_relu and relu6/clip, a fused relu) calls this on its dy
+ * before its own derivative, so only positive gradients pass down: dx = f'(x) max(dy, 0).
+ * Does nothing when the exec is not guided. */
+void cs_guided_clamp(const cs_node_pass *p);
+
 /* A Conv2D node that conv.c's kernels take (square window, one stride, no dilation,
  * no groups, 'valid' or 'same'): the training plan fuses only these. */
 int cs_conv2d_layer_simple(const cs_layer *l);
