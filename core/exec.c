@@ -475,9 +475,13 @@ void cs_exec_seed_class(cs_exec *e, const int *classes, int score_kind)
         float *gi = g + (size_t)i * k;
         const float *pi = p + (size_t)i * k;
         int c = classes[i];
+        /* 1 - p_c as the sum of the other probabilities: when p_c rounds to nearly 1,
+         * 1.0f - p_c keeps hardly a digit of it. */
+        float rest = 0;
+        for (int j = 0; j < k; j++) rest += j == c ? 0.0f : pi[j];
         for (int j = 0; j < k; j++) {
             if (!softmax || score_kind == 0) gi[j] = j == c; /* d logit_c / d z */
-            else gi[j] = pi[c] * ((j == c) - pi[j]);       /* d p_c / d z */
+            else gi[j] = pi[c] * (j == c ? rest : -pi[j]);  /* d p_c / d z */
         }
     }
     e->top_is_dz = softmax;
