@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "draw.h"
 #include "gradcam.h"
@@ -14,38 +13,6 @@
 #include "input.h"
 #include "params.h"
 #include "reply.h"
-
-/* {class}: an index, a label (any case) or a WordNet id. -1 = predicted; -2 after a reply. */
-static int class_or_reply(const cs_req *req, cs_reply *rep, const cs_model *m)
-{
-    const char *c = cs_req_query(req, "class");
-    if (!c) return -1;
-    long idx;
-    if (cs_parse_long(c, &idx)) {
-        if (idx >= 0 && idx < m->n_classes) return (int)idx;
-        cs_reply_error(rep, 400, "bad_parameter", "class must be from 0 to %d or a label, got %ld", m->n_classes - 1,
-                       idx);
-        return -2;
-    }
-    for (int i = 0; i < m->n_classes; i++)
-        if (!strcasecmp(c, m->class_names[i]) || (m->class_ids && m->class_ids[i] && !strcmp(c, m->class_ids[i])))
-            return i;
-    cs_reply_error(rep, 400, "bad_parameter", "class '%.64s' is not a class of this model (see GET /v1/models)", c);
-    return -2;
-}
-
-/* The picture the heat is laid over: the network's own view for Fashion-MNIST (the
- * 28x28 gray input, as the notebook draws it), the uploaded photo for colour models. */
-static int overlay_base(const cs_model *m, const cs_image *orig, const float *x, cs_image *base)
-{
-    if (m->input.c != 1) return cs_image_to_rgb(orig, base);
-    if (cs_image_alloc(base, m->input.w, m->input.h, 1) != CS_IMG_OK) return CS_IMG_NOMEM;
-    for (int i = 0; i < m->input.w * m->input.h; i++) {
-        float v = x[i] * 255.0f + 0.5f;
-        base->px[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-    }
-    return CS_IMG_OK;
-}
 
 static json_t *heat_json(const cs_gradcam_result *r)
 {
@@ -88,7 +55,7 @@ void cs_h_gradcam(cs_req *req, cs_reply *rep)
         !cs_param_float(req, rep, "alpha", is_gray ? 0.7 : 0.4, 0, 10, &alpha) ||
         !cs_param_int(req, rep, "size", 0, 1, 4096, &size))
         goto out;
-    if ((cls = class_or_reply(req, rep, m)) == -2) goto out;
+    if ((cls = cs_class_or_reply(req, rep, m)) == -2) goto out;
     const cs_layer *l = &m->layers[li];
     if (l->out.h < 2 || l->out.w < 2) {
         cs_reply_error(rep, 400, "not_spatial",
@@ -148,7 +115,7 @@ void cs_h_gradcam(cs_req *req, cs_reply *rep)
         img = cs_draw_heatmap(res.heatmap, res.h, res.w, ow, oh);
     } else {
         cs_image base = {0};
-        if (overlay_base(m, orig, x, &base) == CS_IMG_OK)
+        if (cs_overlay_base(m, orig, x, &base) == CS_IMG_OK)
             img = cs_draw_gradcam_overlay(&base, res.heatmap, res.h, res.w, (float)alpha, ow, oh);
         cs_image_free(&base);
     }

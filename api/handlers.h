@@ -24,6 +24,10 @@ void cs_h_filters(cs_req *req, cs_reply *rep);
 void cs_h_feature_maps(cs_req *req, cs_reply *rep);
 /* gradcam.c */
 void cs_h_gradcam(cs_req *req, cs_reply *rep);
+/* explain.c, explain_compare.c, explain_eval.c */
+void cs_h_explain(cs_req *req, cs_reply *rep);
+void cs_h_explain_compare(cs_req *req, cs_reply *rep);
+void cs_h_explain_evaluate(cs_req *req, cs_reply *rep);
 /* jobs.c */
 void cs_h_train(cs_req *req, cs_reply *rep);
 void cs_h_jobs_list(cs_req *req, cs_reply *rep);

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api.h"
 #include "data.h"
@@ -123,4 +124,33 @@ int cs_layer_or_reply(const cs_req *req, cs_reply *rep, const cs_model *m, const
     if (i < 0 && cs_parse_long(name, &idx) && idx >= 0 && idx < m->n_layers) i = (int)idx;
     if (i < 0) cs_reply_error(rep, 404, "not_found", "model '%s' has no layer named '%.64s'", m->arch, name);
     return i;
+}
+
+int cs_class_or_reply(const cs_req *req, cs_reply *rep, const cs_model *m)
+{
+    const char *c = cs_req_query(req, "class");
+    if (!c) return -1;
+    long idx;
+    if (cs_parse_long(c, &idx)) {
+        if (idx >= 0 && idx < m->n_classes) return (int)idx;
+        cs_reply_error(rep, 400, "bad_parameter", "class must be from 0 to %d or a label, got %ld", m->n_classes - 1,
+                       idx);
+        return -2;
+    }
+    for (int i = 0; i < m->n_classes; i++)
+        if (!strcasecmp(c, m->class_names[i]) || (m->class_ids && m->class_ids[i] && !strcmp(c, m->class_ids[i])))
+            return i;
+    cs_reply_error(rep, 400, "bad_parameter", "class '%.64s' is not a class of this model (see GET /v1/models)", c);
+    return -2;
+}
+
+int cs_overlay_base(const cs_model *m, const cs_image *orig, const float *x, cs_image *base)
+{
+    if (m->input.c != 1) return cs_image_to_rgb(orig, base);
+    if (cs_image_alloc(base, m->input.w, m->input.h, 1) != CS_IMG_OK) return CS_IMG_NOMEM;
+    for (int i = 0; i < m->input.w * m->input.h; i++) {
+        float v = x[i] * 255.0f + 0.5f;
+        base->px[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    }
+    return CS_IMG_OK;
 }

@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "gradcam.h"
 #include "image.h"
+#include "preprocess.h"
 
 /* CAMs first, then input attributions; the order lists and pages show them in. */
 static const cs_explain_method *const METHODS[] = {
@@ -129,6 +130,26 @@ const char *cs_explain_params_check(const cs_model *m, const cs_explain_method *
 }
 
 /* ---- the explainer ---------------------------------------------------------------- */
+
+int cs_explain_input_range(const cs_model *m, float *black, float *white)
+{
+    const int c = m->input.c;
+    float *buf = malloc(cs_shape_size(m->input) * sizeof(float));
+    cs_image img = {0};
+    char err[200];
+    int rc = -1;
+    if (!buf || cs_image_alloc(&img, 1, 1, 3) != CS_IMG_OK) goto out;
+    for (int v = 0; v < 2; v++) {
+        memset(img.px, v ? 255 : 0, 3);
+        if (cs_preprocess_image(m->arch, &img, m->input.h, m->input.w, c, buf, err, sizeof err) != 0) goto out;
+        memcpy(v ? white : black, buf, (size_t)c * sizeof(float));
+    }
+    rc = 0;
+out:
+    free(buf);
+    cs_image_free(&img);
+    return rc;
+}
 
 int cs_explainer_init(cs_explainer *x, const cs_model *m, const float *input, cs_exec *e, char *err, size_t errlen)
 {

@@ -97,8 +97,12 @@ typedef struct {
     int predicted;           /* argmax of the model's output for x */
     float *out, *logits;     /* [classes] the output for x and its pre-softmax scores */
     int n_classes;
-    float black_buf[4], white_buf[4]; /* where the defaults live for inputs of up to 4 channels */
 } cs_explainer;
+
+/* The input values of a black and of a white pixel for m (c floats each), as the
+ * model's preprocessing (preprocess.h, by its arch) makes them from an image. 0, or -1
+ * (out of memory). */
+int cs_explain_input_range(const cs_model *m, float *black, float *white);
 
 /* Runs the image forward (the prediction every method starts from). e: an exec of the
  * model to use for single passes, or NULL to make one. 0, or -1 with err. */
