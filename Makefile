@@ -20,6 +20,7 @@ CORE_SRC := $(wildcard core/*.c core/layers/*.c core/explain/*.c)
 HTTP_SRC := $(wildcard api/*.c server/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o) $(B)/gen/onnx.pb-c.o
 HTTP_OBJ := $(HTTP_SRC:%.c=$(B)/%.o)
+CLI_OBJ  := $(patsubst %.c,$(B)/%.o,$(wildcard cli/*.c))
 CORE_TESTS := $(patsubst tests/core/%.c,$(B)/tests/%,$(wildcard tests/core/test_*.c))
 API_TESTS  := $(patsubst tests/api/%.c,$(B)/tests/api_%,$(wildcard tests/api/test_*.c))
 # Resource attacks on a real server over loopback (slow headers and bodies, overload, framing).
@@ -64,7 +65,7 @@ $(B)/libcore.a: $(CORE_OBJ)
 $(B)/libhttp.a: $(HTTP_OBJ)
 	ar rcs $@ $^
 
-$(B)/convscope: $(B)/cli/main.o $(B)/cli/run.o $(B)/libhttp.a $(B)/libcore.a
+$(B)/convscope: $(CLI_OBJ) $(B)/libhttp.a $(B)/libcore.a
 	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
 $(B)/tests/%: tests/core/%.c $(B)/libcore.a tests/test.h

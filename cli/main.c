@@ -1,6 +1,6 @@
 /*
  * main.c - the `convscope` command line: serve, train, eval, predict, export, import,
- * run (run.c).
+ * run (run.c), explain (explain.c).
  *
  * Every command is a thin shell over core/ (and server/ for `serve`): it parses
  * flags, calls the library, and turns a library error into one line on stderr and
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "blas.h"
+#include "commands.h"
 #include "dataset.h"
 #include "exec.h"
 #include "image.h"
@@ -34,7 +35,7 @@ static const char *USAGE =
     "  export  --model FILE --out MODEL.onnx|WEIGHTS.h5\n"
     "  import  --in WEIGHTS.h5|MODEL.h5|MODEL.keras|MODEL.onnx --out FILE\n"
     "  run     --model FILE [--input NAME=FILE.pb|FILE.npy]... [--output-dir DIR] [--node NAME]...\n"
-    "          [--format pb|npy]\n";
+    "          [--format pb|npy]\n" CS_EXPLAIN_USAGE;
 
 int cs_cmd_run(int argc, char **argv); /* run.c */
 
@@ -309,6 +310,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "export") == 0) return cmd_export(argc, argv);
     if (strcmp(cmd, "import") == 0) return cmd_import(argc, argv);
     if (strcmp(cmd, "run") == 0) return cs_cmd_run(argc, argv);
+    if (strcmp(cmd, "explain") == 0) return cs_cmd_explain(argc, argv);
     fprintf(stderr, "convscope: unknown command '%s'\n%s", cmd, USAGE);
     return 2;
 }
