@@ -6,6 +6,7 @@ import { initModels } from './models.js';
 import { initInput } from './input.js';
 import { initPredict } from './predict.js';
 import { initGradcam } from './gradcam.js';
+import { initExplain } from './explain.js';
 import { initLegend } from './legend.js';
 import { initCompare } from './compare.js';
 import { initNetwork } from './network.js';
@@ -37,6 +38,7 @@ async function main() {
   // Panels subscribe before the first model event so none misses it.
   initPredict();
   const gradcam = initGradcam();
+  initExplain();
   initLegend();
   const network = initNetwork();
   initChannels();

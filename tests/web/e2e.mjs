@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makePng, pngInfo } from './png.mjs';
+import { explainCases } from './explain.mjs';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -255,6 +256,9 @@ test('the Grad-CAM overlay appears and changes with the class', async () => {
   await page.selectOption('#cam-class', '');
   await imageLoaded('#cam-img');
 });
+
+// The explanations compared (explain.mjs), on the committed model.
+for (const [name, fn] of explainCases({ page: () => page, assert, isPost, imageLoaded, sectionShot })) test(name, fn);
 
 test('a layer\'s feature maps and filters appear and enlarge', async () => {
   await page.locator('#inside').scrollIntoViewIfNeeded();
