@@ -154,6 +154,11 @@ out:
 int cs_explainer_init(cs_explainer *x, const cs_model *m, const float *input, cs_exec *e, char *err, size_t errlen)
 {
     memset(x, 0, sizeof *x);
+    if (m->n_extra_inputs) {
+        snprintf(err, errlen, "model %s takes %d inputs: explanations take models of one input", m->arch,
+                 m->n_extra_inputs + 1);
+        return -1;
+    }
     x->model = m;
     x->x = input;
     x->n_classes = m->layers[m->n_layers - 1].out.c;
