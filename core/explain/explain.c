@@ -25,7 +25,7 @@ static const cs_explain_method *const METHODS[] = {
 };
 #define N_METHODS ((int)(sizeof METHODS / sizeof METHODS[0]))
 
-/* Activations (and their gradients) of one image a batched exec may hold: 256 MB. */
+/* What a batched exec may hold, every image's activations and gradients together: 256 MB. */
 #define BATCH_BUDGET_FLOATS ((size_t)64 << 20)
 #define BATCH_MAX 64
 

@@ -63,8 +63,9 @@ enum {
 #define CS_EXPLAIN_MAX_BLUR 100.0f
 #define CS_EXPLAIN_MAX_BATCH 256
 
-/* Zero in a field means "the default" (cs_explain_params_default gives them; patch,
- * stride and blur_sigma depend on the image size and are settled when a method runs). */
+/* cs_explain_params_default gives the defaults (in brackets). Zero in patch, stride,
+ * blur_sigma and batch, and -1 in layer and class, mean "chosen for this model and
+ * image" when a method runs; every other field must be in range. */
 typedef struct {
     int layer;          /* CAM: the node; -1 = cs_model_last_conv_activation */
     int class_index;    /* -1 = the predicted class */
