@@ -91,6 +91,14 @@ void cs_h_explain(cs_req *req, cs_reply *rep)
         if (!isprint((unsigned char)*c)) *c = '_';
     cs_reply_header(rep, "X-Class-Label", hdr);
     cs_reply_header(rep, "X-All-Zero", map.all_zero ? "true" : "false");
+    /* As the gradcam route: a flat map is no evidence; the explained scores and the version. */
+    cs_reply_header(rep, "X-Flat", map.flat ? "true" : "false");
+    snprintf(hdr, sizeof hdr, "%.9g", (double)map.logit);
+    cs_reply_header(rep, "X-Logit", hdr);
+    snprintf(hdr, sizeof hdr, "%.9g", (double)map.probability);
+    cs_reply_header(rep, "X-Probability", hdr);
+    snprintf(hdr, sizeof hdr, "%d", r.v->version);
+    cs_reply_header(rep, "X-Model-Version", hdr);
 out:
     cs_explain_map_free(&map);
     cs_explain_req_close(&r);

@@ -253,6 +253,7 @@ json_t *cs_explain_map_json(const cs_model *m, const cs_explain_map *map)
                           cs_rows_json(map->heat, map->h, map->w), "all_zero", map->all_zero, "passes", "forwards",
                           (json_int_t)map->forwards, "backwards", (json_int_t)map->backwards, "seconds",
                           map->seconds);
+    json_object_set_new(o, "flat", json_boolean(map->flat));
     if (map->has_baseline) {
         double sum = 0;
         for (size_t i = 0; i < cs_shape_size(m->input); i++) sum += map->attr[i];

@@ -36,6 +36,8 @@ static void test_pictures(void)
     CHECK(img.w == 540 && img.h == 540 && img.c == 3 && image_levels(&img) > 16, "540x540 RGB overlay");
     CHECK(resp_header(&r, "X-Method", hdr, sizeof hdr) && !strcmp(hdr, "scorecam"), "X-Method");
     CHECK(resp_header(&r, "X-Class-Label", hdr, sizeof hdr) && !strcmp(hdr, "Bag"), "X-Class-Label %s", hdr);
+    CHECK(resp_header(&r, "X-Flat", hdr, sizeof hdr) && !strcmp(hdr, "false"), "X-Flat %s", hdr);
+    CHECK(resp_header(&r, "X-Logit", hdr, sizeof hdr) && atof(hdr) > 1, "X-Logit %s", hdr);
     cs_image_free(&img);
     resp_free(&r);
     r = http_ex(&S, "POST", "/v1/models/fmnist/explain?method=occlusion&sample=test:18&format=heatmap&size=100", "", 0,
