@@ -30,12 +30,26 @@ static int ablationcam_run(cs_explainer *x, const cs_explain_params *p, cs_expla
         return -1;
     }
     for (int b = 0; b < x->batch; b++) memcpy(inputs + (size_t)b * per_in, x->x, per_in * sizeof(float));
+    /* The nodes up to A that the nodes above it read (A itself, and skip connections
+     * around it): only these need the image's values in every copy. */
+    uint8_t *read = calloc((size_t)layer + 1, 1);
+    if (!read) {
+        free(wts);
+        free(inputs);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    read[layer] = 1;
+    for (int i = layer + 1; i < m->n_layers; i++)
+        for (int q = 0; q < m->layers[i].n_inputs; q++)
+            if (m->layers[i].inputs[q] >= 0 && m->layers[i].inputs[q] <= layer) read[m->layers[i].inputs[q]] = 1;
     const float s = p->score_kind == CS_SCORE_LOGIT ? x->logits[p->class_index] : x->out[p->class_index];
     for (int j0 = 0; j0 < k; j0 += x->batch) {
         int b = k - j0 < x->batch ? k - j0 : x->batch;
-        /* Every node up to A holds the image's values for each copy; copy j0 + t has
+        /* The nodes read from above hold the image's values in each copy; copy t has
          * channel j0 + t of A zeroed. */
         for (int i = 0; i <= layer; i++) {
+            if (!read[i]) continue;
             size_t n = cs_shape_size(m->layers[i].out);
             for (int t = 0; t < b; t++) memcpy(eb->act[i] + (size_t)t * n, e1->act[i], n * sizeof(float));
         }
@@ -44,6 +58,7 @@ static int ablationcam_run(cs_explainer *x, const cs_explain_params *p, cs_expla
             for (int i = 0; i < hw; i++) at[(size_t)i * k + j0 + t] = 0.0f;
         }
         if (cs_exec_forward_from(eb, inputs, b, layer + 1) != 0) {
+            free(read);
             free(wts);
             free(inputs);
             snprintf(err, errlen, "out of memory");
@@ -55,6 +70,7 @@ static int ablationcam_run(cs_explainer *x, const cs_explain_params *p, cs_expla
     }
     int rc = cs_cam_combine(a, wts, hw, k, out);
     if (rc) snprintf(err, errlen, "out of memory");
+    free(read);
     free(wts);
     free(inputs);
     return rc;

@@ -363,6 +363,70 @@ static void test_ablationcam_matches_its_formula(void)
     cs_model_free(t.m);
 }
 
+/* Ablation-CAM on a graph with a skip connection around A: the copies must carry the
+ * node the Add reads beside A's successor. Against the same ablation done one channel
+ * at a time on one exec, every node's output kept as the full forward left it. */
+static void test_ablationcam_around_a_skip_connection(void)
+{
+    char err[200];
+    cs_model *m = cs_model_new("skip", (cs_shape){6, 6, 2});
+    cs_layer_config c1 = {.filters = 4, .kernel = 3, .stride = 1}, c2 = {.filters = 4, .kernel = 3, .stride = 1, .pad_same = 1};
+    cs_layer_config none = {0}, dense = {.units = NCLS, .activation = CS_ACT_SOFTMAX};
+    int in0 = CS_MODEL_INPUT, n0 = -1, n1 = -1, n2 = -1, n3 = -1;
+    int ok = (n0 = cs_model_add_node(m, "c1", CS_CONV2D, &c1, &in0, 1, err, sizeof err)) >= 0 &&
+             (n1 = cs_model_add_node(m, "a", CS_RELU, &none, &n0, 1, err, sizeof err)) >= 0 &&
+             (n2 = cs_model_add_node(m, "c2", CS_CONV2D, &c2, &n1, 1, err, sizeof err)) >= 0;
+    int both[2] = {n2, n0};
+    ok = ok && (n3 = cs_model_add_node(m, "add", CS_ADD, &none, both, 2, err, sizeof err)) >= 0 &&
+         cs_model_add_node(m, "flat", CS_FLATTEN, &none, &n3, 1, err, sizeof err) >= 0 &&
+         cs_model_add(m, "dense", CS_DENSE, &dense, err, sizeof err) >= 0 && cs_model_finish(m) == 0;
+    CHECK(ok, "the graph: %s", err);
+    if (!ok) {
+        cs_model_free(m);
+        return;
+    }
+    cs_rng r;
+    cs_rng_seed(&r, 151);
+    for (size_t i = 0; i < m->n_param_floats; i++) m->param_block[i] = (float)(cs_rng_uniform(&r) * 2 - 1) * 0.5f;
+    float x[72];
+    for (int i = 0; i < 72; i++) x[i] = (float)cs_rng_uniform(&r);
+    cs_explain_params p;
+    cs_explain_params_default(&p);
+    p.layer = n1;
+    p.batch = 3;
+    cs_explainer ex;
+    cs_explain_map out;
+    CHECK(cs_explainer_init(&ex, m, x, NULL, err, sizeof err) == 0 &&
+              cs_explain_run(&ex, &cs_explain_ablationcam, &p, &out, err, sizeof err) == 0,
+          "%s", err);
+    cs_explainer_free(&ex);
+    /* One channel at a time on one exec. */
+    cs_exec *e = cs_exec_new(m, 1);
+    const int c = out.class_index, hw = 16, k = 4;
+    cs_exec_forward(e, x, 1, 0, NULL);
+    const float s = cs_exec_logits(e)[c];
+    float A[64], w[4];
+    memcpy(A, e->act[n1], sizeof A);
+    for (int j = 0; j < k; j++) {
+        cs_exec_forward(e, x, 1, 0, NULL);
+        for (int i = 0; i < hw; i++) e->act[n1][i * k + j] = 0;
+        cs_exec_forward_from(e, x, 1, n1 + 1);
+        w[j] = (s - cs_exec_logits(e)[c]) / s;
+    }
+    double L[16], mx = 0;
+    for (int i = 0; i < hw; i++) {
+        double v = 0;
+        for (int j = 0; j < k; j++) v += w[j] * A[i * k + j];
+        L[i] = v > 0 ? v : 0;
+        mx = fmax(mx, L[i]);
+    }
+    if (mx > 0) check_map(out.map, L, hw, 1e-5, "ablation around a skip connection");
+    else CHECK(out.all_zero, "all zero as the reference");
+    cs_explain_map_free(&out);
+    cs_exec_free(e);
+    cs_model_free(m);
+}
+
 /* Eigen-CAM against power iteration in double, on both sides of hw = k (the solver
  * takes the smaller Gram matrix). */
 static void test_eigencam_is_the_first_principal_direction(void)
@@ -1020,6 +1084,7 @@ int main(void)
     RUN(test_gradient_cams_match_their_formulas);
     RUN(test_scorecam_matches_its_formula_in_any_batch);
     RUN(test_ablationcam_matches_its_formula);
+    RUN(test_ablationcam_around_a_skip_connection);
     RUN(test_eigencam_is_the_first_principal_direction);
     RUN(test_input_gradients_and_guided);
     RUN(test_guided_flag_does_not_leak);
