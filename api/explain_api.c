@@ -175,21 +175,21 @@ float cs_explain_default_alpha(const cs_model *m) { return m->input.c == 1 ? 0.7
 
 /* As the gradcam route: 540 across for a one-channel model (the notebook's display
  * size), the photo's own width otherwise. */
-int cs_explain_default_size(const cs_model *m, const cs_image *orig) { return m->input.c == 1 ? 540 : orig->w; }
-
 cs_image *cs_explain_draw(const cs_explain_req *r, const cs_explain_map *map, int format, float alpha, int size)
 {
     const cs_model *m = r->m;
     const cs_image *orig = &r->in.img[0];
     const int gray = m->input.c == 1;
-    int ow = size ? size : cs_explain_default_size(m, orig);
-    int oh = gray ? ow : (int)((double)ow * orig->h / orig->w + 0.5);
-    if (oh < 1) oh = 1;
-    if (format == 1) return cs_draw_heatmap(map->heat, map->h, map->w, ow, oh);
+    /* The picture drawn over is the part of the photo the model read (a centre crop
+     * with some models): its aspect is the picture's. */
     cs_image base = {0};
     cs_image *img = NULL;
-    if (cs_overlay_base(m, orig, r->x, &base) == CS_IMG_OK)
-        img = cs_draw_gradcam_overlay(&base, map->heat, map->h, map->w, alpha, ow, oh);
+    if (cs_overlay_base(m, orig, r->x, &base) != CS_IMG_OK) return NULL;
+    int ow = size ? size : gray ? 540 : base.w;
+    int oh = (int)((double)ow * base.h / base.w + 0.5);
+    if (oh < 1) oh = 1;
+    if (format == 1) img = cs_draw_heatmap(map->heat, map->h, map->w, ow, oh);
+    else img = cs_draw_gradcam_overlay(&base, map->heat, map->h, map->w, alpha, ow, oh);
     cs_image_free(&base);
     return img;
 }

@@ -65,8 +65,7 @@ json_t *cs_sanity_json(const cs_sanity_result *r);
 /* The heat drawn as an overlay on the image or alone (format 0 or 1), `size` pixels
  * across (0: the route's default), as the gradcam route draws it. NULL when out of memory. */
 cs_image *cs_explain_draw(const cs_explain_req *r, const cs_explain_map *map, int format, float alpha, int size);
-/* The default overlay weight and the default width of pictures for m. */
+/* The default overlay weight for m. */
 float cs_explain_default_alpha(const cs_model *m);
-int cs_explain_default_size(const cs_model *m, const cs_image *orig);
 
 #endif

@@ -23,11 +23,12 @@ static cs_image *grid(const cs_explain_req *r, const cs_explain_map *maps, int n
 {
     const cs_model *m = r->m;
     const cs_image *orig = &r->in.img[0];
-    int tile_h = m->input.c == 1 ? tile_w : (int)((double)tile_w * orig->h / orig->w + 0.5);
-    if (tile_h < 1) tile_h = 1;
     const cs_image **tiles = calloc((size_t)n * 3, sizeof *tiles);
     cs_image base = {0}, *img = NULL, *first = NULL;
     if (!tiles || cs_overlay_base(m, orig, r->x, &base) != CS_IMG_OK) goto out;
+    /* The tiles take the aspect of what the model read (a centre crop with some models). */
+    int tile_h = (int)((double)tile_w * base.h / base.w + 0.5);
+    if (tile_h < 1) tile_h = 1;
     cs_image small = {0};
     if (cs_image_resize_bilinear(&base, tile_w, tile_h, &small) != CS_IMG_OK) goto out;
     if (!(first = cs_image_new(tile_w, tile_h, small.c))) {

@@ -49,7 +49,7 @@ static int dataset_input(const cs_model *m, const cs_dataset *d, long i, float *
         return -1;
     }
     memcpy(img.px, d->images + (size_t)i * d->w * d->h, (size_t)d->w * d->h);
-    int rc = cs_preprocess_image(m->arch, &img, m->input.h, m->input.w, m->input.c, x, err, errlen);
+    int rc = cs_preprocess_model(m, &img, x, err, errlen);
     cs_image_free(&img);
     return rc;
 }

@@ -12,6 +12,7 @@
 #include "handlers.h"
 #include "input.h"
 #include "params.h"
+#include "preprocess.h"
 #include "reply.h"
 
 static json_t *heat_json(const cs_gradcam_result *r)
@@ -97,28 +98,28 @@ void cs_h_gradcam(cs_req *req, cs_reply *rep)
                                "flat", res.flat));
     }
     if (format == 2) {
-        json_t *doc = json_pack("{s:s,s:i,s:o}", "model", s->name, "version", v->version, "results", results);
+        json_t *doc = json_pack("{s:s,s:i,s:o,s:o}", "model", s->name, "version", v->version, "results", results,
+                                "preprocessing",
+                                cs_preprocess_to_json(&m->preprocess, m->input.c, m->input.h, m->input.w));
         if (in.sample) json_object_set_new(doc, "sample", json_string(in.sample));
         cs_reply_json(rep, 200, doc);
         goto out;
     }
     json_decref(results);
-    /* Output size: `size` across (height keeps the aspect); by default 540 for the
-     * 28x28 network (the notebook's display size) and the photo's own size otherwise. */
-    const cs_image *orig = &in.img[0];
-    int ow = size ? (int)size : is_gray ? 540 : orig->w;
-    int oh = is_gray ? ow : size ? (int)((double)size * orig->h / orig->w + 0.5) : orig->h;
-    if (oh < 1) oh = 1;
+    /* Output size: `size` across (height keeps the aspect); by default 540 for a gray
+     * network (the notebook's display size for its 28x28 input) and the size of the
+     * photo (or of the part the model read) otherwise. */
     double t0 = cs_now();
     cs_image *img = NULL;
-    if (format == 1) {
-        img = cs_draw_heatmap(res.heatmap, res.h, res.w, ow, oh);
-    } else {
-        cs_image base = {0};
-        if (cs_overlay_base(m, orig, x, &base) == CS_IMG_OK)
-            img = cs_draw_gradcam_overlay(&base, res.heatmap, res.h, res.w, (float)alpha, ow, oh);
-        cs_image_free(&base);
+    cs_image base = {0};
+    if (cs_overlay_base(m, &in.img[0], x, &base) == CS_IMG_OK) {
+        int ow = size ? (int)size : is_gray ? 540 : base.w;
+        int oh = size || is_gray ? (int)((double)ow * base.h / base.w + 0.5) : base.h;
+        if (oh < 1) oh = 1;
+        if (format == 1) img = cs_draw_heatmap(res.heatmap, res.h, res.w, ow, oh);
+        else img = cs_draw_gradcam_overlay(&base, res.heatmap, res.h, res.w, (float)alpha, ow, oh);
     }
+    cs_image_free(&base);
     cs_req_stage_add(req, CS_STAGE_DRAW, t0);
     if (cs_reply_image(req, rep, img, "cannot draw the Grad-CAM image") != 0) goto out;
     char hdr[160];

@@ -17,6 +17,13 @@ void cs_h_metrics(cs_req *req, cs_reply *rep);
 /* models.c */
 void cs_h_models_list(cs_req *req, cs_reply *rep);
 void cs_h_model_summary(cs_req *req, cs_reply *rep);
+/* One model as GET /v1/models lists it (NULL when out of memory). */
+struct cs_served_model;
+struct json_t;
+struct json_t *cs_model_entry_json(struct cs_served_model *s);
+/* model_files.c */
+void cs_h_model_upload(cs_req *req, cs_reply *rep);
+void cs_h_model_delete(cs_req *req, cs_reply *rep);
 /* predict.c */
 void cs_h_predict(cs_req *req, cs_reply *rep);
 /* visual.c */

@@ -107,12 +107,20 @@ float *cs_tensor_or_reply(cs_req *req, cs_reply *rep, const cs_model *m, const c
         cs_reply_internal(rep, "out of memory");
         return NULL;
     }
-    if (cs_preprocess_image(m->arch, img, m->input.h, m->input.w, m->input.c, x, err, sizeof err) != 0) {
+    if (cs_preprocess_model(m, img, x, err, sizeof err) != 0) {
         free(x);
         cs_reply_error(rep, 422, "bad_image", "cannot prepare the image for %s: %s", m->arch, err);
         return NULL;
     }
     cs_req_stage_add(req, CS_STAGE_DECODE, t0);
+    /* Every answer computed from an image says how the image was turned into input. */
+    int said = 0;
+    for (int i = 0; i < rep->n_headers; i++) said |= !strcmp(rep->header_names[i], "X-Preprocessing");
+    if (!said) {
+        char how[256];
+        cs_preprocess_describe(&m->preprocess, m->input.c, m->input.h, m->input.w, how, sizeof how);
+        cs_reply_header(rep, "X-Preprocessing", how);
+    }
     return x;
 }
 
@@ -146,10 +154,19 @@ int cs_class_or_reply(const cs_req *req, cs_reply *rep, const cs_model *m)
 
 int cs_overlay_base(const cs_model *m, const cs_image *orig, const float *x, cs_image *base)
 {
-    if (m->input.c != 1) return cs_image_to_rgb(orig, base);
+    const cs_preprocess *p = &m->preprocess;
+    if (m->input.c != 1) {
+        cs_image region;
+        int rc = cs_preprocess_region(p, orig, m->input.h, m->input.w, &region);
+        if (rc != CS_IMG_OK) return rc;
+        rc = cs_image_to_rgb(&region, base);
+        cs_image_free(&region);
+        return rc;
+    }
+    /* The input's values turned back into pixels by the model's own pipeline. */
     if (cs_image_alloc(base, m->input.w, m->input.h, 1) != CS_IMG_OK) return CS_IMG_NOMEM;
     for (int i = 0; i < m->input.w * m->input.h; i++) {
-        float v = x[i] * 255.0f + 0.5f;
+        double v = ((double)x[i] * p->std[0] + p->mean[0]) / p->scale + 0.5;
         base->px[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
     }
     return CS_IMG_OK;

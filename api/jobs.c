@@ -220,6 +220,24 @@ static json_t *run_record(const cs_job *j, const cs_model *m, const cs_dataset *
     return rec;
 }
 
+/* A fresh start forgets how the weights it replaces came to be. */
+static void meta_reset(cs_model *m)
+{
+    free(m->meta.history);
+    memset(&m->meta, 0, sizeof m->meta);
+    m->meta.test_accuracy = -1;
+}
+
+static int numbered_classes(const cs_model *m)
+{
+    for (int i = 0; i < m->n_classes; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "%d", i);
+        if (strcmp(m->class_names[i], k) != 0) return 0;
+    }
+    return 1;
+}
+
 static void *job_thread(void *arg)
 {
     cs_job *j = arg;
@@ -244,12 +262,20 @@ static void *job_thread(void *arg)
             cs_version_release(v);
         }
         j->cfg.init_weights = 0;
-    } else {
+    } else if (j->served->trainable) {
         m = cs_model_build_fmnist();
+        j->cfg.init_weights = 1;
+    } else { /* the served architecture with fresh weights */
+        cs_model_version *v = cs_served_acquire(j->served, err, sizeof err);
+        if (v) {
+            m = cs_model_clone(v->model);
+            cs_version_release(v);
+            if (m) meta_reset(m);
+        }
         j->cfg.init_weights = 1;
     }
     if (!m) {
-        finish(j, CS_JOB_FAILED, j->from_current ? err : "out of memory");
+        finish(j, CS_JOB_FAILED, j->from_current || !j->served->trainable ? err : "out of memory");
         return NULL;
     }
     j->trained = m;
@@ -265,6 +291,9 @@ static void *job_thread(void *arg)
         finish(j, CS_JOB_FAILED, err);
         return NULL;
     }
+    /* Trained on Fashion-MNIST: classes that had only numbers are its classes now. */
+    if (numbered_classes(m) && m->n_classes == 10)
+        cs_model_set_classes(m, 10, CS_FMNIST_CLASSES); /* out of memory: the numbers stay */
     json_t *record = run_record(j, m, test);
     double acc = json_number_value(json_object_get(record, "test_accuracy"));
     int rc_pub = cs_served_publish_run(j->served, m, record, err, sizeof err);
@@ -343,9 +372,24 @@ void cs_h_train(cs_req *req, cs_reply *rep)
         cs_reply_not_found(rep, "model", name);
         return;
     }
-    if (!s->trainable) {
+    if (!s->trainable && !s->folder) {
         cs_reply_error(rep, 400, "not_trainable", "model '%s' cannot be trained by this service", name);
         return;
+    }
+    if (!s->trainable) { /* a model of the folder: trainable when its layers and input allow */
+        char why[512];
+        cs_model_version *v = cs_served_acquire(s, why, sizeof why);
+        if (!v) {
+            cs_reply_error(rep, 409, "no_current_model", "model '%s' is unavailable: %s", name, why);
+            return;
+        }
+        int can = v->trainable;
+        cs_fmt(why, sizeof why, "%s", v->train_why);
+        cs_version_release(v);
+        if (!can) {
+            cs_reply_error(rep, 400, "not_trainable", "model '%s' cannot be trained on Fashion-MNIST: %s", name, why);
+            return;
+        }
     }
     json_t *body;
     if (req->body_len == 0) {

@@ -24,7 +24,9 @@ const cs_route cs_routes[] = {
     {"GET", "/readyz", cs_h_readyz, CS_ROUTE_PROBE},
     {"GET", "/metrics", cs_h_metrics, CS_ROUTE_PROBE},
     {"GET", "/v1/models", cs_h_models_list, 0},
+    {"POST", "/v1/models", cs_h_model_upload, CS_ROUTE_AUTH | CS_ROUTE_MODEL | CS_ROUTE_COMPUTE},
     {"GET", "/v1/models/{model}", cs_h_model_summary, 0},
+    {"DELETE", "/v1/models/{model}", cs_h_model_delete, CS_ROUTE_AUTH},
     {"POST", "/v1/models/{model}/predict", cs_h_predict, CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
     {"GET", "/v1/models/{model}/layers/{layer}/filters.png", cs_h_filters, CS_ROUTE_COMPUTE},
     {"POST", "/v1/models/{model}/layers/{layer}/feature-maps.png", cs_h_feature_maps,
@@ -154,6 +156,11 @@ int cs_api_authorized(const cs_route *route, const cs_req *req, cs_reply *rep)
     cs_reply_error(rep, 401, "unauthorized", "this call changes state and needs 'Authorization: Bearer <token>'");
     cs_reply_header(rep, "WWW-Authenticate", "Bearer realm=\"convscope\"");
     return 0;
+}
+
+size_t cs_api_body_limit(const cs_route *route)
+{
+    return (route->flags & CS_ROUTE_MODEL) ? cs_api.max_model_upload : cs_api.max_upload;
 }
 
 void cs_api_dispatch(const cs_route *route, cs_req *req, cs_reply *rep)

@@ -238,7 +238,7 @@ static int explain_image(const cs_model *m, const cs_explain_method *const *meth
     char err[400], path[1600];
     float *x = malloc(cs_shape_size(m->input) * sizeof(float));
     if (!x) return -1;
-    if (cs_preprocess_image(m->arch, img, m->input.h, m->input.w, m->input.c, x, err, sizeof err) != 0) {
+    if (cs_preprocess_model(m, img, x, err, sizeof err) != 0) {
         fprintf(stderr, "convscope explain: %s: %s\n", name, err);
         free(x);
         return -1;

@@ -21,6 +21,7 @@
 #include "model_file.h"
 #include "onnx_export.h"
 #include "preprocess.h"
+#include "sidecar.h"
 #include "model_load.h"
 #include "serve.h"
 #include "train.h"
@@ -213,6 +214,16 @@ static int cmd_predict(int argc, char **argv)
     int top = atoi(flag(argc, argv, "--top", "3"));
     cs_model *m = load_model_flag(argc, argv, err, sizeof err);
     if (!m) return fail("cannot load the model", err);
+    /* Its labels and preprocessing, from NAME.json beside the file as the service reads it. */
+    char side[1100];
+    const char *model_path = flag(argc, argv, "--model", "");
+    const char *slash = strrchr(model_path, '/'), *dot = strrchr(model_path, '.');
+    int base = dot && (!slash || dot > slash) ? (int)(dot - model_path) : (int)strlen(model_path);
+    snprintf(side, sizeof side, "%.*s.json", base, model_path);
+    if (cs_sidecar_apply_file(m, side, NULL, err, sizeof err) != 0) {
+        cs_model_free(m);
+        return fail("cannot read the model's sidecar", err);
+    }
     uint8_t *bytes = NULL;
     size_t len = 0;
     cs_image img = {0};
@@ -231,7 +242,7 @@ static int cmd_predict(int argc, char **argv)
         fail("cannot decode the image", err);
         goto done;
     }
-    if (cs_preprocess_image(m->arch, &img, m->input.h, m->input.w, m->input.c, x, err, sizeof err) != 0) {
+    if (cs_preprocess_model(m, &img, x, err, sizeof err) != 0) {
         fail("cannot prepare the image", err);
         goto done;
     }

@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "preprocess.h"
+
 #define CS_NAME_MAX 64
 #define CS_MAX_PARAMS 4 /* kernel, bias / gamma, beta, moving_mean, moving_variance */
 #define CS_MAX_INPUTS 16
@@ -157,6 +159,8 @@ typedef struct cs_model {
     int n_classes;
     char **class_names; /* n_classes strings, owned */
     char **class_ids;   /* n_classes WordNet ids (VGG16) or NULL, owned */
+    cs_preprocess preprocess; /* how an image becomes its input: inferred by cs_model_finish
+                                 (preprocess.h), replaced by a model's sidecar */
     cs_model_meta meta;
 } cs_model;
 

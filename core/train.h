@@ -41,6 +41,14 @@ typedef void (*cs_progress_fn)(const cs_progress *p, const cs_epoch_record *fini
 int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const cs_train_config *cfg,
              cs_progress_fn progress, void *user, atomic_int *cancel, char *err, size_t errlen);
 
+/* 0 when cs_train can train m on d (NULL: Fashion-MNIST's 28x28): one input of the
+ * images' size and one gray channel, a softmax over at least 10 classes on top (fused
+ * into the last node or a Softmax node: the loss is the cross-entropy of the logits
+ * under it), a backward pass for every node and parameters to train. -1 with the
+ * reason in err. The images are fed through the model's own pipeline's values
+ * (cs_preprocess_pixels). */
+int cs_train_check(const cs_model *m, const cs_dataset *d, char *err, size_t errlen);
+
 /* Accuracy on the first `limit` images (0: all); -1 when out of memory or when the
  * model does not take the data set's images or has fewer classes than it. */
 double cs_evaluate(const cs_model *m, const cs_dataset *d, int limit);

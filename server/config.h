@@ -13,6 +13,7 @@ typedef struct cs_config {
     char data[1024];          /* Fashion-MNIST IDX files */
     long threads;             /* HTTP worker threads; 0 = number of cores */
     long max_upload;          /* bytes of one request body */
+    long max_model_upload;    /* bytes of one model upload */
     long max_pixels;          /* width * height of one decoded image */
     char token[256];          /* bearer token for state-changing calls; "" = none */
     char vgg16_weights[1024]; /* explicit weights file */

@@ -117,6 +117,7 @@ int cs_serve_main(int argc, char **argv)
 
     cs_api.token = cfg.token;
     cs_api.max_upload = (size_t)cfg.max_upload;
+    cs_api.max_model_upload = (size_t)cfg.max_model_upload;
     cs_api.max_pixels = cfg.max_pixels;
     cs_api.static_dir = cfg.static_dir;
     cs_api.openapi_path = cfg.openapi;
@@ -135,6 +136,7 @@ int cs_serve_main(int argc, char **argv)
     }
     for (int i = 0; i < cs_registry_count(); i++) {
         cs_served_model *s = cs_registry_at(i);
+        if (!s) continue; /* removed */
         char reason[512];
         int version, training;
         cs_model_state st = cs_served_state(s, reason, sizeof reason, &version, &training);

@@ -10,6 +10,8 @@ import { initExplain } from './explain.js';
 import { initLegend } from './legend.js';
 import { initCompare } from './compare.js';
 import { initNetwork } from './network.js';
+import { initGraph } from './graph.js';
+import { initAddModel } from './addmodel.js';
 import { initChannels } from './channels.js';
 import { initDetails } from './details.js';
 import { initOutputs } from './outputs.js';
@@ -41,11 +43,13 @@ async function main() {
   initExplain();
   initLegend();
   const network = initNetwork();
+  initGraph({ network });
   initChannels();
   initDetails();
   initOutputs();
   initCompare();
   const models = initModels();
+  initAddModel({ models });
   const input = initInput();
   initTrain({ onNewVersion: () => models.refresh({ quiet: true }) });
   initInsight({

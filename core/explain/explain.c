@@ -141,7 +141,7 @@ int cs_explain_input_range(const cs_model *m, float *black, float *white)
     if (!buf || cs_image_alloc(&img, 1, 1, 3) != CS_IMG_OK) goto out;
     for (int v = 0; v < 2; v++) {
         memset(img.px, v ? 255 : 0, 3);
-        if (cs_preprocess_image(m->arch, &img, m->input.h, m->input.w, c, buf, err, sizeof err) != 0) goto out;
+        if (cs_preprocess_model(m, &img, buf, err, sizeof err) != 0) goto out;
         memcpy(v ? white : black, buf, (size_t)c * sizeof(float));
     }
     rc = 0;
