@@ -42,7 +42,9 @@ int cs_node_activations(const cs_model *m, const cs_dataset *d, int n, int node,
     }
     for (int s = 0; s < n; s += bs) {
         const int b = n - s < bs ? n - s : bs;
-        for (int i = 0; i < b; i++) cs_dataset_image_float(d, s + i, x + (size_t)i * px);
+        /* The images as the model takes them (its own pipeline's values). */
+        for (int i = 0; i < b; i++)
+            cs_preprocess_pixels(&m->preprocess, d->images + (size_t)(s + i) * px, px, x + (size_t)i * px);
         if ((pred ? cs_exec_forward(e, x, b, 0, NULL) : cs_exec_forward_upto(e, x, b, node)) != 0) {
             snprintf(err, errlen, "out of memory");
             cs_exec_free(e);

@@ -110,7 +110,9 @@ int cs_atlas_top(const cs_model *m, const cs_dataset *d, int images, int node, i
     }
     for (int s = 0; s < n; s += bs) {
         int b = n - s < bs ? n - s : bs;
-        for (int i = 0; i < b; i++) cs_dataset_image_float(d, s + i, x + (size_t)i * px);
+        /* The images as the model takes them (its own pipeline's values). */
+        for (int i = 0; i < b; i++)
+            cs_preprocess_pixels(&m->preprocess, d->images + (size_t)(s + i) * px, px, x + (size_t)i * px);
         if (cs_exec_forward_upto(e, x, b, node) != 0) {
             snprintf(err, errlen, "out of memory");
             goto done;
@@ -138,7 +140,7 @@ int cs_atlas_top(const cs_model *m, const cs_dataset *d, int images, int node, i
         for (int r = 0; r < top; r++) {
             cs_atlas_hit *hh = &hits[(size_t)c * top + r];
             if (hh->image < 0) continue;
-            cs_dataset_image_float(d, hh->image, x);
+            cs_preprocess_pixels(&m->preprocess, d->images + (size_t)hh->image * px, px, x);
             if (cs_atlas_patch(one, x, node, hh->y, hh->x, c, hh->box) != 0) {
                 snprintf(err, errlen, "out of memory");
                 goto done;

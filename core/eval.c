@@ -96,7 +96,9 @@ int cs_eval_run(const cs_model *m, const cs_dataset *d, int limit, int n_bins, c
     const int top = m->n_layers - 1;
     for (int s = 0; s < n; s += bs) {
         const int b = n - s < bs ? n - s : bs;
-        for (int i = 0; i < b; i++) cs_dataset_image_float(d, s + i, x + (size_t)i * px);
+        /* The images as the model takes them (its own pipeline's values). */
+        for (int i = 0; i < b; i++)
+            cs_preprocess_pixels(&m->preprocess, d->images + (size_t)(s + i) * px, px, x + (size_t)i * px);
         if (cs_exec_forward(e, x, b, 0, NULL) != 0) {
             snprintf(err, errlen, "out of memory");
             goto done;
