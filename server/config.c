@@ -41,7 +41,7 @@ static const opt_spec specs[] = {
     {"max-upload", "CONVSCOPE_MAX_UPLOAD", OPT_INT, "16777216", 1024, 1L << 34, S(max_upload),
      "largest request body in bytes (413 beyond)"},
     {"max-model-upload", "CONVSCOPE_MAX_MODEL_UPLOAD", OPT_INT, "134217728", 1024, 1L << 34, S(max_model_upload),
-     "largest model file uploaded to POST /v1/models, in bytes (413 beyond)"},
+     "largest model file uploaded to POST /v1/models, in bytes (413 beyond; at most --upload-budget)"},
     {"max-pixels", "CONVSCOPE_MAX_PIXELS", OPT_INT, "40000000", 1, 1L << 32, S(max_pixels),
      "largest image (width x height) accepted (422 beyond)"},
     {"token", "CONVSCOPE_TOKEN", OPT_STR, "", 0, 0, S(token),
@@ -197,11 +197,8 @@ int cs_config_load(cs_config *cfg, int argc, char **argv)
                         "largest bodies could never be taken\n", cfg->upload_budget, cfg->max_upload);
         return -1;
     }
-    if (cfg->upload_budget < cfg->max_model_upload) {
-        fprintf(stderr, "convscope serve: --upload-budget (%ld) must be at least --max-model-upload (%ld), or "
-                        "the largest model files could never be taken\n", cfg->upload_budget, cfg->max_model_upload);
-        return -1;
-    }
+    /* A model file is a body like any other: never more than the budget can take. */
+    if (cfg->max_model_upload > cfg->upload_budget) cfg->max_model_upload = cfg->upload_budget;
     return 0;
 }
 
