@@ -89,15 +89,24 @@ test('projector: points drawn, coloured by label or prediction, hover and select
   assert(await page.locator('#ins-proj-legend li').count() === 10, 'a legend of ten classes');
   await page.selectOption('#ins-proj-colour', 'predictions');
   assert(await page.getAttribute('#ins-proj-canvas', 'data-colour') === 'predictions', 'coloured by prediction');
-  // Find a point by scanning the canvas with the pointer: its image shows.
+  // Find a drawn point in the canvas's own pixels (wherever the layout put them), then
+  // hover it: its image shows.
   const box = await page.locator('#ins-proj-canvas').boundingBox();
-  let found = false;
-  for (let y = 0.3; y < 0.75 && !found; y += 0.05) {
-    for (let x = 0.3; x < 0.75 && !found; x += 0.03) {
-      await page.mouse.move(box.x + box.width * x, box.y + box.height * y);
-      found = await page.isVisible('#ins-proj-tip');
-    }
-  }
+  const spot = await page.evaluate(() => {
+    const c = document.getElementById('ins-proj-canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let best = null;
+    for (let y = 0; y < c.height; y++)
+      for (let x = 0; x < c.width; x++) {
+        if (d[(y * c.width + x) * 4 + 3] < 128) continue;
+        const dist = Math.hypot(x - c.width / 2, y - c.height / 2);
+        if (!best || dist < best.dist) best = { x, y, dist };
+      }
+    return best && { fx: (best.x + 0.5) / c.width, fy: (best.y + 0.5) / c.height };
+  });
+  assert(spot, 'no point drawn on the canvas');
+  await page.mouse.move(box.x + box.width * spot.fx, box.y + box.height * spot.fy);
+  const found = await page.isVisible('#ins-proj-tip');
   assert(found, 'hovering a point shows its image');
   const idx = Number(await page.getAttribute('#ins-proj-tip', 'data-index'));
   assert(/Test image \d+/.test(await page.textContent('#ins-proj-tip')), 'and says what it is');
