@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Exports torchvision's ResNet-18 and MobileNetV2 with random weights to ONNX.
+"""Exports torchvision's ResNet-18, MobileNetV2 and VGG16 with random weights to ONNX.
 
 The full-size nets for the benchmarks: opset 13, input "input" (N,3,224,224), output
 "logits" (N,1000), N dynamic. Weights are torchvision's own initialisation under a fixed
@@ -13,8 +13,8 @@ NAME.logits.npy, the Grad-CAM tensor's value, gradient and heatmap for the predi
 class on the last activation before global pooling, and NAME.json naming that tensor.
 tests/models/ort_reference.mjs --models DIR checks them against ONNX Runtime.
 
-Usage: export_torchvision.py [--out DIR]   (default build/bench-models; the files are
-tens of MB and are not committed). Needs python3-torch, python3-torchvision, python3-onnx.
+Usage: export_torchvision.py [--out DIR] [NAME...]   (default build/bench-models and every
+model; the files are tens of MB, VGG16's 528 MB, and are not committed). Needs python3-torch, python3-torchvision, python3-onnx.
 """
 import argparse
 import copy
@@ -39,6 +39,7 @@ MIN_MARGIN = 1e-3
 MODELS = [
     ("resnet18", torchvision.models.resnet18, "layer4.1.relu"),
     ("mobilenet_v2", torchvision.models.mobilenet_v2, "features.18.2"),
+    ("vgg16", torchvision.models.vgg16, "features.29"),
 ]
 
 
@@ -53,11 +54,20 @@ def export(model):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="build/bench-models")
+    ap.add_argument("names", nargs="*", help="models to export (default: all)")
     args = ap.parse_args()
+    unknown = set(args.names) - {m[0] for m in MODELS}
+    if unknown:
+        raise SystemExit(f"unknown model(s): {', '.join(sorted(unknown))}")
     os.makedirs(args.out, exist_ok=True)
     for i, (name, make, cam_module) in enumerate(MODELS):
+        if args.names and name not in args.names:
+            continue
         torch.manual_seed(i)
         model = make(weights=None)
+        for m in model.modules():  # in-place ReLUs would hand the Grad-CAM hook a tensor changed later
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = False
         g = torch.Generator().manual_seed(1000 + i)
         model.train()
         with torch.no_grad():

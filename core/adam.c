@@ -68,6 +68,7 @@ void cs_adam_step(cs_adam *a, cs_model *model, const float *param_grad)
                   .lr_t = (float)(a->lr * sqrt(1.0 - pow(a->beta2, t)) / (1.0 - pow(a->beta1, t)))};
     /* About 20 operations per float, spread over the cores like a layer. */
     cs_parallel_run((long)model->n_param_floats, cs_parallel_grain(20, 16), 0, adam_range, &j);
+    cs_model_params_changed(model);
 }
 
 void cs_adam_free(cs_adam *a)

@@ -21,6 +21,7 @@
 
 #include "clock.h"
 #include "conv_block.h"
+#include "fast_plan.h"
 #include "layer_ops.h"
 #include "layers.h"
 #include "parallel.h"
@@ -214,6 +215,7 @@ void cs_exec_free(cs_exec *e)
         free(e->scratch.col[w]);
         free(e->scratch.part[w]);
         free(e->scratch.dy[w]);
+        free(e->scratch.onednn[w]);
     }
     free(e->infer_plan.steps);
     free(e->train_plan.steps);
@@ -312,11 +314,11 @@ static float *moving(cs_model *update, int node, int which)
     return update ? update->layers[node].params[which].data : NULL;
 }
 
-static void forward_node(cs_exec *e, int i, cs_model *update_bn)
+static void forward_node(cs_exec *e, int i, cs_model *update_bn, const cs_fast_plan *fast)
 {
     const cs_layer *l = &e->model->layers[i];
     cs_node_pass p = {.e = e, .node = i, .l = l, .n = e->batch, .training = e->training, .update = update_bn,
-                      .y = e->act[i], .state = e->state[i], .work = e->work};
+                      .y = e->act[i], .state = e->state[i], .work = e->work, .fast = cs_fast_plan_node(fast, i)};
     for (int k = 0; k < l->n_inputs; k++) p.x[k] = node_value(e, l->inputs[k]);
     cs_layer_ops_of(l->kind)->forward(&p);
 }
@@ -379,12 +381,16 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
     e->input = inputs[0];
     for (int k = 0; k < e->model->n_extra_inputs; k++) e->extra_input[k] = inputs[k + 1];
     e->top_is_dz = 0;
+    /* Inference in an exec that keeps no parameter gradients may take the fast paths;
+     * a training pass moves the moving statistics it is given. */
+    const cs_fast_plan *fast = !training && !e->param_grad ? cs_fast_plan_get(e->model) : NULL;
+    if (training && update_bn) cs_model_params_changed(update_bn);
     for (int s = 0; s < plan->n && plan->steps[s].first <= upto; s++) {
         const cs_step *st = &plan->steps[s];
         if (st->first < from) continue;
         double t0 = e->profile ? cs_now() : 0;
         switch (st->kind) {
-        case CS_STEP_NODE: forward_node(e, st->first, update_bn); break;
+        case CS_STEP_NODE: forward_node(e, st->first, update_bn, fast); break;
         case CS_STEP_BN_ACT_POOL: forward_bn_act_pool(e, st->first, update_bn); break;
         case CS_STEP_CONV_BN_ACT_POOL: forward_conv_bn_act_pool(e, st->first, update_bn); continue;
         }

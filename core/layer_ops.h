@@ -37,6 +37,7 @@ typedef struct {
     float *state;                    /* the node's own buffer (state_floats), or NULL */
     float *work;                     /* the exec's work area: at least what the row's work_floats
                                         asked for (NULL when no node asked) */
+    const struct cs_fast_node *fast; /* inference: the node's fast path (fast_plan.h), or NULL */
 } cs_node_pass;
 
 enum {
@@ -73,6 +74,10 @@ typedef struct {
      * allocates the largest any node asks for once and lends it to every pass (the
      * passes of one exec never overlap). NULL when the kind needs none. */
     size_t (*work_floats)(const cs_layer *l, int max_batch);
+    /* Optional: fills f with the node's inference fast path (fast_plan.h), chosen by the
+     * shape of its window; forward then finds it in p->fast whenever the pass may take
+     * it, and runs it unless it fails. NULL when the kind has none. */
+    void (*fast)(const cs_layer *l, struct cs_fast_node *f);
 } cs_layer_ops;
 
 const cs_layer_ops *cs_layer_ops_of(cs_layer_kind k);

@@ -33,6 +33,8 @@ typedef struct {
     size_t part_floats;
     float *dy[CS_MAX_WORKERS]; /* dy chunks of cs_conv_backward_from, dy_floats each */
     size_t dy_floats;
+    void *onednn[CS_MAX_WORKERS]; /* oneDNN's scratchpads and reordered tensors (onednn_conv.h), */
+    size_t onednn_bytes;          /* onednn_bytes each, grown by the passes that need them */
 } cs_scratch;
 
 /* im2col is written and read back in chunks of rows. A chunk of about 1 MB stays in

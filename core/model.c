@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fast_plan.h"
 #include "layer_ops.h"
 #include "rng.h"
 
@@ -143,6 +144,7 @@ static void free_strings(char **s, int n)
 void cs_model_free(cs_model *m)
 {
     if (!m) return;
+    cs_fast_plans_free(m->fast);
     free(m->layers);
     free(m->param_block);
     free_strings(m->class_names, m->n_classes);
@@ -176,7 +178,10 @@ void cs_model_init_weights(cs_model *m, uint64_t seed)
         const cs_layer_ops *ops = cs_layer_ops_of(m->layers[i].kind);
         if (ops->init) ops->init(&m->layers[i], &r);
     }
+    cs_model_params_changed(m);
 }
+
+void cs_model_params_changed(cs_model *m) { m->params_version++; }
 
 int cs_model_find_layer(const cs_model *m, const char *name)
 {

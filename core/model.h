@@ -162,6 +162,10 @@ typedef struct cs_model {
     cs_preprocess preprocess; /* how an image becomes its input: inferred by cs_model_finish
                                  (preprocess.h), replaced by a model's sidecar */
     cs_model_meta meta;
+    /* What inference passes derive from the parameters and keep (fast_plan.h), made on
+     * the first pass; remade after cs_model_params_changed. */
+    struct cs_fast_plans *fast;
+    uint64_t params_version;
 } cs_model;
 
 /* Builder: start a model, append nodes (shapes inferred), then finish to allocate. */
@@ -188,6 +192,11 @@ int cs_model_set_classes(cs_model *m, int n, const char *const *names);
 /* Keras initialisers: he_normal (truncated normal, stddev sqrt(2/fan_in)) or
  * glorot_uniform for kernels; zero biases. Same seed, same weights, bit for bit. */
 void cs_model_init_weights(cs_model *m, uint64_t seed);
+
+/* Says that the parameters changed after passes ran on the model (an optimiser step):
+ * what inference passes derived from them (fast_plan.h) is made again on the next
+ * pass. Never during a pass. */
+void cs_model_params_changed(cs_model *m);
 
 /* Lookups: index of the layer with that name, or -1. */
 int cs_model_find_layer(const cs_model *m, const char *name);

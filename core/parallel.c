@@ -133,6 +133,12 @@ int cs_parallel_threads(void)
     return n;
 }
 
+int cs_parallel_parts(void)
+{
+    int threads = cs_parallel_threads();
+    return thread_limit > 0 && thread_limit < threads ? thread_limit : threads;
+}
+
 long cs_parallel_grain(long work_per_unit, long align)
 {
     if (work_per_unit < 1) work_per_unit = 1;

@@ -31,6 +31,10 @@ int cs_parallel_threads(void);
  * stay on the caller's thread. */
 #define CS_PARALLEL_MIN_WORK 65536L
 
+/* Parts a call from this thread splits over when the pool is free: the pool's threads,
+ * or fewer when this thread is limited (cs_parallel_limit_this_thread). */
+int cs_parallel_parts(void);
+
 /* Grain for n units of `work_per_unit` operations each, rounded up to a multiple of `align`. */
 long cs_parallel_grain(long work_per_unit, long align);
 

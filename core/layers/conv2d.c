@@ -6,6 +6,7 @@
  * dilated, asymmetric padding, channel groups) runs conv_general.c's.
  */
 #include "conv_window.h"
+#include "fast_plan.h"
 #include "kernel_layer.h"
 
 #include <stdio.h>
@@ -25,6 +26,21 @@ static int groups_of(const cs_layer *l) { return l->cfg.groups > 1 ? l->cfg.grou
 static cs_conv2d_geom general_geom(const cs_layer *l, int n)
 {
     return cs_conv_window_geom(l, l->in.c, l->out.c, groups_of(l), n);
+}
+
+/* Any conv2d node's window as conv_general.h describes it (simple ones too). */
+static cs_conv2d_geom any_geom(const cs_layer *l, int n)
+{
+    if (!cs_conv2d_layer_simple(l)) return general_geom(l, n);
+    cs_conv_geom s = cs_conv_geometry(l, n);
+    cs_conv2d_geom g = {.n = n, .ih = s.ih, .iw = s.iw, .ic = s.ic, .oh = s.oh, .ow = s.ow, .oc = s.oc, .kh = s.k,
+                        .kw = s.k, .sh = s.stride, .sw = s.stride, .dh = 1, .dw = 1, .pt = s.pad_t, .pl = s.pad_l,
+                        .groups = 1};
+    g.pb = (g.oh - 1) * g.sh + g.kh - g.ih - g.pt;
+    g.pr = (g.ow - 1) * g.sw + g.kw - g.iw - g.pl;
+    if (g.pb < 0) g.pb = 0; /* 'valid' rows or columns no window reaches */
+    if (g.pr < 0) g.pr = 0;
+    return g;
 }
 
 static int conv2d_infer(cs_layer *l, const cs_shape *in, char *err, size_t errlen)
@@ -99,6 +115,7 @@ static void conv2d_forward(const cs_node_pass *p)
 {
     const cs_layer *l = p->l;
     float *z = cs_kernel_layer_preact(p);
+    if (cs_kernel_layer_fast(p, 0, p->x[0], z, 1)) return;
     if (cs_conv2d_layer_simple(l)) {
         cs_conv_geom g = cs_conv_geometry(l, p->n);
         cs_conv_forward(&g, p->x[0], l->params[0].data, l->params[1].data, z, &p->e->scratch);
@@ -121,6 +138,12 @@ static void conv2d_backward(const cs_node_pass *p)
         cs_conv2d_geom g = general_geom(l, p->n);
         cs_conv2d_backward(&g, p->x[0], l->params[0].data, p->dy, p->dx[0], dw, db, &p->e->scratch);
     }
+}
+
+static void conv2d_fast(const cs_layer *l, cs_fast_node *f)
+{
+    cs_conv2d_geom g = any_geom(l, 1);
+    f->conv[0] = cs_fast_conv(&g, l->params[0].data, l->params[1].data, l->cfg.activation == CS_ACT_RELU);
 }
 
 static size_t conv2d_scratch(const cs_layer *l, int max_batch)
@@ -153,4 +176,5 @@ const cs_layer_ops cs_conv2d_ops = {
     .backward = conv2d_backward,
     .scratch_floats = conv2d_scratch,
     .part_floats = conv2d_part,
+    .fast = conv2d_fast,
 };

@@ -6,6 +6,7 @@
  * same depthwise kernels.
  */
 #include "conv_window.h"
+#include "fast_plan.h"
 #include "kernel_layer.h"
 
 #include <stdio.h>
@@ -63,6 +64,7 @@ static void depthwise_init(cs_layer *l, cs_rng *r)
 static void depthwise_forward(const cs_node_pass *p)
 {
     float *z = cs_kernel_layer_preact(p);
+    if (cs_kernel_layer_fast(p, 0, p->x[0], z, 1)) return;
     cs_conv2d_geom g = geom(p->l, p->n);
     cs_conv2d_forward(&g, p->x[0], p->l->params[0].data, p->l->params[1].data, z, &p->e->scratch);
     cs_kernel_layer_activate(p, z);
@@ -75,6 +77,12 @@ static void depthwise_backward(const cs_node_pass *p)
     cs_conv2d_geom g = geom(l, p->n);
     cs_conv2d_backward(&g, p->x[0], l->params[0].data, p->dy, p->dx[0], cs_exec_param_grad(p->e, &l->params[0]),
                        cs_exec_param_grad(p->e, &l->params[1]), &p->e->scratch);
+}
+
+static void depthwise_fast(const cs_layer *l, cs_fast_node *f)
+{
+    cs_conv2d_geom g = geom(l, 1);
+    f->conv[0] = cs_fast_conv(&g, l->params[0].data, l->params[1].data, l->cfg.activation == CS_ACT_RELU);
 }
 
 static size_t depthwise_scratch(const cs_layer *l, int max_batch)
@@ -99,4 +107,5 @@ const cs_layer_ops cs_depthwise_conv2d_ops = {
     .backward = depthwise_backward,
     .scratch_floats = depthwise_scratch,
     .part_floats = depthwise_part,
+    .fast = depthwise_fast,
 };

@@ -3,6 +3,8 @@
  */
 #include "kernel_layer.h"
 
+#include "fast_plan.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -68,6 +70,14 @@ void cs_kernel_layer_activate(const cs_node_pass *p, const float *z)
     const size_t rows = (size_t)p->n * l->out.h * l->out.w;
     if (l->cfg.activation == CS_ACT_RELU) cs_relu_forward(rows * l->out.c, z, p->y);
     else if (l->cfg.activation == CS_ACT_SOFTMAX) cs_softmax_forward((int)rows, l->out.c, z, p->y);
+}
+
+int cs_kernel_layer_fast(const cs_node_pass *p, int k, const float *x, float *z, int activate)
+{
+    cs_onednn_conv *c = p->fast ? p->fast->conv[k] : NULL;
+    if (!c || cs_onednn_conv_forward(c, p->n, x, z, &p->e->scratch) != 0) return 0;
+    if (activate && !cs_onednn_conv_relu(c)) cs_kernel_layer_activate(p, z);
+    return 1;
 }
 
 void cs_kernel_layer_deactivate(const cs_node_pass *p)

@@ -18,6 +18,10 @@ int cs_kernel_layer_from_json(json_t *o, cs_layer_config *cfg, char *err, size_t
 float *cs_kernel_layer_preact(const cs_node_pass *p);
 /* The fused activation, from the pre-activation z into p->y. */
 void cs_kernel_layer_activate(const cs_node_pass *p, const float *z);
+/* The node's fast convolution k (p->fast, fast_plan.h) from x into z and, when
+ * `activate`, the fused activation from z into p->y (unless the convolution applied
+ * it): 1 when it ran, 0 when there is none or it failed (the plain kernels then run). */
+int cs_kernel_layer_fast(const cs_node_pass *p, int k, const float *x, float *z, int activate);
 /* Backward through the fused activation, in place: p->dy becomes d/d(pre-activation). */
 void cs_kernel_layer_deactivate(const cs_node_pass *p);
 

@@ -5,6 +5,7 @@
  * activation. The depthwise output and its gradient live in the node's own state.
  */
 #include "conv_window.h"
+#include "fast_plan.h"
 #include "kernel_layer.h"
 
 #include <stdio.h>
@@ -89,7 +90,9 @@ static void separable_forward(const cs_node_pass *p)
     const cs_layer *l = p->l;
     float *z = cs_kernel_layer_preact(p);
     cs_conv2d_geom dg = depthwise_geom(l, p->n), pg = pointwise_geom(l, p->n);
-    cs_conv2d_forward(&dg, p->x[0], l->params[0].data, NULL, p->state, &p->e->scratch);
+    if (!cs_kernel_layer_fast(p, 0, p->x[0], p->state, 0))
+        cs_conv2d_forward(&dg, p->x[0], l->params[0].data, NULL, p->state, &p->e->scratch);
+    if (cs_kernel_layer_fast(p, 1, p->state, z, 1)) return;
     cs_conv2d_forward(&pg, p->state, l->params[1].data, l->params[2].data, z, &p->e->scratch);
     cs_kernel_layer_activate(p, z);
 }
@@ -120,6 +123,13 @@ static size_t separable_part(const cs_layer *l)
     return a > b ? a : b;
 }
 
+static void separable_fast(const cs_layer *l, cs_fast_node *f)
+{
+    cs_conv2d_geom dg = depthwise_geom(l, 1), pg = pointwise_geom(l, 1);
+    f->conv[0] = cs_fast_conv(&dg, l->params[0].data, NULL, 0);
+    f->conv[1] = cs_fast_conv(&pg, l->params[1].data, l->params[2].data, l->cfg.activation == CS_ACT_RELU);
+}
+
 /* The depthwise output, then its gradient. */
 static size_t separable_state(const cs_layer *l, int max_batch) { return 2 * mid_floats(l, max_batch); }
 
@@ -134,4 +144,5 @@ const cs_layer_ops cs_separable_conv2d_ops = {
     .scratch_floats = separable_scratch,
     .part_floats = separable_part,
     .state_floats = separable_state,
+    .fast = separable_fast,
 };

@@ -1,0 +1,455 @@
+/*
+ * onednn_conv.c - one convolution of an inference pass through oneDNN's C API.
+ *
+ * A primitive is made per shape of work: `n` whole images, or output rows
+ * [oy0, oy1) of one image (a band). A band reads the input rows its windows reach and
+ * takes the padding that falls inside it, so the bands of one image are independent
+ * convolutions over contiguous pieces of the input and output, which NHWC rows are.
+ * Primitives are kept in a list (a layer sees a few shapes: the server's single images,
+ * a batch and its last, shorter part) and never change once made, so workers run them
+ * without a lock. Each is made with a user-managed scratchpad, which the caller's
+ * per-worker buffer provides: a primitive that keeps its own scratchpad cannot run on
+ * two threads at once, and two execs of one model do exactly that.
+ *
+ * oneDNN here is built on OpenMP; each thread that calls into it asks for a team of
+ * one, so it never starts threads of its own (parallel.h owns the cores).
+ */
+#include "onednn_conv.h"
+
+#include <dnnl.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parallel.h"
+
+#define ALIGN 64
+
+/* A kernel in a layout some primitive reads. */
+typedef struct kernel_copy {
+    struct kernel_copy *next;
+    dnnl_memory_desc_t md;
+    void *data;
+    size_t bytes;
+} kernel_copy;
+
+/* One primitive and the shape of work it does. */
+typedef struct shape {
+    struct shape *next;
+    int n, oy0, oy1; /* images; output rows (the whole height unless a band) */
+    int iy0;         /* first input row it reads */
+    dnnl_primitive_t conv, to_conv, from_conv; /* reorders into and out of the conv's layouts, or NULL */
+    dnnl_memory_desc_t src_user, dst_user, src_md, dst_md, pad_md, bias_md;
+    size_t pad_bytes, src_bytes, dst_bytes; /* the worker buffer: scratchpad, then src and dst copies */
+    const kernel_copy *kernel;
+} shape;
+
+struct cs_onednn_conv {
+    cs_conv2d_geom g;
+    const float *w, *b;
+    int relu;
+    cs_onednn_alg alg;
+    char impl[64];
+    pthread_mutex_t lock; /* making shapes and kernel copies */
+    shape *_Atomic shapes;
+    kernel_copy *kernels;
+};
+
+static dnnl_engine_t engine;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+
+static void make_engine(void)
+{
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) engine = NULL;
+}
+
+int cs_onednn_usable(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+#else
+    return 0;
+#endif
+    pthread_once(&engine_once, make_engine);
+    return engine != NULL;
+}
+
+static size_t round_up(size_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
+
+/* The kernel as convscope stores it, (kh, kw, ic/groups, oc) row-major, in oneDNN's
+ * terms: weights (oc, ic, kh, kw), or (groups, oc/groups, ic/groups, kh, kw), by strides. */
+static int user_kernel_md(const cs_conv2d_geom *g, dnnl_memory_desc_t *md)
+{
+    const int G = g->groups, icg = g->ic / G, ocg = g->oc / G;
+    const dnnl_dim_t row = (dnnl_dim_t)icg * g->oc;
+    if (G == 1) {
+        dnnl_dims_t d = {g->oc, icg, g->kh, g->kw}, s = {1, g->oc, g->kw * row, row};
+        return dnnl_memory_desc_init_by_strides(md, 4, d, dnnl_f32, s) == dnnl_success ? 0 : -1;
+    }
+    dnnl_dims_t d = {G, ocg, icg, g->kh, g->kw}, s = {ocg, 1, g->oc, g->kw * row, row};
+    return dnnl_memory_desc_init_by_strides(md, 5, d, dnnl_f32, s) == dnnl_success ? 0 : -1;
+}
+
+static int any_kernel_md(const cs_conv2d_geom *g, dnnl_memory_desc_t *md)
+{
+    const int G = g->groups;
+    if (G == 1) {
+        dnnl_dims_t d = {g->oc, g->ic, g->kh, g->kw};
+        return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_format_tag_any) == dnnl_success ? 0 : -1;
+    }
+    dnnl_dims_t d = {G, g->oc / G, g->ic / G, g->kh, g->kw};
+    return dnnl_memory_desc_init_by_tag(md, 5, d, dnnl_f32, dnnl_format_tag_any) == dnnl_success ? 0 : -1;
+}
+
+static int run_reorder(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to, dnnl_stream_t st)
+{
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    return dnnl_primitive_execute(r, st, 2, a) == dnnl_success ? 0 : -1;
+}
+
+static dnnl_primitive_t make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to)
+{
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t p = NULL;
+    if (dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, NULL) != dnnl_success) return NULL;
+    if (dnnl_primitive_create(&p, pd) != dnnl_success) p = NULL;
+    dnnl_primitive_desc_destroy(pd);
+    return p;
+}
+
+/* The kernel in layout md, reordered from the user's on first need. Under c->lock. */
+static const kernel_copy *kernel_in(cs_onednn_conv *c, const dnnl_memory_desc_t *md)
+{
+    for (kernel_copy *k = c->kernels; k; k = k->next)
+        if (dnnl_memory_desc_equal(&k->md, md)) return k;
+    dnnl_memory_desc_t user;
+    if (user_kernel_md(&c->g, &user) != 0) return NULL;
+    kernel_copy *k = calloc(1, sizeof *k);
+    if (!k) return NULL;
+    k->md = *md;
+    k->bytes = dnnl_memory_desc_get_size(md);
+    k->data = aligned_alloc(ALIGN, round_up(k->bytes));
+    dnnl_primitive_t r = k->data ? make_reorder(&user, md) : NULL;
+    dnnl_memory_t from = NULL, to = NULL;
+    dnnl_stream_t st = NULL;
+    int ok = r && dnnl_memory_create(&from, &user, engine, (void *)c->w) == dnnl_success &&
+             dnnl_memory_create(&to, md, engine, k->data) == dnnl_success &&
+             dnnl_stream_create(&st, engine, dnnl_stream_default_flags) == dnnl_success &&
+             run_reorder(r, from, to, st) == 0 && dnnl_stream_wait(st) == dnnl_success;
+    if (st) dnnl_stream_destroy(st);
+    if (from) dnnl_memory_destroy(from);
+    if (to) dnnl_memory_destroy(to);
+    if (r) dnnl_primitive_destroy(r);
+    if (!ok) {
+        free(k->data);
+        free(k);
+        return NULL;
+    }
+    k->next = c->kernels;
+    c->kernels = k;
+    return k;
+}
+
+static void shape_free(shape *s)
+{
+    if (!s) return;
+    if (s->conv) dnnl_primitive_destroy(s->conv);
+    if (s->to_conv) dnnl_primitive_destroy(s->to_conv);
+    if (s->from_conv) dnnl_primitive_destroy(s->from_conv);
+    free(s);
+}
+
+/* The primitive descriptor for n images of input rows [iy0, iy0 + ih) padded by pt
+ * above and pb below, giving output rows oh; NULL when oneDNN refuses. */
+static dnnl_primitive_desc_t describe(const cs_onednn_conv *c, int n, int ih, int pt, int pb, int oh, shape *s)
+{
+    const cs_conv2d_geom *g = &c->g;
+    dnnl_dims_t sd = {n, g->ic, ih, g->iw}, dd = {n, g->oc, oh, g->ow}, bd = {g->oc};
+    dnnl_memory_desc_t src_any, dst_any, kernel_any;
+    const int wino = c->alg == CS_ONEDNN_WINOGRAD;
+    const int pr = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1 - g->iw - g->pl;
+    if (dnnl_memory_desc_init_by_tag(&s->src_user, 4, sd, dnnl_f32, dnnl_nhwc) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&s->dst_user, 4, dd, dnnl_f32, dnnl_nhwc) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&src_any, 4, sd, dnnl_f32, wino ? dnnl_format_tag_any : dnnl_nhwc) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&dst_any, 4, dd, dnnl_f32, wino ? dnnl_format_tag_any : dnnl_nhwc) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&s->bias_md, 1, bd, dnnl_f32, dnnl_x) != dnnl_success ||
+        any_kernel_md(g, &kernel_any) != 0)
+        return NULL;
+    dnnl_convolution_desc_t cd;
+    dnnl_dims_t strides = {g->sh, g->sw}, dil = {g->dh - 1, g->dw - 1}, padl = {pt, g->pl},
+                padr = {pb, pr > 0 ? pr : 0};
+    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                   wino ? dnnl_convolution_winograd : dnnl_convolution_direct, &src_any,
+                                                   &kernel_any, c->b ? &s->bias_md : NULL, &dst_any, strides, dil,
+                                                   padl, padr) != dnnl_success)
+        return NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    int ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
+             dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
+    if (ok && c->relu)
+        ok = dnnl_post_ops_create(&po) == dnnl_success &&
+             dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success &&
+             dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    if (ok && dnnl_primitive_desc_create(&pd, &cd, attr, engine, NULL) != dnnl_success) pd = NULL;
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return pd;
+}
+
+/* Makes the shape for n images and output rows [oy0, oy1). Under c->lock. */
+static shape *make_shape(cs_onednn_conv *c, int n, int oy0, int oy1, char *why, size_t whylen)
+{
+    const cs_conv2d_geom *g = &c->g;
+    shape *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    s->n = n, s->oy0 = oy0, s->oy1 = oy1;
+    /* The input rows the band's windows reach, and the padding that falls in it. */
+    const int first = oy0 * g->sh - g->pt, last = (oy1 - 1) * g->sh - g->pt + (g->kh - 1) * g->dh;
+    s->iy0 = first > 0 ? first : 0;
+    /* The last band keeps the rows below its windows (a 'valid' stride leaves some):
+     * whole images are read at the images' own stride. */
+    const int iy1 = oy1 == g->oh || last + 1 > g->ih ? g->ih : last + 1;
+    const int pt = first < 0 ? -first : 0, pb = last >= g->ih ? last + 1 - g->ih : 0;
+    dnnl_primitive_desc_t pd = describe(c, n, iy1 - s->iy0, pt, pb, oy1 - oy0, s);
+    const char *impl = "";
+    if (!pd || dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success) {
+        snprintf(why, whylen, "oneDNN has no %s convolution for it", c->alg == CS_ONEDNN_WINOGRAD ? "Winograd" : "direct");
+        goto fail;
+    }
+    /* Its reference code is far slower than convscope's own kernels. */
+    if (strncmp(impl, "ref", 3) == 0 || strstr(impl, ":any") || strstr(impl, ":ref")) {
+        snprintf(why, whylen, "oneDNN offers only %s for it", impl);
+        goto fail;
+    }
+    if (!c->impl[0]) snprintf(c->impl, sizeof c->impl, "%s", impl);
+    s->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    s->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    s->pad_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    s->pad_bytes = round_up(dnnl_memory_desc_get_size(&s->pad_md));
+    if (!(s->kernel = kernel_in(c, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)))) {
+        snprintf(why, whylen, "the kernel could not be reordered (out of memory?)");
+        goto fail;
+    }
+    if (!dnnl_memory_desc_equal(&s->src_md, &s->src_user)) {
+        s->src_bytes = round_up(dnnl_memory_desc_get_size(&s->src_md));
+        if (!(s->to_conv = make_reorder(&s->src_user, &s->src_md))) goto fail_reorder;
+    }
+    if (!dnnl_memory_desc_equal(&s->dst_md, &s->dst_user)) {
+        s->dst_bytes = round_up(dnnl_memory_desc_get_size(&s->dst_md));
+        if (!(s->from_conv = make_reorder(&s->dst_md, &s->dst_user))) goto fail_reorder;
+    }
+    if (dnnl_primitive_create(&s->conv, pd) != dnnl_success) {
+        s->conv = NULL;
+        snprintf(why, whylen, "oneDNN could not make the primitive");
+        goto fail;
+    }
+    dnnl_primitive_desc_destroy(pd);
+    return s;
+fail_reorder:
+    snprintf(why, whylen, "oneDNN cannot reorder to its layout");
+fail:
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    shape_free(s);
+    return NULL;
+}
+
+/* The shape for n images and rows [oy0, oy1): found, or made. */
+static shape *shape_for(cs_onednn_conv *c, int n, int oy0, int oy1, char *why, size_t whylen)
+{
+    for (shape *s = atomic_load(&c->shapes); s; s = s->next)
+        if (s->n == n && s->oy0 == oy0 && s->oy1 == oy1) return s;
+    pthread_mutex_lock(&c->lock);
+    shape *s;
+    for (s = atomic_load(&c->shapes); s; s = s->next)
+        if (s->n == n && s->oy0 == oy0 && s->oy1 == oy1) break;
+    if (!s && (s = make_shape(c, n, oy0, oy1, why, whylen))) {
+        s->next = atomic_load(&c->shapes);
+        atomic_store(&c->shapes, s); /* published whole: readers walk the list without the lock */
+    }
+    pthread_mutex_unlock(&c->lock);
+    return s;
+}
+
+cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, const float *b, int relu,
+                                   cs_onednn_alg alg, char *err, size_t errlen)
+{
+    char why[200];
+    if (!cs_onednn_usable()) {
+        snprintf(err, errlen, "oneDNN has no vector kernels for this CPU");
+        return NULL;
+    }
+    if (cs_conv2d_check(g, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s", why);
+        return NULL;
+    }
+    cs_onednn_conv *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->g = *g;
+    c->g.n = 1;
+    c->w = w, c->b = b, c->relu = relu != 0, c->alg = alg;
+    pthread_mutex_init(&c->lock, NULL);
+    /* A single image's primitive, made now: it says whether oneDNN takes the layer. */
+    omp_set_num_threads(1);
+    if (!shape_for(c, 1, 0, g->oh, why, sizeof why)) {
+        snprintf(err, errlen, "%s", why);
+        cs_onednn_conv_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void cs_onednn_conv_free(cs_onednn_conv *c)
+{
+    if (!c) return;
+    for (shape *s = atomic_load(&c->shapes), *next; s; s = next) {
+        next = s->next;
+        shape_free(s);
+    }
+    for (kernel_copy *k = c->kernels, *next; k; k = next) {
+        next = k->next;
+        free(k->data);
+        free(k);
+    }
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+int cs_onednn_conv_relu(const cs_onednn_conv *c) { return c->relu; }
+const char *cs_onednn_conv_impl(const cs_onednn_conv *c) { return c->impl; }
+
+size_t cs_onednn_conv_kernel_bytes(const cs_onednn_conv *c)
+{
+    size_t total = 0;
+    for (const kernel_copy *k = c->kernels; k; k = k->next) total += k->bytes;
+    return total;
+}
+
+/* ---- running ---- */
+
+enum { MAX_BANDS = CS_MAX_WORKERS };
+
+typedef struct {
+    const cs_onednn_conv *c;
+    const float *x;
+    float *y;
+    cs_scratch *s;
+    int chunk, chunks, bands; /* images per run, runs, bands per image */
+    shape *full[MAX_BANDS], *last[MAX_BANDS]; /* the last run may be shorter */
+    atomic_int failed;
+} job;
+
+static int run_shape(const cs_onednn_conv *c, const shape *s, const float *x, float *y, char *buf,
+                     dnnl_stream_t st)
+{
+    dnnl_memory_t src = NULL, dst = NULL, ker = NULL, bias = NULL, pad = NULL, src_c = NULL, dst_c = NULL;
+    char *src_buf = buf + s->pad_bytes, *dst_buf = src_buf + s->src_bytes;
+    int ok = dnnl_memory_create(&src, &s->src_user, engine, (void *)x) == dnnl_success &&
+             dnnl_memory_create(&dst, &s->dst_user, engine, y) == dnnl_success &&
+             dnnl_memory_create(&ker, &s->kernel->md, engine, s->kernel->data) == dnnl_success &&
+             (!c->b || dnnl_memory_create(&bias, &s->bias_md, engine, (void *)c->b) == dnnl_success) &&
+             (!s->pad_bytes || dnnl_memory_create(&pad, &s->pad_md, engine, buf) == dnnl_success) &&
+             (!s->to_conv || dnnl_memory_create(&src_c, &s->src_md, engine, src_buf) == dnnl_success) &&
+             (!s->from_conv || dnnl_memory_create(&dst_c, &s->dst_md, engine, dst_buf) == dnnl_success);
+    if (ok && s->to_conv) ok = run_reorder(s->to_conv, src, src_c, st) == 0;
+    if (ok) {
+        dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, src_c ? src_c : src},
+                                {DNNL_ARG_WEIGHTS, ker},
+                                {DNNL_ARG_DST, dst_c ? dst_c : dst}};
+        int na = 3;
+        if (bias) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, bias};
+        if (pad) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, pad};
+        ok = dnnl_primitive_execute(s->conv, st, na, a) == dnnl_success;
+    }
+    if (ok && s->from_conv) ok = run_reorder(s->from_conv, dst_c, dst, st) == 0;
+    if (ok) ok = dnnl_stream_wait(st) == dnnl_success;
+    dnnl_memory_t all[] = {src, dst, ker, bias, pad, src_c, dst_c};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i]) dnnl_memory_destroy(all[i]);
+    return ok ? 0 : -1;
+}
+
+static void run_range(void *ctx, long begin, long end, int worker)
+{
+    job *j = ctx;
+    const cs_conv2d_geom *g = &j->c->g;
+    const size_t in_image = (size_t)g->ih * g->iw * g->ic, out_image = (size_t)g->oh * g->ow * g->oc;
+    omp_set_num_threads(1);
+    dnnl_stream_t st;
+    if (dnnl_stream_create(&st, engine, dnnl_stream_default_flags) != dnnl_success) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
+    for (long t = begin; t < end && !atomic_load(&j->failed); t++) {
+        const int run = (int)(t / j->bands), band = (int)(t % j->bands);
+        const shape *s = run == j->chunks - 1 ? j->last[band] : j->full[band];
+        const size_t image = (size_t)run * j->chunk;
+        const float *x = j->x + image * in_image + (size_t)s->iy0 * g->iw * g->ic;
+        float *y = j->y + image * out_image + (size_t)s->oy0 * g->ow * g->oc;
+        if (run_shape(j->c, s, x, y, j->s->onednn[worker], st) != 0) atomic_store(&j->failed, 1);
+    }
+    dnnl_stream_destroy(st);
+}
+
+/* Each worker's buffer holds what the largest of the shapes needs. */
+static int grow_buffers(cs_scratch *s, size_t need)
+{
+    if (need <= s->onednn_bytes) return 0;
+    for (int w = 0; w < s->workers; w++) {
+        free(s->onednn[w]);
+        s->onednn[w] = NULL;
+    }
+    s->onednn_bytes = 0;
+    for (int w = 0; w < s->workers; w++)
+        if (!(s->onednn[w] = aligned_alloc(ALIGN, round_up(need)))) return -1;
+    s->onednn_bytes = round_up(need);
+    return 0;
+}
+
+int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, float *y, cs_scratch *s)
+{
+    if (n < 1) return -1;
+    const cs_conv2d_geom *g = &c->g;
+    job j = {.c = c, .x = x, .y = y, .s = s};
+    int parts = cs_parallel_parts();
+    if (parts > s->workers) parts = s->workers;
+    if (parts > MAX_BANDS) parts = MAX_BANDS;
+    if (parts < 1) parts = 1;
+    /* A batch as runs of images, one per part; fewer images than parts: bands of rows. */
+    if (n >= parts) {
+        j.chunk = (n + parts - 1) / parts;
+        j.bands = 1;
+    } else {
+        j.chunk = 1;
+        j.bands = parts < g->oh ? parts : g->oh;
+    }
+    j.chunks = (n + j.chunk - 1) / j.chunk;
+    const int tail = n - (j.chunks - 1) * j.chunk;
+    char why[200];
+    omp_set_num_threads(1);
+    size_t need = 0;
+    for (int b = 0; b < j.bands; b++) {
+        const int oy0 = (int)((long)g->oh * b / j.bands), oy1 = (int)((long)g->oh * (b + 1) / j.bands);
+        if (!(j.full[b] = shape_for(c, j.chunk, oy0, oy1, why, sizeof why)) ||
+            !(j.last[b] = tail == j.chunk ? j.full[b] : shape_for(c, tail, oy0, oy1, why, sizeof why)))
+            return -1;
+        const shape *both[2] = {j.full[b], j.last[b]};
+        for (int k = 0; k < 2; k++) {
+            size_t bytes = both[k]->pad_bytes + both[k]->src_bytes + both[k]->dst_bytes;
+            if (bytes > need) need = bytes;
+        }
+    }
+    if (grow_buffers(s, need ? need : ALIGN) != 0) return -1;
+    cs_parallel_run((long)j.chunks * j.bands, 1, parts, run_range, &j);
+    return atomic_load(&j.failed) ? -1 : 0;
+}

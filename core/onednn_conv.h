@@ -1,0 +1,60 @@
+/*
+ * onednn_conv.h - one convolution of an inference pass through oneDNN (Debian's libdnnl).
+ *
+ * oneDNN's convolutions (its "brgconv" direct kernels, its Winograd F(4x4,3x3) and
+ * F(2x2,3x3) kernels, its depthwise kernels) run the whole width of AVX-512 or AVX2 on
+ * every window: 'same' and explicit padding, strides, dilations and channel groups.
+ * A cs_onednn_conv is one layer's convolution in convscope's layouts (NHWC activations,
+ * kernel (kh, kw, ic/groups, oc)), with oneDNN's primitives built for it on first use
+ * and kept: a primitive is made for a shape of work (a number of images, or a band of
+ * output rows of one image) and its kernel reordered once into the layout it reads.
+ *
+ * The work is spread over convscope's own pool (parallel.h) with oneDNN itself on one
+ * thread inside each part, as OpenBLAS is: a batch splits into runs of images, a single
+ * image into bands of output rows (each band a convolution of its own, with the band's
+ * share of the padding), so no second set of threads ever competes for the cores and a
+ * server's request threads, limited to one part each, run one each.
+ *
+ * Forward only: the gradients of the conv kinds stay convscope's own kernels, which
+ * the training tests check bit for bit.
+ */
+#ifndef CS_ONEDNN_CONV_H
+#define CS_ONEDNN_CONV_H
+
+#include <stddef.h>
+
+#include "layers/conv_general.h"
+#include "layers.h"
+
+typedef struct cs_onednn_conv cs_onednn_conv;
+
+typedef enum {
+    CS_ONEDNN_DIRECT,   /* direct convolution, on the NHWC tensors where they lie */
+    CS_ONEDNN_WINOGRAD, /* Winograd (3x3 stride 1 only): oneDNN's blocked layout, reordered in and out */
+} cs_onednn_alg;
+
+/* The convolution of geometry g (g->n is ignored: any batch runs) with kernel w
+ * (kh, kw, ic/groups, oc) and bias b (NULL: none), ReLU applied to the output when
+ * relu != 0. w and b are read when a primitive is first made, so they must stay alive
+ * and unchanged as long as the object is used. NULL, with the reason in err, when
+ * oneDNN offers only its slow reference code for it or the CPU has neither AVX-512 nor
+ * AVX2 (the caller's own kernels are then the better choice). */
+cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, const float *b, int relu,
+                                   cs_onednn_alg alg, char *err, size_t errlen);
+void cs_onednn_conv_free(cs_onednn_conv *c);
+int cs_onednn_conv_relu(const cs_onednn_conv *c);
+/* The implementation oneDNN chose (e.g. "brgconv:avx512_core"). */
+const char *cs_onednn_conv_impl(const cs_onednn_conv *c);
+/* Bytes of oneDNN's copies of the kernel (the reordered layouts), for memory budgets. */
+size_t cs_onednn_conv_kernel_bytes(const cs_onednn_conv *c);
+
+/* y (n, oh, ow, oc) = conv(x (n, ih, iw, ic)), spread over the pool; s lends each
+ * worker its buffer (s->onednn[w], grown here when a primitive needs more). Thread-safe:
+ * execs running at once share the object. 0, or -1 when a primitive or a buffer could
+ * not be made (y then holds nothing usable: run the plain kernels). */
+int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, float *y, cs_scratch *s);
+
+/* Whether oneDNN runs its vector kernels on this CPU (AVX2 or AVX-512). */
+int cs_onednn_usable(void);
+
+#endif
