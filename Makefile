@@ -8,7 +8,7 @@ PKGS    := libpng jansson libmicrohttpd hdf5 zlib libprotobuf-c libzip
 # Selects instead of branches in the elementwise loops need -fno-trapping-math to vectorise.
 CFLAGS  ?= -O3 -g
 CFLAGS  += -fno-trapping-math -fno-math-errno -std=c11 -D_GNU_SOURCE -Wall -Wextra -MMD -MP -pthread -Icore -Iapi -Iserver -I$(B)/gen
-LDLIBS  := -lopenblas -ldnnl -lgomp -ljpeg -lm -pthread
+LDLIBS  := -lopenblas -ldnnl -lgomp -ldeflate -ljpeg -lm -pthread
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

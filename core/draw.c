@@ -195,15 +195,13 @@ cs_image *cs_draw_gradcam_overlay(const cs_image *base, const float *heat, int h
         return NULL;
 
     int bw = base->w, bh = base->h;
-    size_t bn = (size_t)bw * (size_t)bh, on = (size_t)out_w * (size_t)out_h;
+    size_t bn = (size_t)bw * (size_t)bh;
     float *h = malloc(bn * sizeof *h);
-    float *planes = malloc(3 * bn * sizeof *planes); /* overlay, one plane per channel */
-    float *plane_out = malloc(on * sizeof *plane_out);
-    cs_image *img = (h && planes && plane_out) ? cs_image_new(out_w, out_h, 3) : NULL;
+    float *over = malloc(3 * bn * sizeof *over); /* the overlay, RGB interleaved */
+    cs_image *img = (h && over) ? cs_image_new(out_w, out_h, 3) : NULL;
     if (!img) {
         free(h);
-        free(planes);
-        free(plane_out);
+        free(over);
         return NULL;
     }
 
@@ -214,19 +212,12 @@ cs_image *cs_draw_gradcam_overlay(const cs_image *base, const float *heat, int h
         for (int ch = 0; ch < 3; ch++) {
             float b = base->px[i * base->c + (base->c == 3 ? ch : 0)];
             float v = alpha * rgb[ch] + b;
-            planes[ch * bn + i] = v < 0.f ? 0.f : v > 255.f ? 255.f : v;
+            over[3 * i + ch] = v < 0.f ? 0.f : v > 255.f ? 255.f : v;
         }
     }
     /* The notebook resizes the float overlay; rounding comes last. */
-    for (int ch = 0; ch < 3; ch++) {
-        cs_resize_bilinear_f32(planes + ch * bn, bh, bw, plane_out, out_h, out_w);
-        for (size_t i = 0; i < on; i++) {
-            long r = lrintf(plane_out[i]);
-            img->px[3 * i + ch] = (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
-        }
-    }
+    cs_resize_bilinear_f32_u8(over, bh, bw, 3, img->px, out_h, out_w);
     free(h);
-    free(planes);
-    free(plane_out);
+    free(over);
     return img;
 }

@@ -66,7 +66,7 @@ int cs_image_decode(const void *buf, size_t len, size_t max_pixels, cs_image *ou
                     size_t errlen);
 
 /* Encodes img as a PNG into a malloc'd buffer (*out, *len) the caller frees with
- * free(). Fast settings (zlib level 1, SUB/UP filters): these images are made per
+ * free(). Fast settings (SUB filter, libdeflate level 1): these images are made per
  * request. CS_IMG_OK, CS_IMG_NOMEM, or CS_IMG_CORRUPT when img is not valid. */
 int cs_image_encode_png(const cs_image *img, uint8_t **out, size_t *len);
 
@@ -93,6 +93,9 @@ int cs_image_resize_area(const cs_image *src, int w, int h, cs_image *dst);
  * overlap. Sizes must be positive. */
 void cs_resize_bilinear_f32(const float *src, int sh, int sw, float *dst, int dh, int dw);
 void cs_resize_area_f32(const float *src, int sh, int sw, float *dst, int dh, int dw);
+/* c interleaved float channels resized bilinearly as above, each value then rounded to
+ * nearest and clamped to 0..255. */
+void cs_resize_bilinear_f32_u8(const float *src, int sh, int sw, int c, uint8_t *dst, int dh, int dw);
 
 /* Gray as PIL's convert("L"): ITU-R 601-2 luma, L = R*299/1000 + G*587/1000 +
  * B*114/1000, in PIL's 16-bit fixed point with rounding. A gray src is copied.

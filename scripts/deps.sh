@@ -5,7 +5,7 @@ set -eu
 need=(gcc make pkg-config libopenblas-dev libopenblas0-pthread zlib1g-dev libpng-dev
       libjansson-dev libmicrohttpd-dev libjpeg62-turbo-dev libhdf5-dev
       libcurl4-openssl-dev dataset-fashion-mnist libonnx-dev protobuf-c-compiler libprotobuf-c-dev libzip-dev
-      libdnnl-dev)
+      libdnnl-dev libdeflate-dev)
 case "${1:-build}" in
   test)  need+=(curl nginx wrk chromium nodejs npm wordnet-base libonnx-testdata) ;;
   bench) need+=(curl wrk nodejs npm python3-numpy python3-torch python3-torchvision python3-onnx) ;;

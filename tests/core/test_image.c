@@ -487,6 +487,83 @@ static void test_bilinear_2x2_to_4x4(void)
     cs_image_free(&a);
 }
 
+/* cv2 INTER_LINEAR one value at a time, as the resizer computed it before it kept
+ * resampled rows: the separable version must give the same bits. */
+static void ref_tap(int d, int s, int dn, int *i0, int *i1, float *w0, float *w1)
+{
+    double scale = 1.0 / ((double)dn / s);
+    float f = (float)((d + 0.5) * scale - 0.5);
+    int i = (int)floorf(f);
+    f -= (float)i;
+    if (i < 0)
+        i = 0, f = 0.f;
+    if (i >= s - 1)
+        i = s - 1, f = 0.f;
+    *i0 = i, *i1 = i + 1 < s ? i + 1 : s - 1, *w0 = 1.f - f, *w1 = f;
+}
+
+static float ref_bilinear(const float *src, int sh, int sw, int c, int dh, int dw, int dy, int dx, int ch)
+{
+    int y0, y1, x0, x1;
+    float wy0, wy1, wx0, wx1;
+    ref_tap(dy, sh, dh, &y0, &y1, &wy0, &wy1);
+    ref_tap(dx, sw, dw, &x0, &x1, &wx0, &wx1);
+    float h0 = src[((size_t)y0 * sw + x0) * c + ch] * wx0 + src[((size_t)y0 * sw + x1) * c + ch] * wx1;
+    float h1 = src[((size_t)y1 * sw + x0) * c + ch] * wx0 + src[((size_t)y1 * sw + x1) * c + ch] * wx1;
+    return h0 * wy0 + h1 * wy1;
+}
+
+static void test_bilinear_separable_same_bits(void)
+{
+    const int sizes[][4] = {{28, 28, 540, 540}, {11, 11, 28, 28}, {13, 7, 300, 17}, {224, 224, 100, 80},
+                            {5, 9, 5, 9}, {1, 1, 7, 3}, {640, 480, 224, 224}, {3, 200, 41, 2}};
+    unsigned st = 7;
+    for (int k = 0; k < 8; k++)
+        for (int c = 1; c <= 3; c += 2) {
+            const int sh = sizes[k][0], sw = sizes[k][1], dh = sizes[k][2], dw = sizes[k][3];
+            const size_t sn = (size_t)sh * sw * c, dn = (size_t)dh * dw * c;
+            cs_image a, b;
+            float *f = malloc(sn * sizeof *f), *u = malloc(sn * sizeof *u), *g = malloc(dn * sizeof *g);
+            uint8_t *g8 = malloc(dn);
+            CHECK(f && u && g && g8 && cs_image_alloc(&a, sw, sh, c) == CS_IMG_OK, "alloc");
+            if (!(f && u && g && g8)) return;
+            for (size_t i = 0; i < sn; i++) {
+                st = st * 1103515245u + 12345u;
+                a.px[i] = (uint8_t)(st >> 24);
+                u[i] = a.px[i];
+                f[i] = (float)(st >> 8) / 65536.f - 100.f; /* beyond 0..255: the u8 output clamps */
+            }
+            CHECK(cs_image_resize_bilinear(&a, dw, dh, &b) == CS_IMG_OK, "u8 resize");
+            cs_resize_bilinear_f32_u8(f, sh, sw, c, g8, dh, dw);
+            int bad8 = 0, badf = 0, badfu = 0;
+            for (int dy = 0; dy < dh; dy++)
+                for (int dx = 0; dx < dw; dx++)
+                    for (int ch = 0; ch < c; ch++) {
+                        const size_t o = ((size_t)dy * dw + dx) * c + ch;
+                        long r8 = lrintf(ref_bilinear(u, sh, sw, c, dh, dw, dy, dx, ch));
+                        long rf = lrintf(ref_bilinear(f, sh, sw, c, dh, dw, dy, dx, ch));
+                        bad8 += b.px[o] != (uint8_t)(r8 < 0 ? 0 : r8 > 255 ? 255 : r8);
+                        badfu += g8[o] != (uint8_t)(rf < 0 ? 0 : rf > 255 ? 255 : rf);
+                    }
+            if (c == 1) { /* the float plane */
+                cs_resize_bilinear_f32(f, sh, sw, g, dh, dw);
+                for (int dy = 0; dy < dh; dy++)
+                    for (int dx = 0; dx < dw; dx++) {
+                        float want = ref_bilinear(f, sh, sw, 1, dh, dw, dy, dx, 0);
+                        badf += memcmp(&g[(size_t)dy * dw + dx], &want, sizeof want) != 0;
+                    }
+            }
+            CHECK(!bad8 && !badf && !badfu, "%dx%dx%d -> %dx%d: %d u8, %d float, %d float-to-u8 values differ", sh,
+                  sw, c, dh, dw, bad8, badf, badfu);
+            cs_image_free(&a);
+            cs_image_free(&b);
+            free(f);
+            free(u);
+            free(g);
+            free(g8);
+        }
+}
+
 static void test_nearest_pil(void)
 {
     /* floor((d + .5) * src / dst) */
@@ -596,6 +673,7 @@ int main(void)
     RUN(test_jpeg_gray_and_cmyk);
     RUN(test_encode_roundtrip);
     RUN(test_bilinear_2x2_to_4x4);
+    RUN(test_bilinear_separable_same_bits);
     RUN(test_nearest_pil);
     RUN(test_area);
     RUN(test_gray_rgb);
