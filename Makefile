@@ -38,8 +38,10 @@ MODEL := models/fmnist.csm
 PORT  ?= 8080
 # Debian's python3, where apt installs python3-torch, even when another python3 comes first on PATH.
 PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
-# Full-size torchvision nets with random weights for the benchmarks (tens of MB, not committed).
-BENCH_MODELS := $(B)/bench-models/resnet18.onnx $(B)/bench-models/mobilenet_v2.onnx
+# Full-size torchvision nets with random weights for the benchmarks (tens of MB, VGG16's
+# 553 MB; not committed), and the notebook network of models/ exported for ONNX Runtime.
+BENCH_MODELS := $(B)/bench-models/resnet18.onnx $(B)/bench-models/mobilenet_v2.onnx $(B)/bench-models/vgg16.onnx
+FMNIST_ONNX := $(B)/bench-models/fmnist.onnx
 ORT_NODE := tests/models/node_modules/onnxruntime-node/package.json
 
 .PHONY: all deps test test-attack run bench bench-ort model clean docker-test fresh-test fuzz-onnx fuzz-keras
@@ -112,15 +114,24 @@ bench: all $(BENCHES)
 	bench/vgg16_server.sh $(B)/convscope
 	@$(MAKE) --no-print-directory bench-ort
 
-# ONNX Runtime's forward time on the full-size nets, 1 and 2 threads, after a check that
-# it computes what PyTorch does on them.
-bench-ort: $(BENCH_MODELS) $(ORT_NODE) $(B)/bench/onnx_models
-	@node tests/models/ort_reference.mjs --models $(B)/bench-models --quiet
-	node bench/ort_bench.mjs $(BENCH_MODELS)
-	$(B)/bench/onnx_models $(BENCH_MODELS)
+# convscope against ONNX Runtime on the same models (after a check that both compute what
+# PyTorch does on them), the two taking turns, with the ratios and the fractions of the
+# machine's FMA peak; then convscope's plain kernels against its fast paths, and Grad-CAM.
+BM := $(B)/bench-models
+bench-ort: $(BENCH_MODELS) $(FMNIST_ONNX) $(ORT_NODE) $(B)/bench/onnx_models
+	@node tests/models/ort_reference.mjs --models $(BM) --quiet
+	node bench/ort_compare.mjs --convscope $(B)/bench/onnx_models \
+	    --case $(BM)/vgg16.onnx,threads=2 --case $(BM)/resnet18.onnx,threads=1 --case $(BM)/resnet18.onnx,threads=2 \
+	    --case $(BM)/mobilenet_v2.onnx,threads=1 --case $(BM)/mobilenet_v2.onnx,threads=2 \
+	    --case $(FMNIST_ONNX),model=$(BM)/fmnist.csm,threads=1 \
+	    --case $(FMNIST_ONNX),model=$(BM)/fmnist.csm,batch=128,threads=2
+	$(B)/bench/onnx_models --modes plain,auto $(BENCH_MODELS) $(BM)/fmnist.csm
 
 $(BENCH_MODELS) &: bench/export_torchvision.py tests/models/make_models.py
-	$(PYTHON) bench/export_torchvision.py --out $(B)/bench-models
+	$(PYTHON) bench/export_torchvision.py --out $(BM)
+
+$(FMNIST_ONNX): bench/export_fmnist.py $(MODEL)
+	$(PYTHON) bench/export_fmnist.py --model $(MODEL) --out $(BM)
 
 # The parity tests install it the same way (tests/models/run.sh).
 $(ORT_NODE):

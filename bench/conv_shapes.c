@@ -12,9 +12,9 @@
  * GFLOP/s, the implementation oneDNN chose and plain / auto (above 1: the fast path is
  * faster). The totals at the end are the models' conv time in each mode.
  *
- * Usage: build/bench/conv_shapes [--batch N] [--threads N] [--rounds N] MODEL...
+ * Usage: build/bench/conv_shapes [--batch N] [--threads N] [--rounds N] [MODEL...]
  *   MODEL: a model file (.csm, .onnx, Keras .h5), or "vgg16" / "fmnist" for the
- *   built-in architectures.
+ *   built-in architectures (both when none is given).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,9 +85,15 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[first], "--rounds")) rounds = atoi(argv[first + 1]);
         else break;
     }
-    if (first >= argc || batch < 1 || rounds < 1) {
-        fprintf(stderr, "usage: conv_shapes [--batch N] [--threads N] [--rounds N] MODEL...\n");
+    if (batch < 1 || rounds < 1) {
+        fprintf(stderr, "usage: conv_shapes [--batch N] [--threads N] [--rounds N] [MODEL...]\n");
         return 2;
+    }
+    char *builtin[] = {"vgg16", "fmnist"};
+    if (first >= argc) { /* `make bench` runs it without arguments */
+        argv = builtin;
+        argc = 2;
+        first = 0;
     }
     if (threads > 0) cs_parallel_set_threads(threads);
     double load[1] = {0};

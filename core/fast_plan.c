@@ -115,7 +115,17 @@ static int winograd_fits(const cs_conv2d_geom *g)
            g->ic >= 64 && g->oc >= 64 && g->oh >= 8 && g->ow >= 8;
 }
 
-cs_onednn_conv *cs_fast_conv(const cs_conv2d_geom *g, const float *w, const float *b, int relu)
+/* Stride-1 'valid' square windows (not 1x1) without groups or dilation are the layers
+ * conv.c's direct kernels were written for (the notebook network's convs): on a few
+ * images they beat oneDNN's, whose fixed cost per call is larger than these layers. */
+static int plain_direct(const cs_conv2d_geom *g)
+{
+    return g->kh == g->kw && g->kh > 1 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->groups == 1 &&
+           !g->pt && !g->pl && !g->pb && !g->pr;
+}
+#define PLAIN_DIRECT_BATCH 16
+
+static cs_onednn_conv *choose(const cs_conv2d_geom *g, const float *w, const float *b, int relu)
 {
     const cs_fast_mode mode = cs_fast_get_mode();
     char err[200];
@@ -125,4 +135,11 @@ cs_onednn_conv *cs_fast_conv(const cs_conv2d_geom *g, const float *w, const floa
         if (c) return c;
     }
     return cs_onednn_conv_new(g, w, b, relu, CS_ONEDNN_DIRECT, err, sizeof err);
+}
+
+void cs_fast_conv(cs_fast_node *f, int k, const cs_conv2d_geom *g, const float *w, const float *b, int relu)
+{
+    if (!(f->conv[k] = choose(g, w, b, relu))) return;
+    const int least = plain_direct(g) ? PLAIN_DIRECT_BATCH : 1;
+    if (least > f->min_batch) f->min_batch = least;
 }

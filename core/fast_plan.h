@@ -25,9 +25,11 @@
 #define CS_FAST_CONVS 2
 
 /* A node's fast path: its convolutions (a separable conv has two, depthwise then
- * pointwise), NULL where the plain kernel runs. */
+ * pointwise), NULL where the plain kernel runs, for batches of at least min_batch
+ * images (smaller ones run the plain kernels). */
 typedef struct cs_fast_node {
     cs_onednn_conv *conv[CS_FAST_CONVS];
+    int min_batch;
 } cs_fast_node;
 
 typedef enum {
@@ -56,10 +58,11 @@ size_t cs_fast_plan_bytes(const cs_fast_plan *p);
 struct cs_fast_plans;
 void cs_fast_plans_free(struct cs_fast_plans *p);
 
-/* The choice the conv kinds make for one convolution of geometry g (kernel w, bias b,
- * ReLU fused when relu): oneDNN's Winograd for 3x3 stride-1 layers with enough
- * channels, else its direct convolution, else NULL (the plain kernel) when oneDNN
- * offers nothing faster for it. */
-cs_onednn_conv *cs_fast_conv(const cs_conv2d_geom *g, const float *w, const float *b, int relu);
+/* The choice the conv kinds make for convolution k of a node, of geometry g (kernel
+ * w, bias b, ReLU fused when relu), into f: oneDNN's Winograd for 3x3 stride-1 layers
+ * with enough channels, else its direct convolution, else none (the plain kernel)
+ * when oneDNN offers nothing faster for it; f->min_batch rises to the batch from
+ * which it pays. */
+void cs_fast_conv(cs_fast_node *f, int k, const cs_conv2d_geom *g, const float *w, const float *b, int relu);
 
 #endif

@@ -143,7 +143,7 @@ static void conv2d_backward(const cs_node_pass *p)
 static void conv2d_fast(const cs_layer *l, cs_fast_node *f)
 {
     cs_conv2d_geom g = any_geom(l, 1);
-    f->conv[0] = cs_fast_conv(&g, l->params[0].data, l->params[1].data, l->cfg.activation == CS_ACT_RELU);
+    cs_fast_conv(f, 0, &g, l->params[0].data, l->params[1].data, l->cfg.activation == CS_ACT_RELU);
 }
 
 static size_t conv2d_scratch(const cs_layer *l, int max_batch)

@@ -82,7 +82,7 @@ static void depthwise_backward(const cs_node_pass *p)
 static void depthwise_fast(const cs_layer *l, cs_fast_node *f)
 {
     cs_conv2d_geom g = geom(l, 1);
-    f->conv[0] = cs_fast_conv(&g, l->params[0].data, l->params[1].data, l->cfg.activation == CS_ACT_RELU);
+    cs_fast_conv(f, 0, &g, l->params[0].data, l->params[1].data, l->cfg.activation == CS_ACT_RELU);
 }
 
 static size_t depthwise_scratch(const cs_layer *l, int max_batch)

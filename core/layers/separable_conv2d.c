@@ -126,8 +126,8 @@ static size_t separable_part(const cs_layer *l)
 static void separable_fast(const cs_layer *l, cs_fast_node *f)
 {
     cs_conv2d_geom dg = depthwise_geom(l, 1), pg = pointwise_geom(l, 1);
-    f->conv[0] = cs_fast_conv(&dg, l->params[0].data, NULL, 0);
-    f->conv[1] = cs_fast_conv(&pg, l->params[1].data, l->params[2].data, l->cfg.activation == CS_ACT_RELU);
+    cs_fast_conv(f, 0, &dg, l->params[0].data, NULL, 0);
+    cs_fast_conv(f, 1, &pg, l->params[1].data, l->params[2].data, l->cfg.activation == CS_ACT_RELU);
 }
 
 /* The depthwise output, then its gradient. */
