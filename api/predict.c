@@ -54,7 +54,7 @@ void cs_h_predict(cs_req *req, cs_reply *rep)
             break;
         }
         double t0 = cs_now();
-        int rc = cs_exec_forward(e, x, 1, 0, NULL);
+        int rc = cs_exec_predict(e, x, 1);
         cs_req_stage_add(req, CS_STAGE_FORWARD, t0);
         free(x);
         if (rc != 0) {

@@ -4,8 +4,9 @@
  * side (bench/ort_compare.mjs runs both in turns and prints the ratios):
  *   convscope <model> <threads> threads: X ms (best Y ms), grad-cam Z ms, G GFLOP/s
  * with "batch B" before the threads for batches other than 1 (and images/s after).
- * Inputs are filled as ort_bench.mjs fills them; for each thread count, warm-up passes
- * and then the median of --runs timed ones (the best beside it: other work on a shared
+ * The forward pass is a prediction's (cs_exec_predict: only the output is kept, as
+ * ONNX Runtime keeps it). Inputs are filled as ort_bench.mjs fills them; for each
+ * thread count, warm-up passes and then the median of --runs timed ones (the best beside it: other work on a shared
  * machine only ever slows a run down). GFLOP/s count 2 per multiply-add of the conv and
  * dense layers. --modes runs each fast-path mode in turns (fast_plan.h: plain is the
  * training kernels, direct oneDNN's direct convolutions, auto what inference runs).
@@ -96,7 +97,7 @@ static void print_layers(cs_exec *e, const float *x, int n)
         for (int md = 0; md < opt.n_modes; md++) {
             cs_fast_set_mode(opt.modes[md]);
             e->profile = prof + (size_t)md * 2 * m->n_layers;
-            cs_exec_forward(e, x, n, 0, NULL);
+            cs_exec_predict(e, x, n);
         }
     e->profile = NULL;
     for (int md = 0; md < opt.n_modes; md++) {
@@ -151,14 +152,14 @@ static void time_model(const char *path)
         static double t[3][MAX_RUNS], g[3][MAX_RUNS];
         for (int md = 0; md < opt.n_modes; md++) { /* warm-up: primitives, buffers, page faults */
             cs_fast_set_mode(opt.modes[md]);
-            for (int r = 0; r < opt.warmup; r++) cs_exec_forward(e, x, n, 0, NULL);
+            for (int r = 0; r < opt.warmup; r++) cs_exec_predict(e, x, n);
         }
         /* The modes in turns, so that each sees the same share of a shared machine. */
         for (int r = 0; r < opt.runs; r++)
             for (int md = 0; md < opt.n_modes; md++) {
                 cs_fast_set_mode(opt.modes[md]);
                 double t0 = cs_now();
-                if (cs_exec_forward(e, x, n, 0, NULL) != 0) {
+                if (cs_exec_predict(e, x, n) != 0) {
                     fprintf(stderr, "onnx_models: forward failed\n");
                     exit(1);
                 }
@@ -225,7 +226,7 @@ static int check_parity(const char *path)
         for (int b = 0; b < n; b++) /* NCHW to NHWC */
             for (int ch = 0; ch < c; ch++)
                 for (int p = 0; p < h * w; p++) x[((size_t)b * h * w + p) * c + ch] = in.data[((size_t)b * c + ch) * h * w + p];
-        const float *z = cs_exec_forward(e, x, n, 0, NULL) == 0 ? cs_exec_logits(e) : NULL;
+        const float *z = cs_exec_predict(e, x, n) == 0 ? cs_exec_logits(e) : NULL;
         double worst = 0;
         for (size_t i = 0; z && i < want.count; i++)
             if (fabs(z[i] - want.data[i]) > worst) worst = fabs(z[i] - want.data[i]);

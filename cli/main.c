@@ -246,7 +246,7 @@ static int cmd_predict(int argc, char **argv)
         fail("cannot prepare the image", err);
         goto done;
     }
-    if (cs_exec_forward(e, x, 1, 0, NULL) != 0) {
+    if (cs_exec_predict(e, x, 1) != 0) {
         fprintf(stderr, "out of memory\n");
         goto done;
     }

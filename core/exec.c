@@ -127,7 +127,8 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
     e->bn = calloc((size_t)L, sizeof *e->bn);
     e->mask = calloc((size_t)L, sizeof *e->mask);
     e->state = calloc((size_t)L, sizeof *e->state);
-    if (!e->act || !e->grad || !e->reached || !e->bn || !e->mask || !e->state) goto fail;
+    e->chained = calloc((size_t)L, 1);
+    if (!e->act || !e->grad || !e->reached || !e->bn || !e->mask || !e->state || !e->chained) goto fail;
     for (int i = 0; i < L; i++) {
         const cs_layer *l = &m->layers[i];
         if (is_view(m, i)) e->act[i] = e->act[l->inputs[0]];
@@ -205,6 +206,7 @@ void cs_exec_free(cs_exec *e)
     free(e->act);
     free(e->grad);
     free(e->reached);
+    free(e->chained);
     free(e->mask);
     free(e->state);
     free(e->bn);
@@ -373,11 +375,34 @@ static void forward_conv_bn_act_pool(cs_exec *e, int c, cs_model *update_bn)
     }
 }
 
+/* The chain at node c as one convolution into its last node's output; 0, or -1 when
+ * it could not run (the nodes then run one by one). */
+static int forward_chain(cs_exec *e, int c, const cs_fast_chain *ch)
+{
+    const cs_layer *l = &e->model->layers[c];
+    const float *addend = cs_onednn_conv_sums(ch->node.conv[0]) ? node_value(e, ch->addend) : NULL;
+    if (cs_onednn_conv_forward(ch->node.conv[0], e->batch, node_value(e, l->inputs[0]), addend, e->act[ch->last],
+                               &e->scratch) != 0)
+        return -1;
+    /* Its other nodes read only inside it: they are done (node indices between c and
+     * the last that are not in it run as usual). */
+    for (int i = c, r; i != ch->last; i = r) {
+        r = i;
+        for (int j = i + 1; j <= ch->last && r == i; j++)
+            for (int k = 0; k < e->model->layers[j].n_inputs; k++)
+                if (e->model->layers[j].inputs[k] == i) r = j;
+        if (r == i) break;
+        e->chained[r] = 1;
+    }
+    return 0;
+}
+
 static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inputs, int n, int from, int upto,
-                        int training, cs_model *update_bn)
+                        int training, cs_model *update_bn, int chains)
 {
     e->batch = n;
     e->training = training;
+    e->partial = chains;
     e->input = inputs[0];
     for (int k = 0; k < e->model->n_extra_inputs; k++) e->extra_input[k] = inputs[k + 1];
     e->top_is_dz = 0;
@@ -385,10 +410,19 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
      * a training pass moves the moving statistics it is given. */
     const cs_fast_plan *fast = !training && !e->param_grad ? cs_fast_plan_get(e->model) : NULL;
     if (training && update_bn) cs_model_params_changed(update_bn);
+    if (chains) memset(e->chained, 0, (size_t)e->model->n_layers);
     for (int s = 0; s < plan->n && plan->steps[s].first <= upto; s++) {
         const cs_step *st = &plan->steps[s];
         if (st->first < from) continue;
         double t0 = e->profile ? cs_now() : 0;
+        if (chains && st->kind == CS_STEP_NODE) {
+            if (e->chained[st->first]) continue;
+            const cs_fast_chain *ch = cs_fast_plan_chain(fast, st->first);
+            if (ch && forward_chain(e, st->first, ch) == 0) {
+                if (e->profile) e->profile[st->first] += cs_now() - t0;
+                continue;
+            }
+        }
         switch (st->kind) {
         case CS_STEP_NODE: forward_node(e, st->first, update_bn, fast); break;
         case CS_STEP_BN_ACT_POOL: forward_bn_act_pool(e, st->first, update_bn); break;
@@ -403,7 +437,13 @@ int cs_exec_forward_inputs(cs_exec *e, const float *const *inputs, int n, int tr
 {
     if (n < 1 || n > e->max_batch) return -1;
     return forward_plan(e, training ? &e->train_plan : &e->infer_plan, inputs, n, 0, e->model->n_layers - 1,
-                        training, update_bn);
+                        training, update_bn, 0);
+}
+
+int cs_exec_predict(cs_exec *e, const float *input, int n)
+{
+    if (n < 1 || n > e->max_batch || e->model->n_extra_inputs) return -1;
+    return forward_plan(e, &e->infer_plan, &input, n, 0, e->model->n_layers - 1, 0, NULL, !e->param_grad);
 }
 
 int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn)
@@ -415,14 +455,16 @@ int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_mode
 int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto)
 {
     if (n < 1 || n > e->max_batch || upto < 0 || upto >= e->model->n_layers || e->model->n_extra_inputs) return -1;
-    return forward_plan(e, &e->infer_plan, &input, n, 0, upto, 0, NULL);
+    return forward_plan(e, &e->infer_plan, &input, n, 0, upto, 0, NULL, 0);
 }
 
 int cs_exec_forward_from(cs_exec *e, const float *input, int n, int from)
 {
     if (n < 1 || n > e->max_batch || from < 0 || from >= e->model->n_layers || e->model->n_extra_inputs) return -1;
+    /* The nodes below must hold their outputs: a prediction left some unwritten. */
+    if (e->partial) return -1;
     /* The inference plan runs every node on its own: each step starts at a node. */
-    return forward_plan(e, &e->infer_plan, &input, n, from, e->model->n_layers - 1, 0, NULL);
+    return forward_plan(e, &e->infer_plan, &input, n, from, e->model->n_layers - 1, 0, NULL, 0);
 }
 
 /* ---- seeding the top ---- */
@@ -645,6 +687,7 @@ static int backward_walk(cs_exec *e, int from, int stop)
 {
     const cs_model *m = e->model;
     const cs_plan *plan = e->training ? &e->train_plan : &e->infer_plan;
+    if (e->partial) return -1;
     if (e->param_grad) memset(e->param_grad, 0, m->n_param_floats * sizeof(float));
     memset(e->reached, 0, (size_t)m->n_layers);
     e->reached[from] = 1; /* seeded */

@@ -79,6 +79,8 @@ typedef struct cs_exec {
      * the gradient of their inner nodes and of a conv right below. */
     cs_plan infer_plan, train_plan;
     int fused;
+    int partial;        /* the last forward was a cs_exec_predict: only the top's output is written */
+    uint8_t *chained;   /* [n_layers] a cs_exec_predict ran node i inside a chain */
     double *profile;    /* NULL, or [2 * n_layers] seconds: forward of node i at [i],
                            backward at [n_layers + i], added up over passes (make bench) */
     int guided;         /* backward passes only the positive part of the gradient through
@@ -115,11 +117,19 @@ int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_mode
  * shape each, NHWC), model->n_extra_inputs + 1 of them. No gradient reaches inputs
  * other than the first. */
 int cs_exec_forward_inputs(cs_exec *e, const float *const *inputs, int n, int training, cs_model *update_bn);
+/* Inference forward of the batch for its output alone: after it only the top's output
+ * (act[n_layers - 1]) and cs_exec_logits are meaningful. Chains of nodes then run as
+ * one step (fast_plan.h: a conv with the batch norm, residual add and activation that
+ * read it alone) without writing their inner nodes' outputs, and a backward pass is
+ * refused until the next cs_exec_forward. What predictions and evaluations run.
+ * 0, or -1 as cs_exec_forward. */
+int cs_exec_predict(cs_exec *e, const float *input, int n);
 /* Forward only as far as node `upto` (inclusive), inference mode. */
 int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto);
 /* Inference forward of nodes from..last only: act[] of every node before `from` must
  * already hold the batch of n (a caller may change one of them first, to see what the
- * nodes above make of it); input holds the n images, for nodes above that read it. */
+ * nodes above make of it); input holds the n images, for nodes above that read it.
+ * -1 after a cs_exec_predict, which may have left some of them unwritten. */
 int cs_exec_forward_from(cs_exec *e, const float *input, int n, int from);
 
 /* Softmax cross-entropy loss of the last (softmax) layer against integer labels,
@@ -138,7 +148,8 @@ void cs_exec_seed_class(cs_exec *e, const int *classes, int score_kind);
 /* Back-propagate from the seeded top down to the output of node `stop` (grad[stop]
  * holds the whole gradient after it, summed over every path where outputs fan out).
  * stop = -1 goes through every node; with param grads enabled, parameter gradients
- * are accumulated (zeroed first). */
+ * are accumulated (zeroed first). -1 after a cs_exec_predict, which left inner outputs
+ * unwritten. */
 int cs_exec_backward(cs_exec *e, int stop);
 
 /* The gradient buffer of node's output (n images of its shape), allocated when first

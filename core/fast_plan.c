@@ -3,18 +3,27 @@
  */
 #include "fast_plan.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "layer_ops.h"
+#include "layers/kernels.h"
 
 struct cs_fast_plan {
     uint64_t params_version; /* the model's when it was made */
     cs_fast_mode mode;
     int n;
-    cs_fast_node *node; /* [n] */
+    cs_fast_node *node;          /* [n] */
     const cs_fast_node **active; /* [n]: &node[i], or NULL where node i has no fast path */
+    cs_fast_chain **chain;       /* [n]: the chain starting at node i, or NULL */
+};
+
+/* The plans of one model, by mode: switching modes (tests, benchmarks) keeps them. */
+struct cs_fast_plans {
+    cs_fast_plan *plan[CS_FAST_AUTO + 1];
 };
 
 static atomic_int g_mode = CS_FAST_AUTO;
@@ -24,19 +33,99 @@ static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
 void cs_fast_set_mode(cs_fast_mode mode) { atomic_store(&g_mode, (int)mode); }
 cs_fast_mode cs_fast_get_mode(void) { return (cs_fast_mode)atomic_load(&g_mode); }
 
-/* The plans of one model, by mode: switching modes (tests, benchmarks) keeps them. */
-struct cs_fast_plans {
-    cs_fast_plan *plan[CS_FAST_AUTO + 1];
-};
+static void node_free(cs_fast_node *f)
+{
+    for (int k = 0; k < CS_FAST_CONVS; k++) cs_onednn_conv_free(f->conv[k]);
+    free(f->folded[0]);
+    free(f->folded[1]);
+}
 
 static void plan_free(cs_fast_plan *p)
 {
     if (!p) return;
-    for (int i = 0; i < p->n; i++)
-        for (int k = 0; k < CS_FAST_CONVS; k++) cs_onednn_conv_free(p->node[i].conv[k]);
+    for (int i = 0; i < p->n; i++) {
+        if (p->node) node_free(&p->node[i]);
+        if (p->chain && p->chain[i]) {
+            node_free(&p->chain[i]->node);
+            free(p->chain[i]);
+        }
+    }
     free(p->node);
     free(p->active);
+    free(p->chain);
     free(p);
+}
+
+/* ---- chains ---- */
+
+/* The one node reading node i, if exactly one does. */
+static int only_reader(const cs_model *m, int i, int *reader)
+{
+    if (m->layers[i].n_consumers != 1) return 0;
+    for (int r = i + 1; r < m->n_layers; r++)
+        for (int k = 0; k < m->layers[r].n_inputs; k++)
+            if (m->layers[r].inputs[k] == i) {
+                *reader = r;
+                return 1;
+            }
+    return 0;
+}
+
+static int same_shape(cs_shape a, cs_shape b) { return a.h == b.h && a.w == b.w && a.c == b.c; }
+
+/* The activation node r as a post-op, if it is one oneDNN applies. */
+static int activation_post(const cs_layer *r, cs_onednn_post *post)
+{
+    if (r->n_inputs != 1) return 0;
+    if (r->kind == CS_RELU) {
+        post->act = CS_ONEDNN_RELU, post->alpha = 0;
+        return 1;
+    }
+    if (r->kind == CS_LEAKY_RELU) {
+        post->act = CS_ONEDNN_RELU, post->alpha = r->cfg.alpha;
+        return 1;
+    }
+    if (r->kind != CS_ACTIVATION) return 0;
+    switch ((cs_actf)r->cfg.actf) {
+    case CS_ACTF_RELU: post->act = CS_ONEDNN_RELU, post->alpha = 0; return 1;
+    case CS_ACTF_LEAKY: post->act = CS_ONEDNN_RELU, post->alpha = r->cfg.act_a; return 1;
+    case CS_ACTF_CLIP: post->act = CS_ONEDNN_CLIP, post->alpha = r->cfg.act_a, post->beta = r->cfg.act_b; return 1;
+    default: return 0;
+    }
+}
+
+/* The chain above the conv at c: an inference batch norm, then an add of a tensor
+ * computed before c (same shape), then an activation, each the only reader of the one
+ * before (any of them may be missing, not all). Fills fuse (scale and shift into ss,
+ * 2 * channels floats); returns the last node, or c when there is no chain. */
+static int chain_at(const cs_model *m, int c, cs_fast_fuse *fuse, float *ss, int *addend)
+{
+    const cs_layer *l = &m->layers[c];
+    int at = c, r;
+    memset(fuse, 0, sizeof *fuse);
+    if (l->cfg.activation != CS_ACT_LINEAR) return c;
+    if (only_reader(m, at, &r) && m->layers[r].kind == CS_BATCHNORM && m->layers[r].n_inputs == 1) {
+        const cs_layer *bn = &m->layers[r];
+        const float *gamma = bn->params[0].data, *beta = bn->params[1].data, *mean = bn->params[2].data,
+                    *var = bn->params[3].data;
+        for (int k = 0; k < l->out.c; k++) { /* as cs_bn_forward_infer folds it */
+            ss[k] = gamma[k] / sqrtf(var[k] + bn->cfg.epsilon);
+            ss[l->out.c + k] = beta[k] - mean[k] * ss[k];
+        }
+        fuse->scale = ss, fuse->shift = ss + l->out.c;
+        at = r;
+    }
+    if (only_reader(m, at, &r) && m->layers[r].kind == CS_ADD && m->layers[r].n_inputs == 2) {
+        const int *in = m->layers[r].inputs, other = in[0] == at ? in[1] : in[0];
+        if (in[0] != in[1] && other < c && same_shape(cs_model_node_shape(m, other), l->out) &&
+            same_shape(m->layers[r].out, l->out)) {
+            fuse->post.sum = 1;
+            *addend = other;
+            at = r;
+        }
+    }
+    if (only_reader(m, at, &r) && activation_post(&m->layers[r], &fuse->post)) at = r;
+    return at;
 }
 
 static cs_fast_plan *plan_make(const cs_model *m, cs_fast_mode mode)
@@ -48,16 +137,30 @@ static cs_fast_plan *plan_make(const cs_model *m, cs_fast_mode mode)
     p->n = m->n_layers;
     p->node = calloc((size_t)m->n_layers, sizeof *p->node);
     p->active = calloc((size_t)m->n_layers, sizeof *p->active);
-    if (!p->node || !p->active) {
+    p->chain = calloc((size_t)m->n_layers, sizeof *p->chain);
+    if (!p->node || !p->active || !p->chain) {
         plan_free(p);
         return NULL;
     }
     for (int i = 0; i < m->n_layers; i++) {
-        const cs_layer_ops *ops = cs_layer_ops_of(m->layers[i].kind);
+        const cs_layer *l = &m->layers[i];
+        const cs_layer_ops *ops = cs_layer_ops_of(l->kind);
         if (!ops->fast) continue;
-        ops->fast(&m->layers[i], &p->node[i]);
+        ops->fast(l, NULL, &p->node[i]);
         for (int k = 0; k < CS_FAST_CONVS; k++)
             if (p->node[i].conv[k]) p->active[i] = &p->node[i];
+        if (!p->active[i] || (l->kind != CS_CONV2D && l->kind != CS_DEPTHWISE_CONV2D)) continue;
+        cs_fast_fuse fuse;
+        float *ss = malloc(2 * (size_t)l->out.c * sizeof *ss);
+        int addend = 0, last = ss ? chain_at(m, i, &fuse, ss, &addend) : i;
+        cs_fast_chain *ch = last > i ? calloc(1, sizeof *ch) : NULL;
+        if (ch) {
+            ops->fast(l, &fuse, &ch->node);
+            ch->last = last, ch->addend = addend;
+            if (ch->node.conv[0]) p->chain[i] = ch;
+            else node_free(&ch->node), free(ch);
+        }
+        free(ss);
     }
     return p;
 }
@@ -97,14 +200,24 @@ const cs_fast_node *cs_fast_plan_node(const cs_fast_plan *p, int i)
     return p && i >= 0 && i < p->n ? p->active[i] : NULL;
 }
 
+const cs_fast_chain *cs_fast_plan_chain(const cs_fast_plan *p, int i)
+{
+    return p && i >= 0 && i < p->n ? p->chain[i] : NULL;
+}
+
 size_t cs_fast_plan_bytes(const cs_fast_plan *p)
 {
     size_t total = 0;
     for (int i = 0; p && i < p->n; i++)
-        for (int k = 0; k < CS_FAST_CONVS; k++)
+        for (int k = 0; k < CS_FAST_CONVS; k++) {
             if (p->node[i].conv[k]) total += cs_onednn_conv_kernel_bytes(p->node[i].conv[k]);
+            if (p->chain[i] && p->chain[i]->node.conv[k])
+                total += cs_onednn_conv_kernel_bytes(p->chain[i]->node.conv[k]);
+        }
     return total;
 }
+
+/* ---- the choice per convolution ---- */
 
 /* Winograd F(4x4,3x3) does 2.25x fewer multiplications than the direct 3x3 product
  * but reorders the input and output to and from oneDNN's blocked layout, and its
@@ -125,21 +238,38 @@ static int plain_direct(const cs_conv2d_geom *g)
 }
 #define PLAIN_DIRECT_BATCH 16
 
-static cs_onednn_conv *choose(const cs_conv2d_geom *g, const float *w, const float *b, int relu)
+static cs_onednn_conv *choose(const cs_conv2d_geom *g, const float *w, const float *b, const cs_onednn_post *post)
 {
     const cs_fast_mode mode = cs_fast_get_mode();
     char err[200];
     if (mode == CS_FAST_OFF) return NULL;
     if (mode == CS_FAST_AUTO && winograd_fits(g)) {
-        cs_onednn_conv *c = cs_onednn_conv_new(g, w, b, relu, CS_ONEDNN_WINOGRAD, err, sizeof err);
+        cs_onednn_conv *c = cs_onednn_conv_new(g, w, b, post, CS_ONEDNN_WINOGRAD, err, sizeof err);
         if (c) return c;
     }
-    return cs_onednn_conv_new(g, w, b, relu, CS_ONEDNN_DIRECT, err, sizeof err);
+    return cs_onednn_conv_new(g, w, b, post, CS_ONEDNN_DIRECT, err, sizeof err);
 }
 
-void cs_fast_conv(cs_fast_node *f, int k, const cs_conv2d_geom *g, const float *w, const float *b, int relu)
+void cs_fast_conv(cs_fast_node *f, int k, const cs_conv2d_geom *g, const cs_param *kernel, const cs_param *bias,
+                  const cs_onednn_post *post, const cs_fast_fuse *fuse)
 {
-    if (!(f->conv[k] = choose(g, w, b, relu))) return;
+    const float *w = kernel->data, *b = bias ? bias->data : NULL;
+    cs_onednn_post mine = post ? *post : (cs_onednn_post){0};
+    if (fuse) {
+        const int oc = g->oc;
+        float *fw = malloc(kernel->size * sizeof *fw), *fb = malloc((size_t)oc * sizeof *fb);
+        if (!fw || !fb) {
+            free(fw);
+            free(fb);
+            return;
+        }
+        for (size_t i = 0; i < kernel->size; i++) fw[i] = fuse->scale ? w[i] * fuse->scale[i % oc] : w[i];
+        for (int o = 0; o < oc; o++)
+            fb[o] = fuse->scale ? (b ? b[o] : 0.0f) * fuse->scale[o] + fuse->shift[o] : (b ? b[o] : 0.0f);
+        f->folded[0] = fw, f->folded[1] = fb;
+        w = fw, b = fb, mine = fuse->post;
+    }
+    if (!(f->conv[k] = choose(g, w, b, &mine))) return;
     const int least = plain_direct(g) ? PLAIN_DIRECT_BATCH : 1;
     if (least > f->min_batch) f->min_batch = least;
 }

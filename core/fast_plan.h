@@ -9,6 +9,11 @@
  * the first time an inference pass runs on a model and kept with the model, with the
  * kernels oneDNN reordered for it, so every exec of the model shares one copy.
  *
+ * A pass that will read only the model's output (cs_exec_predict) also runs chains:
+ * a conv with the batch norm, residual add and activation that read it alone, as one
+ * convolution (the batch norm folded into its kernel and bias, the add and the
+ * activation applied as the output is stored), without writing the outputs inside.
+ *
  * Gradients always come from the plain kernels: training passes and execs that keep
  * parameter gradients (training, gradient checks) never take a fast path, and a
  * backward pass after a fast forward (Grad-CAM) differentiates the same function the
@@ -30,7 +35,21 @@
 typedef struct cs_fast_node {
     cs_onednn_conv *conv[CS_FAST_CONVS];
     int min_batch;
+    float *folded[2]; /* a chain's kernel and bias with its batch norm folded in (the conv reads them) */
 } cs_fast_node;
+
+/* What a chain asks of the conv that starts it, besides the conv itself. */
+typedef struct cs_fast_fuse {
+    const float *scale, *shift; /* a batch norm above it: y = conv * scale + shift per channel, or NULL */
+    cs_onednn_post post;        /* the residual add (sum) and the activation */
+} cs_fast_fuse;
+
+/* A chain: the conv at its first node computes every node up to `last` at once. */
+typedef struct {
+    cs_fast_node node; /* the conv, with the chain folded in */
+    int last;          /* the last node: the only output written */
+    int addend;        /* the node (or model input) the residual add adds, when node.conv post-op sums */
+} cs_fast_chain;
 
 typedef enum {
     CS_FAST_OFF,    /* plain kernels everywhere */
@@ -52,6 +71,8 @@ typedef struct cs_fast_plan cs_fast_plan;
 const cs_fast_plan *cs_fast_plan_get(const cs_model *m);
 /* Node i's fast path in the plan, or NULL. */
 const cs_fast_node *cs_fast_plan_node(const cs_fast_plan *p, int i);
+/* The chain that starts at node i, or NULL. */
+const cs_fast_chain *cs_fast_plan_chain(const cs_fast_plan *p, int i);
 /* Bytes the plan keeps beside the model (the reordered kernels). */
 size_t cs_fast_plan_bytes(const cs_fast_plan *p);
 /* A model's plans, one per mode made so far (cs_model_free frees them). */
@@ -59,10 +80,12 @@ struct cs_fast_plans;
 void cs_fast_plans_free(struct cs_fast_plans *p);
 
 /* The choice the conv kinds make for convolution k of a node, of geometry g (kernel
- * w, bias b, ReLU fused when relu), into f: oneDNN's Winograd for 3x3 stride-1 layers
+ * w, bias b, then the post-ops), into f: oneDNN's Winograd for 3x3 stride-1 layers
  * with enough channels, else its direct convolution, else none (the plain kernel)
  * when oneDNN offers nothing faster for it; f->min_batch rises to the batch from
- * which it pays. */
-void cs_fast_conv(cs_fast_node *f, int k, const cs_conv2d_geom *g, const float *w, const float *b, int relu);
+ * which it pays. With fuse, the kernel (its last dimension the outputs) and the bias
+ * (NULL: none) are first folded with the batch norm into f->folded. */
+void cs_fast_conv(cs_fast_node *f, int k, const cs_conv2d_geom *g, const cs_param *kernel, const cs_param *bias,
+                  const cs_onednn_post *post, const cs_fast_fuse *fuse);
 
 #endif

@@ -22,6 +22,9 @@
 #include "model.h"
 #include "rng.h"
 
+struct cs_fast_node; /* fast_plan.h */
+struct cs_fast_fuse;
+
 /* What one node's pass sees. */
 typedef struct {
     cs_exec *e;
@@ -76,8 +79,9 @@ typedef struct {
     size_t (*work_floats)(const cs_layer *l, int max_batch);
     /* Optional: fills f with the node's inference fast path (fast_plan.h), chosen by the
      * shape of its window; forward then finds it in p->fast whenever the pass may take
-     * it, and runs it unless it fails. NULL when the kind has none. */
-    void (*fast)(const cs_layer *l, struct cs_fast_node *f);
+     * it, and runs it unless it fails. With fuse (conv kinds), the same for the chain
+     * of nodes above it that fuse describes. NULL when the kind has none. */
+    void (*fast)(const cs_layer *l, const struct cs_fast_fuse *fuse, struct cs_fast_node *f);
 } cs_layer_ops;
 
 const cs_layer_ops *cs_layer_ops_of(cs_layer_kind k);

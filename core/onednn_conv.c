@@ -50,7 +50,7 @@ typedef struct shape {
 struct cs_onednn_conv {
     cs_conv2d_geom g;
     const float *w, *b;
-    int relu;
+    cs_onednn_post post;
     cs_onednn_alg alg;
     char impl[64];
     pthread_mutex_t lock; /* making shapes and kernel copies */
@@ -189,12 +189,17 @@ static dnnl_primitive_desc_t describe(const cs_onednn_conv *c, int n, int ih, in
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
+    const cs_onednn_post *post = &c->post;
     int ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
              dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
-    if (ok && c->relu)
-        ok = dnnl_post_ops_create(&po) == dnnl_success &&
-             dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success &&
-             dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    if (ok && (post->sum || post->act != CS_ONEDNN_LINEAR)) {
+        ok = dnnl_post_ops_create(&po) == dnnl_success;
+        if (ok && post->sum) ok = dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success;
+        if (ok && post->act != CS_ONEDNN_LINEAR)
+            ok = dnnl_post_ops_append_eltwise(po, 1.0f, post->act == CS_ONEDNN_RELU ? dnnl_eltwise_relu : dnnl_eltwise_clip,
+                                              post->alpha, post->beta) == dnnl_success;
+        ok = ok && dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    }
     if (ok && dnnl_primitive_desc_create(&pd, &cd, attr, engine, NULL) != dnnl_success) pd = NULL;
     if (po) dnnl_post_ops_destroy(po);
     if (attr) dnnl_primitive_attr_destroy(attr);
@@ -243,6 +248,11 @@ static shape *make_shape(cs_onednn_conv *c, int n, int oy0, int oy1, char *why, 
         if (!(s->to_conv = make_reorder(&s->src_user, &s->src_md))) goto fail_reorder;
     }
     if (!dnnl_memory_desc_equal(&s->dst_md, &s->dst_user)) {
+        /* A sum post-op adds what the destination holds: the caller's tensor, not a copy. */
+        if (c->post.sum) {
+            snprintf(why, whylen, "%s writes another layout than the output's: no residual add", impl);
+            goto fail;
+        }
         s->dst_bytes = round_up(dnnl_memory_desc_get_size(&s->dst_md));
         if (!(s->from_conv = make_reorder(&s->dst_md, &s->dst_user))) goto fail_reorder;
     }
@@ -278,7 +288,7 @@ static shape *shape_for(cs_onednn_conv *c, int n, int oy0, int oy1, char *why, s
     return s;
 }
 
-cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, const float *b, int relu,
+cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, const float *b, const cs_onednn_post *post,
                                    cs_onednn_alg alg, char *err, size_t errlen)
 {
     char why[200];
@@ -297,7 +307,8 @@ cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, cons
     }
     c->g = *g;
     c->g.n = 1;
-    c->w = w, c->b = b, c->relu = relu != 0, c->alg = alg;
+    c->w = w, c->b = b, c->alg = alg;
+    if (post) c->post = *post;
     pthread_mutex_init(&c->lock, NULL);
     /* A single image's primitive, made now: it says whether oneDNN takes the layer. */
     omp_set_num_threads(1);
@@ -325,7 +336,8 @@ void cs_onednn_conv_free(cs_onednn_conv *c)
     free(c);
 }
 
-int cs_onednn_conv_relu(const cs_onednn_conv *c) { return c->relu; }
+int cs_onednn_conv_activated(const cs_onednn_conv *c) { return c->post.act != CS_ONEDNN_LINEAR; }
+int cs_onednn_conv_sums(const cs_onednn_conv *c) { return c->post.sum; }
 const char *cs_onednn_conv_impl(const cs_onednn_conv *c) { return c->impl; }
 
 size_t cs_onednn_conv_kernel_bytes(const cs_onednn_conv *c)
@@ -341,7 +353,7 @@ enum { MAX_BANDS = CS_MAX_WORKERS };
 
 typedef struct {
     const cs_onednn_conv *c;
-    const float *x;
+    const float *x, *addend;
     float *y;
     cs_scratch *s;
     int chunk, chunks, bands; /* images per run, runs, bands per image */
@@ -395,7 +407,11 @@ static void run_range(void *ctx, long begin, long end, int worker)
         const shape *s = run == j->chunks - 1 ? j->last[band] : j->full[band];
         const size_t image = (size_t)run * j->chunk;
         const float *x = j->x + image * in_image + (size_t)s->iy0 * g->iw * g->ic;
-        float *y = j->y + image * out_image + (size_t)s->oy0 * g->ow * g->oc;
+        const size_t at = image * out_image + (size_t)s->oy0 * g->ow * g->oc;
+        float *y = j->y + at;
+        /* The sum post-op adds to what the destination holds: the addend, put there
+         * piece by piece while it is about to be read. */
+        if (j->addend) memcpy(y, j->addend + at, (size_t)s->n * (s->oy1 - s->oy0) * g->ow * g->oc * sizeof(float));
         if (run_shape(j->c, s, x, y, j->s->onednn[worker], st) != 0) atomic_store(&j->failed, 1);
     }
     dnnl_stream_destroy(st);
@@ -416,11 +432,11 @@ static int grow_buffers(cs_scratch *s, size_t need)
     return 0;
 }
 
-int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, float *y, cs_scratch *s)
+int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, const float *addend, float *y, cs_scratch *s)
 {
-    if (n < 1) return -1;
+    if (n < 1 || !addend != !c->post.sum || (addend && addend == y)) return -1;
     const cs_conv2d_geom *g = &c->g;
-    job j = {.c = c, .x = x, .y = y, .s = s};
+    job j = {.c = c, .x = x, .addend = addend, .y = y, .s = s};
     int parts = cs_parallel_parts();
     if (parts > s->workers) parts = s->workers;
     if (parts > MAX_BANDS) parts = MAX_BANDS;

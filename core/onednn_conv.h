@@ -33,26 +33,45 @@ typedef enum {
     CS_ONEDNN_WINOGRAD, /* Winograd (3x3 stride 1 only): oneDNN's blocked layout, reordered in and out */
 } cs_onednn_alg;
 
+/* What the convolution does to its output before it stores it ("post-ops"), in this
+ * order: add the tensor the caller passes as `addend` (a residual connection), then
+ * an elementwise function. */
+typedef enum {
+    CS_ONEDNN_LINEAR,
+    CS_ONEDNN_RELU, /* x > 0 ? x : alpha x (alpha 0: ReLU; else leaky ReLU) */
+    CS_ONEDNN_CLIP, /* min(max(x, alpha), beta) (ReLU6: 0, 6) */
+} cs_onednn_act;
+
+typedef struct {
+    int sum; /* add the addend */
+    cs_onednn_act act;
+    float alpha, beta;
+} cs_onednn_post;
+
 /* The convolution of geometry g (g->n is ignored: any batch runs) with kernel w
- * (kh, kw, ic/groups, oc) and bias b (NULL: none), ReLU applied to the output when
- * relu != 0. w and b are read when a primitive is first made, so they must stay alive
- * and unchanged as long as the object is used. NULL, with the reason in err, when
- * oneDNN offers only its slow reference code for it or the CPU has neither AVX-512 nor
- * AVX2 (the caller's own kernels are then the better choice). */
-cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, const float *b, int relu,
+ * (kh, kw, ic/groups, oc) and bias b (NULL: none), then the post-ops (NULL: none).
+ * w and b are read when a primitive is first made, so they must stay alive and
+ * unchanged as long as the object is used. NULL, with the reason in err, when oneDNN
+ * offers only its slow reference code for it or the CPU has neither AVX-512 nor AVX2
+ * (the caller's own kernels are then the better choice). */
+cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, const float *b, const cs_onednn_post *post,
                                    cs_onednn_alg alg, char *err, size_t errlen);
 void cs_onednn_conv_free(cs_onednn_conv *c);
-int cs_onednn_conv_relu(const cs_onednn_conv *c);
+/* Whether the post-ops apply an elementwise function; whether they add an addend. */
+int cs_onednn_conv_activated(const cs_onednn_conv *c);
+int cs_onednn_conv_sums(const cs_onednn_conv *c);
 /* The implementation oneDNN chose (e.g. "brgconv:avx512_core"). */
 const char *cs_onednn_conv_impl(const cs_onednn_conv *c);
 /* Bytes of oneDNN's copies of the kernel (the reordered layouts), for memory budgets. */
 size_t cs_onednn_conv_kernel_bytes(const cs_onednn_conv *c);
 
-/* y (n, oh, ow, oc) = conv(x (n, ih, iw, ic)), spread over the pool; s lends each
- * worker its buffer (s->onednn[w], grown here when a primitive needs more). Thread-safe:
- * execs running at once share the object. 0, or -1 when a primitive or a buffer could
- * not be made (y then holds nothing usable: run the plain kernels). */
-int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, float *y, cs_scratch *s);
+/* y (n, oh, ow, oc) = conv(x (n, ih, iw, ic)) and the post-ops, spread over the pool;
+ * addend (the output's shape) is what a sum post-op adds, NULL otherwise (it may not
+ * be y). s lends each worker its buffer (s->onednn[w], grown here when a primitive
+ * needs more). Thread-safe: execs running at once share the object. 0, or -1 when a
+ * primitive or a buffer could not be made (y then holds nothing usable: run the plain
+ * kernels). */
+int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, const float *addend, float *y, cs_scratch *s);
 
 /* Whether oneDNN runs its vector kernels on this CPU (AVX2 or AVX-512). */
 int cs_onednn_usable(void);

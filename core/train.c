@@ -57,7 +57,7 @@ double cs_evaluate(const cs_model *m, const cs_dataset *d, int limit)
         int b = n - s < bs ? n - s : bs;
         for (int i = 0; i < b; i++)
             cs_preprocess_pixels(&m->preprocess, d->images + (size_t)(s + i) * px, px, x + i * px);
-        cs_exec_forward(e, x, b, 0, NULL);
+        cs_exec_predict(e, x, b);
         for (int i = 0; i < b; i++) hits += cs_argmax(e->act[m->n_layers - 1] + (size_t)i * k, k) == d->labels[s + i];
     }
     cs_exec_free(e);

@@ -140,10 +140,12 @@ static void conv2d_backward(const cs_node_pass *p)
     }
 }
 
-static void conv2d_fast(const cs_layer *l, cs_fast_node *f)
+static void conv2d_fast(const cs_layer *l, const cs_fast_fuse *fuse, cs_fast_node *f)
 {
+    if (l->cfg.activation == CS_ACT_SOFTMAX && fuse) return;
     cs_conv2d_geom g = any_geom(l, 1);
-    cs_fast_conv(f, 0, &g, l->params[0].data, l->params[1].data, l->cfg.activation == CS_ACT_RELU);
+    cs_onednn_post post = {.act = l->cfg.activation == CS_ACT_RELU ? CS_ONEDNN_RELU : CS_ONEDNN_LINEAR};
+    cs_fast_conv(f, 0, &g, &l->params[0], &l->params[1], &post, fuse);
 }
 
 static size_t conv2d_scratch(const cs_layer *l, int max_batch)

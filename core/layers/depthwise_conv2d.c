@@ -79,10 +79,12 @@ static void depthwise_backward(const cs_node_pass *p)
                        cs_exec_param_grad(p->e, &l->params[1]), &p->e->scratch);
 }
 
-static void depthwise_fast(const cs_layer *l, cs_fast_node *f)
+static void depthwise_fast(const cs_layer *l, const cs_fast_fuse *fuse, cs_fast_node *f)
 {
+    if (l->cfg.activation == CS_ACT_SOFTMAX && fuse) return;
     cs_conv2d_geom g = geom(l, 1);
-    cs_fast_conv(f, 0, &g, l->params[0].data, l->params[1].data, l->cfg.activation == CS_ACT_RELU);
+    cs_onednn_post post = {.act = l->cfg.activation == CS_ACT_RELU ? CS_ONEDNN_RELU : CS_ONEDNN_LINEAR};
+    cs_fast_conv(f, 0, &g, &l->params[0], &l->params[1], &post, fuse);
 }
 
 static size_t depthwise_scratch(const cs_layer *l, int max_batch)

@@ -123,11 +123,14 @@ static size_t separable_part(const cs_layer *l)
     return a > b ? a : b;
 }
 
-static void separable_fast(const cs_layer *l, cs_fast_node *f)
+/* Never the start of a chain (the fast plan chains single convolutions). */
+static void separable_fast(const cs_layer *l, const cs_fast_fuse *fuse, cs_fast_node *f)
 {
+    if (fuse) return;
     cs_conv2d_geom dg = depthwise_geom(l, 1), pg = pointwise_geom(l, 1);
-    cs_fast_conv(f, 0, &dg, l->params[0].data, NULL, 0);
-    cs_fast_conv(f, 1, &pg, l->params[1].data, l->params[2].data, l->cfg.activation == CS_ACT_RELU);
+    cs_onednn_post post = {.act = l->cfg.activation == CS_ACT_RELU ? CS_ONEDNN_RELU : CS_ONEDNN_LINEAR};
+    cs_fast_conv(f, 0, &dg, &l->params[0], NULL, NULL, NULL);
+    cs_fast_conv(f, 1, &pg, &l->params[1], &l->params[2], &post, NULL);
 }
 
 /* The depthwise output, then its gradient. */
