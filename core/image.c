@@ -520,6 +520,14 @@ static lin_tap linear_tap(int d, int s, int dn)
     return t;
 }
 
+/* Round to nearest, ties to even (lrintf's rounding), into an int; GCC's builtin
+ * vectorises where lrintf's long does not. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define ROUND_INT(v) __builtin_irintf(v)
+#else
+#define ROUND_INT(v) ((int)lrintf(v))
+#endif
+
 /* One source row resampled along x: out[dx * c + ch] = p0 * w0 + p1 * w1. */
 static void bilinear_row(const void *src, int src_u8, size_t row, int c, const lin_tap *tx, int dw, float *out)
 {
@@ -589,10 +597,12 @@ static void bilinear_core(const void *src, int src_u8, int sh, int sw, int c, vo
         }
         const float w0 = ty.w0, w1 = ty.w1;
         if (dst_u8) {
+            /* Clamped before rounding (the same bytes: the bounds are whole numbers), so
+             * the int-valued rounding vectorises; NaN clamps to 0 as before. */
             uint8_t *d = (uint8_t *)dst + (size_t)dy * n;
             for (size_t i = 0; i < n; i++) {
-                long r = lrintf(h[0][i] * w0 + h[1][i] * w1);
-                d[i] = (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
+                float v = h[0][i] * w0 + h[1][i] * w1;
+                d[i] = (uint8_t)ROUND_INT(v > 0.f ? (v < 255.f ? v : 255.f) : 0.f);
             }
         } else {
             float *d = (float *)dst + (size_t)dy * n;
