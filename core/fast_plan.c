@@ -228,16 +228,6 @@ static int winograd_fits(const cs_conv2d_geom *g)
            g->ic >= 64 && g->oc >= 64 && g->oh >= 8 && g->ow >= 8;
 }
 
-/* Stride-1 'valid' square windows (not 1x1) without groups or dilation are the layers
- * conv.c's direct kernels were written for (the notebook network's convs): on a few
- * images they beat oneDNN's, whose fixed cost per call is larger than these layers. */
-static int plain_direct(const cs_conv2d_geom *g)
-{
-    return g->kh == g->kw && g->kh > 1 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->groups == 1 &&
-           !g->pt && !g->pl && !g->pb && !g->pr;
-}
-#define PLAIN_DIRECT_BATCH 16
-
 static cs_onednn_conv *choose(const cs_conv2d_geom *g, const float *w, const float *b, const cs_onednn_post *post)
 {
     const cs_fast_mode mode = cs_fast_get_mode();
@@ -269,7 +259,5 @@ void cs_fast_conv(cs_fast_node *f, int k, const cs_conv2d_geom *g, const cs_para
         f->folded[0] = fw, f->folded[1] = fb;
         w = fw, b = fb, mine = fuse->post;
     }
-    if (!(f->conv[k] = choose(g, w, b, &mine))) return;
-    const int least = plain_direct(g) ? PLAIN_DIRECT_BATCH : 1;
-    if (least > f->min_batch) f->min_batch = least;
+    f->conv[k] = choose(g, w, b, &mine);
 }

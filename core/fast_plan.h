@@ -30,11 +30,9 @@
 #define CS_FAST_CONVS 2
 
 /* A node's fast path: its convolutions (a separable conv has two, depthwise then
- * pointwise), NULL where the plain kernel runs, for batches of at least min_batch
- * images (smaller ones run the plain kernels). */
+ * pointwise), NULL where the plain kernel runs. */
 typedef struct cs_fast_node {
     cs_onednn_conv *conv[CS_FAST_CONVS];
-    int min_batch;
     float *folded[2]; /* a chain's kernel and bias with its batch norm folded in (the conv reads them) */
 } cs_fast_node;
 
@@ -82,8 +80,7 @@ void cs_fast_plans_free(struct cs_fast_plans *p);
 /* The choice the conv kinds make for convolution k of a node, of geometry g (kernel
  * w, bias b, then the post-ops), into f: oneDNN's Winograd for 3x3 stride-1 layers
  * with enough channels, else its direct convolution, else none (the plain kernel)
- * when oneDNN offers nothing faster for it; f->min_batch rises to the batch from
- * which it pays. With fuse, the kernel (its last dimension the outputs) and the bias
+ * when oneDNN offers nothing faster for it. With fuse, the kernel (its last dimension the outputs) and the bias
  * (NULL: none) are first folded with the batch norm into f->folded. */
 void cs_fast_conv(cs_fast_node *f, int k, const cs_conv2d_geom *g, const cs_param *kernel, const cs_param *bias,
                   const cs_onednn_post *post, const cs_fast_fuse *fuse);

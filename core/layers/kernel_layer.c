@@ -74,7 +74,7 @@ void cs_kernel_layer_activate(const cs_node_pass *p, const float *z)
 
 int cs_kernel_layer_fast(const cs_node_pass *p, int k, const float *x, float *z, int activate)
 {
-    cs_onednn_conv *c = p->fast && p->n >= p->fast->min_batch ? p->fast->conv[k] : NULL;
+    cs_onednn_conv *c = p->fast ? p->fast->conv[k] : NULL;
     if (!c || cs_onednn_conv_forward(c, p->n, x, NULL, z, &p->e->scratch) != 0) return 0;
     if (activate && !cs_onednn_conv_activated(c)) cs_kernel_layer_activate(p, z);
     return 1;

@@ -6,8 +6,7 @@
  * exec three ways: plain (fast paths off), oneDNN's direct convolution, and the
  * choice inference makes (Winograd for the wide 3x3 layers). Batches of 1 (bands of
  * output rows over the workers), 2 (fewer images than workers) and 7 (runs of images,
- * the last one shorter), on 1 and 3 workers; 17 for the small layers, whose 'valid'
- * stride-1 kind runs oneDNN only from 16 images.
+ * the last one shorter), on 1 and 3 workers; 17 for the small layers.
  *
  * Tolerance, per output: |fast - plain| <= tol * M, with M = sum |x w| + |b| over the
  * products that make the output (computed here in double): the scale of the rounding
@@ -222,7 +221,7 @@ static void test_every_window_against_plain(void)
         for (int bi = 0; bi < 4; bi++) {
             const int n = batches[bi];
             if (n > 2 && (long)c->ic * c->filters > 128 * 128) continue; /* the wide ones: the double loop takes long */
-            if (n > 7 && (long)c->ic * c->filters > 32 * 64) continue; /* 17: for the layers that start at 16 */
+            if (n > 7 && (long)c->ic * c->filters > 32 * 64) continue; /* 17: the small ones only */
             size_t in = (size_t)n * cs_shape_size(m->input), out = (size_t)n * cs_shape_size(m->layers[0].out);
             float *x = alloc_or_die(in * sizeof(float));
             cs_rng r;
@@ -415,7 +414,7 @@ static void test_predict_runs_chains(void)
     cs_model *m = chain_model(&expect);
     const int top = m->n_layers - 1, k = m->layers[top].out.c;
     for (int bi = 0; bi < 2; bi++) {
-        const int n = bi ? 17 : 1; /* 17: conv1 is 'valid' stride 1, chained from 16 images */
+        const int n = bi ? 17 : 1;
         size_t in = (size_t)n * cs_shape_size(m->input);
         float *x = alloc_or_die(in * sizeof(float));
         cs_rng r;
@@ -433,7 +432,7 @@ static void test_predict_runs_chains(void)
             for (int i = 0; i < m->n_layers; i++) chains += cs_fast_plan_chain(cs_fast_plan_get(m), i) != NULL;
             CHECK(chains == expect, "%d chains found, %d expected", chains, expect);
             const int ran = e->chained[2] + e->chained[5] + e->chained[9] + e->chained[11] + e->chained[13];
-            CHECK(ran == (n >= 16 ? 5 : 4), "batch %d: %d chains ran", n, ran);
+            CHECK(ran == 5, "batch %d: %d chains ran", n, ran);
             double worst = 0, scale = 0;
             const float *zp = cs_exec_logits(plain), *ze = cs_exec_logits(e);
             for (size_t i = 0; i < (size_t)n * k; i++) {
