@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fast_plan.h"
 #include "http.h"
 #include "keras_model.h"
 #include "model_file.h"
@@ -356,6 +357,12 @@ static void load_folder_model(cs_served_model *s)
     const char *file = strrchr(s->path, '/');
     load_facts f;
     cs_model *m = read_model(s->name, s->path, format_of(file ? file + 1 : s->path, NULL), &f, why, sizeof why);
+    /* Inference keeps oneDNN's copies of the conv kernels beside the model (fast_plan.h). */
+    if (m && !fits(s->name, cs_fast_plan_bytes_bound(m), why, sizeof why)) {
+        cs_model_free(m);
+        set_state(s, CS_MODEL_UNAVAILABLE, NULL, why);
+        return;
+    }
     cs_model_version *v = m ? version_new(m, 0, &f) : NULL;
     if (!v) {
         if (m) cs_fmt(why, sizeof why, "cannot load %s: out of memory", s->path);
@@ -643,8 +650,9 @@ int cs_registry_start(const cs_registry_config *cfg, char *err, size_t errlen)
         return 0;
     }
     char why[600];
-    /* The weights, and what a pass over a 224x224 image holds besides them. */
-    if (v->path[0] && !fits("VGG16", file_size(v->path) + ((uint64_t)128 << 20), why, sizeof why)) {
+    /* The weights, what a pass over a 224x224 image holds besides them, and oneDNN's
+     * Winograd copies of the conv kernels (4x their 56 MiB: fast_plan.h). */
+    if (v->path[0] && !fits("VGG16", file_size(v->path) + ((uint64_t)(128 + 256) << 20), why, sizeof why)) {
         set_state(v, CS_MODEL_UNAVAILABLE, NULL, why);
         v->path[0] = 0;
     }

@@ -97,7 +97,8 @@ static int activation_post(const cs_layer *r, cs_onednn_post *post)
 /* The chain above the conv at c: an inference batch norm, then an add of a tensor
  * computed before c (same shape), then an activation, each the only reader of the one
  * before (any of them may be missing, not all). Fills fuse (scale and shift into ss,
- * 2 * channels floats); returns the last node, or c when there is no chain. */
+ * 2 * channels floats, unless ss is NULL); returns the last node, or c when there is
+ * no chain. */
 static int chain_at(const cs_model *m, int c, cs_fast_fuse *fuse, float *ss, int *addend)
 {
     const cs_layer *l = &m->layers[c];
@@ -108,11 +109,11 @@ static int chain_at(const cs_model *m, int c, cs_fast_fuse *fuse, float *ss, int
         const cs_layer *bn = &m->layers[r];
         const float *gamma = bn->params[0].data, *beta = bn->params[1].data, *mean = bn->params[2].data,
                     *var = bn->params[3].data;
-        for (int k = 0; k < l->out.c; k++) { /* as cs_bn_forward_infer folds it */
+        for (int k = 0; ss && k < l->out.c; k++) { /* as cs_bn_forward_infer folds it */
             ss[k] = gamma[k] / sqrtf(var[k] + bn->cfg.epsilon);
             ss[l->out.c + k] = beta[k] - mean[k] * ss[k];
         }
-        fuse->scale = ss, fuse->shift = ss + l->out.c;
+        if (ss) fuse->scale = ss, fuse->shift = ss + l->out.c;
         at = r;
     }
     if (only_reader(m, at, &r) && m->layers[r].kind == CS_ADD && m->layers[r].n_inputs == 2) {
@@ -214,6 +215,29 @@ size_t cs_fast_plan_bytes(const cs_fast_plan *p)
             if (p->chain[i] && p->chain[i]->node.conv[k])
                 total += cs_onednn_conv_kernel_bytes(p->chain[i]->node.conv[k]);
         }
+    return total;
+}
+
+static int winograd_fits(const cs_conv2d_geom *g);
+
+size_t cs_fast_plan_bytes_bound(const cs_model *m)
+{
+    size_t total = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const cs_layer *l = &m->layers[i];
+        if (!cs_layer_ops_of(l->kind)->fast) continue;
+        /* Winograd's 6x6 tiles of a 3x3 kernel are 4x its floats; a square 3x3 window
+         * is all it takes (the bound need not know the rest). */
+        const cs_param *k = &l->params[0];
+        size_t bytes = k->size * sizeof(float) * (k->ndim == 4 && k->dims[0] == 3 && k->dims[1] == 3 ? 4 : 1);
+        for (int p = 1; p < l->n_params; p++)
+            if (l->params[p].ndim == 4) bytes += l->params[p].size * sizeof(float);
+        cs_fast_fuse fuse;
+        int addend = 0;
+        if ((l->kind == CS_CONV2D || l->kind == CS_DEPTHWISE_CONV2D) && chain_at(m, i, &fuse, NULL, &addend) > i)
+            bytes *= 2;
+        total += bytes + bytes / 8; /* and the blocks' padding */
+    }
     return total;
 }
 

@@ -73,6 +73,10 @@ const cs_fast_node *cs_fast_plan_node(const cs_fast_plan *p, int i);
 const cs_fast_chain *cs_fast_plan_chain(const cs_fast_plan *p, int i);
 /* Bytes the plan keeps beside the model (the reordered kernels). */
 size_t cs_fast_plan_bytes(const cs_fast_plan *p);
+/* At most what a plan of m may come to keep, for memory budgets before one is made:
+ * each conv kernel reordered (4x its size where Winograd may take it), twice where the
+ * conv starts a chain (predictions and full passes read different copies). */
+size_t cs_fast_plan_bytes_bound(const cs_model *m);
 /* A model's plans, one per mode made so far (cs_model_free frees them). */
 struct cs_fast_plans;
 void cs_fast_plans_free(struct cs_fast_plans *p);

@@ -27,6 +27,7 @@
 #include "parallel.h"
 
 #define ALIGN 64
+#define MAX_BANDS CS_MAX_WORKERS
 
 /* A kernel in a layout some primitive reads. */
 typedef struct kernel_copy {
@@ -42,9 +43,9 @@ typedef struct shape {
     int n, oy0, oy1; /* images; output rows (the whole height unless a band) */
     int iy0;         /* first input row it reads */
     dnnl_primitive_t conv, to_conv, from_conv; /* reorders into and out of the conv's layouts, or NULL */
-    dnnl_memory_desc_t src_user, dst_user, src_md, dst_md, pad_md, bias_md;
+    dnnl_memory_desc_t src_user, dst_user, src_md, dst_md, pad_md, bias_md, kernel_md;
     size_t pad_bytes, src_bytes, dst_bytes; /* the worker buffer: scratchpad, then src and dst copies */
-    const kernel_copy *kernel;
+    const kernel_copy *_Atomic kernel;      /* reordered on the first run (under the lock) */
 } shape;
 
 struct cs_onednn_conv {
@@ -52,9 +53,11 @@ struct cs_onednn_conv {
     const float *w, *b;
     cs_onednn_post post;
     cs_onednn_alg alg;
+    int bands; /* a single image is always split into this many bands of rows */
     char impl[64];
     pthread_mutex_t lock; /* making shapes and kernel copies */
     shape *_Atomic shapes;
+    const shape *first; /* the first shape made: the kernel layout the others try first */
     kernel_copy *kernels;
 };
 
@@ -163,8 +166,10 @@ static void shape_free(shape *s)
 }
 
 /* The primitive descriptor for n images of input rows [iy0, iy0 + ih) padded by pt
- * above and pb below, giving output rows oh; NULL when oneDNN refuses. */
-static dnnl_primitive_desc_t describe(const cs_onednn_conv *c, int n, int ih, int pt, int pb, int oh, shape *s)
+ * above and pb below, giving output rows oh, reading the kernel in layout `kernel`
+ * (NULL: the one oneDNN prefers); NULL when oneDNN refuses. */
+static dnnl_primitive_desc_t describe(const cs_onednn_conv *c, int n, int ih, int pt, int pb, int oh,
+                                      const dnnl_memory_desc_t *kernel, shape *s)
 {
     const cs_conv2d_geom *g = &c->g;
     dnnl_dims_t sd = {n, g->ic, ih, g->iw}, dd = {n, g->oc, oh, g->ow}, bd = {g->oc};
@@ -183,7 +188,8 @@ static dnnl_primitive_desc_t describe(const cs_onednn_conv *c, int n, int ih, in
                 padr = {pb, pr > 0 ? pr : 0};
     if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
                                                    wino ? dnnl_convolution_winograd : dnnl_convolution_direct, &src_any,
-                                                   &kernel_any, c->b ? &s->bias_md : NULL, &dst_any, strides, dil,
+                                                   kernel ? kernel : &kernel_any, c->b ? &s->bias_md : NULL, &dst_any,
+                                                   strides, dil,
                                                    padl, padr) != dnnl_success)
         return NULL;
     dnnl_primitive_attr_t attr = NULL;
@@ -223,8 +229,19 @@ static shape *make_shape(cs_onednn_conv *c, int n, int oy0, int oy1, char *why, 
      * whole images are read at the images' own stride. */
     const int iy1 = oy1 == g->oh || last + 1 > g->ih ? g->ih : last + 1;
     const int pt = first < 0 ? -first : 0, pb = last >= g->ih ? last + 1 - g->ih : 0;
-    dnnl_primitive_desc_t pd = describe(c, n, iy1 - s->iy0, pt, pb, oy1 - oy0, s);
+    /* The shapes of one layer read one copy of the kernel where oneDNN takes the layout
+     * made for the first (Winograd's transformed kernels are 2-4x the kernel's size). */
     const char *impl = "";
+    dnnl_primitive_desc_t pd = NULL;
+    if (c->first) {
+        pd = describe(c, n, iy1 - s->iy0, pt, pb, oy1 - oy0, &c->first->kernel_md, s);
+        if (pd && (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
+                   strcmp(impl, c->impl) != 0)) { /* another implementation: let it pick its layout */
+            dnnl_primitive_desc_destroy(pd);
+            pd = NULL;
+        }
+    }
+    if (!pd) pd = describe(c, n, iy1 - s->iy0, pt, pb, oy1 - oy0, NULL, s);
     if (!pd || dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success) {
         snprintf(why, whylen, "oneDNN has no %s convolution for it", c->alg == CS_ONEDNN_WINOGRAD ? "Winograd" : "direct");
         goto fail;
@@ -239,10 +256,7 @@ static shape *make_shape(cs_onednn_conv *c, int n, int oy0, int oy1, char *why, 
     s->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
     s->pad_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     s->pad_bytes = round_up(dnnl_memory_desc_get_size(&s->pad_md));
-    if (!(s->kernel = kernel_in(c, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)))) {
-        snprintf(why, whylen, "the kernel could not be reordered (out of memory?)");
-        goto fail;
-    }
+    s->kernel_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     if (!dnnl_memory_desc_equal(&s->src_md, &s->src_user)) {
         s->src_bytes = round_up(dnnl_memory_desc_get_size(&s->src_md));
         if (!(s->to_conv = make_reorder(&s->src_user, &s->src_md))) goto fail_reorder;
@@ -281,6 +295,7 @@ static shape *shape_for(cs_onednn_conv *c, int n, int oy0, int oy1, char *why, s
     for (s = atomic_load(&c->shapes); s; s = s->next)
         if (s->n == n && s->oy0 == oy0 && s->oy1 == oy1) break;
     if (!s && (s = make_shape(c, n, oy0, oy1, why, whylen))) {
+        if (!c->first) c->first = s;
         s->next = atomic_load(&c->shapes);
         atomic_store(&c->shapes, s); /* published whole: readers walk the list without the lock */
     }
@@ -310,13 +325,24 @@ cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, cons
     c->w = w, c->b = b, c->alg = alg;
     if (post) c->post = *post;
     pthread_mutex_init(&c->lock, NULL);
-    /* A single image's primitive, made now: it says whether oneDNN takes the layer. */
+    /* A single image always runs as the same bands (one per thread of the pool now),
+     * whoever runs it and on how many threads: bands of other heights would make
+     * primitives of their own, each with its own copy of the kernel (Winograd's are
+     * 2-4x the kernel). Their primitives, made now, say whether oneDNN takes the layer;
+     * the kernel is reordered on the first run (a conv that only one kind of pass
+     * uses keeps only that copy). */
+    c->bands = cs_parallel_threads();
+    if (c->bands > MAX_BANDS) c->bands = MAX_BANDS;
+    if (c->bands > g->oh) c->bands = g->oh;
+    if (c->bands < 1) c->bands = 1;
     omp_set_num_threads(1);
-    if (!shape_for(c, 1, 0, g->oh, why, sizeof why)) {
-        snprintf(err, errlen, "%s", why);
-        cs_onednn_conv_free(c);
-        return NULL;
-    }
+    for (int b = 0; b < c->bands; b++)
+        if (!shape_for(c, 1, (int)((long)g->oh * b / c->bands), (int)((long)g->oh * (b + 1) / c->bands), why,
+                       sizeof why)) {
+            snprintf(err, errlen, "%s", why);
+            cs_onednn_conv_free(c);
+            return NULL;
+        }
     return c;
 }
 
@@ -348,8 +374,6 @@ size_t cs_onednn_conv_kernel_bytes(const cs_onednn_conv *c)
 }
 
 /* ---- running ---- */
-
-enum { MAX_BANDS = CS_MAX_WORKERS };
 
 typedef struct {
     const cs_onednn_conv *c;
@@ -441,13 +465,14 @@ int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, const float
     if (parts > s->workers) parts = s->workers;
     if (parts > MAX_BANDS) parts = MAX_BANDS;
     if (parts < 1) parts = 1;
-    /* A batch as runs of images, one per part; fewer images than parts: bands of rows. */
-    if (n >= parts) {
+    /* A batch as runs of images, one per part; fewer images than parts, or one: each
+     * image as the conv's bands. */
+    if (n >= parts && n > 1) {
         j.chunk = (n + parts - 1) / parts;
         j.bands = 1;
     } else {
         j.chunk = 1;
-        j.bands = parts < g->oh ? parts : g->oh;
+        j.bands = c->bands;
     }
     j.chunks = (n + j.chunk - 1) / j.chunk;
     const int tail = n - (j.chunks - 1) * j.chunk;
@@ -459,10 +484,16 @@ int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, const float
         if (!(j.full[b] = shape_for(c, j.chunk, oy0, oy1, why, sizeof why)) ||
             !(j.last[b] = tail == j.chunk ? j.full[b] : shape_for(c, tail, oy0, oy1, why, sizeof why)))
             return -1;
-        const shape *both[2] = {j.full[b], j.last[b]};
+        shape *both[2] = {j.full[b], j.last[b]};
         for (int k = 0; k < 2; k++) {
             size_t bytes = both[k]->pad_bytes + both[k]->src_bytes + both[k]->dst_bytes;
             if (bytes > need) need = bytes;
+            if (!atomic_load(&both[k]->kernel)) {
+                pthread_mutex_lock(&c->lock);
+                if (!atomic_load(&both[k]->kernel)) atomic_store(&both[k]->kernel, kernel_in(c, &both[k]->kernel_md));
+                pthread_mutex_unlock(&c->lock);
+                if (!atomic_load(&both[k]->kernel)) return -1; /* out of memory */
+            }
         }
     }
     if (grow_buffers(s, need ? need : ALIGN) != 0) return -1;

@@ -465,6 +465,28 @@ static void test_predict_runs_chains(void)
     cs_model_free(m);
 }
 
+/* The memory budget's bound holds what a plan keeps after every kind of pass, on any
+ * number of workers and batches. */
+static void test_plan_memory_within_bound(void)
+{
+    if (!cs_onednn_usable()) return;
+    int expect;
+    cs_model *m = chain_model(&expect);
+    float *x = alloc_or_die((size_t)5 * cs_shape_size(m->input) * sizeof(float));
+    for (int threads = 1; threads <= 3; threads += 2)
+        for (int n = 1; n <= 5; n += 4) {
+            cs_parallel_set_threads(threads);
+            cs_exec *e = cs_exec_new(m, n);
+            CHECK(e && cs_exec_predict(e, x, n) == 0 && cs_exec_forward(e, x, n, 0, NULL) == 0, "passes");
+            cs_exec_free(e);
+        }
+    size_t kept = cs_fast_plan_bytes(cs_fast_plan_get(m)), bound = cs_fast_plan_bytes_bound(m);
+    CHECK(kept > 0 && kept <= bound, "the plan keeps %zu bytes, the bound says %zu", kept, bound);
+    cs_parallel_set_threads(2);
+    free(x);
+    cs_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
     if (cs_blas_init(argc, argv) != 0) return 99;
@@ -472,5 +494,6 @@ int main(int argc, char **argv)
     RUN(test_gradcam_after_fast_forward);
     RUN(test_plan_follows_parameters);
     RUN(test_predict_runs_chains);
+    RUN(test_plan_memory_within_bound);
     return test_summary("fast_conv");
 }
