@@ -245,12 +245,16 @@ size_t cs_fast_plan_bytes_bound(const cs_model *m)
 
 /* Winograd F(4x4,3x3) does 4x (F(2x2,3x3) 2.25x) fewer multiplications than the direct
  * 3x3 product but reorders the input and output to and from oneDNN's blocked layout,
- * and its transforms cost per channel: it pays with enough channels on both sides
- * (from 32 it was as fast or faster on every shape measured, bench/conv_shapes). */
+ * and its transforms cost per channel: it pays with enough channels on both sides.
+ * From 32 it was as fast or faster on every shape measured (bench/conv_shapes), but
+ * its primitive for a band of rows and the one for whole images round differently,
+ * so a value would depend on the batch it was computed in; from 64 channels that is
+ * the price of 1.5-3.5x (VGG16, ResNet), and the notebook network's convs (32 -> 64)
+ * keep the direct kernel, whose bits do not depend on the batch. */
 static int winograd_fits(const cs_conv2d_geom *g)
 {
     return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->groups == 1 &&
-           g->ic >= 32 && g->oc >= 32 && g->oh >= 8 && g->ow >= 8;
+           g->ic >= 64 && g->oc >= 64 && g->oh >= 8 && g->ow >= 8;
 }
 
 static cs_onednn_conv *choose(const cs_conv2d_geom *g, const float *w, const float *b, const cs_onednn_post *post)
