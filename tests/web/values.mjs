@@ -61,8 +61,10 @@ export function valuesCases({ page, assert, isPost, imageLoaded, sectionShot, pa
       const box = await p().locator('#fm-img').boundingBox();
       await p().mouse.move(box.x + 6, box.y + 6);
       const first = byMean.order[0];
-      await p().waitForFunction((c) => new RegExp(`^channel ${c} · mean`).test(document.querySelector('#fm-hover').textContent), first);
-      const hover = await p().textContent('#fm-hover');
+      const hover = await (await p().waitForFunction((c) => {
+        const t = document.querySelector('#fm-hover').textContent;
+        return new RegExp(`^channel ${c} · mean \\S+`).test(t) && t;
+      }, first)).jsonValue();
       const mean = Number(/mean (\S+)/.exec(hover)[1]);
       assert(Math.abs(mean - byMean.channels.mean[first]) <= Math.abs(byMean.channels.mean[first]) * 0.01, `hover ${hover} vs mean ${byMean.channels.mean[first]}`);
       await p().focus('#fm-img');
