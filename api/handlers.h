@@ -29,6 +29,9 @@ void cs_h_predict(cs_req *req, cs_reply *rep);
 /* visual.c */
 void cs_h_filters(cs_req *req, cs_reply *rep);
 void cs_h_feature_maps(cs_req *req, cs_reply *rep);
+/* values.c */
+void cs_h_activations(cs_req *req, cs_reply *rep);
+void cs_h_weights(cs_req *req, cs_reply *rep);
 /* gradcam.c */
 void cs_h_gradcam(cs_req *req, cs_reply *rep);
 /* explain.c, explain_compare.c, explain_eval.c */

@@ -131,9 +131,10 @@ static json_t *job_json(const cs_job *j)
     for (int i = 0; i < j->n_history; i++) {
         const cs_epoch_record *r = &j->history[i];
         json_array_append_new(history,
-                              json_pack("{s:i,s:f,s:f,s:o,s:f}", "epoch", r->epoch, "loss", (double)r->loss,
+                              json_pack("{s:i,s:f,s:f,s:o,s:o,s:f}", "epoch", r->epoch, "loss", (double)r->loss,
                                         "accuracy", (double)r->accuracy, "test_accuracy",
                                         r->test_accuracy >= 0 ? json_real(r->test_accuracy) : json_null(),
+                                        "test_loss", r->test_loss >= 0 ? json_real(r->test_loss) : json_null(),
                                         "seconds", r->seconds));
     }
     json_t *result = json_null();

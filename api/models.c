@@ -7,6 +7,7 @@
 
 #include "handlers.h"
 #include "input.h"
+#include "layer_ops.h"
 #include "preprocess.h"
 #include "registry.h"
 #include "reply.h"
@@ -33,6 +34,20 @@ static json_t *inputs_json(const cs_model *m, const cs_layer *l)
     json_t *a = json_array();
     for (int k = 0; k < l->n_inputs; k++)
         json_array_append_new(a, json_string(l->inputs[k] >= 0 ? m->layers[l->inputs[k]].name : "input"));
+    return a;
+}
+
+/* A node's parameter tensors: name, Keras shape, size, whether training changes it. */
+static json_t *weights_json(const cs_layer *l)
+{
+    json_t *a = json_array();
+    for (int j = 0; a && j < l->n_params; j++) {
+        const cs_param *p = &l->params[j];
+        json_t *shape = json_array();
+        for (int d = 0; shape && d < p->ndim; d++) json_array_append_new(shape, json_integer(p->dims[d]));
+        json_array_append_new(a, json_pack("{s:s,s:o,s:I,s:b}", "name", p->name, "shape", shape, "size",
+                                           (json_int_t)p->size, "trainable", p->trainable));
+    }
     return a;
 }
 
@@ -113,7 +128,8 @@ void cs_h_models_list(cs_req *req, cs_reply *rep)
     cs_reply_json(rep, 200, json_pack("{s:o}", "models", list));
 }
 
-/* GET /v1/models/{model}  layers (name, type, output shape, params), totals, accuracy, history */
+/* GET /v1/models/{model}  layers (name, type, output shape, params, config, weights), totals, accuracy,
+ * history */
 void cs_h_model_summary(cs_req *req, cs_reply *rep)
 {
     cs_served_model *s;
@@ -137,6 +153,10 @@ void cs_h_model_summary(cs_req *req, cs_reply *rep)
                               cs_layer_kind_name(l->kind), "inputs", inputs_json(m, l), "output_shape",
                               shape_json(l->out, flat[i]), "params", (json_int_t)p, "spatial",
                               l->out.h > 1 && l->out.w > 1);
+        /* What Netron lists for a node: its settings as the model file has them, and
+         * its tensors' shapes. */
+        json_object_set_new(o, "config", cs_layer_config_json(l));
+        json_object_set_new(o, "weights", weights_json(l));
         if (l->n_params && l->params[0].ndim == 4) { /* a conv kind's (kh, kw, in, out) kernel */
             const int *d = l->params[0].dims;
             json_object_set_new(o, "filters", json_pack("{s:i,s:i,s:i}", "count", d[3], "size", d[0], "channels", d[2]));
@@ -147,9 +167,10 @@ void cs_h_model_summary(cs_req *req, cs_reply *rep)
     json_t *history = json_array();
     for (int i = 0; i < m->meta.n_history; i++) {
         const cs_epoch_record *r = &m->meta.history[i];
-        json_array_append_new(history, json_pack("{s:i,s:f,s:f,s:o,s:f}", "epoch", r->epoch, "loss", (double)r->loss,
+        json_array_append_new(history, json_pack("{s:i,s:f,s:f,s:o,s:o,s:f}", "epoch", r->epoch, "loss", (double)r->loss,
                                                  "accuracy", (double)r->accuracy, "test_accuracy",
                                                  r->test_accuracy >= 0 ? json_real(r->test_accuracy) : json_null(),
+                                                 "test_loss", r->test_loss >= 0 ? json_real(r->test_loss) : json_null(),
                                                  "seconds", r->seconds));
     }
     size_t total = cs_model_param_count(m);

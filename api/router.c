@@ -31,6 +31,8 @@ const cs_route cs_routes[] = {
     {"GET", "/v1/models/{model}/layers/{layer}/filters.png", cs_h_filters, CS_ROUTE_COMPUTE},
     {"POST", "/v1/models/{model}/layers/{layer}/feature-maps.png", cs_h_feature_maps,
      CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
+    {"POST", "/v1/models/{model}/layers/{layer}/activations", cs_h_activations, CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
+    {"GET", "/v1/models/{model}/layers/{layer}/weights", cs_h_weights, CS_ROUTE_COMPUTE},
     {"POST", "/v1/models/{model}/gradcam", cs_h_gradcam, CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
     {"POST", "/v1/models/{model}/explain", cs_h_explain, CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
     {"POST", "/v1/models/{model}/explain/compare", cs_h_explain_compare, CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},

@@ -64,9 +64,10 @@ json_t *cs_versions_record(const cs_model *m, uint32_t crc, const char *source)
     json_t *hist = json_array();
     for (int i = 0; i < mt->n_history; i++) {
         const cs_epoch_record *r = &mt->history[i];
-        json_array_append_new(hist, json_pack("{s:i,s:o,s:o,s:o,s:o}", "epoch", r->epoch, "loss",
+        json_array_append_new(hist, json_pack("{s:i,s:o,s:o,s:o,s:o,s:o}", "epoch", r->epoch, "loss",
                                               number_or_null(r->loss, 1), "accuracy", number_or_null(r->accuracy, 1),
                                               "test_accuracy", number_or_null(r->test_accuracy, r->test_accuracy >= 0),
+                                              "test_loss", number_or_null(r->test_loss, r->test_loss >= 0),
                                               "seconds", number_or_null(r->seconds, 1)));
     }
     json_t *rec = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o}", "arch", m->arch, "checksum", sum, "source",

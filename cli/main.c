@@ -78,8 +78,9 @@ static void print_progress(const cs_progress *p, const cs_epoch_record *done, vo
 {
     (void)user;
     if (done) {
-        fprintf(stderr, "\repoch %d/%d  loss %.4f  accuracy %.4f  test accuracy %.4f  %.1fs\n", done->epoch,
-                p->epochs, done->loss, done->accuracy, done->test_accuracy, done->seconds);
+        fprintf(stderr, "\repoch %d/%d  loss %.4f  accuracy %.4f  test loss %.4f  test accuracy %.4f  %.1fs\n",
+                done->epoch, p->epochs, done->loss, done->accuracy, done->test_loss, done->test_accuracy,
+                done->seconds);
     } else if (isatty(STDERR_FILENO) && (p->batch % 20 == 0 || p->batch == p->batches)) {
         fprintf(stderr, "\repoch %d/%d  batch %d/%d  loss %.4f  accuracy %.4f", p->epoch, p->epochs, p->batch,
                 p->batches, p->loss, p->accuracy);

@@ -30,6 +30,17 @@ static const cs_layer_ops *const TABLE[CS_KIND_COUNT] = {
 
 const cs_layer_ops *cs_layer_ops_of(cs_layer_kind k) { return k >= 0 && k < CS_KIND_COUNT ? TABLE[k] : NULL; }
 
+json_t *cs_layer_config_json(const cs_layer *l)
+{
+    const cs_layer_ops *ops = cs_layer_ops_of(l->kind);
+    json_t *o = json_object();
+    if (o && ops && ops->config_to_json && ops->config_to_json(l, o) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 int cs_layer_kind_from_name(const char *s, cs_layer_kind *out)
 {
     for (int k = 0; k < CS_KIND_COUNT; k++)

@@ -85,6 +85,9 @@ typedef struct {
 } cs_layer_ops;
 
 const cs_layer_ops *cs_layer_ops_of(cs_layer_kind k);
+/* A node's configuration as its kind writes it to model files (config_to_json; {} for
+ * a kind with none): a new object the caller owns, or NULL when out of memory. */
+json_t *cs_layer_config_json(const cs_layer *l);
 /* The kind whose Keras class name is s; 0, or -1 when none. */
 int cs_layer_kind_from_name(const char *s, cs_layer_kind *out);
 

@@ -133,6 +133,7 @@ typedef struct {
     int epoch;
     float loss, accuracy, test_accuracy; /* test_accuracy < 0 when not measured */
     double seconds;
+    float test_loss; /* the loss on the test images (as loss counts it); < 0 when not measured */
 } cs_epoch_record;
 
 /* What is known of how the parameters came to be. */

@@ -1,10 +1,11 @@
 /*
  * train.c - the notebook's training loop: shuffle every epoch, mini-batches,
  * sparse categorical cross-entropy plus the l1_l2 penalties, Adam; then accuracy
- * on the test set after every epoch.
+ * and loss on the test set after every epoch.
  */
 #include "train.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,7 @@ static void fill_batch(const cs_model *m, const cs_dataset *d, const int *idx, i
     }
 }
 
-double cs_evaluate(const cs_model *m, const cs_dataset *d, int limit)
+int cs_evaluate_loss(const cs_model *m, const cs_dataset *d, int limit, double *accuracy, double *loss)
 {
     int n = limit > 0 && limit < d->n ? limit : d->n, bs = 500, hits = 0, k = m->layers[m->n_layers - 1].out.c;
     const size_t px = (size_t)d->h * d->w;
@@ -53,16 +54,36 @@ double cs_evaluate(const cs_model *m, const cs_dataset *d, int limit)
         free(x);
         return -1;
     }
+    double xent = 0;
     for (int s = 0; s < n; s += bs) {
         int b = n - s < bs ? n - s : bs;
         for (int i = 0; i < b; i++)
             cs_preprocess_pixels(&m->preprocess, d->images + (size_t)(s + i) * px, px, x + i * px);
-        cs_exec_predict(e, x, b);
-        for (int i = 0; i < b; i++) hits += cs_argmax(e->act[m->n_layers - 1] + (size_t)i * k, k) == d->labels[s + i];
+        if (cs_exec_predict(e, x, b) != 0) {
+            cs_exec_free(e);
+            free(x);
+            return -1;
+        }
+        for (int i = 0; i < b; i++) {
+            const float *p = e->act[m->n_layers - 1] + (size_t)i * k;
+            int label = d->labels[s + i];
+            hits += cs_argmax(p, k) == label;
+            /* As cs_exec_xent counts it in training. */
+            float pl = label < k ? p[label] : 0;
+            xent -= log(pl < 1e-7f ? 1e-7f : pl);
+        }
     }
     cs_exec_free(e);
     free(x);
-    return (double)hits / n;
+    if (accuracy) *accuracy = (double)hits / n;
+    if (loss) *loss = xent / n + cs_model_penalty(m, NULL);
+    return 0;
+}
+
+double cs_evaluate(const cs_model *m, const cs_dataset *d, int limit)
+{
+    double acc;
+    return cs_evaluate_loss(m, d, limit, &acc, NULL) == 0 ? acc : -1;
 }
 
 /* A softmax on top: fused into a conv or dense node, or a Softmax node of its own. */
@@ -192,8 +213,13 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
             }
         }
         /* seconds is the training time of the epoch; the test pass is not in it. */
-        cs_epoch_record r = {epoch, (float)(loss_sum / seen), (float)hits / seen, -1, cs_now() - epoch_start};
-        if (test) r.test_accuracy = (float)cs_evaluate(m, test, cfg->test_limit);
+        cs_epoch_record r = {.epoch = epoch, .loss = (float)(loss_sum / seen), .accuracy = (float)hits / seen,
+                             .test_accuracy = -1, .seconds = cs_now() - epoch_start, .test_loss = -1};
+        double tacc, tloss;
+        if (test && cs_evaluate_loss(m, test, cfg->test_limit, &tacc, &tloss) == 0) {
+            r.test_accuracy = (float)tacc;
+            r.test_loss = isfinite(tloss) ? (float)tloss : -1;
+        }
         if (append_history(m, &r) != 0) {
             snprintf(err, errlen, "out of memory");
             goto done;

@@ -14,6 +14,8 @@ import { initGraph } from './graph.js';
 import { initAddModel } from './addmodel.js';
 import { initChannels } from './channels.js';
 import { initDetails } from './details.js';
+import { initLayerBars } from './layerbars.js';
+import { initWeights } from './weights.js';
 import { initOutputs } from './outputs.js';
 import { initTrain } from './train.js';
 import { initInsight } from './insight.js';
@@ -46,6 +48,8 @@ async function main() {
   initGraph({ network });
   initChannels();
   initDetails();
+  initLayerBars();
+  initWeights();
   initOutputs();
   initCompare();
   const models = initModels();

@@ -33,6 +33,7 @@ export function initTrain({ onNewVersion }) {
   const errBox = $('train-error'), notice = $('train-notice');
   const stateEl = $('train-state'), pctEl = $('train-percent'), bar = $('train-bar'), fill = $('train-fill'), text = $('train-text');
   const lossSvg = $('chart-loss'), accSvg = $('chart-acc'), smoothIn = $('chart-smooth'), smoothOut = $('chart-smooth-out');
+  const lossNote = $('chart-loss-note');
   lossSvg.dataset.title = 'Loss';
   accSvg.dataset.title = 'Accuracy';
   let job = null, timer = 0, retry = null;
@@ -264,11 +265,18 @@ export function initTrain({ onNewVersion }) {
     const xMax = Math.max(epochs || 0, history.length, 1);
     const smoothing = Number(smoothIn.value);
     const testName = testImages && testImages < testSetSize() ? `test (${int(testImages)} images)` : 'test';
+    // The test loss of each finished epoch (history written before it was recorded has
+    // none, and the chart then says so).
+    const testLoss = pts('test_loss');
     drawChart(lossSvg, {
-      series: [{ name: 'training loss', cls: 's1', points: pts('loss'), steps: stepsFromRunning(samples, 'loss'), live: last ? { x: last.x, y: last.loss } : null }],
+      series: [
+        { name: 'training', cls: 's1', points: pts('loss'), steps: stepsFromRunning(samples, 'loss'), live: last ? { x: last.x, y: last.loss } : null },
+        ...(testLoss.length || !history.length ? [{ name: testName, cls: 's2', points: testLoss }] : []),
+      ],
       xMax, format: (v) => v.toFixed(2), yTitle: 'loss', smoothing, clamp: [0, Infinity],
       empty: 'Start training to see the loss fall',
     });
+    lossNote.textContent = history.length && !testLoss.length ? 'on the training set (this model\'s history has no test loss)' : 'on the training and test sets';
     drawChart(accSvg, {
       series: [
         { name: 'training', cls: 's1', points: pts('accuracy'), steps: stepsFromRunning(samples, 'accuracy'), live: last && last.accuracy != null ? { x: last.x, y: last.accuracy } : null },

@@ -106,12 +106,19 @@ static void test_job_to_success(void)
     CHECK(json_integer_value(json_object_get(h0, "epoch")) == 1 && json_is_number(json_object_get(h0, "loss")) &&
               json_is_number(json_object_get(h0, "accuracy")) && json_is_number(json_object_get(h0, "seconds")),
           "history entry");
+    /* The test loss of a short run: above zero, near its training loss (not ln 10 = 2.3,
+     * chance). */
+    double test_loss = json_number_value(json_object_get(h0, "test_loss"));
+    CHECK(json_is_number(json_object_get(h0, "test_loss")) && test_loss > 0.1 && test_loss < 2,
+          "the epoch's test loss: %g", test_loss);
     json_decref(j);
     CHECK(predict_version(&S) == v1, "predictions switch to the new version");
     resp_t r = http(&S, "GET", "/v1/models/fmnist");
     j = resp_json(&r);
     CHECK(json_integer_value(json_object_get(j, "version")) == v1, "summary version");
     CHECK(json_array_size(json_object_get(j, "history")) == 2, "summary history");
+    CHECK_NEAR(json_number_value(json_object_get(json_array_get(json_object_get(j, "history"), 0), "test_loss")),
+               test_loss, 1e-6, "the summary's history keeps the test loss");
     json_t *tr = json_object_get(j, "training");
     CHECK(json_integer_value(json_object_get(tr, "test_images")) == 500 &&
               json_integer_value(json_object_get(tr, "train_images")) == 2000,

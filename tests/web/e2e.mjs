@@ -15,6 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makePng, pngInfo } from './png.mjs';
 import { explainCases } from './explain.mjs';
+import { valuesCases, testLossCases } from './values.mjs';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -295,9 +296,10 @@ test('a layer\'s feature maps and filters appear and enlarge', async () => {
   await shot('desktop-lightbox');
   await page.keyboard.press('Escape');
   await page.waitForSelector('#lightbox[open]', { state: 'detached' });
-  // a dense layer has no maps, and says so
+  // a dense layer has no maps: its values come as bars in their place
   await page.click('.layer[data-name="dense_1"]');
-  assert(await page.locator('#fm-empty').isVisible(), 'a dense layer should explain it has no maps');
+  await page.waitForSelector('#vals-view:not([hidden])');
+  assert(await page.locator('#fm-view').isHidden() && /not maps/.test(await page.textContent('#fm-empty')), 'a dense layer should show bars, not an empty map panel');
   await page.click('.layer[data-name="conv2d_1"]');
   await imageLoaded('#fm-img');
 });
@@ -866,6 +868,10 @@ test('bring your own model: a refused file says why and adds nothing; a model is
   assert(await page.isHidden('#model-remove-btn') || !(await page.$('#model-remove-btn')), 'the notebook\'s model offers no removal');
 });
 
+// The numbers behind the pictures (values.mjs): shared scales and strongest channels,
+// a dense layer's values, every layer's settings and its weights' histograms.
+for (const [name, fn] of valuesCases({ page: () => page, assert, isPost, imageLoaded, sectionShot, panelsShowCurrent, chooseModel })) test(name, fn);
+
 test('bug 5: training asks before it replaces the served model', async () => {
   await page.locator('#train').scrollIntoViewIfNeeded();
   const version = Number(/version (\d+)/.exec(await page.textContent('#model-meta'))[1]);
@@ -970,6 +976,8 @@ test('views: charts with axis titles, a y range from the data, smoothing and val
   assert(/^epoch [\d.]+: /.test(hover) && /test \(1,000 images\) \d/.test(hover), `hover: ${hover}`);
   await sectionShot('desktop-charts', '#train');
 });
+
+for (const [name, fn] of testLossCases({ page: () => page, assert })) test(name, fn);
 
 test('bug 7: a model changed elsewhere is noticed from the version in the answers', async () => {
   const before = Number(/version (\d+)/.exec(await page.textContent('#model-meta'))[1]);
