@@ -92,19 +92,11 @@ static json_t *job_json(const cs_job *j)
     json_t *eta = json_null();
     if (j->state == CS_JOB_RUNNING && progress > 0.001) eta = json_real(elapsed / progress * (1 - progress));
     else if (job_finished(j)) eta = json_real(0);
-    json_t *history = json_array();
-    for (int i = 0; i < j->n_history; i++) {
-        const cs_epoch_record *r = &j->history[i];
-        json_array_append_new(history,
-                              json_pack("{s:i,s:f,s:f,s:o,s:f}", "epoch", r->epoch, "loss", (double)r->loss,
-                                        "accuracy", (double)r->accuracy, "test_accuracy",
-                                        r->test_accuracy >= 0 ? json_real(r->test_accuracy) : json_null(),
-                                        "seconds", r->seconds));
-    }
+    json_t *history = cs_history_json(j->history, j->n_history);
     json_t *result = json_null();
     if (j->state == CS_JOB_SUCCEEDED)
         result = json_pack("{s:o,s:i}", "test_accuracy",
-                           j->test_accuracy >= 0 ? json_real(j->test_accuracy) : json_null(), "version",
+                           j->test_accuracy >= 0 ? cs_json_number(j->test_accuracy) : json_null(), "version",
                            j->version);
     json_t *doc = json_pack(
         "{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:f,s:f,s:o,s:o,s:o,s:s,s:{s:i,s:i,s:f,s:I,s:i,s:i,s:s}}", "id", j->id,
@@ -115,11 +107,27 @@ static json_t *job_json(const cs_job *j)
         "train_limit", j->cfg.train_limit, "test_limit", j->cfg.test_limit, "from",
         j->from_current ? "current" : "scratch");
     if (j->state == CS_JOB_RUNNING) {
-        json_object_set_new(doc, "loss", json_real(j->loss));
-        json_object_set_new(doc, "accuracy", json_real(j->accuracy));
+        json_object_set_new(doc, "loss", cs_json_number(j->loss));
+        json_object_set_new(doc, "accuracy", cs_json_number(j->accuracy));
     }
     if (j->error[0]) json_object_set_new(doc, "error", json_string(j->error));
     return doc;
+}
+
+json_t *cs_history_json(const cs_epoch_record *h, int n)
+{
+    json_t *history = json_array();
+    for (int i = 0; i < n; i++) {
+        const cs_epoch_record *r = &h[i];
+        /* A diverged epoch (NaN loss) stays in the list, with null where its numbers
+         * are not numbers, as the model file writes it. */
+        json_array_append_new(history, json_pack("{s:i,s:o,s:o,s:o,s:o}", "epoch", r->epoch, "loss",
+                                                 cs_json_number(r->loss), "accuracy", cs_json_number(r->accuracy),
+                                                 "test_accuracy",
+                                                 r->test_accuracy >= 0 ? cs_json_number(r->test_accuracy) : json_null(),
+                                                 "seconds", cs_json_number(r->seconds)));
+    }
+    return history;
 }
 
 static void on_progress(const cs_progress *p, const cs_epoch_record *finished, void *user)
@@ -306,7 +314,7 @@ void cs_h_train(cs_req *req, cs_reply *rep)
     cs_train_config cfg;
     cs_train_config_default(&cfg);
     double epochs = cfg.epochs, batch = cfg.batch_size, lr = cfg.learning_rate, seed = 1, tl = 0, vl = 0;
-    int ok = json_field(body, "epochs", 1, 1000, 1, &epochs, rep) &&
+    int ok = json_field(body, "epochs", 1, CS_JOB_MAX_EPOCHS, 1, &epochs, rep) &&
              json_field(body, "batch_size", 1, 60000, 1, &batch, rep) &&
              json_field(body, "learning_rate", 1e-7, 10, 0, &lr, rep) &&
              json_field(body, "seed", 0, 9007199254740991.0, 1, &seed, rep) &&
@@ -337,8 +345,20 @@ void cs_h_train(cs_req *req, cs_reply *rep)
     cfg.test_limit = (int)vl;
 
     char err[400];
-    if (!cs_data_get("train", err, sizeof err) || !cs_data_get("test", err, sizeof err)) {
+    const cs_dataset *train = cs_data_get("train", err, sizeof err);
+    if (!train || !cs_data_get("test", err, sizeof err)) {
         cs_reply_error(rep, 503, "data_unavailable", "%s", err);
+        return;
+    }
+    /* Work is what a job costs: a batch of 1 makes each of 60000 images an optimizer
+     * step of its own. */
+    long images = cfg.train_limit > 0 && cfg.train_limit < train->n ? cfg.train_limit : train->n;
+    long long steps = (long long)cfg.epochs * ((images + cfg.batch_size - 1) / cfg.batch_size);
+    if (steps > CS_JOB_MAX_STEPS) {
+        cs_reply_error(rep, 400, "job_too_large",
+                       "%d epochs of %ld images in batches of %d are %lld optimizer steps, above the limit of %d: "
+                       "use a larger batch_size, fewer epochs or a train_limit",
+                       cfg.epochs, images, cfg.batch_size, steps, CS_JOB_MAX_STEPS);
         return;
     }
     if (from_current) {
@@ -356,7 +376,7 @@ void cs_h_train(cs_req *req, cs_reply *rep)
     cs_job *j = calloc(1, sizeof *j);
     if (!j) {
         cs_served_set_training(s, 0);
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot start the job");
         return;
     }
     j->served = s;

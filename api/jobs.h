@@ -4,6 +4,15 @@
 #ifndef CS_API_JOBS_H
 #define CS_API_JOBS_H
 
+#include <jansson.h>
+
+#include "model.h"
+
+/* Ceilings on one job (400 job_too_large / bad_parameter beyond): the notebook's
+ * recipe is 20 epochs of 469 steps (60000 images, batch 128), 9380 steps. */
+#define CS_JOB_MAX_EPOCHS 100
+#define CS_JOB_MAX_STEPS 100000
+
 typedef enum {
     CS_JOB_QUEUED,
     CS_JOB_RUNNING,
@@ -14,6 +23,9 @@ typedef enum {
 } cs_job_state;
 
 const char *cs_job_state_name(int state);
+/* The per-epoch history as the job and model routes show it: one object per epoch,
+ * null for numbers that are not finite (a diverged epoch keeps its place). */
+json_t *cs_history_json(const cs_epoch_record *h, int n);
 /* counts[state] = number of known jobs in that state. */
 void cs_jobs_count(int counts[CS_JOB_STATES]);
 /* Cancels every queued or running job and waits for their threads: nothing is left

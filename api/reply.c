@@ -6,6 +6,7 @@
  */
 #include "reply.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,10 +68,13 @@ static void set_body(cs_reply *rep, int status, const char *type, uint8_t *body,
 
 void cs_reply_json(cs_reply *rep, int status, json_t *doc)
 {
+    /* A document that could not be built (NULL) or written means jansson ran out of
+     * memory: the same 503 as any other allocation, with no body to spare. */
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
     json_decref(doc);
     if (!text) {
-        set_body(rep, 500, "text/plain", NULL, 0);
+        set_body(rep, 503, "text/plain", NULL, 0);
+        cs_reply_header(rep, "Retry-After", "1");
         return;
     }
     size_t n = strlen(text);
@@ -78,7 +82,8 @@ void cs_reply_json(cs_reply *rep, int status, json_t *doc)
     char *body = realloc(text, n + 2);
     if (!body) {
         free(text);
-        set_body(rep, 500, "text/plain", NULL, 0);
+        set_body(rep, 503, "text/plain", NULL, 0);
+        cs_reply_header(rep, "Retry-After", "1");
         return;
     }
     body[n] = '\n';
@@ -111,7 +116,7 @@ void cs_reply_bytes(cs_reply *rep, int status, const char *content_type, const v
 {
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot copy the reply");
         return;
     }
     if (len) memcpy(copy, data, len);
@@ -142,6 +147,17 @@ void cs_reply_internal(cs_reply *rep, const char *what)
     cs_reply_error(rep, 500, "internal", "%s", what);
 }
 
+void cs_reply_nomem(cs_reply *rep, const char *what)
+{
+    cs_reply_error(rep, 503, "out_of_memory", "%s: out of memory; try again", what);
+    cs_reply_header(rep, "Retry-After", "1");
+}
+
+json_t *cs_json_number(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
 int cs_reply_image(cs_req *req, cs_reply *rep, cs_image *img, const char *what)
 {
     double t0 = cs_now();
@@ -151,7 +167,8 @@ int cs_reply_image(cs_req *req, cs_reply *rep, cs_image *img, const char *what)
     cs_image_destroy(img);
     cs_req_stage_add(req, CS_STAGE_ENCODE, t0);
     if (rc != CS_IMG_OK) {
-        cs_reply_internal(rep, what);
+        /* Handlers check sizes before drawing, so a missing image is a failed allocation. */
+        cs_reply_nomem(rep, what);
         return -1;
     }
     cs_reply_png(rep, png, len); /* headers set before (ETag, Cache-Control) are kept */

@@ -30,7 +30,7 @@ int cs_gradcam(cs_exec *e, const float *input, int layer, int class_index, int s
     }
     if (cs_exec_forward(e, input, 1, 0, NULL) != 0) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return -2;
     }
     const float *p = e->act[top];
     int c = class_index >= 0 ? class_index : cs_argmax(p, k);
@@ -43,7 +43,7 @@ int cs_gradcam(cs_exec *e, const float *input, int layer, int class_index, int s
     cs_exec_seed_class(e, &c, score_kind);
     if (cs_exec_backward(e, layer) != 0) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return -2;
     }
 
     const int h = l->out.h, w = l->out.w, ch = l->out.c, hw = h * w;
@@ -54,7 +54,7 @@ int cs_gradcam(cs_exec *e, const float *input, int layer, int class_index, int s
         free(weights);
         free(heat);
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return -2;
     }
     for (int i = 0; i < hw; i++)
         for (int j = 0; j < ch; j++) weights[j] += g[(size_t)i * ch + j];

@@ -19,6 +19,13 @@ static int fail(char *err, size_t errlen, const char *msg)
     return -1;
 }
 
+/* The one failure that is not the image's fault: the caller may retry. */
+static int nomem(char *err, size_t errlen)
+{
+    fail(err, errlen, "out of memory");
+    return -2;
+}
+
 static int check_args(const cs_image *img, int out_h, int out_w, const float *out, char *err,
                       size_t errlen)
 {
@@ -36,12 +43,12 @@ int cs_preprocess_gray01(const cs_image *img, int out_h, int out_w, float *out, 
         return -1;
     cs_image gray;
     if (cs_image_to_gray(img, &gray) != CS_IMG_OK)
-        return fail(err, errlen, "out of memory");
+        return nomem(err, errlen);
     size_t n = (size_t)gray.w * (size_t)gray.h;
     float *plane = malloc(n * sizeof *plane);
     if (!plane) {
         cs_image_free(&gray);
-        return fail(err, errlen, "out of memory");
+        return nomem(err, errlen);
     }
     for (size_t i = 0; i < n; i++)
         plane[i] = gray.px[i] / 255.f;
@@ -61,11 +68,11 @@ int cs_preprocess_caffe(const cs_image *img, int out_h, int out_w, float *out, c
         return -1;
     cs_image rgb, small;
     if (cs_image_to_rgb(img, &rgb) != CS_IMG_OK)
-        return fail(err, errlen, "out of memory");
+        return nomem(err, errlen);
     int rc = cs_image_resize_nearest(&rgb, out_w, out_h, &small);
     cs_image_free(&rgb);
     if (rc != CS_IMG_OK)
-        return fail(err, errlen, "out of memory");
+        return nomem(err, errlen);
     size_t n = (size_t)out_w * (size_t)out_h;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *p = small.px + 3 * i;
@@ -83,14 +90,14 @@ int cs_preprocess_rgb01(const cs_image *img, int out_h, int out_w, float *out, c
         return -1;
     cs_image rgb;
     if (cs_image_to_rgb(img, &rgb) != CS_IMG_OK)
-        return fail(err, errlen, "out of memory");
+        return nomem(err, errlen);
     size_t n = (size_t)rgb.w * (size_t)rgb.h, m = (size_t)out_w * (size_t)out_h;
     float *plane = malloc(n * sizeof *plane), *small = malloc(m * sizeof *small);
     if (!plane || !small) {
         free(plane);
         free(small);
         cs_image_free(&rgb);
-        return fail(err, errlen, "out of memory");
+        return nomem(err, errlen);
     }
     for (int c = 0; c < 3; c++) { /* each channel resized as a plane of its own */
         for (size_t i = 0; i < n; i++)

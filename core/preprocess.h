@@ -19,7 +19,7 @@
  *   arch "vgg16": cs_preprocess_caffe;
  *   any other model of one input channel ("fmnist"): cs_preprocess_gray01;
  *   any other of three: cs_preprocess_rgb01.
- * Returns 0, or -1 with a reason in err.
+ * Returns 0, or -1 with a reason in err (-2 when out of memory; every function here).
  */
 int cs_preprocess_image(const char *arch, const cs_image *img, int out_h, int out_w, int out_c, float *out,
                         char *err, size_t errlen);

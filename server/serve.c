@@ -118,6 +118,12 @@ int cs_serve_main(int argc, char **argv)
     cs_api.token = cfg.token;
     cs_api.max_upload = (size_t)cfg.max_upload;
     cs_api.max_pixels = cfg.max_pixels;
+    cs_api.max_request_pixels = cfg.max_request_pixels;
+    cs_api.decode_seconds = (double)cfg.decode_seconds;
+    cs_api.insecure_open = !cfg.token[0] && !cs_listen_is_loopback(cfg.listen);
+    if (cs_api.insecure_open)
+        cs_log_info("WARNING: --insecure-open: listening on %s without a token; anyone who can connect may train "
+                    "and cancel jobs (GET /readyz says so too)", cfg.listen);
     cs_api.static_dir = cfg.static_dir;
     cs_api.openapi_path = cfg.openapi;
     cs_api.data_dir = cfg.data;
