@@ -32,6 +32,8 @@ MODEL_TESTS := $(wildcard tests/models/run.sh tests/models/export.sh)
 DEPLOY_TESTS := tests/deploy/scaleout_test.sh tests/deploy/validate.sh
 # ONNX's own operator tests (Debian's libonnx-testdata) through the importer.
 CONFORMANCE := $(B)/tests/onnx_conformance
+# openapi.yaml against the OpenAPI specification (swagger-parser, from npm).
+OPENAPI_TESTS := tests/openapi/run.sh
 
 MODEL := models/fmnist.csm
 PORT  ?= 8080
@@ -90,7 +92,7 @@ $(B)/bench/%: bench/%.c $(B)/libcore.a
 test: 
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory $(B)/convscope $(CORE_TESTS) $(API_TESTS) $(CONFORMANCE) $(ATTACK_TESTS)
-	@tests/run.sh $(CORE_TESTS) $(CONFORMANCE) $(API_TESTS) $(ATTACK_TESTS) $(MODEL_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS)
+	@tests/run.sh $(CORE_TESTS) $(CONFORMANCE) $(API_TESTS) $(ATTACK_TESTS) $(MODEL_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS) $(OPENAPI_TESTS)
 
 # The attack tests alone (they are part of `make test`).
 test-attack:
