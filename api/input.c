@@ -82,6 +82,10 @@ int cs_images_or_reply(cs_req *req, cs_reply *rep, int max_images, cs_input_set 
             return 0;
         }
         int st = cs_data_sample(sample, &in->img, &in->label, err, sizeof err);
+        if (st == -1) {
+            cs_reply_nomem(rep, "cannot copy the sample");
+            return 0;
+        }
         if (st) {
             cs_reply_error(rep, st, st == 400 ? "bad_parameter" : st == 503 ? "data_unavailable" : "internal", "%s",
                            err);
@@ -130,7 +134,7 @@ int cs_images_or_reply(cs_req *req, cs_reply *rep, int max_images, cs_input_set 
         return 0;
     }
     in->n = req->n_files;
-    in->deadline = t0 + cs_api.decode_seconds;
+    in->decode_left = cs_api.decode_seconds - (cs_now() - t0);
     return 1;
 }
 
@@ -146,9 +150,10 @@ const cs_image *cs_image_at_or_reply(cs_req *req, cs_reply *rep, cs_input_set *i
     const cs_upload_file *f = &req->files[i];
     char err[400];
     double t0 = cs_now();
-    cs_image_limits lim = {.max_pixels = (size_t)cs_api.max_pixels, .max_seconds = in->deadline - t0};
+    cs_image_limits lim = {.max_pixels = (size_t)cs_api.max_pixels, .max_seconds = in->decode_left};
     int rc = lim.max_seconds > 0 ? cs_image_decode_limited(f->data, f->len, &lim, &in->img, NULL, err, sizeof err)
                                  : CS_IMG_TOO_COSTLY;
+    in->decode_left -= cs_now() - t0;
     cs_req_stage_add(req, CS_STAGE_DECODE, t0);
     if (rc == CS_IMG_TOO_COSTLY && lim.max_seconds <= 0)
         cs_fmt(err, sizeof err, "the request's images took longer to decode than allowed");

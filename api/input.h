@@ -25,7 +25,7 @@ typedef struct {
     int at;             /* index of img, -1 before the first */
     int label;          /* the sample's true class, -1 for uploads */
     const char *sample; /* the ?sample= spec, or NULL */
-    double deadline;    /* cs_now() by which every decode of the request must be done */
+    double decode_left; /* seconds of decoding the request may still spend */
 } cs_input_set;
 
 /* A reference to the current version of {model}; release with cs_version_release. */
@@ -35,8 +35,9 @@ cs_model_version *cs_model_or_reply(cs_req *req, cs_reply *rep, cs_served_model 
  * total; a ?sample= image is read. Nothing is decoded yet. 1, or 0 after a reply. */
 int cs_images_or_reply(cs_req *req, cs_reply *rep, int max_images, cs_input_set *in);
 /* Decodes image i (0 <= i < in->n) into in->img, freeing the image before it, within
- * what is left of the request's decoding time (--decode-seconds). in->img, or NULL
- * after a reply (which names the image when there are several). */
+ * what is left of the request's decoding time (--decode-seconds, spent by decoding
+ * alone: not by the model's work between images). in->img, or NULL after a reply
+ * (which names the image when there are several). */
 const cs_image *cs_image_at_or_reply(cs_req *req, cs_reply *rep, cs_input_set *in, int i);
 void cs_input_free(cs_input_set *in);
 /* Model input for one image: malloc'd floats of the model's input shape, or NULL after a reply. */

@@ -266,35 +266,28 @@ static int json_field(json_t *body, const char *key, double min, double max, int
     return 1;
 }
 
-/* POST /v1/models/{model}/train  application/json {epochs, batch_size, learning_rate, seed,
- * train_limit, test_limit, from}  -> 202 + Location /v1/jobs/{id} */
-void cs_h_train(cs_req *req, cs_reply *rep)
+int cs_train_request_or_reply(const cs_req *req, cs_reply *rep, int train_images, cs_train_config *cfg,
+                              int *from_current_out)
 {
-    const char *name = cs_req_param(req, "model");
-    cs_served_model *s = cs_registry_find(name);
-    if (!s) {
-        cs_reply_not_found(rep, "model", name);
-        return;
-    }
-    if (!s->trainable) {
-        cs_reply_error(rep, 400, "not_trainable", "model '%s' cannot be trained by this service", name);
-        return;
-    }
     json_t *body;
     if (req->body_len == 0) {
         body = json_object();
+        if (!body) {
+            cs_reply_nomem(rep, "cannot read the body");
+            return 0;
+        }
     } else {
         json_error_t jerr;
         body = json_loadb((const char *)req->body, req->body_len, 0, &jerr);
         if (!body) {
             cs_reply_error(rep, 400, "bad_json", "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
                            jerr.text);
-            return;
+            return 0;
         }
         if (!json_is_object(body)) {
             json_decref(body);
             cs_reply_error(rep, 400, "bad_json", "the body must be a JSON object");
-            return;
+            return 0;
         }
     }
     static const char *const known[] = {"epochs", "batch_size", "learning_rate", "seed", "train_limit",
@@ -308,12 +301,11 @@ void cs_h_train(cs_req *req, cs_reply *rep)
             cs_reply_error(rep, 400, "bad_parameter", "unknown field '%.64s' (known: epochs, batch_size, "
                            "learning_rate, seed, train_limit, test_limit, from)", key);
             json_decref(body);
-            return;
+            return 0;
         }
     }
-    cs_train_config cfg;
-    cs_train_config_default(&cfg);
-    double epochs = cfg.epochs, batch = cfg.batch_size, lr = cfg.learning_rate, seed = 1, tl = 0, vl = 0;
+    cs_train_config_default(cfg);
+    double epochs = cfg->epochs, batch = cfg->batch_size, lr = cfg->learning_rate, seed = 1, tl = 0, vl = 0;
     int ok = json_field(body, "epochs", 1, CS_JOB_MAX_EPOCHS, 1, &epochs, rep) &&
              json_field(body, "batch_size", 1, 60000, 1, &batch, rep) &&
              json_field(body, "learning_rate", 1e-7, 10, 0, &lr, rep) &&
@@ -332,33 +324,55 @@ void cs_h_train(cs_req *req, cs_reply *rep)
         }
     }
     json_decref(body);
-    if (!ok) return;
+    if (!ok) return 0;
     if (lr <= 0) {
         cs_reply_error(rep, 400, "bad_parameter", "learning_rate must be positive");
-        return;
+        return 0;
     }
-    cfg.epochs = (int)epochs;
-    cfg.batch_size = (int)batch;
-    cfg.learning_rate = (float)lr;
-    cfg.seed = (uint64_t)seed;
-    cfg.train_limit = (int)tl;
-    cfg.test_limit = (int)vl;
-
-    char err[400];
-    const cs_dataset *train = cs_data_get("train", err, sizeof err);
-    if (!train || !cs_data_get("test", err, sizeof err)) {
-        cs_reply_error(rep, 503, "data_unavailable", "%s", err);
-        return;
-    }
+    cfg->epochs = (int)epochs;
+    cfg->batch_size = (int)batch;
+    cfg->learning_rate = (float)lr;
+    cfg->seed = (uint64_t)seed;
+    cfg->train_limit = (int)tl;
+    cfg->test_limit = (int)vl;
     /* Work is what a job costs: a batch of 1 makes each of 60000 images an optimizer
      * step of its own. */
-    long images = cfg.train_limit > 0 && cfg.train_limit < train->n ? cfg.train_limit : train->n;
-    long long steps = (long long)cfg.epochs * ((images + cfg.batch_size - 1) / cfg.batch_size);
+    long images = cfg->train_limit > 0 && cfg->train_limit < train_images ? cfg->train_limit : train_images;
+    long long steps = (long long)cfg->epochs * ((images + cfg->batch_size - 1) / cfg->batch_size);
     if (steps > CS_JOB_MAX_STEPS) {
         cs_reply_error(rep, 400, "job_too_large",
                        "%d epochs of %ld images in batches of %d are %lld optimizer steps, above the limit of %d: "
                        "use a larger batch_size, fewer epochs or a train_limit",
-                       cfg.epochs, images, cfg.batch_size, steps, CS_JOB_MAX_STEPS);
+                       cfg->epochs, images, cfg->batch_size, steps, CS_JOB_MAX_STEPS);
+        return 0;
+    }
+    *from_current_out = from_current;
+    return 1;
+}
+
+/* POST /v1/models/{model}/train  application/json {epochs, batch_size, learning_rate, seed,
+ * train_limit, test_limit, from}  -> 202 + Location /v1/jobs/{id} */
+void cs_h_train(cs_req *req, cs_reply *rep)
+{
+    const char *name = cs_req_param(req, "model");
+    cs_served_model *s = cs_registry_find(name);
+    if (!s) {
+        cs_reply_not_found(rep, "model", name);
+        return;
+    }
+    if (!s->trainable) {
+        cs_reply_error(rep, 400, "not_trainable", "model '%s' cannot be trained by this service", name);
+        return;
+    }
+    /* The body is judged first (400), then whether the data are there (503); the step
+     * ceiling counts Fashion-MNIST's 60000 training images until they are. */
+    char err[400];
+    const cs_dataset *train = cs_data_get("train", err, sizeof err);
+    cs_train_config cfg;
+    int from_current;
+    if (!cs_train_request_or_reply(req, rep, train ? train->n : 60000, &cfg, &from_current)) return;
+    if (!train || !cs_data_get("test", err, sizeof err)) {
+        cs_reply_error(rep, 503, "data_unavailable", "%s", err);
         return;
     }
     if (from_current) {
@@ -421,9 +435,11 @@ void cs_h_train(cs_req *req, cs_reply *rep)
     }
     j->has_thread = 1;
     json_t *doc = job_json(j);
-    pthread_mutex_unlock(&g_lock);
+    /* Under the lock: once it is released the job may end and be forgotten (freed)
+     * by another request before this one replies. */
     char loc[64];
     cs_fmt(loc, sizeof loc, "/v1/jobs/%s", j->id);
+    pthread_mutex_unlock(&g_lock);
     cs_reply_json(rep, 202, doc);
     cs_reply_header(rep, "Location", loc);
 }

@@ -12,6 +12,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Set when jansson could not allocate while this thread built a reply: a document
+ * with a member silently missing (json_array_append_new of a NULL) must not go out
+ * as if whole. Cleared when a request starts and when a reply is set. */
+static _Thread_local int t_json_nomem;
+
+static void *json_malloc_marking(size_t n)
+{
+    void *p = malloc(n);
+    if (!p) t_json_nomem = 1;
+    return p;
+}
+
+void cs_reply_track_json_allocations(void)
+{
+    json_set_alloc_funcs(json_malloc_marking, free);
+}
+
+void cs_reply_begin(void)
+{
+    t_json_nomem = 0;
+}
+
 void cs_fmt(char *dst, size_t n, const char *fmt, ...)
 {
     va_list ap;
@@ -57,8 +79,11 @@ void cs_reply_clear(cs_reply *rep)
     rep->len = 0;
 }
 
+/* Every reply ends here: whatever jansson failed to allocate for it has been judged
+ * (cs_reply_json), so the note is cleared for the thread's next request. */
 static void set_body(cs_reply *rep, int status, const char *type, uint8_t *body, size_t len)
 {
+    t_json_nomem = 0;
     cs_reply_clear(rep);
     rep->status = status;
     rep->content_type = type;
@@ -66,15 +91,27 @@ static void set_body(cs_reply *rep, int status, const char *type, uint8_t *body,
     rep->len = len;
 }
 
+/* The out_of_memory error without jansson (whose allocation just failed), or an
+ * empty body when even this copy cannot be made. */
+static void nomem_fallback(cs_reply *rep)
+{
+    static const char text[] = "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"out of memory while "
+                               "writing the answer; try again\"}}\n";
+    char *body = malloc(sizeof text);
+    if (body) memcpy(body, text, sizeof text);
+    set_body(rep, 503, body ? "application/json" : "text/plain", (uint8_t *)body, body ? sizeof text - 1 : 0);
+    cs_reply_header(rep, "Retry-After", "1");
+}
+
 void cs_reply_json(cs_reply *rep, int status, json_t *doc)
 {
     /* A document that could not be built (NULL) or written means jansson ran out of
      * memory: the same 503 as any other allocation, with no body to spare. */
-    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
+    char *text = doc && !t_json_nomem ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
     json_decref(doc);
-    if (!text) {
-        set_body(rep, 503, "text/plain", NULL, 0);
-        cs_reply_header(rep, "Retry-After", "1");
+    if (!text || t_json_nomem) {
+        free(text);
+        nomem_fallback(rep);
         return;
     }
     size_t n = strlen(text);
@@ -82,8 +119,7 @@ void cs_reply_json(cs_reply *rep, int status, json_t *doc)
     char *body = realloc(text, n + 2);
     if (!body) {
         free(text);
-        set_body(rep, 503, "text/plain", NULL, 0);
-        cs_reply_header(rep, "Retry-After", "1");
+        nomem_fallback(rep);
         return;
     }
     body[n] = '\n';
@@ -101,10 +137,7 @@ void cs_reply_error(cs_reply *rep, int status, const char *code, const char *fmt
     for (char *p = msg; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
     json_t *doc = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
-    cs_reply_json(rep, status, doc);
-    if (rep->status != status) { /* out of memory while building: still say the status */
-        rep->status = status;
-    }
+    cs_reply_json(rep, status, doc); /* 503 out_of_memory when it cannot be built */
 }
 
 void cs_reply_png(cs_reply *rep, uint8_t *png, size_t len)

@@ -18,8 +18,10 @@
 /* Sets status and an error body. fmt is printf-style. */
 void cs_reply_error(cs_reply *rep, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* Takes ownership of doc (decref'd). status 200, 201, 202, ... A NULL doc (jansson
- * out of memory) or one that cannot be written gives 503 with an empty body. */
+/* Takes ownership of doc (decref'd). status 200, 201, 202, ... A NULL doc, one that
+ * cannot be written, or any jansson allocation of this thread that failed since
+ * cs_reply_begin (a member may be missing) gives the 503 out_of_memory error instead
+ * (with an empty body when not even that can be allocated). */
 void cs_reply_json(cs_reply *rep, int status, json_t *doc);
 /* Takes ownership of png (malloc'd). */
 void cs_reply_png(cs_reply *rep, uint8_t *png, size_t len);
@@ -33,6 +35,11 @@ void cs_reply_bytes(cs_reply *rep, int status, const char *content_type, const v
 /* Sets the ETag header; when the request's If-None-Match names it, turns the reply
  * into 304 Not Modified and returns 1 (the handler then stops). etag is quoted. */
 int cs_reply_etag(const cs_req *req, cs_reply *rep, const char *etag);
+
+/* jansson allocates through a function that notes failures per thread (call once,
+ * before other jansson calls); cs_reply_begin clears the note when a request starts. */
+void cs_reply_track_json_allocations(void);
+void cs_reply_begin(void);
 
 /* The canned errors, so the same situation always reads the same. */
 void cs_reply_not_found(cs_reply *rep, const char *what, const char *name);

@@ -91,7 +91,9 @@ static void test_request_pixel_budget(void)
 static void test_one_image_at_a_time(void)
 {
     srv_t M;
-    const char *flags[] = {"--max-request-pixels", "100000000", "--no-vgg16", "--threads", "1", NULL};
+    /* A generous decoding time: what is measured here is memory, on any machine. */
+    const char *flags[] = {"--max-request-pixels", "100000000", "--decode-seconds", "120", "--no-vgg16", "--threads", "1",
+                           NULL};
     srv_start(&M, flags);
     const char *files[17];
     for (int i = 0; i < 16; i++) files[i] = big_png;
@@ -111,7 +113,11 @@ static void test_one_image_at_a_time(void)
     resp_free(&r);
     CHECK(before > 0 && after > 0, "VmHWM readable (%lld, %lld)", before, after);
     double grew = (double)(after - before) / (1 << 20);
+#ifndef __SANITIZE_ADDRESS__ /* AddressSanitizer keeps freed memory aside (its quarantine) */
     CHECK(grew < 96, "peak memory grew by %.0f MiB for 16 images of 12 MiB (all at once: 192 MiB)", grew);
+#else
+    (void)grew;
+#endif
     srv_stop(&M);
 }
 
@@ -208,7 +214,7 @@ int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
     write_big_png(test_scratch_dir("limits"));
-    const char *flags[] = {"--no-vgg16", NULL};
+    const char *flags[] = {"--no-vgg16", "--decode-seconds", "120", NULL}; /* no test here races the clock */
     srv_start(&S, flags);
     RUN(test_17_images_too_many);
     RUN(test_request_pixel_budget);
