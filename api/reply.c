@@ -91,15 +91,22 @@ static void set_body(cs_reply *rep, int status, const char *type, uint8_t *body,
     rep->len = len;
 }
 
+/* A fixed error body for when jansson cannot be used (its allocation failed, or the
+ * document could not be built), or an empty body when even this copy cannot be made. */
+static void fixed_error(cs_reply *rep, int status, const char *text)
+{
+    size_t n = strlen(text);
+    char *body = malloc(n + 1);
+    if (body) memcpy(body, text, n + 1);
+    set_body(rep, status, body ? "application/json" : "text/plain", (uint8_t *)body, body ? n : 0);
+}
+
 /* The out_of_memory error without jansson (whose allocation just failed), or an
  * empty body when even this copy cannot be made. */
 static void nomem_fallback(cs_reply *rep)
 {
-    static const char text[] = "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"out of memory while "
-                               "writing the answer; try again\"}}\n";
-    char *body = malloc(sizeof text);
-    if (body) memcpy(body, text, sizeof text);
-    set_body(rep, 503, body ? "application/json" : "text/plain", (uint8_t *)body, body ? sizeof text - 1 : 0);
+    fixed_error(rep, 503, "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"out of memory while writing "
+                          "the answer; try again\"}}\n");
     cs_reply_header(rep, "Retry-After", "1");
 }
 
@@ -109,6 +116,11 @@ void cs_reply_json(cs_reply *rep, int status, json_t *doc)
      * memory: the same 503 as any other allocation, with no body to spare. */
     char *text = doc && !t_json_nomem ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
     json_decref(doc);
+    if (!doc && !t_json_nomem) { /* not memory: a value jansson refuses, a bug here */
+        fixed_error(rep, 500, "{\"error\":{\"code\":\"internal\",\"message\":\"the answer could not be "
+                              "written\"}}\n");
+        return;
+    }
     if (!text || t_json_nomem) {
         free(text);
         nomem_fallback(rep);
@@ -127,6 +139,20 @@ void cs_reply_json(cs_reply *rep, int status, json_t *doc)
     set_body(rep, status, "application/json", (uint8_t *)body, n + 1);
 }
 
+/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+    if (p[0] < 0x80) return 1;
+    int n = p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3 : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80) return 0;
+    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) || (p[0] == 0xf0 && p[1] < 0x90) ||
+        (p[0] == 0xf4 && p[1] >= 0x90))
+        return 0;
+    return (size_t)n;
+}
+
 void cs_reply_error(cs_reply *rep, int status, const char *code, const char *fmt, ...)
 {
     char msg[512];
@@ -134,8 +160,17 @@ void cs_reply_error(cs_reply *rep, int status, const char *code, const char *fmt
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    for (char *p = msg; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+    /* Messages echo what clients sent (file names, values): JSON takes only valid
+     * UTF-8, and control characters have no place in a log or a terminal. */
+    for (unsigned char *p = (unsigned char *)msg; *p;) {
+        size_t n = utf8_len(p);
+        if (n == 0) {
+            *p++ = '?';
+            continue;
+        }
+        if (*p < 0x20 || *p == 0x7f) *p = ' ';
+        p += n;
+    }
     json_t *doc = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
     cs_reply_json(rep, status, doc); /* 503 out_of_memory when it cannot be built */
 }

@@ -4,8 +4,8 @@
  *
  * Errors always look like {"error": {"code": "...", "message": "..."}}; the code is a
  * short stable word clients can switch on, the message is for people. Control
- * characters are stripped from messages, so a client's input echoed back cannot break
- * the log or the JSON.
+ * characters are stripped from messages and bytes that are not UTF-8 become '?', so a
+ * client's input echoed back (a file name, a value) cannot break the log or the JSON.
  */
 #ifndef CS_API_REPLY_H
 #define CS_API_REPLY_H

@@ -371,6 +371,42 @@ static int match_layers(const cs_model *m, const file_layer *fl, int n_fl, int *
     return 0;
 }
 
+/* HDF5 sizes its group B-tree nodes from the "K" values of a version 0 or 1
+ * superblock without weighing them against the file: a corrupt one (K near 65535)
+ * makes it allocate gigabytes before it finds anything wrong. h5py, and so Keras,
+ * writes the library's defaults (4 and 16; the spec asks for K > 0); anything past
+ * 1024 is refused before HDF5 reads the file. The superblock is at 0 or after a user
+ * block of 512 bytes times a power of two. 0, or -1 with err set. */
+#define H5_MAX_SANE_K 1024
+static int superblock_sane(const char *path, char *err, size_t errlen)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0; /* HDF5 says why it cannot open it */
+    unsigned char b[28];
+    int rc = 0;
+    for (long off = 0; off <= (1L << 30); off = off ? off * 2 : 512) {
+        if (fseek(f, off, SEEK_SET) != 0 || fread(b, 1, sizeof b, f) != sizeof b)
+            break;
+        if (memcmp(b, sig, 8) != 0)
+            continue;
+        if (b[8] <= 1) {
+            unsigned leaf_k = b[16] | b[17] << 8, node_k = b[18] | b[19] << 8;
+            unsigned store_k = b[8] == 1 ? (unsigned)(b[24] | b[25] << 8) : 1;
+            if (!leaf_k || !node_k || !store_k || leaf_k > H5_MAX_SANE_K || node_k > H5_MAX_SANE_K ||
+                store_k > H5_MAX_SANE_K) {
+                cs_set_err(err, errlen, "%s: damaged HDF5 superblock (B-tree sizes %u, %u, %u)", path, leaf_k,
+                           node_k, store_k);
+                rc = -1;
+            }
+        }
+        break;
+    }
+    fclose(f);
+    return rc;
+}
+
 static int load_locked(cs_model *m, const char *path, char *err, size_t errlen)
 {
     char h5[160], msg[256];
@@ -384,6 +420,8 @@ static int load_locked(cs_model *m, const char *path, char *err, size_t errlen)
         cs_set_err(err, errlen, "%s is not an HDF5 file", path);
         return -1;
     }
+    if (superblock_sane(path, err, errlen) != 0)
+        return -1;
     if ((f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
         cs_set_err(err, errlen, "cannot open %s: %s", path, h5_reason(h5));
         return -1;

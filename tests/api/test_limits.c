@@ -193,6 +193,19 @@ static void test_feature_map_grid_too_large_400(void)
     resp_free(&r);
 }
 
+/* A part's file name is echoed in the error: bytes that are not UTF-8 become '?' (before:
+ * jansson refused the message and the reply was an empty 500). */
+static void test_file_name_not_utf8(void)
+{
+    const char form[] = "--b0undary\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a\xff\xfe.png\"\r\n"
+                        "Content-Type: image/png\r\n\r\nnot an image at all\r\n--b0undary--\r\n";
+    req_opts o = {.content_type = "multipart/form-data; boundary=b0undary"};
+    resp_t r = http_ex(&S, "POST", "/v1/models/fmnist/predict", form, sizeof form - 1, &o);
+    CHECK(r.status == 415 && is_error(&r, "unsupported_media_type") && strstr(r.body, "a??.png"), "%ld %s", r.status,
+          r.body);
+    resp_free(&r);
+}
+
 /* %00 would cut the value short ("test:1" of "test:1%00junk"): refused, on every route. */
 static void test_nul_in_query_400(void)
 {
@@ -222,6 +235,7 @@ int main(void)
     RUN(test_many_scans_jpeg_422);
     RUN(test_feature_map_grid_too_large_400);
     RUN(test_nul_in_query_400);
+    RUN(test_file_name_not_utf8);
     srv_stop(&S);
     CHECK(S.exit_status == 0, "server exit %d", S.exit_status);
     RUN(test_one_image_at_a_time);

@@ -347,6 +347,39 @@ static void test_positional_match(void)
     cs_model_free(m);
 }
 
+/* This process's peak virtual size (VmPeak) in bytes, -1 when unknown. */
+static long long vm_peak(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmPeak:", 7)) kb = atoll(line + 7);
+    if (f) fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+/* 50 bytes found by the fuzzer: a version 0 superblock whose group B-tree K values are
+ * 49924 and 64016. libhdf5 sized a node from them and asked for 3.2 GB before noticing
+ * anything; now the file is refused before HDF5 reads it. Runs first, so no earlier
+ * test's peak hides such an allocation. */
+static void test_damaged_superblock(void)
+{
+    static const unsigned char bytes[50] = {0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0, 0, 8, 8, 0,
+                                            0x04, 0xc3, 0x10, 0xfa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                            0x60, 0x08, 0, 0xfa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0};
+    FILE *fp = fopen(test_scratch_path("superblock.h5"), "wb");
+    CHECK(fp && fwrite(bytes, 1, sizeof bytes, fp) == sizeof bytes && fclose(fp) == 0, "write the file");
+    cs_model *m = build_small();
+    char err[256] = "";
+    long long before = vm_peak();
+    int rc = cs_keras_h5_load(m, test_scratch_path("superblock.h5"), err, sizeof err);
+    long long after = vm_peak();
+    CHECK(rc == -1 && strstr(err, "superblock"), "refused: %s", err);
+    CHECK(before > 0 && after - before < (512ll << 20), "peak virtual size grew by %lld MiB", (after - before) >> 20);
+    cs_model_free(m);
+}
+
 static void test_bad_files(void)
 {
     char err[256] = "";
@@ -505,6 +538,7 @@ int main(void)
 {
     tmpdir = test_scratch_dir("keras-h5");
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    RUN(test_damaged_superblock);
     RUN(test_load_keras2_layout);
     RUN(test_load_other_layouts);
     RUN(test_wrong_shape_refused);
