@@ -183,14 +183,16 @@ $(B)/fuzz/fuzz_onnx_import: tests/fuzz/fuzz_onnx_import.c $(FUZZ_SRC) $(FUZZ_COR
 
 # Every parser of untrusted bytes under libFuzzer (tests/fuzz/, seeds in tests/fuzz/corpus):
 # image decoding, multipart uploads and query arguments through the whole service, the
-# training-job JSON, the model file, IDX files, Keras HDF5 weights, and the two ONNX
-# harnesses above. Each runs FUZZ_SHORT seconds (CI); FUZZ_SHORT=600 for a longer look.
+# training-job JSON, the model file, IDX files, Keras HDF5 weights, and the ONNX and
+# Keras-model harnesses around. Each runs FUZZ_SHORT seconds (CI); FUZZ_SHORT=600 for a
+# longer look.
 # The tree is built once with the fuzzer's instrumentation in build/fuzz-lib.
 FUZZ_SHORT ?= 15
 FUZZ_NAMES := image multipart query train_json model_file idx keras_h5
 FUZZ_LIB := build/fuzz-lib
 FUZZ_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_BINS := $(FUZZ_NAMES:%=$(B)/fuzz/fuzz_%)
+FUZZ_OTHERS = $(B)/fuzz/fuzz_onnx_reader $(B)/fuzz/fuzz_onnx_import $(B)/fuzz/fuzz_keras_model
 $(FUZZ_BINS): $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/api/inproc.h $(FUZZ_LIB)/libhttp.a $(FUZZ_LIB)/libcore.a
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -std=c11 -D_GNU_SOURCE -pthread -Icore -Iapi -Iserver -Itests/api \
@@ -198,8 +200,8 @@ $(FUZZ_BINS): $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/api/inproc.h $(FUZZ_LI
 fuzz: $(B)/convscope
 	@$(MAKE) --no-print-directory B=$(FUZZ_LIB) CC=$(FUZZ_CC) XCFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" \
 	    $(FUZZ_LIB)/libcore.a $(FUZZ_LIB)/libhttp.a
-	@$(MAKE) --no-print-directory $(FUZZ_BINS) $(B)/fuzz/fuzz_onnx_reader $(B)/fuzz/fuzz_onnx_import
-	@tests/fuzz/run.sh $(FUZZ_SHORT) $(FUZZ_BINS) $(B)/fuzz/fuzz_onnx_reader $(B)/fuzz/fuzz_onnx_import
+	@$(MAKE) --no-print-directory $(FUZZ_BINS) $(FUZZ_OTHERS)
+	@tests/fuzz/run.sh $(FUZZ_SHORT) $(FUZZ_BINS) $(FUZZ_OTHERS)
 
 fuzz-onnx: $(B)/fuzz/fuzz_onnx_reader $(B)/fuzz/fuzz_onnx_import
 	@mkdir -p $(B)/fuzz/corpus $(B)/fuzz/corpus-import

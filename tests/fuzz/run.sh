@@ -21,6 +21,7 @@ for bin in "$@"; do
   case $name in
     onnx_reader) seeds=(tests/data/onnx) ;;
     onnx_import) seeds=(tests/data/onnx tests/data/models) ;;
+    keras_model) seeds=(tests/data/keras) ;;
     model_file) seeds=(tests/fuzz/corpus/model_file "$out/seeds-model_file") ;;
     keras_h5) seeds=("$out/seeds-keras_h5") ;;
     *) seeds=("tests/fuzz/corpus/$name") ;;
