@@ -198,6 +198,7 @@ $(FUZZ_BINS): $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/api/inproc.h $(FUZZ_LI
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -std=c11 -D_GNU_SOURCE -pthread -Icore -Iapi -Iserver -Itests/api \
 	    -I$(FUZZ_LIB)/gen $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB)/libhttp.a $(FUZZ_LIB)/libcore.a $(PKG_LIBS) $(LDLIBS)
 fuzz: $(B)/convscope
+	@scripts/deps.sh fuzz
 	@$(MAKE) --no-print-directory B=$(FUZZ_LIB) CC=$(FUZZ_CC) XCFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" \
 	    $(FUZZ_LIB)/libcore.a $(FUZZ_LIB)/libhttp.a
 	@$(MAKE) --no-print-directory $(FUZZ_BINS) $(FUZZ_OTHERS)
