@@ -49,7 +49,8 @@ static void inproc_start(void)
     cs_api.max_jobs_kept = (int)cfg.max_jobs;
     cs_api.request_threads = 1;
     cs_api.metrics_text = cs_metrics_text;
-    cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, 0, (int)cfg.threads};
+    cs_api.http_threads = (int)cfg.threads;
+    cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, 0, (int)cfg.workers};
     char err[600];
     if (cs_api_start(&models, err, sizeof err) != 0) {
         fprintf(stderr, "cannot start the API (run from the repository root): %s\n", err);
@@ -86,7 +87,8 @@ static int inproc_request(const char *head, const void *data, size_t len, char *
             if (w <= 0) break; /* the server may answer (413) and close before reading all */
             off += (size_t)w;
         }
-        shutdown(fd, SHUT_WR);
+        /* No shutdown(SHUT_WR): a half-closed connection reads as a client that left, and
+         * its request is dropped; "Connection: close" ends the answer instead. */
         for (;;) {
             if (got + 4096 + 1 > cap) {
                 size_t nc = cap ? cap * 2 : 65536;
