@@ -93,6 +93,7 @@ void cs_h_model_summary(cs_req *req, cs_reply *rep)
     size_t trainable = 0;
     unsigned char *flat = calloc((size_t)m->n_layers, 1);
     if (!flat) {
+        json_decref(layers);
         cs_reply_nomem(rep, "cannot describe the model");
         cs_version_release(v);
         return;
