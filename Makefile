@@ -112,10 +112,8 @@ CHECK_WARN := -Werror -Wno-format-truncation
 CHECK_ASAN := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all $(CHECK_WARN)
 CHECK_TSAN := -O1 -fsanitize=thread $(CHECK_WARN)
 TSAN_TESTS := api_test_concurrency api_test_watch api_test_job_stop api_test_limits
-ASAN_RUN := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0 \
-    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-TSAN_RUN := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/sanitizers/tsan.supp
+ASAN_RUN := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+TSAN_RUN := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 check:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory B=build/check XCFLAGS="$(CHECK_ASAN)" build/check/convscope \
