@@ -3,7 +3,8 @@
  * small valid inputs of every kind each harness reads, for libFuzzer to start from:
  *   cc -Icore tests/fuzz/make_seeds.c build/libcore.a ... && ./a.out tests/fuzz/corpus
  * (the Makefile's link line for a core test works). Run from the repository root. The
- * Keras HDF5 seed is too large to keep: `make fuzz` exports it from models/fmnist.csm.
+ * Keras HDF5 seed is too large to keep: `make fuzz` exports it from models/fmnist.csm;
+ * tests/fuzz/corpus/keras_h5 holds inputs the fuzzer found, kept as regressions.
  */
 #include <stdint.h>
 #include <stdio.h> /* before jpeglib.h, which needs FILE and size_t */

@@ -23,7 +23,7 @@ for bin in "$@"; do
     onnx_import) seeds=(tests/data/onnx tests/data/models) ;;
     keras_model) seeds=(tests/data/keras) ;;
     model_file) seeds=(tests/fuzz/corpus/model_file "$out/seeds-model_file") ;;
-    keras_h5) seeds=("$out/seeds-keras_h5") ;;
+    keras_h5) seeds=(tests/fuzz/corpus/keras_h5 "$out/seeds-keras_h5") ;;
     *) seeds=("tests/fuzz/corpus/$name") ;;
   esac
   mkdir -p "$out/corpus-$name"
