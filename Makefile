@@ -18,16 +18,17 @@ B := build
 # ONNX's own schema (Debian's libonnx-dev); protoc-c turns it into C at build time.
 ONNX_PROTO_DIR ?= /usr/include/onnx
 ONNX_GEN := $(B)/gen/onnx.pb-c.c $(B)/gen/onnx.pb-c.h
-CORE_SRC := $(wildcard core/*.c core/layers/*.c)
+CORE_SRC := $(wildcard core/*.c core/layers/*.c core/explain/*.c)
 HTTP_SRC := $(wildcard api/*.c server/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o) $(B)/gen/onnx.pb-c.o
 HTTP_OBJ := $(HTTP_SRC:%.c=$(B)/%.o)
+CLI_OBJ  := $(patsubst %.c,$(B)/%.o,$(wildcard cli/*.c))
 CORE_TESTS := $(patsubst tests/core/%.c,$(B)/tests/%,$(wildcard tests/core/test_*.c))
 API_TESTS  := $(patsubst tests/api/%.c,$(B)/tests/api_%,$(wildcard tests/api/test_*.c))
 # Resource attacks on a real server over loopback (slow headers and bodies, overload, framing).
 ATTACK_TESTS := $(patsubst tests/attack/%.c,$(B)/tests/attack_%,$(wildcard tests/attack/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
-WEB_TESTS  := $(wildcard tests/web/run.sh)
+WEB_TESTS  := $(wildcard tests/web/run.sh tests/web/insight.sh)
 # The committed ONNX test models against ONNX Runtime (tests/models/make_models.py wrote them),
 # and models convscope exports as ONNX run by ONNX Runtime.
 MODEL_TESTS := $(wildcard tests/models/run.sh tests/models/export.sh)
@@ -68,7 +69,7 @@ $(B)/libcore.a: $(CORE_OBJ)
 $(B)/libhttp.a: $(HTTP_OBJ)
 	ar rcs $@ $^
 
-$(B)/convscope: $(B)/cli/main.o $(B)/cli/run.o $(B)/libhttp.a $(B)/libcore.a
+$(B)/convscope: $(CLI_OBJ) $(B)/libhttp.a $(B)/libcore.a
 	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
 $(B)/tests/%: tests/core/%.c $(B)/libcore.a tests/test.h

@@ -15,6 +15,7 @@
 typedef struct {
     const char *token;        /* bearer token for state-changing calls; NULL/"" = none */
     size_t max_upload;        /* bytes of one request body */
+    size_t max_model_upload;  /* bytes of one model upload (POST /v1/models) */
     long max_pixels;          /* width * height of one decoded image */
     long max_request_pixels;  /* width * height summed over the images of one request */
     double decode_seconds;    /* decoding time of the images of one request */
@@ -37,6 +38,8 @@ enum {
     CS_ROUTE_JSON = 4,   /* takes a JSON body (may be empty) */
     CS_ROUTE_PROBE = 8,  /* health, readiness, metrics: never refused for load */
     CS_ROUTE_COMPUTE = 16, /* model work: runs on the compute workers, not the connection threads */
+    CS_ROUTE_MODEL = 32,   /* takes a model file: a multipart form whose every part is kept,
+                              up to max_model_upload bytes */
 };
 
 typedef void (*cs_handler)(cs_req *req, cs_reply *rep);
@@ -61,6 +64,9 @@ const cs_route *cs_route_match(const char *method, const char *path, cs_req *req
  * token when one is set); else 0 with the 401 reply in rep. The server asks before it
  * reads a body, so nobody without the token can make it read one. */
 int cs_api_authorized(const cs_route *route, const cs_req *req, cs_reply *rep);
+
+/* The largest body the route takes: max_model_upload for model uploads, else max_upload. */
+size_t cs_api_body_limit(const cs_route *route);
 
 /* Runs the route's handler after the generic checks (bearer token). rep starts zeroed. */
 void cs_api_dispatch(const cs_route *route, cs_req *req, cs_reply *rep);

@@ -6,46 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "draw.h"
 #include "gradcam.h"
 #include "handlers.h"
 #include "input.h"
 #include "params.h"
+#include "preprocess.h"
 #include "reply.h"
-
-/* {class}: an index, a label (any case) or a WordNet id. -1 = predicted; -2 after a reply. */
-static int class_or_reply(const cs_req *req, cs_reply *rep, const cs_model *m)
-{
-    const char *c = cs_req_query(req, "class");
-    if (!c) return -1;
-    long idx;
-    if (cs_parse_long(c, &idx)) {
-        if (idx >= 0 && idx < m->n_classes) return (int)idx;
-        cs_reply_error(rep, 400, "bad_parameter", "class must be from 0 to %d or a label, got %ld", m->n_classes - 1,
-                       idx);
-        return -2;
-    }
-    for (int i = 0; i < m->n_classes; i++)
-        if (!strcasecmp(c, m->class_names[i]) || (m->class_ids && m->class_ids[i] && !strcmp(c, m->class_ids[i])))
-            return i;
-    cs_reply_error(rep, 400, "bad_parameter", "class '%.64s' is not a class of this model (see GET /v1/models)", c);
-    return -2;
-}
-
-/* The picture the heat is laid over: the network's own view for Fashion-MNIST (the
- * 28x28 gray input, as the notebook draws it), the uploaded photo for colour models. */
-static int overlay_base(const cs_model *m, const cs_image *orig, const float *x, cs_image *base)
-{
-    if (m->input.c != 1) return cs_image_to_rgb(orig, base);
-    if (cs_image_alloc(base, m->input.w, m->input.h, 1) != CS_IMG_OK) return CS_IMG_NOMEM;
-    for (int i = 0; i < m->input.w * m->input.h; i++) {
-        float v = x[i] * 255.0f + 0.5f;
-        base->px[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-    }
-    return CS_IMG_OK;
-}
 
 static json_t *heat_json(const cs_gradcam_result *r)
 {
@@ -88,7 +56,7 @@ void cs_h_gradcam(cs_req *req, cs_reply *rep)
         !cs_param_float(req, rep, "alpha", is_gray ? 0.7 : 0.4, 0, 10, &alpha) ||
         !cs_param_int(req, rep, "size", 0, 1, 4096, &size))
         goto out;
-    if ((cls = class_or_reply(req, rep, m)) == -2) goto out;
+    if ((cls = cs_class_or_reply(req, rep, m)) == -2) goto out;
     const cs_layer *l = &m->layers[li];
     if (l->out.h < 2 || l->out.w < 2) {
         cs_reply_error(rep, 400, "not_spatial",
@@ -137,34 +105,37 @@ void cs_h_gradcam(cs_req *req, cs_reply *rep)
                                "heatmap", heat_json(&res), "all_zero", res.all_zero, "flat", res.flat));
     }
     if (format == 2) {
-        json_t *doc = json_pack("{s:s,s:i,s:o}", "model", s->name, "version", v->version, "results", results);
+        json_t *doc = json_pack("{s:s,s:i,s:o,s:o}", "model", s->name, "version", v->version, "results", results,
+                                "preprocessing",
+                                cs_preprocess_to_json(&m->preprocess, m->input.c, m->input.h, m->input.w));
         if (in.sample) json_object_set_new(doc, "sample", json_string(in.sample));
         cs_reply_json(rep, 200, doc);
         goto out;
     }
     json_decref(results);
-    /* Output size: `size` across (height keeps the aspect); by default 540 for the
-     * 28x28 network (the notebook's display size) and the photo's own size otherwise. */
-    const cs_image *orig = &in.img;
-    int ow = size ? (int)size : is_gray ? 540 : orig->w;
-    double ohd = is_gray ? ow : size ? (double)size * orig->h / orig->w + 0.5 : orig->h;
+    /* Output size: `size` across (height keeps the aspect); by default 540 for a gray
+     * network (the notebook's display size for its 28x28 input) and the size of the
+     * photo (or of the part the model read) otherwise. */
+    double t0 = cs_now();
+    cs_image *img = NULL;
+    cs_image base = {0};
+    if (cs_overlay_base(m, &in.img, x, &base) != CS_IMG_OK) {
+        cs_reply_nomem(rep, "cannot draw the Grad-CAM image");
+        goto out;
+    }
+    int ow = size ? (int)size : is_gray ? 540 : base.w;
+    double ohd = size || is_gray ? (double)ow * base.h / base.w + 0.5 : base.h;
     if ((double)ow * ohd > (double)CS_DRAW_MAX_PIXELS) {
+        cs_image_free(&base);
         cs_reply_error(rep, 400, "bad_parameter",
                        "the picture would be %dx%.0f pixels, above the limit of %lld: use a smaller size", ow, ohd,
                        (long long)CS_DRAW_MAX_PIXELS);
         goto out;
     }
     int oh = ohd < 1 ? 1 : (int)ohd;
-    double t0 = cs_now();
-    cs_image *img = NULL;
-    if (format == 1) {
-        img = cs_draw_heatmap(res.heatmap, res.h, res.w, ow, oh);
-    } else {
-        cs_image base = {0};
-        if (overlay_base(m, orig, x, &base) == CS_IMG_OK)
-            img = cs_draw_gradcam_overlay(&base, res.heatmap, res.h, res.w, (float)alpha, ow, oh);
-        cs_image_free(&base);
-    }
+    if (format == 1) img = cs_draw_heatmap(res.heatmap, res.h, res.w, ow, oh);
+    else img = cs_draw_gradcam_overlay(&base, res.heatmap, res.h, res.w, (float)alpha, ow, oh);
+    cs_image_free(&base);
     cs_req_stage_add(req, CS_STAGE_DRAW, t0);
     if (cs_reply_image(req, rep, img, "cannot draw the Grad-CAM image") != 0) goto out;
     char hdr[160];

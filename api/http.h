@@ -32,12 +32,14 @@ typedef enum {
 
 struct cs_upload;
 
-/* One uploaded file: a raw body, or one `image` part of a multipart form. */
+/* One uploaded file: a raw body, or one part of a multipart form (`image` parts on the
+ * image routes; every part of a model upload). */
 typedef struct {
     const uint8_t *data;
     size_t len;
     const char *filename;     /* "" for a raw body */
     const char *content_type; /* as the client declared it, "" when none */
+    const char *field;        /* the form field's name ("image"), "" for a raw body */
 } cs_upload_file;
 
 typedef struct cs_req {

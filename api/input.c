@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api.h"
 #include "data.h"
@@ -177,7 +178,7 @@ float *cs_tensor_or_reply(cs_req *req, cs_reply *rep, const cs_model *m, const c
         cs_reply_nomem(rep, "cannot prepare the image");
         return NULL;
     }
-    int rc = cs_preprocess_image(m->arch, img, m->input.h, m->input.w, m->input.c, x, err, sizeof err);
+    int rc = cs_preprocess_model(m, img, x, err, sizeof err);
     if (rc != 0) {
         free(x);
         if (rc == -2) cs_reply_nomem(rep, "cannot prepare the image");
@@ -185,6 +186,14 @@ float *cs_tensor_or_reply(cs_req *req, cs_reply *rep, const cs_model *m, const c
         return NULL;
     }
     cs_req_stage_add(req, CS_STAGE_DECODE, t0);
+    /* Every answer computed from an image says how the image was turned into input. */
+    int said = 0;
+    for (int i = 0; i < rep->n_headers; i++) said |= !strcmp(rep->header_names[i], "X-Preprocessing");
+    if (!said) {
+        char how[256];
+        cs_preprocess_describe(&m->preprocess, m->input.c, m->input.h, m->input.w, how, sizeof how);
+        cs_reply_header(rep, "X-Preprocessing", how);
+    }
     return x;
 }
 
@@ -196,4 +205,42 @@ int cs_layer_or_reply(const cs_req *req, cs_reply *rep, const cs_model *m, const
     if (i < 0 && cs_parse_long(name, &idx) && idx >= 0 && idx < m->n_layers) i = (int)idx;
     if (i < 0) cs_reply_error(rep, 404, "not_found", "model '%s' has no layer named '%.64s'", m->arch, name);
     return i;
+}
+
+int cs_class_or_reply(const cs_req *req, cs_reply *rep, const cs_model *m)
+{
+    const char *c = cs_req_query(req, "class");
+    if (!c) return -1;
+    long idx;
+    if (cs_parse_long(c, &idx)) {
+        if (idx >= 0 && idx < m->n_classes) return (int)idx;
+        cs_reply_error(rep, 400, "bad_parameter", "class must be from 0 to %d or a label, got %ld", m->n_classes - 1,
+                       idx);
+        return -2;
+    }
+    for (int i = 0; i < m->n_classes; i++)
+        if (!strcasecmp(c, m->class_names[i]) || (m->class_ids && m->class_ids[i] && !strcmp(c, m->class_ids[i])))
+            return i;
+    cs_reply_error(rep, 400, "bad_parameter", "class '%.64s' is not a class of this model (see GET /v1/models)", c);
+    return -2;
+}
+
+int cs_overlay_base(const cs_model *m, const cs_image *orig, const float *x, cs_image *base)
+{
+    const cs_preprocess *p = &m->preprocess;
+    if (m->input.c != 1) {
+        cs_image region;
+        int rc = cs_preprocess_region(p, orig, m->input.h, m->input.w, &region);
+        if (rc != CS_IMG_OK) return rc;
+        rc = cs_image_to_rgb(&region, base);
+        cs_image_free(&region);
+        return rc;
+    }
+    /* The input's values turned back into pixels by the model's own pipeline. */
+    if (cs_image_alloc(base, m->input.w, m->input.h, 1) != CS_IMG_OK) return CS_IMG_NOMEM;
+    for (int i = 0; i < m->input.w * m->input.h; i++) {
+        double v = ((double)x[i] * p->std[0] + p->mean[0]) / p->scale + 0.5;
+        base->px[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    }
+    return CS_IMG_OK;
 }

@@ -45,4 +45,13 @@ float *cs_tensor_or_reply(cs_req *req, cs_reply *rep, const cs_model *m, const c
 /* Index of {layer} in m (a Keras name or a number), or -1 after a 404 reply. */
 int cs_layer_or_reply(const cs_req *req, cs_reply *rep, const cs_model *m, const char *name);
 
+/* ?class=: an index, a label (any case) or a WordNet id. The class, -1 when absent (the
+ * predicted one), or -2 after a 400 reply. */
+int cs_class_or_reply(const cs_req *req, cs_reply *rep, const cs_model *m);
+/* The picture heat is laid over: the network's own view for a one-channel model (its
+ * input x at the input's size, turned back into pixels, as the notebook draws it), the
+ * part of the uploaded photo orig the model read for colour models (all of it, or its
+ * centre crop). CS_IMG_OK, or CS_IMG_NOMEM. */
+int cs_overlay_base(const cs_model *m, const cs_image *orig, const float *x, cs_image *base);
+
 #endif

@@ -3,7 +3,11 @@
  * DELETE cancels it.
  *
  * DESIGN
- * A job is created `queued`, its own thread moves it to `running`, and it ends
+ * Training jobs and tasks (cs_job_start_task: an explanation evaluation) share the list,
+ * the states, cancellation and forgetting; a task's thread runs its function, which
+ * reports items done of a total and returns the result document.
+ *
+ * A training job is created `queued`, its own thread moves it to `running`, and it ends
  * `succeeded`, `failed` or `cancelled`. One job per model at a time (the registry's
  * training flag; a second gets 409). The thread trains a private model (fresh weights,
  * or a clone of the served version with "from": "current"), so requests keep using
@@ -30,13 +34,19 @@
 #include "registry.h"
 #include "reply.h"
 #include "train.h"
+#include "job_snapshots.h"
+#include "versions.h"
 
-typedef struct cs_job {
+struct cs_job {
     char id[24];
+    char kind[24];   /* "train", or the task's */
     char model[32];
     cs_served_model *served;
     cs_train_config cfg;
     int from_current;
+    int from_version; /* the version a job "from": "current" started from */
+    int snapshots;          /* keep the filters after every epoch (job_snapshots.c) */
+    const cs_model *trained; /* the job thread's model while it trains, for them */
     cs_job_state state;
     int epoch, epochs, batch, batches;
     double loss, accuracy;
@@ -50,7 +60,13 @@ typedef struct cs_job {
     atomic_int cancel;
     pthread_t thread;
     int has_thread;
-} cs_job;
+    /* A task (run set): its work, its parameters and result as shown, its progress. */
+    cs_job_fn run;
+    void *ctx;
+    void (*free_ctx)(void *);
+    json_t *params, *result;
+    long done, total;
+};
 
 #define MAX_JOBS 1024
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -80,9 +96,28 @@ void cs_jobs_count(int counts[CS_JOB_STATES])
     pthread_mutex_unlock(&g_lock);
 }
 
+/* A task's status: its progress in items done of total. Call with g_lock held. */
+static json_t *task_json(const cs_job *j)
+{
+    double now = cs_now();
+    double elapsed = j->t_start > 0 ? (j->t_end > 0 ? j->t_end : now) - j->t_start : 0;
+    double progress = j->state == CS_JOB_SUCCEEDED ? 1.0 : j->total > 0 ? (double)j->done / j->total : 0;
+    json_t *eta = json_null();
+    if (j->state == CS_JOB_RUNNING && progress > 0.001) eta = json_real(elapsed / progress * (1 - progress));
+    else if (job_finished(j)) eta = json_real(0);
+    json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:f,s:f,s:o,s:O,s:O,s:s}", "id", j->id, "kind", j->kind,
+                            "model", j->model, "state", k_state_names[j->state], "done", (json_int_t)j->done,
+                            "total", (json_int_t)j->total, "progress", progress, "elapsed_s", elapsed, "eta_s", eta,
+                            "params", j->params ? j->params : json_null(), "result",
+                            j->result ? j->result : json_null(), "created_at", j->created_at);
+    if (j->error[0]) json_object_set_new(doc, "error", json_string(j->error));
+    return doc;
+}
+
 /* The job as DESIGN §3 shows it. Call with g_lock held. */
 static json_t *job_json(const cs_job *j)
 {
+    if (j->run) return task_json(j);
     double now = cs_now();
     double elapsed = j->t_start > 0 ? (j->t_end > 0 ? j->t_end : now) - j->t_start : 0;
     double total = (double)j->epochs * (j->batches > 0 ? j->batches : 1);
@@ -106,10 +141,16 @@ static json_t *job_json(const cs_job *j)
         j->cfg.batch_size, "learning_rate", (double)j->cfg.learning_rate, "seed", (json_int_t)j->cfg.seed,
         "train_limit", j->cfg.train_limit, "test_limit", j->cfg.test_limit, "from",
         j->from_current ? "current" : "scratch");
+    if (j->snapshots) {
+        char url[64];
+        cs_fmt(url, sizeof url, "/v1/jobs/%s/snapshots", j->id);
+        json_object_set_new(doc, "snapshots", json_string(url));
+    }
     if (j->state == CS_JOB_RUNNING) {
         json_object_set_new(doc, "loss", cs_json_number(j->loss));
         json_object_set_new(doc, "accuracy", cs_json_number(j->accuracy));
     }
+    json_object_set_new(doc, "kind", json_string(j->kind));
     if (j->error[0]) json_object_set_new(doc, "error", json_string(j->error));
     return doc;
 }
@@ -121,11 +162,12 @@ json_t *cs_history_json(const cs_epoch_record *h, int n)
         const cs_epoch_record *r = &h[i];
         /* A diverged epoch (NaN loss) stays in the list, with null where its numbers
          * are not numbers, as the model file writes it. */
-        json_array_append_new(history, json_pack("{s:i,s:o,s:o,s:o,s:o}", "epoch", r->epoch, "loss",
-                                                 cs_json_number(r->loss), "accuracy", cs_json_number(r->accuracy),
-                                                 "test_accuracy",
-                                                 r->test_accuracy >= 0 ? cs_json_number(r->test_accuracy) : json_null(),
-                                                 "seconds", cs_json_number(r->seconds)));
+        json_array_append_new(
+            history, json_pack("{s:i,s:o,s:o,s:o,s:o,s:o}", "epoch", r->epoch, "loss", cs_json_number(r->loss),
+                               "accuracy", cs_json_number(r->accuracy), "test_accuracy",
+                               r->test_accuracy >= 0 ? cs_json_number(r->test_accuracy) : json_null(), "test_loss",
+                               r->test_loss >= 0 ? cs_json_number(r->test_loss) : json_null(), "seconds",
+                               cs_json_number(r->seconds)));
     }
     return history;
 }
@@ -140,6 +182,8 @@ static void on_progress(const cs_progress *p, const cs_epoch_record *finished, v
     j->batches = p->batches;
     j->loss = p->loss;
     j->accuracy = p->accuracy;
+    /* Between two epochs: the job's own thread, its model still. */
+    if (finished && j->snapshots) cs_snapshots_take(j->id, j->trained, finished);
     if (finished) {
         cs_epoch_record *h = realloc(j->history, sizeof *h * (size_t)(j->n_history + 1));
         if (h) {
@@ -153,12 +197,54 @@ static void on_progress(const cs_progress *p, const cs_epoch_record *finished, v
 static void finish(cs_job *j, cs_job_state st, const char *error)
 {
     /* Free the model first: whoever sees the job ended may start the next one. */
-    cs_served_set_training(j->served, 0);
+    if (j->served) cs_served_set_training(j->served, 0);
     pthread_mutex_lock(&g_lock);
     j->state = st;
     j->t_end = cs_now();
     if (error) cs_fmt(j->error, sizeof j->error, "%s", error);
     pthread_mutex_unlock(&g_lock);
+}
+
+/* What the kept version remembers of the run: the job, its parameters, and the
+ * accuracy on the whole test set (the epochs' figures may count a test_limit subset,
+ * which the record says). */
+static json_t *run_record(const cs_job *j, const cs_model *m, const cs_dataset *test)
+{
+    json_t *rec = cs_versions_record(m, cs_model_crc(m), "training job");
+    int sub = j->cfg.test_limit > 0 && j->cfg.test_limit < test->n;
+    double acc = sub ? cs_evaluate(m, test, 0) : m->meta.test_accuracy;
+    json_object_set_new(rec, "job", json_string(j->id));
+    json_object_set_new(rec, "params", json_pack("{s:i,s:i,s:f,s:I,s:i,s:i,s:s}", "epochs", j->cfg.epochs,
+                                                 "batch_size", j->cfg.batch_size, "learning_rate",
+                                                 (double)j->cfg.learning_rate, "seed", (json_int_t)j->cfg.seed,
+                                                 "train_limit", j->cfg.train_limit, "test_limit", j->cfg.test_limit,
+                                                 "from", j->from_current ? "current" : "scratch"));
+    json_object_set_new(rec, "test_accuracy", acc >= 0 ? json_real(acc) : json_null());
+    json_object_set_new(rec, "test_images", acc >= 0 ? json_integer(test->n) : json_null());
+    json_object_set_new(rec, "test_subset", acc >= 0 ? json_false() : json_null());
+    /* The epochs' test accuracies count this many images: a subset when fewer. */
+    json_object_set_new(rec, "history_test_images", json_integer(sub ? j->cfg.test_limit : test->n));
+    json_object_set_new(rec, "history_subset", json_boolean(sub));
+    if (j->from_current && j->from_version) json_object_set_new(rec, "from_version", json_integer(j->from_version));
+    return rec;
+}
+
+/* A fresh start forgets how the weights it replaces came to be. */
+static void meta_reset(cs_model *m)
+{
+    free(m->meta.history);
+    memset(&m->meta, 0, sizeof m->meta);
+    m->meta.test_accuracy = -1;
+}
+
+static int numbered_classes(const cs_model *m)
+{
+    for (int i = 0; i < m->n_classes; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "%d", i);
+        if (strcmp(m->class_names[i], k) != 0) return 0;
+    }
+    return 1;
 }
 
 static void *job_thread(void *arg)
@@ -181,17 +267,28 @@ static void *job_thread(void *arg)
         cs_model_version *v = cs_served_acquire(j->served, err, sizeof err);
         if (v) {
             m = cs_model_clone(v->model);
+            j->from_version = v->version;
             cs_version_release(v);
         }
         j->cfg.init_weights = 0;
-    } else {
+    } else if (j->served->trainable) {
         m = cs_model_build_fmnist();
+        j->cfg.init_weights = 1;
+    } else { /* the served architecture with fresh weights */
+        cs_model_version *v = cs_served_acquire(j->served, err, sizeof err);
+        if (v) {
+            m = cs_model_clone(v->model);
+            cs_version_release(v);
+            if (m) meta_reset(m);
+        }
         j->cfg.init_weights = 1;
     }
     if (!m) {
-        finish(j, CS_JOB_FAILED, j->from_current ? err : "out of memory");
+        finish(j, CS_JOB_FAILED, j->from_current || !j->served->trainable ? err : "out of memory");
         return NULL;
     }
+    j->trained = m;
+    if (j->snapshots) cs_snapshots_begin(j->id, m);
     int rc = cs_train(m, train, test, &j->cfg, on_progress, j, &j->cancel, err, sizeof err);
     if (rc == 1) {
         cs_model_free(m);
@@ -203,8 +300,14 @@ static void *job_thread(void *arg)
         finish(j, CS_JOB_FAILED, err);
         return NULL;
     }
-    double acc = m->meta.test_accuracy;
-    if (cs_served_publish(j->served, m, err, sizeof err) != 0) {
+    /* Trained on Fashion-MNIST: classes that had only numbers are its classes now. */
+    if (numbered_classes(m) && m->n_classes == 10)
+        cs_model_set_classes(m, 10, CS_FMNIST_CLASSES); /* out of memory: the numbers stay */
+    json_t *record = run_record(j, m, test);
+    double acc = json_number_value(json_object_get(record, "test_accuracy"));
+    int rc_pub = cs_served_publish_run(j->served, m, record, err, sizeof err);
+    json_decref(record);
+    if (rc_pub != 0) {
         cs_model_free(m);
         finish(j, CS_JOB_FAILED, err);
         return NULL;
@@ -223,6 +326,8 @@ static void *job_thread(void *arg)
 static void job_free(cs_job *j)
 {
     free(j->history);
+    json_decref(j->params);
+    json_decref(j->result);
     free(j);
 }
 
@@ -266,9 +371,9 @@ static int json_field(json_t *body, const char *key, double min, double max, int
     return 1;
 }
 
-int cs_train_request_or_reply(const cs_req *req, cs_reply *rep, int train_images, cs_train_config *cfg,
-                              int *from_current_out)
+int cs_train_request_or_reply(const cs_req *req, cs_reply *rep, int train_images, cs_train_request *out)
 {
+    cs_train_config *cfg = &out->cfg;
     json_t *body;
     if (req->body_len == 0) {
         body = json_object();
@@ -291,7 +396,7 @@ int cs_train_request_or_reply(const cs_req *req, cs_reply *rep, int train_images
         }
     }
     static const char *const known[] = {"epochs", "batch_size", "learning_rate", "seed", "train_limit",
-                                        "test_limit", "from", NULL};
+                                        "test_limit", "from", "snapshots", NULL};
     const char *key;
     json_t *val;
     json_object_foreach(body, key, val) {
@@ -299,7 +404,7 @@ int cs_train_request_or_reply(const cs_req *req, cs_reply *rep, int train_images
         for (int i = 0; known[i]; i++) ok |= !strcmp(key, known[i]);
         if (!ok) {
             cs_reply_error(rep, 400, "bad_parameter", "unknown field '%.64s' (known: epochs, batch_size, "
-                           "learning_rate, seed, train_limit, test_limit, from)", key);
+                           "learning_rate, seed, train_limit, test_limit, from, snapshots)", key);
             json_decref(body);
             return 0;
         }
@@ -323,6 +428,12 @@ int cs_train_request_or_reply(const cs_req *req, cs_reply *rep, int train_images
             from_current = !strcmp(f, "current");
         }
     }
+    json_t *snap = json_object_get(body, "snapshots");
+    if (ok && snap && !json_is_boolean(snap)) {
+        cs_reply_error(rep, 400, "bad_parameter", "snapshots must be true or false");
+        ok = 0;
+    }
+    const int snapshots = json_is_true(snap);
     json_decref(body);
     if (!ok) return 0;
     if (lr <= 0) {
@@ -346,7 +457,8 @@ int cs_train_request_or_reply(const cs_req *req, cs_reply *rep, int train_images
                        cfg->epochs, images, cfg->batch_size, steps, CS_JOB_MAX_STEPS);
         return 0;
     }
-    *from_current_out = from_current;
+    out->from_current = from_current;
+    out->snapshots = snapshots;
     return 1;
 }
 
@@ -360,17 +472,33 @@ void cs_h_train(cs_req *req, cs_reply *rep)
         cs_reply_not_found(rep, "model", name);
         return;
     }
-    if (!s->trainable) {
+    if (!s->trainable && !s->folder) {
         cs_reply_error(rep, 400, "not_trainable", "model '%s' cannot be trained by this service", name);
         return;
+    }
+    if (!s->trainable) { /* a model of the folder: trainable when its layers and input allow */
+        char why[512];
+        cs_model_version *v = cs_served_acquire(s, why, sizeof why);
+        if (!v) {
+            cs_reply_error(rep, 409, "no_current_model", "model '%s' is unavailable: %s", name, why);
+            return;
+        }
+        int can = v->trainable;
+        cs_fmt(why, sizeof why, "%s", v->train_why);
+        cs_version_release(v);
+        if (!can) {
+            cs_reply_error(rep, 400, "not_trainable", "model '%s' cannot be trained on Fashion-MNIST: %s", name, why);
+            return;
+        }
     }
     /* The body is judged first (400), then whether the data are there (503); the step
      * ceiling counts Fashion-MNIST's 60000 training images until they are. */
     char err[400];
     const cs_dataset *train = cs_data_get("train", err, sizeof err);
-    cs_train_config cfg;
-    int from_current;
-    if (!cs_train_request_or_reply(req, rep, train ? train->n : 60000, &cfg, &from_current)) return;
+    cs_train_request tr;
+    if (!cs_train_request_or_reply(req, rep, train ? train->n : 60000, &tr)) return;
+    const cs_train_config cfg = tr.cfg;
+    const int from_current = tr.from_current, snapshots = tr.snapshots;
     if (!train || !cs_data_get("test", err, sizeof err)) {
         cs_reply_error(rep, 503, "data_unavailable", "%s", err);
         return;
@@ -394,8 +522,10 @@ void cs_h_train(cs_req *req, cs_reply *rep)
         return;
     }
     j->served = s;
+    cs_fmt(j->kind, sizeof j->kind, "train");
     j->cfg = cfg;
     j->from_current = from_current;
+    j->snapshots = snapshots;
     j->epochs = cfg.epochs;
     j->test_accuracy = -1;
     cs_fmt(j->model, sizeof j->model, "%s", name);
@@ -440,6 +570,92 @@ void cs_h_train(cs_req *req, cs_reply *rep)
     char loc[64];
     cs_fmt(loc, sizeof loc, "/v1/jobs/%s", j->id);
     pthread_mutex_unlock(&g_lock);
+    cs_reply_json(rep, 202, doc);
+    cs_reply_header(rep, "Location", loc);
+}
+
+static void *task_thread(void *arg)
+{
+    cs_job *j = arg;
+    char err[400] = "";
+    pthread_mutex_lock(&g_lock);
+    j->state = CS_JOB_RUNNING;
+    j->t_start = cs_now();
+    pthread_mutex_unlock(&g_lock);
+    json_t *result = j->run(j, j->ctx, err, sizeof err);
+    if (j->free_ctx) j->free_ctx(j->ctx);
+    j->ctx = NULL;
+    if (result) {
+        pthread_mutex_lock(&g_lock);
+        j->result = result;
+        pthread_mutex_unlock(&g_lock);
+        finish(j, CS_JOB_SUCCEEDED, NULL);
+    } else {
+        finish(j, atomic_load(&j->cancel) ? CS_JOB_CANCELLED : CS_JOB_FAILED, err[0] ? err : NULL);
+    }
+    return NULL;
+}
+
+void cs_job_progress(cs_job *job, long done, long total)
+{
+    pthread_mutex_lock(&g_lock);
+    job->done = done;
+    job->total = total;
+    pthread_mutex_unlock(&g_lock);
+}
+
+int cs_job_cancelled(cs_job *job) { return atomic_load(&job->cancel); }
+
+void cs_job_start_task(cs_reply *rep, const char *kind, const char *model, json_t *params, cs_job_fn run,
+                       void *ctx, void (*free_ctx)(void *))
+{
+    cs_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        if (free_ctx) free_ctx(ctx);
+        json_decref(params);
+        cs_reply_nomem(rep, "cannot answer");
+        return;
+    }
+    cs_fmt(j->kind, sizeof j->kind, "%s", kind);
+    cs_fmt(j->model, sizeof j->model, "%s", model);
+    j->run = run;
+    j->ctx = ctx;
+    j->free_ctx = free_ctx;
+    j->params = params;
+    j->test_accuracy = -1;
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(j->created_at, sizeof j->created_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    atomic_init(&j->cancel, 0);
+    pthread_mutex_lock(&g_lock);
+    const int stopping = g_stopping;
+    const char *refused = stopping ? "the service is shutting down" : NULL;
+    if (!refused) forget_old();
+    if (!refused && g_n_jobs >= MAX_JOBS) refused = "too many jobs are kept; try again later";
+    if (refused) {
+        pthread_mutex_unlock(&g_lock);
+        if (free_ctx) free_ctx(ctx);
+        job_free(j);
+        cs_reply_error(rep, stopping ? 503 : 429, stopping ? "shutting_down" : "too_many_jobs", "%s", refused);
+        return;
+    }
+    cs_fmt(j->id, sizeof j->id, "j%u-%04x", g_next_id++, (unsigned)((uint64_t)cs_now() * 1000003u) & 0xffffu);
+    g_jobs[g_n_jobs++] = j;
+    if (pthread_create(&j->thread, NULL, task_thread, j) != 0) {
+        j->state = CS_JOB_FAILED;
+        cs_fmt(j->error, sizeof j->error, "cannot start the job's thread");
+        if (free_ctx) free_ctx(ctx);
+        j->ctx = NULL;
+        pthread_mutex_unlock(&g_lock);
+        cs_reply_internal(rep, "cannot start the job's thread");
+        return;
+    }
+    j->has_thread = 1;
+    json_t *doc = job_json(j);
+    pthread_mutex_unlock(&g_lock);
+    char loc[64];
+    cs_fmt(loc, sizeof loc, "/v1/jobs/%s", j->id);
     cs_reply_json(rep, 202, doc);
     cs_reply_header(rep, "Location", loc);
 }

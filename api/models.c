@@ -8,6 +8,8 @@
 #include "handlers.h"
 #include "input.h"
 #include "jobs.h"
+#include "layer_ops.h"
+#include "preprocess.h"
 #include "registry.h"
 #include "reply.h"
 
@@ -36,6 +38,20 @@ static json_t *inputs_json(const cs_model *m, const cs_layer *l)
     return a;
 }
 
+/* A node's parameter tensors: name, Keras shape, size, whether training changes it. */
+static json_t *weights_json(const cs_layer *l)
+{
+    json_t *a = json_array();
+    for (int j = 0; a && j < l->n_params; j++) {
+        const cs_param *p = &l->params[j];
+        json_t *shape = json_array();
+        for (int d = 0; shape && d < p->ndim; d++) json_array_append_new(shape, json_integer(p->dims[d]));
+        json_array_append_new(a, json_pack("{s:s,s:o,s:I,s:b}", "name", p->name, "shape", shape, "size",
+                                           (json_int_t)p->size, "trainable", p->trainable));
+    }
+    return a;
+}
+
 static json_t *classes_json(const cs_model *m)
 {
     json_t *a = json_array();
@@ -49,6 +65,58 @@ static json_t *gradcam_layer_json(const cs_model *m)
     return i >= 0 ? json_string(m->layers[i].name) : json_null();
 }
 
+/* What a served version says of itself in the list and the summary: its file and
+ * format, where its labels come from, its preprocessing, whether it trains. */
+static void describe_version(json_t *o, cs_served_model *s, const cs_model_version *v)
+{
+    const cs_model *m = v->model;
+    char file[256];
+    cs_served_file(s, file, sizeof file);
+    json_object_set_new(o, "file", json_string(file));
+    json_object_set_new(o, "format", json_string(v->format));
+    json_object_set_new(o, "labels", json_string(v->labels));
+    json_object_set_new(o, "preprocessing",
+                        cs_preprocess_to_json(&m->preprocess, m->input.c, m->input.h, m->input.w));
+    if (v->description[0]) json_object_set_new(o, "description", json_string(v->description));
+    /* The notebook's network also trains from scratch without a file. */
+    int trainable = s->trainable || v->trainable;
+    json_object_set_new(o, "trainable", json_boolean(trainable));
+    if (!trainable) json_object_set_new(o, "not_trainable_reason", json_string(v->train_why));
+    json_object_set_new(o, "deletable", json_boolean(s->folder));
+}
+
+json_t *cs_model_entry_json(cs_served_model *s)
+{
+    char reason[512];
+    int version, training;
+    cs_model_state st = cs_served_state(s, reason, sizeof reason, &version, &training);
+    json_t *o = json_pack("{s:s,s:s,s:b}", "name", s->name, "status", cs_model_state_word(st, training), "trainable",
+                          s->trainable);
+    if (!o) return NULL;
+    if (reason[0]) json_object_set_new(o, "reason", json_string(reason));
+    cs_model_version *v = cs_served_acquire(s, reason, sizeof reason);
+    if (!v) {
+        char file[256];
+        cs_served_file(s, file, sizeof file);
+        if (file[0]) json_object_set_new(o, "file", json_string(file));
+        json_object_set_new(o, "deletable", json_boolean(s->folder));
+        json_object_set_new(o, "version", json_null());
+        return o;
+    }
+    const cs_model *m = v->model;
+    describe_version(o, s, v);
+    json_object_set_new(o, "version", json_integer(v->version));
+    json_object_set_new(o, "input_shape", json_pack("[i,i,i]", m->input.h, m->input.w, m->input.c));
+    json_object_set_new(o, "n_classes", json_integer(m->n_classes));
+    json_object_set_new(o, "classes", classes_json(m));
+    json_object_set_new(o, "params", json_integer((json_int_t)cs_model_param_count(m)));
+    json_object_set_new(o, "test_accuracy",
+                        m->meta.test_accuracy >= 0 ? cs_json_number(m->meta.test_accuracy) : json_null());
+    json_object_set_new(o, "gradcam_layer", gradcam_layer_json(m));
+    cs_version_release(v);
+    return o;
+}
+
 /* GET /v1/models */
 void cs_h_models_list(cs_req *req, cs_reply *rep)
 {
@@ -56,33 +124,14 @@ void cs_h_models_list(cs_req *req, cs_reply *rep)
     json_t *list = json_array();
     for (int i = 0; i < cs_registry_count(); i++) {
         cs_served_model *s = cs_registry_at(i);
-        char reason[512];
-        int version, training;
-        cs_model_state st = cs_served_state(s, reason, sizeof reason, &version, &training);
-        json_t *o = json_pack("{s:s,s:s,s:b}", "name", s->name, "status", cs_model_state_word(st, training),
-                              "trainable", s->trainable);
-        if (reason[0]) json_object_set_new(o, "reason", json_string(reason));
-        cs_model_version *v = cs_served_acquire(s, reason, sizeof reason);
-        if (v) {
-            const cs_model *m = v->model;
-            json_object_set_new(o, "version", json_integer(v->version));
-            json_object_set_new(o, "input_shape", json_pack("[i,i,i]", m->input.h, m->input.w, m->input.c));
-            json_object_set_new(o, "n_classes", json_integer(m->n_classes));
-            json_object_set_new(o, "classes", classes_json(m));
-            json_object_set_new(o, "params", json_integer((json_int_t)cs_model_param_count(m)));
-            json_object_set_new(o, "test_accuracy",
-                                m->meta.test_accuracy >= 0 ? cs_json_number(m->meta.test_accuracy) : json_null());
-            json_object_set_new(o, "gradcam_layer", gradcam_layer_json(m));
-            cs_version_release(v);
-        } else {
-            json_object_set_new(o, "version", json_null());
-        }
-        json_array_append_new(list, o);
+        if (!s) continue; /* removed */
+        json_array_append_new(list, cs_model_entry_json(s));
     }
     cs_reply_json(rep, 200, json_pack("{s:o}", "models", list));
 }
 
-/* GET /v1/models/{model}  layers (name, type, output shape, params), totals, accuracy, history */
+/* GET /v1/models/{model}  layers (name, type, output shape, params, config, weights), totals, accuracy,
+ * history */
 void cs_h_model_summary(cs_req *req, cs_reply *rep)
 {
     cs_served_model *s;
@@ -107,6 +156,10 @@ void cs_h_model_summary(cs_req *req, cs_reply *rep)
                               cs_layer_kind_name(l->kind), "inputs", inputs_json(m, l), "output_shape",
                               shape_json(l->out, flat[i]), "params", (json_int_t)p, "spatial",
                               l->out.h > 1 && l->out.w > 1);
+        /* What Netron lists for a node: its settings as the model file has them, and
+         * its tensors' shapes. */
+        json_object_set_new(o, "config", cs_layer_config_json(l));
+        json_object_set_new(o, "weights", weights_json(l));
         if (l->n_params && l->params[0].ndim == 4) { /* a conv kind's (kh, kw, in, out) kernel */
             const int *d = l->params[0].dims;
             json_object_set_new(o, "filters", json_pack("{s:i,s:i,s:i}", "count", d[3], "size", d[0], "channels", d[2]));
@@ -136,6 +189,7 @@ void cs_h_model_summary(cs_req *req, cs_reply *rep)
                                                       "learning_rate", (double)m->meta.learning_rate, "seed",
                                                       (json_int_t)m->meta.seed));
     json_object_set_new(doc, "classes", classes_json(m));
+    describe_version(doc, s, v);
     cs_version_release(v);
     cs_reply_json(rep, 200, doc);
 }

@@ -6,6 +6,7 @@
 #include "handlers.h"
 #include "input.h"
 #include "params.h"
+#include "preprocess.h"
 #include "reply.h"
 
 /* Top k of n probabilities, largest first (k is small: a partial selection). */
@@ -37,7 +38,7 @@ void cs_h_predict(cs_req *req, cs_reply *rep)
     const cs_model *m = v->model;
     long k;
     cs_input_set in;
-    if (!cs_param_int(req, rep, "top_k", 3, 1, m->n_classes, &k) ||
+    if (!cs_param_int(req, rep, "top_k", m->n_classes < 3 ? m->n_classes : 3, 1, m->n_classes, &k) ||
         !cs_images_or_reply(req, rep, CS_UPLOAD_MAX_FILES, &in)) {
         cs_version_release(v);
         return;
@@ -78,8 +79,9 @@ void cs_h_predict(cs_req *req, cs_reply *rep)
         json_array_append_new(preds, json_pack("{s:o,s:o}", "top", top, "probabilities", all));
     }
     if (preds) {
-        json_t *doc = json_pack("{s:s,s:i,s:o}", "model", cs_req_param(req, "model"), "version", v->version,
-                                "predictions", preds);
+        json_t *doc = json_pack("{s:s,s:i,s:o,s:o}", "model", cs_req_param(req, "model"), "version", v->version,
+                                "predictions", preds, "preprocessing",
+                                cs_preprocess_to_json(&m->preprocess, m->input.c, m->input.h, m->input.w));
         if (in.sample) {
             json_object_set_new(doc, "sample", json_string(in.sample));
             /* The dataset's own label, in Fashion-MNIST's classes whatever the model. */

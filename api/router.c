@@ -25,18 +25,38 @@ const cs_route cs_routes[] = {
     {"GET", "/readyz", cs_h_readyz, CS_ROUTE_PROBE},
     {"GET", "/metrics", cs_h_metrics, CS_ROUTE_PROBE},
     {"GET", "/v1/models", cs_h_models_list, 0},
+    {"POST", "/v1/models", cs_h_model_upload, CS_ROUTE_AUTH | CS_ROUTE_MODEL | CS_ROUTE_COMPUTE},
     {"GET", "/v1/models/{model}", cs_h_model_summary, 0},
+    {"DELETE", "/v1/models/{model}", cs_h_model_delete, CS_ROUTE_AUTH},
     {"POST", "/v1/models/{model}/predict", cs_h_predict, CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
     {"GET", "/v1/models/{model}/layers/{layer}/filters.png", cs_h_filters, CS_ROUTE_COMPUTE},
     {"POST", "/v1/models/{model}/layers/{layer}/feature-maps.png", cs_h_feature_maps,
      CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
+    {"POST", "/v1/models/{model}/layers/{layer}/activations", cs_h_activations, CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
+    {"GET", "/v1/models/{model}/layers/{layer}/weights", cs_h_weights, CS_ROUTE_COMPUTE},
     {"POST", "/v1/models/{model}/gradcam", cs_h_gradcam, CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
+    {"POST", "/v1/models/{model}/explain", cs_h_explain, CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
+    {"POST", "/v1/models/{model}/explain/compare", cs_h_explain_compare, CS_ROUTE_UPLOAD | CS_ROUTE_COMPUTE},
+    {"POST", "/v1/models/{model}/explain/evaluate", cs_h_explain_evaluate, 0},
     {"POST", "/v1/models/{model}/train", cs_h_train, CS_ROUTE_AUTH | CS_ROUTE_JSON},
+    {"GET", "/v1/models/{model}/versions", cs_h_versions, 0},
+    {"GET", "/v1/models/{model}/versions/compare", cs_h_versions_compare, CS_ROUTE_COMPUTE},
+    {"POST", "/v1/models/{model}/versions/{version}/serve", cs_h_version_serve, CS_ROUTE_AUTH},
+    {"POST", "/v1/models/{model}/evaluation", cs_h_evaluation_start, 0},
+    {"GET", "/v1/models/{model}/evaluation", cs_h_evaluation, 0},
+    {"GET", "/v1/models/{model}/evaluation/confusion.png", cs_h_evaluation_png, CS_ROUTE_COMPUTE},
+    {"POST", "/v1/models/{model}/projector", cs_h_projector_start, 0},
+    {"GET", "/v1/models/{model}/projector", cs_h_projector, 0},
+    {"POST", "/v1/models/{model}/layers/{layer}/atlas", cs_h_atlas_start, 0},
+    {"GET", "/v1/models/{model}/layers/{layer}/atlas", cs_h_atlas, 0},
+    {"GET", "/v1/models/{model}/layers/{layer}/atlas/{channel}.png", cs_h_atlas_png, CS_ROUTE_COMPUTE},
     {"GET", "/v1/datasets/fashion-mnist", cs_h_dataset_info, 0},
     {"GET", "/v1/datasets/fashion-mnist/{split}/{index}.png", cs_h_dataset_image, 0},
     {"GET", "/v1/jobs", cs_h_jobs_list, 0},
     {"GET", "/v1/jobs/{id}", cs_h_job_status, 0},
     {"DELETE", "/v1/jobs/{id}", cs_h_job_cancel, CS_ROUTE_AUTH},
+    {"GET", "/v1/jobs/{id}/snapshots", cs_h_job_snapshots, 0},
+    {"GET", "/v1/jobs/{id}/snapshots/{epoch}/filters.png", cs_h_job_snapshot_png, CS_ROUTE_COMPUTE},
     {NULL, NULL, NULL, 0},
 };
 
@@ -139,6 +159,11 @@ int cs_api_authorized(const cs_route *route, const cs_req *req, cs_reply *rep)
     cs_reply_error(rep, 401, "unauthorized", "this call changes state and needs 'Authorization: Bearer <token>'");
     cs_reply_header(rep, "WWW-Authenticate", "Bearer realm=\"convscope\"");
     return 0;
+}
+
+size_t cs_api_body_limit(const cs_route *route)
+{
+    return (route->flags & CS_ROUTE_MODEL) ? cs_api.max_model_upload : cs_api.max_upload;
 }
 
 void cs_api_dispatch(const cs_route *route, cs_req *req, cs_reply *rep)

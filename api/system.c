@@ -155,6 +155,7 @@ void cs_h_readyz(cs_req *req, cs_reply *rep)
     int ready = 1;
     for (int i = 0; i < cs_registry_count(); i++) {
         cs_served_model *s = cs_registry_at(i);
+        if (!s) continue; /* removed */
         char reason[512];
         int version, training;
         cs_model_state st = cs_served_state(s, reason, sizeof reason, &version, &training);

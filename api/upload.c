@@ -3,7 +3,8 @@
  *
  * Forms are parsed by libmicrohttpd's post processor (it knows the boundary rules,
  * quoting and nested content types); we keep the parts named `image`, one file per
- * part, in upload order. Every other field is ignored.
+ * part, in upload order, and ignore every other field; a model upload's form keeps
+ * every part, each under its field name.
  */
 #include "upload.h"
 
@@ -23,8 +24,10 @@ struct cs_upload {
     struct MHD_PostProcessor *pp; /* NULL for a raw body */
     byte_buf raw;
     int n_files, n_over, bad;
+    int all_fields; /* keep every part, not only `image` ones */
     byte_buf files[CS_UPLOAD_MAX_FILES];
     char names[CS_UPLOAD_MAX_FILES][128];
+    char fields[CS_UPLOAD_MAX_FILES][64];
     char types[CS_UPLOAD_MAX_FILES][64];
     cs_upload_file views[CS_UPLOAD_MAX_FILES];
     char content_type[128];
@@ -53,7 +56,7 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
 {
     (void)kind, (void)transfer_encoding;
     cs_upload *u = cls;
-    if (!key || strcmp(key, "image") != 0) return MHD_YES;
+    if (!key || (!u->all_fields && strcmp(key, "image") != 0)) return MHD_YES;
     /* A new part starts at offset 0; the same name may come several times. Parts past
      * the last one kept are counted, not stored, so the handler can say how many
      * images came (too_many_images) rather than the form reading as malformed. */
@@ -63,6 +66,7 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
             return MHD_YES;
         }
         int i = u->n_files++;
+        snprintf(u->fields[i], sizeof u->fields[i], "%s", key);
         snprintf(u->names[i], sizeof u->names[i], "%s", filename ? filename : "");
         snprintf(u->types[i], sizeof u->types[i], "%s", content_type ? content_type : "");
     }
@@ -80,6 +84,7 @@ cs_upload *cs_upload_new(void *connection, const char *content_type, size_t max_
     if (!u) return NULL;
     u->max = max_bytes;
     snprintf(u->content_type, sizeof u->content_type, "%s", content_type ? content_type : "");
+    u->all_fields = forms == 2;
     if (forms && content_type && strncasecmp(content_type, "multipart/form-data", 19) == 0) {
         u->pp = MHD_create_post_processor(connection, 64 * 1024, on_field, u);
         if (!u->pp) u->bad = 400; /* no boundary: a malformed form */
@@ -113,8 +118,8 @@ int cs_upload_finish(cs_upload *u, cs_req *req)
         u->pp = NULL;
         if (u->bad) return u->bad;
         for (int i = 0; i < u->n_files; i++) {
-            u->views[i] = (cs_upload_file){(const uint8_t *)u->files[i].data, u->files[i].len,
-                                           u->names[i], u->types[i]};
+            u->views[i] = (cs_upload_file){(const uint8_t *)(u->files[i].data ? u->files[i].data : ""),
+                                           u->files[i].len, u->names[i], u->types[i], u->fields[i]};
         }
         req->files = u->views;
         req->n_files = u->n_files;
@@ -126,7 +131,7 @@ int cs_upload_finish(cs_upload *u, cs_req *req)
     req->body = (const uint8_t *)(u->raw.data ? u->raw.data : "");
     req->body_len = u->raw.len;
     if (u->raw.len) {
-        u->views[0] = (cs_upload_file){(const uint8_t *)u->raw.data, u->raw.len, "", u->content_type};
+        u->views[0] = (cs_upload_file){(const uint8_t *)u->raw.data, u->raw.len, "", u->content_type, ""};
         req->files = u->views;
         req->n_files = 1;
     }

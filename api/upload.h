@@ -17,9 +17,10 @@
 typedef struct cs_upload cs_upload;
 
 /* connection: the libmicrohttpd connection. forms: 1 to parse a multipart/form-data
- * body into its `image` parts (image routes), 0 to keep any body raw (JSON routes, so
- * a form sent there fails to parse instead of reading as empty). expected: the
- * Content-Length (0 when unknown), so a raw body is stored without reallocations.
+ * body into its `image` parts (image routes), 2 into every part (model uploads), 0 to
+ * keep any body raw (JSON routes, so a form sent there fails to parse instead of
+ * reading as empty). expected: the Content-Length (0 when unknown), so a raw body is
+ * stored without reallocations.
  * Returns NULL when out of memory. */
 cs_upload *cs_upload_new(void *connection, const char *content_type, size_t max_bytes, int forms, size_t expected);
 /* Appends one chunk. 0 on success; 413 past the limit; 400 for a malformed form.

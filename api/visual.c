@@ -1,5 +1,7 @@
 /*
- * visual.c - what a layer holds (filter grids) and what it sees (feature-map grids).
+ * visual.c - what a layer holds (filter grids) and what it sees (feature-map grids,
+ * each map on its own scale or all on the layer's, in channel order or strongest
+ * first).
  *
  * Filter grids depend only on the model version and the query, so they carry an ETag
  * built from the parameters' CRC and the resolved query: a browser that asks again
@@ -14,6 +16,7 @@
 #include "input.h"
 #include "params.h"
 #include "reply.h"
+#include "stats.h"
 
 static uint32_t fnv1a(const char *s)
 {
@@ -94,7 +97,7 @@ out:
 }
 
 /* POST /v1/models/{model}/layers/{layer}/feature-maps.png  image/png | image/jpeg | multipart
- * [count, cols, scale, sample] */
+ * [count, cols, scale, norm=map|layer, order=index|mean|max, sample] */
 void cs_h_feature_maps(cs_req *req, cs_reply *rep)
 {
     cs_model_version *v = cs_model_or_reply(req, rep, NULL);
@@ -102,7 +105,9 @@ void cs_h_feature_maps(cs_req *req, cs_reply *rep)
     const cs_model *m = v->model;
     cs_input_set in = {0};
     cs_exec *e = NULL;
-    float *x = NULL;
+    float *x = NULL, *picked = NULL;
+    cs_summary *stats = NULL;
+    int *order = NULL;
     int li = cs_layer_or_reply(req, rep, m, cs_req_param(req, "layer"));
     if (li < 0) goto out;
     const cs_layer *l = &m->layers[li];
@@ -112,10 +117,14 @@ void cs_h_feature_maps(cs_req *req, cs_reply *rep)
         goto out;
     }
     long count, cols, scale;
-    int ch = l->out.c;
+    int ch = l->out.c, norm, key;
+    static const char *const norms[] = {"map", "layer", NULL};
+    static const char *const orders[] = {"index", "mean", "max", NULL}; /* cs_channel_key */
     if (!cs_param_int(req, rep, "count", ch < 32 ? ch : 32, 1, ch, &count) ||
         !cs_param_int(req, rep, "cols", 8, 1, 64, &cols) ||
-        !cs_param_int(req, rep, "scale", l->out.h < 112 ? 112 / l->out.h : 1, 1, 64, &scale))
+        !cs_param_int(req, rep, "scale", l->out.h < 112 ? 112 / l->out.h : 1, 1, 64, &scale) ||
+        !cs_param_choice(req, rep, "norm", norms, 0, &norm) ||
+        !cs_param_choice(req, rep, "order", orders, CS_ORDER_INDEX, &key))
         goto out;
     if (!grid_fits_or_reply(rep, (int)count, l->out.h, l->out.w, (int)cols, (int)scale)) goto out;
     if (!cs_images_or_reply(req, rep, 1, &in)) goto out;
@@ -124,7 +133,10 @@ void cs_h_feature_maps(cs_req *req, cs_reply *rep)
     if (!x) goto out;
     cs_input_free(&in);
     e = cs_version_exec_get(v);
-    if (!e) {
+    const size_t hw = (size_t)l->out.h * l->out.w;
+    stats = malloc((size_t)ch * sizeof *stats);
+    order = malloc((size_t)ch * sizeof *order);
+    if (!e || !stats || !order) {
         cs_reply_nomem(rep, "cannot start the forward pass");
         goto out;
     }
@@ -135,12 +147,50 @@ void cs_h_feature_maps(cs_req *req, cs_reply *rep)
     }
     cs_req_stage_add(req, CS_STAGE_FORWARD, t0);
     t0 = cs_now();
-    /* imshow normalises each map by its own range; so do we. */
+    /* The statistics and order the activations route reports for the same image. */
+    cs_channel_stats(e->act[li], hw, ch, stats);
+    if (cs_channel_order(stats, ch, (cs_channel_key)key, order) != 0) {
+        cs_reply_nomem(rep, "cannot answer");
+        goto out;
+    }
     cs_tiles t = {e->act[li], (int)count, l->out.h, l->out.w, 1, 1, (ptrdiff_t)l->out.w * ch, ch, 0};
-    cs_image *img = cs_draw_tiles(&t, (int)cols, (int)scale, 1, 0, 0, 2);
+    if (key != CS_ORDER_INDEX) {
+        /* The chosen channels side by side, as maps of their own. */
+        picked = malloc((size_t)count * hw * sizeof *picked);
+        if (!picked) {
+            cs_reply_nomem(rep, "cannot answer");
+            goto out;
+        }
+        for (long k = 0; k < count; k++)
+            for (size_t p = 0; p < hw; p++) picked[(size_t)k * hw + p] = e->act[li][p * (size_t)ch + (size_t)order[k]];
+        t = (cs_tiles){picked, (int)count, l->out.h, l->out.w, 1, (ptrdiff_t)hw, l->out.w, 1, 0};
+    }
+    /* map: each map by its own range, as imshow does; layer: one range, the smallest
+     * and largest value of any channel of the layer for this image, so maps compare. */
+    float lo = 0, hi = 0;
+    int seen = 0;
+    for (int k = 0; k < ch; k++)
+        if (stats[k].n) {
+            if (!seen || stats[k].min < lo) lo = stats[k].min;
+            if (!seen || stats[k].max > hi) hi = stats[k].max;
+            seen = 1;
+        }
+    cs_image *img = cs_draw_tiles(&t, (int)cols, (int)scale, norm == 0, lo, hi, 2);
     cs_req_stage_add(req, CS_STAGE_DRAW, t0);
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "%s", norm == 0 ? "map" : "layer");
+    cs_reply_header(rep, "X-Scale", hdr);
+    if (norm == 1) {
+        snprintf(hdr, sizeof hdr, "%.9g", (double)lo);
+        cs_reply_header(rep, "X-Scale-Min", hdr);
+        snprintf(hdr, sizeof hdr, "%.9g", (double)hi);
+        cs_reply_header(rep, "X-Scale-Max", hdr);
+    }
     cs_reply_image(req, rep, img, "cannot draw the feature maps");
 out:
+    free(picked);
+    free(order);
+    free(stats);
     free(x);
     cs_version_exec_put(v, e);
     cs_input_free(&in);

@@ -1,6 +1,6 @@
 /*
  * main.c - the `convscope` command line: serve, train, eval, predict, export, import,
- * run (run.c).
+ * run (run.c), explain (explain.c).
  *
  * Every command is a thin shell over core/ (and server/ for `serve`): it parses
  * flags, calls the library, and turns a library error into one line on stderr and
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "blas.h"
+#include "commands.h"
 #include "dataset.h"
 #include "exec.h"
 #include "image.h"
@@ -20,6 +21,7 @@
 #include "model_file.h"
 #include "onnx_export.h"
 #include "preprocess.h"
+#include "sidecar.h"
 #include "model_load.h"
 #include "serve.h"
 #include "train.h"
@@ -34,7 +36,7 @@ static const char *USAGE =
     "  export  --model FILE --out MODEL.onnx|WEIGHTS.h5\n"
     "  import  --in WEIGHTS.h5|MODEL.h5|MODEL.keras|MODEL.onnx --out FILE\n"
     "  run     --model FILE [--input NAME=FILE.pb|FILE.npy]... [--output-dir DIR] [--node NAME]...\n"
-    "          [--format pb|npy]\n";
+    "          [--format pb|npy]\n" CS_EXPLAIN_USAGE;
 
 int cs_cmd_run(int argc, char **argv); /* run.c */
 
@@ -76,8 +78,9 @@ static void print_progress(const cs_progress *p, const cs_epoch_record *done, vo
 {
     (void)user;
     if (done) {
-        fprintf(stderr, "\repoch %d/%d  loss %.4f  accuracy %.4f  test accuracy %.4f  %.1fs\n", done->epoch,
-                p->epochs, done->loss, done->accuracy, done->test_accuracy, done->seconds);
+        fprintf(stderr, "\repoch %d/%d  loss %.4f  accuracy %.4f  test loss %.4f  test accuracy %.4f  %.1fs\n",
+                done->epoch, p->epochs, done->loss, done->accuracy, done->test_loss, done->test_accuracy,
+                done->seconds);
     } else if (isatty(STDERR_FILENO) && (p->batch % 20 == 0 || p->batch == p->batches)) {
         fprintf(stderr, "\repoch %d/%d  batch %d/%d  loss %.4f  accuracy %.4f", p->epoch, p->epochs, p->batch,
                 p->batches, p->loss, p->accuracy);
@@ -212,6 +215,16 @@ static int cmd_predict(int argc, char **argv)
     int top = atoi(flag(argc, argv, "--top", "3"));
     cs_model *m = load_model_flag(argc, argv, err, sizeof err);
     if (!m) return fail("cannot load the model", err);
+    /* Its labels and preprocessing, from NAME.json beside the file as the service reads it. */
+    char side[1100];
+    const char *model_path = flag(argc, argv, "--model", "");
+    const char *slash = strrchr(model_path, '/'), *dot = strrchr(model_path, '.');
+    int base = dot && (!slash || dot > slash) ? (int)(dot - model_path) : (int)strlen(model_path);
+    snprintf(side, sizeof side, "%.*s.json", base, model_path);
+    if (cs_sidecar_apply_file(m, side, NULL, err, sizeof err) != 0) {
+        cs_model_free(m);
+        return fail("cannot read the model's sidecar", err);
+    }
     uint8_t *bytes = NULL;
     size_t len = 0;
     cs_image img = {0};
@@ -230,7 +243,7 @@ static int cmd_predict(int argc, char **argv)
         fail("cannot decode the image", err);
         goto done;
     }
-    if (cs_preprocess_image(m->arch, &img, m->input.h, m->input.w, m->input.c, x, err, sizeof err) != 0) {
+    if (cs_preprocess_model(m, &img, x, err, sizeof err) != 0) {
         fail("cannot prepare the image", err);
         goto done;
     }
@@ -309,6 +322,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "export") == 0) return cmd_export(argc, argv);
     if (strcmp(cmd, "import") == 0) return cmd_import(argc, argv);
     if (strcmp(cmd, "run") == 0) return cs_cmd_run(argc, argv);
+    if (strcmp(cmd, "explain") == 0) return cs_cmd_explain(argc, argv);
     fprintf(stderr, "convscope: unknown command '%s'\n%s", cmd, USAGE);
     return 2;
 }

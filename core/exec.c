@@ -371,8 +371,8 @@ static void forward_conv_bn_act_pool(cs_exec *e, int c, cs_model *update_bn)
     }
 }
 
-static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inputs, int n, int upto, int training,
-                        cs_model *update_bn)
+static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inputs, int n, int from, int upto,
+                        int training, cs_model *update_bn)
 {
     e->batch = n;
     e->training = training;
@@ -381,6 +381,7 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
     e->top_is_dz = 0;
     for (int s = 0; s < plan->n && plan->steps[s].first <= upto; s++) {
         const cs_step *st = &plan->steps[s];
+        if (st->first < from) continue;
         double t0 = e->profile ? cs_now() : 0;
         switch (st->kind) {
         case CS_STEP_NODE: forward_node(e, st->first, update_bn); break;
@@ -395,8 +396,8 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
 int cs_exec_forward_inputs(cs_exec *e, const float *const *inputs, int n, int training, cs_model *update_bn)
 {
     if (n < 1 || n > e->max_batch) return -1;
-    return forward_plan(e, training ? &e->train_plan : &e->infer_plan, inputs, n, e->model->n_layers - 1, training,
-                        update_bn);
+    return forward_plan(e, training ? &e->train_plan : &e->infer_plan, inputs, n, 0, e->model->n_layers - 1,
+                        training, update_bn);
 }
 
 int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn)
@@ -408,7 +409,14 @@ int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_mode
 int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto)
 {
     if (n < 1 || n > e->max_batch || upto < 0 || upto >= e->model->n_layers || e->model->n_extra_inputs) return -1;
-    return forward_plan(e, &e->infer_plan, &input, n, upto, 0, NULL);
+    return forward_plan(e, &e->infer_plan, &input, n, 0, upto, 0, NULL);
+}
+
+int cs_exec_forward_from(cs_exec *e, const float *input, int n, int from)
+{
+    if (n < 1 || n > e->max_batch || from < 0 || from >= e->model->n_layers || e->model->n_extra_inputs) return -1;
+    /* The inference plan runs every node on its own: each step starts at a node. */
+    return forward_plan(e, &e->infer_plan, &input, n, from, e->model->n_layers - 1, 0, NULL);
 }
 
 /* ---- seeding the top ---- */
@@ -467,9 +475,13 @@ void cs_exec_seed_class(cs_exec *e, const int *classes, int score_kind)
         float *gi = g + (size_t)i * k;
         const float *pi = p + (size_t)i * k;
         int c = classes[i];
+        /* 1 - p_c as the sum of the other probabilities: when p_c rounds to nearly 1,
+         * 1.0f - p_c keeps hardly a digit of it. */
+        float rest = 0;
+        for (int j = 0; j < k; j++) rest += j == c ? 0.0f : pi[j];
         for (int j = 0; j < k; j++) {
             if (!softmax || score_kind == 0) gi[j] = j == c; /* d logit_c / d z */
-            else gi[j] = pi[c] * ((j == c) - pi[j]);       /* d p_c / d z */
+            else gi[j] = pi[c] * (j == c ? rest : -pi[j]);  /* d p_c / d z */
         }
     }
     e->top_is_dz = softmax;
@@ -621,13 +633,15 @@ static int backward_conv_bn_act_pool(cs_exec *e, int c, int stop)
     return 0;
 }
 
-int cs_exec_backward(cs_exec *e, int stop)
+/* The walk down from the seeded node `from` (the top, or any node whose grad the
+ * caller wrote) to `stop`. */
+static int backward_walk(cs_exec *e, int from, int stop)
 {
     const cs_model *m = e->model;
     const cs_plan *plan = e->training ? &e->train_plan : &e->infer_plan;
     if (e->param_grad) memset(e->param_grad, 0, m->n_param_floats * sizeof(float));
     memset(e->reached, 0, (size_t)m->n_layers);
-    e->reached[m->n_layers - 1] = 1; /* seeded */
+    e->reached[from] = 1; /* seeded */
     e->input_reached = 0;
     for (int s = plan->n - 1; s >= 0; s--) {
         const cs_step *st = &plan->steps[s];
@@ -647,6 +661,25 @@ int cs_exec_backward(cs_exec *e, int stop)
         if (e->profile) e->profile[m->n_layers + st->first] += cs_now() - t0;
     }
     return 0;
+}
+
+int cs_exec_backward(cs_exec *e, int stop)
+{
+    return backward_walk(e, e->model->n_layers - 1, stop);
+}
+
+float *cs_exec_node_grad(cs_exec *e, int node)
+{
+    if (node < 0 || node >= e->model->n_layers) return NULL;
+    return grad_buffer(e, node);
+}
+
+int cs_exec_backward_from(cs_exec *e, int node, int stop)
+{
+    if (node < 0 || node >= e->model->n_layers || stop >= node || !e->grad[node]) return -1;
+    /* A fused training step hides its inner nodes' gradients: seed inference passes only. */
+    if (e->training && e->fused) return -1;
+    return backward_walk(e, node, stop);
 }
 
 /* sum |w| and sum w^2 of n floats, and g += l1 sign(w) + 2 l2 w when g is given. The

@@ -81,6 +81,9 @@ typedef struct cs_exec {
     int fused;
     double *profile;    /* NULL, or [2 * n_layers] seconds: forward of node i at [i],
                            backward at [n_layers + i], added up over passes (make bench) */
+    int guided;         /* backward passes only the positive part of the gradient through
+                           ReLU-like nodes (guided backpropagation, Springenberg et al. 2015;
+                           cs_guided_clamp): set it around a backward, off for training */
 } cs_exec;
 
 /* max_batch: the largest batch this exec will run. The im2col scratch is bounded
@@ -114,6 +117,10 @@ int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_mode
 int cs_exec_forward_inputs(cs_exec *e, const float *const *inputs, int n, int training, cs_model *update_bn);
 /* Forward only as far as node `upto` (inclusive), inference mode. */
 int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto);
+/* Inference forward of nodes from..last only: act[] of every node before `from` must
+ * already hold the batch of n (a caller may change one of them first, to see what the
+ * nodes above make of it); input holds the n images, for nodes above that read it. */
+int cs_exec_forward_from(cs_exec *e, const float *input, int n, int from);
 
 /* Softmax cross-entropy loss of the last (softmax) layer against integer labels,
  * mean over the batch; its gradient w.r.t. the logits is written into the exec so
@@ -133,6 +140,18 @@ void cs_exec_seed_class(cs_exec *e, const int *classes, int score_kind);
  * stop = -1 goes through every node; with param grads enabled, parameter gradients
  * are accumulated (zeroed first). */
 int cs_exec_backward(cs_exec *e, int stop);
+
+/* The gradient buffer of node's output (n images of its shape), allocated when first
+ * asked for; NULL when out of memory. Write d(scalar)/d(output of node) there, then
+ * call cs_exec_backward_from to take it down from that node (a channel's mean, a
+ * neuron: feature visualisation and receptive fields). Borrowed: the exec owns it. */
+float *cs_exec_node_grad(cs_exec *e, int node);
+/* Back-propagate from node's output, whose gradient the caller wrote into
+ * cs_exec_node_grad(e, node), down to `stop` as cs_exec_backward does (stop -1 with the
+ * input gradient enabled leaves d(scalar)/d(input) in e->input_grad). Nodes above
+ * `node` take no part. Returns 0, or -1 (out of memory, no seeded gradient, stop not
+ * below node, or a fused training pass). */
+int cs_exec_backward_from(cs_exec *e, int node, int stop);
 
 /* The l1_l2 penalty of the model's kernels, added to the loss; with grads, its
  * gradient is added to e->param_grad. */

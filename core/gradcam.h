@@ -4,7 +4,8 @@
  * For one image: forward; seed d(score)/d(top) for the chosen class, where score is
  * the logit (default) or the softmax probability (the notebook); back-propagate to
  * the chosen layer's output A (h x w x k); channel weights = mean of the gradient
- * over h and w; heatmap = mean over channels of weight * A; ReLU; divide by the max.
+ * over h and w; heatmap = weighted sum of the channels of A; ReLU; divide by the max.
+ * It is the Grad-CAM row of the explanation methods (explain/cam_gradcam.c).
  * A heatmap that is all zero after the ReLU stays zero and is flagged; so is a flat one
  * (every value the same, e.g. all 1.0 for a blank image): it points at no place.
  */

@@ -30,6 +30,17 @@ static const cs_layer_ops *const TABLE[CS_KIND_COUNT] = {
 
 const cs_layer_ops *cs_layer_ops_of(cs_layer_kind k) { return k >= 0 && k < CS_KIND_COUNT ? TABLE[k] : NULL; }
 
+json_t *cs_layer_config_json(const cs_layer *l)
+{
+    const cs_layer_ops *ops = cs_layer_ops_of(l->kind);
+    json_t *o = json_object();
+    if (o && ops && ops->config_to_json && ops->config_to_json(l, o) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 int cs_layer_kind_from_name(const char *s, cs_layer_kind *out)
 {
     for (int k = 0; k < CS_KIND_COUNT; k++)
@@ -44,6 +55,14 @@ const char *cs_layer_kind_name(cs_layer_kind k)
 {
     const cs_layer_ops *ops = cs_layer_ops_of(k);
     return ops ? ops->keras : "?";
+}
+
+void cs_guided_clamp(const cs_node_pass *p)
+{
+    if (!p->e->guided) return;
+    float *dy = p->dy;
+    const size_t n = (size_t)p->n * cs_shape_size(p->l->out);
+    for (size_t i = 0; i < n; i++) dy[i] = dy[i] > 0 ? dy[i] : 0.0f;
 }
 
 int cs_infer_same_shape(cs_layer *l, const cs_shape *in, char *err, size_t errlen)

@@ -76,6 +76,9 @@ typedef struct {
 } cs_layer_ops;
 
 const cs_layer_ops *cs_layer_ops_of(cs_layer_kind k);
+/* A node's configuration as its kind writes it to model files (config_to_json; {} for
+ * a kind with none): a new object the caller owns, or NULL when out of memory. */
+json_t *cs_layer_config_json(const cs_layer *l);
 /* The kind whose Keras class name is s; 0, or -1 when none. */
 int cs_layer_kind_from_name(const char *s, cs_layer_kind *out);
 
@@ -97,6 +100,12 @@ const char *cs_json_get_str(json_t *o, const char *key, char *err, size_t errlen
 /* An optional "axis" that must be the channels (-1, or 3 counting the batch axis), the
  * only axis kinds that name one support. 0, or -1 with err. */
 int cs_json_channel_axis(json_t *o, char *err, size_t errlen);
+
+/* Guided backpropagation (exec.h's `guided`): a ReLU-like row (ReLU, LeakyReLU, the
+ * Activation rows relu, leaky_relu and relu6/clip, a fused relu) calls this on its dy
+ * before its own derivative, so only positive gradients pass down: dx = f'(x) max(dy, 0).
+ * Does nothing when the exec is not guided. */
+void cs_guided_clamp(const cs_node_pass *p);
 
 /* A Conv2D node that conv.c's kernels take (square window, one stride, no dilation,
  * no groups, 'valid' or 'same'): the training plan fuses only these. */

@@ -129,6 +129,7 @@ int cs_model_finish(cs_model *m)
     for (int i = 0; i < m->n_layers; i++)
         for (int k = 0; k < m->layers[i].n_inputs; k++)
             if (m->layers[i].inputs[k] >= 0) m->layers[m->layers[i].inputs[k]].n_consumers++;
+    cs_preprocess_infer(m, &m->preprocess);
     return 0;
 }
 
@@ -239,6 +240,7 @@ cs_model *cs_model_clone(const cs_model *src)
     m->n_classes = src->n_classes;
     m->class_names = copy_strings(src->class_names, src->n_classes);
     m->class_ids = copy_strings(src->class_ids, src->n_classes);
+    m->preprocess = src->preprocess;
     m->meta = src->meta;
     m->meta.history = NULL;
     if (src->meta.n_history) {

@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "preprocess.h"
+
 #define CS_NAME_MAX 64
 #define CS_MAX_PARAMS 4 /* kernel, bias / gamma, beta, moving_mean, moving_variance */
 #define CS_MAX_INPUTS 16
@@ -131,6 +133,7 @@ typedef struct {
     int epoch;
     float loss, accuracy, test_accuracy; /* test_accuracy < 0 when not measured */
     double seconds;
+    float test_loss; /* the loss on the test images (as loss counts it); < 0 when not measured */
 } cs_epoch_record;
 
 /* What is known of how the parameters came to be. */
@@ -157,6 +160,8 @@ typedef struct cs_model {
     int n_classes;
     char **class_names; /* n_classes strings, owned */
     char **class_ids;   /* n_classes WordNet ids (VGG16) or NULL, owned */
+    cs_preprocess preprocess; /* how an image becomes its input: inferred by cs_model_finish
+                                 (preprocess.h), replaced by a model's sidecar */
     cs_model_meta meta;
 } cs_model;
 

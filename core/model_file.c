@@ -110,17 +110,6 @@ static json_t *jshape(cs_shape s)
 
 /* The configuration fields that mean something for the node's kind (its row of the
  * layer table writes them). */
-static json_t *layer_config_json(const cs_layer *l)
-{
-    const cs_layer_ops *ops = cs_layer_ops_of(l->kind);
-    json_t *o = json_object();
-    if (o && ops->config_to_json && ops->config_to_json(l, o) != 0) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
-
 /* The names of the nodes a node reads; null for the model's input. */
 static json_t *inputs_json(const cs_model *m, const cs_layer *l)
 {
@@ -165,7 +154,7 @@ static json_t *layer_json(const cs_model *m, const cs_layer *l)
     }
     return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "name", l->name, "kind",
                      cs_layer_kind_name(l->kind), "inputs", inputs_json(m, l), "config",
-                     layer_config_json(l), "output", jshape(l->out), "params", params);
+                     cs_layer_config_json(l), "output", jshape(l->out), "params", params);
 }
 
 static json_t *meta_json(const cs_model_meta *mt)
@@ -175,9 +164,10 @@ static json_t *meta_json(const cs_model_meta *mt)
         return NULL;
     for (int i = 0; i < mt->n_history; i++) {
         const cs_epoch_record *r = &mt->history[i];
-        json_t *e = json_pack("{s:i, s:o, s:o, s:o, s:f}", "epoch", r->epoch, "loss",
+        json_t *e = json_pack("{s:i, s:o, s:o, s:o, s:o, s:f}", "epoch", r->epoch, "loss",
                               jfloat(r->loss), "accuracy", jfloat(r->accuracy), "test_accuracy",
                               r->test_accuracy >= 0 ? jfloat(r->test_accuracy) : json_null(),
+                              "test_loss", r->test_loss >= 0 ? jfloat(r->test_loss) : json_null(),
                               "seconds", isfinite(r->seconds) ? r->seconds : 0.0);
         if (!e || json_array_append_new(hist, e) != 0) {
             json_decref(hist);
@@ -645,9 +635,14 @@ static int read_meta(load_ctx *c, json_t *mj, cs_model_meta *mt)
             get_num(c, e, "test_accuracy", where, 1, -1, &tacc) ||
             get_num(c, e, "seconds", where, 0, 0, &r->seconds))
             return -1;
+        /* Files written before the test loss was recorded leave it unknown. */
+        double tloss = -1;
+        if (json_object_get(e, "test_loss") && get_num(c, e, "test_loss", where, 1, -1, &tloss))
+            return -1;
         r->loss = (float)loss;
         r->accuracy = (float)acc;
         r->test_accuracy = (float)tacc;
+        r->test_loss = tloss >= 0 ? (float)tloss : -1;
         mt->n_history = (int)i + 1;
     }
     return 0;

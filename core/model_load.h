@@ -18,7 +18,7 @@ cs_model *cs_model_load_any(const char *path, char *err, size_t errlen);
 /* The extension (".onnx", ".h5", ".hdf5", ".keras") when path names a file format
  * convscope imports, else NULL. A static string. */
 const char *cs_model_import_ext(const char *path);
-/* 1 when path names an ONNX file (.onnx): the imports the models folder serves. */
+/* 1 when path names an ONNX file (.onnx). */
 int cs_model_is_import(const char *path);
 
 #endif

@@ -1,10 +1,11 @@
 /*
  * train.c - the notebook's training loop: shuffle every epoch, mini-batches,
  * sparse categorical cross-entropy plus the l1_l2 penalties, Adam; then accuracy
- * on the test set after every epoch.
+ * and loss on the test set after every epoch.
  */
 #include "train.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "clock.h"
 #include "exec.h"
+#include "layer_ops.h"
 #include "parallel.h"
 #include "rng.h"
 
@@ -28,16 +30,18 @@ void cs_train_config_default(cs_train_config *c)
     c->init_weights = 1;
 }
 
-static void fill_batch(const cs_dataset *d, const int *idx, int n, float *x, uint8_t *y)
+/* The images as the model takes them: its own pipeline's values (px / 255 for the
+ * notebook's network; 0..255 for one that rescales the pixels itself). */
+static void fill_batch(const cs_model *m, const cs_dataset *d, const int *idx, int n, float *x, uint8_t *y)
 {
     const size_t px = (size_t)d->h * d->w;
     for (int i = 0; i < n; i++) {
-        cs_dataset_image_float(d, idx[i], x + i * px);
-        y[i] = d->labels[idx[i]];
+        cs_preprocess_pixels(&m->preprocess, d->images + (size_t)idx[i] * px, px, x + i * px);
+        if (y) y[i] = d->labels[idx[i]];
     }
 }
 
-double cs_evaluate(const cs_model *m, const cs_dataset *d, int limit)
+int cs_evaluate_loss(const cs_model *m, const cs_dataset *d, int limit, double *accuracy, double *loss)
 {
     int n = limit > 0 && limit < d->n ? limit : d->n, bs = 500, hits = 0, k = m->layers[m->n_layers - 1].out.c;
     const size_t px = (size_t)d->h * d->w;
@@ -50,27 +54,75 @@ double cs_evaluate(const cs_model *m, const cs_dataset *d, int limit)
         free(x);
         return -1;
     }
+    double xent = 0;
     for (int s = 0; s < n; s += bs) {
         int b = n - s < bs ? n - s : bs;
-        for (int i = 0; i < b; i++) cs_dataset_image_float(d, s + i, x + i * px);
-        cs_exec_forward(e, x, b, 0, NULL);
-        for (int i = 0; i < b; i++) hits += cs_argmax(e->act[m->n_layers - 1] + (size_t)i * k, k) == d->labels[s + i];
+        for (int i = 0; i < b; i++)
+            cs_preprocess_pixels(&m->preprocess, d->images + (size_t)(s + i) * px, px, x + i * px);
+        if (cs_exec_forward(e, x, b, 0, NULL) != 0) {
+            cs_exec_free(e);
+            free(x);
+            return -1;
+        }
+        for (int i = 0; i < b; i++) {
+            const float *p = e->act[m->n_layers - 1] + (size_t)i * k;
+            int label = d->labels[s + i];
+            hits += cs_argmax(p, k) == label;
+            /* As cs_exec_xent counts it in training. */
+            float pl = label < k ? p[label] : 0;
+            xent -= log(pl < 1e-7f ? 1e-7f : pl);
+        }
     }
     cs_exec_free(e);
     free(x);
-    return (double)hits / n;
+    if (accuracy) *accuracy = (double)hits / n;
+    if (loss) *loss = xent / n + cs_model_penalty(m, NULL);
+    return 0;
 }
 
-static int check_fit(const cs_model *m, const cs_dataset *d, char *err, size_t errlen)
+double cs_evaluate(const cs_model *m, const cs_dataset *d, int limit)
 {
-    if (m->input.h != d->h || m->input.w != d->w || m->input.c != 1) {
-        snprintf(err, errlen, "model input %dx%dx%d does not fit %dx%d grayscale images", m->input.h, m->input.w,
-                 m->input.c, d->h, d->w);
+    double acc;
+    return cs_evaluate_loss(m, d, limit, &acc, NULL) == 0 ? acc : -1;
+}
+
+/* A softmax on top: fused into a conv or dense node, or a Softmax node of its own. */
+static int softmax_top(const cs_model *m)
+{
+    const cs_layer *top = &m->layers[m->n_layers - 1];
+    return top->kind == CS_SOFTMAX ||
+           ((top->kind == CS_DENSE || top->kind == CS_CONV2D) && top->cfg.activation == CS_ACT_SOFTMAX);
+}
+
+int cs_train_check(const cs_model *m, const cs_dataset *d, char *err, size_t errlen)
+{
+    int h = d ? d->h : 28, w = d ? d->w : 28;
+    const cs_layer *top = &m->layers[m->n_layers - 1];
+    if (m->n_extra_inputs) {
+        snprintf(err, errlen, "the model takes %d inputs; training feeds one image", m->n_extra_inputs + 1);
         return -1;
     }
-    const cs_layer *top = &m->layers[m->n_layers - 1];
-    if (top->kind != CS_DENSE || top->cfg.activation != CS_ACT_SOFTMAX || top->out.c < 10) {
+    if (m->input.h != h || m->input.w != w || m->input.c != 1) {
+        snprintf(err, errlen, "model input %dx%dx%d does not fit the %dx%d grayscale training images", m->input.h,
+                 m->input.w, m->input.c, h, w);
+        return -1;
+    }
+    if (!softmax_top(m) || top->out.h != 1 || top->out.w != 1 || top->out.c < 10) {
         snprintf(err, errlen, "the model must end in a softmax over at least 10 classes to train");
+        return -1;
+    }
+    if (m->preprocess.color != CS_COLOR_GRAY) {
+        snprintf(err, errlen, "the model's preprocessing is not gray");
+        return -1;
+    }
+    for (int i = 0; i < m->n_layers; i++)
+        if (!cs_layer_ops_of(m->layers[i].kind)->backward) {
+            snprintf(err, errlen, "node '%s' (%s) has no backward pass", m->layers[i].name,
+                     cs_layer_kind_name(m->layers[i].kind));
+            return -1;
+        }
+    if (cs_model_param_count(m) == 0) {
+        snprintf(err, errlen, "the model has no parameters to train");
         return -1;
     }
     return 0;
@@ -88,7 +140,7 @@ static int append_history(cs_model *m, const cs_epoch_record *r)
 int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const cs_train_config *cfg,
              cs_progress_fn progress, void *user, atomic_int *cancel, char *err, size_t errlen)
 {
-    if (check_fit(m, train, err, errlen) != 0) return -1;
+    if (cs_train_check(m, train, err, errlen) != 0) return -1;
     cs_flush_denormals();
     if (cfg->epochs < 1 || cfg->batch_size < 1 || !(cfg->learning_rate > 0)) {
         snprintf(err, errlen, "epochs, batch size and learning rate must be positive");
@@ -137,7 +189,7 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
                 goto done;
             }
             int s = b * bs, cnt = n - s < bs ? n - s : bs, correct = 0;
-            fill_batch(train, idx + s, cnt, x, y);
+            fill_batch(m, train, idx + s, cnt, x, y);
             if (cs_exec_forward(e, x, cnt, 1, m) != 0) {
                 snprintf(err, errlen, "out of memory");
                 goto done;
@@ -161,8 +213,13 @@ int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const
             }
         }
         /* seconds is the training time of the epoch; the test pass is not in it. */
-        cs_epoch_record r = {epoch, (float)(loss_sum / seen), (float)hits / seen, -1, cs_now() - epoch_start};
-        if (test) r.test_accuracy = (float)cs_evaluate(m, test, cfg->test_limit);
+        cs_epoch_record r = {.epoch = epoch, .loss = (float)(loss_sum / seen), .accuracy = (float)hits / seen,
+                             .test_accuracy = -1, .seconds = cs_now() - epoch_start, .test_loss = -1};
+        double tacc, tloss;
+        if (test && cs_evaluate_loss(m, test, cfg->test_limit, &tacc, &tloss) == 0) {
+            r.test_accuracy = (float)tacc;
+            r.test_loss = isfinite(tloss) ? (float)tloss : -1;
+        }
         if (append_history(m, &r) != 0) {
             snprintf(err, errlen, "out of memory");
             goto done;

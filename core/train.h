@@ -36,14 +36,28 @@ typedef void (*cs_progress_fn)(const cs_progress *p, const cs_epoch_record *fini
 
 /* Trains m in place. cancel (may be NULL) is checked between batches; when set the
  * function returns 1 and the model holds the weights of the last finished batch.
- * Returns 0 on success, 1 cancelled, -1 error (err set). Fills m->meta (history,
- * test accuracy, trained_at, hyper-parameters). */
+ * Returns 0 on success, 1 cancelled, -1 error (err set). Fills m->meta (history with
+ * each epoch's test accuracy and test loss, test accuracy, trained_at,
+ * hyper-parameters). */
 int cs_train(cs_model *m, const cs_dataset *train, const cs_dataset *test, const cs_train_config *cfg,
              cs_progress_fn progress, void *user, atomic_int *cancel, char *err, size_t errlen);
+
+/* 0 when cs_train can train m on d (NULL: Fashion-MNIST's 28x28): one input of the
+ * images' size and one gray channel, a softmax over at least 10 classes on top (fused
+ * into the last node or a Softmax node: the loss is the cross-entropy of the logits
+ * under it), a backward pass for every node and parameters to train. -1 with the
+ * reason in err. The images are fed through the model's own pipeline's values
+ * (cs_preprocess_pixels). */
+int cs_train_check(const cs_model *m, const cs_dataset *d, char *err, size_t errlen);
 
 /* Accuracy on the first `limit` images (0: all); -1 when out of memory or when the
  * model does not take the data set's images or has fewer classes than it. */
 double cs_evaluate(const cs_model *m, const cs_dataset *d, int limit);
+/* The same pass, with the loss as training counts it (Keras' val_loss): the mean
+ * cross-entropy of the last layer's probabilities (clipped below at 1e-7) plus the
+ * model's l1_l2 penalty. Fills *accuracy and *loss (either may be NULL); 0, or -1
+ * as cs_evaluate (nothing filled). Reads m only: safe beside other readers. */
+int cs_evaluate_loss(const cs_model *m, const cs_dataset *d, int limit, double *accuracy, double *loss);
 
 /* Adam state over a model's trainable parameters (Keras update rule). */
 typedef struct {

@@ -42,6 +42,8 @@ static const opt_spec specs[] = {
      "HTTP worker threads (0: one per CPU the process may use: quota, affinity)"},
     {"max-upload", "CONVSCOPE_MAX_UPLOAD", OPT_INT, "16777216", 1024, 1L << 34, S(max_upload),
      "largest request body in bytes (413 beyond)"},
+    {"max-model-upload", "CONVSCOPE_MAX_MODEL_UPLOAD", OPT_INT, "134217728", 1024, 1L << 34, S(max_model_upload),
+     "largest model file uploaded to POST /v1/models, in bytes (413 beyond; at most --upload-budget)"},
     {"max-pixels", "CONVSCOPE_MAX_PIXELS", OPT_INT, "16777216", 1, 1L << 32, S(max_pixels),
      "largest image (width x height) accepted (422 beyond)"},
     {"token", "CONVSCOPE_TOKEN", OPT_STR, "", 0, 0, S(token),
@@ -90,6 +92,8 @@ static const opt_spec specs[] = {
      "bytes request bodies may hold at once, reserved from Content-Length before reading; more get 503 at once"},
     {"max-per-ip", "CONVSCOPE_MAX_PER_IP", OPT_INT, "128", 0, 100000, S(max_per_ip),
      "open connections from one client address; more are refused at once (0: no limit)"},
+    {"keep-versions", "CONVSCOPE_KEEP_VERSIONS", OPT_INT, "5", 1, 1000, S(keep_versions),
+     "versions of a trainable model kept in the models folder (fmnist.versions/) to roll back to"},
 
     /* What one request may make the service decode, and who may reach it. The models
      * take at most 224x224 inputs: a 4096x4096 photo is plenty, and a request holds one
@@ -213,6 +217,8 @@ int cs_config_load(cs_config *cfg, int argc, char **argv)
                         "largest bodies could never be taken\n", cfg->upload_budget, cfg->max_upload);
         return -1;
     }
+    /* A model file is a body like any other: never more than the budget can take. */
+    if (cfg->max_model_upload > cfg->upload_budget) cfg->max_model_upload = cfg->upload_budget;
     return 0;
 }
 

@@ -13,6 +13,7 @@ typedef struct cs_config {
     char data[1024];          /* Fashion-MNIST IDX files */
     long threads;             /* HTTP worker threads; 0 = number of cores */
     long max_upload;          /* bytes of one request body */
+    long max_model_upload;    /* bytes of one model upload */
     long max_pixels;          /* width * height of one decoded image */
     char token[256];          /* bearer token for state-changing calls; "" = none */
     char vgg16_weights[1024]; /* explicit weights file */
@@ -39,6 +40,7 @@ typedef struct cs_config {
     long max_uploads;         /* request bodies arriving at once; more get 503 */
     long upload_budget;       /* bytes held by request bodies at once; more get 503 */
     long max_per_ip;          /* connections from one address; 0 = no limit */
+    long keep_versions;       /* versions of a trainable model kept in the models folder */
 
     /* What one request may make the service decode, and who may reach it. */
     long max_request_pixels;  /* width * height summed over the images of one request */

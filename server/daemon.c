@@ -92,6 +92,7 @@ typedef struct {
     int chunked, stores;
     int status_early; /* an error decided while the body streamed in */
     size_t discarded;
+    size_t limit; /* the largest body the route takes */
     cs_upload *upload;
     /* Headers and query arguments, taken once: a worker reads them while the
      * connection's thread may be serving other connections. They point into the
@@ -206,7 +207,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, request_state *st, i
         break;
     case 413:
         cs_reply_error(&rep, 413, "payload_too_large", "the body is larger than the limit of %zu bytes",
-                       cs_api.max_upload);
+                       st->limit ? st->limit : cs_api.max_upload);
         break;
     case 429:
         cs_reply_error(&rep, 429, "too_many_requests", "the service is answering %d requests already; try again",
@@ -287,9 +288,10 @@ static enum MHD_Result on_head(cs_daemon *d, struct MHD_Connection *c, request_s
     if (!probe && cs_metrics_in_flight_now() >= d->max_in_flight) return send_error(c, st, 429, NULL);
     const char *cl = header_lookup(st, MHD_HTTP_HEADER_CONTENT_LENGTH);
     unsigned long long length = cl ? strtoull(cl, NULL, 10) : 0;
-    if (length > d->max_upload) return send_error(c, st, 413, NULL);
+    st->limit = cs_api_body_limit(st->route);
+    if (length > st->limit) return send_error(c, st, 413, NULL);
     st->chunked = header_lookup(st, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
-    st->stores = (st->route->flags & (CS_ROUTE_UPLOAD | CS_ROUTE_JSON)) != 0;
+    st->stores = (st->route->flags & (CS_ROUTE_UPLOAD | CS_ROUTE_JSON | CS_ROUTE_MODEL)) != 0;
     if (length || st->chunked) {
         /* A body is coming: it takes an upload place (and, when it is kept, its bytes
          * from the budget), so it is held to the minimum rate. */
@@ -307,14 +309,15 @@ static enum MHD_Result on_head(cs_daemon *d, struct MHD_Connection *c, request_s
     }
     if (st->stores) {
         const char *ct = header_lookup(st, MHD_HTTP_HEADER_CONTENT_TYPE);
-        st->upload = cs_upload_new(c, ct, d->max_upload, (st->route->flags & CS_ROUTE_UPLOAD) != 0,
-                                   st->chunked ? 0 : (size_t)length);
+        /* A model upload keeps every part of its form; an image route its images. */
+        int forms = (st->route->flags & CS_ROUTE_MODEL) ? 2 : (st->route->flags & CS_ROUTE_UPLOAD) != 0;
+        st->upload = cs_upload_new(c, ct, st->limit, forms, st->chunked ? 0 : (size_t)length);
         if (!st->upload) return MHD_NO;
     }
     return MHD_YES;
 }
 
-static enum MHD_Result on_chunk(cs_daemon *d, request_state *st, const char *data, size_t n)
+static enum MHD_Result on_chunk(request_state *st, const char *data, size_t n)
 {
     int grow = st->chunked && st->upload && !st->status_early;
     cs_guard_result r = cs_guard_body(st->gc, n, grow);
@@ -330,10 +333,10 @@ static enum MHD_Result on_chunk(cs_daemon *d, request_state *st, const char *dat
          * queue a reply in the middle of a body: what is past the limit is dropped
          * unread into memory, and a body that goes on far beyond it loses its
          * connection rather than keep us reading. */
-        return st->discarded > 2 * d->max_upload + (1u << 20) ? MHD_NO : MHD_YES;
+        return st->discarded > 2 * st->limit + (1u << 20) ? MHD_NO : MHD_YES;
     }
     if (st->upload) st->status_early = cs_upload_feed(st->upload, data, n);
-    else if (st->discarded > d->max_upload) st->status_early = 413;
+    else if (st->discarded > st->limit) st->status_early = 413;
     return MHD_YES;
 }
 
@@ -439,7 +442,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        return on_chunk(d, st, upload_data, n);
+        return on_chunk(st, upload_data, n);
     }
     if (st->ph == PH_QUEUED) return send_reply(c, st, &st->reply); /* resumed by its worker */
     return on_complete_body(d, c, st);

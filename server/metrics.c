@@ -262,6 +262,7 @@ char *cs_metrics_text(size_t *len)
             "# TYPE convscope_model_version gauge\n");
     for (int i = 0; i < cs_registry_count(); i++) {
         cs_served_model *s = cs_registry_at(i);
+        if (!s) continue; /* removed */
         char reason[8];
         int version, training;
         cs_served_state(s, reason, sizeof reason, &version, &training);
@@ -271,6 +272,7 @@ char *cs_metrics_text(size_t *len)
             "# TYPE convscope_model_ready gauge\n");
     for (int i = 0; i < cs_registry_count(); i++) {
         cs_served_model *s = cs_registry_at(i);
+        if (!s) continue; /* removed */
         char reason[8];
         int version, training;
         cs_model_state st = cs_served_state(s, reason, sizeof reason, &version, &training);

@@ -118,6 +118,7 @@ int cs_serve_main(int argc, char **argv)
 
     cs_api.token = cfg.token;
     cs_api.max_upload = (size_t)cfg.max_upload;
+    cs_api.max_model_upload = (size_t)cfg.max_model_upload;
     cs_api.max_pixels = cfg.max_pixels;
     cs_api.max_request_pixels = cfg.max_request_pixels;
     cs_api.decode_seconds = (double)cfg.decode_seconds;
@@ -142,7 +143,7 @@ int cs_serve_main(int argc, char **argv)
 
     /* Passes run only on the compute workers: one execution context each is enough. */
     cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, (int)cfg.vgg16,
-                                 (int)cfg.workers};
+                                 (int)cfg.workers, (int)cfg.keep_versions};
     char err[600];
     if (cs_api_start(&models, err, sizeof err) != 0) {
         cs_log_info("cannot start: %s", err);
@@ -150,6 +151,7 @@ int cs_serve_main(int argc, char **argv)
     }
     for (int i = 0; i < cs_registry_count(); i++) {
         cs_served_model *s = cs_registry_at(i);
+        if (!s) continue; /* removed */
         char reason[512];
         int version, training;
         cs_model_state st = cs_served_state(s, reason, sizeof reason, &version, &training);

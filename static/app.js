@@ -6,13 +6,19 @@ import { initModels } from './models.js';
 import { initInput } from './input.js';
 import { initPredict } from './predict.js';
 import { initGradcam } from './gradcam.js';
+import { initExplain } from './explain.js';
 import { initLegend } from './legend.js';
 import { initCompare } from './compare.js';
 import { initNetwork } from './network.js';
+import { initGraph } from './graph.js';
+import { initAddModel } from './addmodel.js';
 import { initChannels } from './channels.js';
 import { initDetails } from './details.js';
+import { initLayerBars } from './layerbars.js';
+import { initWeights } from './weights.js';
 import { initOutputs } from './outputs.js';
 import { initTrain } from './train.js';
+import { initInsight } from './insight.js';
 import { initUrl, readView } from './url.js';
 import { getJSON } from './api.js';
 import { state, on, reportBug } from './store.js';
@@ -36,15 +42,30 @@ async function main() {
   // Panels subscribe before the first model event so none misses it.
   initPredict();
   const gradcam = initGradcam();
+  initExplain();
   initLegend();
   const network = initNetwork();
+  initGraph({ network });
   initChannels();
   initDetails();
+  initLayerBars();
+  initWeights();
   initOutputs();
   initCompare();
   const models = initModels();
+  initAddModel({ models });
   const input = initInput();
   initTrain({ onNewVersion: () => models.refresh({ quiet: true }) });
+  initInsight({
+    // A test image picked in a view of the whole set becomes the image analysed above.
+    analyse: async (index) => {
+      const sel = input.dataset.selected;
+      if (!sel || sel.split !== 'test') await input.dataset.setSplit('test');
+      await input.dataset.goto(index);
+      document.getElementById('explore').scrollIntoView({ behavior: 'smooth' });
+    },
+    onNewVersion: () => models.refresh({ quiet: true }),
+  });
   const url = initUrl({ network, gradcam });
   const view = readView();
   try { state.dataset = await getJSON('v1/datasets/fashion-mnist'); } catch { /* the class names have a default */ }

@@ -1,6 +1,9 @@
 // channels.js - the chosen layer's channels: its feature maps for the current image and,
 // for a convolution, the filters it learned, a page of 64 at a time (VGG16 has 512), with
-// the scale each grid is drawn on. Filters of a first layer that reads an RGB picture
+// the scale each grid is drawn on. The maps come each on its own scale or all on the
+// layer's one scale (the API's norm=layer, with the range in the legend), in channel
+// order or strongest first (order=mean|max; the activations answer names the channels
+// in that order), and the pointer reads a map's channel, mean and maximum. Filters of a first layer that reads an RGB picture
 // can be shown in colour (the three input channels' grids, drawn on one shared scale,
 // laid over each other as red, green and blue); the weights' scale is over the whole
 // layer or per filter (the API's norm). Either grid opens tile by tile in the lightbox.
@@ -15,6 +18,7 @@ import { initLightbox, tileGeometry, tileAt } from './lightbox.js';
 import { legend, GRAY } from './legend.js';
 import { inputShape } from './modelinfo.js';
 import { shapeText } from './network.js';
+import { activations, num } from './values.js';
 
 const PAGE = 64;
 const GAP = 2;
@@ -91,10 +95,16 @@ export function initChannels() {
   const fltImg = $('flt-img'), fltBox = $('flt-box'), fltErr = $('flt-error'), fltEmpty = $('flt-empty'), fltNote = $('flt-note');
   const chanWrap = $('flt-channel-wrap'), chanIn = $('flt-channel'), rgbWrap = $('flt-rgb-wrap'), rgbIn = $('flt-rgb');
   const normSel = $('flt-norm'), fmLegend = $('fm-legend'), fltLegend = $('flt-legend');
+  const fmNormSel = $('fm-norm'), fmOrderSel = $('fm-order'), fmView = $('fm-view');
   const lightbox = initLightbox();
   const fltSignal = latest();
   const fmPager = pager('fm', () => loadMaps()), fltPager = pager('flt', () => loadFilters());
   let layer = null, fmGeo = null, fltGeo = null;
+  // What the shown maps were computed for, and the numbers behind them once known:
+  // fmShown = {model, version, layer, input, order, data (activations answer) | null}.
+  let fmShown = null;
+  // The channel of the i-th map of the grid (0-based over all pages).
+  const channelAt = (i) => (fmShown && fmShown.data && fmShown.data.order ? fmShown.data.order[i] : i);
 
   // The filter grid can be coloured when the layer reads the RGB picture itself.
   const rgbAble = (l) => !!(l && l.filters && l.filters.channels === 3 && inputShape().c === 3 &&
@@ -110,6 +120,7 @@ export function initChannels() {
     fmNote.textContent = '';
     fmLegend.hidden = true;
     $('fm-pager').hidden = true;
+    fmShown = null;
   }
 
   function onLayer(l) {
@@ -150,10 +161,13 @@ export function initChannels() {
     if (!l || !input || !model) return;
     const s = l.output_shape || [];
     if (!l.spatial || s.length !== 4 || s[1] < 2 || s[2] < 2) {
-      clearMaps(`${l.name} gives ${int(s[s.length - 1] || 0)} numbers, not maps: feature maps exist only before the flatten or pooling to 1×1. Its values are drawn as bars below.`, input);
+      clearMaps(`${l.name} gives ${int(s[s.length - 1] || 0)} numbers, not maps: feature maps exist only before the flatten or pooling to 1×1. Its values are drawn as bars instead.`, input);
+      // Its values as bars take this place (layerbars.js).
+      fmView.hidden = true;
       showError(fmErr, null);
       return;
     }
+    fmView.hidden = false;
     if (input.empty) { clearMaps('The canvas is empty: draw something to see the maps.', input); return; }
     fmBox.hidden = false;
     fmEmpty.hidden = true;
@@ -164,17 +178,43 @@ export function initChannels() {
     const onPage = upto - page * PAGE;
     // Sixteen columns keep 64 small maps to a readable height on a wide screen.
     const cols = onPage > 32 && fmBox.clientWidth >= 560 ? 16 : 8;
+    const norm = fmNormSel.value, order = fmOrderSel.value, version = state.summary && state.summary.version;
     setBusy(fmBox, true);
     try {
-      const res = await postImage(`v1/models/${encodeURIComponent(model.name)}/layers/${encodeURIComponent(l.name)}/feature-maps.png`, input, { count: upto, cols });
+      const query = { count: upto, cols };
+      if (norm !== 'map') query.norm = norm;
+      if (order !== 'index') query.order = order;
+      // In another order the tiles are named from the activations answer's `order`.
+      const [res, data] = await Promise.all([
+        postImage(`v1/models/${encodeURIComponent(model.name)}/layers/${encodeURIComponent(l.name)}/feature-maps.png`, input, query),
+        order !== 'index' ? activations(model, version, l.name, input, order) : null,
+      ]);
+      const lo = Number(res.headers.get('X-Scale-Min')), hi = Number(res.headers.get('X-Scale-Max'));
       const { blob, count } = await pageOf(res, cols, upto, page);
       if (l !== layer || model !== state.model || !stillCurrent(input)) return;
       await setImageBlob(fmImg, blob);
+      fmShown = { model, version, layer: l.name, input, order, data };
       fmGeo = tileGeometry(fmImg, cols, count);
       fmGeo && (fmGeo.first = page * PAGE);
-      fmImg.alt = `${count} feature maps of ${l.name} (channels ${page * PAGE} to ${page * PAGE + count - 1}) for the current image`;
-      fmNote.textContent = channels <= PAGE ? `all ${channels} channels, ${s[1]}×${s[2]} each` : `channels ${page * PAGE}–${page * PAGE + count - 1} of ${channels}, ${s[1]}×${s[2]} each`;
-      legend(fmLegend, { gradient: GRAY, low: 'its min', high: 'its max', note: 'Each map is scaled to its own range, as imshow does: brightness compares places within one map, not one map with another.' });
+      const first = page * PAGE, lastI = first + count - 1;
+      const by = order === 'mean' ? 'mean activation' : 'strongest peak';
+      fmImg.alt = order === 'index'
+        ? `${count} feature maps of ${l.name} (channels ${first} to ${lastI}) for the current image`
+        : `${count} feature maps of ${l.name} by ${by}, ranks ${first + 1} to ${lastI + 1}, for the current image`;
+      fmNote.textContent = order === 'index'
+        ? (channels <= PAGE ? `all ${channels} channels, ${s[1]}×${s[2]} each` : `channels ${first}–${lastI} of ${channels}, ${s[1]}×${s[2]} each`)
+        : `${channels <= PAGE ? `all ${channels} channels` : `ranks ${first + 1}–${lastI + 1} of ${channels} channels`} by ${by}, strongest first, ${s[1]}×${s[2]} each`;
+      fmBox.dataset.order = order;
+      fmBox.dataset.norm = norm;
+      if (norm === 'layer' && Number.isFinite(lo) && Number.isFinite(hi)) {
+        legend(fmLegend, { gradient: GRAY, low: num(lo), high: num(hi), note: `One scale for every map of the layer: black is its lowest value for this image, white its highest, so a brighter map responds more strongly than a darker one.` });
+        fmLegend.dataset.low = String(lo);
+        fmLegend.dataset.high = String(hi);
+      } else {
+        legend(fmLegend, { gradient: GRAY, low: 'its min', high: 'its max', note: 'Each map is scaled to its own range, as imshow does: brightness compares places within one map, not one map with another.' });
+        delete fmLegend.dataset.low;
+        delete fmLegend.dataset.high;
+      }
       fmPager.show();
       fmBox.classList.add('has-image');
       fmBox.dataset.input = String(input.id);
@@ -257,23 +297,52 @@ export function initChannels() {
       img, geo, index, first: geo ? geo.first || 0 : 0,
       total: kind === 'map' ? s[3] : l.filters ? l.filters.count : undefined,
       name: `${l.name} · ${kind === 'map' ? 'channel' : 'filter'}`,
+      label: kind === 'map' ? channelAt : undefined,
       describe: (i) => (kind === 'filter'
         ? `Filter ${i} of ${l.name} (${rgbAble(l) && rgbIn.checked ? 'in colour' : `input channel ${chanIn.value}`}). Light weights add, dark ones subtract.`
-        : `Channel ${i} of ${l.name} (${shapeText(s.slice(1, 3))}): where in the image this channel responds. Use ← and → to step through.`),
+        : `Channel ${channelAt(i)} of ${l.name} (${shapeText(s.slice(1, 3))}): where in the image this channel responds.${statsText(channelAt(i))} Use ← and → to step through.`),
     });
   }
 
-  // The tile under the pointer is named, so a map can be found again in the lightbox.
-  function hover(img, geoOf, kind, out) {
+  // A channel's numbers for the current image, once the activations answer is here.
+  function statsText(ch) {
+    const d = fmShown && fmShown.data;
+    if (!d || !d.channels) return '';
+    return ` Mean ${num(d.channels.mean[ch])}, max ${num(d.channels.max[ch])}, min ${num(d.channels.min[ch])}.`;
+  }
+
+  // The numbers behind the shown maps, asked for once, when the pointer first comes.
+  async function ensureStats() {
+    const shown = fmShown;
+    if (!shown || shown.data || shown.asked) return;
+    shown.asked = true;
+    try {
+      const data = await activations(shown.model, shown.version, shown.layer, shown.input, shown.order);
+      if (fmShown === shown) shown.data = data;
+    } catch { /* the names alone still help */ }
+  }
+
+  // The tile under the pointer is named, so a map can be found again in the lightbox; a
+  // map also says its channel's mean and maximum.
+  function hover(img, geoOf, out, name) {
     img.addEventListener('pointermove', (e) => {
       const geo = geoOf();
       if (!geo) return;
-      out.textContent = `${kind} ${(geo.first || 0) + tileAt(img, geo, e.clientX, e.clientY)}`;
+      const i = (geo.first || 0) + tileAt(img, geo, e.clientX, e.clientY);
+      out.textContent = name(i);
+      out.dataset.index = String(i);
     });
-    img.addEventListener('pointerleave', () => { out.textContent = ''; });
+    img.addEventListener('pointerleave', () => { out.textContent = ''; delete out.dataset.index; });
   }
-  hover(fmImg, () => fmGeo, 'channel', $('fm-hover'));
-  hover(fltImg, () => fltGeo, 'filter', $('flt-hover'));
+  hover(fmImg, () => fmGeo, $('fm-hover'), (i) => {
+    const ch = channelAt(i), d = fmShown && fmShown.data;
+    if (!d) ensureStats().then(() => {
+      const out = $('fm-hover');
+      if (out.dataset.index === String(i) && fmShown && fmShown.data) out.textContent = `channel ${ch} · mean ${num(fmShown.data.channels.mean[ch])} · max ${num(fmShown.data.channels.max[ch])}`;
+    });
+    return d ? `channel ${ch} · mean ${num(d.channels.mean[ch])} · max ${num(d.channels.max[ch])}` : `channel ${ch}`;
+  });
+  hover(fltImg, () => fltGeo, $('flt-hover'), (i) => `filter ${i}`);
 
   fmImg.addEventListener('click', (e) => enlarge(fmImg, fmGeo, 'map', e));
   fltImg.addEventListener('click', (e) => enlarge(fltImg, fltGeo, 'filter', e));
@@ -286,6 +355,8 @@ export function initChannels() {
   chanIn.addEventListener('blur', clampChannel);
   rgbIn.addEventListener('change', () => { chanWrap.hidden = rgbIn.checked || !(layer && layer.filters && layer.filters.channels > 1); loadFilters(); });
   normSel.addEventListener('change', loadFilters);
+  fmNormSel.addEventListener('change', () => loadMaps());
+  fmOrderSel.addEventListener('change', () => loadMaps());
 
   on('layer', onLayer);
   on('input', loadMaps);

@@ -1,9 +1,9 @@
 // details.js - the chosen layer's details, as Netron lists a node's: its kind and what it
 // does, the nodes it reads (a graph with branches reads more than one), its input and
-// output shapes, kernel, stride and padding, its weight tensors' shapes and its
-// parameter count. The summary the API gives has the shapes and, for a convolution, the
-// kernel size and filter count; stride and padding follow from the shapes (and are
-// marked as inferred), the weight shapes from the parameter count.
+// output shapes, its settings (kernel, stride, padding, dilation, a slope, a rate, ...)
+// as the summary's `config` gives them for every kind, its weight tensors' shapes from
+// the summary's `weights`, and its parameter count. Settings the page has no words for
+// are listed under their own names, so nothing the model file keeps is hidden.
 
 import { state, on } from './store.js';
 import { $, el, int } from './ui.js';
@@ -45,14 +45,88 @@ function shapeOf(name) {
   return n ? n.output_shape : null;
 }
 
-// Stride and padding of a window over (h, w) from the input and output sizes: the
-// combination of Keras' "valid" or "same" that gives exactly this output.
-function windowOf(inH, outH, k) {
-  for (let s = 1; s <= Math.max(1, inH); s++) {
-    if (Math.ceil(inH / s) === outH) return { stride: s, padding: outH === Math.floor((inH - k) / s) + 1 ? 'valid (no border needed)' : 'same (zeros around the border)' };
-    if (Math.floor((inH - k) / s) + 1 === outH) return { stride: s, padding: 'valid (no border)' };
+// "3×3" from Keras' n or [h, w].
+const hw = (v) => (Array.isArray(v) ? (v.length === 2 ? `${v[0]}×${v[1]}` : v.join('×')) : `${v}×${v}`);
+const isOne = (v) => (Array.isArray(v) ? v.every((x) => x === 1) : v === 1);
+
+function paddingText(c, window) {
+  if (Array.isArray(c.pads)) {
+    const [t, l, b, r] = c.pads;
+    return `explicit: top ${t}, left ${l}, bottom ${b}, right ${r}`;
   }
-  return null;
+  if (c.padding === 'same') return 'same (zeros around the border: the output is the input divided by the stride, rounded up)';
+  if (c.padding === 'valid' || (window && c.padding === undefined)) return 'valid (no border: the window stays inside the input)';
+  return c.padding === undefined ? null : String(c.padding);
+}
+
+// The rows for a node's settings; `used` collects the config keys they cover.
+function settingRows(l, row, used) {
+  const c = l.config || {};
+  const items = [];
+  const take = (...keys) => keys.forEach((k) => used.add(k));
+  const f = l.filters;
+  if (c.kernel_size !== undefined) {
+    take('kernel_size');
+    const chans = f ? f.channels : null;
+    items.push(...row('Kernel', hw(c.kernel_size), chans ? `over ${chans} input channel${chans > 1 ? 's' : ''}` : ''));
+  }
+  if (c.filters !== undefined) { take('filters'); items.push(...row('Filters', int(c.filters))); }
+  if (c.units !== undefined) { take('units'); items.push(...row('Units', int(c.units))); }
+  if (c.depth_multiplier !== undefined) { take('depth_multiplier'); items.push(...row('Depth multiplier', String(c.depth_multiplier))); }
+  if (c.pool_size !== undefined) { take('pool_size'); items.push(...row('Window', hw(c.pool_size))); }
+  const windowed = c.kernel_size !== undefined || c.pool_size !== undefined;
+  if (windowed) {
+    take('strides', 'padding', 'pads');
+    // A pool's stride is its window unless the file says otherwise (Keras' default).
+    const stride = c.strides !== undefined ? c.strides : c.pool_size !== undefined ? c.pool_size : 1;
+    items.push(...row('Stride', hw(stride), c.strides === undefined && c.pool_size !== undefined ? '(the window: Keras\' default)' : ''));
+    const pad = paddingText(c, true);
+    if (pad) items.push(...row('Padding', pad));
+  }
+  for (const k of ['dilation_rate', 'dilation']) {
+    if (c[k] !== undefined) { take(k); items.push(...row('Dilation', hw(c[k]), isOne(c[k]) ? '' : '(gaps between the window\'s taps)')); }
+  }
+  if (c.groups !== undefined) { take('groups'); items.push(...row('Groups', String(c.groups))); }
+  if (c.ceil_mode !== undefined) { take('ceil_mode'); items.push(...row('Ceil mode', c.ceil_mode ? 'a last partial window counts' : 'off')); }
+  if (c.count_include_pad !== undefined) { take('count_include_pad'); items.push(...row('Padding in the mean', c.count_include_pad ? 'counted' : 'left out')); }
+  if (l.type === 'LeakyReLU' && c.alpha !== undefined) {
+    take('alpha');
+    items.push(...row('Slope', String(c.alpha), 'for negative values'));
+  }
+  if (c.activation !== undefined) {
+    take('activation');
+    if (l.type === 'Activation') {
+      const consts = Object.entries(c).filter(([k]) => !['activation'].includes(k));
+      consts.forEach(([k]) => used.add(k));
+      items.push(...row('Function', String(c.activation), consts.map(([k, v]) => `${k} ${v}`).join(', ')));
+    } else {
+      items.push(...row('Activation', String(c.activation), c.activation === 'linear' ? '(none: the scores go on as they are)' : '(applied inside the layer)'));
+    }
+  }
+  if (c.rate !== undefined) { take('rate'); items.push(...row('Rate', `${c.rate}`, `(${Math.round(c.rate * 1000) / 10} % of the values dropped while training)`)); }
+  if (c.momentum !== undefined) { take('momentum'); items.push(...row('Momentum', String(c.momentum), '(of the moving averages)')); }
+  if (c.epsilon !== undefined) { take('epsilon'); items.push(...row('Epsilon', String(c.epsilon))); }
+  if (c.scale !== undefined || c.offset !== undefined) {
+    take('scale', 'offset');
+    items.push(...row('Rescaling', `x × ${c.scale ?? 1} + ${c.offset ?? 0}`));
+  }
+  if (l.type === 'ZeroPadding2D' && c.padding !== undefined) {
+    take('padding', 'value');
+    const p = c.padding;
+    const text = Array.isArray(p) && Array.isArray(p[0]) ? `top ${p[0][0]}, bottom ${p[0][1]}, left ${p[1][0]}, right ${p[1][1]}` : JSON.stringify(p);
+    items.push(...row('Padding', text, c.value ? `(filled with ${c.value})` : ''));
+  }
+  if (c.axis !== undefined) { take('axis'); items.push(...row('Axis', 'the channels')); }
+  if (c.l1 || c.l2) {
+    items.push(...row('Regulariser', `l1 ${c.l1}, l2 ${c.l2}`, 'on the kernel'));
+  }
+  take('l1', 'l2');
+  take('kernel_initializer');
+  // How fresh weights are drawn matters only to a model the service can train.
+  if (c.kernel_initializer !== undefined && state.model && state.model.trainable) {
+    items.push(...row('Initialiser', String(c.kernel_initializer), 'when trained from scratch'));
+  }
+  return items;
 }
 
 export function initDetails() {
@@ -73,37 +147,16 @@ export function initDetails() {
       ins.length > 1 ? '(branches join here)' : ''));
     if (inShape) items.push(...row('Input shape', shapeText(inShape)));
     items.push(...row('Output shape', shapeText(out)));
-    const f = l.filters;
-    const spatialIO = inShape && inShape.length === 4 && out.length === 4;
-    if (f) {
-      items.push(...row('Kernel', `${f.size}×${f.size}`, `over ${f.channels} input channel${f.channels > 1 ? 's' : ''}`));
-      const w = f.size * f.size * f.channels * f.count;
-      const dw = l.type === 'DepthwiseConv2D';
-      const weights = dw ? f.size * f.size * f.channels * (f.count / Math.max(1, f.channels)) : w;
-      const bias = l.params - weights;
-      items.push(...row('Weights', dw
-        ? `kernel ${f.size}×${f.size}×${f.channels}×${Math.max(1, f.count / Math.max(1, f.channels))}`
-        : `kernel ${f.size}×${f.size}×${f.channels}×${f.count}${bias === f.count ? `, bias ${f.count}` : bias > 0 ? `, ${int(bias)} more` : ''}`));
+    const used = new Set();
+    items.push(...settingRows(l, row, used));
+    // Whatever else the model file keeps for this kind, under its own name.
+    for (const [k, v] of Object.entries(l.config || {})) {
+      if (!used.has(k)) items.push(...row(k, typeof v === 'object' ? JSON.stringify(v) : String(v)));
     }
-    if (spatialIO && (f || /Pool/.test(l.type)) && !/Global/.test(l.type)) {
-      const k = f ? f.size : Math.max(1, Math.round(inShape[1] / Math.max(1, out[1])));
-      const win = windowOf(inShape[1], out[1], k);
-      if (win) {
-        items.push(...row('Stride', String(win.stride), '(inferred from the shapes)'));
-        items.push(...row('Padding', win.padding, '(inferred from the shapes)'));
-      }
-      if (!f) items.push(...row('Window', `${k}×${k}`, '(inferred from the shapes)'));
-    }
-    if (l.type === 'Dense' && inShape) {
-      const units = out[out.length - 1];
-      const n = inShape.slice(1).filter((d) => d !== null).reduce((a, b) => a * b, 1);
-      const bias = l.params - n * units;
-      items.push(...row('Weights', `kernel ${n}×${units}${bias === units ? `, bias ${units}` : ''}`));
-    }
-    if (l.type === 'LeakyReLU') items.push(...row('Slope', state.model && state.model.name === 'fmnist' ? '0.3 (Keras\' default)' : 'not reported by the API'));
-    if (l.type === 'BatchNormalization') {
-      const c = out[out.length - 1];
-      items.push(...row('Weights', `gamma ${c}, beta ${c}, moving mean ${c}, moving variance ${c}`));
+    const ws = l.weights || [];
+    if (ws.length) {
+      items.push(...row('Weights', el('span', {}, ...ws.flatMap((w, i) => [i ? ', ' : '', el('code', { text: w.name }), ` ${(w.shape || []).join('×')}`])),
+        ws.some((w) => !w.trainable) ? `(${ws.filter((w) => !w.trainable).map((w) => w.name).join(' and ')} not trained)` : ''));
     }
     items.push(...row('Parameters', int(l.params)));
     box.replaceChildren(...items);

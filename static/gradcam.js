@@ -10,6 +10,7 @@
 // time, the newest drawing next. The box carries the number of the input it shows.
 
 import { postImage } from './api.js';
+import { camRequest } from './explain.js';
 import { state, on, emit } from './store.js';
 import { $, el, showError, setBusy, setImageBlob, debounce, serial, isImageError, isNetworkError } from './ui.js';
 import { classesOf, isColour } from './modelinfo.js';
@@ -73,7 +74,8 @@ export function initGradcam() {
     };
     setBusy(box, true);
     try {
-      const res = await postImage(`v1/models/${encodeURIComponent(model.name)}/gradcam`, input, query);
+      const req = camRequest(model.name, query); /* the method picker's route */
+      const res = await postImage(req.path, input, req.query);
       const blob = await res.blob();
       if (model !== state.model || !stillCurrent(input)) return;
       await setImageBlob(img, blob);
@@ -86,7 +88,7 @@ export function initGradcam() {
         probability: h('X-Probability') !== null ? Number(h('X-Probability')) : null,
         format: query.format, weight: Number(query.alpha), score: query.score, requestedClass: query.class,
       };
-      img.alt = `Grad-CAM ${query.format} for class ${label} at layer ${info.layer}${info.flat ? ' (flat: no evidence)' : ''}`;
+      img.alt = `${req.title} ${query.format} for class ${label} at layer ${info.layer}${info.flat ? ' (flat: no evidence)' : ''}`;
       caption.replaceChildren(describe(info));
       box.classList.add('has-image');
       box.classList.toggle('is-flat', info.flat);
@@ -116,6 +118,7 @@ export function initGradcam() {
 
   const soon = debounce(run, 180);
   layerSel.addEventListener('change', () => { run(); emit('view'); });
+  $('cam-method').addEventListener('change', run);
   scoreSel.addEventListener('change', run);
   heatOnly.addEventListener('change', () => { syncAlpha(); run(); });
   alpha.addEventListener('input', () => {

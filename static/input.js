@@ -200,6 +200,9 @@ export function initInput() {
     if (changed) hint.classList.remove('is-faded');
     canvas.setAttribute('aria-label', `Drawing canvas for ${modelTitle(state.model.name)} (${what}): draw with the mouse, a finger or a pen`);
     $('upload-hint').textContent = `PNG or JPEG. ${modelTitle(state.model.name)} sees it as ${what}.`;
+    $('upload-invert-text').textContent = fashion
+      ? 'Invert the picture (a dark object on a bright background becomes light on black, like Fashion-MNIST)'
+      : 'Invert the picture (dark becomes light and light dark)';
     // A drawing made for another input shape is gone with the old pad.
     if (changed && wasDrawn) padInput(false);
   }

@@ -40,8 +40,10 @@ export function initLightbox() {
       canvas.height = geo.tileH;
       ctx.drawImage(img, sx, sy, geo.tile, geo.tileH, 0, 0, geo.tile, geo.tileH);
       // A page of a longer grid numbers its tiles from its first one.
+      // A grid in another order (strongest channel first) names its tiles by label().
       const first = cur.first || 0, total = cur.total || geo.count;
-      title.textContent = `${name} ${first + index} · ${first + index + 1} of ${total}`;
+      const label = cur.label ? cur.label(first + index) : first + index;
+      title.textContent = `${name} ${label} · ${first + index + 1} of ${total}`;
     } else {
       canvas.width = img.naturalWidth;
       canvas.height = img.naturalHeight;

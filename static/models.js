@@ -13,6 +13,17 @@ import { state, emit, on } from './store.js';
 import { $, el, pct, int, showError } from './ui.js';
 import { modelTitle, modelName, testSetSize } from './modelinfo.js';
 
+// How the service turns an image into this model's input, in a few words and in full.
+const MODES = { unit: 'scaled to 0…1', raw: 'as 0…255', tf: 'scaled to −1…1', torch: 'normalised with ImageNet\'s mean and std', caffe: 'as BGR minus ImageNet\'s mean', custom: 'normalised' };
+function preShort(p) {
+  const size = (p.size || []).join('×');
+  return `${p.fit === 'crop' ? 'centre-cropped and ' : ''}resized to ${size} (${p.resize}), ${p.color === 'gray' ? 'gray' : p.color.toUpperCase()}, ${MODES[p.mode] || p.mode}`;
+}
+function preText(p) {
+  const list = (a) => (a || []).map((v) => Number(v.toPrecision(4))).join(', ');
+  return `preprocessing (${p.source}${p.why ? `: ${p.why}` : ''}): mode ${p.mode}, colour ${p.color}, fit ${p.fit}${p.fit === 'crop' && p.crop < 1 ? ` ${p.crop}` : ''}, resize ${p.resize}, x = (pixel × ${Number(p.scale.toPrecision(4))} − mean) / std, mean ${list(p.mean)}, std ${list(p.std)}`;
+}
+
 export function initModels() {
   const picker = $('model-picker'), meta = $('model-meta'), errBox = $('model-error'), changed = $('model-changed');
   let refreshing = null, loadedAt = -Infinity;
@@ -51,7 +62,11 @@ export function initModels() {
     if (acc) parts.push(acc);
     parts.push(`${int(s.total_params ?? m.params ?? 0)} parameters`);
     if (s.trained_at) parts.push(`trained ${new Date(s.trained_at).toLocaleString('en-GB', { dateStyle: 'medium', timeStyle: 'short' })}`);
-    meta.replaceChildren(el('strong', { text: modelName(m.name) }), ` · ${parts.join(' · ')}`);
+    if (s.format && s.format !== 'csm') parts.push(`${s.format === 'onnx' ? 'ONNX' : 'Keras'} file ${s.file}`);
+    const pre = s.preprocessing;
+    const how = pre ? el('span', { class: 'meta__pre', title: preText(pre), text: ` · images ${preShort(pre)}` }) : '';
+    meta.replaceChildren(el('strong', { text: modelName(m.name) }), ` · ${parts.join(' · ')}`, how,
+      s.description ? el('span', { class: 'muted', text: ` · ${s.description}` }) : '');
   }
 
   async function loadList() {
@@ -78,6 +93,8 @@ export function initModels() {
     } catch (e) {
       showError(errBox, { status: e.status, code: e.code, message: `${modelName(name)}: ${e.message}` });
       render();
+      const entry = state.models.find((m) => m.name === name);
+      if (entry) emit('model-unavailable', entry);
       return false;
     }
   }
@@ -149,5 +166,21 @@ export function initModels() {
     return choose(first.name);
   }
 
-  return { start, refresh, choose, renderMeta };
+  // The list again, then that model (one just added) or the first ready one (after the
+  // chosen one was removed).
+  async function reload(name) {
+    try {
+      await loadList();
+    } catch (e) {
+      showError(errBox, e);
+      return false;
+    }
+    render();
+    const next = state.models.find((m) => m.name === name) ||
+      state.models.find((m) => m.name === 'fmnist' && m.status === 'ready') ||
+      state.models.find((m) => m.status === 'ready');
+    return next ? choose(next.name) : false;
+  }
+
+  return { start, refresh, choose, reload, renderMeta };
 }

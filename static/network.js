@@ -20,6 +20,9 @@ const KIND = {
 
 export const shapeText = (s) => (s || []).filter((d) => d !== null).join('×');
 
+// A layer type's colour family and short name, as the strip and the graph draw it.
+export const kindOf = (type) => KIND[type] || ['other', String(type || '').slice(0, 6)];
+
 export function initNetwork() {
   const strip = $('layer-strip'), table = $('summary-table');
   let layer = null;
@@ -30,7 +33,7 @@ export function initNetwork() {
     const input = state.summary.input_shape || [];
     const items = [el('li', { class: 'strip__io' }, el('span', { class: 'strip__io-name', text: 'Input' }), el('span', { class: 'strip__shape', text: input.join('×') }))];
     for (const l of layers) {
-      const [kind, abbr] = KIND[l.type] || ['other', l.type.slice(0, 6)];
+      const [kind, abbr] = kindOf(l.type);
       const s = l.output_shape || [];
       // The glyph's size follows the layer's height and width, so the strip shows the
       // image shrinking while the channels grow.

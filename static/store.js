@@ -9,6 +9,7 @@
 //   'offline' a request got no answer at all; 'online' one did again
 //   'version' an answer named the version of the model that computed it
 //   'view' a view setting that belongs in the address changed (url.js keeps it)
+//   'model-unavailable' a model picked in the list could not be loaded (its list entry)
 
 export const state = {
   models: [],        // GET /v1/models entries

@@ -4,6 +4,10 @@
 // version; the page reloads the model and says so. A job started elsewhere (another
 // tab, curl) is picked up on load, so the panel always tells the truth about the server.
 //
+// The panel trains the chosen model when the service can train it on Fashion-MNIST (the
+// notebook's network, or a model of the models folder that takes 28x28 gray images and
+// ends in a softmax over ten classes or more), and the notebook's network otherwise.
+//
 // A finished job replaces the served model for everyone, with no way back from the page,
 // so starting one asks first and names what will be replaced. A test accuracy measured on
 // a subset (test_limit) is labelled as such wherever it is shown.
@@ -16,13 +20,20 @@ import { testSetSize } from './modelinfo.js';
 
 const POLL_MS = 500;
 const ACTIVE = new Set(['queued', 'running']);
-const TRAINED = 'fmnist';
+const NOTEBOOK = 'fmnist';
+
+// The model a job started now would train.
+function trained() {
+  const m = state.model;
+  return m && m.name !== NOTEBOOK && m.trainable && m.status !== 'unavailable' ? m.name : NOTEBOOK;
+}
 
 export function initTrain({ onNewVersion }) {
   const form = $('train-form'), startBtn = $('train-start'), cancelBtn = $('train-cancel');
   const errBox = $('train-error'), notice = $('train-notice');
   const stateEl = $('train-state'), pctEl = $('train-percent'), bar = $('train-bar'), fill = $('train-fill'), text = $('train-text');
   const lossSvg = $('chart-loss'), accSvg = $('chart-acc'), smoothIn = $('chart-smooth'), smoothOut = $('chart-smooth-out');
+  const lossNote = $('chart-loss-note');
   lossSvg.dataset.title = 'Loss';
   accSvg.dataset.title = 'Accuracy';
   let job = null, timer = 0, retry = null;
@@ -95,6 +106,8 @@ export function initTrain({ onNewVersion }) {
     return {
       epochs: num('epochs'), batch_size: num('batch_size'), learning_rate: num('learning_rate'),
       seed: num('seed'), train_limit: num('train_limit'), test_limit: num('test_limit'), from: form.from.value,
+      // The filters after every epoch, for the Runs view (view_runs.js).
+      snapshots: true,
     };
   }
 
@@ -104,13 +117,13 @@ export function initTrain({ onNewVersion }) {
     return new Promise((resolve) => {
       (async () => {
         let s = null;
-        try { s = await getJSON(`v1/models/${TRAINED}`); } catch { /* said without the details */ }
+        try { s = await getJSON(`v1/models/${trained()}`); } catch { /* said without the details */ }
         const p = params();
         const what = s
-          ? [`${TRAINED} version ${s.version}`,
+          ? [`${trained()} version ${s.version}`,
             s.test_accuracy != null ? `, ${testAccuracyText(s.test_accuracy, s.training && s.training.test_images)}` : '',
             s.trained_at ? `, trained ${new Date(s.trained_at).toLocaleString('en-GB', { dateStyle: 'medium', timeStyle: 'short' })}` : ''].join('')
-          : `the served ${TRAINED} model`;
+          : `the served ${trained()} model`;
         dlgText.replaceChildren(
           el('p', {}, 'When this job finishes, its model replaces ', el('strong', { text: what }),
             ' for everyone who uses this service, this page and scripts alike.'),
@@ -142,7 +155,7 @@ export function initTrain({ onNewVersion }) {
     }
     startBtn.disabled = true;
     try {
-      const { data } = await sendJSON('POST', `v1/models/${TRAINED}/train`, params());
+      const { data } = await sendJSON('POST', `v1/models/${trained()}/train`, params());
       tokenWorked();
       follow(data);
     } catch (e) {
@@ -204,7 +217,7 @@ export function initTrain({ onNewVersion }) {
     if (j.state === 'succeeded') {
       const acc = j.result && j.result.test_accuracy != null ? ` — ${testAccuracyText(j.result.test_accuracy, limitOf(j))}` : '';
       notice.className = 'notice notice--ok';
-      notice.textContent = `Training finished. The page now uses ${TRAINED} version ${j.result ? j.result.version : '?'}${acc}.`;
+      notice.textContent = `Training finished. The page now uses ${j.model || trained()} version ${j.result ? j.result.version : '?'}${acc}.`;
       notice.hidden = false;
       await onNewVersion();
     } else if (j.state === 'cancelled') {
@@ -252,11 +265,18 @@ export function initTrain({ onNewVersion }) {
     const xMax = Math.max(epochs || 0, history.length, 1);
     const smoothing = Number(smoothIn.value);
     const testName = testImages && testImages < testSetSize() ? `test (${int(testImages)} images)` : 'test';
+    // The test loss of each finished epoch (history written before it was recorded has
+    // none, and the chart then says so).
+    const testLoss = pts('test_loss');
     drawChart(lossSvg, {
-      series: [{ name: 'training loss', cls: 's1', points: pts('loss'), steps: stepsFromRunning(samples, 'loss'), live: last ? { x: last.x, y: last.loss } : null }],
+      series: [
+        { name: 'training', cls: 's1', points: pts('loss'), steps: stepsFromRunning(samples, 'loss'), live: last ? { x: last.x, y: last.loss } : null },
+        ...(testLoss.length || !history.length ? [{ name: testName, cls: 's2', points: testLoss }] : []),
+      ],
       xMax, format: (v) => v.toFixed(2), yTitle: 'loss', smoothing, clamp: [0, Infinity],
       empty: 'Start training to see the loss fall',
     });
+    lossNote.textContent = history.length && !testLoss.length ? 'on the training set (this model\'s history has no test loss)' : 'on the training and test sets';
     drawChart(accSvg, {
       series: [
         { name: 'training', cls: 's1', points: pts('accuracy'), steps: stepsFromRunning(samples, 'accuracy'), live: last && last.accuracy != null ? { x: last.x, y: last.accuracy } : null },
@@ -272,7 +292,7 @@ export function initTrain({ onNewVersion }) {
     if (job && ACTIVE.has(job.state)) return;
     if (job) { render(job); return; }
     const s = state.summary;
-    const hist = (s && state.model && state.model.name === TRAINED && s.history) || [];
+    const hist = (s && state.model && state.model.name === trained() && s.history) || [];
     charts(hist, hist.length, [], false, s && s.training ? s.training.test_images : 0);
     text.textContent = hist.length
       ? `No training running. The charts show how version ${s.version} was trained (${hist.length} epoch${hist.length > 1 ? 's' : ''}).`
@@ -282,7 +302,7 @@ export function initTrain({ onNewVersion }) {
   async function attachRunning() {
     try {
       const { jobs } = await getJSON('v1/jobs');
-      const j = (jobs || []).find((x) => x.model === TRAINED && ACTIVE.has(x.state));
+      const j = (jobs || []).find((x) => x.model === trained() && ACTIVE.has(x.state));
       if (j) follow(j);
     } catch { /* the list is a convenience; the panel works without it */ }
   }
@@ -291,7 +311,18 @@ export function initTrain({ onNewVersion }) {
     smoothOut.textContent = Number(smoothIn.value).toFixed(2);
     if (job) render(job); else idle();
   });
-  on('model', idle);
+  // The card says which model it trains, and why not the chosen one when it cannot.
+  function title() {
+    const sub = $('train-sub'), m = state.model;
+    const name = trained();
+    if (name === NOTEBOOK) {
+      const other = m && m.name !== NOTEBOOK;
+      sub.textContent = other
+        ? `the Fashion-MNIST network (fmnist), Adam — ${m.name} cannot be trained here${m.not_trainable_reason ? `: ${m.not_trainable_reason}` : ''}`
+        : 'Fashion-MNIST network, Adam';
+    } else sub.textContent = `${name} on Fashion-MNIST, Adam`;
+  }
+  on('model', () => { title(); idle(); });
   new ResizeObserver(() => { if (job) render(job); else idle(); }).observe(lossSvg);
   attachRunning();
   return { follow };

@@ -359,6 +359,7 @@ static void activation_forward(const cs_node_pass *p)
 static void activation_backward(const cs_node_pass *p)
 {
     const cs_actf_params f = {(cs_actf)p->l->cfg.actf, p->l->cfg.act_a, p->l->cfg.act_b};
+    if (f.kind == CS_ACTF_RELU || f.kind == CS_ACTF_LEAKY || f.kind == CS_ACTF_CLIP) cs_guided_clamp(p);
     cs_actf_backward(&f, (size_t)p->n * cs_shape_size(p->l->out), p->x[0], p->y, p->dy, p->dx[0]);
 }
 

@@ -74,7 +74,10 @@ void cs_kernel_layer_deactivate(const cs_node_pass *p)
 {
     const cs_layer *l = p->l;
     const size_t rows = (size_t)p->n * l->out.h * l->out.w;
-    if (l->cfg.activation == CS_ACT_RELU) cs_relu_backward(rows * l->out.c, p->y, p->dy, p->dy);
+    if (l->cfg.activation == CS_ACT_RELU) {
+        cs_guided_clamp(p);
+        cs_relu_backward(rows * l->out.c, p->y, p->dy, p->dy);
+    }
     else if (l->cfg.activation == CS_ACT_SOFTMAX && !(is_top(p) && p->e->top_is_dz))
         cs_softmax_backward((int)rows, l->out.c, p->y, p->dy, p->dy);
 }

@@ -25,6 +25,7 @@ static void leaky_forward(const cs_node_pass *p)
 
 static void leaky_backward(const cs_node_pass *p)
 {
+    cs_guided_clamp(p);
     cs_leaky_backward((size_t)p->n * cs_shape_size(p->l->out), p->l->cfg.alpha, p->x[0], p->dy, p->dx[0]);
 }
 

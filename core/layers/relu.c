@@ -11,6 +11,7 @@ static void relu_forward(const cs_node_pass *p)
 /* From the output: y > 0 exactly where x > 0. */
 static void relu_backward(const cs_node_pass *p)
 {
+    cs_guided_clamp(p);
     cs_relu_backward((size_t)p->n * cs_shape_size(p->l->out), p->y, p->dy, p->dx[0]);
 }
 

@@ -50,7 +50,8 @@ static void inproc_start(void)
     cs_api.request_threads = 1;
     cs_api.metrics_text = cs_metrics_text;
     cs_api.http_threads = (int)cfg.threads;
-    cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, 0, (int)cfg.workers};
+    cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, 0, (int)cfg.workers,
+                                 (int)cfg.keep_versions};
     char err[600];
     if (cs_api_start(&models, err, sizeof err) != 0) {
         fprintf(stderr, "cannot start the API (run from the repository root): %s\n", err);

@@ -108,12 +108,19 @@ static void test_job_to_success(void)
     CHECK(json_integer_value(json_object_get(h0, "epoch")) == 1 && json_is_number(json_object_get(h0, "loss")) &&
               json_is_number(json_object_get(h0, "accuracy")) && json_is_number(json_object_get(h0, "seconds")),
           "history entry");
+    /* The test loss of a short run: above zero, near its training loss (not ln 10 = 2.3,
+     * chance). */
+    double test_loss = json_number_value(json_object_get(h0, "test_loss"));
+    CHECK(json_is_number(json_object_get(h0, "test_loss")) && test_loss > 0.1 && test_loss < 2,
+          "the epoch's test loss: %g", test_loss);
     json_decref(j);
     CHECK(predict_version(&S) == v1, "predictions switch to the new version");
     resp_t r = http(&S, "GET", "/v1/models/fmnist");
     j = resp_json(&r);
     CHECK(json_integer_value(json_object_get(j, "version")) == v1, "summary version");
     CHECK(json_array_size(json_object_get(j, "history")) == 2, "summary history");
+    CHECK_NEAR(json_number_value(json_object_get(json_array_get(json_object_get(j, "history"), 0), "test_loss")),
+               test_loss, 1e-6, "the summary's history keeps the test loss");
     json_t *tr = json_object_get(j, "training");
     CHECK(json_integer_value(json_object_get(tr, "test_images")) == 500 &&
               json_integer_value(json_object_get(tr, "train_images")) == 2000,
@@ -126,7 +133,7 @@ static void test_job_to_success(void)
     DIR *d = opendir(dir);
     int others = 0;
     for (struct dirent *e; d && (e = readdir(d));)
-        if (e->d_name[0] != '.' && strcmp(e->d_name, "fmnist.csm")) others++;
+        if (e->d_name[0] != '.' && strcmp(e->d_name, "fmnist.csm") && strcmp(e->d_name, "fmnist.versions")) others++;
     if (d) closedir(d);
     CHECK(others == 0, "no temporary files left (%d)", others);
     /* The next job may start now. */
@@ -254,7 +261,7 @@ static void test_job_ceilings_400(void)
  * infinities become null, every epoch stays in order. */
 static void test_history_json_keeps_nan_epochs(void)
 {
-    cs_epoch_record h[3] = {{1, 0.7f, 0.6f, 0.65f, 3.0}, {2, NAN, 0.1f, -1, 3.5}, {3, INFINITY, NAN, NAN, 4.0}};
+    cs_epoch_record h[3] = {{1, 0.7f, 0.6f, 0.65f, 3.0, 0.4f}, {2, NAN, 0.1f, -1, 3.5, -1}, {3, INFINITY, NAN, NAN, 4.0, NAN}};
     json_t *a = cs_history_json(h, 3);
     CHECK(json_array_size(a) == 3, "%zu epochs", json_array_size(a));
     json_t *e1 = json_array_get(a, 0), *e2 = json_array_get(a, 1), *e3 = json_array_get(a, 2);
@@ -266,8 +273,11 @@ static void test_history_json_keeps_nan_epochs(void)
               fabs(json_number_value(json_object_get(e2, "seconds")) - 3.5) < 1e-9,
           "epoch 2: loss null");
     CHECK(json_is_null(json_object_get(e3, "loss")) && json_is_null(json_object_get(e3, "accuracy")) &&
-              json_is_null(json_object_get(e3, "test_accuracy")),
+              json_is_null(json_object_get(e3, "test_accuracy")) && json_is_null(json_object_get(e3, "test_loss")),
           "epoch 3: all null");
+    CHECK(fabs(json_number_value(json_object_get(e1, "test_loss")) - 0.4) < 1e-6 &&
+              json_is_null(json_object_get(e2, "test_loss")),
+          "test_loss: 0.4, then null when not measured");
     json_decref(a);
 }
 
@@ -321,8 +331,10 @@ static void test_token_401_and_sigterm_mid_job(void)
     CHECK(T.exit_status == 0, "exit %d", T.exit_status);
     free(test_read_file(model, &after));
     CHECK(before > 0 && before == after, "model file unchanged (%zu vs %zu)", before, after);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "test $(ls -A %s/models | wc -l) -eq 1", T.dir);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "test $(ls -A %s/models | grep -v '^fmnist.versions$' | wc -l) -eq 1 && "
+                              "test $(ls -A %s/models/fmnist.versions | grep -v -E '^[0-9]+[.](csm|json)$' | wc -l) -eq 0",
+             T.dir, T.dir);
     CHECK(run_cmd(cmd) == 0, "no temporary files");
     snprintf(cmd, sizeof cmd, "rm -rf %s", T.dir);
     run_cmd(cmd);

@@ -220,7 +220,7 @@ static void test_nan_epoch_and_stale_saves(void)
     m->meta.history = calloc(3, sizeof *m->meta.history);
     m->meta.n_history = 3;
     for (int i = 0; i < 3; i++)
-        m->meta.history[i] = (cs_epoch_record){i + 1, 0.5f - 0.1f * (float)i, 0.8f, -1, 2.0};
+        m->meta.history[i] = (cs_epoch_record){i + 1, 0.5f - 0.1f * (float)i, 0.8f, -1, 2.0, -1};
     m->meta.history[1].loss = NAN;
     sfmt(path, sizeof path, "%s/fmnist.csm", dir);
     CHECK(cs_model_save(m, path, err, sizeof err) == 0, "save: %s", err);

@@ -132,6 +132,24 @@ static void test_good_paths(void)
     CHECK(rc == 0 && lines(out) == 3, "predict prints three classes: %s%s", out, err);
 }
 
+/* predict reads NAME.json beside the model as the service does: its labels answer. */
+static void test_predict_sidecar(void)
+{
+    char out[4096], err[4096], cmd[1024];
+    snprintf(cmd, sizeof cmd, "cp tests/data/keras/k2_functional.h5 %s/k2.h5", dir);
+    CHECK(system(cmd) == 0, "copy a Keras model");
+    const char *side = "{\"labels\": [\"north\", \"east\", \"south\", \"west\"]}";
+    write_file("k2.json", side, strlen(side));
+    snprintf(cmd, sizeof cmd, "build/convscope predict --model %s/k2.h5 --top 4 tests/data/photos/chelsea.png", dir);
+    int rc = run(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0 && lines(out) == 4 && strstr(out, "north") && strstr(out, "west"), "its labels: %s%s", out, err);
+    const char *wrong = "{\"labels\": [\"one\"]}";
+    write_file("k2.json", wrong, strlen(wrong));
+    rc = run(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc != 0 && strstr(err, "k2.json") && strstr(err, "1 labels for a model of 4 classes"), "a wrong sidecar: %d %s",
+          rc, err);
+}
+
 /* ---- convscope run ---- */
 
 /* A file of a test's data set: ONNX_NODE_TESTS/test/test_data_set_0/file. */
@@ -302,6 +320,7 @@ int main(void)
     RUN(test_bad_dataset_files);
     RUN(test_bad_model_files);
     RUN(test_good_paths);
+    RUN(test_predict_sidecar);
     RUN(test_run_pb);
     RUN(test_run_npy);
     RUN(test_run_two_inputs);

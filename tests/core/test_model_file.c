@@ -61,8 +61,8 @@ static void set_meta(cs_model *m)
     m->meta.test_images = 2500;
     m->meta.n_history = 2;
     m->meta.history = calloc(2, sizeof *m->meta.history);
-    m->meta.history[0] = (cs_epoch_record){1, 0.5213f, 0.8312f, 0.8601f, 7.9};
-    m->meta.history[1] = (cs_epoch_record){2, 0.3401f, 0.8822f, -1.0f, 8.25};
+    m->meta.history[0] = (cs_epoch_record){1, 0.5213f, 0.8312f, 0.8601f, 7.9, 0.4012f};
+    m->meta.history[1] = (cs_epoch_record){2, 0.3401f, 0.8822f, -1.0f, 8.25, -1.0f};
 }
 
 /* Everything that defines a model, compared field by field; floats bit for bit. */
@@ -124,6 +124,7 @@ static void compare_models(const cs_model *a, const cs_model *b)
         CHECK(r->test_accuracy == q->test_accuracy, "test accuracy %d: %g vs %g", i,
               r->test_accuracy, q->test_accuracy);
         CHECK(r->seconds == q->seconds, "seconds %d: %.17g vs %.17g", i, r->seconds, q->seconds);
+        CHECK(r->test_loss == q->test_loss, "test loss %d: %.9g vs %.9g", i, r->test_loss, q->test_loss);
     }
 }
 
@@ -211,7 +212,7 @@ static cs_model *custom_model(void)
     m->meta.seed = UINT64_MAX - 5; /* beyond JSON's signed integers */
     m->meta.n_history = 1;
     m->meta.history = calloc(1, sizeof *m->meta.history);
-    m->meta.history[0] = (cs_epoch_record){1, NAN, 0.1f, 0.3f, 1e-3};
+    m->meta.history[0] = (cs_epoch_record){1, NAN, 0.1f, 0.3f, 1e-3, 2.25f};
     return m;
 }
 
@@ -493,12 +494,51 @@ static void test_metadata_readable(void)
                               "\"learning_rate\":0.001",
                               "\"test_accuracy\":0.9123",
                               "\"trained_at\":\"2024-05-01T12:34:56Z\"",
-                              "\"history\":[{\"epoch\":1,\"loss\":0.5213"};
+                              "\"history\":[{\"epoch\":1,\"loss\":0.5213",
+                              "\"test_loss\":0.4012,",
+                              "\"test_accuracy\":null,\"test_loss\":null,"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
             CHECK(strstr(json, keys[i]) != NULL, "metadata lacks %s", keys[i]);
         if (getenv("CS_PRINT_METADATA"))
             printf("%s\n", json);
         free(json);
+        free(buf);
+    }
+    cs_model_free(m);
+}
+
+/* A file written before the test loss was recorded (its history has no test_loss)
+ * loads, and says the test loss is unknown. */
+static void test_history_without_test_loss(void)
+{
+    cs_model *m = fmnist_with_meta(5);
+    if (!m)
+        return;
+    m->meta.history[0].test_loss = 0.625f;
+    char err[512] = "";
+    const char *path = test_scratch_path("older.csm");
+    CHECK(cs_model_save(m, path, err, sizeof err) == 0, "save: %s", err);
+    size_t len;
+    unsigned char *buf = test_read_file(path, &len);
+    if (buf) {
+        /* Blank the key out (JSON allows the spaces), keeping every length. */
+        const char *key = "\"test_loss\":0.625,";
+        unsigned char *at = memmem(buf, len, key, strlen(key));
+        CHECK(at != NULL, "the file records the test loss");
+        if (at) {
+            memset(at, ' ', strlen(key));
+            fix_crc(buf, len);
+            write_all(path, buf, len);
+            cs_model *back = cs_model_load(path, err, sizeof err);
+            CHECK(back != NULL, "an older history loads: %s", err);
+            if (back) {
+                CHECK(back->meta.n_history == 2 && back->meta.history[0].test_loss < 0,
+                      "its test loss is unknown: %g", back->meta.history[0].test_loss);
+                CHECK(back->meta.history[0].test_accuracy == 0.8601f && back->meta.history[0].loss == 0.5213f,
+                      "the rest is read as before");
+            }
+            cs_model_free(back);
+        }
         free(buf);
     }
     cs_model_free(m);
@@ -512,5 +552,6 @@ int main(void)
     RUN(test_damaged_files);
     RUN(test_atomic_save);
     RUN(test_metadata_readable);
+    RUN(test_history_without_test_loss);
     return test_summary("model_file");
 }

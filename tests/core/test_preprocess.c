@@ -1,11 +1,15 @@
 /*
  * test_preprocess.c - model inputs from images: the Fashion-MNIST path (gray,
  * 0..1, area/bilinear resizing) and Keras' VGG16 caffe mode (PIL nearest, BGR,
- * mean subtraction). Run from the project root (reads tests/data/photos/).
+ * mean subtraction); the described pipeline's presets (tf, torch), colour orders,
+ * centre crops, filters and its JSON, with values worked out by hand; what a model
+ * gets when nothing says (a Rescaling node at the input: raw pixels). Run from the
+ * project root (reads tests/data/photos/).
  */
 #include <stdlib.h>
 
 #include "image.h"
+#include "model.h"
 #include "preprocess.h"
 #include "test.h"
 
@@ -169,6 +173,213 @@ static void test_rgb01(void)
     cs_image_free(&img);
 }
 
+
+/* px * (1/255) computed in double and rounded once is px / 255.f for every pixel, so
+ * the described unit pipeline is the old one bit for bit; also through _pixels. */
+static void test_unit_exact(void)
+{
+    cs_image img;
+    cs_image_alloc(&img, 16, 16, 1);
+    for (int i = 0; i < 256; i++) img.px[i] = (uint8_t)i;
+    cs_preprocess p;
+    CHECK(cs_preprocess_preset("unit", 1, &p, NULL, 0) == 0, "unit preset");
+    float out[256], flat[256];
+    CHECK(cs_preprocess_apply(&p, &img, 16, 16, 1, out, NULL, 0) == 0, "apply");
+    cs_preprocess_pixels(&p, img.px, 256, flat);
+    int same = 1;
+    for (int i = 0; i < 256; i++) same &= out[i] == i / 255.f && flat[i] == out[i];
+    CHECK(same, "every pixel value comes out as px / 255.f");
+    cs_image_free(&img);
+}
+
+/* Keras' tf and torch modes on one RGB pixel, and caffe's B, G, R order. */
+static void test_presets(void)
+{
+    cs_image img;
+    cs_image_alloc(&img, 1, 1, 3);
+    img.px[0] = 255, img.px[1] = 51, img.px[2] = 0;
+    float out[3];
+    cs_preprocess p;
+    char err[200] = "";
+    CHECK(cs_preprocess_preset("tf", 3, &p, err, sizeof err) == 0, "tf: %s", err);
+    CHECK(cs_preprocess_apply(&p, &img, 1, 1, 3, out, err, sizeof err) == 0, "tf apply: %s", err);
+    /* x / 127.5 - 1 */
+    CHECK_NEAR(out[0], 1.0, 1e-7, "tf R");
+    CHECK_NEAR(out[1], -0.6, 1e-7, "tf G");
+    CHECK_NEAR(out[2], -1.0, 1e-7, "tf B");
+    CHECK(cs_preprocess_preset("torch", 3, &p, NULL, 0) == 0, "torch");
+    CHECK(cs_preprocess_apply(&p, &img, 1, 1, 3, out, NULL, 0) == 0, "torch apply");
+    /* (x / 255 - mean) / std with ImageNet's mean and std */
+    CHECK_NEAR(out[0], (1 - 0.485) / 0.229, 1e-5, "torch R");
+    CHECK_NEAR(out[1], (0.2 - 0.456) / 0.224, 1e-5, "torch G");
+    CHECK_NEAR(out[2], (0 - 0.406) / 0.225, 1e-5, "torch B");
+    CHECK(cs_preprocess_preset("caffe", 3, &p, NULL, 0) == 0 && p.color == CS_COLOR_BGR &&
+              p.resize == CS_RESIZE_NEAREST,
+          "caffe: BGR, nearest");
+    CHECK(cs_preprocess_apply(&p, &img, 1, 1, 3, out, NULL, 0) == 0, "caffe apply");
+    CHECK(out[0] == 0 - 103.939f && out[1] == 51 - 116.779f && out[2] == 255 - 123.68f, "caffe B, G, R");
+    err[0] = 0;
+    CHECK(cs_preprocess_preset("torch", 1, &p, err, sizeof err) == -1 && strstr(err, "gray"), "torch on gray: %s",
+          err);
+    CHECK(cs_preprocess_preset("imagenet", 3, &p, err, sizeof err) == -1 && strstr(err, "unknown mode"), "%s", err);
+    CHECK(cs_preprocess_preset("unit", 4, &p, err, sizeof err) == -1 && strstr(err, "4 channels"), "%s", err);
+    cs_image_free(&img);
+}
+
+/* A centre crop keeps the aspect: a 4x2 picture into 2x2 takes columns 1 and 2; crop
+ * 0.5 of a 4x4 takes its middle 2x2; no resampling when the region is the size. */
+static void test_crop(void)
+{
+    cs_image img;
+    cs_image_alloc(&img, 4, 2, 1);
+    for (int i = 0; i < 8; i++) img.px[i] = (uint8_t)(10 * i);
+    cs_preprocess p;
+    cs_preprocess_preset("raw", 1, &p, NULL, 0);
+    p.fit = CS_FIT_CROP;
+    float out[4];
+    CHECK(cs_preprocess_apply(&p, &img, 2, 2, 1, out, NULL, 0) == 0, "crop");
+    CHECK(out[0] == 10 && out[1] == 20 && out[2] == 50 && out[3] == 60, "centre columns: %g %g %g %g", out[0], out[1],
+          out[2], out[3]);
+    cs_image r;
+    CHECK(cs_preprocess_region(&p, &img, 2, 2, &r) == CS_IMG_OK && r.w == 2 && r.h == 2 && r.px[0] == 10, "region");
+    cs_image_free(&r);
+    cs_image_free(&img);
+    cs_image_alloc(&img, 4, 4, 1);
+    for (int i = 0; i < 16; i++) img.px[i] = (uint8_t)i;
+    p.crop = 0.5f;
+    CHECK(cs_preprocess_apply(&p, &img, 2, 2, 1, out, NULL, 0) == 0, "crop 0.5");
+    CHECK(out[0] == 5 && out[1] == 6 && out[2] == 9 && out[3] == 10, "middle 2x2: %g %g %g %g", out[0], out[1], out[2],
+          out[3]);
+    /* Stretch takes everything: 4x4 -> 2x2 area means. */
+    p.fit = CS_FIT_STRETCH;
+    CHECK(cs_preprocess_apply(&p, &img, 2, 2, 1, out, NULL, 0) == 0, "stretch");
+    CHECK(out[0] == (0 + 1 + 4 + 5) / 4.f && out[3] == (10 + 11 + 14 + 15) / 4.f, "area means %g %g", out[0], out[3]);
+    cs_image_free(&img);
+}
+
+/* Bilinear with half-pixel centres: 2 -> 4 samples at -0.25, 0.25, 0.75, 1.25 (the
+ * ends clamped); nearest 4 -> 2 picks floor((d + 0.5) * 2) = 1 and 3. */
+static void test_filters(void)
+{
+    cs_image img;
+    cs_image_alloc(&img, 2, 1, 1);
+    img.px[0] = 0, img.px[1] = 200;
+    cs_preprocess p;
+    cs_preprocess_preset("raw", 1, &p, NULL, 0);
+    p.resize = CS_RESIZE_BILINEAR;
+    float out[4];
+    CHECK(cs_preprocess_apply(&p, &img, 1, 4, 1, out, NULL, 0) == 0, "bilinear");
+    CHECK(out[0] == 0 && out[1] == 50 && out[2] == 150 && out[3] == 200, "bilinear %g %g %g %g", out[0], out[1], out[2],
+          out[3]);
+    cs_image_free(&img);
+    cs_image_alloc(&img, 4, 1, 1);
+    for (int i = 0; i < 4; i++) img.px[i] = (uint8_t)(i * 40);
+    p.resize = CS_RESIZE_NEAREST;
+    CHECK(cs_preprocess_apply(&p, &img, 1, 2, 1, out, NULL, 0) == 0 && out[0] == 40 && out[1] == 120, "nearest %g %g",
+          out[0], out[1]);
+    cs_image_free(&img);
+}
+
+static json_t *parse(const char *text)
+{
+    json_t *o = json_loads(text, 0, NULL);
+    if (!o) exit(99);
+    return o;
+}
+
+/* A sidecar's preprocessing over the inferred pipeline: a mode then fields on top;
+ * every wrong field refused by name; the JSON and the header line say it back. */
+static void test_json(void)
+{
+    cs_preprocess p, base;
+    cs_preprocess_preset("unit", 3, &base, NULL, 0);
+    char err[300] = "";
+    p = base;
+    json_t *o = parse("{\"mode\": \"caffe\", \"resize\": \"bilinear\", \"crop\": 0.875}");
+    CHECK(cs_preprocess_from_json(o, 3, 224, 224, &p, err, sizeof err) == 0, "caffe + fields: %s", err);
+    CHECK(!strcmp(p.mode, "caffe") && p.color == CS_COLOR_BGR && p.resize == CS_RESIZE_BILINEAR &&
+              p.fit == CS_FIT_CROP && p.crop == 0.875f && !strcmp(p.source, "sidecar"),
+          "caffe, bilinear, crop 0.875 from the sidecar");
+    json_decref(o);
+    p = base;
+    o = parse("{\"color\": \"bgr\", \"scale\": 1, \"mean\": [1, 2, 3], \"std\": 2, \"size\": [8, 6]}");
+    CHECK(cs_preprocess_from_json(o, 3, 8, 6, &p, err, sizeof err) == 0, "custom: %s", err);
+    CHECK(!strcmp(p.mode, "custom") && p.mean[2] == 3 && p.std[1] == 2 && p.scale == 1, "custom values");
+    cs_image img;
+    cs_image_alloc(&img, 1, 1, 3);
+    img.px[0] = 10, img.px[1] = 20, img.px[2] = 31;
+    float out[3];
+    CHECK(cs_preprocess_apply(&p, &img, 1, 1, 3, out, NULL, 0) == 0, "apply custom");
+    /* B first: (31 - 1) / 2, (20 - 2) / 2, (10 - 3) / 2 */
+    CHECK(out[0] == 15 && out[1] == 9 && out[2] == 3.5f, "bgr custom %g %g %g", out[0], out[1], out[2]);
+    cs_image_free(&img);
+    char line[300];
+    cs_preprocess_describe(&p, 3, 8, 6, line, sizeof line);
+    CHECK(!strcmp(line, "mode=custom; color=bgr; size=8x6; fit=stretch; resize=area; scale=1; mean=1,2,3; std=2,2,2; "
+                        "source=sidecar"),
+          "header line: %s", line);
+    json_t *j = cs_preprocess_to_json(&p, 3, 8, 6);
+    CHECK(j && !strcmp(json_string_value(json_object_get(j, "color")), "bgr") &&
+              json_array_size(json_object_get(j, "mean")) == 3 &&
+              json_integer_value(json_array_get(json_object_get(j, "size"), 1)) == 6,
+          "JSON");
+    json_decref(j);
+    json_decref(o);
+    static const struct {
+        const char *json, *says;
+        int channels;
+    } bad[] = {
+        {"{\"colour\": \"rgb\"}", "unknown key 'colour'", 3},
+        {"{\"color\": \"gray\"}", "does not fit", 3},
+        {"{\"color\": \"rgb\"}", "does not fit", 1},
+        {"{\"resize\": \"cubic\"}", "nearest, bilinear or area", 3},
+        {"{\"std\": [1, 0, 1]}", "above 0", 3},
+        {"{\"mean\": [1, 2]}", "list of 3 numbers", 3},
+        {"{\"scale\": 0}", "other than 0", 3},
+        {"{\"size\": [224, 224]}", "model takes 8x6", 3},
+        {"{\"crop\": 2}", "at most 1", 3},
+        {"{\"mode\": \"tf\"}", "colour models", 1},
+        {"[1]", "expected an object", 3},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = base;
+        o = parse(bad[i].json);
+        err[0] = 0;
+        int rc = cs_preprocess_from_json(o, bad[i].channels, 8, 6, &p, err, sizeof err);
+        CHECK(rc == -1 && strstr(err, bad[i].says) && p.scale == base.scale && p.color == base.color,
+              "%s refused: %s", bad[i].json, err);
+        json_decref(o);
+    }
+}
+
+/* What a model gets by itself: gray unit for the notebook's network, caffe for VGG16,
+ * raw pixels when a Rescaling node reads the input. */
+static void test_infer(void)
+{
+    cs_model *f = cs_model_build_fmnist();
+    CHECK(f && !strcmp(f->preprocess.mode, "unit") && f->preprocess.color == CS_COLOR_GRAY &&
+              !strcmp(f->preprocess.source, "default"),
+          "fmnist: gray unit by default");
+    cs_model_free(f);
+    cs_model *v = cs_model_build_vgg16();
+    CHECK(v && !strcmp(v->preprocess.mode, "caffe") && v->preprocess.resize == CS_RESIZE_NEAREST, "vgg16: caffe");
+    cs_model_free(v);
+    cs_model *m = cs_model_new("scaled", (cs_shape){8, 8, 3});
+    char err[200];
+    cs_layer_config r = {.scale = 1 / 255.f}, d = {.units = 4, .activation = CS_ACT_SOFTMAX};
+    CHECK(cs_model_add(m, "rescale", CS_RESCALING, &r, err, sizeof err) >= 0 &&
+              cs_model_add(m, "flat", CS_FLATTEN, &(cs_layer_config){0}, err, sizeof err) >= 0 &&
+              cs_model_add(m, "out", CS_DENSE, &d, err, sizeof err) >= 0 && cs_model_finish(m) == 0,
+          "build: %s", err);
+    CHECK(!strcmp(m->preprocess.mode, "raw") && m->preprocess.scale == 1 && m->preprocess.color == CS_COLOR_RGB &&
+              !strcmp(m->preprocess.source, "inferred") && strstr(m->preprocess.why, "rescale"),
+          "a Rescaling at the input: raw pixels (%s, %s)", m->preprocess.mode, m->preprocess.why);
+    cs_model *c = cs_model_clone(m);
+    CHECK(c && !strcmp(c->preprocess.mode, "raw"), "a clone keeps it");
+    cs_model_free(c);
+    cs_model_free(m);
+}
+
 int main(void)
 {
     RUN(test_rgb01);
@@ -177,5 +388,11 @@ int main(void)
     RUN(test_vgg16_caffe);
     RUN(test_vgg16_photo);
     RUN(test_errors);
+    RUN(test_unit_exact);
+    RUN(test_presets);
+    RUN(test_crop);
+    RUN(test_filters);
+    RUN(test_json);
+    RUN(test_infer);
     return test_summary("preprocess");
 }

@@ -1,11 +1,13 @@
 /*
  * test_train.c - training on the real Fashion-MNIST files: a short deterministic
- * run reaches a sane accuracy, the same seed gives the same weights bit for bit,
+ * run reaches a sane accuracy, the same seed gives the same weights bit for bit, the
+ * test loss is ln 10 for a network of zeros and what the run's weights score,
  * cancelling stops between batches, and the bundled model scores what the README says.
  */
 #include <stdlib.h>
 
 #include "blas.h"
+#include "exec.h"
 #include "model_file.h"
 #include "test.h"
 #include "train.h"
@@ -79,6 +81,69 @@ static void test_same_seed_same_weights(void)
     cs_model_free(a), cs_model_free(b), cs_model_free(c);
 }
 
+/* A network whose weights are all zero answers 1/10 for every class: the test loss
+ * is ln 10 exactly, plus the l1_l2 penalty of the one weight set by hand, and every
+ * answer is class 0 (the first of ten equal scores). */
+static void test_evaluate_loss_by_hand(void)
+{
+    cs_model *m = cs_model_build_fmnist();
+    CHECK(m != NULL, "model");
+    if (!m) return;
+    int d1 = cs_model_find_layer(m, "dense_1");
+    /* dense_1 reads zeros here (every conv kernel is zero), so this weight changes the
+     * penalty only: 1e-5 * |0.5| + 1e-4 * 0.5^2 = 3e-5. */
+    m->layers[d1].params[0].data[0] = 0.5f;
+    double acc = -1, loss = -1;
+    CHECK(cs_evaluate_loss(m, &test_set, 1000, &acc, &loss) == 0, "evaluates");
+    CHECK_NEAR(loss, log(10.0) + 3e-5, 1e-6, "ln 10 plus the penalty");
+    int zeros = 0;
+    for (int i = 0; i < 1000; i++) zeros += test_set.labels[i] == 0;
+    CHECK_NEAR(acc, zeros / 1000.0, 1e-12, "the share of T-shirts among the first 1000");
+    CHECK_NEAR(cs_evaluate(m, &test_set, 1000), acc, 1e-12, "cs_evaluate gives the same accuracy");
+    cs_model_free(m);
+}
+
+/* The test loss a run records is the loss of its own weights on the test subset,
+ * checked against images forwarded one at a time with the log taken in double. */
+static void test_recorded_test_loss(void)
+{
+    int rc;
+    cs_model *m = train_short(7, NULL, &rc);
+    CHECK(rc == 0 && m->meta.n_history == 1, "trained one epoch");
+    if (rc != 0 || m->meta.n_history != 1) {
+        cs_model_free(m);
+        return;
+    }
+    float recorded = m->meta.history[0].test_loss;
+    /* After one short epoch the test loss sits near the training loss. */
+    CHECK(recorded > 0.3f && recorded < 1.5f, "test loss %.4f", recorded);
+    cs_exec *e = cs_exec_new(m, 1);
+    float *x = malloc(28 * 28 * sizeof(float));
+    double xent = 0;
+    int top = m->n_layers - 1;
+    for (int i = 0; e && x && i < 2000; i++) {
+        cs_dataset_image_float(&test_set, i, x);
+        cs_exec_forward(e, x, 1, 0, NULL);
+        double p = e->act[top][test_set.labels[i]];
+        xent -= log(p < 1e-7 ? 1e-7 : p);
+    }
+    double penalty = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        for (int j = 0; j < m->layers[i].n_params; j++) {
+            const cs_param *p = &m->layers[i].params[j];
+            for (size_t k = 0; k < p->size; k++)
+                penalty += p->l1 * fabs((double)p->data[k]) + p->l2 * (double)p->data[k] * p->data[k];
+        }
+    CHECK(e && x, "memory");
+    CHECK_NEAR(recorded, xent / 2000 + penalty, 2e-5, "recorded test loss against a one-by-one reference");
+    double again;
+    CHECK(cs_evaluate_loss(m, &test_set, 2000, NULL, &again) == 0 && fabs(again - recorded) < 1e-6,
+          "evaluated again: %.9g vs %.9g", again, recorded);
+    cs_exec_free(e);
+    free(x);
+    cs_model_free(m);
+}
+
 static void test_cancel(void)
 {
     atomic_int cancel = 0;
@@ -118,6 +183,8 @@ int main(int argc, char **argv)
     }
     RUN(test_short_run_learns);
     RUN(test_same_seed_same_weights);
+    RUN(test_evaluate_loss_by_hand);
+    RUN(test_recorded_test_loss);
     RUN(test_cancel);
     RUN(test_bundled_model);
     cs_dataset_free(&train_set);

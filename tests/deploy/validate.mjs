@@ -107,7 +107,7 @@ check(`${dir}/kustomization.yaml lists every manifest but the Job`, () => {
 const find = (kind) => objects.filter((o) => o.obj.kind === kind).map((o) => o.obj);
 check("k8s: the pieces refer to each other", () => {
   const [dep] = find("Deployment"), [svc] = find("Service"), [hpa] = find("HorizontalPodAutoscaler");
-  const [pvc] = find("PersistentVolumeClaim"), [job] = find("Job"), [pdb] = find("PodDisruptionBudget");
+  const [pvc] = find("PersistentVolumeClaim"), jobs = find("Job"), [pdb] = find("PodDisruptionBudget");
   const labels = dep.spec.template.metadata.labels;
   const matches = (sel) => Object.entries(sel).every(([k, v]) => labels[k] === v);
   if (!matches(dep.spec.selector.matchLabels)) return "Deployment selector does not match its pods";
@@ -118,12 +118,25 @@ check("k8s: the pieces refer to each other", () => {
   if (!c.ports.some((p) => p.name === svc.spec.ports[0].targetPort)) return "Service targetPort is not a container port";
   if (c.readinessProbe.httpGet.path !== "/readyz" || c.livenessProbe.httpGet.path !== "/healthz") return "probes";
   if (!c.resources.requests.cpu || !c.resources.limits.memory) return "resources";
-  for (const spec of [dep.spec.template.spec, job.spec.template.spec]) {
+  for (const spec of [dep.spec.template.spec, ...jobs.map((j) => j.spec.template.spec)]) {
     const claim = spec.volumes.find((v) => v.persistentVolumeClaim)?.persistentVolumeClaim.claimName;
     if (claim !== pvc.metadata.name) return `claim ${claim} is not ${pvc.metadata.name}`;
     if (!spec.containers[0].volumeMounts.some((m) => m.mountPath === "/models")) return "models not mounted at /models";
   }
   if (!pvc.spec.accessModes.includes("ReadWriteMany")) return "the models claim must be ReadWriteMany";
+});
+
+check("k8s: the explain Job gives each index its shard", () => {
+  const job = find("Job").find((j) => j.spec.template.spec.containers[0].args?.[0] === "explain");
+  if (!job) return "no Job runs convscope explain";
+  const args = job.spec.template.spec.containers[0].args;
+  const shards = Number(args[args.indexOf("--shards") + 1]);
+  if (job.spec.completionMode !== "Indexed") return "completionMode is not Indexed (no JOB_COMPLETION_INDEX)";
+  if (!(shards > 1) || shards !== job.spec.completions) return `--shards ${shards} != completions ${job.spec.completions}`;
+  if (!(job.spec.parallelism <= job.spec.completions)) return "parallelism above completions";
+  const out = args[args.indexOf("--out") + 1];
+  if (!job.spec.template.spec.containers[0].volumeMounts.some((m) => out.startsWith(m.mountPath + "/") && !m.readOnly))
+    return `--out ${out} is not on a writable volume`;
 });
 
 console.log(`[validate] ${ok} ok, ${bad} failed`);

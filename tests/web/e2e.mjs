@@ -14,6 +14,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makePng, pngInfo } from './png.mjs';
+import { explainCases } from './explain.mjs';
+import { valuesCases, testLossCases } from './values.mjs';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -256,6 +258,9 @@ test('the Grad-CAM overlay appears and changes with the class', async () => {
   await imageLoaded('#cam-img');
 });
 
+// The explanations compared (explain.mjs), on the committed model.
+for (const [name, fn] of explainCases({ page: () => page, assert, isPost, imageLoaded, sectionShot })) test(name, fn);
+
 test('a layer\'s feature maps and filters appear and enlarge', async () => {
   await page.locator('#inside').scrollIntoViewIfNeeded();
   const fm0 = await imgDigest('#fm-img');
@@ -291,9 +296,10 @@ test('a layer\'s feature maps and filters appear and enlarge', async () => {
   await shot('desktop-lightbox');
   await page.keyboard.press('Escape');
   await page.waitForSelector('#lightbox[open]', { state: 'detached' });
-  // a dense layer has no maps, and says so
+  // a dense layer has no maps: its values come as bars in their place
   await page.click('.layer[data-name="dense_1"]');
-  assert(await page.locator('#fm-empty').isVisible(), 'a dense layer should explain it has no maps');
+  await page.waitForSelector('#vals-view:not([hidden])');
+  assert(await page.locator('#fm-view').isHidden() && /not maps/.test(await page.textContent('#fm-empty')), 'a dense layer should show bars, not an empty map panel');
   await page.click('.layer[data-name="conv2d_1"]');
   await imageLoaded('#fm-img');
 });
@@ -744,6 +750,128 @@ test('views: layer details, a searchable class picker, the view in the address',
   await imageLoaded('#cam-img');
 });
 
+test('bring your own model: the graph of a branched model, drawn node by node', async () => {
+  await chooseModel('resnet');
+  await page.waitForFunction(() => document.querySelectorAll('#graph-svg .gnode').length > 20);
+  const g = await page.evaluate(() => ({
+    nodes: document.querySelectorAll('#graph-svg .gnode').length,
+    edges: document.querySelectorAll('#graph-svg .gedge').length,
+    skips: document.querySelectorAll('#graph-svg .gedge--skip').length,
+    adds: [...document.querySelectorAll('#graph-svg .gnode__type')].filter((t) => t.textContent === 'Add').length,
+    sub: document.querySelector('#graph-sub').textContent,
+  }));
+  const summary = await api('GET', '/v1/models/resnet');
+  const layers = summary.data.layers;
+  const want = layers.reduce((n, l) => n + l.inputs.length, 0);
+  assert(g.nodes === layers.length + 1, `one box per node and the input: ${g.nodes} for ${layers.length}`);
+  assert(g.edges === want, `one edge per input read: ${g.edges}, want ${want}`);
+  assert(g.adds === 3 && g.skips >= 1 && /3 where branches join/.test(g.sub), `the residual branches show: ${JSON.stringify(g)}`);
+  // A node picks its layer for the views above, and the strip follows.
+  const target = layers.find((l) => l.type === 'Add');
+  await page.click(`#graph-svg .gnode[data-name="${target.name}"]`);
+  await page.waitForFunction((n) => document.querySelector(`.layer[data-name="${n}"]`).getAttribute('aria-pressed') === 'true', target.name);
+  assert(await page.$eval(`#graph-svg .gnode[data-name="${target.name}"]`, (e) => e.classList.contains('is-selected')), 'the node is marked');
+  await imageLoaded('#fm-img');
+  await page.locator('#graph').scrollIntoViewIfNeeded();
+  await sectionShot('desktop-graph-resnet', '#graph');
+});
+
+test('bring your own model: upload a Keras file with labels in the page, see its prediction and Grad-CAM', async () => {
+  await page.click('#model-add');
+  await page.waitForSelector('#model-upload-dialog[open]');
+  // Dropped on the dialog, as a file from the desktop would be.
+  const bytes = readFileSync(path.join(ROOT, 'tests/data/keras/k2_functional.h5')).toString('base64');
+  await page.evaluate((b64) => {
+    const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([data], 'k2_functional.h5', { type: 'application/x-hdf5' }));
+    document.querySelector('#model-upload-drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, bytes);
+  assert(await page.inputValue('#model-upload-name') === 'k2_functional', 'the name comes from the file');
+  await page.fill('#model-upload-name', 'compass');
+  await page.fill('#model-upload-labels', 'north\neast\nsouth\nwest\n');
+  await page.selectOption('#model-upload-fit', 'crop');
+  await page.fill('#model-upload-desc', 'four directions');
+  await sectionShot('desktop-upload-dialog', '#model-upload-dialog');
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith('/v1/models') && r.request().method() === 'POST'),
+    page.click('#model-upload-send'),
+  ]);
+  assert(res.status() === 201, `upload answered ${res.status()}`);
+  await page.waitForFunction(() => document.querySelector('#model-compass') && document.querySelector('#model-compass').checked);
+  await page.waitForFunction(() => /compass/.test(document.querySelector('#model-meta').textContent) &&
+    /four directions/.test(document.querySelector('#model-meta').textContent) && /centre-cropped/.test(document.querySelector('#model-meta').textContent));
+  // The pad and the hints follow the new model; no Fashion-MNIST words for it.
+  for (const id of ['draw-hint', 'upload-hint', 'upload-invert-text']) {
+    const t = await page.textContent(`#${id}`);
+    assert(!/Fashion-MNIST/.test(t), `#${id} speaks of Fashion-MNIST: ${t}`);
+  }
+  assert(/10×10 colour/.test(await page.textContent('#upload-hint')), 'the upload hint names the input');
+  // A photo through the new model: its labels in the bars, a Grad-CAM picture.
+  await page.click('#tab-upload');
+  const [pred] = await Promise.all([
+    page.waitForResponse(isPost('/compass/predict')),
+    page.setInputFiles('#file-input', path.join(ROOT, 'tests/data/photos/chelsea.png')),
+  ]);
+  assert(pred.ok(), `predict answered ${pred.status()}`);
+  assert(/fit=crop/.test(pred.headers()['x-preprocessing'] || ''), `the answer names its preprocessing: ${pred.headers()['x-preprocessing']}`);
+  await panelsShowCurrent();
+  const labels = await page.$$eval('#pred-bars .bar', (rows) => rows.map((r) => r.textContent));
+  assert(labels.length === 4 && ['north', 'east', 'south', 'west'].every((w) => labels.some((t) => t.includes(w))), `bars: ${labels.join(' | ')}`);
+  assert(await page.isHidden('#pred-truth'), 'an upload is not compared with a Fashion-MNIST label');
+  await imageLoaded('#cam-img');
+  const cam = await page.evaluate(() => ({ w: document.querySelector('#cam-img').naturalWidth, src: document.querySelector('#cam-img').src }));
+  assert(cam.w > 0, 'a Grad-CAM picture');
+  const classes = await page.$$eval('#cam-class option', (o) => o.map((x) => x.textContent));
+  assert(classes.some((c) => /west/.test(c)), `the class picker has the labels: ${classes.join(', ')}`);
+  await shot('desktop-byom-model');
+  await page.locator('#graph').scrollIntoViewIfNeeded();
+  await sectionShot('desktop-graph-compass', '#graph');
+});
+
+test('bring your own model: a refused file says why and adds nothing; a model is removed from the page', async () => {
+  await page.click('#model-add');
+  await page.waitForSelector('#model-upload-dialog[open]');
+  await page.setInputFiles('#model-upload-file', { name: 'broken2.onnx', mimeType: 'application/octet-stream', buffer: Buffer.from('not an ONNX file at all') });
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith('/v1/models') && r.request().method() === 'POST'),
+    page.click('#model-upload-send'),
+  ]);
+  assert(res.status() === 422, `a damaged file: ${res.status()}`);
+  await page.waitForSelector('#model-upload-error:not([hidden])');
+  assert(/not an ONNX model/.test(await page.textContent('#model-upload-error')), `the reason: ${await page.textContent('#model-upload-error')}`);
+  consoleErrors.splice(0); // the browser logs the 422 as a failed resource
+  await page.click('#model-upload-cancel');
+  const list = await api('GET', '/v1/models');
+  assert(!list.data.models.some((m) => m.name === 'broken2'), 'nothing listed');
+  // The model the service cannot read is in the picker with its reason.
+  const broken = list.data.models.find((m) => m.name === 'broken');
+  assert(broken && broken.status === 'unavailable' && /broken\.onnx/.test(broken.reason), 'the damaged file of the folder is listed as unavailable');
+  await page.click('label[for="model-broken"]');
+  await page.waitForSelector('#model-error:not([hidden])');
+  assert(/broken/.test(await page.textContent('#model-error')), 'picking it shows why');
+  consoleErrors.splice(0);
+  assert(await page.isChecked('#model-compass'), 'the page stays on the model that works');
+  assert(/Remove broken/.test(await page.textContent('#model-remove-btn')), 'the file that cannot be served can be removed from here');
+  await sectionShot('desktop-unavailable-model', 'header.top');
+  // Removing the uploaded model.
+  await chooseModel('fmnist');
+  await chooseModel('compass');
+  await page.waitForFunction(() => /Remove compass/.test(document.querySelector('#model-remove-btn')?.textContent || ''));
+  await page.click('#model-remove-btn');
+  await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith('/v1/models/compass') && r.request().method() === 'DELETE'),
+    page.click('#model-remove-yes'),
+  ]);
+  await page.waitForFunction(() => !document.querySelector('#model-compass') && document.querySelector('#model-fmnist').checked);
+  assert(!(await api('GET', '/v1/models')).data.models.some((m) => m.name === 'compass'), 'gone from the service');
+  assert(await page.isHidden('#model-remove-btn') || !(await page.$('#model-remove-btn')), 'the notebook\'s model offers no removal');
+});
+
+// The numbers behind the pictures (values.mjs): shared scales and strongest channels,
+// a dense layer's values, every layer's settings and its weights' histograms.
+for (const [name, fn] of valuesCases({ page: () => page, assert, isPost, imageLoaded, sectionShot, panelsShowCurrent, chooseModel })) test(name, fn);
+
 test('bug 5: training asks before it replaces the served model', async () => {
   await page.locator('#train').scrollIntoViewIfNeeded();
   const version = Number(/version (\d+)/.exec(await page.textContent('#model-meta'))[1]);
@@ -849,6 +977,8 @@ test('views: charts with axis titles, a y range from the data, smoothing and val
   await sectionShot('desktop-charts', '#train');
 });
 
+for (const [name, fn] of testLossCases({ page: () => page, assert })) test(name, fn);
+
 test('bug 7: a model changed elsewhere is noticed from the version in the answers', async () => {
   const before = Number(/version (\d+)/.exec(await page.textContent('#model-meta'))[1]);
   // Another client trains the model; this tab is told nothing.
@@ -921,6 +1051,55 @@ test('a server with a token asks for it once, then trains and cancels', async ()
     assert(cancelled.status() === 202, `cancel answered ${cancelled.status()}`);
     await page.waitForFunction(() => /cancelled/.test(document.querySelector('#train-state').textContent), null, { timeout: 30000 });
     assert(/cancelled/i.test(await page.textContent('#train-notice')), 'no word about the cancellation');
+    consoleErrors.splice(0).forEach((e) => assert(/status of 401|Failed to load resource/.test(e), `unexpected console error: ${e}`));
+  } finally {
+    await page.close();
+    page = main;
+  }
+});
+
+test('bring your own model on a server with a token: the dialog asks for it, removal too', async () => {
+  if (!LOCKED) throw new Error('run.sh passes --locked BASE for this case');
+  const main = page;
+  page = await ctx.newPage();
+  try {
+    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+    await page.goto(LOCKED + '/', { waitUntil: 'load' });
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.evaluate(() => sessionStorage.clear());
+    await page.click('#model-add');
+    await page.setInputFiles('#model-upload-file', path.join(ROOT, 'tests/data/models/resnet.onnx'));
+    await page.fill('#model-upload-name', 'locked-resnet');
+    const [denied] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/v1/models') && r.request().method() === 'POST'),
+      page.click('#model-upload-send'),
+    ]);
+    assert(denied.status() === 401, `no token: ${denied.status()}`);
+    await page.waitForSelector('#model-upload-token:not([hidden])');
+    await page.fill('#model-upload-token-input', TOKEN);
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/v1/models') && r.request().method() === 'POST'),
+      page.click('#model-upload-send'),
+    ]);
+    assert(res.status() === 201, `with the token: ${res.status()}`);
+    assert(res.request().headers().authorization === `Bearer ${TOKEN}`, 'no bearer header');
+    await page.waitForFunction(() => document.querySelector('#model-locked-resnet')?.checked);
+    // Removal with the token the tab keeps; then without it, asked for.
+    await page.evaluate(() => sessionStorage.clear());
+    await page.click('#model-remove-btn');
+    const [no] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/v1/models/locked-resnet') && r.request().method() === 'DELETE'),
+      page.click('#model-remove-yes'),
+    ]);
+    assert(no.status() === 401, `remove without the token: ${no.status()}`);
+    await page.waitForSelector('#model-remove-token:not([hidden])');
+    await page.fill('#model-remove-token', TOKEN);
+    const [yes] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/v1/models/locked-resnet') && r.request().method() === 'DELETE'),
+      page.click('#model-remove-yes'),
+    ]);
+    assert(yes.status() === 200, `remove with the token: ${yes.status()}`);
+    await page.waitForFunction(() => !document.querySelector('#model-locked-resnet'));
     consoleErrors.splice(0).forEach((e) => assert(/status of 401|Failed to load resource/.test(e), `unexpected console error: ${e}`));
   } finally {
     await page.close();

@@ -44,6 +44,8 @@ fi
 for m in resnet mobilenetv2; do
   cp "$root/tests/data/models/$m.onnx" "$tmp/models/" || fail "tests/data/models/$m.onnx is missing"
 done
+# And a damaged file: listed with the reason it cannot be served, every other model working.
+printf 'not an ONNX file' >"$tmp/models/broken.onnx"
 
 # Port 0: the server picks a free port and says which in its log.
 # start_server NAME [FLAGS...]: a server on a free port (port 0: the server picks one and
