@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16_plan.h"
 #include "clock.h"
 #include "conv_block.h"
 #include "fast_plan.h"
@@ -316,12 +317,13 @@ static float *moving(cs_model *update, int node, int which)
     return update ? update->layers[node].params[which].data : NULL;
 }
 
-static void forward_node(cs_exec *e, int i, cs_model *update_bn, const cs_fast_plan *fast)
+static void forward_node(cs_exec *e, int i, cs_model *update_bn, const cs_fast_plan *fast, const cs_bf16_plan *bf16)
 {
     const cs_layer *l = &e->model->layers[i];
     cs_node_pass p = {.e = e, .node = i, .l = l, .n = e->batch, .training = e->training, .update = update_bn,
                       .y = e->act[i], .state = e->state[i], .work = e->work, .fast = cs_fast_plan_node(fast, i)};
     for (int k = 0; k < l->n_inputs; k++) p.x[k] = node_value(e, l->inputs[k]);
+    if (cs_bf16_node_forward(bf16, &p)) return;
     cs_layer_ops_of(l->kind)->forward(&p);
 }
 
@@ -375,6 +377,20 @@ static void forward_conv_bn_act_pool(cs_exec *e, int c, cs_model *update_bn)
     }
 }
 
+/* The other nodes of the chain c..last read only inside it: they are done (node
+ * indices between c and the last that are not in it run as usual). */
+static void mark_chained(cs_exec *e, int c, int last)
+{
+    for (int i = c, r; i != last; i = r) {
+        r = i;
+        for (int j = i + 1; j <= last && r == i; j++)
+            for (int k = 0; k < e->model->layers[j].n_inputs; k++)
+                if (e->model->layers[j].inputs[k] == i) r = j;
+        if (r == i) break;
+        e->chained[r] = 1;
+    }
+}
+
 /* The chain at node c as one convolution into its last node's output; 0, or -1 when
  * it could not run (the nodes then run one by one). */
 static int forward_chain(cs_exec *e, int c, const cs_fast_chain *ch)
@@ -384,16 +400,7 @@ static int forward_chain(cs_exec *e, int c, const cs_fast_chain *ch)
     if (cs_onednn_conv_forward(ch->node.conv[0], e->batch, node_value(e, l->inputs[0]), addend, e->act[ch->last],
                                &e->scratch) != 0)
         return -1;
-    /* Its other nodes read only inside it: they are done (node indices between c and
-     * the last that are not in it run as usual). */
-    for (int i = c, r; i != ch->last; i = r) {
-        r = i;
-        for (int j = i + 1; j <= ch->last && r == i; j++)
-            for (int k = 0; k < e->model->layers[j].n_inputs; k++)
-                if (e->model->layers[j].inputs[k] == i) r = j;
-        if (r == i) break;
-        e->chained[r] = 1;
-    }
+    mark_chained(e, c, ch->last);
     return 0;
 }
 
@@ -409,6 +416,8 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
     /* Inference in an exec that keeps no parameter gradients may take the fast paths;
      * a training pass moves the moving statistics it is given. */
     const cs_fast_plan *fast = !training && !e->param_grad ? cs_fast_plan_get(e->model) : NULL;
+    /* and a model in bf16 runs its bf16 layers first (bf16_plan.h). */
+    const cs_bf16_plan *bf16 = !training && !e->param_grad ? cs_bf16_plan_get(e->model) : NULL;
     if (training && update_bn) cs_model_params_changed(update_bn);
     if (chains) memset(e->chained, 0, (size_t)e->model->n_layers);
     for (int s = 0; s < plan->n && plan->steps[s].first <= upto; s++) {
@@ -417,6 +426,12 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
         double t0 = e->profile ? cs_now() : 0;
         if (chains && st->kind == CS_STEP_NODE) {
             if (e->chained[st->first]) continue;
+            const int last = cs_bf16_chain_forward(bf16, e, st->first);
+            if (last >= 0) {
+                mark_chained(e, st->first, last);
+                if (e->profile) e->profile[st->first] += cs_now() - t0;
+                continue;
+            }
             const cs_fast_chain *ch = cs_fast_plan_chain(fast, st->first);
             if (ch && forward_chain(e, st->first, ch) == 0) {
                 if (e->profile) e->profile[st->first] += cs_now() - t0;
@@ -424,7 +439,7 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
             }
         }
         switch (st->kind) {
-        case CS_STEP_NODE: forward_node(e, st->first, update_bn, fast); break;
+        case CS_STEP_NODE: forward_node(e, st->first, update_bn, fast, bf16); break;
         case CS_STEP_BN_ACT_POOL: forward_bn_act_pool(e, st->first, update_bn); break;
         case CS_STEP_CONV_BN_ACT_POOL: forward_conv_bn_act_pool(e, st->first, update_bn); continue;
         }

@@ -290,3 +290,8 @@ void cs_fast_conv(cs_fast_node *f, int k, const cs_conv2d_geom *g, const cs_para
     }
     f->conv[k] = choose(g, w, b, &mine);
 }
+
+int cs_fast_chain_at(const cs_model *m, int c, cs_fast_fuse *fuse, float *ss, int *addend)
+{
+    return chain_at(m, c, fuse, ss, addend);
+}

@@ -89,4 +89,10 @@ void cs_fast_plans_free(struct cs_fast_plans *p);
 void cs_fast_conv(cs_fast_node *f, int k, const cs_conv2d_geom *g, const cs_param *kernel, const cs_param *bias,
                   const cs_onednn_post *post, const cs_fast_fuse *fuse);
 
+/* The chain above node c (a conv, or any node with no activation of its own): its
+ * last node, or c when there is none; fuse and addend as a chain's (ss: room for 2 *
+ * channels floats of folded batch norm, or NULL). Other plans of inference layers
+ * (bf16_plan.h) fuse the same chains. */
+int cs_fast_chain_at(const cs_model *m, int c, cs_fast_fuse *fuse, float *ss, int *addend);
+
 #endif

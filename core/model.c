@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16_plan.h"
 #include "fast_plan.h"
 #include "layer_ops.h"
 #include "rng.h"
@@ -145,6 +146,7 @@ void cs_model_free(cs_model *m)
 {
     if (!m) return;
     cs_fast_plans_free(m->fast);
+    cs_bf16_plan_free(m->bf16);
     free(m->layers);
     free(m->param_block);
     free_strings(m->class_names, m->n_classes);

@@ -167,6 +167,8 @@ typedef struct cs_model {
      * the first pass; remade after cs_model_params_changed. */
     struct cs_fast_plans *fast;
     uint64_t params_version;
+    int precision;             /* of inference passes: a cs_precision (bf16_plan.h), fp32 unless set */
+    struct cs_bf16_plan *bf16; /* its bf16 layers (bf16_plan.h), made on the first bf16 pass */
 } cs_model;
 
 /* Builder: start a model, append nodes (shapes inferred), then finish to allocate. */

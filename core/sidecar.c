@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bf16_plan.h"
 #include "error.h"
 
 /* Labels files are small; one larger than this is not a labels file. */
@@ -248,7 +249,7 @@ int cs_sidecar_apply(cs_model *m, const char *text, size_t len, const char *dir,
     const char *key;
     json_t *v;
     if (!json_is_object(root)) {
-        cs_set_err(err, errlen, "expected an object with labels, labels_file, preprocessing or description");
+        cs_set_err(err, errlen, "expected an object with labels, labels_file, preprocessing, description or precision");
         goto done;
     }
     if (json_object_get(root, "labels") && json_object_get(root, "labels_file")) {
@@ -284,8 +285,17 @@ int cs_sidecar_apply(cs_model *m, const char *text, size_t len, const char *dir,
                 goto done;
             }
             snprintf(info->description, sizeof info->description, "%s", json_string_value(v));
+        } else if (!strcmp(key, "precision")) {
+            cs_precision p;
+            char why[100];
+            if (cs_precision_parse(json_string_value(v), &p, why, sizeof why) != 0) {
+                cs_set_err(err, errlen, "precision: expected \"fp32\" or \"bf16\"");
+                goto done;
+            }
+            snprintf(info->precision, sizeof info->precision, "%s", cs_precision_name(p));
         } else {
-            cs_set_err(err, errlen, "unknown key '%.40s' (labels, labels_file, preprocessing, description)", key);
+            cs_set_err(err, errlen, "unknown key '%.40s' (labels, labels_file, preprocessing, description, precision)",
+                       key);
             goto done;
         }
     }

@@ -8,7 +8,9 @@
  *                                            ("n01440764 tench" lines keep the WordNet id),
  *                                            a JSON list, or a class index {"0": [wnid, label]}
  *     "preprocessing": {"mode": "torch", "resize": "bilinear", "fit": "crop", "crop": 0.875},
- *     "description": "free text"
+ *     "description": "free text",
+ *     "precision": "bf16"                    inference in bf16 or fp32 (bf16_plan.h); what
+ *                                            the service was told otherwise when not given
  *   }
  *
  * Every key is optional; an unknown key, a label count other than the model's classes
@@ -27,6 +29,8 @@ typedef struct {
     int labels;        /* class names were given */
     int preprocessing; /* the pipeline was given */
     char description[256];
+    char precision[8]; /* "fp32" or "bf16" as the sidecar asks, "" when it says nothing
+                          (the caller sets it: cs_model_set_precision) */
 } cs_sidecar_info;
 
 /* Applies the sidecar JSON text (len bytes) to m: class names (and WordNet ids) and

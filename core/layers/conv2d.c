@@ -180,3 +180,5 @@ const cs_layer_ops cs_conv2d_ops = {
     .part_floats = conv2d_part,
     .fast = conv2d_fast,
 };
+
+cs_conv2d_geom cs_conv2d_layer_geom(const cs_layer *l, int n) { return any_geom(l, n); }

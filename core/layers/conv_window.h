@@ -22,5 +22,7 @@ cs_conv2d_geom cs_conv_window_geom(const cs_layer *l, int in_c, int oc, int grou
  * else a pair) and padding ("valid", "same" or "explicit" with pads [t, l, b, r]). */
 int cs_conv_window_to_json(const cs_layer *l, json_t *o);
 int cs_conv_window_from_json(json_t *o, cs_layer_config *cfg, char *err, size_t errlen);
+/* A Conv2D node's window for a batch of n, whichever kernels its plain pass runs (conv2d.c). */
+cs_conv2d_geom cs_conv2d_layer_geom(const cs_layer *l, int n);
 
 #endif
