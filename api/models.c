@@ -78,6 +78,10 @@ static void describe_version(json_t *o, cs_served_model *s, const cs_model_versi
     json_object_set_new(o, "preprocessing",
                         cs_preprocess_to_json(&m->preprocess, m->input.c, m->input.h, m->input.w));
     if (v->description[0]) json_object_set_new(o, "description", json_string(v->description));
+    /* The precision of its inference, who asked for it, and what runs it or why not. */
+    json_object_set_new(o, "precision", json_string(v->precision));
+    json_object_set_new(o, "precision_source", json_string(v->precision_source));
+    if (v->precision_note[0]) json_object_set_new(o, "precision_note", json_string(v->precision_note));
     /* The notebook's network also trains from scratch without a file. */
     int trainable = s->trainable || v->trainable;
     json_object_set_new(o, "trainable", json_boolean(trainable));

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bf16_plan.h"
 #include "fast_plan.h"
 #include "http.h"
 #include "keras_model.h"
@@ -50,6 +51,7 @@ static pthread_t g_vgg_thread;
 static int g_vgg_thread_started;
 static atomic_int g_next_version = 1;
 static int g_max_running;
+static int g_precision; /* cs_registry_config.precision */
 
 static int file_exists(const char *p)
 {
@@ -91,7 +93,28 @@ typedef struct {
     const char *format; /* "csm", "onnx", "h5", "keras" */
     const char *labels; /* where its class names come from (cs_model_version.labels) */
     char description[256];
+    char precision[8]; /* the sidecar's, or "" */
 } load_facts;
+
+/* The precision of v's model: its sidecar's, else the service's (a CPU without bf16
+ * keeps it fp32, and the note says why). */
+static void set_precision(cs_model_version *v, const load_facts *f)
+{
+    const int sidecar = f && f->precision[0];
+    cs_precision p = g_precision;
+    char err[100];
+    if (sidecar && cs_precision_parse(f->precision, &p, err, sizeof err) != 0) p = CS_PRECISION_FP32;
+    cs_fmt(v->precision_source, sizeof v->precision_source, "%s",
+           sidecar ? "sidecar" : g_precision != CS_PRECISION_FP32 ? "--precision" : "default");
+    v->precision_note[0] = 0;
+    char why[300];
+    if (cs_model_set_precision(v->model, p, why, sizeof why) != 0)
+        cs_fmt(v->precision_note, sizeof v->precision_note, "%s; the model runs fp32", why);
+    else if (p == CS_PRECISION_BF16)
+        cs_fmt(v->precision_note, sizeof v->precision_note, "Conv2D and Dense layers in bf16 on %s (oneDNN)",
+               cs_bf16_unit(NULL, 0));
+    cs_fmt(v->precision, sizeof v->precision, "%s", cs_precision_name(v->model->precision));
+}
 
 /* number 0: the next of this process's own. */
 static cs_model_version *version_new(cs_model *m, int number, const load_facts *f)
@@ -104,6 +127,7 @@ static cs_model_version *version_new(cs_model *m, int number, const load_facts *
     cs_fmt(v->labels, sizeof v->labels, "%s", f ? f->labels : "model");
     cs_fmt(v->description, sizeof v->description, "%s", f ? f->description : "");
     v->trainable = cs_train_check(m, NULL, v->train_why, sizeof v->train_why) == 0;
+    set_precision(v, f);
     /* As many execs at once as the memory left holds (at least one): a model's
      * requests then wait for each other instead of the process being killed. */
     uint64_t per = cs_exec_bytes_bound(m, 1), left = memory_left() / 2;
@@ -113,6 +137,13 @@ static cs_model_version *version_new(cs_model *m, int number, const load_facts *
     pthread_mutex_init(&v->pool_lock, NULL);
     pthread_cond_init(&v->pool_free, NULL);
     return v;
+}
+
+void cs_version_precision_text(const cs_model_version *v, char *out, size_t len)
+{
+    if (!strcmp(v->precision_source, "default")) out[0] = 0;
+    else cs_fmt(out, len, "precision %s (%s)%s%s", v->precision, v->precision_source, v->precision_note[0] ? ": " : "",
+                v->precision_note);
 }
 
 static void version_free(cs_model_version *v)
@@ -257,6 +288,7 @@ static int apply_sidecar(cs_model *m, const char *name, const char *text, size_t
     if (info.labels) f->labels = "sidecar";
     else default_labels(m, f);
     cs_fmt(f->description, sizeof f->description, "%s", info.description);
+    cs_fmt(f->precision, sizeof f->precision, "%s", info.precision);
     return 0;
 }
 
@@ -531,11 +563,15 @@ static int scan_folder(char *msg, size_t len)
             continue;
         }
         load_folder_model(s);
-        char reason[512];
+        char reason[512], precision[500] = "", none[64];
         int version, training;
         cs_model_state st = cs_served_state(s, reason, sizeof reason, &version, &training);
-        say(msg, len, "model %s: %s %s%s%s", s->name, fresh ? "serving" : "now serving", e[i].path,
-            st == CS_MODEL_READY ? "" : ", unavailable: ", st == CS_MODEL_READY ? "" : reason);
+        cs_model_version *v = cs_served_acquire(s, none, sizeof none);
+        if (v) cs_version_precision_text(v, precision, sizeof precision);
+        cs_version_release(v);
+        say(msg, len, "model %s: %s %s%s%s%s%s", s->name, fresh ? "serving" : "now serving", e[i].path,
+            st == CS_MODEL_READY ? "" : ", unavailable: ", st == CS_MODEL_READY ? "" : reason, precision[0] ? ", " : "",
+            precision);
         changed = 1;
     }
     int count = atomic_load(&g_count);
@@ -619,6 +655,7 @@ int cs_registry_start(const cs_registry_config *cfg, char *err, size_t errlen)
 {
     (void)err, (void)errlen;
     g_max_running = cfg->max_running;
+    g_precision = cfg->precision;
     atomic_store(&g_count, REG_FIXED);
     cs_fmt(g_dir, sizeof g_dir, "%s", cfg->models_dir);
     for (int i = 0; i < CS_REGISTRY_MAX; i++) {
@@ -777,6 +814,7 @@ static int save_and_serve(cs_served_model *s, cs_model *m, int number, char *err
     if (cs_sidecar_apply_file(m, side, &info, why, sizeof why) == 0 && info.labels) f.labels = "sidecar";
     else default_labels(m, &f);
     cs_fmt(f.description, sizeof f.description, "%s", info.description);
+    cs_fmt(f.precision, sizeof f.precision, "%s", info.precision);
     cs_model_version *v = version_new(m, number, &f);
     pthread_mutex_unlock(&g_reg_lock);
     if (!v) {

@@ -43,6 +43,8 @@ typedef struct cs_registry_config {
     int load_vgg16;            /* 0: VGG16 stays unavailable (saves 0.5 GB) */
     int max_running;           /* passes computed at once per version (0: no limit) */
     int keep_versions;         /* versions of a trainable model kept in its store (0: the default) */
+    int precision;             /* of every model's inference unless its sidecar says otherwise:
+                                  a cs_precision (bf16_plan.h), fp32 by default */
 } cs_registry_config;
 
 typedef enum { CS_MODEL_LOADING, CS_MODEL_READY, CS_MODEL_UNAVAILABLE } cs_model_state;
@@ -62,6 +64,9 @@ typedef struct cs_model_version {
     char description[256]; /* the sidecar's, or "" */
     int trainable;         /* a training job can train it (cs_train_check) */
     char train_why[200];   /* why not, when not */
+    char precision[8];     /* of its inference passes: "fp32" or "bf16" (bf16_plan.h) */
+    char precision_source[16]; /* who asked for it: "sidecar", "--precision" or "default" */
+    char precision_note[400];  /* what runs bf16 here, or why bf16 was refused; "" for fp32 asked */
     pthread_mutex_t pool_lock;
     pthread_cond_t pool_free; /* an exec came back */
     int n_pool, n_out;        /* execs kept, execs lent */
@@ -108,6 +113,9 @@ void cs_served_file(cs_served_model *s, char *file, size_t len);
 /* A reference to the current version, or NULL with the reason it is unavailable (503). */
 cs_model_version *cs_served_acquire(cs_served_model *s, char *reason, size_t len);
 void cs_version_release(cs_model_version *v);
+/* "precision bf16 (sidecar): what runs it" or why it was refused, for the log; "" when
+ * nothing asked for another precision than the default fp32. */
+void cs_version_precision_text(const cs_model_version *v, char *out, size_t len);
 
 /* State, reason and version number under the lock, for listings. */
 cs_model_state cs_served_state(cs_served_model *s, char *reason, size_t len, int *version,

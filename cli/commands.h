@@ -14,4 +14,10 @@
 /* explain.c */
 int cs_cmd_explain(int argc, char **argv);
 
+struct cs_model;
+/* main.c: sets m's inference precision from a --precision value ("fp32" or "bf16"; NULL:
+ * leaves it). 0, or -1 after printing why (a bad value, or bf16 on a CPU without it:
+ * asked by name, bf16 is not quietly replaced by fp32). */
+int cs_cli_precision(struct cs_model *m, const char *value);
+
 #endif

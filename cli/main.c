@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bf16_plan.h"
 #include "blas.h"
 #include "commands.h"
 #include "dataset.h"
@@ -31,12 +32,12 @@ static const char *USAGE =
     "  serve   [--listen 127.0.0.1:8080] [--models DIR] [--data DIR] [--threads N]\n"
     "          [--max-upload BYTES] [--token TOKEN] [--vgg16-weights FILE]\n"
     "  train   [--epochs 20] [--batch 128] [--lr 0.001] [--seed N] [--limit N] [--data DIR] [--out FILE]\n"
-    "  eval    --model FILE [--data DIR]\n"
-    "  predict --model FILE [--top K] IMAGE\n"
+    "  eval    --model FILE [--data DIR] [--precision fp32|bf16]\n"
+    "  predict --model FILE [--top K] [--precision fp32|bf16] IMAGE\n"
     "  export  --model FILE --out MODEL.onnx|WEIGHTS.h5\n"
     "  import  --in WEIGHTS.h5|MODEL.h5|MODEL.keras|MODEL.onnx --out FILE\n"
     "  run     --model FILE [--input NAME=FILE.pb|FILE.npy]... [--output-dir DIR] [--node NAME]...\n"
-    "          [--format pb|npy]\n" CS_EXPLAIN_USAGE;
+    "          [--format pb|npy] [--precision fp32|bf16]\n" CS_EXPLAIN_USAGE;
 
 int cs_cmd_run(int argc, char **argv); /* run.c */
 
@@ -131,6 +132,22 @@ done:
     return rc;
 }
 
+int cs_cli_precision(cs_model *m, const char *value)
+{
+    cs_precision p;
+    char err[400];
+    if (!value) return 0;
+    if (cs_precision_parse(value, &p, err, sizeof err) != 0) {
+        fprintf(stderr, "convscope: --precision: %s\n", err);
+        return -1;
+    }
+    if (cs_model_set_precision(m, p, err, sizeof err) != 0) {
+        fprintf(stderr, "convscope: --precision %s: %s\n", value, err);
+        return -1;
+    }
+    return 0;
+}
+
 static cs_model *load_model_flag(int argc, char **argv, char *err, size_t errlen)
 {
     const char *path = flag(argc, argv, "--model", NULL);
@@ -146,6 +163,10 @@ static int cmd_eval(int argc, char **argv)
     char err[512] = "";
     cs_model *m = load_model_flag(argc, argv, err, sizeof err);
     if (!m) return fail("cannot load the model", err);
+    if (cs_cli_precision(m, flag(argc, argv, "--precision", NULL)) != 0) {
+        cs_model_free(m);
+        return 1;
+    }
     cs_dataset test = {0};
     if (cs_dataset_load(flag(argc, argv, "--data", data_dir_default()), "test", &test, err, sizeof err) != 0) {
         cs_model_free(m);
@@ -221,9 +242,15 @@ static int cmd_predict(int argc, char **argv)
     const char *slash = strrchr(model_path, '/'), *dot = strrchr(model_path, '.');
     int base = dot && (!slash || dot > slash) ? (int)(dot - model_path) : (int)strlen(model_path);
     snprintf(side, sizeof side, "%.*s.json", base, model_path);
-    if (cs_sidecar_apply_file(m, side, NULL, err, sizeof err) != 0) {
+    cs_sidecar_info info;
+    if (cs_sidecar_apply_file(m, side, &info, err, sizeof err) != 0) {
         cs_model_free(m);
         return fail("cannot read the model's sidecar", err);
+    }
+    /* --precision, else the sidecar's. */
+    if (cs_cli_precision(m, flag(argc, argv, "--precision", info.precision[0] ? info.precision : NULL)) != 0) {
+        cs_model_free(m);
+        return 1;
     }
     uint8_t *bytes = NULL;
     size_t len = 0;

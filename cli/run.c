@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "model_load.h"
 #include "npy.h"
 #include "onnx_import.h"
@@ -63,7 +64,7 @@ static int write_tensor(const char *dir, const cs_onnx_tensor *t, int npy, char 
 
 int cs_cmd_run(int argc, char **argv)
 {
-    const char *model = NULL, *dir = ".", *format = NULL;
+    const char *model = NULL, *dir = ".", *format = NULL, *precision = NULL;
     const char *names[MAX_FILES], *files[MAX_FILES], *node_names[MAX_FILES];
     int n_files = 0, n_nodes = 0;
     for (int i = 1; i < argc; i++) {
@@ -73,6 +74,7 @@ int cs_cmd_run(int argc, char **argv)
         if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--output-dir")) dir = v;
         else if (!strcmp(a, "--format")) format = v;
+        else if (!strcmp(a, "--precision")) precision = v;
         else if (!strcmp(a, "--node")) {
             if (n_nodes == MAX_FILES) return fail("run: too many --node flags", "");
             node_names[n_nodes++] = v;
@@ -125,6 +127,7 @@ int cs_cmd_run(int argc, char **argv)
             goto done;
         }
     }
+    if (cs_cli_precision(m, precision) != 0) goto done;
     for (int j = 0; j < n_nodes; j++)
         if ((nodes[j] = cs_model_find_layer(m, node_names[j])) < 0) {
             fail("run: the model has no node", node_names[j]);

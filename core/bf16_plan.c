@@ -73,7 +73,7 @@ int cs_model_set_precision(cs_model *m, cs_precision p, char *why, size_t len)
     if (p != CS_PRECISION_BF16) return 0;
     char cpu[300];
     if (!cs_bf16_unit(cpu, sizeof cpu)) {
-        snprintf(why, len, "bf16 refused: %s; running fp32", cpu);
+        snprintf(why, len, "bf16 refused: %s", cpu);
         return -1;
     }
     m->precision = CS_PRECISION_BF16;

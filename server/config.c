@@ -104,6 +104,8 @@ static const opt_spec specs[] = {
      "seconds one request may spend decoding its images (422 beyond)"},
     {"insecure-open", "CONVSCOPE_INSECURE_OPEN", OPT_BOOL, "0", 0, 1, S(insecure_open),
      "listen beyond loopback without --token (anyone who reaches it may train); refused otherwise"},
+    {"precision", "CONVSCOPE_PRECISION", OPT_STR, "fp32", 0, 0, S(precision),
+     "inference of every model in fp32 or bf16 (needs AVX512-BF16 or AMX-BF16), unless its sidecar says otherwise"},
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
@@ -208,6 +210,10 @@ int cs_config_load(cs_config *cfg, int argc, char **argv)
                 "connect may train and cancel jobs: set --token (CONVSCOPE_TOKEN), listen on 127.0.0.1, or pass "
                 "--insecure-open (CONVSCOPE_INSECURE_OPEN=1) to serve it open on purpose\n",
                 cfg->listen);
+        return -1;
+    }
+    if (strcmp(cfg->precision, "fp32") && strcmp(cfg->precision, "bf16")) {
+        fprintf(stderr, "convscope serve: --precision must be fp32 or bf16\n");
         return -1;
     }
     if (cfg->threads == 0) cfg->threads = cs_resources_get()->cpus;

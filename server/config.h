@@ -46,6 +46,7 @@ typedef struct cs_config {
     long max_request_pixels;  /* width * height summed over the images of one request */
     long decode_seconds;      /* decoding time of the images of one request */
     long insecure_open;       /* serve beyond loopback without a token, on purpose */
+    char precision[8];        /* "fp32" or "bf16": every model's inference unless its sidecar says */
 } cs_config;
 
 /* Fills cfg. Returns 0, 1 when --help was printed (exit 0), or -1 after printing the

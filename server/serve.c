@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "bf16_plan.h"
 #include "blas.h"
 #include "config.h"
 #include "daemon.h"
@@ -143,7 +144,11 @@ int cs_serve_main(int argc, char **argv)
 
     /* Passes run only on the compute workers: one execution context each is enough. */
     cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, (int)cfg.vgg16,
-                                 (int)cfg.workers, (int)cfg.keep_versions};
+                                 (int)cfg.workers, (int)cfg.keep_versions,
+                                 strcmp(cfg.precision, "bf16") ? CS_PRECISION_FP32 : CS_PRECISION_BF16};
+    char why[300];
+    if (models.precision == CS_PRECISION_BF16 && !cs_bf16_unit(why, sizeof why))
+        cs_log_info("--precision bf16 refused: %s; models without a sidecar asking otherwise run fp32", why);
     char err[600];
     if (cs_api_start(&models, err, sizeof err) != 0) {
         cs_log_info("cannot start: %s", err);
@@ -156,6 +161,11 @@ int cs_serve_main(int argc, char **argv)
         int version, training;
         cs_model_state st = cs_served_state(s, reason, sizeof reason, &version, &training);
         cs_log_info("model %s: %s%s%s", s->name, cs_model_state_word(st, training), reason[0] ? ": " : "", reason);
+        cs_model_version *v = cs_served_acquire(s, reason, sizeof reason);
+        char precision[500] = "";
+        if (v) cs_version_precision_text(v, precision, sizeof precision);
+        cs_version_release(v);
+        if (precision[0]) cs_log_info("model %s: %s", s->name, precision);
     }
     pthread_t preload, watcher;
     int preloading = pthread_create(&preload, NULL, preload_data, NULL) == 0;
