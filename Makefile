@@ -147,10 +147,12 @@ BM := $(B)/bench-models
 bench-ort: $(BENCH_MODELS) $(FMNIST_ONNX) $(ORT_NODE) $(B)/bench/onnx_models
 	@node tests/models/ort_reference.mjs --models $(BM) --quiet
 	node bench/ort_compare.mjs --convscope $(B)/bench/onnx_models \
-	    --case $(BM)/vgg16.onnx,threads=2 --case $(BM)/resnet18.onnx,threads=1 --case $(BM)/resnet18.onnx,threads=2 \
+	    --case $(BM)/vgg16.onnx,threads=2 --case $(BM)/vgg16.onnx,threads=2,precision=bf16 \
+	    --case $(BM)/resnet18.onnx,threads=1 --case $(BM)/resnet18.onnx,threads=2 \
 	    --case $(BM)/mobilenet_v2.onnx,threads=1 --case $(BM)/mobilenet_v2.onnx,threads=2 \
 	    --case $(FMNIST_ONNX),model=$(BM)/fmnist.csm,threads=1 \
-	    --case $(FMNIST_ONNX),model=$(BM)/fmnist.csm,batch=128,threads=2
+	    --case $(FMNIST_ONNX),model=$(BM)/fmnist.csm,batch=128,threads=2 \
+	    --case $(FMNIST_ONNX),model=$(BM)/fmnist.csm,batch=128,threads=2,precision=bf16
 	$(B)/bench/onnx_models --modes plain,auto $(BENCH_MODELS) $(BM)/fmnist.csm
 
 $(BENCH_MODELS) &: bench/export_torchvision.py tests/models/make_models.py

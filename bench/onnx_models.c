@@ -15,9 +15,10 @@
  *   convscope <model>: logits within X of PyTorch's
  * --peak prints the machine's FMA peak first (bench/fma_peak.h); --json prints one JSON
  * object per measurement instead of the lines; --layers adds where the time goes, per
- * kind of node.
+ * kind of node. --precision bf16 runs the models' inference in bf16 (bf16_plan.h), or
+ * stops when this CPU cannot.
  * Usage: build/bench/onnx_models [--threads 1,2] [--batch N] [--runs N] [--warmup N]
- *        [--modes auto] [--no-gradcam] [--layers] [--peak] [--json] MODEL...
+ *        [--modes auto] [--no-gradcam] [--layers] [--peak] [--json] [--precision bf16] MODEL...
  */
 #include <math.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bf16_plan.h"
 #include "blas.h"
 #include "clock.h"
 #include "exec.h"
@@ -40,6 +42,7 @@ enum { MAX_RUNS = 1000, MAX_THREADS = 16 };
 static struct {
     int threads[MAX_THREADS], n_threads;
     int batch, runs, warmup, gradcam, json, layers;
+    cs_precision precision;
     cs_fast_mode modes[3];
     int n_modes;
 } opt = {.threads = {1, 2}, .n_threads = 2, .batch = 1, .runs = 20, .warmup = 3, .gradcam = 1,
@@ -122,6 +125,10 @@ static void time_model(const char *path)
 {
     char err[512];
     cs_model *m = load_or_die(path);
+    if (cs_model_set_precision(m, opt.precision, err, sizeof err) != 0) {
+        fprintf(stderr, "onnx_models: %s\n", err);
+        exit(1);
+    }
     const int n = opt.batch;
     size_t in = cs_shape_size(m->input);
     float *x = malloc((size_t)n * in * sizeof(float));
@@ -181,12 +188,14 @@ static void time_model(const char *path)
             const char *mode = MODE_NAME[opt.modes[md]];
             if (opt.json) {
                 printf("{\"engine\": \"convscope\", \"model\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"threads\": %d, "
-                       "\"ms\": %.4f, \"best_ms\": %.4f, \"gradcam_ms\": %.4f, \"gflop\": %.6f}\n",
-                       m->arch, mode, n, threads, 1e3 * med, 1e3 * best, 1e3 * gc, flops / 1e9);
+                       "\"ms\": %.4f, \"best_ms\": %.4f, \"gradcam_ms\": %.4f, \"gflop\": %.6f, \"precision\": \"%s\"}\n",
+                       m->arch, mode, n, threads, 1e3 * med, 1e3 * best, 1e3 * gc, flops / 1e9,
+                       cs_precision_name(opt.precision));
                 continue;
             }
             char what[64] = "", tail[96] = "";
             if (n > 1) snprintf(what, sizeof what, "batch %d ", n);
+            if (opt.precision != CS_PRECISION_FP32) snprintf(what + strlen(what), sizeof what - strlen(what), "bf16 ");
             if (opt.n_modes > 1 || opt.modes[md] != CS_FAST_AUTO) snprintf(what + strlen(what), sizeof what - strlen(what), "[%s] ", mode);
             if (gradcam) snprintf(tail, sizeof tail, ", grad-cam %.2f ms", 1e3 * gc);
             if (n > 1) snprintf(tail + strlen(tail), sizeof tail - strlen(tail), ", %.0f images/s", n / med);
@@ -274,6 +283,7 @@ int main(int argc, char **argv)
 {
     if (cs_blas_init(argc, argv) != 0) return 1;
     int first = 1, peak = 0, bad_usage = 0;
+    char err[200];
     for (; first < argc && !strncmp(argv[first], "--", 2); first++) {
         const char *a = argv[first], *v = first + 1 < argc ? argv[first + 1] : NULL;
         if (!strcmp(a, "--peak")) peak = 1;
@@ -285,12 +295,14 @@ int main(int argc, char **argv)
         else if (v && !strcmp(a, "--runs") && (opt.runs = atoi(v)) >= 1 && opt.runs <= MAX_RUNS) first++;
         else if (v && !strcmp(a, "--warmup") && (opt.warmup = atoi(v)) >= 0) first++;
         else if (v && !strcmp(a, "--modes") && parse_modes(v) == 0) first++;
+        else if (v && !strcmp(a, "--precision") && cs_precision_parse(v, &opt.precision, err, sizeof err) == 0) first++;
         else bad_usage = 1;
         if (bad_usage) break;
     }
     if (bad_usage) {
         fprintf(stderr, "usage: onnx_models [--threads 1,2] [--batch N] [--runs N] [--warmup N] "
-                        "[--modes plain,direct,auto] [--no-gradcam] [--layers] [--peak] [--json] MODEL...\n");
+                        "[--modes plain,direct,auto] [--no-gradcam] [--layers] [--peak] [--json] [--precision bf16] "
+                        "MODEL...\n");
         return 2;
     }
     if (peak) {

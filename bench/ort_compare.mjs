@@ -8,7 +8,9 @@
 //
 // A case is an ONNX file for ONNX Runtime and the model convscope runs (the same ONNX
 // file, or convscope's own model file of the same network), a batch and a thread count:
-//   --case FILE.onnx[,model=FILE][,batch=N][,threads=N]
+//   --case FILE.onnx[,model=FILE][,batch=N][,threads=N][,precision=bf16]
+// precision=bf16 runs convscope's inference in bf16 (core/bf16_plan.h; ONNX Runtime stays
+// fp32): its row also gives the time of the fp32 case of the same model, batch and threads.
 // Before timing, ONNX Runtime's output on NAME.input.npy is checked against PyTorch's
 // (NAME.logits.npy, or NAME.probabilities.npy for a model that ends in a softmax), and
 // convscope checks its own (bench/onnx_models.c).
@@ -35,11 +37,12 @@ for (let i = 0; i < args.length; i++) {
   const key = args[i].startsWith('--') ? args[i].slice(2) : null;
   if (key === 'case' && i + 1 < args.length) {
     const [file, ...rest] = args[++i].split(',');
-    const c = { file, model: file, batch: 1, threads: 1 };
+    const c = { file, model: file, batch: 1, threads: 1, precision: 'fp32' };
     for (const kv of rest) {
       const [k, v] = kv.split('=');
       if (k === 'model') c.model = v;
       else if (k === 'batch' || k === 'threads') c[k] = Number(v);
+      else if (k === 'precision' && (v === 'fp32' || v === 'bf16')) c.precision = v;
       else usage(`unknown case field ${k}`);
     }
     if (!Number.isInteger(c.batch) || c.batch < 1 || !Number.isInteger(c.threads) || c.threads < 1) usage('bad case');
@@ -137,7 +140,7 @@ for (const c of cases) {
       ortMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
     const [res] = convscope(['--runs', String(runs), '--warmup', '3', '--threads', String(c.threads), '--batch',
-      String(c.batch), '--no-gradcam', c.model]);
+      String(c.batch), '--precision', c.precision, '--no-gradcam', c.model]);
     csMs.push(res.ms);
     gflop = res.gflop;
   }
@@ -154,9 +157,13 @@ for (const r of results) {
   const rate = (ms) => r.gflop / (ms / 1e3);
   const frac = (ms) => `${(100 * rate(ms) / pk).toFixed(0)}%`;
   const ips = (ms) => (r.c.batch > 1 ? `, ${(r.c.batch / (ms / 1e3)).toFixed(0)} images/s` : '');
+  const same = (o) => o.c.precision === 'fp32' && o.c.model === r.c.model && o.c.batch === r.c.batch &&
+    o.c.threads === r.c.threads;
+  const fp32 = r.c.precision === 'bf16' ? results.find(same) : null;
+  const vs = fp32 ? `; convscope fp32 / bf16 = ${(fp32.cs / r.cs).toFixed(2)}x` : '';
   console.log(`${r.name} batch ${r.c.batch}, ${r.c.threads} thread${r.c.threads > 1 ? 's' : ''}: ` +
-    `convscope ${r.cs.toFixed(3)} ms (${rate(r.cs).toFixed(1)} GFLOP/s, ${frac(r.cs)} of peak${ips(r.cs)}), ` +
+    `convscope${r.c.precision === 'bf16' ? ' bf16' : ''} ${r.cs.toFixed(3)} ms (${rate(r.cs).toFixed(1)} GFLOP/s, ${frac(r.cs)} of peak${ips(r.cs)}), ` +
     `ort ${r.ort.toFixed(3)} ms (${rate(r.ort).toFixed(1)} GFLOP/s, ${frac(r.ort)}${ips(r.ort)}): ` +
-    `ort / convscope = ${(r.ort / r.cs).toFixed(2)}x`);
+    `ort / convscope = ${(r.ort / r.cs).toFixed(2)}x${vs}`);
 }
 process.exit(bad);
