@@ -51,7 +51,7 @@ static void inproc_start(void)
     cs_api.metrics_text = cs_metrics_text;
     cs_api.http_threads = (int)cfg.threads;
     cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, 0, (int)cfg.workers,
-                                 (int)cfg.keep_versions};
+                                 (int)cfg.keep_versions, 0 /* fp32 */};
     char err[600];
     if (cs_api_start(&models, err, sizeof err) != 0) {
         fprintf(stderr, "cannot start the API (run from the repository root): %s\n", err);
