@@ -100,6 +100,17 @@ static void write_trainable(const char *path)
     cs_model_free(m);
 }
 
+/* Writes a hand-built ONNX graph to path. */
+static void write_spec(const spec *s, const char *path)
+{
+    size_t len;
+    uint8_t *buf = pack(s, &len);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(buf, 1, len, f) != len) exit(99);
+    fclose(f);
+    pool_free();
+}
+
 /* An ONNX graph with an LRN node, which the importer does not take. */
 static void write_unsupported(const char *path)
 {
@@ -109,12 +120,7 @@ static void write_unsupported(const char *path)
     s.inputs[s.n_inputs++] = vinfo("x", 4, in);
     s.outputs[s.n_outputs++] = vinfo("y", 4, in);
     s.nodes[s.n_nodes++] = node("LRN", "norm", "x", "y", attr_int("size", 3), NULL);
-    size_t len;
-    uint8_t *buf = pack(&s, &len);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(buf, 1, len, f) != len) exit(99);
-    fclose(f);
-    pool_free();
+    write_spec(&s, path);
 }
 
 /* An ONNX graph of two image inputs: Add(x, y) -> Conv 2x3x3 -> Relu -> Flatten -> Gemm 10. */
@@ -138,12 +144,7 @@ static void write_two_inputs(const char *path)
     s.nodes[s.n_nodes++] = node("Relu", "relu", "c", "r", NULL);
     s.nodes[s.n_nodes++] = node("Flatten", "flat", "r", "f", NULL);
     s.nodes[s.n_nodes++] = node("Gemm", "dense", "f,g,gb", "out", NULL);
-    size_t len;
-    uint8_t *buf = pack(&s, &len);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(buf, 1, len, f) != len) exit(99);
-    fclose(f);
-    pool_free();
+    write_spec(&s, path);
 }
 
 /* An HDF5 file of weights only, as model.save_weights() writes it. */
