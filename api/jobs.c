@@ -55,6 +55,7 @@ struct cs_job {
     int n_history;
     cs_epoch_record *history;
     double test_accuracy;
+    int test_images; /* the test images test_accuracy counts: the whole test set */
     int version;
     char error[400];
     atomic_int cancel;
@@ -130,9 +131,9 @@ static json_t *job_json(const cs_job *j)
     json_t *history = cs_history_json(j->history, j->n_history);
     json_t *result = json_null();
     if (j->state == CS_JOB_SUCCEEDED)
-        result = json_pack("{s:o,s:i}", "test_accuracy",
-                           j->test_accuracy >= 0 ? cs_json_number(j->test_accuracy) : json_null(), "version",
-                           j->version);
+        result = json_pack("{s:o,s:o,s:i}", "test_accuracy",
+                           j->test_accuracy >= 0 ? cs_json_number(j->test_accuracy) : json_null(), "test_images",
+                           j->test_accuracy >= 0 ? json_integer(j->test_images) : json_null(), "version", j->version);
     json_t *doc = json_pack(
         "{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:f,s:f,s:o,s:o,s:o,s:s,s:{s:i,s:i,s:f,s:I,s:i,s:i,s:s}}", "id", j->id,
         "model", j->model, "state", k_state_names[j->state], "epoch", j->epoch, "epochs", j->epochs, "batch",
@@ -305,6 +306,7 @@ static void *job_thread(void *arg)
         cs_model_set_classes(m, 10, CS_FMNIST_CLASSES); /* out of memory: the numbers stay */
     json_t *record = run_record(j, m, test);
     double acc = json_number_value(json_object_get(record, "test_accuracy"));
+    int acc_images = (int)json_integer_value(json_object_get(record, "test_images"));
     int rc_pub = cs_served_publish_run(j->served, m, record, err, sizeof err);
     json_decref(record);
     if (rc_pub != 0) {
@@ -317,6 +319,7 @@ static void *job_thread(void *arg)
     cs_served_state(j->served, reason, sizeof reason, &version, &training);
     pthread_mutex_lock(&g_lock);
     j->test_accuracy = acc;
+    j->test_images = acc_images;
     j->version = version;
     pthread_mutex_unlock(&g_lock);
     finish(j, CS_JOB_SUCCEEDED, NULL);

@@ -215,7 +215,8 @@ export function initTrain({ onNewVersion }) {
     startBtn.disabled = false;
     cancelBtn.hidden = true;
     if (j.state === 'succeeded') {
-      const acc = j.result && j.result.test_accuracy != null ? ` — ${testAccuracyText(j.result.test_accuracy, limitOf(j))}` : '';
+      // The result counts the whole test set even when the epochs counted a subset.
+      const acc = j.result && j.result.test_accuracy != null ? ` — ${resultAccuracyText(j.result, limitOf(j))}` : '';
       notice.className = 'notice notice--ok';
       notice.textContent = `Training finished. The page now uses ${j.model || trained()} version ${j.result ? j.result.version : '?'}${acc}.`;
       notice.hidden = false;
@@ -326,6 +327,14 @@ export function initTrain({ onNewVersion }) {
   new ResizeObserver(() => { if (job) render(job); else idle(); }).observe(lossSvg);
   attachRunning();
   return { follow };
+}
+
+function resultAccuracyText(result, epochsLimit) {
+  const n = result.test_images;
+  if (n && n < testSetSize()) return testAccuracyText(result.test_accuracy, n);
+  const all = n ? `on all ${int(n)} test images` : 'on the test set';
+  const sub = epochsLimit && epochsLimit < testSetSize() ? ` (the epochs counted the first ${int(epochsLimit)})` : '';
+  return `test accuracy ${pct(result.test_accuracy)} ${all}${sub}`;
 }
 
 function testAccuracyText(acc, n) {

@@ -100,6 +100,17 @@ static void write_trainable(const char *path)
     cs_model_free(m);
 }
 
+/* Writes a hand-built ONNX graph to path. */
+static void write_spec(const spec *s, const char *path)
+{
+    size_t len;
+    uint8_t *buf = pack(s, &len);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(buf, 1, len, f) != len) exit(99);
+    fclose(f);
+    pool_free();
+}
+
 /* An ONNX graph with an LRN node, which the importer does not take. */
 static void write_unsupported(const char *path)
 {
@@ -109,12 +120,31 @@ static void write_unsupported(const char *path)
     s.inputs[s.n_inputs++] = vinfo("x", 4, in);
     s.outputs[s.n_outputs++] = vinfo("y", 4, in);
     s.nodes[s.n_nodes++] = node("LRN", "norm", "x", "y", attr_int("size", 3), NULL);
-    size_t len;
-    uint8_t *buf = pack(&s, &len);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(buf, 1, len, f) != len) exit(99);
-    fclose(f);
-    pool_free();
+    write_spec(&s, path);
+}
+
+/* An ONNX graph of two image inputs: Add(x, y) -> Conv 2x3x3 -> Relu -> Flatten -> Gemm 10. */
+static void write_two_inputs(const char *path)
+{
+    spec s;
+    spec_init(&s);
+    const int64_t in[] = {-1, 1, 8, 8}, out[] = {-1, 10}, wd[] = {2, 1, 3, 3}, bd[] = {2}, gd[] = {72, 10}, gb[] = {10};
+    float w[18], b[2] = {0.1f, -0.1f}, g[720], gbias[10] = {0};
+    for (int i = 0; i < 18; i++) w[i] = (float)((i % 5) - 2) / 8;
+    for (int i = 0; i < 720; i++) g[i] = (float)((i * 7 % 11) - 5) / 50;
+    s.inputs[s.n_inputs++] = vinfo("x", 4, in);
+    s.inputs[s.n_inputs++] = vinfo("y", 4, in);
+    s.outputs[s.n_outputs++] = vinfo("out", 2, out);
+    s.inits[s.n_inits++] = tensor_f("w", 4, wd, w, 18, 1);
+    s.inits[s.n_inits++] = tensor_f("b", 1, bd, b, 2, 1);
+    s.inits[s.n_inits++] = tensor_f("g", 2, gd, g, 720, 1);
+    s.inits[s.n_inits++] = tensor_f("gb", 1, gb, gbias, 10, 1);
+    s.nodes[s.n_nodes++] = node("Add", "sum", "x,y", "s", NULL);
+    s.nodes[s.n_nodes++] = node("Conv", "conv", "s,w,b", "c", NULL);
+    s.nodes[s.n_nodes++] = node("Relu", "relu", "c", "r", NULL);
+    s.nodes[s.n_nodes++] = node("Flatten", "flat", "r", "f", NULL);
+    s.nodes[s.n_nodes++] = node("Gemm", "dense", "f,g,gb", "out", NULL);
+    write_spec(&s, path);
 }
 
 /* An HDF5 file of weights only, as model.save_weights() writes it. */
@@ -283,6 +313,30 @@ static void test_every_model_works(void)
     resp_t r = http_post_file(&S, "/v1/models/unsupported/predict", PHOTO("chelsea.png"), "image/png");
     CHECK(r.status == 503 && strstr(r.body, "LRN"), "the unsupported model answers 503 with its reason: %ld", r.status);
     resp_free(&r);
+}
+
+/* A model of two image inputs: an upload is one image, so the folder lists it as
+ * unavailable with the reason, and every image route answers 503 with it. */
+static void test_two_input_model(void)
+{
+    json_t *j = listing(), *m = entry(j, "twoin");
+    CHECK(m && !strcmp(str(m, "status"), "unavailable") && strstr(str(m, "reason"), "2 graph inputs"),
+          "listed unavailable with the reason: %s", m ? str(m, "reason") : "missing");
+    json_decref(j);
+    resp_t r;
+    static const char *routes[] = {"predict", "gradcam", "gradcam?format=json", "layers/conv/feature-maps.png",
+                                   "layers/conv/activations", "explain?method=gradient"};
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        char path[200];
+        sfmt(path, sizeof path, "/v1/models/twoin/%s", routes[i]);
+        r = http_post_file(&S, path, PHOTO("chelsea.png"), "image/png");
+        j = resp_json(&r);
+        json_t *e = json_object_get(j, "error");
+        CHECK(r.status == 503 && !strcmp(str(e, "code"), "model_unavailable") && strstr(str(e, "message"), "2 graph inputs"),
+              "%s: %ld %s", routes[i], r.status, r.body ? r.body : "");
+        json_decref(j);
+        resp_free(&r);
+    }
 }
 
 /* Waits (polling, 10 s at most) until the listing meets cond. */
@@ -468,22 +522,25 @@ int main(void)
     sfmt(p[3], sizeof p[3], "%s/weights.h5", work);
     sfmt(p[4], sizeof p[4], "%s/vgg16_weights_tf_dim_ordering_tf_kernels.h5", work);
     sfmt(p[5], sizeof p[5], "%s/k2_functional.json", work);
+    sfmt(p[6], sizeof p[6], "%s/twoin.onnx", work);
     write_thousand(p[0]);
     write_trainable(p[1]);
     write_unsupported(p[2]);
+    write_two_inputs(p[6]);
     write_weights_only(p[3]);
     write_text(p[4], "not the real weights");
     write_text(p[5], "{\"labels\": [\"alpha\", \"beta\", \"gamma\", \"delta\"], \"description\": \"a Keras 2 functional "
                      "test model\", \"preprocessing\": {\"mode\": \"tf\", \"resize\": \"bilinear\"}}");
     sfmt(list, sizeof list,
          "tests/data/models/resnet.onnx tests/data/keras/k2_functional.h5 tests/data/keras/k3_sequential.keras "
-         "%s %s %s %s %s %s",
-         p[0], p[1], p[2], p[3], p[4], p[5]);
+         "%s %s %s %s %s %s %s",
+         p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
     srv_extra_models = list;
     const char *flags[] = {"--no-vgg16", NULL};
     srv_start(&S, flags);
     RUN(test_listing);
     RUN(test_every_model_works);
+    RUN(test_two_input_model);
     RUN(test_watcher);
     RUN(test_training_a_folder_model);
     srv_stop(&S);

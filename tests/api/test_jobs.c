@@ -103,6 +103,9 @@ static void test_job_to_success(void)
     double acc = json_number_value(json_object_get(res, "test_accuracy"));
     CHECK(v1 == v0 + 1, "result version %ld after %ld", v1, v0);
     CHECK(acc > 0.3 && acc <= 1, "test accuracy %g", acc);
+    /* The epochs counted test_limit images; the result counts the whole test set. */
+    CHECK(json_integer_value(json_object_get(res, "test_images")) == 10000, "the result counts %lld test images",
+          (long long)json_integer_value(json_object_get(res, "test_images")));
     CHECK(json_array_size(json_object_get(j, "history")) == 2, "two epochs of history");
     json_t *h0 = json_array_get(json_object_get(j, "history"), 0);
     CHECK(json_integer_value(json_object_get(h0, "epoch")) == 1 && json_is_number(json_object_get(h0, "loss")) &&
