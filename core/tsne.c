@@ -325,7 +325,7 @@ double cs_tsne_gradient(const cs_tsne_p *p, const double *y, int dims, double th
     tree t = {.dims = dims};
     if (!rep) return NAN;
     if (theta > 0) {
-        double lo[MAX_DIMS], hi[MAX_DIMS], center[MAX_DIMS], half = 0;
+        double lo[MAX_DIMS], hi[MAX_DIMS], center[MAX_DIMS] = {0}, half = 0;
         for (int k = 0; k < dims; k++) lo[k] = DBL_MAX, hi[k] = -DBL_MAX;
         for (int i = 0; i < n; i++)
             for (int k = 0; k < dims; k++) {
