@@ -32,6 +32,7 @@ static int earliest(const cs_model *m, int i, int depth)
 int cs_predict_buffers(const cs_model *m, float *const *act, float **out)
 {
     const int L = m->n_layers;
+    if (L < 1) return 0;
     int *root = malloc((size_t)L * sizeof *root), *from = malloc((size_t)L * sizeof *from),
         *until = malloc((size_t)L * sizeof *until), *order = malloc((size_t)L * sizeof *order);
     float **buf = malloc((size_t)L * sizeof *buf);
