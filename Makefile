@@ -7,7 +7,9 @@ CC      ?= gcc
 PKGS    := libpng jansson libmicrohttpd hdf5 zlib libprotobuf-c libzip
 # Selects instead of branches in the elementwise loops need -fno-trapping-math to vectorise.
 CFLAGS  ?= -O3 -g
-CFLAGS  += -fno-trapping-math -fno-math-errno -std=c11 -D_GNU_SOURCE -Wall -Wextra -MMD -MP -pthread -Icore -Iapi -Iserver -I$(B)/gen
+# XCFLAGS adds to these flags (make CFLAGS=... would replace them): sanitizers, -Werror.
+XCFLAGS ?=
+CFLAGS  += -fno-trapping-math -fno-math-errno -std=c11 -D_GNU_SOURCE -Wall -Wextra -MMD -MP -pthread -Icore -Iapi -Iserver -I$(B)/gen $(XCFLAGS)
 LDLIBS  := -lopenblas -ldnnl -lgomp -ldeflate -ljpeg -lm -pthread
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -33,6 +35,8 @@ MODEL_TESTS := $(wildcard tests/models/run.sh tests/models/export.sh)
 DEPLOY_TESTS := tests/deploy/scaleout_test.sh tests/deploy/validate.sh
 # ONNX's own operator tests (Debian's libonnx-testdata) through the importer.
 CONFORMANCE := $(B)/tests/onnx_conformance
+# openapi.yaml against the OpenAPI specification (swagger-parser, from npm).
+OPENAPI_TESTS := tests/openapi/run.sh
 
 MODEL := models/fmnist.csm
 PORT  ?= 8080
@@ -44,7 +48,7 @@ BENCH_MODELS := $(B)/bench-models/resnet18.onnx $(B)/bench-models/mobilenet_v2.o
 FMNIST_ONNX := $(B)/bench-models/fmnist.onnx
 ORT_NODE := tests/models/node_modules/onnxruntime-node/package.json
 
-.PHONY: all deps test test-attack run bench bench-ort model clean docker-test fresh-test fuzz-onnx fuzz-keras
+.PHONY: all deps test test-attack check run bench bench-ort model clean docker-test fresh-test fuzz fuzz-onnx fuzz-keras
 all: deps $(B)/convscope
 
 deps:
@@ -72,7 +76,7 @@ $(B)/convscope: $(CLI_OBJ) $(B)/libhttp.a $(B)/libcore.a
 
 $(B)/tests/%: tests/core/%.c $(B)/libcore.a tests/test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests -o $@ $< $(B)/libcore.a $(PKG_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests -DCS_TEST_BIN='"$(B)/convscope"' -o $@ $< $(B)/libcore.a $(PKG_LIBS) $(LDLIBS)
 
 $(CONFORMANCE): tests/onnx_conformance/conformance.c $(B)/libcore.a
 	@mkdir -p $(dir $@)
@@ -80,7 +84,9 @@ $(CONFORMANCE): tests/onnx_conformance/conformance.c $(B)/libcore.a
 
 $(B)/tests/api_%: tests/api/%.c $(wildcard tests/api/*.h) $(B)/libhttp.a $(B)/libcore.a $(B)/convscope
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests -o $@ $< $(B)/libhttp.a $(B)/libcore.a $(PKG_LIBS) -lcurl $(LDLIBS)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests -DCS_TEST_BIN='"$(B)/convscope"' -o $@ $< $(B)/libhttp.a $(B)/libcore.a $(PKG_LIBS) -lcurl $(LDLIBS) $(TEST_LDFLAGS)
+# The allocation-failure test wraps the allocator and the dispatcher at link time.
+$(B)/tests/api_test_alloc_fail: TEST_LDFLAGS = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup,--wrap=cs_api_dispatch
 
 $(B)/tests/attack_%: tests/attack/%.c tests/attack/attack.h $(wildcard tests/api/*.h) $(B)/libhttp.a $(B)/libcore.a $(B)/convscope
 	@mkdir -p $(dir $@)
@@ -93,12 +99,32 @@ $(B)/bench/%: bench/%.c $(B)/libcore.a
 test: 
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory $(B)/convscope $(CORE_TESTS) $(API_TESTS) $(CONFORMANCE) $(ATTACK_TESTS)
-	@tests/run.sh $(CORE_TESTS) $(CONFORMANCE) $(API_TESTS) $(ATTACK_TESTS) $(MODEL_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS)
+	@tests/run.sh $(CORE_TESTS) $(CONFORMANCE) $(API_TESTS) $(ATTACK_TESTS) $(MODEL_TESTS) $(WEB_TESTS) $(DEPLOY_TESTS) $(OPENAPI_TESTS)
 
 # The attack tests alone (they are part of `make test`).
 test-attack:
 	@$(MAKE) --no-print-directory $(B)/convscope $(ATTACK_TESTS)
 	@tests/run.sh $(ATTACK_TESTS)
+
+# The C and API tests again under AddressSanitizer + UndefinedBehaviorSanitizer (every
+# report fatal, leaks included), then the tests where threads meet under ThreadSanitizer;
+# each in a build of its own (build/check, build/tsan) with -Werror.
+# Text cut short by snprintf is on purpose here (names and messages); -O1 inlines
+# differently from -O3 and would warn about it.
+CHECK_WARN := -Werror -Wno-format-truncation
+CHECK_ASAN := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all $(CHECK_WARN)
+CHECK_TSAN := -O1 -fsanitize=thread $(CHECK_WARN)
+TSAN_TESTS := api_test_concurrency api_test_watch api_test_job_stop api_test_limits
+ASAN_RUN := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+TSAN_RUN := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+check:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory B=build/check XCFLAGS="$(CHECK_ASAN)" build/check/convscope \
+	    $(patsubst $(B)/%,build/check/%,$(CORE_TESTS) $(API_TESTS))
+	@$(ASAN_RUN) tests/run.sh $(patsubst $(B)/%,build/check/%,$(CORE_TESTS) $(API_TESTS))
+	@$(MAKE) --no-print-directory B=build/tsan XCFLAGS="$(CHECK_TSAN)" build/tsan/convscope \
+	    $(addprefix build/tsan/tests/,$(TSAN_TESTS))
+	@$(TSAN_RUN) tests/run.sh $(addprefix build/tsan/tests/,$(TSAN_TESTS))
 
 run: all
 	$(B)/convscope serve --listen 127.0.0.1:$(PORT) --models models
@@ -164,6 +190,30 @@ $(B)/fuzz/fuzz_onnx_import: tests/fuzz/fuzz_onnx_import.c $(FUZZ_SRC) $(FUZZ_COR
 	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE -pthread -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -Icore -I$(B)/gen $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_onnx_import.c \
 	    $(filter-out tests/fuzz/fuzz_onnx_reader.c,$(FUZZ_SRC)) $(FUZZ_CORE) $(B)/gen/onnx.pb-c.c $(PKG_LIBS) $(LDLIBS)
+
+# Every parser of untrusted bytes under libFuzzer (tests/fuzz/, seeds in tests/fuzz/corpus):
+# image decoding, multipart uploads and query arguments through the whole service, the
+# training-job JSON, the model file, IDX files, Keras HDF5 weights, and the ONNX and
+# Keras-model harnesses around. Each runs FUZZ_SHORT seconds (CI); FUZZ_SHORT=600 for a
+# longer look.
+# The tree is built once with the fuzzer's instrumentation in build/fuzz-lib.
+FUZZ_SHORT ?= 15
+FUZZ_NAMES := image multipart query train_json model_file idx keras_h5
+FUZZ_LIB := build/fuzz-lib
+FUZZ_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_BINS := $(FUZZ_NAMES:%=$(B)/fuzz/fuzz_%)
+FUZZ_OTHERS = $(B)/fuzz/fuzz_onnx_reader $(B)/fuzz/fuzz_onnx_import $(B)/fuzz/fuzz_keras_model
+$(FUZZ_BINS): $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/api/inproc.h $(FUZZ_LIB)/libhttp.a $(FUZZ_LIB)/libcore.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -std=c11 -D_GNU_SOURCE -pthread -Icore -Iapi -Iserver -Itests/api \
+	    -I$(FUZZ_LIB)/gen $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB)/libhttp.a $(FUZZ_LIB)/libcore.a $(PKG_LIBS) $(LDLIBS)
+fuzz: $(B)/convscope
+	@scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory B=$(FUZZ_LIB) CC=$(FUZZ_CC) XCFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" \
+	    $(FUZZ_LIB)/libcore.a $(FUZZ_LIB)/libhttp.a
+	@$(MAKE) --no-print-directory $(FUZZ_BINS) $(FUZZ_OTHERS)
+	@tests/fuzz/run.sh $(FUZZ_SHORT) $(FUZZ_BINS) $(FUZZ_OTHERS)
+
 fuzz-onnx: $(B)/fuzz/fuzz_onnx_reader $(B)/fuzz/fuzz_onnx_import
 	@mkdir -p $(B)/fuzz/corpus $(B)/fuzz/corpus-import
 	$(B)/fuzz/fuzz_onnx_reader -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \

@@ -17,6 +17,9 @@ typedef struct {
     size_t max_upload;        /* bytes of one request body */
     size_t max_model_upload;  /* bytes of one model upload (POST /v1/models) */
     long max_pixels;          /* width * height of one decoded image */
+    long max_request_pixels;  /* width * height summed over the images of one request */
+    double decode_seconds;    /* decoding time of the images of one request */
+    int insecure_open;        /* listening beyond loopback without a token, on purpose */
     const char *static_dir;   /* the front-end's files */
     const char *openapi_path; /* the contract served at /openapi.yaml */
     const char *data_dir;     /* Fashion-MNIST IDX files */

@@ -75,7 +75,7 @@ int cs_data_sample(const char *spec, cs_image *img, int *label, char *err, size_
     }
     if (cs_image_alloc(img, d->w, d->h, 1) != CS_IMG_OK) {
         cs_fmt(err, errlen, "out of memory");
-        return 500;
+        return -1;
     }
     memcpy(img->px, d->images + (size_t)index * d->w * d->h, (size_t)d->w * d->h);
     if (label) *label = d->labels[index];
@@ -149,6 +149,10 @@ void cs_h_dataset_image(cs_req *req, cs_reply *rep)
         cs_reply_error(rep, 404, "not_found", "no image %.64s in the %s split (%s)", idx, split, err);
         return;
     }
+    if (st == -1) {
+        cs_reply_nomem(rep, "cannot copy the image");
+        return;
+    }
     if (st) {
         cs_reply_error(rep, st, st == 503 ? "data_unavailable" : "internal", "%s", err);
         return;
@@ -156,17 +160,17 @@ void cs_h_dataset_image(cs_req *req, cs_reply *rep)
     double t0 = cs_now();
     uint8_t *png = NULL;
     size_t len = 0;
-    int rc;
-    if (scale > 1 && cs_image_resize_nearest(&img, img.w * (int)scale, img.h * (int)scale, &big) == CS_IMG_OK) {
-        rc = cs_image_encode_png(&big, &png, &len);
-        cs_image_free(&big);
-    } else {
-        rc = cs_image_encode_png(&img, &png, &len);
+    int rc = CS_IMG_OK;
+    if (scale > 1) {
+        rc = cs_image_resize_nearest(&img, img.w * (int)scale, img.h * (int)scale, &big);
+        cs_image_free(&img);
+        img = big;
     }
+    if (rc == CS_IMG_OK) rc = cs_image_encode_png(&img, &png, &len);
     cs_image_free(&img);
     cs_req_stage_add(req, CS_STAGE_ENCODE, t0);
-    if (rc != CS_IMG_OK) {
-        cs_reply_internal(rep, "cannot encode the image");
+    if (rc != CS_IMG_OK) { /* a valid image that cannot be encoded: memory */
+        cs_reply_nomem(rep, "cannot encode the image");
         return;
     }
     cs_reply_png(rep, png, len);

@@ -326,7 +326,7 @@ void cs_h_evaluation_start(cs_req *req, cs_reply *rep)
 {
     eval_task *t = calloc(1, sizeof *t);
     if (!t) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot answer");
         return;
     }
     if (!cs_model_ref_or_reply(req, rep, &t->ref) || !(t->d = cs_split_or_reply(req, rep, &t->split, &t->images))) {

@@ -45,8 +45,10 @@ void cs_h_explain(cs_req *req, cs_reply *rep)
     if (!cs_explain_req_image(req, rep, &r)) goto out;
     char err[300];
     double t0 = cs_now();
-    if (cs_explain_run(&r.ex, meth, &p, &map, err, sizeof err) != 0) {
-        cs_reply_error(rep, 400, "bad_parameter", "%s", err);
+    int rc = cs_explain_run(&r.ex, meth, &p, &map, err, sizeof err);
+    if (rc != 0) {
+        if (rc == -2) cs_reply_nomem(rep, err);
+        else cs_reply_error(rep, 400, "bad_parameter", "%s", err);
         goto out;
     }
     cs_req_stage_add(req, CS_STAGE_BACKWARD, t0);

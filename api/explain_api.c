@@ -138,17 +138,20 @@ int cs_explain_req_image(cs_req *req, cs_reply *rep, cs_explain_req *r)
     const cs_model *m = r->m;
     char err[300];
     if (!cs_images_or_reply(req, rep, 1, &r->in)) return 0;
-    if (!(r->x = cs_tensor_or_reply(req, rep, m, &r->in.img[0]))) return 0;
+    const cs_image *img = cs_image_at_or_reply(req, rep, &r->in, 0);
+    if (!img || !(r->x = cs_tensor_or_reply(req, rep, m, img))) return 0;
     r->black = malloc(2 * (size_t)m->input.c * sizeof(float));
     if (!r->black || cs_explain_input_range(m, r->black, r->black + m->input.c) != 0 ||
         !(r->e = cs_version_exec_get(r->v))) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot answer");
         return 0;
     }
     r->white = r->black + m->input.c;
     double t0 = cs_now();
-    if (cs_explainer_init(&r->ex, m, r->x, r->e, err, sizeof err) != 0) {
-        cs_reply_internal(rep, err);
+    int rc = cs_explainer_init(&r->ex, m, r->x, r->e, err, sizeof err);
+    if (rc != 0) {
+        if (rc == -2) cs_reply_nomem(rep, "cannot run the model");
+        else cs_reply_internal(rep, err);
         return 0;
     }
     cs_req_stage_add(req, CS_STAGE_FORWARD, t0);
@@ -178,7 +181,7 @@ float cs_explain_default_alpha(const cs_model *m) { return m->input.c == 1 ? 0.7
 cs_image *cs_explain_draw(const cs_explain_req *r, const cs_explain_map *map, int format, float alpha, int size)
 {
     const cs_model *m = r->m;
-    const cs_image *orig = &r->in.img[0];
+    const cs_image *orig = &r->in.img;
     const int gray = m->input.c == 1;
     /* The picture drawn over is the part of the photo the model read (a centre crop
      * with some models): its aspect is the picture's. */

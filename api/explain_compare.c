@@ -22,7 +22,7 @@
 static cs_image *grid(const cs_explain_req *r, const cs_explain_map *maps, int n, float alpha, int tile_w)
 {
     const cs_model *m = r->m;
-    const cs_image *orig = &r->in.img[0];
+    const cs_image *orig = &r->in.img;
     const cs_image **tiles = calloc((size_t)n * 3, sizeof *tiles);
     cs_image base = {0}, *img = NULL, *first = NULL;
     if (!tiles || cs_overlay_base(m, orig, r->x, &base) != CS_IMG_OK) goto out;
@@ -96,8 +96,10 @@ void cs_h_explain_compare(cs_req *req, cs_reply *rep)
     char err[300];
     double t0 = cs_now();
     for (; done < n; done++) {
-        if (cs_explain_run(&r.ex, meths[done], &p, &maps[done], err, sizeof err) != 0) {
-            cs_reply_error(rep, 400, "bad_parameter", "%s: %s", meths[done]->name, err);
+        int rc = cs_explain_run(&r.ex, meths[done], &p, &maps[done], err, sizeof err);
+        if (rc != 0) {
+            if (rc == -2) cs_reply_nomem(rep, meths[done]->name);
+            else cs_reply_error(rep, 400, "bad_parameter", "%s: %s", meths[done]->name, err);
             goto out;
         }
         if (cs_faith_evaluate(&r.ex, &maps[done], &fp, CS_FAITH_ALL, &fr[done], err, sizeof err) != 0) {

@@ -140,7 +140,7 @@ void cs_h_explain_evaluate(cs_req *req, cs_reply *rep)
     eval_ctx *c = calloc(1, sizeof *c);
     if (!c) {
         cs_version_release(v);
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot answer");
         return;
     }
     c->v = v;

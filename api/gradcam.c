@@ -20,7 +20,7 @@ static json_t *heat_json(const cs_gradcam_result *r)
     json_t *rows = json_array();
     for (int y = 0; y < r->h; y++) {
         json_t *row = json_array();
-        for (int x = 0; x < r->w; x++) json_array_append_new(row, json_real(r->heatmap[y * r->w + x]));
+        for (int x = 0; x < r->w; x++) json_array_append_new(row, cs_json_number(r->heatmap[y * r->w + x]));
         json_array_append_new(rows, row);
     }
     return rows;
@@ -68,34 +68,41 @@ void cs_h_gradcam(cs_req *req, cs_reply *rep)
     }
     if (!cs_images_or_reply(req, rep, format == 2 ? CS_UPLOAD_MAX_FILES : 1, &in)) goto out;
     e = cs_version_exec_get(v);
-    if (!e) {
-        cs_reply_internal(rep, "out of memory");
+    json_t *results = json_array();
+    if (!e || !results) {
+        json_decref(results);
+        cs_reply_nomem(rep, "cannot start the forward pass");
         goto out;
     }
-    json_t *results = json_array();
+    /* One image at a time; a picture (format overlay or heatmap) keeps its one image
+     * for the drawing. */
     for (int i = 0; i < in.n; i++) {
         free(x);
-        if (!(x = cs_tensor_or_reply(req, rep, m, &in.img[i]))) {
+        const cs_image *img = cs_image_at_or_reply(req, rep, &in, i);
+        if (!img || !(x = cs_tensor_or_reply(req, rep, m, img))) {
             json_decref(results);
             goto out;
         }
+        if (format == 2) cs_input_free(&in);
         char err[300];
         free(res.heatmap);
         res.heatmap = NULL;
         double t0 = cs_now();
-        if (cs_gradcam(e, x, li, cls, score, &res, err, sizeof err) != 0) {
+        int rc = cs_gradcam(e, x, li, cls, score, &res, err, sizeof err);
+        if (rc != 0) {
             json_decref(results);
-            cs_reply_error(rep, 400, "not_spatial", "%s", err);
+            if (rc == -2) cs_reply_nomem(rep, "cannot compute Grad-CAM");
+            else cs_reply_error(rep, 400, "not_spatial", "%s", err);
             goto out;
         }
         cs_req_stage_add(req, CS_STAGE_BACKWARD, t0);
         if (format != 2) break;
         json_array_append_new(
-            results, json_pack("{s:i,s:s,s:f,s:s,s:f,s:f,s:s,s:i,s:i,s:o,s:b,s:b}", "class_index", res.class_index, "label",
-                               m->class_names[res.class_index], "score", (double)res.score, "score_kind", scores[score],
-                               "logit", (double)res.logit, "probability", (double)res.probability, "layer", l->name,
-                               "height", res.h, "width", res.w, "heatmap", heat_json(&res), "all_zero", res.all_zero,
-                               "flat", res.flat));
+            results, json_pack("{s:i,s:s,s:o,s:s,s:o,s:o,s:s,s:i,s:i,s:o,s:b,s:b}", "class_index", res.class_index,
+                               "label", m->class_names[res.class_index], "score", cs_json_number(res.score),
+                               "score_kind", scores[score], "logit", cs_json_number(res.logit), "probability",
+                               cs_json_number(res.probability), "layer", l->name, "height", res.h, "width", res.w,
+                               "heatmap", heat_json(&res), "all_zero", res.all_zero, "flat", res.flat));
     }
     if (format == 2) {
         json_t *doc = json_pack("{s:s,s:i,s:o,s:o}", "model", s->name, "version", v->version, "results", results,
@@ -112,13 +119,22 @@ void cs_h_gradcam(cs_req *req, cs_reply *rep)
     double t0 = cs_now();
     cs_image *img = NULL;
     cs_image base = {0};
-    if (cs_overlay_base(m, &in.img[0], x, &base) == CS_IMG_OK) {
-        int ow = size ? (int)size : is_gray ? 540 : base.w;
-        int oh = size || is_gray ? (int)((double)ow * base.h / base.w + 0.5) : base.h;
-        if (oh < 1) oh = 1;
-        if (format == 1) img = cs_draw_heatmap(res.heatmap, res.h, res.w, ow, oh);
-        else img = cs_draw_gradcam_overlay(&base, res.heatmap, res.h, res.w, (float)alpha, ow, oh);
+    if (cs_overlay_base(m, &in.img, x, &base) != CS_IMG_OK) {
+        cs_reply_nomem(rep, "cannot draw the Grad-CAM image");
+        goto out;
     }
+    int ow = size ? (int)size : is_gray ? 540 : base.w;
+    double ohd = size || is_gray ? (double)ow * base.h / base.w + 0.5 : base.h;
+    if ((double)ow * ohd > (double)CS_DRAW_MAX_PIXELS) {
+        cs_image_free(&base);
+        cs_reply_error(rep, 400, "bad_parameter",
+                       "the picture would be %dx%.0f pixels, above the limit of %lld: use a smaller size", ow, ohd,
+                       (long long)CS_DRAW_MAX_PIXELS);
+        goto out;
+    }
+    int oh = ohd < 1 ? 1 : (int)ohd;
+    if (format == 1) img = cs_draw_heatmap(res.heatmap, res.h, res.w, ow, oh);
+    else img = cs_draw_gradcam_overlay(&base, res.heatmap, res.h, res.w, (float)alpha, ow, oh);
     cs_image_free(&base);
     cs_req_stage_add(req, CS_STAGE_DRAW, t0);
     if (cs_reply_image(req, rep, img, "cannot draw the Grad-CAM image") != 0) goto out;

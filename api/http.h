@@ -54,11 +54,18 @@ typedef struct cs_req {
     /* Query arguments and headers, looked up through the transport. */
     const char *(*query_fn)(void *transport, const char *key);
     const char *(*header_fn)(void *transport, const char *key);
+    /* Every query argument with its decoded length (a %00 decodes to a NUL byte that
+     * a C string would hide); stops at the first fn that returns nonzero and returns
+     * that. May be NULL. */
+    int (*query_each_fn)(void *transport, int (*fn)(void *arg, const char *key, size_t key_len, const char *value,
+                                                    size_t value_len),
+                         void *arg);
     void *transport;
 
     /* The body: uploaded files (images) or the raw bytes (JSON). */
     const cs_upload_file *files;
     int n_files;
+    int n_files_over; /* `image` parts past CS_UPLOAD_MAX_FILES: counted, not kept */
     const uint8_t *body;
     size_t body_len;
 

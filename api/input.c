@@ -34,68 +34,139 @@ cs_model_version *cs_model_or_reply(cs_req *req, cs_reply *rep, cs_served_model 
 
 void cs_input_free(cs_input_set *in)
 {
-    for (int i = 0; i < in->n; i++) cs_image_free(&in->img[i]);
-    in->n = 0;
+    cs_image_free(&in->img);
+    in->at = -1;
+}
+
+/* " (image 3, cat.png)" when it helps to say which image of the request failed. */
+static void which_image(const cs_req *req, int i, char *buf, size_t n)
+{
+    const cs_upload_file *f = &req->files[i];
+    buf[0] = 0;
+    if (req->n_files > 1 || f->filename[0])
+        cs_fmt(buf, n, " (image %d%s%.100s)", i + 1, f->filename[0] ? ", " : "", f->filename);
+}
+
+/* The reply for a cs_image_* failure code. */
+static void reply_image_error(const cs_req *req, cs_reply *rep, int i, int rc, const char *err)
+{
+    char which[160];
+    which_image(req, i, which, sizeof which);
+    switch (rc) {
+    case CS_IMG_NOT_IMAGE:
+        /* The decoder's own words already say "not a PNG or JPEG image". */
+        cs_reply_error(rep, 415, "unsupported_media_type", "%s%s", err, which);
+        break;
+    case CS_IMG_NOMEM: cs_reply_nomem(rep, "cannot decode the image"); break;
+    case CS_IMG_TOO_LARGE:
+        cs_reply_error(rep, 422, "image_too_large", "cannot decode the image%s: %s (at most %ld pixels, --max-pixels)",
+                       which, err, cs_api.max_pixels);
+        break;
+    case CS_IMG_TOO_COSTLY:
+        cs_reply_error(rep, 422, "image_too_costly", "cannot decode the image%s: %s", which, err);
+        break;
+    default: cs_reply_error(rep, 422, "corrupt_image", "cannot decode the image%s: %s", which, err);
+    }
 }
 
 int cs_images_or_reply(cs_req *req, cs_reply *rep, int max_images, cs_input_set *in)
 {
     memset(in, 0, sizeof *in);
     in->label = -1;
+    in->at = -1;
     const char *sample = cs_req_query(req, "sample");
     char err[400];
+    int sent = req->n_files + req->n_files_over;
     if (sample) {
-        if (req->n_files) {
+        if (sent) {
             cs_reply_error(rep, 400, "bad_request", "send either an image or ?sample=, not both");
             return 0;
         }
-        int st = cs_data_sample(sample, &in->img[0], &in->label, err, sizeof err);
+        int st = cs_data_sample(sample, &in->img, &in->label, err, sizeof err);
+        if (st == -1) {
+            cs_reply_nomem(rep, "cannot copy the sample");
+            return 0;
+        }
         if (st) {
             cs_reply_error(rep, st, st == 400 ? "bad_parameter" : st == 503 ? "data_unavailable" : "internal", "%s",
                            err);
             return 0;
         }
         in->n = 1;
+        in->at = 0;
         in->sample = sample;
         return 1;
     }
-    if (req->n_files == 0) {
+    if (sent == 0) {
         cs_reply_error(rep, 400, "no_image",
                        "no image: send it as the body (Content-Type image/png or image/jpeg), as the "
                        "multipart field 'image', or pick one with ?sample=test:18");
         return 0;
     }
-    if (req->n_files > max_images) {
+    if (sent > max_images) {
         cs_reply_error(rep, 400, "too_many_images", "this call takes at most %d image%s, got %d", max_images,
-                       max_images == 1 ? "" : "s", req->n_files);
+                       max_images == 1 ? "" : "s", sent);
         return 0;
     }
+    /* Every header before any decoding: a request over its budget costs no decoding. */
     double t0 = cs_now();
+    unsigned long long total = 0;
     for (int i = 0; i < req->n_files; i++) {
         const cs_upload_file *f = &req->files[i];
-        int rc = cs_image_decode(f->data, f->len, (size_t)cs_api.max_pixels, &in->img[i], err, sizeof err);
+        int w, h;
+        int rc = cs_image_probe(f->data, f->len, &w, &h, err, sizeof err);
+        if (rc == CS_IMG_OK && (unsigned long long)w * (unsigned long long)h > (unsigned long long)cs_api.max_pixels) {
+            cs_fmt(err, sizeof err, "%dx%d is %llu pixels", w, h, (unsigned long long)w * (unsigned long long)h);
+            rc = CS_IMG_TOO_LARGE;
+        }
         if (rc != CS_IMG_OK) {
-            char which[160] = "";
-            if (req->n_files > 1 || f->filename[0])
-                cs_fmt(which, sizeof which, " (image %d%s%.100s)", i + 1, f->filename[0] ? ", " : "", f->filename);
-            int status = rc == CS_IMG_NOT_IMAGE ? 415 : rc == CS_IMG_NOMEM ? 500 : 422;
-            const char *code = rc == CS_IMG_NOT_IMAGE  ? "unsupported_media_type"
-                               : rc == CS_IMG_TOO_LARGE ? "image_too_large"
-                               : rc == CS_IMG_CORRUPT   ? "corrupt_image"
-                                                        : "internal";
-            /* The decoder's own words already say "not a PNG or JPEG image". */
-            if (rc == CS_IMG_NOT_IMAGE)
-                cs_reply_error(rep, status, code, "%s%s", err, which);
-            else
-                cs_reply_error(rep, status, code, "cannot decode the image%s: %s", which, err);
-            cs_input_free(in);
+            reply_image_error(req, rep, i, rc, err);
             cs_req_stage_add(req, CS_STAGE_DECODE, t0);
             return 0;
         }
-        in->n = i + 1;
+        total += (unsigned long long)w * (unsigned long long)h;
     }
     cs_req_stage_add(req, CS_STAGE_DECODE, t0);
+    if (total > (unsigned long long)cs_api.max_request_pixels) {
+        cs_reply_error(rep, 422, "too_many_pixels",
+                       "the %d images hold %llu pixels together, above the limit of %ld for one request "
+                       "(--max-request-pixels): send them in several requests",
+                       req->n_files, total, cs_api.max_request_pixels);
+        return 0;
+    }
+    in->n = req->n_files;
+    in->decode_left = cs_api.decode_seconds - (cs_now() - t0);
     return 1;
+}
+
+const cs_image *cs_image_at_or_reply(cs_req *req, cs_reply *rep, cs_input_set *in, int i)
+{
+    if (i == in->at) return &in->img;
+    cs_image_free(&in->img);
+    in->at = -1;
+    if (in->sample || i < 0 || i >= in->n) { /* a sample is read once, as image 0 */
+        cs_reply_internal(rep, "no such image in the request");
+        return NULL;
+    }
+    const cs_upload_file *f = &req->files[i];
+    char err[400];
+    double t0 = cs_now();
+    cs_image_limits lim = {.max_pixels = (size_t)cs_api.max_pixels, .max_seconds = in->decode_left};
+    int rc = lim.max_seconds > 0 ? cs_image_decode_limited(f->data, f->len, &lim, &in->img, NULL, err, sizeof err)
+                                 : CS_IMG_TOO_COSTLY;
+    in->decode_left -= cs_now() - t0;
+    cs_req_stage_add(req, CS_STAGE_DECODE, t0);
+    if (rc == CS_IMG_TOO_COSTLY && lim.max_seconds <= 0)
+        cs_fmt(err, sizeof err, "the request's images took longer to decode than allowed");
+    if (rc == CS_IMG_TOO_COSTLY)
+        cs_fmt(err + strlen(err), sizeof err - strlen(err), " (%.3g s for the images of one request, "
+               "--decode-seconds)", cs_api.decode_seconds);
+    if (rc != CS_IMG_OK) {
+        reply_image_error(req, rep, i, rc, err);
+        return NULL;
+    }
+    in->at = i;
+    return &in->img;
 }
 
 float *cs_tensor_or_reply(cs_req *req, cs_reply *rep, const cs_model *m, const cs_image *img)
@@ -104,12 +175,14 @@ float *cs_tensor_or_reply(cs_req *req, cs_reply *rep, const cs_model *m, const c
     float *x = malloc(cs_shape_size(m->input) * sizeof(float));
     char err[300];
     if (!x) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot prepare the image");
         return NULL;
     }
-    if (cs_preprocess_model(m, img, x, err, sizeof err) != 0) {
+    int rc = cs_preprocess_model(m, img, x, err, sizeof err);
+    if (rc != 0) {
         free(x);
-        cs_reply_error(rep, 422, "bad_image", "cannot prepare the image for %s: %s", m->arch, err);
+        if (rc == -2) cs_reply_nomem(rep, "cannot prepare the image");
+        else cs_reply_error(rep, 422, "bad_image", "cannot prepare the image for %s: %s", m->arch, err);
         return NULL;
     }
     cs_req_stage_add(req, CS_STAGE_DECODE, t0);

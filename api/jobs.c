@@ -127,20 +127,11 @@ static json_t *job_json(const cs_job *j)
     json_t *eta = json_null();
     if (j->state == CS_JOB_RUNNING && progress > 0.001) eta = json_real(elapsed / progress * (1 - progress));
     else if (job_finished(j)) eta = json_real(0);
-    json_t *history = json_array();
-    for (int i = 0; i < j->n_history; i++) {
-        const cs_epoch_record *r = &j->history[i];
-        json_array_append_new(history,
-                              json_pack("{s:i,s:f,s:f,s:o,s:o,s:f}", "epoch", r->epoch, "loss", (double)r->loss,
-                                        "accuracy", (double)r->accuracy, "test_accuracy",
-                                        r->test_accuracy >= 0 ? json_real(r->test_accuracy) : json_null(),
-                                        "test_loss", r->test_loss >= 0 ? json_real(r->test_loss) : json_null(),
-                                        "seconds", r->seconds));
-    }
+    json_t *history = cs_history_json(j->history, j->n_history);
     json_t *result = json_null();
     if (j->state == CS_JOB_SUCCEEDED)
         result = json_pack("{s:o,s:i}", "test_accuracy",
-                           j->test_accuracy >= 0 ? json_real(j->test_accuracy) : json_null(), "version",
+                           j->test_accuracy >= 0 ? cs_json_number(j->test_accuracy) : json_null(), "version",
                            j->version);
     json_t *doc = json_pack(
         "{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:f,s:f,s:o,s:o,s:o,s:s,s:{s:i,s:i,s:f,s:I,s:i,s:i,s:s}}", "id", j->id,
@@ -156,12 +147,29 @@ static json_t *job_json(const cs_job *j)
         json_object_set_new(doc, "snapshots", json_string(url));
     }
     if (j->state == CS_JOB_RUNNING) {
-        json_object_set_new(doc, "loss", json_real(j->loss));
-        json_object_set_new(doc, "accuracy", json_real(j->accuracy));
+        json_object_set_new(doc, "loss", cs_json_number(j->loss));
+        json_object_set_new(doc, "accuracy", cs_json_number(j->accuracy));
     }
     json_object_set_new(doc, "kind", json_string(j->kind));
     if (j->error[0]) json_object_set_new(doc, "error", json_string(j->error));
     return doc;
+}
+
+json_t *cs_history_json(const cs_epoch_record *h, int n)
+{
+    json_t *history = json_array();
+    for (int i = 0; i < n; i++) {
+        const cs_epoch_record *r = &h[i];
+        /* A diverged epoch (NaN loss) stays in the list, with null where its numbers
+         * are not numbers, as the model file writes it. */
+        json_array_append_new(
+            history, json_pack("{s:i,s:o,s:o,s:o,s:o,s:o}", "epoch", r->epoch, "loss", cs_json_number(r->loss),
+                               "accuracy", cs_json_number(r->accuracy), "test_accuracy",
+                               r->test_accuracy >= 0 ? cs_json_number(r->test_accuracy) : json_null(), "test_loss",
+                               r->test_loss >= 0 ? cs_json_number(r->test_loss) : json_null(), "seconds",
+                               cs_json_number(r->seconds)));
+    }
+    return history;
 }
 
 static void on_progress(const cs_progress *p, const cs_epoch_record *finished, void *user)
@@ -363,6 +371,97 @@ static int json_field(json_t *body, const char *key, double min, double max, int
     return 1;
 }
 
+int cs_train_request_or_reply(const cs_req *req, cs_reply *rep, int train_images, cs_train_request *out)
+{
+    cs_train_config *cfg = &out->cfg;
+    json_t *body;
+    if (req->body_len == 0) {
+        body = json_object();
+        if (!body) {
+            cs_reply_nomem(rep, "cannot read the body");
+            return 0;
+        }
+    } else {
+        json_error_t jerr;
+        body = json_loadb((const char *)req->body, req->body_len, 0, &jerr);
+        if (!body) {
+            cs_reply_error(rep, 400, "bad_json", "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
+                           jerr.text);
+            return 0;
+        }
+        if (!json_is_object(body)) {
+            json_decref(body);
+            cs_reply_error(rep, 400, "bad_json", "the body must be a JSON object");
+            return 0;
+        }
+    }
+    static const char *const known[] = {"epochs", "batch_size", "learning_rate", "seed", "train_limit",
+                                        "test_limit", "from", "snapshots", NULL};
+    const char *key;
+    json_t *val;
+    json_object_foreach(body, key, val) {
+        int ok = 0;
+        for (int i = 0; known[i]; i++) ok |= !strcmp(key, known[i]);
+        if (!ok) {
+            cs_reply_error(rep, 400, "bad_parameter", "unknown field '%.64s' (known: epochs, batch_size, "
+                           "learning_rate, seed, train_limit, test_limit, from, snapshots)", key);
+            json_decref(body);
+            return 0;
+        }
+    }
+    cs_train_config_default(cfg);
+    double epochs = cfg->epochs, batch = cfg->batch_size, lr = cfg->learning_rate, seed = 1, tl = 0, vl = 0;
+    int ok = json_field(body, "epochs", 1, CS_JOB_MAX_EPOCHS, 1, &epochs, rep) &&
+             json_field(body, "batch_size", 1, 60000, 1, &batch, rep) &&
+             json_field(body, "learning_rate", 1e-7, 10, 0, &lr, rep) &&
+             json_field(body, "seed", 0, 9007199254740991.0, 1, &seed, rep) &&
+             json_field(body, "train_limit", 0, 60000, 1, &tl, rep) &&
+             json_field(body, "test_limit", 0, 10000, 1, &vl, rep);
+    int from_current = 0;
+    json_t *from = json_object_get(body, "from");
+    if (ok && from) {
+        const char *f = json_string_value(from);
+        if (!f || (strcmp(f, "scratch") && strcmp(f, "current"))) {
+            cs_reply_error(rep, 400, "bad_parameter", "from must be \"scratch\" or \"current\"");
+            ok = 0;
+        } else {
+            from_current = !strcmp(f, "current");
+        }
+    }
+    json_t *snap = json_object_get(body, "snapshots");
+    if (ok && snap && !json_is_boolean(snap)) {
+        cs_reply_error(rep, 400, "bad_parameter", "snapshots must be true or false");
+        ok = 0;
+    }
+    const int snapshots = json_is_true(snap);
+    json_decref(body);
+    if (!ok) return 0;
+    if (lr <= 0) {
+        cs_reply_error(rep, 400, "bad_parameter", "learning_rate must be positive");
+        return 0;
+    }
+    cfg->epochs = (int)epochs;
+    cfg->batch_size = (int)batch;
+    cfg->learning_rate = (float)lr;
+    cfg->seed = (uint64_t)seed;
+    cfg->train_limit = (int)tl;
+    cfg->test_limit = (int)vl;
+    /* Work is what a job costs: a batch of 1 makes each of 60000 images an optimizer
+     * step of its own. */
+    long images = cfg->train_limit > 0 && cfg->train_limit < train_images ? cfg->train_limit : train_images;
+    long long steps = (long long)cfg->epochs * ((images + cfg->batch_size - 1) / cfg->batch_size);
+    if (steps > CS_JOB_MAX_STEPS) {
+        cs_reply_error(rep, 400, "job_too_large",
+                       "%d epochs of %ld images in batches of %d are %lld optimizer steps, above the limit of %d: "
+                       "use a larger batch_size, fewer epochs or a train_limit",
+                       cfg->epochs, images, cfg->batch_size, steps, CS_JOB_MAX_STEPS);
+        return 0;
+    }
+    out->from_current = from_current;
+    out->snapshots = snapshots;
+    return 1;
+}
+
 /* POST /v1/models/{model}/train  application/json {epochs, batch_size, learning_rate, seed,
  * train_limit, test_limit, from}  -> 202 + Location /v1/jobs/{id} */
 void cs_h_train(cs_req *req, cs_reply *rep)
@@ -392,78 +491,15 @@ void cs_h_train(cs_req *req, cs_reply *rep)
             return;
         }
     }
-    json_t *body;
-    if (req->body_len == 0) {
-        body = json_object();
-    } else {
-        json_error_t jerr;
-        body = json_loadb((const char *)req->body, req->body_len, 0, &jerr);
-        if (!body) {
-            cs_reply_error(rep, 400, "bad_json", "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
-                           jerr.text);
-            return;
-        }
-        if (!json_is_object(body)) {
-            json_decref(body);
-            cs_reply_error(rep, 400, "bad_json", "the body must be a JSON object");
-            return;
-        }
-    }
-    static const char *const known[] = {"epochs", "batch_size", "learning_rate", "seed", "train_limit",
-                                        "test_limit", "from", "snapshots", NULL};
-    const char *key;
-    json_t *val;
-    json_object_foreach(body, key, val) {
-        int ok = 0;
-        for (int i = 0; known[i]; i++) ok |= !strcmp(key, known[i]);
-        if (!ok) {
-            cs_reply_error(rep, 400, "bad_parameter", "unknown field '%.64s' (known: epochs, batch_size, "
-                           "learning_rate, seed, train_limit, test_limit, from, snapshots)", key);
-            json_decref(body);
-            return;
-        }
-    }
-    cs_train_config cfg;
-    cs_train_config_default(&cfg);
-    double epochs = cfg.epochs, batch = cfg.batch_size, lr = cfg.learning_rate, seed = 1, tl = 0, vl = 0;
-    int ok = json_field(body, "epochs", 1, 1000, 1, &epochs, rep) &&
-             json_field(body, "batch_size", 1, 60000, 1, &batch, rep) &&
-             json_field(body, "learning_rate", 1e-7, 10, 0, &lr, rep) &&
-             json_field(body, "seed", 0, 9007199254740991.0, 1, &seed, rep) &&
-             json_field(body, "train_limit", 0, 60000, 1, &tl, rep) &&
-             json_field(body, "test_limit", 0, 10000, 1, &vl, rep);
-    int from_current = 0;
-    json_t *from = json_object_get(body, "from");
-    if (ok && from) {
-        const char *f = json_string_value(from);
-        if (!f || (strcmp(f, "scratch") && strcmp(f, "current"))) {
-            cs_reply_error(rep, 400, "bad_parameter", "from must be \"scratch\" or \"current\"");
-            ok = 0;
-        } else {
-            from_current = !strcmp(f, "current");
-        }
-    }
-    json_t *snap = json_object_get(body, "snapshots");
-    if (ok && snap && !json_is_boolean(snap)) {
-        cs_reply_error(rep, 400, "bad_parameter", "snapshots must be true or false");
-        ok = 0;
-    }
-    const int snapshots = json_is_true(snap);
-    json_decref(body);
-    if (!ok) return;
-    if (lr <= 0) {
-        cs_reply_error(rep, 400, "bad_parameter", "learning_rate must be positive");
-        return;
-    }
-    cfg.epochs = (int)epochs;
-    cfg.batch_size = (int)batch;
-    cfg.learning_rate = (float)lr;
-    cfg.seed = (uint64_t)seed;
-    cfg.train_limit = (int)tl;
-    cfg.test_limit = (int)vl;
-
+    /* The body is judged first (400), then whether the data are there (503); the step
+     * ceiling counts Fashion-MNIST's 60000 training images until they are. */
     char err[400];
-    if (!cs_data_get("train", err, sizeof err) || !cs_data_get("test", err, sizeof err)) {
+    const cs_dataset *train = cs_data_get("train", err, sizeof err);
+    cs_train_request tr;
+    if (!cs_train_request_or_reply(req, rep, train ? train->n : 60000, &tr)) return;
+    const cs_train_config cfg = tr.cfg;
+    const int from_current = tr.from_current, snapshots = tr.snapshots;
+    if (!train || !cs_data_get("test", err, sizeof err)) {
         cs_reply_error(rep, 503, "data_unavailable", "%s", err);
         return;
     }
@@ -482,7 +518,7 @@ void cs_h_train(cs_req *req, cs_reply *rep)
     cs_job *j = calloc(1, sizeof *j);
     if (!j) {
         cs_served_set_training(s, 0);
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot start the job");
         return;
     }
     j->served = s;
@@ -529,9 +565,11 @@ void cs_h_train(cs_req *req, cs_reply *rep)
     }
     j->has_thread = 1;
     json_t *doc = job_json(j);
-    pthread_mutex_unlock(&g_lock);
+    /* Under the lock: once it is released the job may end and be forgotten (freed)
+     * by another request before this one replies. */
     char loc[64];
     cs_fmt(loc, sizeof loc, "/v1/jobs/%s", j->id);
+    pthread_mutex_unlock(&g_lock);
     cs_reply_json(rep, 202, doc);
     cs_reply_header(rep, "Location", loc);
 }
@@ -575,7 +613,7 @@ void cs_job_start_task(cs_reply *rep, const char *kind, const char *model, json_
     if (!j) {
         if (free_ctx) free_ctx(ctx);
         json_decref(params);
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot answer");
         return;
     }
     cs_fmt(j->kind, sizeof j->kind, "%s", kind);

@@ -7,9 +7,11 @@
 #include "data.h"
 #include "jobs.h"
 #include "registry.h"
+#include "reply.h"
 
 int cs_api_start(const struct cs_registry_config *models, char *err, size_t errlen)
 {
+    cs_reply_track_json_allocations();
     return cs_registry_start(models, err, errlen);
 }
 

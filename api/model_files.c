@@ -79,7 +79,7 @@ static char *form_sidecar(const cs_req *req, cs_reply *rep, int *failed)
     json_decref(doc);
     return text;
 nomem:
-    cs_reply_internal(rep, "out of memory");
+    cs_reply_nomem(rep, "cannot answer");
 fail:
     json_decref(doc);
     *failed = 1;

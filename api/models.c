@@ -7,6 +7,7 @@
 
 #include "handlers.h"
 #include "input.h"
+#include "jobs.h"
 #include "layer_ops.h"
 #include "preprocess.h"
 #include "registry.h"
@@ -109,7 +110,8 @@ json_t *cs_model_entry_json(cs_served_model *s)
     json_object_set_new(o, "n_classes", json_integer(m->n_classes));
     json_object_set_new(o, "classes", classes_json(m));
     json_object_set_new(o, "params", json_integer((json_int_t)cs_model_param_count(m)));
-    json_object_set_new(o, "test_accuracy", m->meta.test_accuracy >= 0 ? json_real(m->meta.test_accuracy) : json_null());
+    json_object_set_new(o, "test_accuracy",
+                        m->meta.test_accuracy >= 0 ? cs_json_number(m->meta.test_accuracy) : json_null());
     json_object_set_new(o, "gradcam_layer", gradcam_layer_json(m));
     cs_version_release(v);
     return o;
@@ -140,7 +142,8 @@ void cs_h_model_summary(cs_req *req, cs_reply *rep)
     size_t trainable = 0;
     unsigned char *flat = calloc((size_t)m->n_layers, 1);
     if (!flat) {
-        cs_reply_internal(rep, "out of memory");
+        json_decref(layers);
+        cs_reply_nomem(rep, "cannot describe the model");
         cs_version_release(v);
         return;
     }
@@ -164,21 +167,13 @@ void cs_h_model_summary(cs_req *req, cs_reply *rep)
         json_array_append_new(layers, o);
     }
     free(flat);
-    json_t *history = json_array();
-    for (int i = 0; i < m->meta.n_history; i++) {
-        const cs_epoch_record *r = &m->meta.history[i];
-        json_array_append_new(history, json_pack("{s:i,s:f,s:f,s:o,s:o,s:f}", "epoch", r->epoch, "loss", (double)r->loss,
-                                                 "accuracy", (double)r->accuracy, "test_accuracy",
-                                                 r->test_accuracy >= 0 ? json_real(r->test_accuracy) : json_null(),
-                                                 "test_loss", r->test_loss >= 0 ? json_real(r->test_loss) : json_null(),
-                                                 "seconds", r->seconds));
-    }
+    json_t *history = cs_history_json(m->meta.history, m->meta.n_history);
     size_t total = cs_model_param_count(m);
     json_t *doc = json_pack("{s:s,s:s,s:i,s:[i,i,i],s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:i}", "name", s->name, "arch",
                             m->arch, "version", v->version, "input_shape", m->input.h, m->input.w, m->input.c,
                             "layers", layers, "total_params", (json_int_t)total, "trainable_params",
                             (json_int_t)trainable, "non_trainable_params", (json_int_t)(total - trainable),
-                            "test_accuracy", m->meta.test_accuracy >= 0 ? json_real(m->meta.test_accuracy) : json_null(),
+                            "test_accuracy", m->meta.test_accuracy >= 0 ? cs_json_number(m->meta.test_accuracy) : json_null(),
                             "trained_at", m->meta.trained_at[0] ? json_string(m->meta.trained_at) : json_null(),
                             "history", history, "gradcam_layer", gradcam_layer_json(m),
                             "n_classes", m->n_classes);

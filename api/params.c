@@ -21,6 +21,31 @@ int cs_parse_long(const char *s, long *out)
     return 1;
 }
 
+typedef struct {
+    char key[64];
+} nul_found;
+
+static int find_nul(void *arg, const char *key, size_t key_len, const char *value, size_t value_len)
+{
+    if (memchr(key, 0, key_len) || (value && memchr(value, 0, value_len))) {
+        nul_found *f = arg;
+        size_t n = strnlen(key, key_len);
+        if (n >= sizeof f->key) n = sizeof f->key - 1;
+        memcpy(f->key, key, n);
+        f->key[n] = 0;
+        return 1;
+    }
+    return 0;
+}
+
+int cs_query_check(const cs_req *req, cs_reply *rep)
+{
+    nul_found f = {""};
+    if (!req->query_each_fn || !req->query_each_fn(req->transport, find_nul, &f)) return 1;
+    cs_reply_error(rep, 400, "bad_parameter", "query argument '%s' holds a NUL byte (%%00)", f.key);
+    return 0;
+}
+
 int cs_param_int(const cs_req *req, cs_reply *rep, const char *name, long def, long min, long max,
                  long *out)
 {

@@ -17,6 +17,11 @@ int cs_param_float(const cs_req *req, cs_reply *rep, const char *name, double de
 int cs_param_choice(const cs_req *req, cs_reply *rep, const char *name, const char *const *choices,
                     int def, int *out);
 
+/* Every query argument of the request is text: a key or value holding a NUL byte
+ * (%00, which would silently cut it short) is refused. 1, or 0 after a 400. The
+ * dispatcher calls it before any handler. */
+int cs_query_check(const cs_req *req, cs_reply *rep);
+
 /* Parses a whole decimal integer (no trailing junk); 1 on success. */
 int cs_parse_long(const char *s, long *out);
 

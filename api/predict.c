@@ -25,8 +25,8 @@ static void top_k(const float *p, int n, int k, int *idx)
 
 static json_t *class_json(const cs_model *m, int c, double prob)
 {
-    json_t *o = json_pack("{s:i,s:s,s:f}", "index", c, "label", m->class_names[c], "probability", prob);
-    if (m->class_ids && m->class_ids[c]) json_object_set_new(o, "wnid", json_string(m->class_ids[c]));
+    json_t *o = json_pack("{s:i,s:s,s:o}", "index", c, "label", m->class_names[c], "probability", cs_json_number(prob));
+    if (o && m->class_ids && m->class_ids[c]) json_object_set_new(o, "wnid", json_string(m->class_ids[c]));
     return o;
 }
 
@@ -46,19 +46,27 @@ void cs_h_predict(cs_req *req, cs_reply *rep)
     cs_exec *e = cs_version_exec_get(v);
     int idx[1000];
     json_t *preds = json_array();
-    for (int i = 0; e && i < in.n; i++) {
-        float *x = cs_tensor_or_reply(req, rep, m, &in.img[i]);
+    if (!e || !preds) {
+        cs_reply_nomem(rep, "cannot start the forward pass");
+        json_decref(preds);
+        preds = NULL;
+    }
+    /* One image at a time: decoded, preprocessed, classified, freed. */
+    for (int i = 0; preds && i < in.n; i++) {
+        const cs_image *img = cs_image_at_or_reply(req, rep, &in, i);
+        float *x = img ? cs_tensor_or_reply(req, rep, m, img) : NULL;
         if (!x) {
             json_decref(preds);
             preds = NULL;
             break;
         }
+        cs_input_free(&in);
         double t0 = cs_now();
         int rc = cs_exec_predict(e, x, 1);
         cs_req_stage_add(req, CS_STAGE_FORWARD, t0);
         free(x);
         if (rc != 0) {
-            cs_reply_internal(rep, "out of memory");
+            cs_reply_nomem(rep, "cannot run the model");
             json_decref(preds);
             preds = NULL;
             break;
@@ -67,11 +75,10 @@ void cs_h_predict(cs_req *req, cs_reply *rep)
         top_k(p, m->n_classes, (int)(k < 1000 ? k : 1000), idx);
         json_t *top = json_array(), *all = json_array();
         for (int j = 0; j < k && j < 1000; j++) json_array_append_new(top, class_json(m, idx[j], p[idx[j]]));
-        for (int c = 0; c < m->n_classes; c++) json_array_append_new(all, json_real(p[c]));
+        for (int c = 0; c < m->n_classes; c++) json_array_append_new(all, cs_json_number(p[c]));
         json_array_append_new(preds, json_pack("{s:o,s:o}", "top", top, "probabilities", all));
     }
-    if (!e) cs_reply_internal(rep, "out of memory");
-    if (e && preds) {
+    if (preds) {
         json_t *doc = json_pack("{s:s,s:i,s:o,s:o}", "model", cs_req_param(req, "model"), "version", v->version,
                                 "predictions", preds, "preprocessing",
                                 cs_preprocess_to_json(&m->preprocess, m->input.c, m->input.h, m->input.w));

@@ -219,7 +219,7 @@ void cs_h_projector_start(cs_req *req, cs_reply *rep)
 {
     layout_task *t = calloc(1, sizeof *t);
     if (!t) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot answer");
         return;
     }
     if (!settings_or_reply(req, rep, t) || reply_cached(rep, t->key)) {

@@ -12,6 +12,7 @@
 #include "api.h"
 #include "parallel.h"
 #include "handlers.h"
+#include "params.h"
 #include "reply.h"
 
 cs_api_settings cs_api;
@@ -169,6 +170,8 @@ void cs_api_dispatch(const cs_route *route, cs_req *req, cs_reply *rep)
 {
     /* Set on every request: the server's threads are not ours to initialise. */
     cs_parallel_limit_this_thread(cs_api.request_threads);
+    cs_reply_begin();
     if (!cs_api_authorized(route, req, rep)) return;
+    if (!cs_query_check(req, rep)) return;
     route->handler(req, rep);
 }

@@ -146,7 +146,8 @@ void cs_h_healthz(cs_req *req, cs_reply *rep)
 }
 
 /* GET /readyz  readiness: 200 when every required model serves and none is still
- * loading; otherwise 503. Says per model why it is not ready. */
+ * loading; otherwise 503. Says per model why it is not ready, whether state-changing
+ * calls need a token, and when the service is open beyond loopback without one. */
 void cs_h_readyz(cs_req *req, cs_reply *rep)
 {
     (void)req;
@@ -172,9 +173,17 @@ void cs_h_readyz(cs_req *req, cs_reply *rep)
                             (json_int_t)cs_resources_rss(), "http_threads", cs_api.http_threads, "compute_threads",
                             cs_api.request_threads);
     if (r->cpu_quota > 0) json_object_set_new(res, "cpu_quota", json_real(r->cpu_quota));
-    cs_reply_json(rep, ready ? 200 : 503,
-                  json_pack("{s:s,s:b,s:o,s:o}", "status", ready ? "ready" : "not_ready", "ready", ready, "models",
-                            models, "resources", res));
+    json_t *doc = json_pack("{s:s,s:b,s:o,s:o,s:s}", "status", ready ? "ready" : "not_ready", "ready", ready, "models",
+                            models, "resources", res, "auth", cs_api.token && cs_api.token[0] ? "token" : "none");
+    /* Serving beyond loopback with nobody's token asked for is allowed (--insecure-open)
+     * but never silent. */
+    if (cs_api.insecure_open) {
+        json_object_set_new(doc, "insecure_open", json_true());
+        json_object_set_new(doc, "warning", json_string("listening beyond loopback without a token "
+                                                        "(--insecure-open): anyone who can connect may "
+                                                        "train and cancel jobs"));
+    }
+    cs_reply_json(rep, ready ? 200 : 503, doc);
 }
 
 /* GET /metrics  Prometheus text format */

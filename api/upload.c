@@ -23,7 +23,7 @@ struct cs_upload {
     size_t max, seen;
     struct MHD_PostProcessor *pp; /* NULL for a raw body */
     byte_buf raw;
-    int n_files, bad;
+    int n_files, n_over, bad;
     int all_fields; /* keep every part, not only `image` ones */
     byte_buf files[CS_UPLOAD_MAX_FILES];
     char names[CS_UPLOAD_MAX_FILES][128];
@@ -57,18 +57,20 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
     (void)kind, (void)transfer_encoding;
     cs_upload *u = cls;
     if (!key || (!u->all_fields && strcmp(key, "image") != 0)) return MHD_YES;
-    /* A new part starts at offset 0; the same name may come several times. */
+    /* A new part starts at offset 0; the same name may come several times. Parts past
+     * the last one kept are counted, not stored, so the handler can say how many
+     * images came (too_many_images) rather than the form reading as malformed. */
     if (off == 0) {
         if (u->n_files >= CS_UPLOAD_MAX_FILES) {
-            u->bad = 400;
-            return MHD_NO;
+            u->n_over++;
+            return MHD_YES;
         }
         int i = u->n_files++;
         snprintf(u->fields[i], sizeof u->fields[i], "%s", key);
         snprintf(u->names[i], sizeof u->names[i], "%s", filename ? filename : "");
         snprintf(u->types[i], sizeof u->types[i], "%s", content_type ? content_type : "");
     }
-    if (!u->n_files) return MHD_YES;
+    if (!u->n_files || u->n_over) return MHD_YES;
     if (size && buf_append(&u->files[u->n_files - 1], data, size) != 0) {
         u->bad = 500;
         return MHD_NO;
@@ -121,6 +123,7 @@ int cs_upload_finish(cs_upload *u, cs_req *req)
         }
         req->files = u->views;
         req->n_files = u->n_files;
+        req->n_files_over = u->n_over;
         req->body = NULL;
         req->body_len = 0;
         return 0;

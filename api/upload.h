@@ -23,8 +23,8 @@ typedef struct cs_upload cs_upload;
  * stored without reallocations.
  * Returns NULL when out of memory. */
 cs_upload *cs_upload_new(void *connection, const char *content_type, size_t max_bytes, int forms, size_t expected);
-/* Appends one chunk. 0 on success; 413 past the limit; 400 for a malformed form or
- * too many files. */
+/* Appends one chunk. 0 on success; 413 past the limit; 400 for a malformed form.
+ * `image` parts past CS_UPLOAD_MAX_FILES are counted (cs_req.n_files_over), not kept. */
 int cs_upload_feed(cs_upload *u, const char *data, size_t size);
 /* Ends the body; then req's files / body point into u (valid until cs_upload_free). */
 int cs_upload_finish(cs_upload *u, cs_req *req);

@@ -59,20 +59,22 @@ void cs_h_activations(cs_req *req, cs_reply *rep)
     if (li < 0 || !cs_param_choice(req, rep, "order", k_orders, CS_ORDER_INDEX, &key)) goto out;
     const cs_layer *l = &m->layers[li];
     if (!cs_images_or_reply(req, rep, 1, &in)) goto out;
-    x = cs_tensor_or_reply(req, rep, m, &in.img[0]);
+    const cs_image *upload = cs_image_at_or_reply(req, rep, &in, 0);
+    x = upload ? cs_tensor_or_reply(req, rep, m, upload) : NULL;
     if (!x) goto out;
+    cs_input_free(&in);
     const int c = l->out.c;
     const size_t hw = (size_t)l->out.h * l->out.w;
     e = cs_version_exec_get(v);
     ch = malloc((size_t)c * sizeof *ch);
     order = malloc((size_t)c * sizeof *order);
     if (!e || !ch || !order) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot answer");
         goto out;
     }
     double t0 = cs_now();
     if (cs_exec_forward_upto(e, x, 1, li) != 0) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot answer");
         goto out;
     }
     cs_req_stage_add(req, CS_STAGE_FORWARD, t0);
@@ -81,7 +83,7 @@ void cs_h_activations(cs_req *req, cs_reply *rep)
     cs_summarise(y, hw * (size_t)c, &all);
     cs_channel_stats(y, hw, c, ch);
     if (cs_channel_order(ch, c, (cs_channel_key)key, order) != 0) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot answer");
         goto out;
     }
     json_t *mins = json_array(), *maxs = json_array(), *means = json_array(), *stds = json_array();
@@ -98,7 +100,7 @@ void cs_h_activations(cs_req *req, cs_reply *rep)
                             l->out.h > 1 || l->out.w > 1, "channels", "min", mins, "max", maxs, "mean", means, "std",
                             stds);
     if (!doc) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot answer");
         goto out;
     }
     summary_into(doc, &all);
@@ -147,7 +149,7 @@ void cs_h_weights(cs_req *req, cs_reply *rep)
     edges = malloc((size_t)(bins + 1) * sizeof *edges);
     tensors = json_array();
     if (!counts || !edges || !tensors) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot answer");
         goto out;
     }
     for (int j = 0; j < l->n_params; j++) {
@@ -169,7 +171,7 @@ void cs_h_weights(cs_req *req, cs_reply *rep)
     json_t *doc = json_pack("{s:s,s:i,s:s,s:i,s:s,s:i,s:O}", "model", cs_req_param(req, "model"), "version",
                             v->version, "layer", l->name, "index", li, "type", cs_layer_kind_name(l->kind), "bins",
                             (int)bins, "tensors", tensors);
-    if (!doc) cs_reply_internal(rep, "out of memory");
+    if (!doc) cs_reply_nomem(rep, "cannot answer");
     else cs_reply_json(rep, 200, doc);
 out:
     json_decref(tensors);

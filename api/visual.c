@@ -25,6 +25,19 @@ static uint32_t fnv1a(const char *s)
     return h;
 }
 
+/* A grid of n tiles of h x w drawn `scale` times larger in `cols` columns must fit the
+ * drawing limit; 1, or 0 after a 400 that says how big it would be. */
+static int grid_fits_or_reply(cs_reply *rep, int n, int h, int w, int cols, int scale)
+{
+    long long gw, gh;
+    cs_draw_tiles_size(n, h, w, cols, scale, 2, &gw, &gh);
+    if (gw > 0 && gh > 0 && gw * gh <= CS_DRAW_MAX_PIXELS) return 1;
+    cs_reply_error(rep, 400, "bad_parameter",
+                   "the grid would be %lldx%lld pixels, above the limit of %lld: use a smaller scale, count or cols",
+                   gw, gh, (long long)CS_DRAW_MAX_PIXELS);
+    return 0;
+}
+
 /* GET /v1/models/{model}/layers/{layer}/filters.png  [count, cols, channel, scale, norm=layer|filter] */
 void cs_h_filters(cs_req *req, cs_reply *rep)
 {
@@ -59,6 +72,7 @@ void cs_h_filters(cs_req *req, cs_reply *rep)
         !cs_param_int(req, rep, "scale", kh < 60 ? 60 / kh : 1, 1, 64, &scale) ||
         !cs_param_choice(req, rep, "norm", norms, 0, &norm))
         goto out;
+    if (!grid_fits_or_reply(rep, (int)count, kh, kw, (int)cols, (int)scale)) goto out;
     char etag[128], canon[256];
     snprintf(canon, sizeof canon, "%s|%ld|%ld|%ld|%ld|%d", l->name, count, cols, channel, scale, norm);
     snprintf(etag, sizeof etag, "\"%s-%08x-%08x\"", m->arch, v->crc, fnv1a(canon));
@@ -112,20 +126,23 @@ void cs_h_feature_maps(cs_req *req, cs_reply *rep)
         !cs_param_choice(req, rep, "norm", norms, 0, &norm) ||
         !cs_param_choice(req, rep, "order", orders, CS_ORDER_INDEX, &key))
         goto out;
+    if (!grid_fits_or_reply(rep, (int)count, l->out.h, l->out.w, (int)cols, (int)scale)) goto out;
     if (!cs_images_or_reply(req, rep, 1, &in)) goto out;
-    x = cs_tensor_or_reply(req, rep, m, &in.img[0]);
+    const cs_image *upload = cs_image_at_or_reply(req, rep, &in, 0);
+    x = upload ? cs_tensor_or_reply(req, rep, m, upload) : NULL;
     if (!x) goto out;
+    cs_input_free(&in);
     e = cs_version_exec_get(v);
     const size_t hw = (size_t)l->out.h * l->out.w;
     stats = malloc((size_t)ch * sizeof *stats);
     order = malloc((size_t)ch * sizeof *order);
     if (!e || !stats || !order) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot start the forward pass");
         goto out;
     }
     double t0 = cs_now();
     if (cs_exec_forward_upto(e, x, 1, li) != 0) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot run the model");
         goto out;
     }
     cs_req_stage_add(req, CS_STAGE_FORWARD, t0);
@@ -133,7 +150,7 @@ void cs_h_feature_maps(cs_req *req, cs_reply *rep)
     /* The statistics and order the activations route reports for the same image. */
     cs_channel_stats(e->act[li], hw, ch, stats);
     if (cs_channel_order(stats, ch, (cs_channel_key)key, order) != 0) {
-        cs_reply_internal(rep, "out of memory");
+        cs_reply_nomem(rep, "cannot answer");
         goto out;
     }
     cs_tiles t = {e->act[li], (int)count, l->out.h, l->out.w, 1, 1, (ptrdiff_t)l->out.w * ch, ch, 0};
@@ -141,7 +158,7 @@ void cs_h_feature_maps(cs_req *req, cs_reply *rep)
         /* The chosen channels side by side, as maps of their own. */
         picked = malloc((size_t)count * hw * sizeof *picked);
         if (!picked) {
-            cs_reply_internal(rep, "out of memory");
+            cs_reply_nomem(rep, "cannot answer");
             goto out;
         }
         for (long k = 0; k < count; k++)

@@ -7,7 +7,9 @@
  * gz* functions read gzip and plain files alike, so both work without a flag.
  *
  * Everything is checked before it is trusted: magic, dimensions, that the payload
- * is complete and that nothing follows it, and that labels fit the ten classes.
+ * is complete and that nothing follows it, and that labels fit the ten classes. The
+ * payload's buffer grows with the data that actually arrives, so a header that asks
+ * for gigabytes costs what the file holds, not what it claims.
  */
 #include "dataset.h"
 
@@ -22,6 +24,9 @@
  * that a corrupt header cannot ask for gigabytes. */
 #define CS_IDX_MAX_DIM (1 << 24)
 #define CS_IDX_MAX_BYTES ((size_t)1 << 31)
+/* The first piece of the payload read before the buffer grows (the Fashion-MNIST
+ * label files fit in it). */
+#define IDX_FIRST_PIECE ((size_t)1 << 20)
 
 /* Reads up to len bytes; gzread takes an unsigned int, so large payloads go in
  * pieces. Returns the bytes read; *failed is set on a read or decompression error
@@ -123,12 +128,26 @@ uint8_t *cs_idx_read(const char *path, int want_ndim, int dims[3], char *err, si
     for (int i = want_ndim; i < 3; i++)
         dims[i] = 1;
 
-    data = malloc(total);
-    if (!data) {
-        snprintf(err, errlen, "%s: out of memory for %zu bytes", path, total);
-        goto fail;
+    /* Read in pieces into a buffer that doubles as data arrives (one final realloc to
+     * the exact size at worst): a file announcing 2 GiB and holding 16 bytes never
+     * gets more than the first piece. */
+    size_t cap = 0;
+    got = 0;
+    failed = 0;
+    while ((size_t)got < total && !failed) {
+        size_t want = cap ? (cap > total / 2 ? total : cap * 2) : (total < IDX_FIRST_PIECE ? total : IDX_FIRST_PIECE);
+        uint8_t *grown = realloc(data, want);
+        if (!grown) {
+            snprintf(err, errlen, "%s: out of memory for %zu bytes", path, want);
+            goto fail;
+        }
+        data = grown;
+        cap = want;
+        long long piece = gz_read_full(f, data + got, cap - (size_t)got, &failed);
+        got += piece;
+        if ((size_t)got < cap)
+            break; /* the file ended (or failed) before the buffer filled */
     }
-    got = gz_read_full(f, data, total, &failed);
     if ((size_t)got < total) {
         snprintf(err, errlen, "%s: truncated: expected %zu data bytes after the header, found %lld%s%s",
                  path, total, got, failed ? ": " : "", failed ? gz_reason(f) : "");

@@ -12,7 +12,7 @@
 #include <string.h>
 
 /* Largest picture drawn here; above it the arguments are certainly wrong. */
-#define MAX_DRAW_PIXELS ((size_t)64 * 1024 * 1024)
+#define MAX_DRAW_PIXELS ((size_t)CS_DRAW_MAX_PIXELS)
 
 /*
  * OpenCV's COLORMAP_JET as RGB. OpenCV builds it from GNU Octave's jet sampled at
@@ -91,16 +91,25 @@ static float tile_value(const cs_tiles *t, int i, int y, int x, int ch)
     return t->data[i * t->tile_stride + y * t->y_stride + x * t->x_stride + ch * t->c_stride];
 }
 
+void cs_draw_tiles_size(int n, int h, int w, int cols, int scale, int gap, long long *W, long long *H)
+{
+    *W = *H = 0;
+    if (n <= 0 || h <= 0 || w <= 0 || cols <= 0 || scale <= 0 || gap < 0)
+        return;
+    long long rows = (n + (long long)cols - 1) / cols;
+    /* In 64 bits: a silly scale must not overflow int. */
+    *W = (long long)cols * w * scale + (long long)(cols + 1) * gap;
+    *H = rows * h * scale + (rows + 1) * gap;
+}
+
 cs_image *cs_draw_tiles(const cs_tiles *t, int cols, int scale, int per_tile_norm, float lo,
                         float hi, int gap)
 {
     if (!t || !t->data || t->n <= 0 || t->h <= 0 || t->w <= 0 || (t->c != 1 && t->c != 3) ||
         cols <= 0 || scale <= 0 || gap < 0)
         return NULL;
-    int rows = (t->n + cols - 1) / cols;
-    /* Sizes in 64 bits first: a silly scale must not overflow int. */
-    long long W = (long long)cols * t->w * scale + (long long)(cols + 1) * gap;
-    long long H = (long long)rows * t->h * scale + (long long)(rows + 1) * gap;
+    long long W, H;
+    cs_draw_tiles_size(t->n, t->h, t->w, cols, scale, gap, &W, &H);
     if (W <= 0 || H <= 0 || W > INT32_MAX || H > INT32_MAX ||
         (unsigned long long)W * (unsigned long long)H > MAX_DRAW_PIXELS)
         return NULL;

@@ -28,6 +28,10 @@ typedef struct {
     ptrdiff_t tile_stride, y_stride, x_stride, c_stride;
 } cs_tiles;
 
+/* The largest image (width * height) the functions here draw; beyond it they return
+ * NULL, so callers check sizes from the arguments first (cs_draw_tiles_size). */
+#define CS_DRAW_MAX_PIXELS (64LL * 1024 * 1024)
+
 /* Background between tiles (all channels). */
 #define CS_DRAW_GAP_COLOR 48
 
@@ -45,6 +49,8 @@ typedef struct {
  */
 cs_image *cs_draw_tiles(const cs_tiles *t, int cols, int scale, int per_tile_norm, float lo,
                         float hi, int gap);
+/* The size cs_draw_tiles gives n tiles of h x w (0 x 0 for invalid arguments). */
+void cs_draw_tiles_size(int n, int h, int w, int cols, int scale, int gap, long long *W, long long *H);
 
 /* cv2.applyColorMap(v, COLORMAP_JET), entry for entry, in RGB order (OpenCV
  * returns BGR). */

@@ -26,16 +26,17 @@ int cs_gradcam(cs_exec *e, const float *input, int layer, int class_index, int s
         return -1;
     }
     cs_explainer x;
-    if (cs_explainer_init(&x, m, input, e, err, errlen) != 0) return -1;
+    int rc = cs_explainer_init(&x, m, input, e, err, errlen);
+    if (rc != 0) return rc;
     cs_explain_params p;
     cs_explain_params_default(&p);
     p.layer = layer;
     p.class_index = class_index;
     p.score_kind = score_kind;
     cs_explain_map map;
-    int rc = cs_explain_run(&x, &cs_explain_gradcam, &p, &map, err, errlen);
+    rc = cs_explain_run(&x, &cs_explain_gradcam, &p, &map, err, errlen);
     cs_explainer_free(&x);
-    if (rc != 0) return -1;
+    if (rc != 0) return rc;
     out->class_index = map.class_index;
     out->probability = map.probability;
     out->logit = map.logit;

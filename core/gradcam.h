@@ -31,8 +31,8 @@ typedef struct {
 #define CS_GRADCAM_FLAT_SPREAD 1e-3f
 
 /* e must have max_batch >= 1; input is one image in the model's input shape.
- * class_index < 0 means the predicted class. Returns 0, or -1 when the layer has
- * no spatial output (err says why). */
+ * class_index < 0 means the predicted class. Returns 0, -1 when the layer has no
+ * spatial output or the class is out of range (err says why), -2 when out of memory. */
 int cs_gradcam(cs_exec *e, const float *input, int layer, int class_index, int score_kind,
                cs_gradcam_result *out, char *err, size_t errlen);
 

@@ -20,6 +20,9 @@
 #include <jpeglib.h>
 #include <libdeflate.h>
 #include <png.h>
+#include <zlib.h>
+
+#include "clock.h"
 
 /* ---------------------------------------------------------------- basics */
 
@@ -31,6 +34,7 @@ const char *cs_image_status_name(int code)
     case CS_IMG_CORRUPT: return "corrupt";
     case CS_IMG_TOO_LARGE: return "too_large";
     case CS_IMG_NOMEM: return "nomem";
+    case CS_IMG_TOO_COSTLY: return "too_costly";
     }
     return "unknown";
 }
@@ -104,26 +108,55 @@ static void set_err(char *err, size_t errlen, const char *msg)
 
 static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
+/* What one decode may spend, resolved from cs_image_limits. */
+typedef struct {
+    size_t max_pixels;
+    double deadline; /* cs_now() value; 0: none */
+    int max_scans;
+} budget;
+
+static int past_deadline(const budget *b)
+{
+    return b->deadline > 0 && cs_now() > b->deadline;
+}
+
 typedef struct {
     const uint8_t *buf;
     size_t len, pos;
+    const budget *b;
+    png_uint_32 height;
+    int reading_rows;
+    int complete; /* every row is in the caller's buffer */
+    int costly;   /* the time budget ran out */
     char msg[128];
 } png_src;
-
-static void png_read_mem(png_structp png, png_bytep data, size_t n)
-{
-    png_src *s = png_get_io_ptr(png);
-    if (n > s->len - s->pos)
-        png_error(png, "truncated PNG data");
-    memcpy(data, s->buf + s->pos, n);
-    s->pos += n;
-}
 
 static void png_on_error(png_structp png, png_const_charp msg)
 {
     png_src *s = png_get_error_ptr(png);
     snprintf(s->msg, sizeof s->msg, "PNG: %s", msg);
     png_longjmp(png, 1);
+}
+
+static void png_read_mem(png_structp png, png_bytep data, size_t n)
+{
+    png_src *s = png_get_io_ptr(png);
+    /* After the last row libpng goes on inflating whatever IDAT data follows, to
+     * check that the stream ends there: a 100x100 image can carry gigabytes of it.
+     * The pixels are complete, so reading stops here (see png_decode). */
+    if (s->reading_rows &&
+        (png_get_current_pass_number(png) >= 7 || png_get_current_row_number(png) >= s->height)) {
+        s->complete = 1;
+        png_longjmp(png, 1);
+    }
+    if (past_deadline(s->b)) {
+        s->costly = 1;
+        png_on_error(png, "decoding took longer than the time allowed for one image");
+    }
+    if (n > s->len - s->pos)
+        png_error(png, "truncated PNG data");
+    memcpy(data, s->buf + s->pos, n);
+    s->pos += n;
 }
 
 static void png_on_warning(png_structp png, png_const_charp msg)
@@ -138,20 +171,58 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static int png_decode(const uint8_t *buf, size_t len, size_t max_pixels, cs_image *out, char *err,
-                      size_t errlen)
+/* The chunk structure, checked before libpng sees the file: every chunk lies inside
+ * the buffer, critical chunks' CRCs match, and an IEND ends it. libpng stops reading
+ * after the last row (see png_read_mem), so a file cut after its pixel data or a
+ * damaged trailing chunk is caught here instead. Linear in the size, no inflating.
+ * 0, or -1 with msg set. */
+static int png_check_chunks(const uint8_t *buf, size_t len, char *msg, size_t msglen)
+{
+    size_t pos = 8;
+    for (;;) {
+        if (len - pos < 12) {
+            snprintf(msg, msglen, "PNG: cut short (no IEND chunk)");
+            return -1;
+        }
+        uint32_t n = be32(buf + pos);
+        const uint8_t *type = buf + pos + 4;
+        if (n > 0x7fffffffu || n > len - pos - 12) {
+            snprintf(msg, msglen, "PNG: cut short inside a chunk of %u bytes", n);
+            return -1;
+        }
+        /* A critical chunk's type starts with a capital letter (bit 5 clear). */
+        if (!(type[0] & 0x20)) {
+            uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), type, (uInt)n + 4);
+            if (crc != be32(type + 4 + n)) {
+                snprintf(msg, msglen, "PNG: CRC error in a %.4s chunk", (const char *)type);
+                return -1;
+            }
+        }
+        if (memcmp(type, "IEND", 4) == 0)
+            return 0;
+        pos += 12 + (size_t)n;
+    }
+}
+
+static int png_decode(const uint8_t *buf, size_t len, const budget *b, cs_image *out,
+                      size_t *consumed, char *err, size_t errlen)
 {
     /* Look at IHDR ourselves first: libpng refuses very large sizes with its own
      * error, which would read as "corrupt" rather than "too large". */
     if (len >= 24 && memcmp(buf + 12, "IHDR", 4) == 0) {
         uint64_t w = be32(buf + 16), h = be32(buf + 20);
-        if (w && h && w * h > (uint64_t)max_pixels) {
+        if (w && h && w * h > (uint64_t)b->max_pixels) {
             set_err(err, errlen, "PNG: image dimensions exceed the pixel limit");
             return CS_IMG_TOO_LARGE;
         }
     }
+    char msg[128];
+    if (png_check_chunks(buf, len, msg, sizeof msg) != 0) {
+        set_err(err, errlen, msg);
+        return CS_IMG_CORRUPT;
+    }
 
-    png_src src = {.buf = buf, .len = len, .pos = 0, .msg = ""};
+    png_src src = {.buf = buf, .len = len, .b = b, .msg = ""};
     png_structp png =
         png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
     if (!png)
@@ -165,21 +236,35 @@ static int png_decode(const uint8_t *buf, size_t len, size_t max_pixels, cs_imag
     uint8_t *volatile pixels = NULL;
     png_bytep *volatile rows = NULL;
     volatile int status = CS_IMG_CORRUPT;
+    volatile int c = 0;
+    volatile png_uint_32 w = 0, h = 0;
 
     if (setjmp(png_jmpbuf(png))) {
-        free(pixels);
+        if (consumed)
+            *consumed = src.pos;
         free(rows);
         png_destroy_read_struct(&png, &info, NULL);
+        if (src.complete)
+            goto done;
+        free(pixels);
         set_err(err, errlen, src.msg[0] ? src.msg : "PNG: corrupt data");
-        return status;
+        return src.costly ? CS_IMG_TOO_COSTLY : status;
     }
     png_set_read_fn(png, &src, png_read_mem);
+    /* Only the chunks that make the pixels are read (IHDR, PLTE, tRNS, IDAT, IEND):
+     * text, ICC profiles and the like are skipped unread, so none of them is
+     * inflated. */
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
+    png_set_chunk_malloc_max(png, 1u << 20);
     png_read_info(png, info);
 
-    png_uint_32 w, h;
     int depth, color, interlace;
-    png_get_IHDR(png, info, &w, &h, &depth, &color, &interlace, NULL, NULL);
-    if ((uint64_t)w * h > (uint64_t)max_pixels || w > INT_MAX || h > INT_MAX) {
+    png_uint_32 iw, ih;
+    png_get_IHDR(png, info, &iw, &ih, &depth, &color, &interlace, NULL, NULL);
+    w = iw;
+    h = ih;
+    src.height = ih;
+    if ((uint64_t)iw * ih > (uint64_t)b->max_pixels || iw > INT_MAX || ih > INT_MAX) {
         status = CS_IMG_TOO_LARGE;
         png_error(png, "image dimensions exceed the pixel limit");
     }
@@ -197,30 +282,41 @@ static int png_decode(const uint8_t *buf, size_t len, size_t max_pixels, cs_imag
         png_set_tRNS_to_alpha(png);
         png_set_strip_alpha(png);
     }
-    (void)png_set_interlace_handling(png);
+    int passes = png_set_interlace_handling(png);
     png_read_update_info(png, info);
 
-    int c = png_get_channels(png, info);
+    c = png_get_channels(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
-    if ((c != 1 && c != 3) || rowbytes != (size_t)w * (size_t)c)
+    if ((c != 1 && c != 3) || rowbytes != (size_t)iw * (size_t)c)
         png_error(png, "unsupported pixel layout");
 
     status = CS_IMG_NOMEM;
-    size_t n = image_bytes((int)w, (int)h, c);
+    size_t n = image_bytes((int)iw, (int)ih, c);
     pixels = n ? malloc(n) : NULL;
-    rows = malloc(sizeof(png_bytep) * h);
+    rows = malloc(sizeof(png_bytep) * ih);
     if (!pixels || !rows)
         png_error(png, "out of memory");
-    for (png_uint_32 y = 0; y < h; y++)
+    for (png_uint_32 y = 0; y < ih; y++)
         rows[y] = pixels + (size_t)y * rowbytes;
 
+    /* Row by row rather than png_read_image, to keep to the time budget between rows. */
     status = CS_IMG_CORRUPT;
-    png_read_image(png, rows);
-    /* Reading to IEND catches a file cut after its pixel data and bad trailing CRCs. */
-    png_read_end(png, NULL);
-
+    src.reading_rows = 1;
+    for (int p = 0; p < passes; p++)
+        for (png_uint_32 y = 0; y < ih; y++) {
+            if (past_deadline(b)) {
+                src.costly = 1;
+                png_error(png, "decoding took longer than the time allowed for one image");
+            }
+            png_read_row(png, rows[y], NULL);
+        }
+    /* Not reached in practice: libpng asks for more data after the last row, which
+     * png_read_mem answers by jumping back above. */
+    if (consumed)
+        *consumed = src.pos;
     free(rows);
     png_destroy_read_struct(&png, &info, NULL);
+done:
     out->w = (int)w;
     out->h = (int)h;
     out->c = c;
@@ -267,11 +363,39 @@ static void jpeg_on_message(j_common_ptr cinfo, int level)
     }
 }
 
-static int jpeg_decode(const uint8_t *buf, size_t len, size_t max_pixels, cs_image *out,
-                       char *err, size_t errlen)
+/* libjpeg calls this between scans and rows: the place to stop a progressive file
+ * whose scans multiply the work (each scan walks every block of the image), and any
+ * decode past its time, as libjpeg-turbo's own tools do with -maxscans. */
+typedef struct {
+    struct jpeg_progress_mgr pub;
+    const budget *b;
+    jpeg_err *err;
+    int costly;
+} jpeg_watch;
+
+static void jpeg_on_progress(j_common_ptr cinfo)
+{
+    jpeg_watch *w = (jpeg_watch *)cinfo->progress;
+    int scans = ((j_decompress_ptr)cinfo)->input_scan_number;
+    if (scans > w->b->max_scans) {
+        w->costly = 1;
+        snprintf(w->err->msg, sizeof w->err->msg, "JPEG: more than %d scans", w->b->max_scans);
+        longjmp(w->err->jmp, 1);
+    }
+    if (past_deadline(w->b)) {
+        w->costly = 1;
+        snprintf(w->err->msg, sizeof w->err->msg,
+                 "JPEG: decoding took longer than the time allowed for one image");
+        longjmp(w->err->jmp, 1);
+    }
+}
+
+static int jpeg_decode(const uint8_t *buf, size_t len, const budget *b, cs_image *out,
+                       size_t *consumed, char *err, size_t errlen)
 {
     struct jpeg_decompress_struct cinfo;
     jpeg_err jerr;
+    jpeg_watch watch = {.pub.progress_monitor = jpeg_on_progress, .b = b, .err = &jerr};
     uint8_t *volatile pixels = NULL;
     uint8_t *volatile row = NULL;
     volatile int status = CS_IMG_CORRUPT;
@@ -282,22 +406,29 @@ static int jpeg_decode(const uint8_t *buf, size_t len, size_t max_pixels, cs_ima
     jerr.pub.emit_message = jpeg_on_message;
     jerr.msg[0] = 0;
     if (setjmp(jerr.jmp)) {
+        if (consumed && cinfo.src)
+            *consumed = len - cinfo.src->bytes_in_buffer;
         jpeg_destroy_decompress(&cinfo);
         free(pixels);
         free(row);
         set_err(err, errlen, jerr.msg[0] ? jerr.msg : "JPEG: corrupt data");
-        return status;
+        return watch.costly ? CS_IMG_TOO_COSTLY : status;
     }
     jpeg_create_decompress(&cinfo);
+    cinfo.progress = &watch.pub;
     jpeg_mem_src(&cinfo, buf, (unsigned long)len);
     jpeg_read_header(&cinfo, TRUE);
 
     uint64_t npx = (uint64_t)cinfo.image_width * cinfo.image_height;
-    if (npx > (uint64_t)max_pixels) {
+    if (npx > (uint64_t)b->max_pixels) {
         status = CS_IMG_TOO_LARGE;
         snprintf(jerr.msg, sizeof jerr.msg, "JPEG: image dimensions exceed the pixel limit");
         longjmp(jerr.jmp, 1);
     }
+    /* libjpeg's own ceiling on its large buffers (a progressive file keeps every
+     * coefficient: 2 bytes per sample, up to 4 samples per pixel), far above what
+     * an image of npx pixels needs, so only a broken size estimate hits it. */
+    cinfo.mem->max_memory_to_use = (long)(npx * 16 + (16u << 20));
 
     int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
     if (cmyk)
@@ -344,6 +475,8 @@ static int jpeg_decode(const uint8_t *buf, size_t len, size_t max_pixels, cs_ima
         longjmp(jerr.jmp, 1);
     }
     jpeg_finish_decompress(&cinfo);
+    if (consumed)
+        *consumed = len - cinfo.src->bytes_in_buffer;
     jpeg_destroy_decompress(&cinfo);
     free(row);
     out->w = w;
@@ -353,30 +486,112 @@ static int jpeg_decode(const uint8_t *buf, size_t len, size_t max_pixels, cs_ima
     return CS_IMG_OK;
 }
 
-int cs_image_decode(const void *buf, size_t len, size_t max_pixels, cs_image *out, char *err,
-                    size_t errlen)
+/* ------------------------------------------------------------ entry points */
+
+enum { FMT_NONE, FMT_PNG, FMT_JPEG, FMT_PNG_CUT };
+
+static int sniff(const uint8_t *b, size_t len)
+{
+    if (!b || len == 0)
+        return FMT_NONE;
+    if (len >= 8 && memcmp(b, png_sig, 8) == 0)
+        return FMT_PNG;
+    if (len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
+        return FMT_JPEG;
+    /* A file cut inside the PNG signature is a broken PNG, not some other format. */
+    if (len >= 4 && len < 8 && memcmp(b, png_sig, len) == 0)
+        return FMT_PNG_CUT;
+    return FMT_NONE;
+}
+
+static int not_decodable(int fmt, size_t len, char *err, size_t errlen)
+{
+    if (fmt == FMT_PNG_CUT) {
+        set_err(err, errlen, "PNG: truncated signature");
+        return CS_IMG_CORRUPT;
+    }
+    set_err(err, errlen, len ? "not a PNG or JPEG image" : "empty body: expected a PNG or JPEG image");
+    return CS_IMG_NOT_IMAGE;
+}
+
+int cs_image_decode_limited(const void *buf, size_t len, const cs_image_limits *lim,
+                            cs_image *out, size_t *consumed, char *err, size_t errlen)
 {
     const uint8_t *b = buf;
     memset(out, 0, sizeof *out);
     if (err && errlen)
         err[0] = 0;
-    if (!max_pixels)
-        max_pixels = CS_IMG_DEFAULT_MAX_PIXELS;
-    if (!b || len == 0) {
-        set_err(err, errlen, "empty body: expected a PNG or JPEG image");
-        return CS_IMG_NOT_IMAGE;
-    }
-    if (len >= 8 && memcmp(b, png_sig, 8) == 0)
-        return png_decode(b, len, max_pixels, out, err, errlen);
-    if (len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
-        return jpeg_decode(b, len, max_pixels, out, err, errlen);
-    /* A file cut inside the PNG signature is a broken PNG, not some other format. */
-    if (len >= 4 && len < 8 && memcmp(b, png_sig, len) == 0) {
-        set_err(err, errlen, "PNG: truncated signature");
+    if (consumed)
+        *consumed = 0;
+    budget bud = {CS_IMG_DEFAULT_MAX_PIXELS, 0, CS_IMG_DEFAULT_MAX_SCANS};
+    if (lim && lim->max_pixels)
+        bud.max_pixels = lim->max_pixels;
+    if (lim && lim->max_scans > 0)
+        bud.max_scans = lim->max_scans;
+    if (lim && lim->max_seconds > 0)
+        bud.deadline = cs_now() + lim->max_seconds;
+    int fmt = sniff(b, len);
+    if (fmt == FMT_PNG)
+        return png_decode(b, len, &bud, out, consumed, err, errlen);
+    if (fmt == FMT_JPEG)
+        return jpeg_decode(b, len, &bud, out, consumed, err, errlen);
+    return not_decodable(fmt, b ? len : 0, err, errlen);
+}
+
+int cs_image_decode(const void *buf, size_t len, size_t max_pixels, cs_image *out, char *err,
+                    size_t errlen)
+{
+    cs_image_limits lim = {.max_pixels = max_pixels};
+    return cs_image_decode_limited(buf, len, &lim, out, NULL, err, errlen);
+}
+
+static int jpeg_probe(const uint8_t *buf, size_t len, int *w, int *h, char *err, size_t errlen)
+{
+    struct jpeg_decompress_struct cinfo;
+    jpeg_err jerr;
+    memset(&cinfo, 0, sizeof cinfo);
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = jpeg_on_error;
+    jerr.pub.emit_message = jpeg_on_message;
+    jerr.msg[0] = 0;
+    if (setjmp(jerr.jmp)) {
+        jpeg_destroy_decompress(&cinfo);
+        set_err(err, errlen, jerr.msg[0] ? jerr.msg : "JPEG: corrupt data");
         return CS_IMG_CORRUPT;
     }
-    set_err(err, errlen, "not a PNG or JPEG image");
-    return CS_IMG_NOT_IMAGE;
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+    jpeg_read_header(&cinfo, TRUE);
+    *w = cinfo.image_width > INT_MAX ? INT_MAX : (int)cinfo.image_width;
+    *h = cinfo.image_height > INT_MAX ? INT_MAX : (int)cinfo.image_height;
+    jpeg_destroy_decompress(&cinfo);
+    return CS_IMG_OK;
+}
+
+int cs_image_probe(const void *buf, size_t len, int *w, int *h, char *err, size_t errlen)
+{
+    const uint8_t *b = buf;
+    *w = *h = 0;
+    if (err && errlen)
+        err[0] = 0;
+    int fmt = sniff(b, len);
+    if (fmt == FMT_JPEG)
+        return jpeg_probe(b, len, w, h, err, errlen);
+    if (fmt != FMT_PNG)
+        return not_decodable(fmt, b ? len : 0, err, errlen);
+    /* IHDR must come first, with its 13 bytes (PNG specification, 5.6). */
+    if (len < 33 || be32(b + 8) != 13 || memcmp(b + 12, "IHDR", 4) != 0) {
+        set_err(err, errlen, "PNG: no IHDR chunk where the header should be");
+        return CS_IMG_CORRUPT;
+    }
+    uint32_t pw = be32(b + 16), ph = be32(b + 20);
+    if (!pw || !ph || pw > 0x7fffffffu || ph > 0x7fffffffu) {
+        set_err(err, errlen, "PNG: invalid image size in IHDR");
+        return CS_IMG_CORRUPT;
+    }
+    *w = (int)pw;
+    *h = (int)ph;
+    return CS_IMG_OK;
 }
 
 /* ------------------------------------------------------------ PNG encode */

@@ -27,10 +27,20 @@ enum {
     CS_IMG_CORRUPT,   /* truncated or damaged data (422) */
     CS_IMG_TOO_LARGE, /* declared width * height above the limit (422) */
     CS_IMG_NOMEM,     /* out of memory (or a size that cannot be represented) */
+    CS_IMG_TOO_COSTLY, /* decoding needs more work than allowed: time, JPEG scans (422) */
 };
 
-/* Limit used by cs_image_decode when max_pixels is 0. */
+/* Limits used when a cs_image_limits field is 0. A real progressive JPEG has about
+ * ten scans; each scan walks every block of the image again. */
 #define CS_IMG_DEFAULT_MAX_PIXELS ((size_t)40000000)
+#define CS_IMG_DEFAULT_MAX_SCANS 100
+
+/* What one decode of an untrusted upload may cost. */
+typedef struct {
+    size_t max_pixels;  /* declared width * height; 0: CS_IMG_DEFAULT_MAX_PIXELS */
+    double max_seconds; /* wall-clock time for this decode; 0: no limit */
+    int max_scans;      /* JPEG scans; 0: CS_IMG_DEFAULT_MAX_SCANS */
+} cs_image_limits;
 
 /* Short stable name of a return code ("ok", "not_image", "corrupt", ...). */
 const char *cs_image_status_name(int code);
@@ -64,6 +74,27 @@ void cs_image_destroy(cs_image *img);
  */
 int cs_image_decode(const void *buf, size_t len, size_t max_pixels, cs_image *out, char *err,
                     size_t errlen);
+
+/*
+ * cs_image_decode with every limit (lim may be NULL for the defaults). Past the time
+ * or the JPEG scan limit it stops and returns CS_IMG_TOO_COSTLY.
+ *
+ * The work is bounded by the image's size, not the file's: PNG chunks other than
+ * IHDR, PLTE, tRNS, IDAT and IEND are skipped without inflating them, and reading
+ * stops once the last row is decoded, so compressed data that would inflate past the
+ * image (a "decompression bomb") is never inflated. The chunk structure and the CRCs
+ * of critical chunks are checked over the whole file first (linear, no inflating),
+ * so a file cut short or damaged after its pixel data is still CS_IMG_CORRUPT.
+ *
+ * consumed (may be NULL) receives how many bytes of buf the decoder itself read.
+ */
+int cs_image_decode_limited(const void *buf, size_t len, const cs_image_limits *lim,
+                            cs_image *out, size_t *consumed, char *err, size_t errlen);
+
+/* Width and height a PNG or JPEG declares in its header, without decoding it (a
+ * JPEG's markers are parsed up to its frame header). CS_IMG_OK, CS_IMG_NOT_IMAGE or
+ * CS_IMG_CORRUPT (with err). */
+int cs_image_probe(const void *buf, size_t len, int *w, int *h, char *err, size_t errlen);
 
 /* Encodes img as a PNG into a malloc'd buffer (*out, *len) the caller frees with
  * free(). Fast settings (SUB filter, libdeflate level 1): these images are made per

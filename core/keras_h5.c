@@ -371,6 +371,52 @@ static int match_layers(const cs_model *m, const file_layer *fl, int n_fl, int *
     return 0;
 }
 
+/* A version 0 or 1 superblock (what h5py, and so Keras, writes) may point to a "driver
+ * information block", whose 4-byte size libhdf5 takes as it is and allocates before it
+ * reads anything else: a damaged file made it ask for 3 GB. Files of the default
+ * driver have no such block (its address is "undefined", all ones), so one that has it
+ * is refused, as is a superblock cut short, before libhdf5 reads the file. Later
+ * superblock versions keep that information elsewhere and are left to libhdf5. The
+ * superblock is at 0 or after a user block of 512 bytes times a power of two.
+ * 0, or -1 with err set. */
+static int superblock_sane(const char *path, char *err, size_t errlen)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0; /* HDF5 says why it cannot open it */
+    unsigned char b[160];
+    int rc = 0;
+    for (long off = 0; off <= (1L << 30); off = off ? off * 2 : 512) {
+        size_t got;
+        if (fseek(f, off, SEEK_SET) != 0 || (got = fread(b, 1, sizeof b, f)) < 9)
+            break;
+        if (memcmp(b, sig, 8) != 0)
+            continue;
+        if (b[8] > 1)
+            break;
+        /* sizes of addresses and lengths, then the four addresses after the fixed part */
+        size_t sa = got > 13 ? b[13] : 0, at = b[8] == 0 ? 24 : 28;
+        size_t end = at + 4 * sa + 2 * sa + 24; /* and the root group's symbol table entry */
+        if ((sa != 2 && sa != 4 && sa != 8) || got < end) {
+            cs_set_err(err, errlen, "%s: damaged HDF5 superblock (cut short, or addresses of %zu bytes)", path, sa);
+            rc = -1;
+            break;
+        }
+        int undefined = 1;
+        for (size_t i = 0; i < sa; i++)
+            undefined &= b[at + 3 * sa + i] == 0xff;
+        if (!undefined) {
+            cs_set_err(err, errlen, "%s: damaged HDF5 superblock (a driver information block, which Keras files "
+                       "do not have)", path);
+            rc = -1;
+        }
+        break;
+    }
+    fclose(f);
+    return rc;
+}
+
 static int load_locked(cs_model *m, const char *path, char *err, size_t errlen)
 {
     char h5[160], msg[256];
@@ -384,6 +430,8 @@ static int load_locked(cs_model *m, const char *path, char *err, size_t errlen)
         cs_set_err(err, errlen, "%s is not an HDF5 file", path);
         return -1;
     }
+    if (superblock_sane(path, err, errlen) != 0)
+        return -1;
     if ((f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
         cs_set_err(err, errlen, "cannot open %s: %s", path, h5_reason(h5));
         return -1;

@@ -20,6 +20,7 @@
  */
 #include "model_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -329,7 +331,8 @@ int cs_model_save(const cs_model *m, const char *path, char *err, size_t errlen)
     }
 
     /* The pid keeps processes apart, the counter keeps threads of one process apart;
-     * a stale file from a killed process is simply overwritten by the next one. */
+     * a stale file from a killed process is removed by the next start of the service
+     * (cs_model_remove_stale_saves). */
     static atomic_uint counter;
     char tmp[4096];
     int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(),
@@ -979,4 +982,58 @@ done:
     free(head);
     fclose(f);
     return m;
+}
+
+/* ---- temporary files of interrupted saves ---- */
+
+static int all_digits(const char *s, size_t n)
+{
+    if (n == 0 || n > 20)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* "<name>.tmp.<digits>.<digits>" with <name> ending in .csm or .h5. */
+static int is_save_temp(const char *f)
+{
+    const char *tmp = NULL;
+    for (const char *p = strstr(f, ".tmp."); p; p = strstr(p + 1, ".tmp."))
+        tmp = p;
+    if (!tmp)
+        return 0;
+    const char *pid = tmp + 5, *dot = strchr(pid, '.');
+    if (!dot || !all_digits(pid, (size_t)(dot - pid)) || !all_digits(dot + 1, strlen(dot + 1)))
+        return 0;
+    size_t base = (size_t)(tmp - f);
+    return (base > 4 && memcmp(tmp - 4, ".csm", 4) == 0) || (base > 3 && memcmp(tmp - 3, ".h5", 3) == 0);
+}
+
+int cs_model_remove_stale_saves(const char *dir, double min_age_s, char *msg, size_t msglen)
+{
+    if (msg && msglen)
+        msg[0] = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int fd = dirfd(d), removed = 0;
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        struct stat st;
+        if (!is_save_temp(e->d_name) || fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode) || difftime(now, st.st_mtime) < min_age_s)
+            continue;
+        if (unlinkat(fd, e->d_name, 0) != 0)
+            continue;
+        if (msg && msglen) {
+            size_t k = strlen(msg);
+            snprintf(msg + k, msglen - k, "%s%s", removed ? ", " : "", e->d_name);
+        }
+        removed++;
+    }
+    closedir(d);
+    return removed;
 }

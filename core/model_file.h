@@ -23,4 +23,18 @@ int cs_model_save(const cs_model *m, const char *path, char *err, size_t errlen)
  * mismatched file. */
 cs_model *cs_model_load(const char *path, char *err, size_t errlen);
 
+/* A temporary file of a save is stale when nothing has written it for this long: a
+ * live save keeps writing its file and renames it within seconds. */
+#define CS_STALE_SAVE_SECONDS 900
+
+/*
+ * Removes the temporary files that killed saves left in dir: regular files named
+ * "<name>.tmp.<pid>.<n>" (what cs_model_save and the Keras HDF5 export write) whose
+ * <name> ends in ".csm" or ".h5", unchanged for min_age_s seconds. Nothing else is
+ * touched: other names, symbolic links, younger files (a save in progress, perhaps of
+ * another process sharing the folder). Returns how many were removed (their names,
+ * cut short, in msg), or -1 when dir cannot be read.
+ */
+int cs_model_remove_stale_saves(const char *dir, double min_age_s, char *msg, size_t msglen);
+
 #endif

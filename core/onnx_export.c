@@ -181,7 +181,7 @@ static const char *init(exporter *x, const char *name, int type, const int64_t *
     int64_t *d = alloc(x, (size_t)(ndim ? ndim : 1) * sizeof *d);
     if (!t || !d || !name || grow(x, (void **)&x->inits, &x->cap_inits, x->n_inits, sizeof *x->inits)) return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, (size_t)ndim * sizeof *d);
+    if (ndim) memcpy(d, dims, (size_t)ndim * sizeof *d); /* a scalar has no dims (and dims may be NULL) */
     t->n_dims = (size_t)ndim;
     t->dims = d;
     t->has_data_type = 1;

@@ -10,7 +10,9 @@
 #ifndef CS_SIMD_H
 #define CS_SIMD_H
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* Not under ThreadSanitizer: it instruments the clones' resolvers, which the loader
+ * runs before the sanitizer's runtime is up (make check's build/tsan). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define CS_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #define CS_WIDE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define CS_CONTRACT __attribute__((optimize("fp-contract=fast")))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages convscope needs when they are missing (as root), or
-# prints the one apt-get line to run. Usage: scripts/deps.sh build|test|bench
+# prints the one apt-get line to run. Usage: scripts/deps.sh build|test|bench|fuzz
 set -eu
 need=(gcc make pkg-config libopenblas-dev libopenblas0-pthread zlib1g-dev libpng-dev
       libjansson-dev libmicrohttpd-dev libjpeg62-turbo-dev libhdf5-dev
@@ -9,6 +9,8 @@ need=(gcc make pkg-config libopenblas-dev libopenblas0-pthread zlib1g-dev libpng
 case "${1:-build}" in
   test)  need+=(curl nginx wrk chromium nodejs npm wordnet-base libonnx-testdata) ;;
   bench) need+=(curl wrk nodejs npm python3-numpy python3-torch python3-torchvision python3-onnx) ;;
+  # libFuzzer's runtime is only a recommendation of clang's.
+  fuzz)  need+=(clang libclang-rt-14-dev) ;;
 esac
 missing=()
 for p in "${need[@]}"; do

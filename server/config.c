@@ -7,7 +7,9 @@
 
 #include "resources.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +44,7 @@ static const opt_spec specs[] = {
      "largest request body in bytes (413 beyond)"},
     {"max-model-upload", "CONVSCOPE_MAX_MODEL_UPLOAD", OPT_INT, "134217728", 1024, 1L << 34, S(max_model_upload),
      "largest model file uploaded to POST /v1/models, in bytes (413 beyond; at most --upload-budget)"},
-    {"max-pixels", "CONVSCOPE_MAX_PIXELS", OPT_INT, "40000000", 1, 1L << 32, S(max_pixels),
+    {"max-pixels", "CONVSCOPE_MAX_PIXELS", OPT_INT, "16777216", 1, 1L << 32, S(max_pixels),
      "largest image (width x height) accepted (422 beyond)"},
     {"token", "CONVSCOPE_TOKEN", OPT_STR, "", 0, 0, S(token),
      "bearer token required by training and cancelling (none: open)"},
@@ -92,6 +94,16 @@ static const opt_spec specs[] = {
      "open connections from one client address; more are refused at once (0: no limit)"},
     {"keep-versions", "CONVSCOPE_KEEP_VERSIONS", OPT_INT, "5", 1, 1000, S(keep_versions),
      "versions of a trainable model kept in the models folder (fmnist.versions/) to roll back to"},
+
+    /* What one request may make the service decode, and who may reach it. The models
+     * take at most 224x224 inputs: a 4096x4096 photo is plenty, and a request holds one
+     * decoded image at a time (about 10 bytes a pixel with its preprocessing). */
+    {"max-request-pixels", "CONVSCOPE_MAX_REQUEST_PIXELS", OPT_INT, "33554432", 1, 1L << 36,
+     S(max_request_pixels), "pixels (width x height) of all the images of one request together (422 beyond)"},
+    {"decode-seconds", "CONVSCOPE_DECODE_SECONDS", OPT_INT, "5", 1, 600, S(decode_seconds),
+     "seconds one request may spend decoding its images (422 beyond)"},
+    {"insecure-open", "CONVSCOPE_INSECURE_OPEN", OPT_BOOL, "0", 0, 1, S(insecure_open),
+     "listen beyond loopback without --token (anyone who reaches it may train); refused otherwise"},
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
@@ -190,6 +202,14 @@ int cs_config_load(cs_config *cfg, int argc, char **argv)
         fprintf(stderr, "convscope serve: --http-mode must be pool, epoll or thread\n");
         return -1;
     }
+    if (!cfg->token[0] && !cfg->insecure_open && !cs_listen_is_loopback(cfg->listen)) {
+        fprintf(stderr,
+                "convscope serve: --listen %s reaches beyond this machine, and without --token anyone who can "
+                "connect may train and cancel jobs: set --token (CONVSCOPE_TOKEN), listen on 127.0.0.1, or pass "
+                "--insecure-open (CONVSCOPE_INSECURE_OPEN=1) to serve it open on purpose\n",
+                cfg->listen);
+        return -1;
+    }
     if (cfg->threads == 0) cfg->threads = cs_resources_get()->cpus;
     if (cfg->workers == 0) cfg->workers = cs_resources_get()->cpus;
     if (cfg->upload_budget < cfg->max_upload) {
@@ -199,6 +219,25 @@ int cs_config_load(cs_config *cfg, int argc, char **argv)
     }
     /* A model file is a body like any other: never more than the budget can take. */
     if (cfg->max_model_upload > cfg->upload_budget) cfg->max_model_upload = cfg->upload_budget;
+    return 0;
+}
+
+int cs_listen_is_loopback(const char *listen)
+{
+    char host[128];
+    const char *colon = strrchr(listen, ':');
+    size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
+    if (n >= sizeof host) return 0;
+    memcpy(host, listen, n);
+    host[n] = 0;
+    if (!strcmp(host, "localhost")) return 1;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    struct in6_addr a6;
+    if (n > 2 && host[0] == '[' && host[n - 1] == ']') {
+        host[n - 1] = 0;
+        return inet_pton(AF_INET6, host + 1, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+    }
     return 0;
 }
 

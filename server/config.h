@@ -41,11 +41,20 @@ typedef struct cs_config {
     long upload_budget;       /* bytes held by request bodies at once; more get 503 */
     long max_per_ip;          /* connections from one address; 0 = no limit */
     long keep_versions;       /* versions of a trainable model kept in the models folder */
+
+    /* What one request may make the service decode, and who may reach it. */
+    long max_request_pixels;  /* width * height summed over the images of one request */
+    long decode_seconds;      /* decoding time of the images of one request */
+    long insecure_open;       /* serve beyond loopback without a token, on purpose */
 } cs_config;
 
 /* Fills cfg. Returns 0, 1 when --help was printed (exit 0), or -1 after printing the
  * problem to stderr (exit 2). argv[0] is the subcommand name ("serve"). */
 int cs_config_load(cs_config *cfg, int argc, char **argv);
+/* 1 when the host of a --listen value ("host:port", "[v6]:port") is a loopback
+ * address (127.0.0.0/8, ::1, localhost), 0 otherwise (an empty host or 0.0.0.0 is
+ * every interface). */
+int cs_listen_is_loopback(const char *listen);
 /* One line per setting (the token is masked). */
 void cs_config_print(const cs_config *cfg, FILE *f);
 

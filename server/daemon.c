@@ -73,7 +73,7 @@ typedef enum {
 typedef struct {
     int kind; /* MHD_HEADER_KIND or MHD_GET_ARGUMENT_KIND */
     const char *key, *value;
-    size_t value_len;
+    size_t key_len, value_len;
 } kv;
 
 typedef struct {
@@ -121,6 +121,22 @@ static const char *query_lookup(void *transport, const char *key)
     return kv_lookup(transport, MHD_GET_ARGUMENT_KIND, key);
 }
 
+/* Every query argument with its decoded length, from the snapshot: a %00 decodes to a
+ * NUL byte that the C string alone would hide. */
+static int query_each(void *transport,
+                      int (*fn)(void *arg, const char *key, size_t key_len, const char *value, size_t value_len),
+                      void *arg)
+{
+    const request_state *st = transport;
+    for (int i = 0; i < st->n_kv; i++) {
+        const kv *e = &st->kvs[i];
+        if (e->kind != MHD_GET_ARGUMENT_KIND || !e->key) continue;
+        int stop = fn(arg, e->key, e->key_len, e->value, e->value_len);
+        if (stop) return stop;
+    }
+    return 0;
+}
+
 static const char *header_lookup(void *transport, const char *key)
 {
     return kv_lookup(transport, MHD_HEADER_KIND, key);
@@ -129,7 +145,6 @@ static const char *header_lookup(void *transport, const char *key)
 static enum MHD_Result collect_kv(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
                                   const char *value, size_t value_size)
 {
-    (void)key_size;
     request_state *st = cls;
     if (st->n_kv == st->cap_kv) {
         int cap = st->cap_kv ? 2 * st->cap_kv : 16;
@@ -138,7 +153,7 @@ static enum MHD_Result collect_kv(void *cls, enum MHD_ValueKind kind, const char
         st->kvs = p;
         st->cap_kv = cap;
     }
-    st->kvs[st->n_kv++] = (kv){(int)kind, key, value, value_size};
+    st->kvs[st->n_kv++] = (kv){(int)kind, key, value, key_size, value_size};
     return MHD_YES;
 }
 
@@ -247,6 +262,7 @@ static enum MHD_Result on_head(cs_daemon *d, struct MHD_Connection *c, request_s
     st->req.path = st->path;
     st->req.query_fn = query_lookup;
     st->req.header_fn = header_lookup;
+    st->req.query_each_fn = query_each;
     st->req.transport = st;
     if (MHD_get_connection_values_n(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, collect_kv, st) != st->n_kv) {
         st->close = 1;

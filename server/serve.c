@@ -32,6 +32,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "metrics.h"
+#include "model_file.h"
 #include "parallel.h"
 #include "registry.h"
 #include "resources.h"
@@ -119,12 +120,26 @@ int cs_serve_main(int argc, char **argv)
     cs_api.max_upload = (size_t)cfg.max_upload;
     cs_api.max_model_upload = (size_t)cfg.max_model_upload;
     cs_api.max_pixels = cfg.max_pixels;
+    cs_api.max_request_pixels = cfg.max_request_pixels;
+    cs_api.decode_seconds = (double)cfg.decode_seconds;
+    cs_api.insecure_open = !cfg.token[0] && !cs_listen_is_loopback(cfg.listen);
+    if (cs_api.insecure_open)
+        cs_log_info("WARNING: --insecure-open: listening on %s without a token; anyone who can connect may train "
+                    "and cancel jobs (GET /readyz says so too)", cfg.listen);
     cs_api.static_dir = cfg.static_dir;
     cs_api.openapi_path = cfg.openapi;
     cs_api.data_dir = cfg.data;
     cs_api.max_jobs_kept = (int)cfg.max_jobs;
     cs_api.metrics_text = cs_metrics_text;
     cs_api.http_threads = (int)cfg.threads;
+
+    /* A save killed between writing its temporary file and renaming it leaves the file
+     * behind; remove those of earlier runs (only our own pattern, only old ones). */
+    char swept[400];
+    int n_swept = cs_model_remove_stale_saves(cfg.models, CS_STALE_SAVE_SECONDS, swept, sizeof swept);
+    if (n_swept > 0)
+        cs_log_info("removed %d temporary file%s of interrupted saves from %s: %s", n_swept, n_swept == 1 ? "" : "s",
+                    cfg.models, swept);
 
     /* Passes run only on the compute workers: one execution context each is enough. */
     cs_registry_config models = {cfg.models, cfg.vgg16_weights, cfg.class_index, (int)cfg.vgg16,

@@ -179,7 +179,7 @@ int cs_explainer_init(cs_explainer *x, const cs_model *m, const float *input, cs
 nomem:
     snprintf(err, errlen, "out of memory");
     cs_explainer_free(x);
-    return -1;
+    return -2;
 }
 
 void cs_explainer_free(cs_explainer *x)
@@ -314,15 +314,17 @@ int cs_explain_run(cs_explainer *x, const cs_explain_method *meth, const cs_expl
         out->w = w;
     }
     double t0 = cs_now();
+    /* The parameters were checked: what fails now is memory (or, for Eigen-CAM, the
+     * eigensolver), not the request. */
     if (meth->run(x, &q, out, err, errlen) != 0) {
         cs_explain_map_free(out);
-        return -1;
+        return -2;
     }
     const int n = out->h * out->w;
     if (!(out->heat = malloc((size_t)n * sizeof(float)))) {
         cs_explain_map_free(out);
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return -2;
     }
     float mx = 0;
     for (int i = 0; i < n; i++) {

@@ -106,7 +106,8 @@ typedef struct {
 int cs_explain_input_range(const cs_model *m, float *black, float *white);
 
 /* Runs the image forward (the prediction every method starts from). e: an exec of the
- * model to use for single passes, or NULL to make one. 0, or -1 with err. */
+ * model to use for single passes, or NULL to make one. 0, or -1 with err (-2 when out
+ * of memory). */
 int cs_explainer_init(cs_explainer *x, const cs_model *m, const float *input, cs_exec *e, char *err,
                       size_t errlen);
 void cs_explainer_free(cs_explainer *x);
@@ -163,7 +164,8 @@ const char *cs_explain_params_check(const cs_model *m, const cs_explain_method *
                                     char *err, size_t errlen);
 
 /* Runs a method: checks the parameters, fills the defaults, computes the map and its
- * heat, counts passes and time. 0, or -1 with err (a bad parameter, or out of memory). */
+ * heat, counts passes and time. 0, -1 with err for a bad parameter, -2 when the
+ * computation failed (out of memory; for Eigen-CAM also a failed eigensolver). */
 int cs_explain_run(cs_explainer *x, const cs_explain_method *meth, const cs_explain_params *p, cs_explain_map *out,
                    char *err, size_t errlen);
 

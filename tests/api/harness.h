@@ -37,7 +37,13 @@
 #include "model_file.h"
 #include "test.h"
 
+/* The binary under test: the Makefile passes its build's (build/check/convscope for
+ * make check). */
+#ifdef CS_TEST_BIN
+#define SRV_BIN CS_TEST_BIN
+#else
 #define SRV_BIN "build/convscope"
+#endif
 #define SRV_FIXTURE "build/tests/api-fixture.csm"
 
 typedef struct {

@@ -5,11 +5,12 @@
  * names (a request finishes on the model it started with, never on half of each).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "harness.h"
 
 static srv_t S;
-static volatile int g_stop;
+static atomic_int g_stop; /* the workers poll it while main sets it */
 
 typedef struct {
     int n, failed, mismatched, versions_seen[8];

@@ -1,12 +1,14 @@
 /*
  * test_jobs.c - training jobs: one from start to success with progress rising while
  * predictions keep being served (then on the new version), a second job refused with
- * 409, a cancelled job, malformed and out-of-range bodies, the bearer token, and a
- * SIGTERM during training that leaves no half-written file.
+ * 409, a cancelled job, malformed and out-of-range bodies, ceilings on a job's size,
+ * the history of a diverged epoch, the bearer token, and a SIGTERM during training
+ * that leaves no half-written file.
  */
 #include <dirent.h>
 
 #include "harness.h"
+#include "jobs.h"
 
 static srv_t S;
 
@@ -221,6 +223,64 @@ static void test_bad_bodies_400(void)
     resp_free(&r);
 }
 
+
+/* A job's work is bounded: 1000 epochs, or 2 epochs at batch 1 (120000 optimizer
+ * steps), are refused with the reason before anything runs (before: accepted, hours
+ * of training). A batch of 1 over a small train_limit is still fine. */
+static void test_job_ceilings_400(void)
+{
+    const char *too_big[] = {"{\"epochs\": 1000, \"batch_size\": 1}", "{\"epochs\": 101}",
+                             "{\"epochs\": 2, \"batch_size\": 1}", "{\"epochs\": 100, \"batch_size\": 32}"};
+    const char *codes[] = {"bad_parameter", "bad_parameter", "job_too_large", "job_too_large"};
+    for (int i = 0; i < 4; i++) {
+        req_opts o = {.content_type = "application/json"};
+        resp_t r = http_ex(&S, "POST", "/v1/models/fmnist/train", too_big[i], strlen(too_big[i]), &o);
+        CHECK(r.status == 400 && is_error(&r, codes[i]), "%s: %ld %s", too_big[i], r.status, r.body);
+        if (i >= 2) CHECK(strstr(r.body, "optimizer steps") != NULL, "says why: %s", r.body);
+        resp_free(&r);
+    }
+    long st;
+    char id[64];
+    snprintf(id, sizeof id, "%s",
+             start_job(&S, "{\"epochs\": 3, \"batch_size\": 1, \"train_limit\": 500, \"test_limit\": 100}", NULL, &st));
+    CHECK(st == 202, "3 epochs of 500 images at batch 1 (1500 steps): %ld", st);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    resp_t r = http(&S, "DELETE", path);
+    resp_free(&r);
+    for (double end = now_s() + 60; now_s() < end; usleep(50000)) {
+        json_t *j = job_get(&S, id, NULL);
+        int done = !strcmp(state_of(j), "cancelled") || !strcmp(state_of(j), "succeeded") ||
+                   !strcmp(state_of(j), "failed");
+        json_decref(j);
+        if (done) break;
+    }
+}
+
+/* The history JSON of jobs and model summaries keeps a diverged epoch: NaN and
+ * infinities become null, every epoch stays in order. */
+static void test_history_json_keeps_nan_epochs(void)
+{
+    cs_epoch_record h[3] = {{1, 0.7f, 0.6f, 0.65f, 3.0, 0.4f}, {2, NAN, 0.1f, -1, 3.5, -1}, {3, INFINITY, NAN, NAN, 4.0, NAN}};
+    json_t *a = cs_history_json(h, 3);
+    CHECK(json_array_size(a) == 3, "%zu epochs", json_array_size(a));
+    json_t *e1 = json_array_get(a, 0), *e2 = json_array_get(a, 1), *e3 = json_array_get(a, 2);
+    CHECK(fabs(json_number_value(json_object_get(e1, "loss")) - 0.7) < 1e-6 &&
+              fabs(json_number_value(json_object_get(e1, "test_accuracy")) - 0.65) < 1e-6,
+          "epoch 1 numbers");
+    CHECK(json_integer_value(json_object_get(e2, "epoch")) == 2 && json_is_null(json_object_get(e2, "loss")) &&
+              json_is_null(json_object_get(e2, "test_accuracy")) &&
+              fabs(json_number_value(json_object_get(e2, "seconds")) - 3.5) < 1e-9,
+          "epoch 2: loss null");
+    CHECK(json_is_null(json_object_get(e3, "loss")) && json_is_null(json_object_get(e3, "accuracy")) &&
+              json_is_null(json_object_get(e3, "test_accuracy")) && json_is_null(json_object_get(e3, "test_loss")),
+          "epoch 3: all null");
+    CHECK(fabs(json_number_value(json_object_get(e1, "test_loss")) - 0.4) < 1e-6 &&
+              json_is_null(json_object_get(e2, "test_loss")),
+          "test_loss: 0.4, then null when not measured");
+    json_decref(a);
+}
+
 static void test_metrics_count_jobs(void)
 {
     resp_t r = http(&S, "GET", "/metrics");
@@ -290,6 +350,8 @@ int main(void)
     RUN(test_list_and_unknown);
     RUN(test_bad_bodies_400);
     RUN(test_metrics_count_jobs);
+    RUN(test_job_ceilings_400);
+    RUN(test_history_json_keeps_nan_epochs);
     srv_stop(&S);
     CHECK(S.exit_status == 0, "server exit %d", S.exit_status);
     RUN(test_token_401_and_sigterm_mid_job);

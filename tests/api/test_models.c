@@ -2,8 +2,12 @@
  * test_models.c - GET /v1/models and GET /v1/models/{model}: statuses with reasons,
  * the Keras-like summary (layers, output shapes, parameter counts), a missing model
  * file (503 with the reason, then served once a job trains one), and VGG16 weights
- * found where users keep them but unreadable (unavailable with the reason).
+ * found where users keep them but unreadable (unavailable with the reason), a diverged
+ * epoch in the history (null, not dropped), and the temporary files of killed saves
+ * removed at start-up (only ours, only old ones).
  */
+#include <sys/time.h>
+
 #include "harness.h"
 
 static srv_t S;
@@ -179,6 +183,90 @@ static void test_vgg16_bad_weights_reason(void)
     run_cmd(cmd);
 }
 
+
+/* A file in dir with the given mtime age in seconds (0: now); symlink: a link to it. */
+static void make_file(const char *dir, const char *name, double age, int symlink_to_model)
+{
+    char path[400];
+    sfmt(path, sizeof path, "%s/%s", dir, name);
+    if (symlink_to_model) {
+        char target[400];
+        sfmt(target, sizeof target, "%s/fmnist.csm", dir);
+        CHECK(symlink(target, path) == 0, "symlink %s", name);
+    } else {
+        FILE *f = fopen(path, "wb");
+        CHECK(f && fputs("half a model", f) >= 0 && fclose(f) == 0, "write %s", name);
+    }
+    struct timeval tv[2];
+    gettimeofday(&tv[0], NULL);
+    tv[0].tv_sec -= (time_t)age;
+    tv[1] = tv[0];
+    lutimes(path, tv);
+}
+
+/* The served model's history has an epoch whose loss is NaN (it diverged; the model
+ * file writes null): GET /v1/models/{model} lists all three epochs, that one with
+ * null (before: json_pack("f") refused the NaN and the epoch vanished). At start-up
+ * the folder's old temporary files of killed saves are removed; fresh ones, other
+ * names and links stay. */
+static void test_nan_epoch_and_stale_saves(void)
+{
+    const char *dir = test_scratch_dir("models");
+    char err[300], path[400];
+    cs_model *m = cs_model_load(fixture_model(), err, sizeof err);
+    CHECK(m != NULL, "fixture: %s", err);
+    if (!m) return;
+    free(m->meta.history);
+    m->meta.history = calloc(3, sizeof *m->meta.history);
+    m->meta.n_history = 3;
+    for (int i = 0; i < 3; i++)
+        m->meta.history[i] = (cs_epoch_record){i + 1, 0.5f - 0.1f * (float)i, 0.8f, -1, 2.0, -1};
+    m->meta.history[1].loss = NAN;
+    sfmt(path, sizeof path, "%s/fmnist.csm", dir);
+    CHECK(cs_model_save(m, path, err, sizeof err) == 0, "save: %s", err);
+    cs_model_free(m);
+
+    const char *stale[] = {"fmnist.csm.tmp.4242.0", "vgg16.h5.tmp.17.3"};
+    const char *kept[] = {"fmnist.csm.tmp.4243.1", "notes.txt.tmp.1.2", "fmnist.csm.tmp.x.1", "fmnist.csm.tmp.5.6.bak",
+                          "link.csm.tmp.7.8"};
+    make_file(dir, stale[0], 3600, 0);
+    make_file(dir, stale[1], 86400, 0);
+    make_file(dir, kept[0], 0, 0);        /* a save in progress */
+    make_file(dir, kept[1], 3600, 0);     /* not a model's */
+    make_file(dir, kept[2], 3600, 0);     /* not our pattern */
+    make_file(dir, kept[3], 3600, 0);
+    make_file(dir, kept[4], 3600, 1);     /* a link, whatever it points to */
+
+    srv_t M;
+    const char *flags[] = {"--models", dir, "--no-vgg16", NULL};
+    srv_start(&M, flags);
+    for (int i = 0; i < 2; i++) {
+        sfmt(path, sizeof path, "%s/%s", dir, stale[i]);
+        CHECK(!file_exists(path), "%s removed", stale[i]);
+    }
+    for (int i = 0; i < 5; i++) {
+        sfmt(path, sizeof path, "%s/%s", dir, kept[i]);
+        struct stat st;
+        CHECK(lstat(path, &st) == 0, "%s kept", kept[i]);
+    }
+    char *log = srv_file(&M, "server.log");
+    CHECK(log && strstr(log, "removed 2 temporary files of interrupted saves"), "logged: %s", log ? log : "");
+    free(log);
+
+    resp_t r = http(&M, "GET", "/v1/models/fmnist");
+    json_t *j = resp_json(&r);
+    json_t *h = json_object_get(j, "history");
+    CHECK(r.status == 200 && json_array_size(h) == 3, "three epochs: %ld %s", r.status, r.body);
+    json_t *e2 = json_array_get(h, 1);
+    CHECK(json_integer_value(json_object_get(e2, "epoch")) == 2 && json_is_null(json_object_get(e2, "loss")) &&
+              fabs(json_number_value(json_object_get(e2, "accuracy")) - 0.8) < 1e-6,
+          "epoch 2: loss null, accuracy kept");
+    CHECK(fabs(json_number_value(json_object_get(json_array_get(h, 2), "loss")) - 0.3) < 1e-6, "epoch 3 loss");
+    json_decref(j);
+    resp_free(&r);
+    srv_stop(&M);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -191,6 +279,7 @@ int main(void)
     CHECK(S.exit_status == 0, "server exit %d", S.exit_status);
     RUN(test_no_model_file_then_trained);
     RUN(test_vgg16_bad_weights_reason);
+    RUN(test_nan_epoch_and_stale_saves);
     curl_global_cleanup();
     return test_summary("api_models");
 }

@@ -180,7 +180,7 @@ static void put_chunk(uint8_t **p, const char *type, const uint8_t *data, uint32
     uint8_t *q = *p;
     q[0] = (uint8_t)(n >> 24), q[1] = (uint8_t)(n >> 16), q[2] = (uint8_t)(n >> 8), q[3] = (uint8_t)n;
     memcpy(q + 4, type, 4);
-    memcpy(q + 8, data, n);
+    if (n) memcpy(q + 8, data, n); /* IEND has no data (and data is NULL) */
     uLong crc = crc32(0, q + 4, n + 4);
     q[8 + n] = (uint8_t)(crc >> 24), q[9 + n] = (uint8_t)(crc >> 16), q[10 + n] = (uint8_t)(crc >> 8),
            q[11 + n] = (uint8_t)crc;

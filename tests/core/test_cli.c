@@ -19,6 +19,11 @@
 
 #define ONNX_NODE_TESTS "/usr/share/libonnx-testdata/data/node"
 
+/* The binary under test: the Makefile passes its build's (build/check for make check). */
+#ifndef CS_TEST_BIN
+#define CS_TEST_BIN "build/convscope"
+#endif
+
 static const char *dir;
 
 /* Runs a shell command; returns its exit status (-1 when killed by a signal) and
@@ -77,16 +82,16 @@ static void test_bad_dataset_files(void)
     /* Truncated: a valid header for 60000 28x28 images and only 100 bytes of pixels. */
     unsigned char trunc[116] = {0, 0, 8, 3, 0, 0, 0xea, 0x60, 0, 0, 0, 28, 0, 0, 0, 28};
     make_data_dir("trunc", trunc, sizeof trunc);
-    snprintf(cmd, sizeof cmd, "build/convscope train --epochs 1 --data %s/trunc --out %s/m.csm", dir, dir);
+    snprintf(cmd, sizeof cmd, CS_TEST_BIN " train --epochs 1 --data %s/trunc --out %s/m.csm", dir, dir);
     int rc = run(cmd, out, sizeof out, err, sizeof err);
     CHECK(rc == 1, "truncated IDX: exit 1, got %d", rc);
     CHECK(lines(err) == 1 && strstr(err, "truncated"), "one line naming the problem: %s", err);
     unsigned char magic[16] = {0, 0, 8, 7, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28};
     make_data_dir("magic", magic, sizeof magic);
-    snprintf(cmd, sizeof cmd, "build/convscope train --epochs 1 --data %s/magic --out %s/m.csm", dir, dir);
+    snprintf(cmd, sizeof cmd, CS_TEST_BIN " train --epochs 1 --data %s/magic --out %s/m.csm", dir, dir);
     rc = run(cmd, out, sizeof out, err, sizeof err);
     CHECK(rc == 1 && lines(err) == 1 && strstr(err, "magic"), "wrong magic: exit %d, %s", rc, err);
-    snprintf(cmd, sizeof cmd, "build/convscope eval --model models/fmnist.csm --data %s/nowhere", dir);
+    snprintf(cmd, sizeof cmd, CS_TEST_BIN " eval --model models/fmnist.csm --data %s/nowhere", dir);
     rc = run(cmd, out, sizeof out, err, sizeof err);
     CHECK(rc == 1 && lines(err) == 1 && strstr(err, "nowhere"), "missing folder: exit %d, %s", rc, err);
 }
@@ -97,32 +102,32 @@ static void test_bad_model_files(void)
     snprintf(cmd, sizeof cmd, "cp models/fmnist.csm %s/bad.csm && printf 'XXXX' | dd of=%s/bad.csm bs=1 seek=5000 "
              "conv=notrunc 2>/dev/null", dir, dir);
     CHECK(system(cmd) == 0, "make a corrupt copy");
-    snprintf(cmd, sizeof cmd, "build/convscope eval --model %s/bad.csm", dir);
+    snprintf(cmd, sizeof cmd, CS_TEST_BIN " eval --model %s/bad.csm", dir);
     int rc = run(cmd, out, sizeof out, err, sizeof err);
     CHECK(rc == 1 && lines(err) == 1 && strstr(err, "checksum"), "corrupt model: exit %d, %s", rc, err);
     snprintf(cmd, sizeof cmd, "head -c 3000 models/fmnist.csm > %s/short.csm", dir);
     CHECK(system(cmd) == 0, "make a truncated copy");
-    snprintf(cmd, sizeof cmd, "build/convscope eval --model %s/short.csm", dir);
+    snprintf(cmd, sizeof cmd, CS_TEST_BIN " eval --model %s/short.csm", dir);
     rc = run(cmd, out, sizeof out, err, sizeof err);
     CHECK(rc == 1 && lines(err) == 1 && strstr(err, "truncated"), "truncated model: exit %d, %s", rc, err);
-    rc = run("build/convscope eval --model README.md", out, sizeof out, err, sizeof err);
+    rc = run(CS_TEST_BIN " eval --model README.md", out, sizeof out, err, sizeof err);
     CHECK(rc == 1 && lines(err) == 1, "not a model file: exit %d, %s", rc, err);
-    rc = run("build/convscope predict --model models/fmnist.csm tests/data/photos/truncated.jpg", out, sizeof out,
+    rc = run(CS_TEST_BIN " predict --model models/fmnist.csm tests/data/photos/truncated.jpg", out, sizeof out,
              err, sizeof err);
     CHECK(rc == 1 && lines(err) == 1, "truncated JPEG: exit %d, %s", rc, err);
-    rc = run("build/convscope predict --model models/fmnist.csm /nonexistent.png", out, sizeof out, err, sizeof err);
+    rc = run(CS_TEST_BIN " predict --model models/fmnist.csm /nonexistent.png", out, sizeof out, err, sizeof err);
     CHECK(rc == 1 && lines(err) == 1, "missing image: exit %d, %s", rc, err);
-    rc = run("build/convscope frobnicate", out, sizeof out, err, sizeof err);
+    rc = run(CS_TEST_BIN " frobnicate", out, sizeof out, err, sizeof err);
     CHECK(rc == 2 && strstr(err, "unknown command"), "unknown command: exit %d", rc);
 }
 
 static void test_good_paths(void)
 {
     char out[4096], err[4096];
-    int rc = run("build/convscope eval --model models/fmnist.csm", out, sizeof out, err, sizeof err);
+    int rc = run(CS_TEST_BIN " eval --model models/fmnist.csm", out, sizeof out, err, sizeof err);
     double acc = 0;
     CHECK(rc == 0 && sscanf(out, "accuracy %lf", &acc) == 1 && acc >= 0.895, "eval: %d %s", rc, out);
-    rc = run("build/convscope predict --model models/fmnist.csm --top 3 tests/data/photos/chelsea.png", out,
+    rc = run(CS_TEST_BIN " predict --model models/fmnist.csm --top 3 tests/data/photos/chelsea.png", out,
              sizeof out, err, sizeof err);
     CHECK(rc == 0 && lines(out) == 3, "predict prints three classes: %s%s", out, err);
 }
@@ -209,7 +214,7 @@ static void test_run_pb(void)
 {
     const char *t = "test_conv_with_strides_and_asymmetric_padding";
     char out[4096], err[4096], cmd[2048];
-    snprintf(cmd, sizeof cmd, "build/convscope run --model %s --input x=%s --input W=%s --output-dir %s",
+    snprintf(cmd, sizeof cmd, CS_TEST_BIN " run --model %s --input x=%s --input W=%s --output-dir %s",
              node_file(t, "model.onnx"), node_file(t, "input_0.pb"), node_file(t, "input_1.pb"), dir);
     int rc = run(cmd, out, sizeof out, err, sizeof err);
     CHECK(rc == 0 && strstr(out, "/y.pb 1x1x4x2"), "run: exit %d, %s%s", rc, out, err);
@@ -224,7 +229,7 @@ static void test_run_npy(void)
 {
     const char *t = "test_averagepool_2d_default";
     char out[4096], err[4096], cmd[2048], path[512];
-    snprintf(cmd, sizeof cmd, "build/convscope run --model %s --input x=%s --output-dir %s --node AveragePool_0",
+    snprintf(cmd, sizeof cmd, CS_TEST_BIN " run --model %s --input x=%s --output-dir %s --node AveragePool_0",
              node_file(t, "model.onnx"), as_npy(node_file(t, "input_0.pb"), "x"), dir);
     int rc = run(cmd, out, sizeof out, err, sizeof err);
     CHECK(rc == 0 && strstr(out, "/y.npy 1x3x31x31") && strstr(out, "/AveragePool_0.npy 1x3x31x31"),
@@ -240,7 +245,7 @@ static void test_run_two_inputs(void)
 {
     const char *t = "test_concat_3d_axis_1";
     char out[4096], err[4096], cmd[2048], path[512];
-    snprintf(cmd, sizeof cmd, "build/convscope run --model %s --input value1=%s --input value0=%s --output-dir %s",
+    snprintf(cmd, sizeof cmd, CS_TEST_BIN " run --model %s --input value1=%s --input value0=%s --output-dir %s",
              node_file(t, "model.onnx"), as_npy(node_file(t, "input_1.pb"), "v1"),
              as_npy(node_file(t, "input_0.pb"), "v0"), dir);
     int rc = run(cmd, out, sizeof out, err, sizeof err);
@@ -257,7 +262,7 @@ static void test_run_model_file(void)
     for (int i = 0; i < 2 * 28 * 28; i++) x[i] = (float)((i * 37) % 255) / 255.0f;
     snprintf(path, sizeof path, "%s/img.npy", dir);
     CHECK(cs_npy_write(path, x, 4, (int64_t[]){2, 28, 28, 1}, msg, sizeof msg) == 0, "write: %s", msg);
-    snprintf(cmd, sizeof cmd, "build/convscope run --model models/fmnist.csm --input input=%s --output-dir %s "
+    snprintf(cmd, sizeof cmd, CS_TEST_BIN " run --model models/fmnist.csm --input input=%s --output-dir %s "
              "--node conv2d_1", path, dir);
     int rc = run(cmd, out, sizeof out, err, sizeof err);
     CHECK(rc == 0 && strstr(out, "/dense_2.npy 2x10") && strstr(out, "/conv2d_1.npy 2x26x26x32"), "run: %d %s%s", rc,
@@ -298,13 +303,13 @@ static void test_run_errors(void)
         char inputs[1400];
         const char *a = k == 0 ? w : k == 1 ? node_file("test_constant_pad", "input_1.pb") : x, *b = k == 0 ? w : w;
         snprintf(inputs, sizeof inputs, cases[k].inputs, k == 3 ? w : a, b);
-        snprintf(cmd, sizeof cmd, "build/convscope run --model %s %s --output-dir %s", model, inputs, dir);
+        snprintf(cmd, sizeof cmd, CS_TEST_BIN " run --model %s %s --output-dir %s", model, inputs, dir);
         int rc = run(cmd, out, sizeof out, err, sizeof err);
         CHECK(rc == 1 && lines(err) == 1 && strstr(err, cases[k].says), "case %zu: exit %d, '%s' (wanted '%s')", k,
               rc, err, cases[k].says);
     }
     /* A model input of the wrong shape for a convscope model too. */
-    snprintf(cmd, sizeof cmd, "build/convscope run --model models/fmnist.csm --input input=%s", x);
+    snprintf(cmd, sizeof cmd, CS_TEST_BIN " run --model models/fmnist.csm --input input=%s", x);
     int rc = run(cmd, out, sizeof out, err, sizeof err);
     CHECK(rc == 1 && lines(err) == 1 && strstr(err, "the model takes Nx28x28x1"), "model file: %d %s", rc, err);
 }

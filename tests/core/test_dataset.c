@@ -154,6 +154,47 @@ static void expect_fail(const char *dir, const char *split, const char *want)
         cs_dataset_free(&d);
 }
 
+
+/* This process's peak virtual size (VmPeak) in bytes, -1 when unknown. */
+static long long vm_peak(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmPeak:", 7))
+            kb = atoll(line + 7);
+    if (f)
+        fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+/* A header announcing 32768 x 256 x 256 bytes (2 GiB, the most a header may ask)
+ * followed by 16 bytes: refused as truncated, having taken memory for what arrived,
+ * not for the claim (before: a 2 GiB allocation per such file). Runs first, so no
+ * earlier test's peak hides the allocation. */
+static void test_huge_header_small_file(void)
+{
+    const char *dir = fresh_dir("huge");
+    char path[512];
+    uint8_t data[16] = {0};
+    uint32_t dims[3] = {32768, 256, 256};
+    for (int gz = 0; gz < 2; gz++) {
+        snprintf(path, sizeof path, "%s/big-images%s", dir, gz ? ".gz" : "");
+        write_idx(path, gz, 0x803, 3, dims, data, sizeof data);
+        long long before = vm_peak();
+        char err[512] = "";
+        int d[3];
+        uint8_t *got = cs_idx_read(path, 3, d, err, sizeof err);
+        long long after = vm_peak();
+        CHECK(got == NULL && strstr(err, "truncated") && strstr(err, "2147483648"), "%s: %s", gz ? "gzip" : "plain",
+              err);
+        free(got);
+        CHECK(before > 0 && after - before < (64ll << 20), "%s: peak virtual size grew by %lld MiB",
+              gz ? "gzip" : "plain", (after - before) >> 20);
+    }
+}
+
 static void test_truncated(void)
 {
     const char *dir = fresh_dir("trunc");
@@ -306,6 +347,7 @@ static void test_real_fashion_mnist(void)
 int main(void)
 {
     tmp_root = test_scratch_dir("dataset");
+    RUN(test_huge_header_small_file);
     RUN(test_plain_and_gzip);
     RUN(test_idx_read_direct);
     RUN(test_truncated);

@@ -155,6 +155,14 @@ static void test_too_large(void)
     }
 }
 
+static int image_is_zero(const cs_image *img)
+{
+    for (size_t i = 0; i < (size_t)img->w * img->h * img->c; i++)
+        if (img->px[i])
+            return 0;
+    return 1;
+}
+
 static uint32_t lcg(uint32_t *s)
 {
     *s = *s * 1664525u + 1013904223u;
@@ -408,6 +416,246 @@ static void test_png_variants(void)
         CHECK(decode(m.buf, m.len - 30, 0, &img) == CS_IMG_CORRUPT, "interlaced, truncated");
         free(m.buf);
     }
+}
+
+
+/* ---- decompression bombs and other costly uploads ---- */
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+/* Appends one chunk with its CRC to buf at *n. */
+static void put_chunk(uint8_t *buf, size_t *n, const char *type, const uint8_t *data, uint32_t len)
+{
+    uint8_t *p = buf + *n;
+    put_be32(p, len);
+    memcpy(p + 4, type, 4);
+    if (len)
+        memcpy(p + 8, data, len);
+    put_be32(p + 8 + len, (uint32_t)crc32(0, p + 4, len + 4));
+    *n += 12 + (size_t)len;
+}
+
+/* A w x h 8-bit PNG (color 0 gray or 2 RGB, interlace 0 or 1) whose one IDAT holds
+ * zlib(raw) followed, inside the same zlib stream, by `extra` zero bytes that are not
+ * part of the image: what libpng inflates after the last row. *len receives the size;
+ * the caller frees. */
+static uint8_t *png_with_trailing(int w, int h, int color, int interlace, const uint8_t *raw,
+                                  size_t raw_len, size_t extra, size_t *len)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    deflateInit(&z, 9);
+    size_t cap = deflateBound(&z, (uLong)(raw_len + extra)) + 4096;
+    uint8_t *zbuf = malloc(cap), *zeros = calloc(1, 1 << 20);
+    z.next_out = zbuf;
+    z.avail_out = (uInt)cap;
+    z.next_in = (Bytef *)raw;
+    z.avail_in = (uInt)raw_len;
+    deflate(&z, Z_NO_FLUSH);
+    for (size_t left = extra; left;) {
+        size_t k = left < (1u << 20) ? left : (1u << 20);
+        z.next_in = zeros;
+        z.avail_in = (uInt)k;
+        deflate(&z, Z_NO_FLUSH);
+        left -= k;
+    }
+    deflate(&z, Z_FINISH);
+    size_t zlen = z.total_out;
+    deflateEnd(&z);
+    uint8_t *png = malloc(zlen + 64), ihdr[13];
+    size_t n = 8;
+    memcpy(png, "\x89PNG\r\n\x1a\n", 8);
+    put_be32(ihdr, (uint32_t)w);
+    put_be32(ihdr + 4, (uint32_t)h);
+    ihdr[8] = 8, ihdr[9] = (uint8_t)color, ihdr[10] = 0, ihdr[11] = 0, ihdr[12] = (uint8_t)interlace;
+    put_chunk(png, &n, "IHDR", ihdr, 13);
+    put_chunk(png, &n, "IDAT", zbuf, (uint32_t)zlen);
+    put_chunk(png, &n, "IEND", NULL, 0);
+    free(zbuf);
+    free(zeros);
+    *len = n;
+    return png;
+}
+
+/* A 100x100 PNG whose IDAT inflates to 128 MiB past its 30 KB of pixels decodes to the
+ * right pixels, and the decoder stops reading its input soon after the last row
+ * instead of inflating the rest (before: it read every byte of the file, and a
+ * gigabyte of trailing data took seconds of CPU). */
+static void test_png_bomb_stops_at_last_row(void)
+{
+    enum { W = 100, H = 100 };
+    size_t raw_len = (size_t)H * (1 + 3 * W), len = 0;
+    uint8_t *raw = calloc(1, raw_len);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < 3 * W; x++)
+            raw[(size_t)y * (1 + 3 * W) + 1 + x] = (uint8_t)(x * 7 + y * 3);
+    uint8_t *png = png_with_trailing(W, H, 2, 0, raw, raw_len, (size_t)128 << 20, &len);
+    cs_image img;
+    size_t consumed = 0;
+    char err[200] = "";
+    int rc = cs_image_decode_limited(png, len, NULL, &img, &consumed, err, sizeof err);
+    CHECK(rc == CS_IMG_OK, "bomb: rc %d (%s)", rc, err);
+    CHECK(len > 100000, "the bomb is %zu bytes", len);
+    CHECK(consumed < 32768, "decoder read %zu of %zu bytes: it went on inflating", consumed, len);
+    if (rc == CS_IMG_OK) {
+        int same = img.w == W && img.h == H && img.c == 3;
+        for (int y = 0; same && y < H; y++)
+            same = memcmp(img.px + (size_t)y * 3 * W, raw + (size_t)y * (1 + 3 * W) + 1, 3 * W) == 0;
+        CHECK(same, "bomb pixels");
+    }
+    cs_image_free(&img);
+    /* the same file with a damaged CRC on IEND, after the part the decoder reads */
+    png[len - 1] ^= 1;
+    CHECK(decode(png, len, 0, &img) == CS_IMG_CORRUPT, "bad IEND CRC");
+    free(png);
+
+    /* interlaced (Adam7), gray: 7 passes of sub-images, all zero pixels */
+    raw_len = 0;
+    static const int x0[7] = {0, 4, 0, 2, 0, 1, 0}, dx[7] = {8, 8, 4, 4, 2, 2, 1};
+    static const int y0[7] = {0, 0, 4, 0, 2, 0, 1}, dy[7] = {8, 8, 8, 4, 4, 2, 2};
+    for (int p = 0; p < 7; p++) {
+        size_t pw = (size_t)(W - x0[p] + dx[p] - 1) / dx[p], ph = (size_t)(H - y0[p] + dy[p] - 1) / dy[p];
+        if (pw && ph)
+            raw_len += ph * (1 + pw);
+    }
+    memset(raw, 0, raw_len);
+    png = png_with_trailing(W, H, 0, 1, raw, raw_len, (size_t)64 << 20, &len);
+    consumed = 0;
+    rc = cs_image_decode_limited(png, len, NULL, &img, &consumed, err, sizeof err);
+    CHECK(rc == CS_IMG_OK && img.w == W && img.c == 1 && image_is_zero(&img), "interlaced bomb: rc %d (%s)", rc,
+          err);
+    CHECK(consumed < 32768, "interlaced: decoder read %zu of %zu bytes", consumed, len);
+    cs_image_free(&img);
+    free(png);
+    free(raw);
+}
+
+/* A JPEG of w x h in the given scan script (NULL: libjpeg's progressive default). */
+static unsigned char *write_progressive(int w, int h, const jpeg_scan_info *scans, int n_scans,
+                                        unsigned long *len)
+{
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    unsigned char *out = NULL;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &out, len);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = 3;
+    c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_simple_progression(&c);
+    if (scans) {
+        c.scan_info = scans;
+        c.num_scans = n_scans;
+    }
+    jpeg_start_compress(&c, TRUE);
+    uint8_t *row = malloc((size_t)w * 3);
+    while (c.next_scanline < c.image_height) {
+        for (int x = 0; x < w * 3; x++)
+            row[x] = (uint8_t)(x + c.next_scanline * 5);
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    free(row);
+    return out;
+}
+
+/* Each scan of a progressive JPEG walks every block of the image again: a file of many
+ * scans multiplies the work without growing much. Past the scan limit it is refused
+ * as too costly; libjpeg's own progression (10 scans) decodes. */
+static void test_jpeg_scan_limit(void)
+{
+    cs_image img;
+    char err[200] = "";
+    unsigned long len = 0;
+    unsigned char *j = write_progressive(64, 48, NULL, 0, &len);
+    CHECK(cs_image_decode_limited(j, len, NULL, &img, NULL, err, sizeof err) == CS_IMG_OK && img.w == 64,
+          "simple progression: %s", err);
+    cs_image_free(&img);
+    cs_image_limits few = {.max_scans = 5};
+    int rc = cs_image_decode_limited(j, len, &few, &img, NULL, err, sizeof err);
+    CHECK(rc == CS_IMG_TOO_COSTLY && img.px == NULL && strstr(err, "scans"), "10 scans, limit 5: rc %d (%s)", rc,
+          err);
+    free(j);
+
+    /* DC first, then every AC coefficient of every component in a scan of its own,
+     * then a refinement of each: 1 + 2 * 63 * 3 = 379 scans, a valid file */
+    static jpeg_scan_info scans[1 + 2 * 63 * 3];
+    int n = 0;
+    scans[n++] = (jpeg_scan_info){3, {0, 1, 2, 0}, 0, 0, 0, 0};
+    for (int pass = 0; pass < 2; pass++)
+        for (int comp = 0; comp < 3; comp++)
+            for (int k = 1; k < 64; k++)
+                scans[n++] = (jpeg_scan_info){1, {comp, 0, 0, 0}, k, k, pass ? 1 : 0, pass ? 0 : 1};
+    j = write_progressive(64, 48, scans, n, &len);
+    rc = cs_image_decode_limited(j, len, NULL, &img, NULL, err, sizeof err);
+    CHECK(rc == CS_IMG_TOO_COSTLY && strstr(err, "scans"), "%d scans: rc %d (%s)", n, rc, err);
+    cs_image_limits many = {.max_scans = 1000};
+    rc = cs_image_decode_limited(j, len, &many, &img, NULL, err, sizeof err);
+    CHECK(rc == CS_IMG_OK && img.w == 64 && img.h == 48, "%d scans under a limit of 1000: rc %d (%s)", n, rc, err);
+    cs_image_free(&img);
+    free(j);
+}
+
+/* A decode past its time budget stops with CS_IMG_TOO_COSTLY (a budget of 1 ns is
+ * spent before the first row). */
+static void test_decode_time_budget(void)
+{
+    const char *files[] = {PHOTOS "astronaut.png", PHOTOS "rocket.jpg"};
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        uint8_t *buf = test_read_file(files[i], &len);
+        CHECK(buf != NULL, "%s", files[i]);
+        if (!buf)
+            continue;
+        cs_image img;
+        char err[200] = "";
+        cs_image_limits lim = {.max_seconds = 1e-9};
+        int rc = cs_image_decode_limited(buf, len, &lim, &img, NULL, err, sizeof err);
+        CHECK(rc == CS_IMG_TOO_COSTLY && img.px == NULL && strstr(err, "longer"), "%s: rc %d (%s)", files[i], rc,
+              err);
+        lim.max_seconds = 60;
+        rc = cs_image_decode_limited(buf, len, &lim, &img, NULL, err, sizeof err);
+        CHECK(rc == CS_IMG_OK, "%s with a minute: rc %d (%s)", files[i], rc, err);
+        cs_image_free(&img);
+        free(buf);
+    }
+}
+
+static void test_probe(void)
+{
+    const struct {
+        const char *file;
+        int w, h;
+    } photos[] = {{PHOTOS "chelsea.png", 451, 300}, {PHOTOS "rocket.jpg", 640, 427}};
+    char err[200];
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        uint8_t *buf = test_read_file(photos[i].file, &len);
+        int w = -1, h = -1;
+        CHECK(buf && cs_image_probe(buf, len, &w, &h, err, sizeof err) == CS_IMG_OK && w == photos[i].w &&
+                  h == photos[i].h,
+              "%s: %dx%d", photos[i].file, w, h);
+        /* only the header is needed */
+        CHECK(buf && cs_image_probe(buf, len < 2000 ? len : 2000, &w, &h, err, sizeof err) == CS_IMG_OK,
+              "%s: first 2000 bytes", photos[i].file);
+        CHECK(buf && cs_image_probe(buf, 20, &w, &h, err, sizeof err) == CS_IMG_CORRUPT && err[0],
+              "%s: cut in the header", photos[i].file);
+        free(buf);
+    }
+    uint8_t hdr[64];
+    size_t n = png_header_only(hdr, 70000, 60000);
+    int w, h;
+    CHECK(cs_image_probe(hdr, n, &w, &h, err, sizeof err) == CS_IMG_OK && w == 70000 && h == 60000,
+          "huge declared PNG: %dx%d", w, h);
+    CHECK(cs_image_probe("text", 4, &w, &h, err, sizeof err) == CS_IMG_NOT_IMAGE, "text");
 }
 
 static void test_encode_roundtrip(void)
@@ -671,6 +919,10 @@ int main(void)
     RUN(test_garbage_after_signature);
     RUN(test_png_variants);
     RUN(test_jpeg_gray_and_cmyk);
+    RUN(test_png_bomb_stops_at_last_row);
+    RUN(test_jpeg_scan_limit);
+    RUN(test_decode_time_budget);
+    RUN(test_probe);
     RUN(test_encode_roundtrip);
     RUN(test_bilinear_2x2_to_4x4);
     RUN(test_bilinear_separable_same_bits);

@@ -347,6 +347,53 @@ static void test_positional_match(void)
     cs_model_free(m);
 }
 
+/* This process's peak virtual size (VmPeak) in bytes, -1 when unknown. */
+static long long vm_peak(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmPeak:", 7)) kb = atoll(line + 7);
+    if (f) fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+/* Bytes found by the fuzzer: version 0 superblocks that point a "driver information
+ * block" into themselves, whose size field libhdf5 trusted: it asked for 3.2 GB and
+ * 3.0 GB before noticing anything. Now they are refused before HDF5 reads them, and a
+ * real file (written by libhdf5 here) still opens. Runs first, so no earlier test's
+ * peak hides such an allocation. */
+static void test_damaged_superblock(void)
+{
+    static const unsigned char found[2][50] = {
+        {0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0, 0, 8, 8, 0, 0x04, 0xc3, 0x10, 0xfa, 0, 0, 0, 0,
+         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x60, 0x08, 0, 0xfa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0},
+        {0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0, 0, 8, 8, 0xbd, 0xbe, 0, 0x10, 0, 0, 0, 0, 0,
+         0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0},
+    };
+    cs_model *m = build_small();
+    for (int k = 0; k < 2; k++) {
+        FILE *fp = fopen(test_scratch_path("superblock.h5"), "wb");
+        size_t n = k == 0 ? 50 : 49;
+        CHECK(fp && fwrite(found[k], 1, n, fp) == n && fclose(fp) == 0, "write the file");
+        char err[256] = "";
+        long long before = vm_peak();
+        int rc = cs_keras_h5_load(m, test_scratch_path("superblock.h5"), err, sizeof err);
+        long long after = vm_peak();
+        CHECK(rc == -1 && strstr(err, "superblock"), "file %d refused: %s", k, err);
+        CHECK(before > 0 && after - before < (512ll << 20), "file %d: peak virtual size grew by %lld MiB", k,
+              (after - before) >> 20);
+    }
+    /* what libhdf5 writes passes the check (and then lacks layer_names) */
+    hid_t f = H5Fcreate(test_scratch_path("plain.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    H5Fclose(f);
+    char err[256] = "";
+    CHECK(cs_keras_h5_load(m, test_scratch_path("plain.h5"), err, sizeof err) == -1 && strstr(err, "layer_names"),
+          "a plain HDF5 file: %s", err);
+    cs_model_free(m);
+}
+
 static void test_bad_files(void)
 {
     char err[256] = "";
@@ -505,6 +552,7 @@ int main(void)
 {
     tmpdir = test_scratch_dir("keras-h5");
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    RUN(test_damaged_superblock);
     RUN(test_load_keras2_layout);
     RUN(test_load_other_layouts);
     RUN(test_wrong_shape_refused);

@@ -126,6 +126,25 @@ st=$(req "$tmp/i.html" "$b/")
 check "front-end and contract served from the image" \
   eval '[ "$st" = 200 ] && [ "$(req /dev/null "$b/openapi.yaml")" = 200 ]'
 
+# --- safe defaults: the image listens on every interface, so it needs a token ------------------
+# In a network namespace of its own (--network none), where 0.0.0.0 reaches nobody.
+docker run --rm --network none --read-only --tmpfs /tmp --cap-drop ALL -e CONVSCOPE_VGG16=0 "$image" \
+  >"$tmp/open.log" 2>&1 && open_rc=0 || open_rc=$?
+check "without a token it refuses to start (exit $open_rc), naming --insecure-open" \
+  eval '[ "$open_rc" = 2 ] && grep -q -- "--insecure-open" "$tmp/open.log"'
+name_open=convscope-test-open-$$
+containers+=("$name_open")
+docker run -d --name "$name_open" --network none --read-only --tmpfs /tmp --cap-drop ALL \
+  -e CONVSCOPE_VGG16=0 -e CONVSCOPE_INSECURE_OPEN=1 "$image" >/dev/null
+for _ in $(seq 60); do
+  docker exec "$name_open" curl -fs -o /dev/null http://127.0.0.1:8080/readyz 2>/dev/null && break
+  sleep 0.5
+done
+check "with CONVSCOPE_INSECURE_OPEN=1 it serves and /readyz says it is open" \
+  eval 'docker exec "$name_open" curl -fs http://127.0.0.1:8080/readyz | grep -q "\"insecure_open\":true"'
+check "and its log warns" eval 'docker logs "$name_open" 2>&1 | grep -q "WARNING: --insecure-open"'
+docker rm -f "$name_open" >/dev/null 2>&1
+
 # --- training inside the container -----------------------------------------------------------
 req "$tmp/m0.json" "$b/v1/models/fmnist" >/dev/null
 v0=$(jnum version "$tmp/m0.json")

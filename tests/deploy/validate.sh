@@ -8,7 +8,7 @@
 #   - docker/compose.yaml through `docker compose config` when the Compose plugin is
 #     installed, else Debian's docker-compose (1.29, which predates the top-level "name":
 #     it gets the file without that line), when installed: interpolation, merge keys,
-#     service and volume references;
+#     service and volume references, and that it refuses to load without CONVSCOPE_TOKEN;
 #   - docker/nginx.conf through `nginx -t`, rendered for loopback the way
 #     scaleout_test.sh renders it (Debian's nginx 1.22 has no upstream "resolve").
 # Prints "[validate] N ok, M failed" last; exits non-zero on failure.
@@ -40,13 +40,20 @@ fi
 
 # --- compose, as Docker Compose reads it -------------------------------------------------------
 if docker compose version >/dev/null 2>&1; then
-  if docker compose -f docker/compose.yaml config -q 2>"$tmp/compose.err"; then pass "docker compose config"
+  if CONVSCOPE_TOKEN=validate docker compose -f docker/compose.yaml config -q 2>"$tmp/compose.err"; then pass "docker compose config"
   else fail "docker compose config" "$(head -n 5 "$tmp/compose.err")"; fi
+  # The replicas listen beyond loopback: without a token the file must not even load.
+  if env -u CONVSCOPE_TOKEN docker compose -f docker/compose.yaml config -q 2>"$tmp/compose.err"; then
+    fail "docker compose config refuses a missing CONVSCOPE_TOKEN" "accepted"
+  else pass "docker compose config refuses a missing CONVSCOPE_TOKEN"; fi
 elif command -v docker-compose >/dev/null; then
   grep -v '^name:' docker/compose.yaml >"$tmp/compose.yaml"
-  if docker-compose --project-directory docker -f "$tmp/compose.yaml" config -q 2>"$tmp/compose.err"; then
+  if CONVSCOPE_TOKEN=validate docker-compose --project-directory docker -f "$tmp/compose.yaml" config -q 2>"$tmp/compose.err"; then
     pass "docker-compose $(docker-compose version --short 2>/dev/null) config"
   else fail "docker-compose config" "$(head -n 5 "$tmp/compose.err")"; fi
+  if env -u CONVSCOPE_TOKEN docker-compose --project-directory docker -f "$tmp/compose.yaml" config -q 2>"$tmp/compose.err"
+  then fail "docker-compose config refuses a missing CONVSCOPE_TOKEN" "accepted"
+  else pass "docker-compose config refuses a missing CONVSCOPE_TOKEN"; fi
 else
   echo "# neither 'docker compose' nor docker-compose is installed: schema check only"
 fi

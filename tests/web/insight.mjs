@@ -90,7 +90,9 @@ test('projector: points drawn, coloured by label or prediction, hover and select
   await page.selectOption('#ins-proj-colour', 'predictions');
   assert(await page.getAttribute('#ins-proj-canvas', 'data-colour') === 'predictions', 'coloured by prediction');
   // Find a drawn point in the canvas's own pixels (wherever the layout put them), then
-  // hover it: its image shows.
+  // hover it: its image shows. The canvas is scrolled into view first: the pointer only
+  // reaches what the viewport shows.
+  await page.locator('#ins-proj-canvas').scrollIntoViewIfNeeded();
   const box = await page.locator('#ins-proj-canvas').boundingBox();
   const spot = await page.evaluate(() => {
     const c = document.getElementById('ins-proj-canvas');
@@ -106,8 +108,8 @@ test('projector: points drawn, coloured by label or prediction, hover and select
   });
   assert(spot, 'no point drawn on the canvas');
   await page.mouse.move(box.x + box.width * spot.fx, box.y + box.height * spot.fy);
-  const found = await page.isVisible('#ins-proj-tip');
-  assert(found, 'hovering a point shows its image');
+  const found = await page.waitForSelector('#ins-proj-tip', { state: 'visible', timeout: 15000 }).then(() => true, () => false);
+  assert(found, `hovering a point shows its image (pointer at ${spot.fx.toFixed(3)}, ${spot.fy.toFixed(3)} of the canvas)`);
   const idx = Number(await page.getAttribute('#ins-proj-tip', 'data-index'));
   assert(/Test image \d+/.test(await page.textContent('#ins-proj-tip')), 'and says what it is');
   await page.mouse.down();
