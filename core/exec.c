@@ -26,6 +26,7 @@
 #include "layer_ops.h"
 #include "layers.h"
 #include "parallel.h"
+#include "predict_buffers.h"
 #include "simd.h"
 
 static size_t out_floats(const cs_exec *e, int i) { return (size_t)e->max_batch * cs_shape_size(e->model->layers[i].out); }
@@ -165,6 +166,9 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
     for (int w = 0; w < e->scratch.workers && e->scratch.col_floats; w++)
         if (!(e->scratch.col[w] = malloc(e->scratch.col_floats * sizeof(float)))) goto fail;
     if (plan_build(m, 0, &e->infer_plan) != 0 || plan_build(m, 0, &e->train_plan) != 0) goto fail;
+    if (!(e->predict_act = malloc((size_t)L * sizeof *e->predict_act)) ||
+        cs_predict_buffers(m, e->act, e->predict_act) != 0)
+        goto fail;
     return e;
 fail:
     cs_exec_free(e);
@@ -208,6 +212,7 @@ void cs_exec_free(cs_exec *e)
     free(e->grad);
     free(e->reached);
     free(e->chained);
+    free(e->predict_act);
     free(e->mask);
     free(e->state);
     free(e->bn);
@@ -419,7 +424,13 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
     /* and a model in bf16 runs its bf16 layers first (bf16_plan.h). */
     const cs_bf16_plan *bf16 = !training && !e->param_grad ? cs_bf16_plan_get(e->model) : NULL;
     if (training && update_bn) cs_model_params_changed(update_bn);
-    if (chains) memset(e->chained, 0, (size_t)e->model->n_layers);
+    /* A prediction writes where outputs nobody reads any more lay (act is swapped
+     * back below: the top's buffer is the same in both). */
+    float **own = e->act;
+    if (chains) {
+        memset(e->chained, 0, (size_t)e->model->n_layers);
+        e->act = e->predict_act;
+    }
     for (int s = 0; s < plan->n && plan->steps[s].first <= upto; s++) {
         const cs_step *st = &plan->steps[s];
         if (st->first < from) continue;
@@ -445,6 +456,7 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
         }
         if (e->profile) e->profile[st->first] += cs_now() - t0;
     }
+    e->act = own;
     return 0;
 }
 

@@ -81,6 +81,9 @@ typedef struct cs_exec {
     int fused;
     int partial;        /* the last forward was a cs_exec_predict: only the top's output is written */
     uint8_t *chained;   /* [n_layers] a cs_exec_predict ran node i inside a chain */
+    float **predict_act; /* [n_layers] where a cs_exec_predict writes node i's output: act's
+                            buffers, shared by outputs alive at different times
+                            (predict_buffers.h); the top's is its own */
     double *profile;    /* NULL, or [2 * n_layers] seconds: forward of node i at [i],
                            backward at [n_layers + i], added up over passes (make bench) */
     int guided;         /* backward passes only the positive part of the gradient through
