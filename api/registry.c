@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "bf16_plan.h"
+#include "cam_sums.h"
 #include "fast_plan.h"
 #include "http.h"
 #include "keras_model.h"
@@ -389,8 +390,9 @@ static void load_folder_model(cs_served_model *s)
     const char *file = strrchr(s->path, '/');
     load_facts f;
     cs_model *m = read_model(s->name, s->path, format_of(file ? file + 1 : s->path, NULL), &f, why, sizeof why);
-    /* Inference keeps oneDNN's copies of the conv kernels beside the model (fast_plan.h). */
-    if (m && !fits(s->name, cs_fast_plan_bytes_bound(m), why, sizeof why)) {
+    /* Inference keeps oneDNN's copies of the conv kernels beside the model (fast_plan.h),
+     * Grad-CAM the channel sums of a dense kernel (cam_sums.h). */
+    if (m && !fits(s->name, cs_fast_plan_bytes_bound(m) + cs_cam_sums_bytes_bound(m), why, sizeof why)) {
         cs_model_free(m);
         set_state(s, CS_MODEL_UNAVAILABLE, NULL, why);
         return;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "bf16_plan.h"
+#include "cam_sums.h"
 #include "fast_plan.h"
 #include "layer_ops.h"
 #include "rng.h"
@@ -147,6 +148,7 @@ void cs_model_free(cs_model *m)
     if (!m) return;
     cs_fast_plans_free(m->fast);
     cs_bf16_plan_free(m->bf16);
+    cs_cam_sums_free(m->cam_sums);
     free(m->layers);
     free(m->param_block);
     free_strings(m->class_names, m->n_classes);

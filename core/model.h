@@ -169,6 +169,8 @@ typedef struct cs_model {
     uint64_t params_version;
     int precision;             /* of inference passes: a cs_precision (bf16_plan.h), fp32 unless set */
     struct cs_bf16_plan *bf16; /* its bf16 layers (bf16_plan.h), made on the first bf16 pass */
+    struct cs_cam_sums *cam_sums; /* Grad-CAM's channel sums of dense kernels (cam_sums.h), made on
+                                     first use; remade after cs_model_params_changed */
 } cs_model;
 
 /* Builder: start a model, append nodes (shapes inferred), then finish to allocate. */
@@ -197,8 +199,8 @@ int cs_model_set_classes(cs_model *m, int n, const char *const *names);
 void cs_model_init_weights(cs_model *m, uint64_t seed);
 
 /* Says that the parameters changed after passes ran on the model (an optimiser step):
- * what inference passes derived from them (fast_plan.h) is made again on the next
- * pass. Never during a pass. */
+ * what inference passes derived from them (fast_plan.h, cam_sums.h) is made again on
+ * the next pass. Never during a pass. */
 void cs_model_params_changed(cs_model *m);
 
 /* Lookups: index of the layer with that name, or -1. */

@@ -8,22 +8,21 @@
 
 #include "explain.h"
 
+/* The channel means come from the dense layer's channel sums where the node reaches
+ * it through max pools and a flatten (cam_sums.h), as VGG16's last conv does. */
 static int gradcam_run(cs_explainer *x, const cs_explain_params *p, cs_explain_map *out, char *err, size_t errlen)
 {
-    const float *a, *g;
-    if (cs_cam_gradients(x, p, out, &a, &g, err, errlen) != 0) return -1;
-    const int hw = out->h * out->w, k = x->model->layers[out->layer].out.c;
-    double *sum = calloc((size_t)k, sizeof(double));
+    const int layer = cs_cam_layer(x->model, p->layer, err, errlen);
+    if (layer < 0) return -1;
+    const int k = x->model->layers[layer].out.c;
     float *w = malloc((size_t)k * sizeof(float));
-    int rc = -1;
-    if (sum && w) {
-        for (int i = 0; i < hw; i++)
-            for (int j = 0; j < k; j++) sum[j] += g[(size_t)i * k + j];
-        for (int j = 0; j < k; j++) w[j] = (float)(sum[j] / hw);
-        rc = cs_cam_combine(a, w, hw, k, out);
+    const float *a;
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
-    if (rc) snprintf(err, errlen, "out of memory");
-    free(sum);
+    int rc = cs_cam_channel_means(x, p, out, &a, w, err, errlen);
+    if (rc == 0 && (rc = cs_cam_combine(a, w, out->h * out->w, k, out)) != 0) snprintf(err, errlen, "out of memory");
     free(w);
     return rc;
 }

@@ -134,6 +134,8 @@ typedef struct {
                                 attr can be held against score - baseline_score (completeness) */
     float baseline_score;
     long forwards, backwards; /* image passes the method took (a batch of n counts n) */
+    int channel_sums;        /* Grad-CAM's channel weights came from the dense layer's channel sums
+                                (cam_sums.h), its backward stopping above that layer */
     double seconds;
     cs_explain_params params; /* as run, defaults filled in */
 } cs_explain_map;
@@ -208,6 +210,12 @@ int cs_explain_baseline_image(cs_explainer *x, const cs_explain_params *p, int k
  * Fills out's class, scores, layer and size. 0, or -1 with err. */
 int cs_cam_gradients(cs_explainer *x, const cs_explain_params *p, cs_explain_map *out, const float **a,
                      const float **g, char *err, size_t errlen);
+/* Each channel's mean gradient at the node (k floats into w, k = the node's channels),
+ * as Grad-CAM weighs them: from the dense layer's channel sums when the node reaches it
+ * through max pools and a flatten alone (cam_sums.h; out->channel_sums set), else from
+ * the full gradient. *a as cs_cam_gradients'. 0, or -1 with err. */
+int cs_cam_channel_means(cs_explainer *x, const cs_explain_params *p, cs_explain_map *out, const float **a,
+                         float *w, char *err, size_t errlen);
 /* Forward only (Score-, Eigen- and Ablation-CAM need no gradient). */
 int cs_cam_activations(cs_explainer *x, const cs_explain_params *p, cs_explain_map *out, const float **a,
                        char *err, size_t errlen);
