@@ -33,6 +33,7 @@
 #include "cam_sums.h"
 #include "clock.h"
 #include "exec.h"
+#include "explain/explain.h"
 #include "fast_plan.h"
 #include "fma_peak.h"
 #include "keras_h5.h"
@@ -52,6 +53,35 @@ static double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Grad-CAM's part after its forward pass (the backward and the map), fc1's channel sums
+ * and the full backward in turns, on the activations of one forward: prints the medians. */
+static void gradcam_backward_half(cs_exec *e, const cs_model *m, const float *x, int layer)
+{
+    enum { ROUNDS = 21 };
+    double t[2][ROUNDS];
+    char err[256];
+    cs_explainer ex;
+    if (cs_explainer_init(&ex, m, x, e, err, sizeof err) != 0) return;
+    cs_explain_params p;
+    cs_explain_params_default(&p);
+    p.layer = layer;
+    for (int r = 0; r < ROUNDS; r++)
+        for (int k = 0; k < 2; k++) {
+            cs_explain_map map;
+            cs_cam_sums_set_enabled(!k);
+            double t0 = cs_now();
+            int rc = cs_explain_run(&ex, &cs_explain_gradcam, &p, &map, err, sizeof err);
+            t[k][r] = cs_now() - t0;
+            if (rc == 0) cs_explain_map_free(&map);
+        }
+    cs_cam_sums_set_enabled(1);
+    cs_explainer_free(&ex);
+    double sums = median(t[0], ROUNDS), full = median(t[1], ROUNDS);
+    printf("vgg16: grad-cam after its forward (backward and map), median of %d in turns: fc1's channel sums "
+           "%.1f ms (best %.1f), full backward %.1f ms (best %.1f)\n",
+           ROUNDS, 1e3 * sums, 1e3 * t[0][0], 1e3 * full, 1e3 * t[1][0]);
 }
 
 /* Multiply-adds x 2 of one layer for one image (conv and dense; the rest is noise). */
@@ -174,7 +204,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < in; i++) /* caffe-preprocessed range: BGR minus the mean */
         x[i] = (float)((i * 2654435761u) % 256) - 120.0f;
 
-    double tf[RUNS], tg[RUNS], tp[RUNS], tb[RUNS];
+    double tf[RUNS], tg[RUNS], tp[RUNS], tb[RUNS], rg[RUNS], rb[RUNS];
     int layer = cs_model_find_layer(m, "block5_conv3");
     char err[256] = "";
     cs_gradcam_result res;
@@ -215,6 +245,9 @@ int main(int argc, char **argv)
         tb[r] = cs_now() - t0;
         free(res.heatmap);
         cs_cam_sums_set_enabled(1);
+        /* Each round's own ratios: the machine's load moves less within a round. */
+        rg[r] = tg[r] / tf[r];
+        rb[r] = tb[r] / tf[r];
     }
     /* The peak again after the passes: on a shared machine the better of the two is
      * the closer estimate of what the CPUs can do. */
@@ -238,7 +271,10 @@ int main(int argc, char **argv)
     printf("vgg16: grad-cam through the full backward %.1f ms (median of %d, best %.1f) = %.2fx forward; "
            "the first grad-cam, which makes fc1's channel sums, %.1f ms\n",
            1e3 * full, RUNS, 1e3 * tb[0], full / fwd, 1e3 * first_gradcam);
+    printf("vgg16: grad-cam / forward within each round, median of %d: %.3fx (full backward %.3fx)\n", RUNS,
+           median(rg, RUNS), median(rb, RUNS));
 
+    gradcam_backward_half(e, m, x, layer);
     if (breakdown)
         layer_breakdown(e, m, x);
 
