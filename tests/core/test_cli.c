@@ -140,7 +140,7 @@ static void test_predict_sidecar(void)
     CHECK(system(cmd) == 0, "copy a Keras model");
     const char *side = "{\"labels\": [\"north\", \"east\", \"south\", \"west\"]}";
     write_file("k2.json", side, strlen(side));
-    snprintf(cmd, sizeof cmd, "build/convscope predict --model %s/k2.h5 --top 4 tests/data/photos/chelsea.png", dir);
+    snprintf(cmd, sizeof cmd, CS_TEST_BIN " predict --model %s/k2.h5 --top 4 tests/data/photos/chelsea.png", dir);
     int rc = run(cmd, out, sizeof out, err, sizeof err);
     CHECK(rc == 0 && lines(out) == 4 && strstr(out, "north") && strstr(out, "west"), "its labels: %s%s", out, err);
     const char *wrong = "{\"labels\": [\"one\"]}";

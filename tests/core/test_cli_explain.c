@@ -14,7 +14,12 @@
 #include "npy.h"
 #include "test.h"
 
+/* The binary of the build under test (build/check/convscope for make check). */
+#ifdef CS_TEST_BIN
+#define BIN CS_TEST_BIN
+#else
 #define BIN "build/convscope"
+#endif
 static const char *dir;
 
 static int run(const char *args, char *err, size_t errlen)

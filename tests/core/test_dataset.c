@@ -190,7 +190,9 @@ static void test_huge_header_small_file(void)
         CHECK(got == NULL && strstr(err, "truncated") && strstr(err, "2147483648"), "%s: %s", gz ? "gzip" : "plain",
               err);
         free(got);
-        CHECK(before > 0 && after - before < (64ll << 20), "%s: peak virtual size grew by %lld MiB",
+        /* Far below the claim's 2048 MiB; above what a sanitizer's allocator reserves
+         * for its own bookkeeping when the file is read (about 130 MiB). */
+        CHECK(before > 0 && after - before < (512ll << 20), "%s: peak virtual size grew by %lld MiB",
               gz ? "gzip" : "plain", (after - before) >> 20);
     }
 }
