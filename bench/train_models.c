@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "parallel.h"
 #include "train.h"
 #include "train_nets.h"
@@ -227,6 +228,10 @@ static int parse(int argc, char **argv, options *o)
 
 int main(int argc, char **argv)
 {
+    /* OpenBLAS's kernels for this CPU (may re-execute), one thread inside each of the
+     * pool's workers, as the server and the CLI run it. */
+    if (cs_blas_init(argc, argv) != 0) return 1;
+    cs_blas_set_threads(1);
     options o;
     if (parse(argc, argv, &o) != 0) return 2;
     signal(SIGPIPE, SIG_IGN); /* a PyTorch child that dies shows as a failed read */
@@ -240,9 +245,9 @@ int main(int argc, char **argv)
     char why[256] = "--no-torch";
     int have_torch = !o.no_torch && torch_start(&torch, &o, why, sizeof why) == 0;
     if (!have_torch) torch_stop(&torch);
-    printf("training graph models, batches of %d, Adam (%d threads; warm-up %d steps, then the median of %d x %d "
-           "steps)\n",
-           BATCH, cs_parallel_threads(), o.steps, o.reps, o.steps);
+    printf("training graph models, batches of %d, Adam (OpenBLAS %s, %d threads; warm-up %d steps, then the median "
+           "of %d x %d steps)\n",
+           BATCH, cs_blas_core(), cs_parallel_threads(), o.steps, o.reps, o.steps);
     if (have_torch)
         printf("  PyTorch %s: %d steps after each convscope epoch, in turns\n", torch.version, o.torch_steps);
     else
