@@ -12,7 +12,7 @@
  * Where convscope's step goes: the nodes that took most of its timed epochs (the
  * core's per-node profile; --layers prints every node).
  *
- * Usage: train_models [--steps 20] [--reps 3] [--torch-steps 2] [--layers] [--no-torch]
+ * Usage: train_models [--steps 8] [--reps 3] [--torch-steps 2] [--layers] [--no-torch]
  *                     [--python /usr/bin/python3] [--script bench/train_models_torch.py]
  *                     [--data DIR] [--only NAME]
  */
@@ -39,7 +39,7 @@ typedef struct {
 typedef struct {
     pid_t pid;
     FILE *to, *from;
-    char version[128];
+    char version[256];
     char names[TN_N_NETS][32];
     long params[TN_N_NETS];
     int n;
@@ -187,12 +187,25 @@ static void print_profile(const cs_model *m, const double *prof, int steps, int 
                    prof[i] * 1e3 / steps, prof[L + i] * 1e3 / steps);
         printf("    %-22s %-18s %8.2f\n", "loss, penalties, Adam", "", prof[2 * L] * 1e3 / steps);
     } else {
+        /* By kind first (what a faster kernel would change), then the largest nodes. */
+        double by_kind[CS_KIND_COUNT] = {0};
+        for (int i = 0; i < L; i++) by_kind[m->layers[i].kind] += nt[i].s;
+        printf("    %.1f ms per step:", total * 1e3 / steps);
+        for (int shown = 0; shown < 4; shown++) {
+            int best = -1;
+            for (int c = 0; c < CS_KIND_COUNT; c++)
+                if (by_kind[c] > 0 && (best < 0 || by_kind[c] > by_kind[best])) best = c;
+            if (best < 0) break;
+            printf("%s %s %.0f%%", shown ? "," : "", cs_layer_kind_name((cs_layer_kind)best),
+                   total > 0 ? 100 * by_kind[best] / total : 0);
+            by_kind[best] = 0;
+        }
+        printf(", Adam and the loss %.0f%%\n      largest nodes:", total > 0 ? 100 * prof[2 * L] / total : 0);
         qsort(nt, (size_t)L, sizeof *nt, cmp_node_time);
-        printf("    most of the step (%.1f ms timed per step):", total * 1e3 / steps);
         for (int k = 0; k < 4 && k < L; k++) {
-            const cs_layer *l = &m->layers[nt[k].node];
-            printf("%s %s (%s) %.0f%%", k ? "," : "", l->name, cs_layer_kind_name(l->kind),
-                   total > 0 ? 100 * nt[k].s / total : 0);
+            const int i = nt[k].node;
+            printf("%s %s %.0f%% (forward %.1f, backward %.1f ms)", k ? "," : "", m->layers[i].name,
+                   total > 0 ? 100 * nt[k].s / total : 0, prof[i] * 1e3 / steps, prof[L + i] * 1e3 / steps);
         }
         printf("\n");
     }
@@ -202,7 +215,7 @@ static void print_profile(const cs_model *m, const double *prof, int steps, int 
 static int parse(int argc, char **argv, options *o)
 {
     *o = (options){.python = "/usr/bin/python3", .script = "bench/train_models_torch.py",
-                   .data = CS_DEFAULT_DATA_DIR, .steps = 20, .reps = 3, .torch_steps = 2};
+                   .data = CS_DEFAULT_DATA_DIR, .steps = 8, .reps = 3, .torch_steps = 2};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--layers")) o->layers = 1;
