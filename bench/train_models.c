@@ -232,6 +232,12 @@ static int parse(int argc, char **argv, options *o)
             return -1;
         }
     }
+    int known = !o->only;
+    for (int k = 0; k < TN_N_NETS; k++) known |= o->only && !strcmp(o->only, TN_NETS[k].name);
+    if (!known) {
+        fprintf(stderr, "train_models: no model '%s' (notebook, resnet, mobilenet, inception)\n", o->only);
+        return -1;
+    }
     if (o->steps < 1 || o->torch_steps < 1 || o->reps < 1 || o->reps > MAX_REPS) {
         fprintf(stderr, "train_models: steps and torch steps must be positive, reps 1..%d\n", MAX_REPS);
         return -1;
