@@ -167,7 +167,9 @@ $(ORT_NODE):
 	tests/npm_ci.sh tests/models --ignore-scripts
 
 # Builds the Docker image (needs root: starts its own dockerd) and checks it runs
-# read-only with no capabilities: health, predictions, Grad-CAM, a training job.
+# read-only with no capabilities: health, predictions, Grad-CAM, a training job; then
+# brings docker/compose.yaml up (Debian's docker-compose, nginx built from the same base)
+# and runs the scale-out checks through it.
 docker-test: all
 	@tests/deploy/docker_test.sh
 
