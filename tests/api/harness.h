@@ -46,16 +46,6 @@
 #endif
 #define SRV_FIXTURE "build/tests/api-fixture.csm"
 
-/* A request's time limit when the test gives none. The sanitizer builds of make check run
- * the server several times slower (a comparison of two versions on the 10,000 test images
- * took 45 s under AddressSanitizer on a busy machine); a limit only turns a hung server
- * into a failure, so it is generous there. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define HTTP_TIMEOUT_S 240L
-#else
-#define HTTP_TIMEOUT_S 30L
-#endif
-
 typedef struct {
     pid_t pid;
     int port;
@@ -193,7 +183,7 @@ typedef struct {
     const char *content_type; /* raw body's Content-Type */
     const char *const *headers; /* extra "Name: value", NULL-terminated */
     const char *const *files;   /* multipart `image` parts from these paths, NULL-terminated */
-    long timeout_s;             /* default HTTP_TIMEOUT_S */
+    long timeout_s;             /* default 30 */
     int chunked;                /* send the raw body chunked */
     int no_expect;              /* no "Expect: 100-continue" */
 } req_opts;
@@ -211,7 +201,7 @@ static inline resp_t http_ex(const srv_t *s, const char *method, const char *pat
     curl_mime *mime = NULL;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, o->timeout_s ? o->timeout_s : HTTP_TIMEOUT_S);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, o->timeout_s ? o->timeout_s : 30L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
