@@ -519,7 +519,8 @@ static inline void upload_attack_run(srv_t *S, normal_client *nc, upload_attack 
     res->answered = atomic_load(&att->answered) - answered_at_start;
     res->cpu_s = (double)(proc_cpu_ticks(S->pid) - cpu0) / (double)sysconf(_SC_CLK_TCK);
     upload_attack_stop(att);
-    res->grew_kib = mem_sample(&mw) > 0 ? mem_sample(&mw) : 0;
+    long grew = mem_sample(&mw);
+    res->grew_kib = grew > 0 ? grew : 0;
     fprintf(stderr, "  attacker (%d connections): %d answered in the %.1f s window; over the run %d x 200, %d refused "
             "(first %ld), %d without an answer; slowest answer %.2f s; server CPU %.1f s in the window; server "
             "memory +%ld MiB%s\n", conns, res->answered, res->window_s, att->ok, att->refused, att->first_refusal,
