@@ -25,7 +25,8 @@ HTTP_OBJ := $(HTTP_SRC:%.c=$(B)/%.o)
 CLI_OBJ  := $(patsubst %.c,$(B)/%.o,$(wildcard cli/*.c))
 CORE_TESTS := $(patsubst tests/core/%.c,$(B)/tests/%,$(wildcard tests/core/test_*.c))
 API_TESTS  := $(patsubst tests/api/%.c,$(B)/tests/api_%,$(wildcard tests/api/test_*.c))
-# Resource attacks on a real server over loopback (slow headers and bodies, overload, framing).
+# Resource attacks on a real server over loopback (slow headers and bodies, overload, framing,
+# decompression bombs, many large images).
 ATTACK_TESTS := $(patsubst tests/attack/%.c,$(B)/tests/attack_%,$(wildcard tests/attack/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 WEB_TESTS  := $(wildcard tests/web/run.sh tests/web/insight.sh)
@@ -166,7 +167,9 @@ $(ORT_NODE):
 	tests/npm_ci.sh tests/models --ignore-scripts
 
 # Builds the Docker image (needs root: starts its own dockerd) and checks it runs
-# read-only with no capabilities: health, predictions, Grad-CAM, a training job.
+# read-only with no capabilities: health, predictions, Grad-CAM, a training job; then
+# brings docker/compose.yaml up (Debian's docker-compose, nginx built from the same base)
+# and runs the scale-out checks through it.
 docker-test: all
 	@tests/deploy/docker_test.sh
 

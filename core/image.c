@@ -120,9 +120,26 @@ static int past_deadline(const budget *b)
     return b->deadline > 0 && cs_now() > b->deadline;
 }
 
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+/* IDAT data reaches libpng in chunks of at most this many bytes (see png_read_mem). */
+#define PNG_IDAT_PIECE 1024
+
 typedef struct {
     const uint8_t *buf;
-    size_t len, pos;
+    size_t len, pos;   /* pos: the next byte of buf not yet handed to libpng */
+    size_t next_chunk; /* offset in buf of the next chunk's header */
+    size_t idat_left;  /* data of the current IDAT chunk not yet handed over */
+    uint8_t piece[8 + PNG_IDAT_PIECE + 4]; /* an IDAT chunk made of a piece of one */
+    size_t piece_len, piece_at;
     const budget *b;
     png_uint_32 height;
     int reading_rows;
@@ -153,10 +170,49 @@ static void png_read_mem(png_structp png, png_bytep data, size_t n)
         s->costly = 1;
         png_on_error(png, "decoding took longer than the time allowed for one image");
     }
-    if (n > s->len - s->pos)
-        png_error(png, "truncated PNG data");
-    memcpy(data, s->buf + s->pos, n);
-    s->pos += n;
+    while (n > 0) {
+        if (s->piece_at < s->piece_len) {
+            size_t k = s->piece_len - s->piece_at < n ? s->piece_len - s->piece_at : n;
+            memcpy(data, s->piece + s->piece_at, k);
+            s->piece_at += k, data += k, n -= k;
+            continue;
+        }
+        if (s->idat_left == 0 && s->pos == s->next_chunk) {
+            /* A chunk header (png_check_chunks saw every one lies inside buf). */
+            if (s->len - s->pos < 8)
+                png_error(png, "truncated PNG data");
+            size_t clen = be32(s->buf + s->pos);
+            s->next_chunk = s->pos + 12 + clen;
+            if (memcmp(s->buf + s->pos + 4, "IDAT", 4) == 0 && clen > 0) {
+                s->idat_left = clen;
+                s->pos += 8;
+            }
+        }
+        if (s->idat_left > 0) {
+            /* The IDAT chunk handed over in pieces, each an IDAT chunk of its own: libpng
+             * reads a chunk's data in buffers of up to 8 KB, and after the last row it
+             * inflates what is left of its buffer before asking for more; from 8 KB of
+             * a bomb's zeros that is 8 MB, from one piece at most about a thousand
+             * times the piece. */
+            size_t k = s->idat_left < PNG_IDAT_PIECE ? s->idat_left : PNG_IDAT_PIECE;
+            put_be32(s->piece, (uint32_t)k);
+            memcpy(s->piece + 4, "IDAT", 4);
+            memcpy(s->piece + 8, s->buf + s->pos, k);
+            put_be32(s->piece + 8 + k, (uint32_t)crc32(crc32(0L, Z_NULL, 0), s->piece + 4, (uInt)k + 4));
+            s->piece_len = 12 + k;
+            s->piece_at = 0;
+            s->pos += k;
+            s->idat_left -= k;
+            if (s->idat_left == 0)
+                s->pos += 4; /* the whole chunk's CRC, checked by png_check_chunks */
+            continue;
+        }
+        size_t k = s->next_chunk - s->pos < n ? s->next_chunk - s->pos : n;
+        if (k > s->len - s->pos || k == 0)
+            png_error(png, "truncated PNG data");
+        memcpy(data, s->buf + s->pos, k);
+        s->pos += k, data += k, n -= k;
+    }
 }
 
 static void png_on_warning(png_structp png, png_const_charp msg)
@@ -164,11 +220,6 @@ static void png_on_warning(png_structp png, png_const_charp msg)
     /* Benign by definition in libpng (damaged ancillary chunks and the like). */
     (void)png;
     (void)msg;
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 /* The chunk structure, checked before libpng sees the file: every chunk lies inside
@@ -222,7 +273,7 @@ static int png_decode(const uint8_t *buf, size_t len, const budget *b, cs_image 
         return CS_IMG_CORRUPT;
     }
 
-    png_src src = {.buf = buf, .len = len, .b = b, .msg = ""};
+    png_src src = {.buf = buf, .len = len, .next_chunk = 8, .b = b, .msg = ""};
     png_structp png =
         png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
     if (!png)

@@ -147,12 +147,15 @@ static void *worker_main(void *arg)
         cs_compute_verdict v = CS_COMPUTE_RUN;
         if (job->deadline > 0 && cs_now() > job->deadline) v = CS_COMPUTE_LATE;
         else if (job->abandoned && job->abandoned(job)) v = CS_COMPUTE_GONE;
-        job->fn(job, v); /* may free the job */
+        /* Counted before the call, so whoever the job answers sees it in the stats. */
         pthread_mutex_lock(&p->lock);
-        p->running--;
         if (v == CS_COMPUTE_RUN) p->done++;
         else if (v == CS_COMPUTE_LATE) p->late++;
         else p->gone++;
+        pthread_mutex_unlock(&p->lock);
+        job->fn(job, v); /* may free the job */
+        pthread_mutex_lock(&p->lock);
+        p->running--;
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;

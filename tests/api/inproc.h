@@ -12,12 +12,14 @@
 #define CS_TEST_INPROC_H
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -28,6 +30,8 @@
 #include "registry.h"
 
 static int inproc_port;
+/* Why the last inproc_request got no answer, for the caller's report. */
+static char inproc_why[160];
 
 static void inproc_start(void)
 {
@@ -65,12 +69,23 @@ static void inproc_start(void)
     inproc_port = cs_daemon_port(d);
 }
 
+static double inproc_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static int inproc_request(const char *head, const void *data, size_t len, char **body, size_t *body_len)
 {
     if (body) *body = NULL;
     if (body_len) *body_len = 0;
+    inproc_why[0] = 0;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return 0;
+    if (fd < 0) {
+        snprintf(inproc_why, sizeof inproc_why, "socket: %s", strerror(errno));
+        return 0;
+    }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)inproc_port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     struct timeval tv = {30, 0};
@@ -79,7 +94,10 @@ static int inproc_request(const char *head, const void *data, size_t len, char *
     int status = 0;
     char *resp = NULL;
     size_t got = 0, cap = 0;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+    double t0 = inproc_now();
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        snprintf(inproc_why, sizeof inproc_why, "connect: %s", strerror(errno));
+    else {
         size_t hl = strlen(head), off = 0;
         while (off < hl + len) {
             const char *p = off < hl ? head + off : (const char *)data + (off - hl);
@@ -99,6 +117,11 @@ static int inproc_request(const char *head, const void *data, size_t len, char *
                 cap = nc;
             }
             ssize_t r = recv(fd, resp + got, cap - got - 1, 0);
+            if (r < 0)
+                snprintf(inproc_why, sizeof inproc_why, "recv after %zu bytes, %.1f s: %s", got,
+                         inproc_now() - t0, strerror(errno));
+            else if (r == 0)
+                snprintf(inproc_why, sizeof inproc_why, "closed after %zu bytes, %.1f s", got, inproc_now() - t0);
             if (r <= 0) break;
             got += (size_t)r;
         }

@@ -71,8 +71,8 @@ static inline void warm_up(const srv_t *s)
     }
 }
 
-/* Resident memory of a process in KiB (VmRSS), or -1. */
-static inline long rss_kib(pid_t pid)
+/* A field of /proc/PID/status in KiB ("VmRSS:", "VmHWM:"), or -1. */
+static inline long status_kib(pid_t pid, const char *field)
 {
     char path[64], text[4096];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
@@ -80,8 +80,40 @@ static inline long rss_kib(pid_t pid)
     size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
     if (f) fclose(f);
     text[n] = 0;
-    const char *p = strstr(text, "VmRSS:");
-    return p ? atol(p + 6) : -1;
+    const char *p = strstr(text, field);
+    return p ? atol(p + strlen(field)) : -1;
+}
+
+/* Resident memory of a process in KiB (VmRSS), or -1. */
+static inline long rss_kib(pid_t pid)
+{
+    return status_kib(pid, "VmRSS:");
+}
+
+/* The server's memory across an attack: resident memory before, and the peak since,
+ * from VmRSS sampled while the attack runs and from the kernel's own high-water mark
+ * (VmHWM), which sees the peaks between samples. */
+typedef struct {
+    pid_t pid;
+    long rss0, hwm0, peak;
+} mem_watch;
+
+static inline void mem_begin(mem_watch *m, pid_t pid)
+{
+    m->pid = pid;
+    m->rss0 = rss_kib(pid);
+    m->hwm0 = status_kib(pid, "VmHWM:");
+    m->peak = m->rss0;
+}
+
+/* Samples; returns the growth so far in KiB. */
+static inline long mem_sample(mem_watch *m)
+{
+    long rss = rss_kib(m->pid), hwm = status_kib(m->pid, "VmHWM:");
+    if (rss > m->peak) m->peak = rss;
+    /* A high-water mark above the one before the attack was reached during it. */
+    if (hwm > m->hwm0 && hwm > m->peak) m->peak = hwm;
+    return m->peak - m->rss0;
 }
 
 /* ---- starting the server ------------------------------------------------------- */
@@ -297,6 +329,203 @@ static inline char *small_png(const srv_t *s, size_t *len)
     r.body = NULL;
     resp_free(&r);
     return p;
+}
+
+/* The sum of every /metrics sample whose name and labels start with `prefix`. */
+static inline double metric_sum(const srv_t *s, const char *prefix)
+{
+    resp_t r = http(s, "GET", "/metrics");
+    double v = 0;
+    size_t n = strlen(prefix);
+    for (const char *line = r.body; line && *line;) {
+        if (!strncmp(line, prefix, n)) {
+            const char *sp = strchr(line, ' ');
+            if (sp) v += atof(sp + 1);
+        }
+        line = strchr(line, '\n');
+        if (line) line++;
+    }
+    resp_free(&r);
+    return v;
+}
+
+/* ---- attackers that upload ------------------------------------------------------- */
+
+/* `conns` connections from two other addresses (127.0.0.2 and .3: two more lanes of
+ * the compute queue) POST the same body back to back until stopped. */
+typedef struct {
+    const srv_t *s;
+    const char *path;
+    const void *body;
+    size_t len;
+    const char *type;
+    int conns;
+    atomic_int stop;
+    atomic_int answered; /* answers received (any status) */
+    pthread_t thread;
+    int ok, refused, failed; /* 200, another status, no answer (after the stop) */
+    long first_refusal;      /* its status */
+    double max_answer_s;
+} upload_attack;
+
+static inline void *upload_attack_main(void *arg)
+{
+    upload_attack *a = arg;
+    enum { MAX = 16 };
+    CURLM *m = curl_multi_init();
+    CURL *h[MAX];
+    double t0[MAX];
+    struct curl_slist *hs = NULL;
+    char ct[160], url[512];
+    snprintf(ct, sizeof ct, "Content-Type: %s", a->type);
+    hs = curl_slist_append(hs, ct);
+    hs = curl_slist_append(hs, "Expect:");
+    snprintf(url, sizeof url, "%s%s", a->s->base, a->path);
+    int n = a->conns < MAX ? a->conns : MAX;
+    for (int i = 0; i < n; i++) {
+        h[i] = curl_easy_init();
+        curl_easy_setopt(h[i], CURLOPT_URL, url);
+        curl_easy_setopt(h[i], CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h[i], CURLOPT_TIMEOUT, 120L);
+        curl_easy_setopt(h[i], CURLOPT_INTERFACE, i % 2 ? "host!127.0.0.2" : "host!127.0.0.3");
+        curl_easy_setopt(h[i], CURLOPT_POST, 1L);
+        curl_easy_setopt(h[i], CURLOPT_POSTFIELDS, a->body);
+        curl_easy_setopt(h[i], CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)a->len);
+        curl_easy_setopt(h[i], CURLOPT_HTTPHEADER, hs);
+        curl_easy_setopt(h[i], CURLOPT_WRITEFUNCTION, discard_body);
+        curl_easy_setopt(h[i], CURLOPT_PRIVATE, (char *)(intptr_t)i);
+        t0[i] = now_s();
+        curl_multi_add_handle(m, h[i]);
+    }
+    while (!atomic_load(&a->stop)) {
+        int running;
+        curl_multi_perform(m, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left))) {
+            if (msg->msg != CURLMSG_DONE) continue;
+            char *priv;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+            int i = (int)(intptr_t)priv;
+            long status = 0;
+            curl_easy_getinfo(h[i], CURLINFO_RESPONSE_CODE, &status);
+            double dt = now_s() - t0[i];
+            if (dt > a->max_answer_s) a->max_answer_s = dt;
+            if (msg->data.result != CURLE_OK) a->failed++;
+            else if (status == 200) a->ok++;
+            else if (!a->refused++) a->first_refusal = status;
+            atomic_fetch_add(&a->answered, 1);
+            curl_multi_remove_handle(m, h[i]);
+            t0[i] = now_s();
+            curl_multi_add_handle(m, h[i]); /* at once: an attacker does not wait */
+        }
+        curl_multi_poll(m, NULL, 0, 20, NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        curl_multi_remove_handle(m, h[i]); /* requests still out are dropped */
+        curl_easy_cleanup(h[i]);
+    }
+    curl_multi_cleanup(m);
+    curl_slist_free_all(hs);
+    return NULL;
+}
+
+static inline void upload_attack_start(upload_attack *a, const srv_t *s, const char *path, const void *body,
+                                       size_t len, const char *type, int conns)
+{
+    memset(a, 0, sizeof *a);
+    a->s = s, a->path = path, a->body = body, a->len = len, a->type = type, a->conns = conns;
+    if (pthread_create(&a->thread, NULL, upload_attack_main, a) != 0) exit(99);
+}
+
+static inline void upload_attack_stop(upload_attack *a)
+{
+    atomic_store(&a->stop, 1);
+    pthread_join(a->thread, NULL);
+}
+
+/* Waits until the server shows the attack at work: one of its requests in flight (past
+ * its body, being answered) or already answered by the server. The normal client is
+ * measured only from then on. `answered0` is the route's count of answers before the
+ * attack. A state, not a duration: the bound only turns a broken server into a failure. */
+static inline int attack_wait_running(const srv_t *s, const char *route_prefix, double answered0)
+{
+    double end = now_s() + 60;
+    while (now_s() < end) {
+        if (metric_value(s, "convscope_http_requests_in_flight") >= 1) return 1;
+        if (metric_sum(s, route_prefix) > answered0) return 1;
+        usleep(5000);
+    }
+    return 0;
+}
+
+/* An upload attack on the predict route beside the normal client, who uploads a small
+ * PNG there too, measured while the attack provably runs (attack_wait_running) and for
+ * `seconds`; the server's memory is sampled meanwhile, and the attack is cut short when
+ * it grows past `abort_kib` (a server without the fix can take gigabytes: the machine
+ * the tests run on is not theirs to take). */
+typedef struct {
+    double base_p99;    /* the normal client alone, before */
+    double window_s;    /* how long the attack and the normal client ran together */
+    int answered;       /* attacking requests the server answered in the window */
+    long grew_kib;      /* the server's peak memory above its memory before */
+    int cut_short;      /* stopped for memory */
+    double cpu_s;       /* the server's CPU time over the window */
+} upload_attack_result;
+
+#define PREDICT_ROUTE "convscope_http_requests_total{method=\"POST\",route=\"/v1/models/{model}/predict\""
+
+static inline long proc_cpu_ticks(pid_t pid)
+{
+    char path[64], text[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f) fclose(f);
+    text[n] = 0;
+    const char *p = strrchr(text, ')'); /* the name may hold spaces */
+    unsigned long ut = 0, st = 0;
+    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2) return (long)(ut + st);
+    return -1;
+}
+
+static inline void upload_attack_run(srv_t *S, normal_client *nc, upload_attack *att, const void *body, size_t len,
+                                     const char *type, int conns, double seconds, long abort_kib,
+                                     upload_attack_result *res)
+{
+    memset(res, 0, sizeof *res);
+    size_t png_len;
+    char *png = small_png(S, &png_len);
+    res->base_p99 = normal_baseline(S, "/v1/models/fmnist/predict", png, png_len, "image/png");
+    mem_watch mw;
+    mem_begin(&mw, S->pid);
+    double answered0 = metric_sum(S, PREDICT_ROUTE);
+    upload_attack_start(att, S, "/v1/models/fmnist/predict", body, len, type, conns);
+    int running = attack_wait_running(S, PREDICT_ROUTE, answered0);
+    CHECK(running, "the attack never reached the server");
+    int answered_at_start = atomic_load(&att->answered);
+    long cpu0 = proc_cpu_ticks(S->pid);
+    normal_start(nc, S, "/v1/models/fmnist/predict", png, png_len, "image/png", 0);
+    double t0 = now_s();
+    while (now_s() - t0 < seconds) {
+        if (mem_sample(&mw) > abort_kib) {
+            res->cut_short = 1;
+            break;
+        }
+        usleep(20000);
+    }
+    res->window_s = now_s() - t0;
+    normal_stop(nc, "the attack");
+    res->answered = atomic_load(&att->answered) - answered_at_start;
+    res->cpu_s = (double)(proc_cpu_ticks(S->pid) - cpu0) / (double)sysconf(_SC_CLK_TCK);
+    upload_attack_stop(att);
+    long grew = mem_sample(&mw);
+    res->grew_kib = grew > 0 ? grew : 0;
+    fprintf(stderr, "  attacker (%d connections): %d answered in the %.1f s window; over the run %d x 200, %d refused "
+            "(first %ld), %d without an answer; slowest answer %.2f s; server CPU %.1f s in the window; server "
+            "memory +%ld MiB%s\n", conns, res->answered, res->window_s, att->ok, att->refused, att->first_refusal,
+            att->failed, att->max_answer_s, res->cpu_s, res->grew_kib >> 10, res->cut_short ? " (cut short)" : "");
+    free(png);
 }
 
 #endif

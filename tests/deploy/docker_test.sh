@@ -3,8 +3,11 @@
 # deployment docs tell an operator to: read-only root, a tmpfs /tmp, no capabilities, a
 # memory limit. Checks health, a prediction (dataset sample and uploaded PNG), a Grad-CAM
 # PNG, a training job run inside the container and the new model version it serves, the
-# non-root user, the Docker health status and a clean stop. Last line:
-# "[docker] N ok, M failed"; exits non-zero on any failure.
+# non-root user, the Docker health status and a clean stop. Then docker/compose.yaml up
+# for real with Debian's docker-compose (three replicas, the trainer, nginx built from the
+# same Debian base by docker/nginx.Dockerfile), and the scale-out checks of
+# scaleout_test.sh through it. Last line: "[docker] N ok, M failed"; exits non-zero on
+# any failure.
 #
 # Needs root: it installs docker.io and debootstrap when missing and starts its own
 # Docker engine, stopped by its PID at the end (docker_engine.sh: private socket, no
@@ -19,6 +22,7 @@ image=convscope:test
 tmp=$(mktemp -d -t convscope-docker-XXXXXX)
 containers=()
 volumes=()
+project=          # the compose project, once up
 # shellcheck source=tests/deploy/lib.sh
 . tests/deploy/lib.sh
 # shellcheck source=tests/deploy/docker_engine.sh
@@ -29,6 +33,7 @@ cleanup() {
   local rc=$?
   set +e
   if [ -n "$dockerd_pid" ]; then
+    [ -n "$project" ] && compose down -v --timeout 5 >"$tmp/down.log" 2>&1
     for c in "${containers[@]+"${containers[@]}"}"; do docker rm -f "$c" >/dev/null 2>&1; done
     for v in "${volumes[@]+"${volumes[@]}"}"; do docker volume rm -f "$v" >/dev/null 2>&1; done
     engine_stop
@@ -45,7 +50,7 @@ trap 'exit 130' INT TERM
 [ "$(id -u)" -eq 0 ] || die "needs root (it installs docker.io and starts a Docker engine)"
 
 # --- the engine and the base image ----------------------------------------------------------
-engine_packages curl
+engine_packages curl docker-compose
 engine_start
 base_image
 
@@ -76,18 +81,27 @@ check "runtime image has no compiler or -dev packages" \
   '! command -v gcc && ! dpkg-query -W -f "\${Package}\n" | grep -q -- "-dev$"'
 
 # --- run it hardened ------------------------------------------------------------------------
-port=$(free_port)
-b=http://127.0.0.1:$port
 name=convscope-test-$$
 containers+=("$name")
 # The image listens on 0.0.0.0:8080; with the host's network namespace that would be
 # every interface of this machine, so the test narrows it to loopback.
 # One CPU and 700 MiB, which the service must read from its cgroup, v2 or v1 as the
 # engine runs it (no thread count is set).
-docker run -d --name "$name" --network host --read-only --tmpfs /tmp:rw,size=64m \
-  --cap-drop ALL --security-opt no-new-privileges --cpus 1 --memory 700m --memory-swap 700m \
-  -e CONVSCOPE_LISTEN="127.0.0.1:$port" -e CONVSCOPE_VGG16=0 "$image" >/dev/null ||
-  die "docker run --read-only --cap-drop ALL --cpus 1 --memory 700m"
+# Its HEALTHCHECK reads the port from CONVSCOPE_LISTEN, so this one gets a fixed port; one
+# taken by another process between choosing and binding it (the server then exits saying
+# "Address already in use") is tried again with another.
+for try in 1 2 3; do
+  port=$(free_port) || die "no free port"
+  docker run -d --name "$name" --network host --read-only --tmpfs /tmp:rw,size=64m \
+    --cap-drop ALL --security-opt no-new-privileges --cpus 1 --memory 700m --memory-swap 700m \
+    -e CONVSCOPE_LISTEN="127.0.0.1:$port" -e CONVSCOPE_VGG16=0 "$image" >/dev/null ||
+    die "docker run --read-only --cap-drop ALL --cpus 1 --memory 700m"
+  container_port "$name" >/dev/null && break
+  docker logs "$name" 2>&1 | grep -q 'Address already in use' || break
+  note "port $port was taken before the container bound it (try $try)"
+  docker rm -f "$name" >/dev/null
+done
+b=http://127.0.0.1:$port
 for _ in $(seq 120); do
   curl -fs -o /dev/null "$b/readyz" && break
   [ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ] || break
@@ -189,10 +203,10 @@ truncate -s 553467096 "$tmp/vgg16.h5"
 chmod 644 "$tmp/vgg16.h5"
 name3=convscope-test3-$$
 containers+=("$name3")
-port3=$(free_port)
 docker run -d --name "$name3" --network host --read-only --tmpfs /tmp --cap-drop ALL --memory 500m \
-  --memory-swap 500m -v "$tmp/vgg16.h5:/opt/keras/vgg16.h5:ro" -e CONVSCOPE_LISTEN="127.0.0.1:$port3" \
+  --memory-swap 500m -v "$tmp/vgg16.h5:/opt/keras/vgg16.h5:ro" -e CONVSCOPE_LISTEN="127.0.0.1:0" \
   -e CONVSCOPE_VGG16=1 -e CONVSCOPE_VGG16_WEIGHTS=/opt/keras/vgg16.h5 "$image" >/dev/null
+port3=$(container_port "$name3") || port3=0
 for _ in $(seq 60); do curl -fs -o /dev/null "http://127.0.0.1:$port3/readyz" && break; sleep 0.5; done
 req "$tmp/ready3.json" "http://127.0.0.1:$port3/readyz" >/dev/null
 check "VGG16 under 500 MiB: unavailable, the memory limit named" eval \
@@ -210,9 +224,9 @@ check "one-off 'convscope train' container writes the shared volume" eval \
      train --epochs 1 --limit 1000 --seed 3 --out /models/fmnist.csm >"$tmp/train.log" 2>&1'
 name2=convscope-test2-$$
 containers+=("$name2")
-port2=$(free_port)
 docker run -d --name "$name2" --network host --read-only --tmpfs /tmp --cap-drop ALL --memory 1g \
-  -v "$vol:/models" -e CONVSCOPE_LISTEN="127.0.0.1:$port2" -e CONVSCOPE_VGG16=0 "$image" >/dev/null
+  -v "$vol:/models" -e CONVSCOPE_LISTEN="127.0.0.1:0" -e CONVSCOPE_VGG16=0 "$image" >/dev/null
+port2=$(container_port "$name2") || port2=0
 for _ in $(seq 60); do curl -fs -o /dev/null "http://127.0.0.1:$port2/readyz" && break; sleep 0.5; done
 req "$tmp/m2.json" "http://127.0.0.1:$port2/v1/models/fmnist" >/dev/null
 check "a replica on that volume serves the trained model (1000 training images)" \
@@ -229,3 +243,52 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 check "the running replica serves the new model without a restart" test "$switched" = 1
+
+# --- docker/compose.yaml, up for real -------------------------------------------------------
+# Debian's docker-compose on this engine. The service's image is the one built and tested
+# above, under the name compose gives it; nginx's is built from the same Debian base
+# (docker/nginx.Dockerfile), so nothing is pulled and the added time is small. nginx is
+# published on a loopback port Docker picks (CONVSCOPE_PORT="127.0.0.1:"), read back
+# with `port`: no other process can take it in between.
+compose() { docker-compose -p "$project" -f docker/compose.yaml "$@"; }
+docker tag "$image" convscope:latest
+t0=$(date +%s)
+docker build --network host -f docker/nginx.Dockerfile -t convscope-nginx:latest docker >"$tmp/nginx-build.log" 2>&1 ||
+  { tail -n 20 "$tmp/nginx-build.log"; die "docker build of docker/nginx.Dockerfile"; }
+pass "nginx image from the same Debian base ($(($(date +%s) - t0)) s)"
+project=convscope-test-$$
+CONVSCOPE_TOKEN=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+export CONVSCOPE_TOKEN CONVSCOPE_PORT=127.0.0.1:
+t0=$(date +%s)
+# up waits for the replicas and the trainer to be healthy before it starts nginx.
+if compose up -d --no-build --scale convscope=3 >"$tmp/up.log" 2>&1; then
+  pass "docker-compose up: 3 replicas, the trainer, nginx ($(($(date +%s) - t0)) s)"
+else
+  tail -n 20 "$tmp/up.log"
+  die "docker-compose up"
+fi
+lb_addr=$(compose port nginx 8080 2>/dev/null | tail -n 1)
+lb=http://$lb_addr
+for _ in $(seq 100); do curl -fs -o /dev/null "$lb/readyz" && break; sleep 0.2; done
+check "nginx answers on $lb_addr (published on loopback only)" \
+  eval 'case $lb_addr in 127.0.0.1:[0-9]*) curl -fs -o /dev/null "$lb/readyz" ;; *) false ;; esac'
+check "replicas run hardened (read-only root, no capabilities, memory limit)" eval \
+  'for c in $(compose ps -q convscope 2>/dev/null); do
+     [ "$(docker inspect -f "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.Memory}}" "$c")" = \
+       "true [ALL] 1073741824" ] || exit 1
+   done'
+# The scale-out checks through it (their own summary line, added to these counts).
+SCALEOUT_COMPOSE=$project SCALEOUT_LB=$lb SCALEOUT_TOKEN=$CONVSCOPE_TOKEN tests/deploy/scaleout_test.sh \
+  >"$tmp/scaleout.out" 2>"$tmp/scaleout.err" || true
+sed 's/^/  /' "$tmp/scaleout.err" >&2
+line=$(grep -E '^\[scaleout\] [0-9]+ ok, [0-9]+ failed$' "$tmp/scaleout.out" | tail -n 1 || true)
+if [ -n "$line" ]; then
+  ok=$((ok + $(sed -E 's/.*\] ([0-9]+) ok.*/\1/' <<<"$line")))
+  bad=$((bad + $(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"$line")))
+  note "scale-out checks through compose: $line"
+else
+  fail "scaleout_test.sh through compose printed no summary"
+fi
+t0=$(date +%s)
+compose down -v --timeout 10 >"$tmp/down.log" 2>&1 && project= || true
+check "docker-compose down ($(($(date +%s) - t0)) s)" test -z "$project"

@@ -11,7 +11,10 @@ check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; f
 # die MESSAGE: a step the rest depends on failed; the caller's EXIT trap prints the summary.
 die() { fail "$1"; exit 1; }
 
-# A free loopback port: nothing answers on it.
+# A free loopback port: nothing answers on it. Another process may take it before the
+# caller binds it, so callers that need a port chosen up front (nginx; the container whose
+# HEALTHCHECK reads its port) try again on "Address already in use"; other convscope
+# servers are given port 0 and say which port they got (container_port).
 free_port() {
   local p
   for _ in $(seq 50); do
@@ -37,4 +40,19 @@ job_end() {
   done
   rm -f "$body"
   echo "$state"
+}
+
+# container_port NAME: the loopback port a container's server chose for itself (it was
+# started with CONVSCOPE_LISTEN=127.0.0.1:0 on the host's network and logs "listening on
+# http://127.0.0.1:PORT"), waiting up to a minute for that line; fails when the container
+# stops first or never says.
+container_port() {
+  local p
+  for _ in $(seq 240); do
+    p=$(docker logs "$1" 2>&1 | grep -o 'listening on http://127\.0\.0\.1:[0-9]*' | head -n 1 | grep -o '[0-9]*$' || true)
+    [ -n "$p" ] && [ "$p" != 0 ] && { echo "$p"; return 0; }
+    [ "$(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ] || break
+    sleep 0.25
+  done
+  return 1
 }

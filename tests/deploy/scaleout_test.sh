@@ -14,6 +14,12 @@
 # Prints one line "[scaleout] N ok, M failed" on standard output (details and FAIL lines
 # on standard error) and exits non-zero on failure. Needs nginx, wrk and curl
 # (scripts/deps.sh test); listens on 127.0.0.1 only; about 40 s.
+#
+# SCALEOUT_COMPOSE=PROJECT runs the same checks on docker/compose.yaml brought up for real
+# (docker_test.sh does, as compose project PROJECT): through its nginx at SCALEOUT_LB,
+# with SCALEOUT_TOKEN for training; the replicas are the project's containers, reached
+# with docker exec, one is killed by its process ID and restarted by Docker's restart
+# policy, and new model files are written into the shared volume through the trainer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${CONVSCOPE_BIN:-build/convscope}
@@ -23,6 +29,8 @@ models=$tmp/models
 pids=()            # every process this script started, killed by PID at the end
 replica_pid=()     # by replica index
 replica_port=()
+compose=${SCALEOUT_COMPOSE:-}
+replica_cid=()     # compose: containers by replica index (0: the trainer)
 # shellcheck source=tests/deploy/lib.sh
 . tests/deploy/lib.sh
 t_start=$(date +%s)
@@ -49,8 +57,41 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for c in nginx wrk curl; do command -v "$c" >/dev/null || die "$c is not installed (scripts/deps.sh test)"; done
+need=(wrk curl)
+[ -n "$compose" ] || need+=(nginx)
+for c in "${need[@]}"; do command -v "$c" >/dev/null || die "$c is not installed (scripts/deps.sh test)"; done
 [ -x "$bin" ] || die "$bin is not built (make build/convscope)"
+
+# Replica I, directly (not through nginx): rget I PATH prints the body, rstatus I PATH
+# the status. A process on its loopback port, or a container through docker exec.
+rget() {
+  if [ -n "$compose" ]; then docker exec "${replica_cid[$1]}" curl -s --max-time 10 "http://127.0.0.1:8080$2" || true
+  else curl -s --max-time 10 "http://127.0.0.1:${replica_port[$1]}$2" || true; fi
+}
+rstatus() {
+  if [ -n "$compose" ]; then
+    docker exec "${replica_cid[$1]}" curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:8080$2" ||
+      echo 000
+  else req /dev/null "http://127.0.0.1:${replica_port[$1]}$2"; fi
+}
+# predictions_served I: the predictions replica I has logged.
+predictions_served() {
+  if [ -n "$compose" ]; then docker logs "${replica_cid[$1]}" 2>/dev/null | grep -c ' POST /v1/models/fmnist/predict ' || true
+  else cat "$tmp"/replica"$1".access.* 2>/dev/null | grep -c ' POST /v1/models/fmnist/predict ' || true; fi
+}
+# put_model FILE: into the shared folder under a temporary name, then renamed over the
+# served file, as a trainer or an operator does.
+put_model() {
+  if [ -n "$compose" ]; then
+    docker exec -i "${replica_cid[0]}" sh -c \
+      'cat >/models/.fmnist.csm.incoming && mv -f /models/.fmnist.csm.incoming /models/fmnist.csm' <"$1"
+  else
+    cp "$1" "$models/.fmnist.csm.incoming"
+    mv -f "$models/.fmnist.csm.incoming" "$models/fmnist.csm"
+  fi
+}
+auth=()
+[ -n "$compose" ] && auth=(-H "Authorization: Bearer ${SCALEOUT_TOKEN:?SCALEOUT_TOKEN}")
 
 # --- the shared models folder and the replicas ----------------------------------------------
 mkdir -p "$models" "$tmp/staging"
@@ -81,14 +122,29 @@ start_replica() {
   for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" && return 0; sleep 0.1; done
   return 1
 }
+if [ -n "$compose" ]; then
+  # The project's replicas by their compose number, and its trainer as replica 0.
+  containers_of() {
+    docker ps -q --filter "label=com.docker.compose.project=$compose" --filter "label=com.docker.compose.service=$1" |
+      while read -r c; do echo "$(docker inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$c") $c"; done |
+      sort -n | cut -d' ' -f2
+  }
+  mapfile -t found < <(containers_of convscope)
+  [ "${#found[@]}" = 3 ] || die "compose project $compose runs ${#found[@]} replicas, not 3"
+  replica_cid=("$(containers_of trainer)" "${found[@]}")
+  [ -n "${replica_cid[0]}" ] || die "compose project $compose has no trainer"
+  for i in 1 2 3; do
+    [ "$(rstatus "$i" /readyz)" = 200 ] || die "replica $i (${replica_cid[$i]}) is not ready"
+  done
+  log "replicas: containers ${replica_cid[*]:1} (trainer ${replica_cid[0]})"
+else
 for i in 1 2 3; do start_replica "$i" 0 || die "replica $i did not become ready"; done
 log "replicas on ports ${replica_port[*]}"
 
 # --- nginx: docker/nginx.conf rendered for these ports ---------------------------------------
-# The parameters after the name on the marked lines ("max_fails=1 fail_timeout=5s;"),
-# without "resolve": it means re-resolving a DNS name, and these are addresses.
-params=$(sed -n 's/^ *server [^ ]* resolve \(.*;\) *# @replicas$/\1/p' docker/nginx.conf)
-tparams=$(sed -n 's/^ *server [^ ]* resolve \(.*;\) *# @trainer$/\1/p' docker/nginx.conf)
+# The parameters after the name on the marked lines ("max_fails=2 fail_timeout=5s;").
+params=$(sed -n 's/^ *server [^ ]* \(.*;\) *# @replicas$/\1/p' docker/nginx.conf)
+tparams=$(sed -n 's/^ *server [^ ]* \(.*;\) *# @trainer$/\1/p' docker/nginx.conf)
 [ -n "$params" ] && [ -n "$tparams" ] || die "docker/nginx.conf lost its @replicas or @trainer line"
 servers=
 for i in 1 2 3; do servers+="        server 127.0.0.1:${replica_port[$i]} $params\n"; done
@@ -96,8 +152,8 @@ mkdir -p "$tmp/nginx"
 chmod 0755 "$tmp" "$tmp/nginx" # nginx's workers (nobody, when started as root) write temp files here
 # render_nginx PORT: docker/nginx.conf for these replicas, listening on 127.0.0.1:PORT.
 render_nginx() {
-  sed -e "s|^ *server [^ ]* resolve .*# @replicas\$|$servers|" \
-      -e "s|^ *server [^ ]* resolve .*# @trainer\$|        server 127.0.0.1:${replica_port[1]} $tparams|" \
+  sed -e "s|^ *server [^ ]* .*# @replicas\$|$servers|" \
+      -e "s|^ *server [^ ]* .*# @trainer\$|        server 127.0.0.1:${replica_port[1]} $tparams|" \
       -e "s|^\( *listen \)8080;|\1127.0.0.1:$1;|" \
       -e "s|/tmp/|$tmp/nginx/|g" -e "s|/var/log/nginx/|$tmp/nginx/|g" \
       docker/nginx.conf >"$tmp/nginx/nginx.conf"
@@ -131,6 +187,8 @@ start_nginx() {
 }
 start_nginx
 log "nginx on $lb"
+fi
+[ -z "$compose" ] || lb=${SCALEOUT_LB:?SCALEOUT_LB}
 
 # --- the API through nginx --------------------------------------------------------------------
 is_error() { grep -q "^{\"error\":{\"code\":\"$1\"" "$2"; } # the service's JSON error shape
@@ -165,7 +223,7 @@ check "413 through nginx is JSON" eval '[ "$st" = 413 ] && is_error payload_too_
 rm -f "$tmp/big.bin"
 
 # Training goes to the trainer only, so its job can be polled through nginx every time.
-st=$(req "$tmp/job.json" "$lb/v1/models/fmnist/train" -X POST -H 'Content-Type: application/json' \
+st=$(req "$tmp/job.json" "$lb/v1/models/fmnist/train" -X POST "${auth[@]+"${auth[@]}"}" -H 'Content-Type: application/json' \
   -d '{"epochs":1,"train_limit":60000,"test_limit":1000}')
 job=$(grep -o '"id":"[^"]*"' "$tmp/job.json" | head -n 1 | cut -d'"' -f4 || true)
 check "POST train through nginx: 202" eval '[ "$st" = 202 ] && [ -n "$job" ]'
@@ -174,7 +232,7 @@ if [ -n "$job" ]; then
   for _ in 1 2 3 4 5 6; do [ "$(req /dev/null "$lb/v1/jobs/$job")" = 200 ] && polls=$((polls + 1)); done
   check "job polled through nginx 6 times, found every time ($polls)" test "$polls" = 6
   # Cancel it: nothing is saved by a cancelled job, so the served model stays.
-  st=$(req "$tmp/del.json" "$lb/v1/jobs/$job" -X DELETE)
+  st=$(req "$tmp/del.json" "$lb/v1/jobs/$job" -X DELETE "${auth[@]+"${auth[@]}"}")
   state=$(job_end "$lb/v1/jobs/$job" 100 0.1)
   check "job cancelled through nginx ($st, $state)" eval '[ "$st" = 202 ] && [ "$state" = cancelled ]'
 fi
@@ -184,51 +242,62 @@ export SCALEOUT_IMAGE=$tmp/t18.png
 wrk -t2 -c16 -d10s -s "$here/post_predict.lua" "$lb/v1/models/fmnist/predict" >"$tmp/wrk.out" 2>&1 &
 wrk_pid=$!; pids+=("$wrk_pid")
 sleep 3
-kill -9 "${replica_pid[2]}"; wait "${replica_pid[2]}" 2>/dev/null || true
-log "replica 2 killed (SIGKILL) under load"
-sleep 1
 restarted=0
-start_replica 2 "${replica_port[2]}" && restarted=1
+if [ -n "$compose" ]; then
+  # Killed as a crash is (not `docker kill`, which counts as stopping it on purpose):
+  # Docker's restart policy brings the same container back.
+  kill -9 "$(docker inspect -f '{{.State.Pid}}' "${replica_cid[2]}")"
+  log "replica 2 killed (SIGKILL to its process) under load"
+  for _ in $(seq 100); do
+    [ "$(docker inspect -f '{{.RestartCount}}' "${replica_cid[2]}")" -ge 1 ] &&
+      [ "$(rstatus 2 /readyz)" = 200 ] && { restarted=1; break; }
+    sleep 0.1
+  done
+else
+  kill -9 "${replica_pid[2]}"; wait "${replica_pid[2]}" 2>/dev/null || true
+  log "replica 2 killed (SIGKILL) under load"
+  sleep 1
+  start_replica 2 "${replica_port[2]}" && restarted=1
+fi
 wait "$wrk_pid" || true
 line=$(grep '^SCALEOUT ' "$tmp/wrk.out" || true)
 log "wrk: ${line:-no summary}"
 field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$line"; }
 requests=$(field requests) status_errors=$(field status_errors) sockerr=$(field sockerr)
 requests=${requests:-0} status_errors=${status_errors:--1} sockerr=${sockerr:--1}
-check "replica 2 restarted on its port" test "$restarted" = 1
+if [ -n "$compose" ]; then how="by Docker's restart policy"; else how="on its port"; fi
+check "replica 2 restarted $how" test "$restarted" = 1
 check "wrk through nginx: $requests predictions" test "$requests" -gt 100
 check "no request failed while a replica was killed ($status_errors 4xx/5xx, $sockerr socket errors)" \
   eval '[ "$status_errors" = 0 ] && [ "$sockerr" = 0 ]'
 # Every replica answered some of them (least_conn spreads the load).
 served=0
 for i in 1 2 3; do
-  n=$(cat "$tmp"/replica"$i".access.* 2>/dev/null | grep -c ' POST /v1/models/fmnist/predict ' || true)
+  n=$(predictions_served "$i")
   [ "$n" -gt 0 ] && served=$((served + 1))
 done
 check "all three replicas served predictions" test "$served" = 3
 # The restarted replica is back in rotation once nginx's fail_timeout (5 s) has passed.
 sleep 5
-before=$(cat "$tmp"/replica2.access.* | wc -l)
+before=$(predictions_served 2)
 for _ in $(seq 30); do req /dev/null "$lb/v1/models/fmnist/predict?sample=test:1" -X POST >/dev/null; done
-after=$(cat "$tmp"/replica2.access.* | wc -l)
+after=$(predictions_served 2)
 check "restarted replica back in rotation ($((after - before)) of 30)" test "$after" -gt "$before"
 
 # --- a new model in the shared folder: every replica switches --------------------------------
-# summary PORT: the served model's identity as its summary tells it.
-summary() { curl -s "http://127.0.0.1:$1/v1/models/fmnist" | grep -o '"trained_at":"[^"]*"\|"seed":[0-9]*' | tr '\n' ' '; }
-old=$(summary "${replica_port[1]}")
+# summary I: the model replica I serves, as its summary tells it.
+summary() { rget "$1" /v1/models/fmnist | grep -o '"trained_at":"[^"]*"\|"seed":[0-9]*' | tr '\n' ' ' || true; }
+old=$(summary 1)
 same=1
-for i in 2 3; do [ "$(summary "${replica_port[$i]}")" = "$old" ] || same=0; done
+for i in 2 3; do [ "$(summary "$i")" = "$old" ] || same=0; done
 check "replicas agree on the starting model" test "$same" = 1
 wait "$train_pid" || die "training the replacement model ($(tail -n 3 "$tmp/train1.log"))"
-# Atomic: copy to a temporary name in the same folder, then rename over the served file.
-cp "$tmp/staging/new.csm" "$models/.fmnist.csm.incoming"
-mv -f "$models/.fmnist.csm.incoming" "$models/fmnist.csm"
+put_model "$tmp/staging/new.csm"
 t0=$(date +%s%N)
 switched=0 slowest=0
 for i in 1 2 3; do
   for _ in $(seq 100); do # 10 s at most
-    if summary "${replica_port[$i]}" | grep -q '"seed":4242'; then
+    if summary "$i" | grep -q '"seed":4242'; then
       switched=$((switched + 1)); slowest=$((($(date +%s%N) - t0) / 1000000)); break
     fi
     sleep 0.1
@@ -237,21 +306,21 @@ done
 check "a new model renamed into the folder is served by all 3 replicas ($switched, slowest ${slowest} ms)" \
   test "$switched" = 3
 ready=0
-for i in 1 2 3; do [ "$(req /dev/null "http://127.0.0.1:${replica_port[$i]}/readyz")" = 200 ] && ready=$((ready + 1)); done
+for i in 1 2 3; do [ "$(rstatus "$i" /readyz)" = 200 ] && ready=$((ready + 1)); done
 check "all replicas ready after the switch" test "$ready" = 3
-new=$(summary "${replica_port[1]}")
+new=$(summary 1)
 
 # A corrupt copy (bytes flipped in the middle: its CRC no longer matches) renamed into place.
-cp "$tmp/staging/new.csm" "$models/.fmnist.csm.incoming"
-size=$(stat -c %s "$models/.fmnist.csm.incoming")
+cp "$tmp/staging/new.csm" "$tmp/staging/corrupt.csm"
+size=$(stat -c %s "$tmp/staging/corrupt.csm")
 printf '\377\377\377\377\377\377\377\377' |
-  dd of="$models/.fmnist.csm.incoming" bs=1 seek=$((size / 2)) conv=notrunc status=none
-mv -f "$models/.fmnist.csm.incoming" "$models/fmnist.csm"
+  dd of="$tmp/staging/corrupt.csm" bs=1 seek=$((size / 2)) conv=notrunc status=none
+put_model "$tmp/staging/corrupt.csm"
 sleep 4 # twice the time the replicas take to notice a change
 kept=0 ready=0
 for i in 1 2 3; do
-  [ "$(summary "${replica_port[$i]}")" = "$new" ] && kept=$((kept + 1))
-  [ "$(req /dev/null "http://127.0.0.1:${replica_port[$i]}/readyz")" = 200 ] && ready=$((ready + 1))
+  [ "$(summary "$i")" = "$new" ] && kept=$((kept + 1))
+  [ "$(rstatus "$i" /readyz)" = 200 ] && ready=$((ready + 1))
 done
 check "a corrupt model file is served by none ($kept of 3 kept the previous one)" test "$kept" = 3
 check "all replicas stay ready with a corrupt file in the folder ($ready of 3)" test "$ready" = 3

