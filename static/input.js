@@ -56,8 +56,11 @@ export function initInput() {
 
   // --- drawing pad ---
   const canvas = $('draw-canvas');
-  let strokeTimer = 0;
+  let strokeTimer = 0, padSeq = 0;
   async function padInput(live) {
+    // Each call reads the pad as it is now; one still encoding its picture when a newer
+    // one starts (a clear, more strokes) must not replace the newer state with the old.
+    const seq = ++padSeq;
     // A blank pad is no picture: asking the network about it would only show a guess
     // and a flat map, so the panels say there is nothing to analyse instead.
     if (pad.isEmpty()) {
@@ -71,6 +74,7 @@ export function initInput() {
       return;
     }
     const blob = await pad.toBlob();
+    if (seq !== padSeq) return;
     setInput({ blob, name: 'your drawing', fromPad: true }, 'Analysing your drawing', { live });
   }
   const pad = createPad(canvas, {

@@ -416,6 +416,39 @@ test('bug 4: a blank canvas and a flat map are no evidence', async () => {
   await page.waitForFunction(() => !document.querySelector('#cam-box.is-flat') && /Evidence for/.test(document.querySelector('#cam-caption').textContent));
 });
 
+test('clearing the pad while the drawing is still being encoded leaves it empty', async () => {
+  await page.click('#tab-draw');
+  // Hold back the canvas's PNG encoding until the pad has been cleared.
+  await page.evaluate(() => {
+    const orig = HTMLCanvasElement.prototype.toBlob;
+    window.__held = [];
+    window.__restoreToBlob = () => { HTMLCanvasElement.prototype.toBlob = orig; };
+    window.__delivered = 0;
+    HTMLCanvasElement.prototype.toBlob = function (cb, ...rest) {
+      window.__held.push(() => orig.call(this, (blob) => { cb(blob); window.__delivered++; }, ...rest));
+    };
+  });
+  try {
+    await drawStroke(line(0.2, 0.5, 0.8, 0.5, 8));
+    await page.waitForFunction(() => window.__held.length > 0);
+    await page.click('#draw-clear');
+    const cleared = await page.evaluate(() => document.documentElement.dataset.input);
+    // Now let the old drawing's picture arrive; what its continuation does runs before
+    // the page can be polled again.
+    const n = await page.evaluate(() => {
+      const held = window.__held.splice(0);
+      window.__restoreToBlob();
+      held.forEach((f) => f());
+      return held.length;
+    });
+    await page.waitForFunction((k) => window.__delivered >= k, n);
+    assert(await page.evaluate(() => document.documentElement.dataset.input) === cleared, 'the cleared pad was replaced by the drawing before it');
+    assert(/empty/i.test(await page.textContent('#pred-note')) && await page.isVisible('#pred-note'), 'the bars do not say the canvas is empty');
+  } finally {
+    await page.evaluate(() => window.__restoreToBlob && window.__restoreToBlob());
+  }
+});
+
 test('a truncated JPEG shows the API\'s error next to the input', async () => {
   await page.click('#tab-upload');
   const [res] = await Promise.all([
