@@ -27,6 +27,7 @@
 #include "layers.h"
 #include "parallel.h"
 #include "predict_buffers.h"
+#include "predict_chunks.h"
 #include "simd.h"
 
 static size_t out_floats(const cs_exec *e, int i) { return (size_t)e->max_batch * cs_shape_size(e->model->layers[i].out); }
@@ -175,7 +176,7 @@ fail:
     return NULL;
 }
 
-size_t cs_exec_bytes_bound(const cs_model *m, int max_batch)
+static size_t exec_bytes(const cs_model *m, int max_batch)
 {
     size_t floats = scratch_floats(m, max_batch) * (size_t)cs_parallel_threads();
     for (int i = 0; i < m->n_layers; i++) {
@@ -187,6 +188,13 @@ size_t cs_exec_bytes_bound(const cs_model *m, int max_batch)
         if (l->kind == CS_DROPOUT) floats += out / 4 + 1;
     }
     return floats * sizeof(float) + sizeof(cs_exec);
+}
+
+size_t cs_exec_bytes_bound(const cs_model *m, int max_batch)
+{
+    /* and the execs each worker runs its chunks of a prediction in */
+    const int chunk = cs_predict_chunk_size(m);
+    return exec_bytes(m, max_batch) + (chunk ? (size_t)cs_parallel_threads() * exec_bytes(m, chunk) : 0);
 }
 
 void cs_exec_free(cs_exec *e)
@@ -229,6 +237,7 @@ void cs_exec_free(cs_exec *e)
     free(e->train_plan.steps);
     free(e->param_grad);
     free(e->input_grad);
+    cs_predict_chunks_free(e);
     free(e);
 }
 
@@ -401,6 +410,11 @@ static void mark_chained(cs_exec *e, int c, int last)
 static int forward_chain(cs_exec *e, int c, const cs_fast_chain *ch)
 {
     const cs_layer *l = &e->model->layers[c];
+    if (ch->node.pooled) {
+        cs_conv_act_pool_forward(ch->node.pooled, e->batch, node_value(e, l->inputs[0]), e->act[ch->last]);
+        mark_chained(e, c, ch->last);
+        return 0;
+    }
     const float *addend = cs_onednn_conv_sums(ch->node.conv[0]) ? node_value(e, ch->addend) : NULL;
     if (cs_onednn_conv_forward(ch->node.conv[0], e->batch, node_value(e, l->inputs[0]), addend, e->act[ch->last],
                                &e->scratch) != 0)
@@ -470,6 +484,8 @@ int cs_exec_forward_inputs(cs_exec *e, const float *const *inputs, int n, int tr
 int cs_exec_predict(cs_exec *e, const float *input, int n)
 {
     if (n < 1 || n > e->max_batch || e->model->n_extra_inputs) return -1;
+    const int rc = cs_predict_chunks(e, input, n);
+    if (rc <= 0) return rc;
     return forward_plan(e, &e->infer_plan, &input, n, 0, e->model->n_layers - 1, 0, NULL, !e->param_grad);
 }
 

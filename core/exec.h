@@ -89,6 +89,12 @@ typedef struct cs_exec {
     int guided;         /* backward passes only the positive part of the gradient through
                            ReLU-like nodes (guided backpropagation, Springenberg et al. 2015;
                            cs_guided_clamp): set it around a backward, off for training */
+    /* A prediction over a batch of small images runs as chunks, each worker in an exec of
+     * its own (predict_chunks.h). */
+    struct cs_exec *chunk_exec[CS_MAX_WORKERS];
+    double *chunk_profile; /* the chunk execs' profiles while this one's is on */
+    int in_chunk;          /* this exec runs one worker's chunks: never split again */
+    int chunks_off;        /* predictions run layer by layer (tests compare the two ways) */
 } cs_exec;
 
 /* max_batch: the largest batch this exec will run. The im2col scratch is bounded

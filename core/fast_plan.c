@@ -38,6 +38,7 @@ static void node_free(cs_fast_node *f)
     for (int k = 0; k < CS_FAST_CONVS; k++) cs_onednn_conv_free(f->conv[k]);
     free(f->folded[0]);
     free(f->folded[1]);
+    free(f->pooled);
 }
 
 static void plan_free(cs_fast_plan *p)
@@ -153,12 +154,17 @@ static cs_fast_plan *plan_make(const cs_model *m, cs_fast_mode mode)
         if (!p->active[i] || (l->kind != CS_CONV2D && l->kind != CS_DEPTHWISE_CONV2D)) continue;
         cs_fast_fuse fuse;
         float *ss = malloc(2 * (size_t)l->out.c * sizeof *ss);
-        int addend = 0, last = ss ? chain_at(m, i, &fuse, ss, &addend) : i;
+        int addend = 0, last = ss ? chain_at(m, i, &fuse, ss, &addend) : i, pool = -1;
+        /* A max pool that alone reads the chain's activation may join it (no add: the
+         * prediction's buffers count on chains of at most three links). */
+        if (last > i && !fuse.post.sum && fuse.post.act != CS_ONEDNN_LINEAR && only_reader(m, last, &pool) &&
+            m->layers[pool].kind == CS_MAXPOOL && m->layers[pool].n_inputs == 1 && m->layers[pool].cfg.pool > 0)
+            fuse.pool = m->layers[pool].cfg.pool;
         cs_fast_chain *ch = last > i ? calloc(1, sizeof *ch) : NULL;
         if (ch) {
             ops->fast(l, &fuse, &ch->node);
-            ch->last = last, ch->addend = addend;
-            if (ch->node.conv[0]) p->chain[i] = ch;
+            ch->last = ch->node.pooled ? pool : last, ch->addend = addend;
+            if (ch->node.conv[0] || ch->node.pooled) p->chain[i] = ch;
             else node_free(&ch->node), free(ch);
         }
         free(ss);
@@ -245,16 +251,18 @@ size_t cs_fast_plan_bytes_bound(const cs_model *m)
 
 /* Winograd F(4x4,3x3) does 4x (F(2x2,3x3) 2.25x) fewer multiplications than the direct
  * 3x3 product but reorders the input and output to and from oneDNN's blocked layout,
- * and its transforms cost per channel: it pays with enough channels on both sides.
- * From 32 it was as fast or faster on every shape measured (bench/conv_shapes), but
- * its primitive for a band of rows and the one for whole images round differently,
- * so a value would depend on the batch it was computed in; from 64 channels that is
- * the price of 1.5-3.5x (VGG16, ResNet), and the notebook network's convs (32 -> 64)
- * keep the direct kernel, whose bits do not depend on the batch. */
+ * and its transforms cost per channel: it pays from 32 input and 64 output channels on
+ * every shape measured (bench/conv_shapes). A single image runs as bands of rows, one
+ * per thread, and Winograd's tiles want bands of 8 rows or more (onednn_conv.c gives a
+ * small image fewer bands): where its kernel is large (VGG16's 14x14x512 layers), the
+ * direct kernel on every thread is the faster. */
 static int winograd_fits(const cs_conv2d_geom *g)
 {
-    return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->groups == 1 &&
-           g->ic >= 64 && g->oc >= 64 && g->oh >= 8 && g->ow >= 8;
+    if (g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1 || g->dh != 1 || g->dw != 1 || g->groups != 1 ||
+        g->ic < 32 || g->oc < 64 || g->ow < 8)
+        return 0;
+    const int small_kernel = 36L * g->ic * g->oc * (long)sizeof(float) <= 1L << 20;
+    return g->oh >= 8 * (small_kernel ? 1 : cs_parallel_threads());
 }
 
 static cs_onednn_conv *choose(const cs_conv2d_geom *g, const float *w, const float *b, const cs_onednn_post *post)
@@ -287,6 +295,11 @@ void cs_fast_conv(cs_fast_node *f, int k, const cs_conv2d_geom *g, const cs_para
             fb[o] = fuse->scale ? (b ? b[o] : 0.0f) * fuse->scale[o] + fuse->shift[o] : (b ? b[o] : 0.0f);
         f->folded[0] = fw, f->folded[1] = fb;
         w = fw, b = fb, mine = fuse->post;
+        if (k == 0 && fuse->pool && cs_conv_act_pool_fits(g, fuse->pool, &mine) && (f->pooled = malloc(sizeof *f->pooled))) {
+            if (cs_conv_act_pool_init(f->pooled, g, fuse->pool, w, b, &mine) == 0) return;
+            free(f->pooled);
+            f->pooled = NULL;
+        }
     }
     f->conv[k] = choose(g, w, b, &mine);
 }

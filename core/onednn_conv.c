@@ -46,6 +46,7 @@ typedef struct shape {
     dnnl_memory_desc_t src_user, dst_user, src_md, dst_md, pad_md, bias_md, kernel_md;
     size_t pad_bytes, src_bytes, dst_bytes; /* the worker buffer: scratchpad, then src and dst copies */
     const kernel_copy *_Atomic kernel;      /* reordered on the first run (under the lock) */
+    int act_after; /* the primitive cannot apply the activation: it is applied to the output after */
 } shape;
 
 struct cs_onednn_conv {
@@ -165,6 +166,36 @@ static void shape_free(shape *s)
     free(s);
 }
 
+/* Winograd kernels of F(4x4,3x3) are 4x the size of the kernel: where they do not fit in
+ * a core's cache, a small image is bound by reading them (VGG16's 14x14x512 layers ran
+ * at half the speed of F(2x2,3x3), bench/conv_shapes), else F(4x4,3x3) is the faster. */
+static int prefers_4x3(const cs_conv2d_geom *g)
+{
+    return (long)g->oh * g->ow >= 28 * 28 || 36L * g->ic * g->oc * (long)sizeof(float) <= 1L << 20;
+}
+
+/* oneDNN's F(4x4,3x3) Winograd where it offers one (it lists F(2x2,3x3) first for some
+ * shapes): it computes each image the same way whatever the number of images. NULL when
+ * it has none. */
+static dnnl_primitive_desc_t pick_winograd(const dnnl_convolution_desc_t *cd, const_dnnl_primitive_attr_t attr)
+{
+    dnnl_primitive_desc_iterator_t it;
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_primitive_desc_iterator_create(&it, cd, attr, engine, NULL) != dnnl_success) return NULL;
+    do {
+        dnnl_primitive_desc_t c = dnnl_primitive_desc_iterator_fetch(it);
+        const char *impl = "";
+        if (c && dnnl_primitive_desc_query(c, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+            strstr(impl, "wino_4x3")) {
+            pd = c;
+            break;
+        }
+        if (c) dnnl_primitive_desc_destroy(c);
+    } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+    dnnl_primitive_desc_iterator_destroy(it);
+    return pd;
+}
+
 /* The primitive descriptor for n images of input rows [iy0, iy0 + ih) padded by pt
  * above and pb below, giving output rows oh, reading the kernel in layout `kernel`
  * (NULL: the one oneDNN prefers); NULL when oneDNN refuses. */
@@ -196,20 +227,30 @@ static dnnl_primitive_desc_t describe(const cs_onednn_conv *c, int n, int ih, in
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
     const cs_onednn_post *post = &c->post;
-    int ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
-             dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
-    if (ok && (post->sum || post->act != CS_ONEDNN_LINEAR)) {
-        ok = dnnl_post_ops_create(&po) == dnnl_success;
-        if (ok && post->sum) ok = dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success;
-        if (ok && post->act != CS_ONEDNN_LINEAR)
-            ok = dnnl_post_ops_append_eltwise(po, 1.0f, post->act == CS_ONEDNN_RELU ? dnnl_eltwise_relu : dnnl_eltwise_clip,
-                                              post->alpha, post->beta) == dnnl_success;
-        ok = ok && dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    /* oneDNN's Winograd takes a plain ReLU but not a leaky one or a clip: then the
+     * activation is left to run_shape, on the rows the primitive has just written. */
+    for (s->act_after = 0; s->act_after < 2 && !pd; s->act_after++) {
+        const int act = post->act != CS_ONEDNN_LINEAR && !s->act_after;
+        if (s->act_after && (!wino || post->act == CS_ONEDNN_LINEAR)) break;
+        int ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
+                 dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
+        if (ok && (post->sum || act)) {
+            ok = dnnl_post_ops_create(&po) == dnnl_success;
+            if (ok && post->sum) ok = dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success;
+            if (ok && act)
+                ok = dnnl_post_ops_append_eltwise(po, 1.0f,
+                                                  post->act == CS_ONEDNN_RELU ? dnnl_eltwise_relu : dnnl_eltwise_clip,
+                                                  post->alpha, post->beta) == dnnl_success;
+            ok = ok && dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+        }
+        if (ok) pd = wino && prefers_4x3(g) ? pick_winograd(&cd, attr) : NULL;
+        if (ok && !pd && dnnl_primitive_desc_create(&pd, &cd, attr, engine, NULL) != dnnl_success) pd = NULL;
+        if (po) dnnl_post_ops_destroy(po);
+        if (attr) dnnl_primitive_attr_destroy(attr);
+        po = NULL, attr = NULL;
+        if (pd) return pd;
     }
-    if (ok && dnnl_primitive_desc_create(&pd, &cd, attr, engine, NULL) != dnnl_success) pd = NULL;
-    if (po) dnnl_post_ops_destroy(po);
-    if (attr) dnnl_primitive_attr_destroy(attr);
-    return pd;
+    return NULL;
 }
 
 /* Makes the shape for n images and output rows [oy0, oy1). Under c->lock. */
@@ -332,6 +373,8 @@ cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, cons
      * the kernel is reordered on the first run (a conv that only one kind of pass
      * uses keeps only that copy). */
     c->bands = cs_parallel_threads();
+    /* Winograd's 4x4 tiles want bands of 8 rows or more; fewer bands then, down to one. */
+    if (alg == CS_ONEDNN_WINOGRAD && c->bands > g->oh / 8) c->bands = g->oh / 8;
     if (c->bands > MAX_BANDS) c->bands = MAX_BANDS;
     if (c->bands > g->oh) c->bands = g->oh;
     if (c->bands < 1) c->bands = 1;
@@ -385,6 +428,17 @@ typedef struct {
     atomic_int failed;
 } job;
 
+/* The post-ops' activation, as oneDNN's eltwise relu (alpha: the slope below 0) and
+ * clip (to [alpha, beta]) compute it. */
+static void activate(const cs_onednn_post *post, float *y, size_t n)
+{
+    const float a = post->alpha, b = post->beta;
+    if (post->act == CS_ONEDNN_RELU)
+        for (size_t i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : y[i] * a;
+    else if (post->act == CS_ONEDNN_CLIP)
+        for (size_t i = 0; i < n; i++) y[i] = y[i] < a ? a : y[i] > b ? b : y[i];
+}
+
 static int run_shape(const cs_onednn_conv *c, const shape *s, const float *x, float *y, char *buf,
                      dnnl_stream_t st)
 {
@@ -409,6 +463,8 @@ static int run_shape(const cs_onednn_conv *c, const shape *s, const float *x, fl
     }
     if (ok && s->from_conv) ok = run_reorder(s->from_conv, dst_c, dst, st) == 0;
     if (ok) ok = dnnl_stream_wait(st) == dnnl_success;
+    if (ok && s->act_after)
+        activate(&c->post, y, (size_t)s->n * (s->oy1 - s->oy0) * c->g.ow * c->g.oc);
     dnnl_memory_t all[] = {src, dst, ker, bias, pad, src_c, dst_c};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i]) dnnl_memory_destroy(all[i]);

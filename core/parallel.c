@@ -97,7 +97,12 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-void cs_parallel_limit_this_thread(int n) { thread_limit = n > 0 ? n : 0; }
+int cs_parallel_limit_this_thread(int n)
+{
+    const int was = thread_limit;
+    thread_limit = n > 0 ? n : 0;
+    return was;
+}
 
 void cs_parallel_set_threads(int n)
 {

@@ -20,8 +20,9 @@ typedef void (*cs_range_fn)(void *ctx, long begin, long end, int worker);
 
 /* At most n ranges for the calls made by the calling thread (0: no limit beyond the
  * pool's size). A server's request threads set 1: requests already run side by side,
- * while a training job on its own thread still uses every core. */
-void cs_parallel_limit_this_thread(int n);
+ * while a training job on its own thread still uses every core. Returns the limit it
+ * replaces, for a caller that sets one for a while. */
+int cs_parallel_limit_this_thread(int n);
 
 /* Threads the pool splits work over (1 = everything runs in the caller). */
 void cs_parallel_set_threads(int n);

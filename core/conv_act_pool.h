@@ -1,0 +1,41 @@
+/*
+ * conv_act_pool.h - a convolution on few input channels, its activation and the max
+ * pool above it, in one pass (predictions).
+ *
+ * A network's first conv reads one to four channels: a tap count too small for the
+ * blocked GEMMs of oneDNN (the notebook network's 1 -> 32 conv runs at a third of the
+ * core's FMA rate there), and its output, the largest tensor of such a network, is
+ * written only for the max pool to read it back. Here each pooled output is computed
+ * from its window's conv outputs in registers (the folded kernel and bias, then the
+ * activation, then the max), so the conv's output is never stored.
+ *
+ * Takes a stride-1 'valid' conv of at most CS_CAP_MAX_TAPS taps (kh * kw * ic) and
+ * a multiple of 16 output channels, under a pool whose stride is its square window;
+ * AVX-512 only (cs_conv_act_pool_fits says).
+ */
+#ifndef CS_CONV_ACT_POOL_H
+#define CS_CONV_ACT_POOL_H
+
+#include "layers/conv_general.h"
+#include "onednn_conv.h"
+
+#define CS_CAP_MAX_TAPS 32
+
+typedef struct {
+    cs_conv2d_geom g;   /* the conv (g.n ignored) */
+    int pool;           /* the pool's window and stride */
+    int ph, pw;         /* the pooled output */
+    const float *w, *b; /* kernel (kh, kw, ic, oc) and bias, the batch norm folded in; borrowed */
+    cs_onednn_post act; /* the activation (no sum) */
+    int off[CS_CAP_MAX_TAPS]; /* each tap's offset in the input from its window's corner */
+} cs_conv_act_pool;
+
+/* Whether this CPU and these shapes take the fused pass. */
+int cs_conv_act_pool_fits(const cs_conv2d_geom *g, int pool, const cs_onednn_post *act);
+/* Fills k (w and b stay the caller's); 0, or -1 when it does not fit. */
+int cs_conv_act_pool_init(cs_conv_act_pool *k, const cs_conv2d_geom *g, int pool, const float *w, const float *b,
+                          const cs_onednn_post *act);
+/* y (n, ph, pw, oc) = maxpool(act(conv(x (n, ih, iw, ic)))), split over the threads. */
+void cs_conv_act_pool_forward(const cs_conv_act_pool *k, int n, const float *x, float *y);
+
+#endif

@@ -1,0 +1,282 @@
+/*
+ * test_conv_act_pool.c - the one-pass conv -> batch norm -> activation -> max pool of
+ * predictions (core/conv_act_pool.c) against a double-precision reference computed here
+ * from the model's parameters, and against the plain kernels node by node; which chains
+ * take it; and predictions over a batch as chunks (core/predict_chunks.c) against the
+ * same batch layer by layer.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec.h"
+#include "fast_plan.h"
+#include "layers/kernels.h"
+#include "parallel.h"
+#include "predict_chunks.h"
+#include "rng.h"
+#include "simd.h"
+#include "test.h"
+
+enum { ONE = -100 };
+
+static int add_node(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg, int a)
+{
+    char err[256];
+    int in[1] = {a};
+    int i = cs_model_add_node(m, name, kind, cfg, in, 1, err, sizeof err);
+    if (i < 0) {
+        fprintf(stderr, "setup: %s: %s\n", name, err);
+        exit(99);
+    }
+    return i;
+}
+
+/* Batch norms with statistics far from the identity, so that folding them matters. */
+static void randomise_bn(cs_model *m, uint64_t seed)
+{
+    cs_rng g;
+    cs_rng_seed(&g, seed);
+    for (int i = 0; i < m->n_layers; i++) {
+        cs_layer *ly = &m->layers[i];
+        if (ly->kind != CS_BATCHNORM) continue;
+        for (int k = 0; k < ly->out.c; k++) {
+            ly->params[0].data[k] = (float)(0.5 + cs_rng_uniform(&g));
+            ly->params[1].data[k] = (float)(cs_rng_uniform(&g) - 0.5);
+            ly->params[2].data[k] = (float)(cs_rng_uniform(&g) - 0.5);
+            ly->params[3].data[k] = (float)(0.5 + cs_rng_uniform(&g));
+        }
+    }
+    cs_model_params_changed(m);
+}
+
+/* The notebook network's first block: 28x28x1, 3x3 conv to 32 'valid', batch norm,
+ * leaky ReLU 0.1, 2x2 max pool (the top). */
+static cs_model *gray_block(void)
+{
+    cs_model *m = cs_model_new("gray", (cs_shape){28, 28, 1});
+    cs_layer_config conv = {.filters = 32, .kernel = 3, .stride = 1, .he_normal = 1};
+    cs_layer_config bn = {.momentum = 0.99f, .epsilon = 1e-3f}, leaky = {.alpha = 0.1f}, pool = {.pool = 2};
+    int x = add_node(m, "conv", CS_CONV2D, &conv, CS_MODEL_INPUT);
+    x = add_node(m, "bn", CS_BATCHNORM, &bn, x);
+    x = add_node(m, "leaky", CS_LEAKY_RELU, &leaky, x);
+    add_node(m, "pool", CS_MAXPOOL, &pool, x);
+    if (cs_model_finish(m) != 0) exit(99);
+    cs_model_init_weights(m, 3);
+    randomise_bn(m, 17);
+    return m;
+}
+
+/* RGB of an odd size, 48 channels (a block of 32 and one of 16), ReLU6, a 3x3 pool
+ * that leaves rows and columns over, then a softmax classifier. */
+static cs_model *rgb_net(int same_padding)
+{
+    cs_model *m = cs_model_new("rgb", (cs_shape){17, 19, 3});
+    cs_layer_config conv = {.filters = 48, .kernel = 3, .stride = 1, .pad_same = same_padding, .he_normal = 1};
+    cs_layer_config bn = {.momentum = 0.99f, .epsilon = 1e-3f}, none = {0};
+    cs_layer_config relu6 = {.actf = CS_ACTF_CLIP, .act_a = 0, .act_b = 6}, pool = {.pool = 3};
+    cs_layer_config dense = {.units = 4, .activation = CS_ACT_SOFTMAX};
+    int x = add_node(m, "conv", CS_CONV2D, &conv, CS_MODEL_INPUT);
+    x = add_node(m, "bn", CS_BATCHNORM, &bn, x);
+    x = add_node(m, "relu6", CS_ACTIVATION, &relu6, x);
+    x = add_node(m, "pool", CS_MAXPOOL, &pool, x);
+    x = add_node(m, "flatten", CS_FLATTEN, &none, x);
+    add_node(m, "dense", CS_DENSE, &dense, x);
+    if (cs_model_finish(m) != 0) exit(99);
+    cs_model_init_weights(m, 4);
+    randomise_bn(m, 19);
+    return m;
+}
+
+static float *random_images(const cs_model *m, int n, uint64_t seed)
+{
+    const size_t count = (size_t)n * cs_shape_size(m->input);
+    float *x = malloc(count * sizeof *x);
+    cs_rng g;
+    cs_rng_seed(&g, seed);
+    for (size_t i = 0; x && i < count; i++) x[i] = (float)(4 * cs_rng_uniform(&g) - 2);
+    return x;
+}
+
+/* Node `pool`'s output for image x, in double precision from the parameters: the
+ * 'valid' conv (nodes 0), batch norm (1) in inference, the activation (2), the pool (3). */
+static void reference(const cs_model *m, const float *x, double *y)
+{
+    const cs_layer *conv = &m->layers[0], *bn = &m->layers[1], *act = &m->layers[2], *pool = &m->layers[3];
+    const int iw = m->input.w, ic = m->input.c, k = conv->cfg.kernel, oc = conv->out.c;
+    const int P = pool->cfg.pool, ph = pool->out.h, pw = pool->out.w;
+    const float *w = conv->params[0].data, *b = conv->params[1].data;
+    for (int py = 0; py < ph; py++)
+        for (int px = 0; px < pw; px++)
+            for (int o = 0; o < oc; o++) {
+                double best = -INFINITY;
+                for (int dy = 0; dy < P; dy++)
+                    for (int dx = 0; dx < P; dx++) {
+                        const int oy = py * P + dy, ox = px * P + dx;
+                        double s = b[o];
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++)
+                                for (int c = 0; c < ic; c++)
+                                    s += (double)x[((oy + ky) * iw + ox + kx) * ic + c] *
+                                         w[((ky * k + kx) * ic + c) * oc + o];
+                        s = (s - bn->params[2].data[o]) / sqrt((double)bn->params[3].data[o] + bn->cfg.epsilon) *
+                                bn->params[0].data[o] +
+                            bn->params[1].data[o];
+                        if (act->kind == CS_LEAKY_RELU) s = s > 0 ? s : s * act->cfg.alpha;
+                        else s = s < act->cfg.act_a ? act->cfg.act_a : s > act->cfg.act_b ? act->cfg.act_b : s;
+                        if (s > best) best = s;
+                    }
+                y[((size_t)py * pw + px) * oc + o] = best;
+            }
+}
+
+/* Which chains the plan runs in one pass: the conv's chain ends at the pool. */
+static void test_which_chains_take_it(void)
+{
+    cs_fast_set_mode(CS_FAST_AUTO);
+    cs_model *models[3] = {gray_block(), rgb_net(0), rgb_net(1)};
+    for (int k = 0; k < 3; k++) {
+        const cs_fast_plan *p = cs_fast_plan_get(models[k]);
+        const cs_fast_chain *ch = p ? cs_fast_plan_chain(p, 0) : NULL;
+        CHECK(ch != NULL, "model %d: the conv starts a chain", k);
+        if (!ch) continue;
+        /* 'same' padding is not the pass's; without AVX-512 nothing is. */
+        const int want = k < 2 && cs_cpu_avx512();
+        CHECK((ch->node.pooled != NULL) == want, "model %d: one pass %d, expected %d", k, ch->node.pooled != NULL, want);
+        CHECK(ch->last == (want ? 3 : 2), "model %d: the chain ends at node %d", k, ch->last);
+    }
+    for (int k = 0; k < 3; k++) cs_model_free(models[k]);
+}
+
+/* The pooled outputs against the double-precision reference, for the gray block (the
+ * top is the pool) over batches and thread counts. */
+static void test_against_double_reference(void)
+{
+    cs_fast_set_mode(CS_FAST_AUTO);
+    cs_model *m = gray_block();
+    const int top = m->n_layers - 1;
+    const size_t out = cs_shape_size(m->layers[top].out), in = cs_shape_size(m->input);
+    double *want = malloc(out * sizeof *want);
+    for (int threads = 1; threads <= 2; threads++)
+        for (int n = 1; n <= 37; n += 36) {
+            cs_parallel_set_threads(threads);
+            float *x = random_images(m, n, 40 + n);
+            cs_exec *e = cs_exec_new(m, n);
+            if (!x || !e || !want || cs_exec_predict(e, x, n) != 0) {
+                CHECK(0, "setup");
+                free(x), cs_exec_free(e);
+                continue;
+            }
+            double worst = 0, scale = 0;
+            for (int i = 0; i < n; i++) {
+                reference(m, x + i * in, want);
+                for (size_t j = 0; j < out; j++) {
+                    const double d = fabs(e->act[top][i * out + j] - want[j]);
+                    if (d > worst) worst = d;
+                    if (fabs(want[j]) > scale) scale = fabs(want[j]);
+                }
+            }
+            /* 9 products in float: a few units of float's last place of the largest value. */
+            CHECK(scale > 1 && worst <= 1e-6 * scale, "%d images, %d threads: off by %.3g (values to %.3g)", n,
+                  threads, worst, scale);
+            free(x);
+            cs_exec_free(e);
+        }
+    free(want);
+    cs_model_free(m);
+}
+
+/* The RGB net's probabilities through the one-pass chain against the plain kernels
+ * node by node, and its pool's output against the reference. */
+static void test_rgb_against_plain(void)
+{
+    cs_model *m = rgb_net(0);
+    const int n = 9, top = m->n_layers - 1, k = m->layers[top].out.c;
+    float *x = random_images(m, n, 77), *plain = malloc((size_t)n * k * sizeof *plain);
+    cs_parallel_set_threads(2);
+    cs_exec *e = cs_exec_new(m, n);
+    cs_fast_set_mode(CS_FAST_OFF);
+    if (!x || !plain || !e || cs_exec_predict(e, x, n) != 0) {
+        CHECK(0, "setup");
+    } else {
+        memcpy(plain, e->act[top], (size_t)n * k * sizeof *plain);
+        cs_fast_set_mode(CS_FAST_AUTO);
+        CHECK(cs_exec_predict(e, x, n) == 0, "fast prediction");
+        double worst = 0;
+        for (int i = 0; i < n * k; i++) worst = fmax(worst, fabs(e->act[top][i] - plain[i]));
+        CHECK(worst <= 1e-5, "probabilities off by %.3g", worst);
+        /* The pool's own output, from a full forward (every node written) on the fast path,
+         * whose conv is oneDNN's: the reference checks the plain layout of the parameters. */
+        const size_t out = cs_shape_size(m->layers[3].out), in = cs_shape_size(m->input);
+        double *want = malloc(out * sizeof *want);
+        CHECK(want && cs_exec_forward(e, x, n, 0, NULL) == 0, "forward");
+        double off = 0, scale = 0;
+        for (int i = 0; want && i < n; i++) {
+            reference(m, x + i * in, want);
+            for (size_t j = 0; j < out; j++) {
+                off = fmax(off, fabs(e->act[3][i * out + j] - want[j]));
+                scale = fmax(scale, fabs(want[j]));
+            }
+        }
+        CHECK(scale > 1 && off <= 1e-6 * scale, "pool output off by %.3g", off);
+        free(want);
+    }
+    free(x), free(plain);
+    cs_exec_free(e);
+    cs_model_free(m);
+}
+
+/* A batch as chunks gives what the same batch gives layer by layer, for a batch with a
+ * short last chunk, on 1 and 2 threads, with oneDNN's direct convs and with every fast
+ * path; chunks are in fact used (not in the plain mode). */
+static void test_chunks_change_nothing(void)
+{
+    cs_model *m = rgb_net(0);
+    const int n = 45, top = m->n_layers - 1, k = m->layers[top].out.c;
+    CHECK(cs_predict_chunk_size(m) >= 4, "chunks of %d images", cs_predict_chunk_size(m));
+    const cs_fast_mode modes[2] = {CS_FAST_DIRECT, CS_FAST_AUTO};
+    float *x = random_images(m, n, 91), *whole = malloc((size_t)2 * n * k * sizeof *whole);
+    for (int mi = 0; mi < 2; mi++)
+        for (int threads = 1; threads <= 2; threads++) {
+            cs_fast_set_mode(modes[mi]);
+            cs_parallel_set_threads(threads);
+            cs_exec *e = cs_exec_new(m, n);
+            if (!x || !whole || !e) {
+                CHECK(0, "setup");
+                cs_exec_free(e);
+                continue;
+            }
+            e->chunks_off = 1;
+            CHECK(cs_exec_predict(e, x, n) == 0, "layer by layer");
+            memcpy(whole, e->act[top], (size_t)n * k * sizeof *whole);
+            memcpy(whole + n * k, cs_exec_logits(e), (size_t)n * k * sizeof *whole);
+            e->chunks_off = 0;
+            CHECK(cs_exec_predict(e, x, n) == 0, "as chunks");
+            CHECK(e->chunk_exec[0] != NULL, "mode %d, %d threads: chunks ran", mi, threads);
+            double worst = 0;
+            for (int i = 0; i < n * k; i++) worst = fmax(worst, fabs(e->act[top][i] - whole[i]));
+            CHECK(worst <= 1e-6, "mode %d, %d threads: off by %.3g", mi, threads, worst);
+            /* The logits too (the softmax is fused into the dense layer). */
+            const float *z = cs_exec_logits(e);
+            worst = 0;
+            for (int i = 0; i < n * k; i++) worst = fmax(worst, fabs(z[i] - whole[n * k + i]));
+            CHECK(worst <= 1e-5, "mode %d, %d threads: logits off by %.3g", mi, threads, worst);
+            cs_exec_free(e);
+        }
+    cs_fast_set_mode(CS_FAST_OFF);
+    cs_exec *e = cs_exec_new(m, n);
+    CHECK(e && x && cs_exec_predict(e, x, n) == 0 && !e->chunk_exec[0], "the plain mode runs no chunks");
+    cs_exec_free(e);
+    cs_fast_set_mode(CS_FAST_AUTO);
+    free(x), free(whole);
+    cs_model_free(m);
+}
+
+int main(void)
+{
+    RUN(test_which_chains_take_it);
+    RUN(test_against_double_reference);
+    RUN(test_rgb_against_plain);
+    RUN(test_chunks_change_nothing);
+    return test_summary("conv_act_pool");
+}
