@@ -253,6 +253,24 @@ static dnnl_primitive_desc_t describe(const cs_onednn_conv *c, int n, int ih, in
     return NULL;
 }
 
+/* The input rows [iy0, iy1) output rows [oy0, oy1) read, and the padding that falls in
+ * the band above (pt) and below (pb). */
+static void band_rows(const cs_conv2d_geom *g, int oy0, int oy1, int *iy0, int *iy1, int *pt, int *pb)
+{
+    const int first = oy0 * g->sh - g->pt, last = (oy1 - 1) * g->sh - g->pt + (g->kh - 1) * g->dh;
+    *iy0 = first > 0 ? first : 0;
+    /* The last band keeps the rows below its windows (a 'valid' stride leaves some):
+     * whole images are read at the images' own stride. */
+    *iy1 = oy1 == g->oh || last + 1 > g->ih ? g->ih : last + 1;
+    *pt = first < 0 ? -first : 0, *pb = last >= g->ih ? last + 1 - g->ih : 0;
+}
+
+void cs_onednn_conv_band_input(const cs_onednn_conv *c, int oy0, int oy1, int *iy0, int *iy1)
+{
+    int pt, pb;
+    band_rows(&c->g, oy0, oy1, iy0, iy1, &pt, &pb);
+}
+
 /* Makes the shape for n images and output rows [oy0, oy1). Under c->lock. */
 static shape *make_shape(cs_onednn_conv *c, int n, int oy0, int oy1, char *why, size_t whylen)
 {
@@ -263,13 +281,8 @@ static shape *make_shape(cs_onednn_conv *c, int n, int oy0, int oy1, char *why, 
         return NULL;
     }
     s->n = n, s->oy0 = oy0, s->oy1 = oy1;
-    /* The input rows the band's windows reach, and the padding that falls in it. */
-    const int first = oy0 * g->sh - g->pt, last = (oy1 - 1) * g->sh - g->pt + (g->kh - 1) * g->dh;
-    s->iy0 = first > 0 ? first : 0;
-    /* The last band keeps the rows below its windows (a 'valid' stride leaves some):
-     * whole images are read at the images' own stride. */
-    const int iy1 = oy1 == g->oh || last + 1 > g->ih ? g->ih : last + 1;
-    const int pt = first < 0 ? -first : 0, pb = last >= g->ih ? last + 1 - g->ih : 0;
+    int iy1, pt, pb;
+    band_rows(g, oy0, oy1, &s->iy0, &iy1, &pt, &pb);
     /* The shapes of one layer read one copy of the kernel where oneDNN takes the layout
      * made for the first (Winograd's transformed kernels are 2-4x the kernel's size). */
     const char *impl = "";
@@ -327,14 +340,14 @@ fail:
 }
 
 /* The shape for n images and rows [oy0, oy1): found, or made. */
+static shape *find_shape(const cs_onednn_conv *c, int n, int oy0, int oy1);
+
 static shape *shape_for(cs_onednn_conv *c, int n, int oy0, int oy1, char *why, size_t whylen)
 {
-    for (shape *s = atomic_load(&c->shapes); s; s = s->next)
-        if (s->n == n && s->oy0 == oy0 && s->oy1 == oy1) return s;
+    shape *s = find_shape(c, n, oy0, oy1);
+    if (s) return s;
     pthread_mutex_lock(&c->lock);
-    shape *s;
-    for (s = atomic_load(&c->shapes); s; s = s->next)
-        if (s->n == n && s->oy0 == oy0 && s->oy1 == oy1) break;
+    s = find_shape(c, n, oy0, oy1);
     if (!s && (s = make_shape(c, n, oy0, oy1, why, whylen))) {
         if (!c->first) c->first = s;
         s->next = atomic_load(&c->shapes);
@@ -512,6 +525,46 @@ static int grow_buffers(cs_scratch *s, size_t need)
     return 0;
 }
 
+/* The shape's kernel copy, made on its first run. 0, or -1 when out of memory. */
+static int ensure_kernel(cs_onednn_conv *c, shape *s)
+{
+    if (atomic_load(&s->kernel)) return 0;
+    pthread_mutex_lock(&c->lock);
+    if (!atomic_load(&s->kernel)) atomic_store(&s->kernel, kernel_in(c, &s->kernel_md));
+    pthread_mutex_unlock(&c->lock);
+    return atomic_load(&s->kernel) ? 0 : -1;
+}
+
+static shape *find_shape(const cs_onednn_conv *c, int n, int oy0, int oy1)
+{
+    for (shape *s = atomic_load(&c->shapes); s; s = s->next)
+        if (s->n == n && s->oy0 == oy0 && s->oy1 == oy1) return s;
+    return NULL;
+}
+
+int cs_onednn_conv_rows_prepare(cs_onednn_conv *c, int oy0, int oy1, cs_scratch *s)
+{
+    char why[200];
+    omp_set_num_threads(1);
+    shape *sh = shape_for(c, 1, oy0, oy1, why, sizeof why);
+    if (!sh || ensure_kernel(c, sh) != 0) return -1;
+    return grow_buffers(s, sh->pad_bytes + sh->src_bytes + sh->dst_bytes);
+}
+
+int cs_onednn_conv_rows(const cs_onednn_conv *c, int oy0, int oy1, const float *x, const float *addend, float *y,
+                        cs_scratch *s, int worker)
+{
+    const shape *sh = find_shape(c, 1, oy0, oy1);
+    if (!sh || !atomic_load(&sh->kernel) || sh->pad_bytes + sh->src_bytes + sh->dst_bytes > s->onednn_bytes) return -1;
+    omp_set_num_threads(1);
+    dnnl_stream_t st;
+    if (dnnl_stream_create(&st, engine, dnnl_stream_default_flags) != dnnl_success) return -1;
+    if (addend) memcpy(y, addend, (size_t)(oy1 - oy0) * c->g.ow * c->g.oc * sizeof(float));
+    const int rc = run_shape(c, sh, x, y, s->onednn[worker], st);
+    dnnl_stream_destroy(st);
+    return rc;
+}
+
 int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, const float *addend, float *y, cs_scratch *s)
 {
     if (n < 1 || !addend != !c->post.sum || (addend && addend == y)) return -1;
@@ -544,12 +597,7 @@ int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, const float
         for (int k = 0; k < 2; k++) {
             size_t bytes = both[k]->pad_bytes + both[k]->src_bytes + both[k]->dst_bytes;
             if (bytes > need) need = bytes;
-            if (!atomic_load(&both[k]->kernel)) {
-                pthread_mutex_lock(&c->lock);
-                if (!atomic_load(&both[k]->kernel)) atomic_store(&both[k]->kernel, kernel_in(c, &both[k]->kernel_md));
-                pthread_mutex_unlock(&c->lock);
-                if (!atomic_load(&both[k]->kernel)) return -1; /* out of memory */
-            }
+            if (ensure_kernel(c, both[k]) != 0) return -1;
         }
     }
     if (grow_buffers(s, need ? need : ALIGN) != 0) return -1;

@@ -73,6 +73,20 @@ size_t cs_onednn_conv_kernel_bytes(const cs_onednn_conv *c);
  * kernels). */
 int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, const float *addend, float *y, cs_scratch *s);
 
+/* Rows of one image at a time, for a caller that runs several convs band by band so
+ * that what one writes the next reads from cache (predict_bands.h).
+ * The input rows [*iy0, *iy1) that output rows [oy0, oy1) read. */
+void cs_onednn_conv_band_input(const cs_onednn_conv *c, int oy0, int oy1, int *iy0, int *iy1);
+/* Makes what output rows [oy0, oy1) of one image need (the primitive, the kernel's copy,
+ * room in s's worker buffers): before cs_onednn_conv_rows runs them on the pool, which
+ * does not change s. 0, or -1 (out of memory, or oneDNN refused). */
+int cs_onednn_conv_rows_prepare(cs_onednn_conv *c, int oy0, int oy1, cs_scratch *s);
+/* Output rows [oy0, oy1) of one image into y (its row oy0 first), reading x from input
+ * row *iy0 of cs_onednn_conv_band_input, and the addend at y's rows when the post-ops
+ * sum; on the calling thread with worker w's buffer. Prepared first; 0, or -1. */
+int cs_onednn_conv_rows(const cs_onednn_conv *c, int oy0, int oy1, const float *x, const float *addend, float *y,
+                        cs_scratch *s, int worker);
+
 /* Whether oneDNN runs its vector kernels on this CPU (AVX2 or AVX-512). */
 int cs_onednn_usable(void);
 
