@@ -26,6 +26,7 @@
 #include "layer_ops.h"
 #include "layers.h"
 #include "parallel.h"
+#include "predict_bands.h"
 #include "predict_buffers.h"
 #include "predict_chunks.h"
 #include "simd.h"
@@ -238,6 +239,7 @@ void cs_exec_free(cs_exec *e)
     free(e->param_grad);
     free(e->input_grad);
     cs_predict_chunks_free(e);
+    for (int w = 0; w < CS_MAX_WORKERS; w++) free(e->band_tmp[w]);
     free(e);
 }
 
@@ -423,6 +425,18 @@ static int forward_chain(cs_exec *e, int c, const cs_fast_chain *ch)
     return 0;
 }
 
+/* The inverted residual block at node c, band by band; 0, or -1 when it could not run
+ * (its chains then run one by one). */
+static int forward_bands(cs_exec *e, int c, const cs_fast_bands *b)
+{
+    const cs_fast_stage *project = &b->stage[CS_BAND_PROJECT];
+    const float *addend = cs_onednn_conv_sums(project->conv) ? node_value(e, project->addend) : NULL;
+    if (cs_predict_bands(e, b, node_value(e, e->model->layers[c].inputs[0]), addend, e->act[project->last]) != 0)
+        return -1;
+    mark_chained(e, c, project->last);
+    return 0;
+}
+
 static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inputs, int n, int from, int upto,
                         int training, cs_model *update_bn, int chains)
 {
@@ -454,6 +468,11 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
             const int last = cs_bf16_chain_forward(bf16, e, st->first);
             if (last >= 0) {
                 mark_chained(e, st->first, last);
+                if (e->profile) e->profile[st->first] += cs_now() - t0;
+                continue;
+            }
+            const cs_fast_bands *bands = e->bands_off ? NULL : cs_fast_plan_bands(fast, st->first);
+            if (bands && forward_bands(e, st->first, bands) == 0) {
                 if (e->profile) e->profile[st->first] += cs_now() - t0;
                 continue;
             }

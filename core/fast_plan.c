@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "layer_ops.h"
+#include "predict_bands.h"
 #include "layers/kernels.h"
 
 struct cs_fast_plan {
@@ -19,6 +20,7 @@ struct cs_fast_plan {
     cs_fast_node *node;          /* [n] */
     const cs_fast_node **active; /* [n]: &node[i], or NULL where node i has no fast path */
     cs_fast_chain **chain;       /* [n]: the chain starting at node i, or NULL */
+    cs_fast_bands **bands;       /* [n]: the block run in bands starting at node i, or NULL */
 };
 
 /* The plans of one model, by mode: switching modes (tests, benchmarks) keeps them. */
@@ -50,7 +52,9 @@ static void plan_free(cs_fast_plan *p)
             node_free(&p->chain[i]->node);
             free(p->chain[i]);
         }
+        if (p->bands) free(p->bands[i]);
     }
+    free(p->bands);
     free(p->node);
     free(p->active);
     free(p->chain);
@@ -70,6 +74,25 @@ static int only_reader(const cs_model *m, int i, int *reader)
                 return 1;
             }
     return 0;
+}
+
+/* Each node from first to last is the only reader of the one before it and follows it. */
+static int in_a_row(const cs_model *m, int first, int last)
+{
+    for (int i = first, r; i < last; i = r)
+        if (!only_reader(m, i, &r) || r != i + 1) return 0;
+    return 1;
+}
+
+/* Node i as a stage of a block run in bands: its chain, or its own fast conv. */
+static int stage_at(const cs_fast_plan *p, int i, cs_fast_stage *st)
+{
+    const cs_fast_chain *ch = p->chain[i];
+    memset(st, 0, sizeof *st);
+    st->first = i;
+    if (ch) st->conv = ch->node.pooled ? NULL : ch->node.conv[0], st->last = ch->last, st->addend = ch->addend;
+    else st->conv = p->node[i].conv[0] && !p->node[i].conv[1] ? p->node[i].conv[0] : NULL, st->last = i;
+    return st->conv != NULL;
 }
 
 static int same_shape(cs_shape a, cs_shape b) { return a.h == b.h && a.w == b.w && a.c == b.c; }
@@ -140,7 +163,8 @@ static cs_fast_plan *plan_make(const cs_model *m, cs_fast_mode mode)
     p->node = calloc((size_t)m->n_layers, sizeof *p->node);
     p->active = calloc((size_t)m->n_layers, sizeof *p->active);
     p->chain = calloc((size_t)m->n_layers, sizeof *p->chain);
-    if (!p->node || !p->active || !p->chain) {
+    p->bands = calloc((size_t)m->n_layers, sizeof *p->bands);
+    if (!p->node || !p->active || !p->chain || !p->bands) {
         plan_free(p);
         return NULL;
     }
@@ -168,6 +192,20 @@ static cs_fast_plan *plan_make(const cs_model *m, cs_fast_mode mode)
             else node_free(&ch->node), free(ch);
         }
         free(ss);
+    }
+    /* Three convs that follow one another with their chains, each the only reader of
+     * the one before and their nodes in a row (no other node runs between them, so a
+     * prediction may write the last one's output at the first one's step), may run
+     * band by band. */
+    for (int i = 0; i < m->n_layers; i++) {
+        cs_fast_stage st[CS_BAND_STAGES];
+        cs_fast_bands b;
+        int at = i, ok = 1;
+        for (int k = 0; k < CS_BAND_STAGES && ok; k++) {
+            ok = stage_at(p, at, &st[k]) && in_a_row(m, st[k].first, st[k].last);
+            if (ok && k + 1 < CS_BAND_STAGES) ok = only_reader(m, st[k].last, &at) && at == st[k].last + 1;
+        }
+        if (ok && cs_fast_bands_fit(st, &b) && (p->bands[i] = malloc(sizeof b))) *p->bands[i] = b;
     }
     return p;
 }
@@ -200,6 +238,11 @@ void cs_fast_plans_free(struct cs_fast_plans *p)
     if (!p) return;
     for (int k = 0; k <= CS_FAST_AUTO; k++) plan_free(p->plan[k]);
     free(p);
+}
+
+const cs_fast_bands *cs_fast_plan_bands(const cs_fast_plan *p, int i)
+{
+    return p && i >= 0 && i < p->n ? p->bands[i] : NULL;
 }
 
 const cs_fast_node *cs_fast_plan_node(const cs_fast_plan *p, int i)

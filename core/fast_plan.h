@@ -74,6 +74,9 @@ const cs_fast_plan *cs_fast_plan_get(const cs_model *m);
 const cs_fast_node *cs_fast_plan_node(const cs_fast_plan *p, int i);
 /* The chain that starts at node i, or NULL. */
 const cs_fast_chain *cs_fast_plan_chain(const cs_fast_plan *p, int i);
+/* The inverted residual block that starts at node i, run band by band in predictions
+ * (predict_bands.h), or NULL. */
+const struct cs_fast_bands *cs_fast_plan_bands(const cs_fast_plan *p, int i);
 /* Bytes the plan keeps beside the model (the reordered kernels). */
 size_t cs_fast_plan_bytes(const cs_fast_plan *p);
 /* At most what a plan of m may come to keep, for memory budgets before one is made:

@@ -421,6 +421,7 @@ void cs_onednn_conv_free(cs_onednn_conv *c)
 int cs_onednn_conv_activated(const cs_onednn_conv *c) { return c->post.act != CS_ONEDNN_LINEAR; }
 int cs_onednn_conv_sums(const cs_onednn_conv *c) { return c->post.sum; }
 const char *cs_onednn_conv_impl(const cs_onednn_conv *c) { return c->impl; }
+const cs_conv2d_geom *cs_onednn_conv_geom(const cs_onednn_conv *c) { return &c->g; }
 
 size_t cs_onednn_conv_kernel_bytes(const cs_onednn_conv *c)
 {

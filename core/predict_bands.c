@@ -1,0 +1,148 @@
+/*
+ * predict_bands.c - an inverted residual block run band by band (predict_bands.h).
+ */
+#include "predict_bands.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parallel.h"
+
+/* The expand conv's rows a band keeps should leave the core's L2 cache (1-2 MB) room
+ * for the depthwise rows, the kernels and the narrow tensors. */
+#define BAND_BYTES ((size_t)1024 * 1024)
+/* Below this the wide tensor of one image stays in the cache anyway. */
+#define WIDE_BYTES (1024 * 1024)
+
+static int pointwise(const cs_conv2d_geom *g)
+{
+    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->groups == 1 && !g->pt && !g->pl && !g->pb &&
+           !g->pr;
+}
+
+int cs_fast_bands_fit(const cs_fast_stage stage[CS_BAND_STAGES], cs_fast_bands *b)
+{
+    for (int k = 0; k < CS_BAND_STAGES; k++)
+        if (!stage[k].conv || (k < CS_BAND_PROJECT && cs_onednn_conv_sums(stage[k].conv))) return 0;
+    const cs_conv2d_geom *x = cs_onednn_conv_geom(stage[0].conv), *d = cs_onednn_conv_geom(stage[1].conv),
+                         *p = cs_onednn_conv_geom(stage[2].conv);
+    if (!pointwise(x) || !pointwise(p) || d->groups != d->ic || d->oc != d->ic || d->ic != x->oc || p->ic != d->oc ||
+        d->ih != x->oh || d->iw != x->ow || p->ih != d->oh || p->iw != d->ow)
+        return 0;
+    const size_t row = (size_t)x->ow * x->oc * sizeof(float);
+    if (row * x->oh < WIDE_BYTES) return 0;
+    /* The most depthwise rows whose expand rows fit the band's bytes; one at least. */
+    int rows = 1;
+    while (rows < d->oh && (size_t)(rows * d->sh + (d->kh - 1) * d->dh + 1) * row <= BAND_BYTES) rows++;
+    /* Bands of even heights: no short one at the bottom. */
+    const int bands = (d->oh + rows - 1) / rows;
+    rows = (d->oh + bands - 1) / bands;
+    memcpy(b->stage, stage, sizeof b->stage);
+    b->rows = rows;
+    return 1;
+}
+
+typedef struct {
+    cs_exec *e;
+    const cs_fast_bands *b;
+    const float *x, *addend;
+    float *y;
+    int parts, bands;
+    size_t tmp_x; /* floats of the expand rows a worker keeps; the depthwise rows follow */
+    atomic_int failed;
+} job;
+
+static cs_onednn_conv *conv_of(const cs_fast_bands *b, int k) { return b->stage[k].conv; }
+
+/* Bands [k0, k1) of one image. With prepare set, makes what they will run instead of
+ * running them (and returns the floats of expand rows they keep at most). */
+static long run_bands(job *j, int image, int k0, int k1, int worker, int prepare)
+{
+    const cs_fast_bands *b = j->b;
+    cs_onednn_conv *cx = conv_of(b, 0), *cd = conv_of(b, 1), *cp = conv_of(b, 2);
+    const cs_conv2d_geom *gx = cs_onednn_conv_geom(cx), *gd = cs_onednn_conv_geom(cd), *gp = cs_onednn_conv_geom(cp);
+    const size_t in_row = (size_t)gx->iw * gx->ic, wide_row = (size_t)gx->ow * gx->oc, out_row = (size_t)gp->ow * gp->oc;
+    const float *x = j->x + (size_t)image * gx->ih * in_row;
+    const float *addend = j->addend ? j->addend + (size_t)image * gp->oh * out_row : NULL;
+    float *y = j->y + (size_t)image * gp->oh * out_row;
+    cs_scratch *s = &j->e->scratch;
+    float *tx = prepare ? NULL : j->e->band_tmp[worker], *td = tx ? tx + j->tmp_x : NULL;
+    long most = 0;
+    int have0 = 0, have1 = 0; /* the expand rows tx holds, from its start */
+    for (int k = k0; k < k1; k++) {
+        const int oy0 = k * b->rows, oy1 = oy0 + b->rows < gd->oh ? oy0 + b->rows : gd->oh;
+        int iy0, iy1;
+        cs_onednn_conv_band_input(cd, oy0, oy1, &iy0, &iy1);
+        /* Slide the window down to iy0, keeping the rows this band shares with the last. */
+        const int keep = k > k0 && have1 > iy0 ? have1 - iy0 : 0;
+        if (tx && keep && iy0 > have0) memmove(tx, tx + (size_t)(iy0 - have0) * wide_row, (size_t)keep * wide_row * sizeof *tx);
+        have0 = iy0, have1 = iy0 + keep;
+        if (iy1 > have1) {
+            if (prepare) {
+                if (cs_onednn_conv_rows_prepare(cx, have1, iy1, s) != 0) return -1;
+            } else if (cs_onednn_conv_rows(cx, have1, iy1, x + (size_t)have1 * in_row, NULL,
+                                           tx + (size_t)(have1 - have0) * wide_row, s, worker) != 0)
+                return -1;
+            have1 = iy1;
+        }
+        if ((long)(have1 - have0) * (long)wide_row > most) most = (long)(have1 - have0) * (long)wide_row;
+        if (prepare) {
+            if (cs_onednn_conv_rows_prepare(cd, oy0, oy1, s) != 0 || cs_onednn_conv_rows_prepare(cp, oy0, oy1, s) != 0)
+                return -1;
+            continue;
+        }
+        if (cs_onednn_conv_rows(cd, oy0, oy1, tx, NULL, td, s, worker) != 0 ||
+            cs_onednn_conv_rows(cp, oy0, oy1, td, addend ? addend + (size_t)oy0 * out_row : NULL,
+                                y + (size_t)oy0 * out_row, s, worker) != 0)
+            return -1;
+    }
+    return most;
+}
+
+static void run_parts(void *ctx, long begin, long end, int worker)
+{
+    job *j = ctx;
+    for (long t = begin; t < end && !atomic_load(&j->failed); t++) {
+        const int part = (int)(t % j->parts);
+        const int k0 = (int)((long)j->bands * part / j->parts), k1 = (int)((long)j->bands * (part + 1) / j->parts);
+        if (run_bands(j, (int)(t / j->parts), k0, k1, worker, 0) < 0) atomic_store(&j->failed, 1);
+    }
+}
+
+/* Each worker's room for the expand rows and the depthwise rows of a band. */
+static int grow_tmp(cs_exec *e, size_t floats)
+{
+    if (floats <= e->band_tmp_floats) return 0;
+    for (int w = 0; w < CS_MAX_WORKERS; w++) {
+        free(e->band_tmp[w]);
+        e->band_tmp[w] = NULL;
+    }
+    e->band_tmp_floats = 0;
+    for (int w = 0; w < e->scratch.workers; w++)
+        if (!(e->band_tmp[w] = malloc(floats * sizeof(float)))) return -1;
+    e->band_tmp_floats = floats;
+    return 0;
+}
+
+int cs_predict_bands(cs_exec *e, const cs_fast_bands *b, const float *x, const float *addend, float *y)
+{
+    const cs_conv2d_geom *gd = cs_onednn_conv_geom(conv_of(b, 1));
+    job j = {.e = e, .b = b, .x = x, .addend = addend, .y = y};
+    j.bands = (gd->oh + b->rows - 1) / b->rows;
+    /* One image's bands split over the workers when there are fewer images than them. */
+    int parts = cs_parallel_parts();
+    if (parts > CS_MAX_WORKERS) parts = CS_MAX_WORKERS;
+    if (parts > e->scratch.workers) parts = e->scratch.workers;
+    j.parts = e->batch >= parts ? 1 : parts < j.bands ? parts : j.bands;
+    long most = 0;
+    for (int part = 0; part < j.parts; part++) {
+        const long m = run_bands(&j, 0, (int)((long)j.bands * part / j.parts), (int)((long)j.bands * (part + 1) / j.parts), 0, 1);
+        if (m < 0) return -1;
+        if (m > most) most = m;
+    }
+    j.tmp_x = ((size_t)most + 15) / 16 * 16;
+    if (grow_tmp(e, j.tmp_x + (size_t)b->rows * gd->ow * gd->oc) != 0) return -1;
+    cs_parallel_run((long)e->batch * j.parts, 1, parts, run_parts, &j);
+    return atomic_load(&j.failed) ? -1 : 0;
+}

@@ -1,0 +1,47 @@
+/*
+ * predict_bands.h - an inverted residual block of a prediction (1x1 expand conv,
+ * depthwise conv, 1x1 project conv) run band by band.
+ *
+ * MobileNetV2's blocks widen their 16-32 channels six times for the depthwise conv and
+ * narrow them after: at 112x112 the wide tensor is 4.8 MB, which the expand conv writes
+ * to memory and the depthwise conv reads back. Run as bands of the depthwise conv's
+ * output rows, the expand conv writes only the rows the next band reads (a window that
+ * slides down the image: the rows two bands share are kept, not computed again) and
+ * the project conv reads the depthwise rows just written, so the wide tensors stay in
+ * the core's cache and only the narrow ones go to memory. Each of the three is a chain
+ * of fast_plan.h: the conv with its batch norm and activation, and for the last the
+ * residual add. The bands of one image may be split over the workers (each part then
+ * computes the expand rows at its top edge again).
+ */
+#ifndef CS_PREDICT_BANDS_H
+#define CS_PREDICT_BANDS_H
+
+#include "exec.h"
+#include "fast_plan.h"
+
+enum { CS_BAND_EXPAND, CS_BAND_DEPTHWISE, CS_BAND_PROJECT, CS_BAND_STAGES };
+
+/* A stage: a chain's conv (or a node's own, when nothing follows it to fold in). */
+typedef struct {
+    cs_onednn_conv *conv; /* borrowed from the plan */
+    int first, last;      /* its first and last node */
+    int addend;           /* the node its residual add adds, when the conv's post-ops sum */
+} cs_fast_stage;
+
+typedef struct cs_fast_bands {
+    cs_fast_stage stage[CS_BAND_STAGES];
+    int rows; /* depthwise output rows per band */
+} cs_fast_bands;
+
+/* Whether three stages make such a block worth running in bands (1x1 stride-1 convs
+ * around a depthwise one, only the last adding, a wide tensor too large for the
+ * cache); fills b with them and the band height. */
+int cs_fast_bands_fit(const cs_fast_stage stage[CS_BAND_STAGES], cs_fast_bands *b);
+
+/* Runs the block on e's batch: x is the expand conv's input, addend what the project
+ * chain adds (NULL when it does not), y the project chain's last output. 0, or -1
+ * (out of memory, or oneDNN refused a band: nothing is half-written that the nodes run
+ * one by one would not write again). */
+int cs_predict_bands(cs_exec *e, const cs_fast_bands *b, const float *x, const float *addend, float *y);
+
+#endif
