@@ -10,6 +10,7 @@
 #include "parallel.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -69,10 +70,53 @@ void cs_flush_denormals(void)
 #endif
 }
 
+/* Worker k > 0 keeps to the k-th CPU the process may use, so that no two workers share a
+ * core while another idles; the caller (worker 0) keeps off the CPUs of the workers of
+ * its job while it runs. A worker the scheduler left on its caller's CPU ran only while
+ * the caller waited: the pool ran at half speed for as long as they stayed together
+ * (seen as a whole run of passes at twice their time, one run out of three). */
+static atomic_int worker_cpu[CS_MAX_WORKERS]; /* its CPU + 1; 0: not pinned (or not yet) */
+
+static void keep_to_cpu(int me)
+{
+#if defined(__linux__)
+    cpu_set_t allowed, one;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) <= me) return;
+    for (int cpu = 0, k = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed) || k++ < me) continue;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        if (pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0) atomic_store(&worker_cpu[me], cpu + 1);
+        return;
+    }
+#endif
+}
+
+/* When the caller runs on the CPU of a worker of its job, it moves off the workers'
+ * CPUs until the job is done. Returns 1 when it did (was: its CPUs before). */
+static int keep_off_workers(int parts, cpu_set_t *was)
+{
+#if defined(__linux__)
+    const int here = sched_getcpu();
+    int shared = 0;
+    for (int k = 1; k < parts; k++) shared |= atomic_load(&worker_cpu[k]) == here + 1;
+    if (!shared || pthread_getaffinity_np(pthread_self(), sizeof *was, was) != 0) return 0;
+    cpu_set_t mine = *was;
+    for (int k = 1; k < parts; k++)
+        if (atomic_load(&worker_cpu[k]) > 0) CPU_CLR(atomic_load(&worker_cpu[k]) - 1, &mine);
+    if (CPU_COUNT(&mine) == 0) return 0;
+    return pthread_setaffinity_np(pthread_self(), sizeof mine, &mine) == 0;
+#else
+    (void)parts, (void)was;
+    return 0;
+#endif
+}
+
 static void *worker_main(void *arg)
 {
     int me = (int)(long)arg;
     cs_flush_denormals();
+    keep_to_cpu(me);
     long seen = 0;
     for (;;) {
         spin(&generation, seen, 0);
@@ -176,11 +220,14 @@ void cs_parallel_run(long n, long grain, int max_parts, cs_range_fn fn, void *ct
     long b, e;
     range_of(0, &b, &e);
     pthread_mutex_unlock(&lock);
+    cpu_set_t was;
+    const int moved = keep_off_workers(job.parts, &was);
     fn(ctx, b, e, 0);
     if (spin(&pending, 0, 1) != 0) {
         pthread_mutex_lock(&lock);
         while (atomic_load(&pending) > 0) pthread_cond_wait(&done, &lock);
         pthread_mutex_unlock(&lock);
     }
+    if (moved) pthread_setaffinity_np(pthread_self(), sizeof was, &was);
     pthread_mutex_unlock(&owner);
 }

@@ -54,7 +54,8 @@ void cs_predict_chunks_free(cs_exec *e)
 typedef struct {
     cs_exec *e;
     const float *input;
-    int n, chunk;
+    int n, chunk, chunks;
+    atomic_int next; /* the next chunk to take */
     atomic_int failed;
 } job;
 
@@ -75,8 +76,9 @@ static void run_chunks(void *ctx, long begin, long end, int worker)
     const size_t in_image = cs_shape_size(m->input), out_image = cs_shape_size(m->layers[top].out);
     /* The chunk's nodes run on this thread alone: the other workers run chunks too. */
     const int was = cs_parallel_limit_this_thread(1);
-    for (long t = begin; t < end && !atomic_load(&j->failed); t++) {
-        const int i0 = (int)t * j->chunk, count = j->n - i0 < j->chunk ? j->n - i0 : j->chunk;
+    (void)begin, (void)end;
+    for (int t; !atomic_load(&j->failed) && (t = atomic_fetch_add(&j->next, 1)) < j->chunks;) {
+        const int i0 = t * j->chunk, count = j->n - i0 < j->chunk ? j->n - i0 : j->chunk;
         if (cs_exec_predict(sub, j->input + (size_t)i0 * in_image, count) != 0) {
             atomic_store(&j->failed, 1);
             break;
@@ -102,7 +104,8 @@ int cs_predict_chunks(cs_exec *e, const float *input, int n)
     if (parts > CS_MAX_WORKERS) parts = CS_MAX_WORKERS;
     if (parts > n) parts = n;
     if (!size || (parts <= 1 && n <= size)) return 1;
-    /* As many rounds of chunks per worker as the chunk size asks, all workers the same. */
+    /* Chunks of equal size, at least one per worker. Each worker takes the next chunk
+     * when done with one, so a core that other work slows down takes fewer. */
     const int rounds = (n + parts * size - 1) / (parts * size);
     const int chunk = (n + parts * rounds - 1) / (parts * rounds);
     for (int w = 0; w < parts; w++) {
@@ -119,8 +122,8 @@ int cs_predict_chunks(cs_exec *e, const float *input, int n)
             memset(e->chunk_exec[w]->profile, 0, (size_t)2 * L * sizeof(double));
         }
     }
-    job j = {.e = e, .input = input, .n = n, .chunk = chunk};
-    cs_parallel_run((n + chunk - 1) / chunk, 1, parts, run_chunks, &j);
+    job j = {.e = e, .input = input, .n = n, .chunk = chunk, .chunks = (n + chunk - 1) / chunk};
+    cs_parallel_run(parts, 1, parts, run_chunks, &j);
     if (e->profile) /* each node's time as the workers' mean: they ran side by side */
         for (int w = 0; w < parts; w++) {
             for (int i = 0; i < 2 * L; i++) e->profile[i] += e->chunk_exec[w]->profile[i] / parts;
