@@ -55,6 +55,13 @@ struct cs_onednn_conv {
     cs_onednn_post post;
     cs_onednn_alg alg;
     int bands; /* a single image is always split into this many bands of rows */
+    int ldo;   /* the kernel's stride from one input channel to the next: oc, or more for a part */
+    /* A single image whose kernel outweighs its output runs as parts of its output
+     * channels instead (each a conv of its own), one per thread: each thread then reads
+     * its share of the kernel, not all of it. */
+    int oc_parts;
+    struct cs_onednn_conv *part[MAX_BANDS];
+    int part_oc0[MAX_BANDS + 1];
     char impl[64];
     pthread_mutex_t lock; /* making shapes and kernel copies */
     shape *_Atomic shapes;
@@ -85,12 +92,12 @@ static size_t round_up(size_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
 
 /* The kernel as convscope stores it, (kh, kw, ic/groups, oc) row-major, in oneDNN's
  * terms: weights (oc, ic, kh, kw), or (groups, oc/groups, ic/groups, kh, kw), by strides. */
-static int user_kernel_md(const cs_conv2d_geom *g, dnnl_memory_desc_t *md)
+static int user_kernel_md(const cs_conv2d_geom *g, int ldo, dnnl_memory_desc_t *md)
 {
     const int G = g->groups, icg = g->ic / G, ocg = g->oc / G;
-    const dnnl_dim_t row = (dnnl_dim_t)icg * g->oc;
+    const dnnl_dim_t row = (dnnl_dim_t)icg * ldo;
     if (G == 1) {
-        dnnl_dims_t d = {g->oc, icg, g->kh, g->kw}, s = {1, g->oc, g->kw * row, row};
+        dnnl_dims_t d = {g->oc, icg, g->kh, g->kw}, s = {1, ldo, g->kw * row, row};
         return dnnl_memory_desc_init_by_strides(md, 4, d, dnnl_f32, s) == dnnl_success ? 0 : -1;
     }
     dnnl_dims_t d = {G, ocg, icg, g->kh, g->kw}, s = {ocg, 1, g->oc, g->kw * row, row};
@@ -130,7 +137,7 @@ static const kernel_copy *kernel_in(cs_onednn_conv *c, const dnnl_memory_desc_t 
     for (kernel_copy *k = c->kernels; k; k = k->next)
         if (dnnl_memory_desc_equal(&k->md, md)) return k;
     dnnl_memory_desc_t user;
-    if (user_kernel_md(&c->g, &user) != 0) return NULL;
+    if (user_kernel_md(&c->g, c->ldo, &user) != 0) return NULL;
     kernel_copy *k = calloc(1, sizeof *k);
     if (!k) return NULL;
     k->md = *md;
@@ -357,8 +364,47 @@ static shape *shape_for(cs_onednn_conv *c, int n, int oy0, int oy1, char *why, s
     return s;
 }
 
+static cs_onednn_conv *conv_make(const cs_conv2d_geom *g, const float *w, int ldo, const float *b,
+                                 const cs_onednn_post *post, cs_onednn_alg alg, int bands, char *err, size_t errlen);
+
+/* Output channels in parts of a multiple of 16, one per thread, where the kernel of a
+ * direct conv weighs more than one image's output (ResNet-18's and MobileNetV2's last
+ * layers: bands of rows each read the whole kernel from memory, and two threads ran
+ * them barely faster than one). */
+static int split_channels(cs_onednn_conv *c, int threads, char *err, size_t errlen)
+{
+    const cs_conv2d_geom *g = &c->g;
+    const double kernel = (double)g->kh * g->kw * g->ic * g->oc, out = (double)g->oh * g->ow * g->oc;
+    if (threads < 2 || c->alg != CS_ONEDNN_DIRECT || g->groups != 1 || kernel <= out || g->oc < 32 * threads)
+        return 0;
+    if (threads > MAX_BANDS) threads = MAX_BANDS;
+    for (int p = 0; p <= threads; p++) c->part_oc0[p] = (int)((long)g->oc * p / threads) / 16 * 16;
+    c->part_oc0[threads] = g->oc;
+    for (int p = 0; p < threads; p++) {
+        cs_conv2d_geom pg = *g;
+        const int oc0 = c->part_oc0[p];
+        pg.oc = c->part_oc0[p + 1] - oc0;
+        if (!(c->part[p] = conv_make(&pg, c->w + oc0, c->ldo, c->b ? c->b + oc0 : NULL, &c->post, c->alg, 1, err, errlen)))
+            return -1;
+    }
+    c->oc_parts = threads;
+    return 0;
+}
+
 cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, const float *b, const cs_onednn_post *post,
                                    cs_onednn_alg alg, char *err, size_t errlen)
+{
+    const int threads = cs_parallel_threads();
+    cs_onednn_conv *c = conv_make(g, w, g->oc, b, post, alg, threads, err, errlen);
+    if (c && split_channels(c, threads, err, errlen) != 0) {
+        cs_onednn_conv_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static cs_onednn_conv *conv_make(const cs_conv2d_geom *g, const float *w, int ldo, const float *b,
+                                 const cs_onednn_post *post, cs_onednn_alg alg, int bands, char *err, size_t errlen)
 {
     char why[200];
     if (!cs_onednn_usable()) {
@@ -376,7 +422,7 @@ cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, cons
     }
     c->g = *g;
     c->g.n = 1;
-    c->w = w, c->b = b, c->alg = alg;
+    c->w = w, c->b = b, c->alg = alg, c->ldo = ldo;
     if (post) c->post = *post;
     pthread_mutex_init(&c->lock, NULL);
     /* A single image always runs as the same bands (one per thread of the pool now),
@@ -385,7 +431,7 @@ cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, cons
      * 2-4x the kernel). Their primitives, made now, say whether oneDNN takes the layer;
      * the kernel is reordered on the first run (a conv that only one kind of pass
      * uses keeps only that copy). */
-    c->bands = cs_parallel_threads();
+    c->bands = bands;
     /* Winograd's 4x4 tiles want bands of 8 rows or more; fewer bands then, down to one. */
     if (alg == CS_ONEDNN_WINOGRAD && c->bands > g->oh / 8) c->bands = g->oh / 8;
     if (c->bands > MAX_BANDS) c->bands = MAX_BANDS;
@@ -405,6 +451,7 @@ cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, cons
 void cs_onednn_conv_free(cs_onednn_conv *c)
 {
     if (!c) return;
+    for (int p = 0; p < MAX_BANDS; p++) cs_onednn_conv_free(c->part[p]);
     for (shape *s = atomic_load(&c->shapes), *next; s; s = next) {
         next = s->next;
         shape_free(s);
@@ -422,11 +469,13 @@ int cs_onednn_conv_activated(const cs_onednn_conv *c) { return c->post.act != CS
 int cs_onednn_conv_sums(const cs_onednn_conv *c) { return c->post.sum; }
 const char *cs_onednn_conv_impl(const cs_onednn_conv *c) { return c->impl; }
 const cs_conv2d_geom *cs_onednn_conv_geom(const cs_onednn_conv *c) { return &c->g; }
+int cs_onednn_conv_channel_parts(const cs_onednn_conv *c) { return c->oc_parts; }
 
 size_t cs_onednn_conv_kernel_bytes(const cs_onednn_conv *c)
 {
     size_t total = 0;
     for (const kernel_copy *k = c->kernels; k; k = k->next) total += k->bytes;
+    for (int p = 0; p < c->oc_parts; p++) total += cs_onednn_conv_kernel_bytes(c->part[p]);
     return total;
 }
 
@@ -566,6 +615,62 @@ int cs_onednn_conv_rows(const cs_onednn_conv *c, int oy0, int oy1, const float *
     return rc;
 }
 
+typedef struct {
+    const cs_onednn_conv *c;
+    const float *x, *addend;
+    float *y;
+    cs_scratch *s;
+    size_t temp_at; /* where a worker's buffer holds a part's output */
+    atomic_int failed;
+} part_job;
+
+/* Tasks image * oc_parts + part: the part's channels into the buffer, then into y's. */
+static void run_parts(void *ctx, long begin, long end, int worker)
+{
+    part_job *j = ctx;
+    const cs_onednn_conv *c = j->c;
+    const cs_conv2d_geom *g = &c->g;
+    const size_t pixels = (size_t)g->oh * g->ow, in_image = (size_t)g->ih * g->iw * g->ic;
+    omp_set_num_threads(1);
+    dnnl_stream_t st;
+    if (dnnl_stream_create(&st, engine, dnnl_stream_default_flags) != dnnl_success) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
+    char *buf = j->s->onednn[worker];
+    float *temp = (float *)(buf + j->temp_at);
+    for (long t = begin; t < end && !atomic_load(&j->failed); t++) {
+        const long image = t / c->oc_parts;
+        const int p = (int)(t % c->oc_parts), oc0 = c->part_oc0[p], w = c->part_oc0[p + 1] - oc0;
+        const cs_onednn_conv *part = c->part[p];
+        const size_t at = (size_t)image * pixels * g->oc + oc0;
+        if (j->addend) /* the sum post-op adds what its output holds */
+            for (size_t q = 0; q < pixels; q++) memcpy(temp + q * w, j->addend + at + q * g->oc, (size_t)w * sizeof *temp);
+        if (run_shape(part, find_shape(part, 1, 0, g->oh), j->x + image * in_image, temp, buf, st) != 0) {
+            atomic_store(&j->failed, 1);
+            break;
+        }
+        for (size_t q = 0; q < pixels; q++) memcpy(j->y + at + q * g->oc, temp + q * w, (size_t)w * sizeof *temp);
+    }
+    dnnl_stream_destroy(st);
+}
+
+static int forward_parts(cs_onednn_conv *c, int n, const float *x, const float *addend, float *y, cs_scratch *s)
+{
+    const cs_conv2d_geom *g = &c->g;
+    size_t need = 0;
+    for (int p = 0; p < c->oc_parts; p++) {
+        shape *sh = find_shape(c->part[p], 1, 0, g->oh);
+        if (!sh || ensure_kernel(c->part[p], sh) != 0) return -1;
+        if (sh->pad_bytes + sh->src_bytes + sh->dst_bytes > need) need = sh->pad_bytes + sh->src_bytes + sh->dst_bytes;
+    }
+    part_job j = {.c = c, .x = x, .addend = addend, .y = y, .s = s, .temp_at = round_up(need)};
+    const size_t widest = (size_t)(c->part_oc0[1] - c->part_oc0[0] + 16) * g->oh * g->ow * sizeof(float);
+    if (grow_buffers(s, j.temp_at + round_up(widest)) != 0) return -1;
+    cs_parallel_run((long)n * c->oc_parts, 1, c->oc_parts, run_parts, &j);
+    return atomic_load(&j.failed) ? -1 : 0;
+}
+
 int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, const float *addend, float *y, cs_scratch *s)
 {
     if (n < 1 || !addend != !c->post.sum || (addend && addend == y)) return -1;
@@ -575,6 +680,8 @@ int cs_onednn_conv_forward(cs_onednn_conv *c, int n, const float *x, const float
     if (parts > s->workers) parts = s->workers;
     if (parts > MAX_BANDS) parts = MAX_BANDS;
     if (parts < 1) parts = 1;
+    /* Fewer images than threads: each image as parts of its channels, where the conv has them. */
+    if (n < parts * 2 && parts == c->oc_parts) return forward_parts(c, n, x, addend, y, s);
     /* A batch as runs of images, one per part; fewer images than parts, or one: each
      * image as the conv's bands. */
     if (n >= parts && n > 1) {

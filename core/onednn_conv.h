@@ -60,6 +60,9 @@ void cs_onednn_conv_free(cs_onednn_conv *c);
 /* Whether the post-ops apply an elementwise function; whether they add an addend. */
 int cs_onednn_conv_activated(const cs_onednn_conv *c);
 int cs_onednn_conv_sums(const cs_onednn_conv *c);
+/* How many parts of its output channels a single image runs as (one per thread), or 0
+ * when it runs as bands of rows. */
+int cs_onednn_conv_channel_parts(const cs_onednn_conv *c);
 /* Its geometry (n is 1: any batch runs). */
 const cs_conv2d_geom *cs_onednn_conv_geom(const cs_onednn_conv *c);
 /* The implementation oneDNN chose (e.g. "brgconv:avx512_core"). */
