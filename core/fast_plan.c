@@ -15,6 +15,7 @@
 
 struct cs_fast_plan {
     uint64_t params_version; /* the model's when it was made */
+    int threads;             /* the pool's then: convs split single images by it */
     cs_fast_mode mode;
     int n;
     cs_fast_node *node;          /* [n] */
@@ -158,6 +159,7 @@ static cs_fast_plan *plan_make(const cs_model *m, cs_fast_mode mode)
     cs_fast_plan *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->params_version = m->params_version;
+    p->threads = cs_parallel_threads();
     p->mode = mode;
     p->n = m->n_layers;
     p->node = calloc((size_t)m->n_layers, sizeof *p->node);
@@ -222,7 +224,7 @@ const cs_fast_plan *cs_fast_plan_get(const cs_model *m)
     cs_fast_plan *p = NULL;
     if (cache->fast) {
         cs_fast_plan **slot = &cache->fast->plan[mode];
-        if (*slot && (*slot)->params_version != m->params_version) {
+        if (*slot && ((*slot)->params_version != m->params_version || (*slot)->threads != cs_parallel_threads())) {
             plan_free(*slot);
             *slot = NULL;
         }

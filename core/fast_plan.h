@@ -66,7 +66,8 @@ cs_fast_mode cs_fast_get_mode(void);
 typedef struct cs_fast_plan cs_fast_plan;
 
 /* The plan of model m (one entry per node), made on the first call and again when
- * the mode or the model's parameters changed (cs_model_params_changed); NULL when
+ * the mode, the model's parameters (cs_model_params_changed) or the pool's number of
+ * threads changed; NULL when
  * the mode is off or it could not be made (the plain kernels then run). Passes of
  * several threads may share it; it is remade only between passes. */
 const cs_fast_plan *cs_fast_plan_get(const cs_model *m);
