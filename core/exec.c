@@ -193,9 +193,11 @@ static size_t exec_bytes(const cs_model *m, int max_batch)
 
 size_t cs_exec_bytes_bound(const cs_model *m, int max_batch)
 {
-    /* and the execs each worker runs its chunks of a prediction in */
+    /* and the execs each worker runs its chunks of a prediction in, and the rows of
+     * blocks run in bands */
     const int chunk = cs_predict_chunk_size(m);
-    return exec_bytes(m, max_batch) + (chunk ? (size_t)cs_parallel_threads() * exec_bytes(m, chunk) : 0);
+    return exec_bytes(m, max_batch) + (chunk ? (size_t)cs_parallel_threads() * exec_bytes(m, chunk) : 0) +
+           cs_predict_bands_bytes_bound(m);
 }
 
 void cs_exec_free(cs_exec *e)

@@ -32,7 +32,9 @@ int cs_fast_bands_fit(const cs_fast_stage stage[CS_BAND_STAGES], cs_fast_bands *
         return 0;
     const size_t row = (size_t)x->ow * x->oc * sizeof(float);
     if (row * x->oh < WIDE_BYTES) return 0;
-    /* The most depthwise rows whose expand rows fit the band's bytes; one at least. */
+    /* The most depthwise rows whose expand rows fit the band's bytes (a band of one row
+     * must: cs_predict_bands_bytes_bound counts on it). */
+    if ((size_t)(d->sh + (d->kh - 1) * d->dh + 1) * row > BAND_BYTES) return 0;
     int rows = 1;
     while (rows < d->oh && (size_t)(rows * d->sh + (d->kh - 1) * d->dh + 1) * row <= BAND_BYTES) rows++;
     /* Bands of even heights: no short one at the bottom. */
@@ -41,6 +43,18 @@ int cs_fast_bands_fit(const cs_fast_stage stage[CS_BAND_STAGES], cs_fast_bands *
     memcpy(b->stage, stage, sizeof b->stage);
     b->rows = rows;
     return 1;
+}
+
+size_t cs_predict_bands_bytes_bound(const cs_model *m)
+{
+    size_t widest = 0; /* a band's depthwise rows: at most its expand rows' bytes */
+    for (int i = 0; i < m->n_layers; i++) {
+        const cs_layer *l = &m->layers[i];
+        if ((l->kind == CS_CONV2D && l->cfg.groups > 1) || l->kind == CS_DEPTHWISE_CONV2D) widest = BAND_BYTES;
+    }
+    /* The expand rows (a band's, and the rows a window keeps: at most twice a band) and
+     * the depthwise rows. */
+    return widest ? (size_t)cs_parallel_threads() * 3 * (widest + 64 * sizeof(float)) : 0;
 }
 
 typedef struct {

@@ -38,6 +38,10 @@ typedef struct cs_fast_bands {
  * cache); fills b with them and the band height. */
 int cs_fast_bands_fit(const cs_fast_stage stage[CS_BAND_STAGES], cs_fast_bands *b);
 
+/* Bytes an exec of m may come to hold for the bands' rows (each worker's), for budgets:
+ * 0 when m has no depthwise conv. */
+size_t cs_predict_bands_bytes_bound(const cs_model *m);
+
 /* Runs the block on e's batch: x is the expand conv's input, addend what the project
  * chain adds (NULL when it does not), y the project chain's last output. 0, or -1
  * (out of memory, or oneDNN refused a band: nothing is half-written that the nodes run
