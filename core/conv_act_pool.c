@@ -1,13 +1,15 @@
 /*
  * conv_act_pool.c - conv, activation and max pool in one pass (conv_act_pool.h).
  *
- * A pooled output of one block of 32 (or 16) channels holds its window's conv outputs
- * in registers: for every tap, one broadcast input value per window position times two
- * vectors of the kernel's row, so a 2x2 window keeps eight independent chains of
- * multiply-adds in flight (the two FMA ports' worth).
+ * Four conv outputs of one block of 32 channels are held in registers at once (a 2x2
+ * pool's window, or four neighbours along a row when there is no pool): for every tap,
+ * one broadcast input value per position times two vectors of the kernel's row, eight
+ * independent chains of multiply-adds. Positions whose window reaches into the padding
+ * take the slower path that checks each tap, as do positions left over at a row's end.
  */
 #include "conv_act_pool.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "parallel.h"
@@ -15,10 +17,10 @@
 
 int cs_conv_act_pool_fits(const cs_conv2d_geom *g, int pool, const cs_onednn_post *act)
 {
-    if (!cs_cpu_avx512() || pool < 1 || act->sum) return 0;
-    if (g->sh != 1 || g->sw != 1 || g->dh != 1 || g->dw != 1 || g->groups != 1 || g->pt || g->pl || g->pb || g->pr)
-        return 0;
-    return g->kh * g->kw * g->ic <= CS_CAP_MAX_TAPS && g->oc % 16 == 0 && g->oh >= pool && g->ow >= pool;
+    if (!cs_cpu_avx512() || pool < 1 || act->sum || g->dh != 1 || g->dw != 1 || g->groups != 1) return 0;
+    if (act->act == CS_ONEDNN_RELU && act->alpha > 1) return 0; /* max(v, v * slope) is not it */
+    return g->ic <= CS_CAP_MAX_CHANNELS && g->kh * g->kw * g->ic <= CS_CAP_MAX_TAPS && g->oc % 16 == 0 &&
+           g->oh >= pool && g->ow >= pool;
 }
 
 int cs_conv_act_pool_init(cs_conv_act_pool *k, const cs_conv2d_geom *g, int pool, const float *w, const float *b,
@@ -40,59 +42,99 @@ int cs_conv_act_pool_init(cs_conv_act_pool *k, const cs_conv2d_geom *g, int pool
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-CS_AVX512 static inline __m512 activate(const cs_onednn_post *a, __m512 v)
+/* The activation without a branch: min(max(max(v, v * slope), lo), hi), which is ReLU
+ * and leaky ReLU (slope in [0, 1]), a clip (slope 1) and nothing (slope 1, no bounds). */
+typedef struct {
+    __m512 slope, lo, hi;
+} act_consts;
+
+CS_AVX512 static inline act_consts act_of(const cs_onednn_post *a)
 {
-    if (a->act == CS_ONEDNN_RELU) {
-        const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
-        return _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(a->alpha));
-    }
-    if (a->act == CS_ONEDNN_CLIP)
-        return _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(a->alpha)), _mm512_set1_ps(a->beta));
-    return v;
+    act_consts c = {_mm512_set1_ps(1), _mm512_set1_ps(-INFINITY), _mm512_set1_ps(INFINITY)};
+    if (a->act == CS_ONEDNN_RELU) c.slope = _mm512_set1_ps(a->alpha);
+    if (a->act == CS_ONEDNN_CLIP) c.lo = _mm512_set1_ps(a->alpha), c.hi = _mm512_set1_ps(a->beta);
+    return c;
 }
 
-/* The 2x2 window at p (its top-left input), channels [c, c + 32). */
-CS_AVX512 static void window2_32(const cs_conv_act_pool *k, const float *p, int c, float *out)
+CS_AVX512 static inline __m512 activate(const act_consts *c, __m512 v)
 {
-    const int taps = k->g.kh * k->g.kw * k->g.ic, oc = k->g.oc, step = k->g.ic, row = k->g.iw * k->g.ic;
-    const float *q[4] = {p, p + step, p + row, p + row + step};
+    return _mm512_min_ps(_mm512_max_ps(_mm512_max_ps(v, _mm512_mul_ps(v, c->slope)), c->lo), c->hi);
+}
+
+/* Conv outputs at N (at most 4) positions whose windows lie inside the input (q: each
+ * window's top-left input value), channels [c, c + 32), activated: with pooled set,
+ * the max of the four (a 2x2 window) into out[0], else each into out[i]. */
+CS_AVX512 static inline __attribute__((always_inline)) void positions_32(const cs_conv_act_pool *k,
+                                                                         const float *const *q, const int N, int c,
+                                                                         int pooled, float *const *out)
+{
+    const int taps = k->g.kh * k->g.kw * k->g.ic, oc = k->g.oc;
     __m512 a[4][2];
     const __m512 b0 = _mm512_loadu_ps(k->b + c), b1 = _mm512_loadu_ps(k->b + c + 16);
-    for (int i = 0; i < 4; i++) a[i][0] = b0, a[i][1] = b1;
+    for (int i = 0; i < N; i++) a[i][0] = b0, a[i][1] = b1;
     for (int t = 0; t < taps; t++) {
         const float *wt = k->w + (size_t)t * oc + c;
         const __m512 w0 = _mm512_loadu_ps(wt), w1 = _mm512_loadu_ps(wt + 16);
         const int o = k->off[t];
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < N; i++) {
             const __m512 v = _mm512_set1_ps(q[i][o]);
             a[i][0] = _mm512_fmadd_ps(v, w0, a[i][0]);
             a[i][1] = _mm512_fmadd_ps(v, w1, a[i][1]);
         }
     }
-    __m512 m0 = activate(&k->act, a[0][0]), m1 = activate(&k->act, a[0][1]);
-    for (int i = 1; i < 4; i++) {
-        m0 = _mm512_max_ps(m0, activate(&k->act, a[i][0]));
-        m1 = _mm512_max_ps(m1, activate(&k->act, a[i][1]));
+    const act_consts ac = act_of(&k->act);
+    for (int i = 0; i < N; i++) a[i][0] = activate(&ac, a[i][0]), a[i][1] = activate(&ac, a[i][1]);
+    if (pooled) {
+        for (int h = 0; h < N / 4; h++)
+            for (int v = 0; v < 2; v++) {
+                const __m512 m = _mm512_max_ps(_mm512_max_ps(a[4 * h][v], a[4 * h + 1][v]),
+                                               _mm512_max_ps(a[4 * h + 2][v], a[4 * h + 3][v]));
+                _mm512_storeu_ps(out[h] + c + 16 * v, m);
+            }
+        return;
     }
-    _mm512_storeu_ps(out + c, m0);
-    _mm512_storeu_ps(out + c + 16, m1);
+    for (int i = 0; i < N; i++) {
+        _mm512_storeu_ps(out[i] + c, a[i][0]);
+        _mm512_storeu_ps(out[i] + c + 16, a[i][1]);
+    }
 }
 
-/* Any window, channels [c, c + 16): one position at a time. */
-CS_AVX512 static void window_16(const cs_conv_act_pool *k, const float *p, int c, float *out)
+/* Four positions: eight chains of multiply-adds, the two FMA ports' worth (eight
+ * positions ran no faster: the loads and stores around them are the rest of the time). */
+CS_AVX512 static void four_32(const cs_conv_act_pool *k, const float *const *q, int c, int pooled, float *const *out)
 {
-    const int taps = k->g.kh * k->g.kw * k->g.ic, oc = k->g.oc, step = k->g.ic, row = k->g.iw * k->g.ic;
-    __m512 m = _mm512_setzero_ps();
-    for (int dy = 0; dy < k->pool; dy++)
-        for (int dx = 0; dx < k->pool; dx++) {
-            const float *q = p + dy * row + dx * step;
-            __m512 a = _mm512_loadu_ps(k->b + c);
-            for (int t = 0; t < taps; t++)
-                a = _mm512_fmadd_ps(_mm512_set1_ps(q[k->off[t]]), _mm512_loadu_ps(k->w + (size_t)t * oc + c), a);
-            a = activate(&k->act, a);
-            m = dy || dx ? _mm512_max_ps(m, a) : a;
+    positions_32(k, q, 4, c, pooled, out);
+}
+
+/* The activated conv output at (oy, ox) of image x, channels [c, c + 16), any window
+ * (taps in the padding read zero). */
+CS_AVX512 static __m512 one_16(const cs_conv_act_pool *k, const float *x, int oy, int ox, int c)
+{
+    const cs_conv2d_geom *g = &k->g;
+    __m512 a = _mm512_loadu_ps(k->b + c);
+    const int iy0 = oy * g->sh - g->pt, ix0 = ox * g->sw - g->pl;
+    for (int ky = 0, t = 0; ky < g->kh; ky++)
+        for (int kx = 0; kx < g->kw; kx++, t += g->ic) {
+            const int iy = iy0 + ky, ix = ix0 + kx;
+            if (iy < 0 || iy >= g->ih || ix < 0 || ix >= g->iw) continue;
+            const float *v = x + ((size_t)iy * g->iw + ix) * g->ic;
+            for (int ci = 0; ci < g->ic; ci++)
+                a = _mm512_fmadd_ps(_mm512_set1_ps(v[ci]), _mm512_loadu_ps(k->w + (size_t)(t + ci) * g->oc + c), a);
         }
-    _mm512_storeu_ps(out + c, m);
+    const act_consts ac = act_of(&k->act);
+    return activate(&ac, a);
+}
+
+/* Whether the window of conv output (oy, ox) lies inside the input. */
+static inline int inside(const cs_conv2d_geom *g, int oy, int ox)
+{
+    const int iy = oy * g->sh - g->pt, ix = ox * g->sw - g->pl;
+    return iy >= 0 && ix >= 0 && iy + g->kh <= g->ih && ix + g->kw <= g->iw;
+}
+
+static inline const float *corner(const cs_conv2d_geom *g, const float *x, int oy, int ox)
+{
+    return x + ((size_t)(oy * g->sh - g->pt) * g->iw + (size_t)(ox * g->sw - g->pl)) * g->ic;
 }
 
 typedef struct {
@@ -109,19 +151,49 @@ CS_AVX512 static void run_rows(void *ctx, long begin, long end, int worker)
     const cs_conv_act_pool *k = j->k;
     const cs_conv2d_geom *g = &k->g;
     const size_t in_image = (size_t)g->ih * g->iw * g->ic;
-    const int P = k->pool, oc = g->oc;
+    const int P = k->pool, oc = g->oc, wide = oc / 32 * 32;
     for (long r = begin; r < end; r++) {
         const long img = r / k->ph;
         const int py = (int)(r % k->ph);
         const float *x = j->x + img * in_image;
         float *y = j->y + ((size_t)img * k->ph + py) * k->pw * oc;
-        for (int px = 0; px < k->pw; px++) {
-            const float *p = x + ((size_t)py * P * g->iw + (size_t)px * P) * g->ic;
-            float *out = y + (size_t)px * oc;
-            int c = 0;
-            if (P == 2)
-                for (; c + 32 <= oc; c += 32) window2_32(k, p, c, out);
-            for (; c < oc; c += 16) window_16(k, p, c, out);
+        for (int px = 0; px < k->pw;) {
+            const int oy = py * P, ox = px * P;
+            /* Four positions in registers: a 2x2 window, or four outputs of a row. The
+             * channels past the last block of 32, a position at a time. */
+            if (P == 1 && px + 4 <= k->pw && inside(g, oy, ox) && inside(g, oy, ox + 3)) {
+                const float *q[4];
+                float *out[4];
+                for (int i = 0; i < 4; i++) q[i] = corner(g, x, oy, ox + i), out[i] = y + (size_t)(px + i) * oc;
+                for (int c = 0; c < wide; c += 32) four_32(k, q, c, 0, out);
+                for (int c = wide; c < oc; c += 16)
+                    for (int i = 0; i < 4; i++) _mm512_storeu_ps(out[i] + c, one_16(k, x, oy, ox + i, c));
+                px += 4;
+                continue;
+            }
+            if (P == 2 && inside(g, oy, ox) && inside(g, oy + 1, ox + 1)) {
+                const float *q[4] = {corner(g, x, oy, ox), corner(g, x, oy, ox + 1), corner(g, x, oy + 1, ox),
+                                     corner(g, x, oy + 1, ox + 1)};
+                float *const out[1] = {y + (size_t)px * oc};
+                for (int c = 0; c < wide; c += 32) four_32(k, q, c, 1, out);
+                for (int c = wide; c < oc; c += 16) {
+                    __m512 m = one_16(k, x, oy, ox, c);
+                    m = _mm512_max_ps(m, one_16(k, x, oy, ox + 1, c));
+                    m = _mm512_max_ps(m, one_16(k, x, oy + 1, ox, c));
+                    _mm512_storeu_ps(out[0] + c, _mm512_max_ps(m, one_16(k, x, oy + 1, ox + 1, c)));
+                }
+                px++;
+                continue;
+            }
+            /* Any window, a position at a time (the padding, and pools of other sizes). */
+            for (int c = 0; c < oc; c += 16) {
+                __m512 m = one_16(k, x, oy, ox, c);
+                for (int dy = 0; dy < P; dy++)
+                    for (int dx = 0; dx < P; dx++)
+                        if (dy || dx) m = _mm512_max_ps(m, one_16(k, x, oy + dy, ox + dx, c));
+                _mm512_storeu_ps(y + (size_t)px * oc + c, m);
+            }
+            px++;
         }
     }
 }

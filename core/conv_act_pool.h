@@ -1,16 +1,18 @@
 /*
  * conv_act_pool.h - a convolution on few input channels, its activation and the max
- * pool above it, in one pass (predictions).
+ * pool above it if there is one, in one pass (predictions).
  *
  * A network's first conv reads one to four channels: a tap count too small for the
- * blocked GEMMs of oneDNN (the notebook network's 1 -> 32 conv runs at a third of the
- * core's FMA rate there), and its output, the largest tensor of such a network, is
- * written only for the max pool to read it back. Here each pooled output is computed
- * from its window's conv outputs in registers (the folded kernel and bias, then the
- * activation, then the max), so the conv's output is never stored.
+ * blocked GEMMs of oneDNN (the notebook network's 1 -> 32 conv and MobileNetV2's 3x3
+ * stride-2 conv on RGB ran at a third of a core's FMA rate or less there), and under a
+ * pool its output, the largest tensor of such a network, is written only for the pool
+ * to read it back. Here the conv outputs are computed in registers (the kernel and bias
+ * with the batch norm folded in, then the activation, then the pool's max), so a pooled
+ * conv's output is never stored.
  *
- * Takes a stride-1 'valid' conv of at most CS_CAP_MAX_TAPS taps (kh * kw * ic) and
- * a multiple of 16 output channels, under a pool whose stride is its square window;
+ * Takes a conv of at most CS_CAP_MAX_CHANNELS input channels and CS_CAP_MAX_TAPS taps
+ * (kh * kw * ic), any stride and padding, no dilation or groups, a multiple of 16
+ * output channels; under a pool whose stride is its square window, or none (pool 1);
  * AVX-512 only (cs_conv_act_pool_fits says).
  */
 #ifndef CS_CONV_ACT_POOL_H
@@ -20,10 +22,11 @@
 #include "onednn_conv.h"
 
 #define CS_CAP_MAX_TAPS 32
+#define CS_CAP_MAX_CHANNELS 4
 
 typedef struct {
     cs_conv2d_geom g;   /* the conv (g.n ignored) */
-    int pool;           /* the pool's window and stride */
+    int pool;           /* the pool's window and stride; 1: no pool */
     int ph, pw;         /* the pooled output */
     const float *w, *b; /* kernel (kh, kw, ic, oc) and bias, the batch norm folded in; borrowed */
     cs_onednn_post act; /* the activation (no sum) */

@@ -181,11 +181,16 @@ static cs_fast_plan *plan_make(const cs_model *m, cs_fast_mode mode)
         cs_fast_fuse fuse;
         float *ss = malloc(2 * (size_t)l->out.c * sizeof *ss);
         int addend = 0, last = ss ? chain_at(m, i, &fuse, ss, &addend) : i, pool = -1;
-        /* A max pool that alone reads the chain's activation may join it (no add: the
-         * prediction's buffers count on chains of at most three links). */
-        if (last > i && !fuse.post.sum && fuse.post.act != CS_ONEDNN_LINEAR && only_reader(m, last, &pool) &&
-            m->layers[pool].kind == CS_MAXPOOL && m->layers[pool].n_inputs == 1 && m->layers[pool].cfg.pool > 0)
-            fuse.pool = m->layers[pool].cfg.pool;
+        /* A conv on few channels runs with its chain in one pass (conv_act_pool.h), with
+         * the max pool that alone reads the chain's activation (no add: the prediction's
+         * buffers count on chains of at most three links). */
+        if (last > i && !fuse.post.sum && fuse.post.act != CS_ONEDNN_LINEAR) {
+            if (only_reader(m, last, &pool) && m->layers[pool].kind == CS_MAXPOOL && m->layers[pool].n_inputs == 1 &&
+                m->layers[pool].cfg.pool > 0)
+                fuse.pool = m->layers[pool].cfg.pool;
+            else
+                fuse.pool = 1, pool = last; /* the same pass without a pool */
+        }
         cs_fast_chain *ch = last > i ? calloc(1, sizeof *ch) : NULL;
         if (ch) {
             ops->fast(l, &fuse, &ch->node);

@@ -35,14 +35,15 @@
 typedef struct cs_fast_node {
     cs_onednn_conv *conv[CS_FAST_CONVS];
     float *folded[2]; /* a chain's kernel and bias with its batch norm folded in (the conv reads them) */
-    cs_conv_act_pool *pooled; /* a chain that ends in a max pool, in one pass (instead of conv[0]) */
+    cs_conv_act_pool *pooled; /* a chain on few channels in one pass, to its max pool if any (instead of conv[0]) */
 } cs_fast_node;
 
 /* What a chain asks of the conv that starts it, besides the conv itself. */
 typedef struct cs_fast_fuse {
     const float *scale, *shift; /* a batch norm above it: y = conv * scale + shift per channel, or NULL */
     cs_onednn_post post;        /* the residual add (sum) and the activation */
-    int pool;                   /* a max pool above the activation (its window and stride), or 0 */
+    int pool;                   /* the one-pass conv's pool above the activation (its window and stride; 1:
+                                   none), or 0: no one-pass conv */
 } cs_fast_fuse;
 
 /* A chain: the conv at its first node computes every node up to `last` at once. */

@@ -1,8 +1,8 @@
 /*
- * test_conv_act_pool.c - the one-pass conv -> batch norm -> activation -> max pool of
+ * test_conv_act_pool.c - the one-pass conv -> batch norm -> activation (-> max pool) of
  * predictions (core/conv_act_pool.c) against a double-precision reference computed here
- * from the model's parameters, and against the plain kernels node by node; which chains
- * take it; and predictions over a batch as chunks (core/predict_chunks.c) against the
+ * from the model's parameters, with and without a pool, 'valid' and 'same', strides 1
+ * and 2, and against the plain kernels node by node; which chains take it; and predictions over a batch as chunks (core/predict_chunks.c) against the
  * same batch layer by layer.
  */
 #include <math.h>
@@ -11,6 +11,7 @@
 
 #include "exec.h"
 #include "fast_plan.h"
+#include "layers/conv_general.h"
 #include "layers/kernels.h"
 #include "parallel.h"
 #include "predict_chunks.h"
@@ -101,13 +102,20 @@ static float *random_images(const cs_model *m, int n, uint64_t seed)
     return x;
 }
 
-/* Node `pool`'s output for image x, in double precision from the parameters: the
- * 'valid' conv (nodes 0), batch norm (1) in inference, the activation (2), the pool (3). */
-static void reference(const cs_model *m, const float *x, double *y)
+/* The output of node 2 (no pool) or 3 (a pool) for image x, in double precision from the
+ * parameters: the conv (node 0, its stride and padding), batch norm (1) in inference,
+ * the activation (2), the pool (3) when `pooled`. */
+static void reference(const cs_model *m, const float *x, int pooled, double *y)
 {
-    const cs_layer *conv = &m->layers[0], *bn = &m->layers[1], *act = &m->layers[2], *pool = &m->layers[3];
-    const int iw = m->input.w, ic = m->input.c, k = conv->cfg.kernel, oc = conv->out.c;
-    const int P = pool->cfg.pool, ph = pool->out.h, pw = pool->out.w;
+    const cs_layer *conv = &m->layers[0], *bn = &m->layers[1], *act = &m->layers[2];
+    const int ih = m->input.h, iw = m->input.w, ic = m->input.c, k = conv->cfg.kernel, oc = conv->out.c;
+    const int S = conv->cfg.stride ? conv->cfg.stride : 1, P = pooled ? m->layers[3].cfg.pool : 1;
+    const int ph = pooled ? m->layers[3].out.h : conv->out.h, pw = pooled ? m->layers[3].out.w : conv->out.w;
+    int pt = 0, pl = 0, end;
+    if (conv->cfg.pad_same) {
+        cs_conv2d_same_pads(ih, k, S, 1, 1, &pt, &end);
+        cs_conv2d_same_pads(iw, k, S, 1, 1, &pl, &end);
+    }
     const float *w = conv->params[0].data, *b = conv->params[1].data;
     for (int py = 0; py < ph; py++)
         for (int px = 0; px < pw; px++)
@@ -118,10 +126,12 @@ static void reference(const cs_model *m, const float *x, double *y)
                         const int oy = py * P + dy, ox = px * P + dx;
                         double s = b[o];
                         for (int ky = 0; ky < k; ky++)
-                            for (int kx = 0; kx < k; kx++)
+                            for (int kx = 0; kx < k; kx++) {
+                                const int iy = oy * S - pt + ky, ix = ox * S - pl + kx;
+                                if (iy < 0 || iy >= ih || ix < 0 || ix >= iw) continue;
                                 for (int c = 0; c < ic; c++)
-                                    s += (double)x[((oy + ky) * iw + ox + kx) * ic + c] *
-                                         w[((ky * k + kx) * ic + c) * oc + o];
+                                    s += (double)x[(iy * iw + ix) * ic + c] * w[((ky * k + kx) * ic + c) * oc + o];
+                            }
                         s = (s - bn->params[2].data[o]) / sqrt((double)bn->params[3].data[o] + bn->cfg.epsilon) *
                                 bn->params[0].data[o] +
                             bn->params[1].data[o];
@@ -133,22 +143,78 @@ static void reference(const cs_model *m, const float *x, double *y)
             }
 }
 
-/* Which chains the plan runs in one pass: the conv's chain ends at the pool. */
+/* A network's first conv without a pool above it: 3x3 stride 2 'same' on RGB of an odd
+ * size, 48 channels, batch norm and ReLU6 (the top). With 8 input channels instead, too
+ * many taps for the pass. */
+static cs_model *stem(int channels)
+{
+    cs_model *m = cs_model_new("stem", (cs_shape){17, 23, channels});
+    cs_layer_config conv = {.filters = 48, .kernel = 3, .stride = 2, .pad_same = 1, .he_normal = 1};
+    cs_layer_config bn = {.momentum = 0.99f, .epsilon = 1e-3f};
+    cs_layer_config relu6 = {.actf = CS_ACTF_CLIP, .act_a = 0, .act_b = 6};
+    int x = add_node(m, "conv", CS_CONV2D, &conv, CS_MODEL_INPUT);
+    x = add_node(m, "bn", CS_BATCHNORM, &bn, x);
+    add_node(m, "relu6", CS_ACTIVATION, &relu6, x);
+    if (cs_model_finish(m) != 0) exit(99);
+    cs_model_init_weights(m, 6);
+    randomise_bn(m, 23);
+    return m;
+}
+
+/* Which chains the plan runs in one pass: to the pool where one reads the activation. */
 static void test_which_chains_take_it(void)
 {
     cs_fast_set_mode(CS_FAST_AUTO);
-    cs_model *models[3] = {gray_block(), rgb_net(0), rgb_net(1)};
-    for (int k = 0; k < 3; k++) {
+    enum { MODELS = 5 };
+    cs_model *models[MODELS] = {gray_block(), rgb_net(0), rgb_net(1), stem(3), stem(8)};
+    const int takes[MODELS] = {1, 1, 1, 1, 0}, last[MODELS] = {3, 3, 3, 2, 2};
+    for (int k = 0; k < MODELS; k++) {
         const cs_fast_plan *p = cs_fast_plan_get(models[k]);
         const cs_fast_chain *ch = p ? cs_fast_plan_chain(p, 0) : NULL;
         CHECK(ch != NULL, "model %d: the conv starts a chain", k);
         if (!ch) continue;
-        /* 'same' padding is not the pass's; without AVX-512 nothing is. */
-        const int want = k < 2 && cs_cpu_avx512();
+        /* Without AVX-512 the pass never runs; a chain then ends at the activation. */
+        const int want = takes[k] && cs_cpu_avx512();
         CHECK((ch->node.pooled != NULL) == want, "model %d: one pass %d, expected %d", k, ch->node.pooled != NULL, want);
-        CHECK(ch->last == (want ? 3 : 2), "model %d: the chain ends at node %d", k, ch->last);
+        CHECK(ch->last == (want ? last[k] : 2), "model %d: the chain ends at node %d", k, ch->last);
     }
-    for (int k = 0; k < 3; k++) cs_model_free(models[k]);
+    for (int k = 0; k < MODELS; k++) cs_model_free(models[k]);
+}
+
+/* The stem's outputs (no pool; stride 2, padding, a block of 16 channels past the 32)
+ * against the double-precision reference. */
+static void test_without_pool(void)
+{
+    cs_fast_set_mode(CS_FAST_AUTO);
+    cs_model *m = stem(3);
+    const int top = m->n_layers - 1;
+    const size_t out = cs_shape_size(m->layers[top].out), in = cs_shape_size(m->input);
+    double *want = malloc(out * sizeof *want);
+    for (int threads = 1; threads <= 2; threads++)
+        for (int n = 1; n <= 3; n += 2) {
+            cs_parallel_set_threads(threads);
+            float *x = random_images(m, n, 60 + n);
+            cs_exec *e = cs_exec_new(m, n);
+            if (!x || !e || !want || cs_exec_predict(e, x, n) != 0) {
+                CHECK(0, "setup");
+                free(x), cs_exec_free(e);
+                continue;
+            }
+            double worst = 0, scale = 0;
+            for (int i = 0; i < n; i++) {
+                reference(m, x + i * in, 0, want);
+                for (size_t j = 0; j < out; j++) {
+                    worst = worse(worst, e->act[top][i * out + j] - want[j]);
+                    scale = fmax(scale, fabs(want[j]));
+                }
+            }
+            CHECK(scale > 1 && !isnan(worst) && worst <= 1e-6 * scale, "%d images, %d threads: off by %.3g", n, threads,
+                  worst);
+            free(x);
+            cs_exec_free(e);
+        }
+    free(want);
+    cs_model_free(m);
 }
 
 /* The pooled outputs against the double-precision reference, for the gray block (the
@@ -172,7 +238,7 @@ static void test_against_double_reference(void)
             }
             double worst = 0, scale = 0;
             for (int i = 0; i < n; i++) {
-                reference(m, x + i * in, want);
+                reference(m, x + i * in, 1, want);
                 for (size_t j = 0; j < out; j++) {
                     worst = worse(worst, e->act[top][i * out + j] - want[j]);
                     if (fabs(want[j]) > scale) scale = fabs(want[j]);
@@ -214,7 +280,7 @@ static void test_rgb_against_plain(void)
         CHECK(want && cs_exec_forward(e, x, n, 0, NULL) == 0, "forward");
         double off = 0, scale = 0;
         for (int i = 0; want && i < n; i++) {
-            reference(m, x + i * in, want);
+            reference(m, x + i * in, 1, want);
             for (size_t j = 0; j < out; j++) {
                 off = worse(off, e->act[3][i * out + j] - want[j]);
                 scale = fmax(scale, fabs(want[j]));
@@ -280,6 +346,7 @@ int main(void)
 {
     RUN(test_which_chains_take_it);
     RUN(test_against_double_reference);
+    RUN(test_without_pool);
     RUN(test_rgb_against_plain);
     RUN(test_chunks_change_nothing);
     return test_summary("conv_act_pool");
