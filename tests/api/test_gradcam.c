@@ -110,12 +110,17 @@ static void test_blank_image_is_flat(void)
     json_t *j = resp_json(&r);
     json_t *one = json_array_get(json_object_get(j, "results"), 0);
     json_t *heat = json_object_get(one, "heatmap");
-    double first = json_number_value(json_array_get(json_array_get(heat, 0), 0));
-    int same = json_array_size(heat) == 11;
+    /* Constant up to the rounding of the convs' arithmetic (a Winograd conv rounds each
+     * position of its tiles its own way). */
+    double first = json_number_value(json_array_get(json_array_get(heat, 0), 0)), lo = 1, hi = 0;
+    int cells = 0;
     for (size_t y = 0; y < json_array_size(heat); y++)
-        for (size_t x = 0; x < json_array_size(json_array_get(heat, y)); x++)
-            same &= json_number_value(json_array_get(json_array_get(heat, y), x)) == first;
-    CHECK(r.status == 200 && same && first == 1.0, "a blank image gives one constant 1.0 (first %g)", first);
+        for (size_t x = 0; x < json_array_size(json_array_get(heat, y)); x++, cells++) {
+            const double v = json_number_value(json_array_get(json_array_get(heat, y), x));
+            lo = v < lo ? v : lo, hi = v > hi ? v : hi;
+        }
+    CHECK(r.status == 200 && cells == 11 * 11 && hi == 1.0 && lo >= 1 - 1e-5, "a blank image gives 1.0 everywhere to 1e-5 "
+          "(first %.9g, lowest %.9g)", first, lo);
     CHECK(json_is_true(json_object_get(one, "flat")) && json_is_false(json_object_get(one, "all_zero")),
           "flagged flat, not all zero");
     json_decref(j);
