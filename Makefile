@@ -75,7 +75,7 @@ $(B)/libhttp.a: $(HTTP_OBJ)
 $(B)/convscope: $(CLI_OBJ) $(B)/libhttp.a $(B)/libcore.a
 	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
-$(B)/tests/%: tests/core/%.c $(B)/libcore.a tests/test.h
+$(B)/tests/%: tests/core/%.c $(B)/libcore.a tests/test.h $(wildcard tests/core/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests -DCS_TEST_BIN='"$(B)/convscope"' -o $@ $< $(B)/libcore.a $(PKG_LIBS) $(LDLIBS)
 

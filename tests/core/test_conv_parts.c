@@ -11,26 +11,15 @@
 
 #include "exec.h"
 #include "fast_plan.h"
+#include "graph_net.h"
 #include "parallel.h"
 #include "rng.h"
 #include "test.h"
 
-static int add_node(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg, int a, int b)
-{
-    char err[256];
-    int in[2] = {a, b};
-    int i = cs_model_add_node(m, name, kind, cfg, in, b == -100 ? 1 : 2, err, sizeof err);
-    if (i < 0) {
-        fprintf(stderr, "setup: %s: %s\n", name, err);
-        exit(99);
-    }
-    return i;
-}
-
 /* 7x7x(c) -> 3x3 conv to c -> batch norm -> add the input -> ReLU -> flatten -> softmax. */
 static cs_model *late_block(int c)
 {
-    const int ONE = -100;
+    const int ONE = GRAPH_NET_ONE;
     cs_model *m = cs_model_new("late", (cs_shape){7, 7, c});
     cs_layer_config conv = {.filters = c, .kernel = 3, .stride = 1, .pad_same = 1, .he_normal = 1};
     cs_layer_config bn = {.momentum = 0.99f, .epsilon = 1e-3f}, none = {0}, dense = {.units = 5, .activation = CS_ACT_SOFTMAX};
@@ -40,18 +29,7 @@ static cs_model *late_block(int c)
     x = add_node(m, "relu", CS_RELU, &none, x, ONE);
     x = add_node(m, "flatten", CS_FLATTEN, &none, x, ONE);
     add_node(m, "dense", CS_DENSE, &dense, x, ONE);
-    if (cs_model_finish(m) != 0) exit(99);
-    cs_model_init_weights(m, 12);
-    cs_rng g;
-    cs_rng_seed(&g, 13);
-    cs_layer *b = &m->layers[1];
-    for (int k = 0; k < c; k++) {
-        b->params[0].data[k] = (float)(0.5 + cs_rng_uniform(&g));
-        b->params[1].data[k] = (float)(cs_rng_uniform(&g) - 0.5);
-        b->params[2].data[k] = (float)(cs_rng_uniform(&g) - 0.5);
-        b->params[3].data[k] = (float)(0.5 + cs_rng_uniform(&g));
-    }
-    cs_model_params_changed(m);
+    finish_net(m, 12, 13);
     return m;
 }
 

@@ -30,6 +30,7 @@
 #include "exec.h"
 #include "fast_plan.h"
 #include "gradcam.h"
+#include "graph_net.h"
 #include "layer_ops.h"
 #include "layers/conv_general.h"
 #include "layers/kernels.h"
@@ -345,24 +346,12 @@ static void test_plan_follows_parameters(void)
 
 /* ---- chains (cs_exec_predict) ---- */
 
-static int add_node(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg, int a, int b)
-{
-    char err[256];
-    int in[2] = {a, b};
-    int i = cs_model_add_node(m, name, kind, cfg, in, b == -100 ? 1 : 2, err, sizeof err);
-    if (i < 0) {
-        fprintf(stderr, "setup: %s: %s\n", name, err);
-        exit(99);
-    }
-    return i;
-}
-
 /* The notebook's blocks, a residual block with batch norms and ReLUs, a grouped conv
  * under a ReLU6, and a leaky ReLU over a stride-2 conv: every link a chain takes. */
 static cs_model *chain_model(int *expect_chains)
 {
     cs_model *m = cs_model_new("chains", (cs_shape){18, 18, 3});
-    const int ONE = -100;
+    const int ONE = GRAPH_NET_ONE;
     /* 64 channels and more than 8x8: the 3x3 convs are the Winograd kind */
     cs_layer_config valid = {.filters = 64, .kernel = 3, .stride = 1, .he_normal = 1};
     cs_layer_config same = {.filters = 64, .kernel = 3, .stride = 1, .pad_same = 1, .he_normal = 1};
@@ -388,21 +377,7 @@ static cs_model *chain_model(int *expect_chains)
     x = add_node(m, "pool", CS_MAXPOOL, &pool, x, ONE);
     x = add_node(m, "flatten", CS_FLATTEN, &none, x, ONE);
     add_node(m, "dense", CS_DENSE, &dense, x, ONE);
-    if (cs_model_finish(m) != 0) exit(99);
-    cs_model_init_weights(m, 3);
-    cs_rng r;
-    cs_rng_seed(&r, 17);
-    for (int i = 0; i < m->n_layers; i++) {
-        cs_layer *l = &m->layers[i];
-        if (l->kind != CS_BATCHNORM) continue;
-        for (int k = 0; k < l->out.c; k++) {
-            l->params[0].data[k] = (float)(0.5 + cs_rng_uniform(&r));
-            l->params[1].data[k] = (float)(cs_rng_uniform(&r) - 0.5);
-            l->params[2].data[k] = (float)(cs_rng_uniform(&r) - 0.5);
-            l->params[3].data[k] = (float)(0.5 + cs_rng_uniform(&r));
-        }
-    }
-    cs_model_params_changed(m);
+    finish_net(m, 3, 17);
     *expect_chains = 5;
     return m;
 }

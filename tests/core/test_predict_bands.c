@@ -14,23 +14,12 @@
 
 #include "exec.h"
 #include "fast_plan.h"
+#include "graph_net.h"
 #include "layers/kernels.h"
 #include "parallel.h"
 #include "predict_bands.h"
 #include "rng.h"
 #include "test.h"
-
-static int add_node(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg, int a, int b)
-{
-    char err[256];
-    int in[2] = {a, b};
-    int i = cs_model_add_node(m, name, kind, cfg, in, b == -100 ? 1 : 2, err, sizeof err);
-    if (i < 0) {
-        fprintf(stderr, "setup: %s: %s\n", name, err);
-        exit(99);
-    }
-    return i;
-}
 
 /* The larger of worst and |d|, NaN once either is NaN (fmax would drop it). */
 static double worse(double worst, double d) { return isnan(worst) || isnan(d) ? NAN : fmax(worst, fabs(d)); }
@@ -45,7 +34,7 @@ static int expand_at, strided_at;
 
 static cs_model *mobile_net(void)
 {
-    const int ONE = -100;
+    const int ONE = GRAPH_NET_ONE;
     cs_model *m = cs_model_new("mobile", (cs_shape){64, 64, 3});
     cs_layer_config stem = {.filters = 16, .kernel = 3, .stride = 1, .pad_same = 1, .he_normal = 1};
     cs_layer_config expand = {.filters = 96, .kernel = 1, .stride = 1, .he_normal = 1};
@@ -76,21 +65,7 @@ static cs_model *mobile_net(void)
     x = add_node(m, "b_project", CS_CONV2D, &project24, x, ONE);
     x = add_node(m, "pool", CS_GLOBAL_AVGPOOL, &none, x, ONE);
     add_node(m, "dense", CS_DENSE, &dense, x, ONE);
-    if (cs_model_finish(m) != 0) exit(99);
-    cs_model_init_weights(m, 8);
-    cs_rng g;
-    cs_rng_seed(&g, 37);
-    for (int i = 0; i < m->n_layers; i++) {
-        cs_layer *ly = &m->layers[i];
-        if (ly->kind != CS_BATCHNORM) continue;
-        for (int k = 0; k < ly->out.c; k++) {
-            ly->params[0].data[k] = (float)(0.5 + cs_rng_uniform(&g));
-            ly->params[1].data[k] = (float)(cs_rng_uniform(&g) - 0.5);
-            ly->params[2].data[k] = (float)(cs_rng_uniform(&g) - 0.5);
-            ly->params[3].data[k] = (float)(0.5 + cs_rng_uniform(&g));
-        }
-    }
-    cs_model_params_changed(m);
+    finish_net(m, 8, 37);
     return m;
 }
 

@@ -18,28 +18,17 @@
 #include "blas.h"
 #include "exec.h"
 #include "fast_plan.h"
+#include "graph_net.h"
 #include "layers/kernels.h"
 #include "parallel.h"
 #include "predict_buffers.h"
 #include "rng.h"
 #include "test.h"
 
-static int add_node(cs_model *m, const char *name, cs_layer_kind kind, const cs_layer_config *cfg, int a, int b)
-{
-    char err[256];
-    int in[2] = {a, b};
-    int i = cs_model_add_node(m, name, kind, cfg, in, b == -100 ? 1 : 2, err, sizeof err);
-    if (i < 0) {
-        fprintf(stderr, "setup: %s: %s\n", name, err);
-        exit(99);
-    }
-    return i;
-}
-
 static cs_model *branchy_model(void)
 {
     cs_model *m = cs_model_new("branchy", (cs_shape){12, 12, 3});
-    const int ONE = -100;
+    const int ONE = GRAPH_NET_ONE;
     cs_layer_config same16 = {.filters = 16, .kernel = 3, .stride = 1, .pad_same = 1, .he_normal = 1};
     cs_layer_config expand = {.filters = 48, .kernel = 1, .stride = 1, .he_normal = 1};
     cs_layer_config dw = {.filters = 48, .kernel = 3, .stride = 1, .pad_same = 1, .groups = 48, .he_normal = 1};
@@ -63,21 +52,7 @@ static cs_model *branchy_model(void)
     x = add_node(m, "pool", CS_MAXPOOL, &pool, x, ONE);
     x = add_node(m, "flatten", CS_FLATTEN, &none, x, ONE);
     add_node(m, "dense", CS_DENSE, &dense, x, ONE);
-    if (cs_model_finish(m) != 0) exit(99);
-    cs_model_init_weights(m, 5);
-    cs_rng g;
-    cs_rng_seed(&g, 29);
-    for (int i = 0; i < m->n_layers; i++) {
-        cs_layer *ly = &m->layers[i];
-        if (ly->kind != CS_BATCHNORM) continue;
-        for (int k = 0; k < ly->out.c; k++) {
-            ly->params[0].data[k] = (float)(0.5 + cs_rng_uniform(&g));
-            ly->params[1].data[k] = (float)(cs_rng_uniform(&g) - 0.5);
-            ly->params[2].data[k] = (float)(cs_rng_uniform(&g) - 0.5);
-            ly->params[3].data[k] = (float)(0.5 + cs_rng_uniform(&g));
-        }
-    }
-    cs_model_params_changed(m);
+    finish_net(m, 5, 29);
     return m;
 }
 
@@ -146,7 +121,7 @@ static void test_a_line_reuses_two_back(void)
 {
     cs_model *m = cs_model_new("line", (cs_shape){32, 32, 4});
     cs_layer_config pool = {.pool = 1}, dense = {.units = 3};
-    const int ONE = -100;
+    const int ONE = GRAPH_NET_ONE;
     int x = CS_MODEL_INPUT;
     for (int i = 0; i < 6; i++) {
         char name[16];

@@ -8,30 +8,13 @@
 #include <stdlib.h>
 
 #include "rng.h"
+#include "square_data.h"
 #include "test.h"
 #include "train.h"
 
 enum { N = 192 };
 
 static cs_dataset data;
-
-static void make_data(void)
-{
-    data.n = N, data.h = 28, data.w = 28;
-    data.images = malloc((size_t)N * 28 * 28);
-    data.labels = malloc(N);
-    if (!data.images || !data.labels) exit(99);
-    cs_rng r;
-    cs_rng_seed(&r, 5);
-    for (int i = 0; i < N; i++) {
-        data.labels[i] = (uint8_t)(i % 10);
-        /* A bright square whose place says the class, over noise: learnable. */
-        for (int p = 0; p < 28 * 28; p++) data.images[(size_t)i * 784 + p] = (uint8_t)cs_rng_below(&r, 60);
-        int y0 = 2 + 2 * (i % 10), x0 = 4 + (i % 10);
-        for (int y = y0; y < y0 + 5; y++)
-            for (int x = x0; x < x0 + 5; x++) data.images[(size_t)i * 784 + y * 28 + x] = 250;
-    }
-}
 
 /* conv 3x3 relu -> max pool -> flatten -> dense 10; the softmax fused into the dense
  * node, or a Softmax node after a linear one; optionally a Rescaling(1/255) first. */
@@ -147,11 +130,10 @@ static void test_check_reasons(void)
 
 int main(void)
 {
-    make_data();
+    data = square_data(N, 5);
     RUN(test_softmax_node_top);
     RUN(test_rescaling_takes_raw_pixels);
     RUN(test_check_reasons);
-    free(data.images);
-    free(data.labels);
+    cs_dataset_free(&data);
     return test_summary("train_graph");
 }

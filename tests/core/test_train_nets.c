@@ -10,30 +10,13 @@
 
 #include "../../bench/train_nets.h"
 #include "rng.h"
+#include "square_data.h"
 #include "test.h"
 #include "train.h"
 
 enum { N = 32 };
 
 static cs_dataset data;
-
-/* A bright square whose place says the class, over noise. */
-static void make_data(void)
-{
-    data.n = N, data.h = 28, data.w = 28;
-    data.images = malloc((size_t)N * 28 * 28);
-    data.labels = malloc(N);
-    if (!data.images || !data.labels) exit(99);
-    cs_rng r;
-    cs_rng_seed(&r, 7);
-    for (int i = 0; i < N; i++) {
-        data.labels[i] = (uint8_t)(i % 10);
-        for (int p = 0; p < 28 * 28; p++) data.images[(size_t)i * 784 + p] = (uint8_t)cs_rng_below(&r, 60);
-        int y0 = 2 + 2 * (i % 10), x0 = 4 + (i % 10);
-        for (int y = y0; y < y0 + 5; y++)
-            for (int x = x0; x < x0 + 5; x++) data.images[(size_t)i * 784 + y * 28 + x] = 250;
-    }
-}
 
 static cs_model *build(const char *name)
 {
@@ -189,13 +172,12 @@ static void test_each_trains(void)
 
 int main(void)
 {
-    make_data();
+    data = square_data(N, 7);
     RUN(test_notebook);
     RUN(test_resnet);
     RUN(test_mobilenet);
     RUN(test_inception);
     RUN(test_each_trains);
-    free(data.images);
-    free(data.labels);
+    cs_dataset_free(&data);
     return test_summary("train_nets");
 }
