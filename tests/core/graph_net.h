@@ -7,6 +7,7 @@
 #ifndef CS_TEST_GRAPH_NET_H
 #define CS_TEST_GRAPH_NET_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,13 @@ static void finish_net(cs_model *m, uint64_t weight_seed, uint64_t bn_seed)
         }
     }
     cs_model_params_changed(m);
+}
+
+/* The larger of worst and |d|, NaN once either is NaN (fmax drops a NaN: a difference
+ * that is not a number would pass for none). */
+static inline double graph_net_worse(double worst, double d)
+{
+    return isnan(worst) || isnan(d) ? NAN : fmax(worst, fabs(d));
 }
 
 #endif

@@ -21,8 +21,6 @@
 #include "rng.h"
 #include "test.h"
 
-/* The larger of worst and |d|, NaN once either is NaN (fmax would drop it). */
-static double worse(double worst, double d) { return isnan(worst) || isnan(d) ? NAN : fmax(worst, fabs(d)); }
 
 /* Every output buffer of e filled with NaN. */
 static void poison(cs_exec *e, const cs_model *m, int n)
@@ -136,8 +134,8 @@ static void test_bands_against_chains_and_plain(void)
                   "%d images, %d threads: shared buffers change the logits", n, threads);
             double chains = 0, plain_off = 0, scale = 0;
             for (int i = 0; i < n * k; i++) {
-                chains = worse(chains, want[2 * n * k + i] - want[n * k + i]);
-                plain_off = worse(plain_off, want[2 * n * k + i] - want[i]);
+                chains = graph_net_worse(chains, want[2 * n * k + i] - want[n * k + i]);
+                plain_off = graph_net_worse(plain_off, want[2 * n * k + i] - want[i]);
                 scale = fmax(scale, fabs(want[i]));
             }
             CHECK(scale > 0.1 && !isnan(chains) && chains <= 1e-6 * scale, "%d images, %d threads: bands and chains differ by %.3g", n,
