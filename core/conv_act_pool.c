@@ -61,49 +61,39 @@ CS_AVX512 static inline __m512 activate(const act_consts *c, __m512 v)
     return _mm512_min_ps(_mm512_max_ps(_mm512_max_ps(v, _mm512_mul_ps(v, c->slope)), c->lo), c->hi);
 }
 
-/* Conv outputs at N (at most 4) positions whose windows lie inside the input (q: each
- * window's top-left input value), channels [c, c + 32), activated: with pooled set,
- * the max of the four (a 2x2 window) into out[0], else each into out[i]. */
-CS_AVX512 static inline __attribute__((always_inline)) void positions_32(const cs_conv_act_pool *k,
-                                                                         const float *const *q, const int N, int c,
-                                                                         int pooled, float *const *out)
+/* Conv outputs at four positions whose windows lie inside the input (q: each window's
+ * top-left input value), channels [c, c + 32), activated: with pooled set, their max (a
+ * 2x2 window) into out[0], else each into out[i]. Eight chains of multiply-adds, the two
+ * FMA ports' worth (eight positions ran no faster: the loads and stores around them are
+ * the rest of the time). */
+CS_AVX512 static void four_32(const cs_conv_act_pool *k, const float *const *q, int c, int pooled, float *const *out)
 {
     const int taps = k->g.kh * k->g.kw * k->g.ic, oc = k->g.oc;
     __m512 a[4][2];
     const __m512 b0 = _mm512_loadu_ps(k->b + c), b1 = _mm512_loadu_ps(k->b + c + 16);
-    for (int i = 0; i < N; i++) a[i][0] = b0, a[i][1] = b1;
+    for (int i = 0; i < 4; i++) a[i][0] = b0, a[i][1] = b1;
     for (int t = 0; t < taps; t++) {
         const float *wt = k->w + (size_t)t * oc + c;
         const __m512 w0 = _mm512_loadu_ps(wt), w1 = _mm512_loadu_ps(wt + 16);
         const int o = k->off[t];
-        for (int i = 0; i < N; i++) {
+        for (int i = 0; i < 4; i++) {
             const __m512 v = _mm512_set1_ps(q[i][o]);
             a[i][0] = _mm512_fmadd_ps(v, w0, a[i][0]);
             a[i][1] = _mm512_fmadd_ps(v, w1, a[i][1]);
         }
     }
     const act_consts ac = act_of(&k->act);
-    for (int i = 0; i < N; i++) a[i][0] = activate(&ac, a[i][0]), a[i][1] = activate(&ac, a[i][1]);
+    for (int i = 0; i < 4; i++) a[i][0] = activate(&ac, a[i][0]), a[i][1] = activate(&ac, a[i][1]);
     if (pooled) {
-        for (int h = 0; h < N / 4; h++)
-            for (int v = 0; v < 2; v++) {
-                const __m512 m = _mm512_max_ps(_mm512_max_ps(a[4 * h][v], a[4 * h + 1][v]),
-                                               _mm512_max_ps(a[4 * h + 2][v], a[4 * h + 3][v]));
-                _mm512_storeu_ps(out[h] + c + 16 * v, m);
-            }
+        for (int v = 0; v < 2; v++)
+            _mm512_storeu_ps(out[0] + c + 16 * v,
+                             _mm512_max_ps(_mm512_max_ps(a[0][v], a[1][v]), _mm512_max_ps(a[2][v], a[3][v])));
         return;
     }
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < 4; i++) {
         _mm512_storeu_ps(out[i] + c, a[i][0]);
         _mm512_storeu_ps(out[i] + c + 16, a[i][1]);
     }
-}
-
-/* Four positions: eight chains of multiply-adds, the two FMA ports' worth (eight
- * positions ran no faster: the loads and stores around them are the rest of the time). */
-CS_AVX512 static void four_32(const cs_conv_act_pool *k, const float *const *q, int c, int pooled, float *const *out)
-{
-    positions_32(k, q, 4, c, pooled, out);
 }
 
 /* The activated conv output at (oy, ox) of image x, channels [c, c + 16), any window

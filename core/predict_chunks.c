@@ -59,14 +59,6 @@ typedef struct {
     atomic_int failed;
 } job;
 
-/* Where a prediction leaves the logits: the softmax node's input, or the exec's own. */
-static float *logits_of(cs_exec *e)
-{
-    const cs_layer *top = &e->model->layers[e->model->n_layers - 1];
-    if (top->kind == CS_SOFTMAX) return top->inputs[0] >= 0 ? e->act[top->inputs[0]] : NULL;
-    return e->logits;
-}
-
 static void run_chunks(void *ctx, long begin, long end, int worker)
 {
     job *j = ctx;
@@ -85,8 +77,9 @@ static void run_chunks(void *ctx, long begin, long end, int worker)
         }
         const size_t at = (size_t)i0 * out_image, floats = (size_t)count * out_image;
         memcpy(e->act[top] + at, sub->act[top], floats * sizeof(float));
-        float *logits = logits_of(e);
-        const float *from = logits_of(sub);
+        /* The logits: the exec's own, or the softmax node's input (cs_exec_logits). */
+        float *logits = (float *)cs_exec_logits(e);
+        const float *from = cs_exec_logits(sub);
         if (logits && from) memcpy(logits + at, from, floats * sizeof(float));
     }
     cs_parallel_limit_this_thread(was);
