@@ -97,7 +97,7 @@ for try in 1 2 3; do
     -e CONVSCOPE_LISTEN="127.0.0.1:$port" -e CONVSCOPE_VGG16=0 "$image" >/dev/null ||
     die "docker run --read-only --cap-drop ALL --cpus 1 --memory 700m"
   container_port "$name" >/dev/null && break
-  docker logs "$name" 2>&1 | grep -q 'Address already in use' || break
+  output_has 'Address already in use' docker logs "$name" || break
   note "port $port was taken before the container bound it (try $try)"
   docker rm -f "$name" >/dev/null
 done
@@ -155,8 +155,8 @@ for _ in $(seq 60); do
   sleep 0.5
 done
 check "with CONVSCOPE_INSECURE_OPEN=1 it serves and /readyz says it is open" \
-  eval 'docker exec "$name_open" curl -fs http://127.0.0.1:8080/readyz | grep -q "\"insecure_open\":true"'
-check "and its log warns" eval 'docker logs "$name_open" 2>&1 | grep -q "WARNING: --insecure-open"'
+  output_has '"insecure_open":true' docker exec "$name_open" curl -fs http://127.0.0.1:8080/readyz
+check "and its log warns" output_has "WARNING: --insecure-open" docker logs "$name_open"
 docker rm -f "$name_open" >/dev/null 2>&1
 
 # --- training inside the container -----------------------------------------------------------
@@ -239,7 +239,7 @@ check "one-off training while a replica serves the volume" eval \
      train --epochs 1 --limit 1000 --seed 5 --out /models/fmnist.csm >"$tmp/train2.log" 2>&1'
 switched=0
 for _ in $(seq 50); do
-  curl -s "http://127.0.0.1:$port2/v1/models/fmnist" | grep -q '"seed":5[,}]' && { switched=1; break; }
+  output_has '"seed":5[,}]' curl -s "http://127.0.0.1:$port2/v1/models/fmnist" && { switched=1; break; }
   sleep 0.2
 done
 check "the running replica serves the new model without a restart" test "$switched" = 1

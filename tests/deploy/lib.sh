@@ -8,6 +8,10 @@ pass() { ok=$((ok + 1)); log "ok   $1"; }
 fail() { bad=$((bad + 1)); log "FAIL $1${2:+: $2}"; }
 # check NAME COMMAND...: one counted check; never stops the script.
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+# output_has PATTERN COMMAND...: COMMAND's output (stdout and stderr) matches PATTERN.
+# Not `COMMAND | grep -q`: under pipefail, grep leaving at the first match makes a
+# COMMAND still writing (docker logs) die of SIGPIPE, and the check fails on a match.
+output_has() { local pat=$1 out; shift; out=$("$@" 2>&1) || true; grep -q -- "$pat" <<<"$out"; }
 # die MESSAGE: a step the rest depends on failed; the caller's EXIT trap prints the summary.
 die() { fail "$1"; exit 1; }
 
