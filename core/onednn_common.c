@@ -71,17 +71,17 @@ static int run_reorder(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to,
 
 /* ---- describing ---- */
 
-dnnl_primitive_attr_t cs_onednn_attr(const cs_onednn_op *op, int act)
+dnnl_primitive_attr_t cs_onednn_attr(const cs_onednn_op *op, int post_ops)
 {
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     const cs_onednn_post *post = &op->post;
-    act = act && post->act != CS_ONEDNN_LINEAR;
+    const int act = post_ops && post->act != CS_ONEDNN_LINEAR, sum = post_ops && post->sum;
     int ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
              dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
-    if (ok && (post->sum || act)) {
+    if (ok && (sum || act)) {
         ok = dnnl_post_ops_create(&po) == dnnl_success;
-        if (ok && post->sum) ok = dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success;
+        if (ok && sum) ok = dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success;
         if (ok && act)
             ok = dnnl_post_ops_append_eltwise(po, 1.0f, post->act == CS_ONEDNN_RELU ? dnnl_eltwise_relu : dnnl_eltwise_clip,
                                               post->alpha, post->beta) == dnnl_success;
@@ -261,10 +261,11 @@ static cs_onednn_shape *make_shape(cs_onednn_op *op, int n, int oy0, int oy1, in
     if (op->slices) s->dst_bytes = cs_onednn_round_up(dnnl_memory_desc_get_size(&s->dst_user));
     if (!dnnl_memory_desc_equal(&s->dst_md, &s->dst_user)) {
         /* A sum post-op adds what the destination holds: the caller's tensor, not a
-         * copy; a slice's destination is already the copy in the buffer. */
-        if (op->post.sum || op->slices) {
-            snprintf(why, whylen, "%s writes another layout than the output's%s", impl,
-                     op->post.sum ? ": no residual add" : "");
+         * copy (the describer leaves the sum to after the reorder); a slice's
+         * destination is already the copy in the buffer. */
+        const int sums = op->post.sum && !s->post_after;
+        if (sums || op->slices) {
+            snprintf(why, whylen, "%s writes another layout than the output's%s", impl, sums ? ": no residual add" : "");
             goto fail;
         }
         s->dst_bytes = cs_onednn_round_up(dnnl_memory_desc_get_size(&s->dst_md));
@@ -367,9 +368,12 @@ typedef struct {
 
 /* The post-ops' activation, as oneDNN's eltwise relu (alpha: the slope below 0) and
  * clip (to [alpha, beta]) compute it. */
-static void activate(const cs_onednn_post *post, float *y, size_t n)
+/* The post-ops the primitive left: y = act(y + addend), addend NULL where op does not sum. */
+static void post_ops(const cs_onednn_post *post, const float *restrict addend, float *restrict y, size_t n)
 {
     const float a = post->alpha, b = post->beta;
+    if (addend)
+        for (size_t i = 0; i < n; i++) y[i] += addend[i];
     if (post->act == CS_ONEDNN_RELU)
         for (size_t i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : y[i] * a;
     else if (post->act == CS_ONEDNN_CLIP)
@@ -378,11 +382,15 @@ static void activate(const cs_onednn_post *post, float *y, size_t n)
 
 /* Runs shape s on x into y through the worker's buffer buf: the input reordered into
  * the primitive's layout (or type) first where it reads another, the output reordered
- * back (and activated where the primitive could not); a slice's output rows go to y's
- * columns from its first output. */
-int cs_onednn_run_shape(const cs_onednn_op *op, const cs_onednn_shape *s, const float *x, float *y, char *buf,
-                        dnnl_stream_t st)
+ * back (and summed and activated where the primitive could not); a slice's output rows
+ * go to y's columns from its first output. */
+int cs_onednn_run_shape(const cs_onednn_op *op, const cs_onednn_shape *s, const float *x, const float *addend,
+                        float *y, char *buf, dnnl_stream_t st)
 {
+    const size_t outputs = (size_t)s->n * (s->oy1 - s->oy0) * op->g.ow * op->g.oc;
+    /* The sum post-op adds to what the destination holds: the addend, put there while
+     * it is about to be read. */
+    if (addend && !s->post_after) memcpy(y, addend, outputs * sizeof(float));
     dnnl_memory_t src = NULL, dst = NULL, ker = NULL, bias = NULL, pad = NULL, src_c = NULL, dst_c = NULL;
     char *src_buf = buf + s->pad_bytes, *dst_buf = src_buf + s->src_bytes;
     const int o0 = op->slices ? cs_onednn_slice_first(op, s->slice) : 0;
@@ -406,7 +414,7 @@ int cs_onednn_run_shape(const cs_onednn_op *op, const cs_onednn_shape *s, const 
     }
     if (ok && s->from_prim) ok = run_reorder(s->from_prim, dst_c, dst, st) == 0;
     if (ok) ok = dnnl_stream_wait(st) == dnnl_success;
-    if (ok && s->act_after) activate(&op->post, y, (size_t)s->n * (s->oy1 - s->oy0) * op->g.ow * op->g.oc);
+    if (ok && s->post_after) post_ops(&op->post, addend, y, outputs);
     if (ok && op->slices) {
         const float *from = (const float *)dst_buf;
         for (int r = 0; r < s->n; r++)
@@ -436,11 +444,8 @@ static void run_range(void *ctx, long begin, long end, int worker)
         /* (A dense layer's slices all start at row 0 of a single run.) */
         const float *x = j->x + image * in_image + (size_t)s->iy0 * g->iw * g->ic;
         const size_t at = image * out_image + (size_t)s->oy0 * g->ow * g->oc;
-        float *y = j->y + at;
-        /* The sum post-op adds to what the destination holds: the addend, put there
-         * piece by piece while it is about to be read. */
-        if (j->addend) memcpy(y, j->addend + at, (size_t)s->n * (s->oy1 - s->oy0) * g->ow * g->oc * sizeof(float));
-        if (cs_onednn_run_shape(j->op, s, x, y, j->s->onednn[worker], st) != 0) atomic_store(&j->failed, 1);
+        if (cs_onednn_run_shape(j->op, s, x, j->addend ? j->addend + at : NULL, j->y + at, j->s->onednn[worker], st) != 0)
+            atomic_store(&j->failed, 1);
     }
     dnnl_stream_destroy(st);
 }
@@ -527,8 +532,7 @@ int cs_onednn_op_rows(const cs_onednn_op *op, int oy0, int oy1, const float *x, 
     omp_set_num_threads(1);
     dnnl_stream_t st;
     if (dnnl_stream_create(&st, engine, dnnl_stream_default_flags) != dnnl_success) return -1;
-    if (addend) memcpy(y, addend, (size_t)(oy1 - oy0) * op->g.ow * op->g.oc * sizeof(float));
-    const int rc = cs_onednn_run_shape(op, sh, x, y, s->onednn[worker], st);
+    const int rc = cs_onednn_run_shape(op, sh, x, addend, y, s->onednn[worker], st);
     dnnl_stream_destroy(st);
     return rc;
 }

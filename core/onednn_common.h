@@ -45,13 +45,15 @@ typedef struct cs_onednn_shape {
     dnnl_memory_desc_t src_user, dst_user, src_md, dst_md, pad_md, bias_md, kernel_md;
     size_t pad_bytes, src_bytes, dst_bytes; /* the worker buffer: scratchpad, then src and dst copies */
     const cs_onednn_kernel *_Atomic kernel; /* reordered on the first run (under the lock) */
-    int act_after; /* the primitive cannot apply the activation: it is applied to the output after */
+    /* The primitive cannot apply the post-ops (Winograd takes neither the residual sum nor
+     * a leaky ReLU or a clip): the addend and the activation are applied to its output after. */
+    int post_after;
 } cs_onednn_shape;
 
 typedef struct cs_onednn_op cs_onednn_op;
 
 /* The primitive descriptor for shape s (its n, rows or slice and band are set), with
- * s->src_user, s->dst_user, s->bias_md and s->act_after set; NULL with the reason in
+ * s->src_user, s->dst_user, s->bias_md and s->post_after set; NULL with the reason in
  * why when oneDNN has nothing worth running for it. Called under op->lock. */
 typedef dnnl_primitive_desc_t (*cs_onednn_describe)(const cs_onednn_op *op, cs_onednn_shape *s, char *why,
                                                     size_t whylen);
@@ -83,8 +85,8 @@ int cs_onednn_reference(const char *impl);
 int cs_onednn_slice_first(const cs_onednn_op *op, int k);
 
 /* The attributes of op's primitives: the caller's scratchpad, and op's post-ops (its
- * activation only when act); NULL when oneDNN refuses. */
-dnnl_primitive_attr_t cs_onednn_attr(const cs_onednn_op *op, int act);
+ * sum and activation) unless post_ops is 0; NULL when oneDNN refuses. */
+dnnl_primitive_attr_t cs_onednn_attr(const cs_onednn_op *op, int post_ops);
 /* The primitive descriptor of an operation (a convolution's or an inner product's
  * descriptor) with cs_onednn_attr(op, 1); NULL when oneDNN refuses. */
 dnnl_primitive_desc_t cs_onednn_primitive_desc(const cs_onednn_op *op, const_dnnl_op_desc_t desc);
@@ -114,9 +116,10 @@ size_t cs_onednn_shape_bytes(const cs_onednn_shape *s);
 size_t cs_onednn_round_up(size_t v);
 /* Grows each of s's worker buffers to hold need bytes. 0, or -1 when out of memory. */
 int cs_onednn_grow_buffers(cs_scratch *s, size_t need);
-/* Runs shape s of op on x into y, with buf (a worker's buffer) and stream st. 0, or -1. */
-int cs_onednn_run_shape(const cs_onednn_op *op, const cs_onednn_shape *s, const float *x, float *y, char *buf,
-                        dnnl_stream_t st);
+/* Runs shape s of op on x into y, with buf (a worker's buffer) and stream st; addend
+ * (the part of the residual that y's part takes, or NULL) is added where op sums. 0, or -1. */
+int cs_onednn_run_shape(const cs_onednn_op *op, const cs_onednn_shape *s, const float *x, const float *addend,
+                        float *y, char *buf, dnnl_stream_t st);
 
 /* Makes op's single-image shapes, one per part, which say whether oneDNN takes the
  * layer. 0, or -1 with the reason in err; either way cs_onednn_op_clear frees what

@@ -79,11 +79,13 @@ static dnnl_primitive_desc_t describe_with(const cs_onednn_conv *c, cs_onednn_sh
     if (cs_onednn_conv_desc(op, s, wino ? dnnl_convolution_winograd : dnnl_convolution_direct, dnnl_f32,
                             wino ? dnnl_format_tag_any : dnnl_nhwc, kernel, &cd) != 0)
         return NULL;
-    /* oneDNN's Winograd takes a plain ReLU but not a leaky one or a clip: then the
-     * activation is left to the common code, on the rows the primitive has just written. */
-    for (s->act_after = 0; s->act_after < 2; s->act_after++) {
-        if (s->act_after && (!wino || op->post.act == CS_ONEDNN_LINEAR)) break;
-        dnnl_primitive_attr_t attr = cs_onednn_attr(op, !s->act_after);
+    /* oneDNN's Winograd takes a plain ReLU but not a leaky one or a clip, nor the sum
+     * (whose destination would be its own blocked copy, not the caller's output): then
+     * the post-ops are left to the common code, on the rows the primitive has just
+     * written. */
+    for (s->post_after = wino && op->post.sum; s->post_after < 2; s->post_after++) {
+        if (s->post_after && (!wino || (op->post.act == CS_ONEDNN_LINEAR && !op->post.sum))) break;
+        dnnl_primitive_attr_t attr = cs_onednn_attr(op, !s->post_after);
         dnnl_primitive_desc_t pd = attr && wino && prefers_4x3(&op->g) ? pick_winograd(&cd, attr) : NULL;
         if (attr && !pd && dnnl_primitive_desc_create(&pd, &cd, attr, cs_onednn_engine(), NULL) != dnnl_success)
             pd = NULL;
@@ -253,8 +255,8 @@ static void run_parts(void *ctx, long begin, long end, int worker)
         const size_t at = (size_t)image * pixels * g->oc + oc0;
         if (j->addend) /* the sum post-op adds what its output holds */
             for (size_t q = 0; q < pixels; q++) memcpy(temp + q * w, j->addend + at + q * g->oc, (size_t)w * sizeof *temp);
-        if (cs_onednn_run_shape(part, cs_onednn_op_shape(part, 1, 0, g->oh, 0), j->x + image * in_image, temp, buf, st) !=
-            0) {
+        if (cs_onednn_run_shape(part, cs_onednn_op_shape(part, 1, 0, g->oh, 0), j->x + image * in_image, NULL, temp,
+                                buf, st) != 0) {
             atomic_store(&j->failed, 1);
             break;
         }

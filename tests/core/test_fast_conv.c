@@ -406,6 +406,11 @@ static void test_predict_runs_chains(void)
             int chains = 0;
             for (int i = 0; i < m->n_layers; i++) chains += cs_fast_plan_chain(cs_fast_plan_get(m), i) != NULL;
             CHECK(chains == expect, "%d chains found, %d expected", chains, expect);
+            /* The residual block's second conv is Winograd's, which leaves the sum and
+             * the ReLU to after its output is reordered. */
+            const cs_fast_chain *res = cs_fast_plan_chain(cs_fast_plan_get(m), 6);
+            CHECK(res && winograd_chosen(&res->node) && cs_onednn_conv_sums(res->node.conv[0]),
+                  "the residual conv runs Winograd with the sum");
             const int ran = e->chained[2] + e->chained[5] + e->chained[9] + e->chained[11] + e->chained[13];
             CHECK(ran == 5, "batch %d: %d chains ran", n, ran);
             double worst = 0, scale = 0;
