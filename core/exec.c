@@ -16,6 +16,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,8 +56,15 @@ static float *grad_buffer(cs_exec *e, int i)
 {
     if (!e->grad[i])
         e->grad[i] = is_view(e->model, i) ? grad_buffer(e, e->model->layers[i].inputs[0])
-                                          : malloc(out_floats(e, i) * sizeof(float));
+                                          : cs_floats_new(out_floats(e, i));
     return e->grad[i];
+}
+
+float *cs_floats_new(size_t n)
+{
+    const size_t line = 64, bytes = (n ? n : 1) * sizeof(float);
+    if (bytes / sizeof(float) != (n ? n : 1) || bytes > SIZE_MAX - line) return NULL;
+    return aligned_alloc(line, (bytes + line - 1) / line * line);
 }
 
 /* ---- the plan ---- */
@@ -136,7 +144,7 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
     for (int i = 0; i < L; i++) {
         const cs_layer *l = &m->layers[i];
         if (is_view(m, i)) e->act[i] = e->act[l->inputs[0]];
-        else if (!(e->act[i] = malloc(out_floats(e, i) * sizeof(float)))) goto fail;
+        else if (!(e->act[i] = cs_floats_new(out_floats(e, i)))) goto fail;
         if (l->kind == CS_BATCHNORM) {
             int c = l->out.c;
             cs_bn_cache *bc = &e->bn[i];
@@ -160,13 +168,13 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
         size_t need = ops->work_floats ? ops->work_floats(&m->layers[i], max_batch) : 0;
         if (need > work) work = need;
     }
-    if (work && !(e->work = malloc(work * sizeof(float)))) goto fail;
+    if (work && !(e->work = cs_floats_new(work))) goto fail;
     /* The top's gradient is where every backward starts: always there. */
     if (!grad_buffer(e, L - 1)) goto fail;
     e->scratch.workers = cs_parallel_threads();
     e->scratch.col_floats = scratch_floats(m, max_batch);
     for (int w = 0; w < e->scratch.workers && e->scratch.col_floats; w++)
-        if (!(e->scratch.col[w] = malloc(e->scratch.col_floats * sizeof(float)))) goto fail;
+        if (!(e->scratch.col[w] = cs_floats_new(e->scratch.col_floats))) goto fail;
     if (plan_build(m, 0, &e->infer_plan) != 0 || plan_build(m, 0, &e->train_plan) != 0) goto fail;
     if (!(e->predict_act = malloc((size_t)L * sizeof *e->predict_act)) ||
         cs_predict_buffers(m, e->act, e->predict_act) != 0)
@@ -258,14 +266,14 @@ int cs_exec_enable_param_grads(cs_exec *e)
         if (need > most) most = need;
     }
     for (int w = 1; w < e->scratch.workers && most; w++)
-        if (!(e->scratch.part[w] = malloc(most * sizeof(float)))) return -1;
+        if (!(e->scratch.part[w] = cs_floats_new(most))) return -1;
     e->scratch.part_floats = most;
     /* Chunks of a conv's dy produced on demand by the fused block above it. */
     size_t dy = CS_DY_CHUNK_FLOATS;
     for (int i = 0; i < e->model->n_layers; i++)
         if ((size_t)e->model->layers[i].out.c > dy) dy = (size_t)e->model->layers[i].out.c;
     for (int w = 0; w < e->scratch.workers; w++)
-        if (!(e->scratch.dy[w] = malloc(dy * sizeof(float)))) return -1;
+        if (!(e->scratch.dy[w] = cs_floats_new(dy))) return -1;
     e->scratch.dy_floats = dy;
     return 0;
 }
@@ -633,7 +641,7 @@ static float *grad_target(cs_exec *e, int j, int stop, int k, int *slot)
         size_t most = (size_t)e->max_batch * cs_shape_size(e->model->input);
         for (int i = 0; i < e->model->n_layers; i++)
             if (out_floats(e, i) > most) most = out_floats(e, i);
-        if (!(e->fanin[k] = malloc(most * sizeof(float)))) {
+        if (!(e->fanin[k] = cs_floats_new(most))) {
             *slot = -2;
             return NULL;
         }

@@ -104,6 +104,11 @@ typedef struct cs_exec {
  * (conv layers are computed in row chunks), so memory is activations plus a
  * constant. Returns NULL when out of memory. */
 cs_exec *cs_exec_new(const cs_model *m, int max_batch);
+
+/* n floats on a cache line's boundary (free() releases them), or NULL. The tensors the
+ * vector kernels read and write: malloc puts a large block 16 bytes past a page's
+ * start, and then every 64-byte load of it spans two cache lines. */
+float *cs_floats_new(size_t n);
 void cs_exec_free(cs_exec *e);
 /* Bytes an exec of this model may come to hold for batches of max_batch: every
  * output and gradient, the scratch, the batch-norm and dropout state. An upper bound

@@ -134,7 +134,7 @@ static int grow_tmp(cs_exec *e, size_t floats)
     }
     e->band_tmp_floats = 0;
     for (int w = 0; w < e->scratch.workers; w++)
-        if (!(e->band_tmp[w] = malloc(floats * sizeof(float)))) return -1;
+        if (!(e->band_tmp[w] = cs_floats_new(floats))) return -1;
     e->band_tmp_floats = floats;
     return 0;
 }
