@@ -30,6 +30,7 @@
 #include "predict_bands.h"
 #include "predict_buffers.h"
 #include "predict_chunks.h"
+#include "predict_split.h"
 #include "simd.h"
 
 static size_t out_floats(const cs_exec *e, int i) { return (size_t)e->max_batch * cs_shape_size(e->model->layers[i].out); }
@@ -447,6 +448,16 @@ static int forward_bands(cs_exec *e, int c, const cs_fast_bands *b)
     return 0;
 }
 
+static int forward_split(cs_exec *e, int c, const cs_fast_split *s)
+{
+    const cs_fast_stage *project = &s->stage[CS_BAND_PROJECT];
+    const float *addend = cs_onednn_conv_sums(project->conv) ? node_value(e, project->addend) : NULL;
+    if (cs_predict_split(e, s, node_value(e, e->model->layers[c].inputs[0]), addend, e->act[project->last]) != 0)
+        return -1;
+    mark_chained(e, c, project->last);
+    return 0;
+}
+
 static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inputs, int n, int from, int upto,
                         int training, cs_model *update_bn, int chains)
 {
@@ -483,6 +494,11 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
             }
             const cs_fast_bands *bands = e->bands_off ? NULL : cs_fast_plan_bands(fast, st->first);
             if (bands && forward_bands(e, st->first, bands) == 0) {
+                if (e->profile) e->profile[st->first] += cs_now() - t0;
+                continue;
+            }
+            const cs_fast_split *split = e->bands_off ? NULL : cs_fast_plan_split(fast, st->first);
+            if (split && forward_split(e, st->first, split) == 0) {
                 if (e->profile) e->profile[st->first] += cs_now() - t0;
                 continue;
             }

@@ -95,7 +95,8 @@ typedef struct cs_exec {
     double *chunk_profile; /* the chunk execs' profiles while this one's is on */
     float *band_tmp[CS_MAX_WORKERS]; /* each worker's rows of a block run in bands (predict_bands.h) */
     size_t band_tmp_floats;
-    int bands_off;         /* predictions run such blocks chain by chain (tests compare the two) */
+    int bands_off;         /* predictions run such blocks (and those split by channels, predict_split.h)
+                              chain by chain (tests compare the two) */
     int in_chunk;          /* this exec runs one worker's chunks: never split again */
     int chunks_off;        /* predictions run layer by layer (tests compare the two ways) */
 } cs_exec;

@@ -11,6 +11,7 @@
 
 #include "layer_ops.h"
 #include "predict_bands.h"
+#include "predict_split.h"
 #include "layers/kernels.h"
 
 struct cs_fast_plan {
@@ -22,6 +23,7 @@ struct cs_fast_plan {
     const cs_fast_node **active; /* [n]: &node[i], or NULL where node i has no fast path */
     cs_fast_chain **chain;       /* [n]: the chain starting at node i, or NULL */
     cs_fast_bands **bands;       /* [n]: the block run in bands starting at node i, or NULL */
+    cs_fast_split **split;       /* [n]: the block split by channels starting at node i, or NULL */
 };
 
 /* The plans of one model, by mode: switching modes (tests, benchmarks) keeps them. */
@@ -54,8 +56,10 @@ static void plan_free(cs_fast_plan *p)
             free(p->chain[i]);
         }
         if (p->bands) free(p->bands[i]);
+        if (p->split) cs_fast_split_free(p->split[i]);
     }
     free(p->bands);
+    free(p->split);
     free(p->node);
     free(p->active);
     free(p->chain);
@@ -166,7 +170,8 @@ static cs_fast_plan *plan_make(const cs_model *m, cs_fast_mode mode)
     p->active = calloc((size_t)m->n_layers, sizeof *p->active);
     p->chain = calloc((size_t)m->n_layers, sizeof *p->chain);
     p->bands = calloc((size_t)m->n_layers, sizeof *p->bands);
-    if (!p->node || !p->active || !p->chain || !p->bands) {
+    p->split = calloc((size_t)m->n_layers, sizeof *p->split);
+    if (!p->node || !p->active || !p->chain || !p->bands || !p->split) {
         plan_free(p);
         return NULL;
     }
@@ -203,7 +208,7 @@ static cs_fast_plan *plan_make(const cs_model *m, cs_fast_mode mode)
     /* Three convs that follow one another with their chains, each the only reader of
      * the one before and their nodes in a row (no other node runs between them, so a
      * prediction may write the last one's output at the first one's step), may run
-     * band by band. */
+     * band by band, or split by channels. */
     for (int i = 0; i < m->n_layers; i++) {
         cs_fast_stage st[CS_BAND_STAGES];
         cs_fast_bands b;
@@ -213,6 +218,7 @@ static cs_fast_plan *plan_make(const cs_model *m, cs_fast_mode mode)
             if (ok && k + 1 < CS_BAND_STAGES) ok = only_reader(m, st[k].last, &at) && at == st[k].last + 1;
         }
         if (ok && cs_fast_bands_fit(st, &b) && (p->bands[i] = malloc(sizeof b))) *p->bands[i] = b;
+        else if (ok) p->split[i] = cs_fast_split_make(st, p->threads);
     }
     return p;
 }
@@ -252,6 +258,11 @@ const cs_fast_bands *cs_fast_plan_bands(const cs_fast_plan *p, int i)
     return p && i >= 0 && i < p->n ? p->bands[i] : NULL;
 }
 
+const cs_fast_split *cs_fast_plan_split(const cs_fast_plan *p, int i)
+{
+    return p && i >= 0 && i < p->n ? p->split[i] : NULL;
+}
+
 const cs_fast_node *cs_fast_plan_node(const cs_fast_plan *p, int i)
 {
     return p && i >= 0 && i < p->n ? p->active[i] : NULL;
@@ -271,6 +282,7 @@ size_t cs_fast_plan_bytes(const cs_fast_plan *p)
             if (p->chain[i] && p->chain[i]->node.conv[k])
                 total += cs_onednn_conv_kernel_bytes(p->chain[i]->node.conv[k]);
         }
+    for (int i = 0; p && i < p->n; i++) total += cs_fast_split_kernel_bytes(p->split[i]);
     return total;
 }
 
@@ -290,8 +302,11 @@ size_t cs_fast_plan_bytes_bound(const cs_model *m)
             if (l->params[p].ndim == 4) bytes += l->params[p].size * sizeof(float);
         cs_fast_fuse fuse;
         int addend = 0;
-        if ((l->kind == CS_CONV2D || l->kind == CS_DEPTHWISE_CONV2D) && chain_at(m, i, &fuse, NULL, &addend) > i)
-            bytes *= 2;
+        const int sliced = k->ndim == 4 && ((k->dims[0] == 1 && k->dims[1] == 1) || l->cfg.groups > 1 ||
+                                            l->kind == CS_DEPTHWISE_CONV2D);
+        const int chained =
+            (l->kind == CS_CONV2D || l->kind == CS_DEPTHWISE_CONV2D) && chain_at(m, i, &fuse, NULL, &addend) > i;
+        bytes *= (size_t)(1 + chained + sliced);
         total += bytes + bytes / 8; /* and the blocks' padding */
     }
     return total;

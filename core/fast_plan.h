@@ -79,11 +79,15 @@ const cs_fast_chain *cs_fast_plan_chain(const cs_fast_plan *p, int i);
 /* The inverted residual block that starts at node i, run band by band in predictions
  * (predict_bands.h), or NULL. */
 const struct cs_fast_bands *cs_fast_plan_bands(const cs_fast_plan *p, int i);
+/* The inverted residual block that starts at node i, split by its wide channels over
+ * the workers for a single image (predict_split.h), or NULL. */
+const struct cs_fast_split *cs_fast_plan_split(const cs_fast_plan *p, int i);
 /* Bytes the plan keeps beside the model (the reordered kernels). */
 size_t cs_fast_plan_bytes(const cs_fast_plan *p);
 /* At most what a plan of m may come to keep, for memory budgets before one is made:
  * each conv kernel reordered (4x its size where Winograd may take it), twice where the
- * conv starts a chain (predictions and full passes read different copies). */
+ * conv starts a chain (predictions and full passes read different copies), and once
+ * more for a 1x1 or depthwise conv's slices (predict_split.h). */
 size_t cs_fast_plan_bytes_bound(const cs_model *m);
 /* A model's plans, one per mode made so far (cs_model_free frees them). */
 struct cs_fast_plans;

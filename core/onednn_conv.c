@@ -189,6 +189,33 @@ static int split_channels(cs_onednn_conv *c, int threads, char *err, size_t errl
     return 0;
 }
 
+cs_onednn_conv *cs_onednn_conv_slice(const cs_onednn_conv *c, cs_onednn_slice_kind kind, int lo, int hi, int first,
+                                     char *err, size_t errlen)
+{
+    const cs_onednn_op *op = &c->op;
+    const cs_conv2d_geom *g = &op->g;
+    cs_conv2d_geom sg = *g;
+    const int depthwise = g->groups > 1 && g->groups == g->ic && g->groups == g->oc;
+    const int width = kind == CS_SLICE_OUTPUTS ? g->oc : g->ic;
+    if (lo < 0 || hi > width || lo >= hi || lo % 16 || (hi < width && hi % 16) || c->alg != CS_ONEDNN_DIRECT ||
+        (g->groups > 1 && !depthwise) ||
+        (kind == CS_SLICE_INPUTS && (depthwise || g->kh != 1 || g->kw != 1 || op->post.act != CS_ONEDNN_LINEAR))) {
+        snprintf(err, errlen, "no slice [%d, %d) of this conv's %s channels", lo, hi,
+                 kind == CS_SLICE_OUTPUTS ? "output" : "input");
+        return NULL;
+    }
+    if (kind == CS_SLICE_OUTPUTS) {
+        sg.oc = hi - lo;
+        if (depthwise) sg.ic = sg.groups = hi - lo;
+        return conv_make(&sg, op->w + lo, op->ldo, op->b ? op->b + lo : NULL, &op->post, c->alg, 1, err, errlen);
+    }
+    /* A 1x1 kernel's rows are its input channels, op->ldo floats apart. */
+    sg.ic = hi - lo;
+    const cs_onednn_post none = {0};
+    return conv_make(&sg, op->w + (size_t)lo * op->ldo, op->ldo, first ? op->b : NULL, first ? &op->post : &none,
+                     c->alg, 1, err, errlen);
+}
+
 cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, const float *b, const cs_onednn_post *post,
                                    cs_onednn_alg alg, char *err, size_t errlen)
 {

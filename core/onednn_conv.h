@@ -57,6 +57,17 @@ typedef struct {
 cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, const float *b, const cs_onednn_post *post,
                                    cs_onednn_alg alg, char *err, size_t errlen);
 void cs_onednn_conv_free(cs_onednn_conv *c);
+/* A direct conv computing a slice of c's channels [lo, hi) on one thread (multiples of 16
+ * but the last), reading c's kernel and bias where they are (they must outlive it):
+ * - CS_SLICE_OUTPUTS: output channels lo..hi-1 (a depthwise conv's are its input's
+ *   too), from all of c's inputs, with c's post-ops;
+ * - CS_SLICE_INPUTS, a 1x1 conv without activation: the part of every output that
+ *   input channels lo..hi-1 contribute, with c's bias and sum when `first`, neither
+ *   otherwise (the parts add up to c's output).
+ * NULL, with the reason in err, when c's shape takes no such slice or oneDNN refuses. */
+typedef enum { CS_SLICE_OUTPUTS, CS_SLICE_INPUTS } cs_onednn_slice_kind;
+cs_onednn_conv *cs_onednn_conv_slice(const cs_onednn_conv *c, cs_onednn_slice_kind kind, int lo, int hi, int first,
+                                     char *err, size_t errlen);
 /* Whether the post-ops apply an elementwise function; whether they add an addend. */
 int cs_onednn_conv_activated(const cs_onednn_conv *c);
 int cs_onednn_conv_sums(const cs_onednn_conv *c);

@@ -12,8 +12,6 @@
 /* The expand conv's rows a band keeps should leave the core's L2 cache (1-2 MB) room
  * for the depthwise rows, the kernels and the narrow tensors. */
 #define BAND_BYTES ((size_t)1024 * 1024)
-/* Below this the wide tensor of one image stays in the cache anyway. */
-#define WIDE_BYTES (1024 * 1024)
 
 static int pointwise(const cs_conv2d_geom *g)
 {
@@ -21,7 +19,7 @@ static int pointwise(const cs_conv2d_geom *g)
            !g->pr;
 }
 
-int cs_fast_bands_fit(const cs_fast_stage stage[CS_BAND_STAGES], cs_fast_bands *b)
+size_t cs_fast_block_wide_bytes(const cs_fast_stage stage[CS_BAND_STAGES])
 {
     for (int k = 0; k < CS_BAND_STAGES; k++)
         if (!stage[k].conv || (k < CS_BAND_PROJECT && cs_onednn_conv_sums(stage[k].conv))) return 0;
@@ -30,8 +28,15 @@ int cs_fast_bands_fit(const cs_fast_stage stage[CS_BAND_STAGES], cs_fast_bands *
     if (!pointwise(x) || !pointwise(p) || d->groups != d->ic || d->oc != d->ic || d->ic != x->oc || p->ic != d->oc ||
         d->ih != x->oh || d->iw != x->ow || p->ih != d->oh || p->iw != d->ow)
         return 0;
+    return (size_t)x->oh * x->ow * x->oc * sizeof(float);
+}
+
+int cs_fast_bands_fit(const cs_fast_stage stage[CS_BAND_STAGES], cs_fast_bands *b)
+{
+    const size_t wide = cs_fast_block_wide_bytes(stage);
+    if (wide < CS_BAND_WIDE_BYTES) return 0;
+    const cs_conv2d_geom *x = cs_onednn_conv_geom(stage[0].conv), *d = cs_onednn_conv_geom(stage[1].conv);
     const size_t row = (size_t)x->ow * x->oc * sizeof(float);
-    if (row * x->oh < WIDE_BYTES) return 0;
     /* The most depthwise rows whose expand rows fit the band's bytes (a band of one row
      * must: cs_predict_bands_bytes_bound counts on it). */
     if ((size_t)(d->sh + (d->kh - 1) * d->dh + 1) * row > BAND_BYTES) return 0;
@@ -124,8 +129,7 @@ static void run_parts(void *ctx, long begin, long end, int worker)
     }
 }
 
-/* Each worker's room for the expand rows and the depthwise rows of a band. */
-static int grow_tmp(cs_exec *e, size_t floats)
+int cs_predict_block_tmp(cs_exec *e, size_t floats)
 {
     if (floats <= e->band_tmp_floats) return 0;
     for (int w = 0; w < CS_MAX_WORKERS; w++) {
@@ -156,7 +160,7 @@ int cs_predict_bands(cs_exec *e, const cs_fast_bands *b, const float *x, const f
         if (m > most) most = m;
     }
     j.tmp_x = ((size_t)most + 15) / 16 * 16;
-    if (grow_tmp(e, j.tmp_x + (size_t)b->rows * gd->ow * gd->oc) != 0) return -1;
+    if (cs_predict_block_tmp(e, j.tmp_x + (size_t)b->rows * gd->ow * gd->oc) != 0) return -1;
     cs_parallel_run((long)e->batch * j.parts, 1, parts, run_parts, &j);
     return atomic_load(&j.failed) ? -1 : 0;
 }

@@ -33,10 +33,15 @@ typedef struct cs_fast_bands {
     int rows; /* depthwise output rows per band */
 } cs_fast_bands;
 
-/* Whether three stages make such a block worth running in bands (1x1 stride-1 convs
- * around a depthwise one, only the last adding, a wide tensor too large for the
- * cache); fills b with them and the band height. */
+/* Whether three stages make such a block (1x1 stride-1 convs around a depthwise one
+ * that reads the first's output and is read by the last, only the last adding): 0, or
+ * the bytes of the block's wide tensor (the expand conv's output) for one image. */
+size_t cs_fast_block_wide_bytes(const cs_fast_stage stage[CS_BAND_STAGES]);
+/* Whether a block is worth running in bands (its wide tensor too large for the cache);
+ * fills b with its stages and the band height. */
 int cs_fast_bands_fit(const cs_fast_stage stage[CS_BAND_STAGES], cs_fast_bands *b);
+/* Below this many bytes of wide tensor an image's block stays in a core's cache anyway. */
+#define CS_BAND_WIDE_BYTES ((size_t)1024 * 1024)
 
 /* Bytes an exec of m may come to hold for the bands' rows (each worker's), for budgets:
  * 0 when m has no depthwise conv. */
@@ -47,5 +52,8 @@ size_t cs_predict_bands_bytes_bound(const cs_model *m);
  * (out of memory, or oneDNN refused a band: nothing is half-written that the nodes run
  * one by one would not write again). */
 int cs_predict_bands(cs_exec *e, const cs_fast_bands *b, const float *x, const float *addend, float *y);
+
+/* Grows each worker's room for a block's rows (e->band_tmp) to hold floats. 0, or -1. */
+int cs_predict_block_tmp(cs_exec *e, size_t floats);
 
 #endif
