@@ -4,9 +4,12 @@
  * Times are node indices, the order a pass runs them in. Node i's output is alive
  * from when it may be written to when its last reader runs. A chain writes its last
  * output at the step of its first node, up to three single-reader links below (conv
- * -> batch norm -> add -> activation), so "may be written" starts at the earliest
- * node three such links up: early enough for every chain fast_plan.c makes, whichever
- * of them the plan has, and for the nodes run one by one when a chain cannot run.
+ * -> batch norm -> add -> activation), and an inverted residual block run whole (in
+ * bands, or split by channels) at the step of its expand conv, up to nine links below
+ * (three chains), while it still reads the block's input: so "may be written" starts
+ * at the earliest node nine such links up: early enough for every chain and block
+ * fast_plan.c makes, whichever of them the plan has, and for the nodes run one by one
+ * when they cannot run.
  */
 #include "predict_buffers.h"
 
@@ -47,7 +50,7 @@ int cs_predict_buffers(const cs_model *m, float *const *act, float **out)
     }
     /* A buffer's life: the union of its nodes' (a node and its views). */
     for (int i = 0; i < L; i++) {
-        const int r = root[i], f = earliest(m, i, 3);
+        const int r = root[i], f = earliest(m, i, 9);
         if (from[r] == INT_MIN || f < from[r]) from[r] = f;
         if (until[r] < i) until[r] = i;
         for (int k = 0; k < m->layers[i].n_inputs; k++) {

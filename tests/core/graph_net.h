@@ -164,4 +164,16 @@ static inline int graph_net_chains_then_blocks(cs_exec *e, const cs_model *m, co
     return 0;
 }
 
+/* Whether a prediction's buffers keep an inverted residual block's outputs (nodes first
+ * to last) apart from what the block reads while it writes them: its input and the
+ * node its residual add adds (addend, or -1). */
+static inline int graph_net_block_apart(const cs_exec *e, const cs_model *m, int first, int last, int addend)
+{
+    const int in = m->layers[first].inputs[0];
+    for (int i = first; i <= last; i++)
+        if ((in >= 0 && e->predict_act[i] == e->predict_act[in]) || (addend >= 0 && e->predict_act[i] == e->predict_act[addend]))
+            return 0;
+    return 1;
+}
+
 #endif

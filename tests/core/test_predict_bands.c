@@ -69,6 +69,11 @@ static void test_bands_against_chains_and_plain(void)
             }
             CHECK(graph_net_chains_then_blocks(e, m, x, n, want + n * k, want + 2 * n * k) == 0, "chain by chain, band by band");
             CHECK(e->chained[strided_at - 1] && e->chained[top - 2], "the blocks' inner nodes were not run on their own");
+            const cs_fast_bands *a = cs_fast_plan_bands(cs_fast_plan_get(m), expand_at),
+                                *b = cs_fast_plan_bands(cs_fast_plan_get(m), strided_at);
+            CHECK(a && b && graph_net_block_apart(e, m, expand_at, a->stage[CS_BAND_PROJECT].last, a->stage[CS_BAND_PROJECT].addend) &&
+                      graph_net_block_apart(e, m, strided_at, b->stage[CS_BAND_PROJECT].last, -1),
+                  "a block writes where it reads");
             /* Every node's own buffer: the shared ones change nothing. */
             float **table = e->predict_act;
             e->predict_act = e->act;

@@ -125,6 +125,13 @@ static void test_split_against_chains_and_plain(void)
             const double one = graph_net_gap(cs_exec_logits(e), want + n * k, n * k);
             CHECK(!isnan(one) && one <= 1e-6 * scale, "%d images, %d threads, limited to one: %.3g off", n, threads, one);
             const cs_fast_plan *p = cs_fast_plan_get(m);
+            for (int b = 0; b < 2; b++) {
+                const cs_fast_split *s = cs_fast_plan_split(p, b ? second_at : first_at);
+                const cs_fast_stage *last = s ? &s->stage[CS_BAND_PROJECT] : NULL;
+                CHECK(s && graph_net_block_apart(e, m, s->stage[0].first, last->last,
+                                                  cs_onednn_conv_sums(last->conv) ? last->addend : -1),
+                      "%d threads: block %d writes where it reads", threads, b);
+            }
             CHECK(cs_fast_plan_bytes(p) <= cs_fast_plan_bytes_bound(m), "%d threads: the plan keeps %zu bytes, bound %zu",
                   threads, cs_fast_plan_bytes(p), cs_fast_plan_bytes_bound(m));
             cs_exec_free(e);
