@@ -115,15 +115,16 @@ static void test_shared_buffers_change_nothing(void)
     cs_model_free(m);
 }
 
-/* Lifetimes by hand on a plain line of nodes: a -> b -> c -> d -> e. With no chain
- * possible (every link a pool) a node may write where the output two steps up lay. */
-static void test_a_line_reuses_two_back(void)
+/* Lifetimes by hand on a plain line of nodes: pool0 -> pool1 -> ... -> pool12 ->
+ * flatten -> dense. Every link a pool, no chain or block can run, yet a node may only
+ * write where an output at least eleven steps up lay. */
+static void test_a_line_reuses_far_back(void)
 {
     cs_model *m = cs_model_new("line", (cs_shape){32, 32, 4});
     cs_layer_config pool = {.pool = 1}, dense = {.units = 3};
     const int ONE = GRAPH_NET_ONE;
     int x = CS_MODEL_INPUT;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 13; i++) {
         char name[16];
         snprintf(name, sizeof name, "pool%d", i);
         x = add_node(m, name, CS_MAXPOOL, &pool, x, ONE);
@@ -131,19 +132,21 @@ static void test_a_line_reuses_two_back(void)
     x = add_node(m, "flatten", CS_FLATTEN, &(cs_layer_config){0}, x, ONE);
     add_node(m, "dense", CS_DENSE, &dense, x, ONE);
     if (cs_model_finish(m) != 0) exit(99);
-    float *act[8], *out[8];
-    static float bufs[8][1];
-    for (int i = 0; i < 8; i++) act[i] = bufs[i];
-    act[6] = act[5]; /* the flatten is a view of pool5 */
+    float *act[15], *out[15];
+    static float bufs[15][1];
+    for (int i = 0; i < 15; i++) act[i] = bufs[i];
+    act[13] = act[12]; /* the flatten is a view of pool12 */
     CHECK(cs_predict_buffers(m, act, out) == 0, "table");
-    /* Node i is alive from i - 3 (a chain could start there) to i + 1 (its reader):
-     * pool0..2 keep their own, pool3 is alive from 0 and overlaps them all; pool4
-     * starts at 1, after nothing ends (pool0 lives to 1); pool5 (with the flatten,
-     * read by the dense at 7) starts at 2, when pool0's buffer is free. */
-    CHECK(out[0] == act[0] && out[1] == act[1] && out[2] == act[2] && out[3] == act[3], "the first four their own");
-    CHECK(out[4] == act[4], "pool4 overlaps all before it");
-    CHECK(out[5] == act[0] && out[6] == act[0], "pool5 and its view take pool0's");
-    CHECK(out[7] == act[7], "the top its own");
+    /* Node i is alive from i - 9 (a block run whole could start there) to i + 1 (its
+     * reader): pool0..9 are all alive at 0; pool10 starts at 1, when nothing has ended
+     * (pool0 lives to 1); pool11 starts at 2, when pool0's buffer is free, pool12 (with
+     * the flatten, read by the dense at 14) at 3, when pool1's is. */
+    int own = 1;
+    for (int i = 0; i <= 10; i++) own &= out[i] == act[i];
+    CHECK(own, "pool0..10 their own");
+    CHECK(out[11] == act[0], "pool11 takes pool0's");
+    CHECK(out[12] == act[1] && out[13] == act[1], "pool12 and its view take pool1's");
+    CHECK(out[14] == act[14], "the top its own");
     cs_model_free(m);
 }
 
@@ -151,6 +154,6 @@ int main(int argc, char **argv)
 {
     if (cs_blas_init(argc, argv) != 0) return 99;
     RUN(test_shared_buffers_change_nothing);
-    RUN(test_a_line_reuses_two_back);
+    RUN(test_a_line_reuses_far_back);
     return test_summary("predict_buffers");
 }
