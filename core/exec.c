@@ -436,24 +436,16 @@ static int forward_chain(cs_exec *e, int c, const cs_fast_chain *ch)
     return 0;
 }
 
-/* The inverted residual block at node c, band by band; 0, or -1 when it could not run
- * (its chains then run one by one). */
-static int forward_bands(cs_exec *e, int c, const cs_fast_bands *b)
+/* The inverted residual block at node c run whole: band by band (b), or split by its
+ * wide channels (s, when b is NULL); 0, or -1 when it could not run (its chains then
+ * run one by one). */
+static int forward_block(cs_exec *e, int c, const cs_fast_bands *b, const cs_fast_split *s)
 {
-    const cs_fast_stage *project = &b->stage[CS_BAND_PROJECT];
+    const cs_fast_stage *project = b ? &b->stage[CS_BAND_PROJECT] : &s->stage[CS_BAND_PROJECT];
+    const float *x = node_value(e, e->model->layers[c].inputs[0]);
     const float *addend = cs_onednn_conv_sums(project->conv) ? node_value(e, project->addend) : NULL;
-    if (cs_predict_bands(e, b, node_value(e, e->model->layers[c].inputs[0]), addend, e->act[project->last]) != 0)
-        return -1;
-    mark_chained(e, c, project->last);
-    return 0;
-}
-
-static int forward_split(cs_exec *e, int c, const cs_fast_split *s)
-{
-    const cs_fast_stage *project = &s->stage[CS_BAND_PROJECT];
-    const float *addend = cs_onednn_conv_sums(project->conv) ? node_value(e, project->addend) : NULL;
-    if (cs_predict_split(e, s, node_value(e, e->model->layers[c].inputs[0]), addend, e->act[project->last]) != 0)
-        return -1;
+    float *y = e->act[project->last];
+    if ((b ? cs_predict_bands(e, b, x, addend, y) : cs_predict_split(e, s, x, addend, y)) != 0) return -1;
     mark_chained(e, c, project->last);
     return 0;
 }
@@ -493,12 +485,8 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
                 continue;
             }
             const cs_fast_bands *bands = e->bands_off ? NULL : cs_fast_plan_bands(fast, st->first);
-            if (bands && forward_bands(e, st->first, bands) == 0) {
-                if (e->profile) e->profile[st->first] += cs_now() - t0;
-                continue;
-            }
             const cs_fast_split *split = e->bands_off ? NULL : cs_fast_plan_split(fast, st->first);
-            if (split && forward_split(e, st->first, split) == 0) {
+            if ((bands || split) && forward_block(e, st->first, bands, split) == 0) {
                 if (e->profile) e->profile[st->first] += cs_now() - t0;
                 continue;
             }
