@@ -193,6 +193,7 @@ export function initChannels() {
       const { blob, count } = await pageOf(res, cols, upto, page);
       if (l !== layer || model !== state.model || !stillCurrent(input)) return;
       await setImageBlob(fmImg, blob);
+      if (l !== layer || model !== state.model || !stillCurrent(input)) return; /* moved on while it loaded */
       fmShown = { model, version, layer: l.name, input, order, data };
       fmGeo = tileGeometry(fmImg, cols, count);
       fmGeo && (fmGeo.first = page * PAGE);
@@ -268,6 +269,7 @@ export function initChannels() {
       } else ({ blob, count } = await pageOf(await get(channel), cols, upto, page));
       if (signal.aborted || l !== layer) return;
       await setImageBlob(fltImg, blob);
+      if (signal.aborted || l !== layer) return; /* moved on while it loaded */
       fltGeo = tileGeometry(fltImg, cols, count);
       fltGeo && (fltGeo.first = page * PAGE);
       const which = f.count <= PAGE ? `all ${f.count} filters` : `filters ${page * PAGE}–${page * PAGE + count - 1} of ${f.count}`;

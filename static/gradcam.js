@@ -79,6 +79,7 @@ export function initGradcam() {
       const blob = await res.blob();
       if (model !== state.model || !stillCurrent(input)) return;
       await setImageBlob(img, blob);
+      if (model !== state.model || !stillCurrent(input)) return; /* cleared or moved on while it loaded */
       const h = (k) => res.headers.get(k);
       const label = h('X-Class-Label') || classPick.text;
       const info = {

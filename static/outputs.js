@@ -92,6 +92,7 @@ export function initOutputs() {
         const blob = await res.blob();
         if (input !== state.input || model !== state.model) return;
         await setImageBlob(f.img, blob);
+        if (input !== state.input || model !== state.model) return; /* moved on while it loaded */
         if (res.headers.get('X-Flat') === 'true') f.fig.classList.add('is-flat');
       }
       mapsBox.dataset.input = String(input.id);

@@ -80,10 +80,21 @@ export function setImageBlob(img, blob) {
   img.dataset.objectUrl = next;
   img.src = next;
   if (old) setTimeout(() => URL.revokeObjectURL(old), 1000);
+  // Settles however the picture ends: shown, broken, or replaced or removed before it
+  // loaded (a panel cleared meanwhile removes its src: then neither load nor error
+  // fires, nor does decode() settle, and a panel waiting on them waited forever).
   return new Promise((resolve) => {
-    if (img.complete && img.naturalWidth && img.src === next) resolve();
-    img.onload = () => resolve();
-    img.onerror = () => resolve();
+    const watch = new MutationObserver(() => { if (img.getAttribute('src') !== next) done(); });
+    function done() {
+      watch.disconnect();
+      img.removeEventListener('load', done);
+      img.removeEventListener('error', done);
+      resolve();
+    }
+    watch.observe(img, { attributes: true, attributeFilter: ['src'] });
+    img.addEventListener('load', done);
+    img.addEventListener('error', done);
+    if (img.complete && img.naturalWidth && img.src === next) done();
   });
 }
 
