@@ -87,7 +87,7 @@ static long grain(long cost_per_row) { return cs_parallel_grain(cost_per_row / 1
  * (a grain of one part's worth of rows left a 1000-output layer split 810 / 190). */
 static int gemv_parts(long work)
 {
-    long parts = cs_parallel_parts(), most = work / (4 * CS_PARALLEL_MIN_WORK);
+    long parts = cs_parallel_parts(), most = work / (2 * CS_PARALLEL_MIN_WORK);
     if (parts > most) parts = most;
     return parts < 1 ? 1 : (int)parts;
 }

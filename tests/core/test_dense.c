@@ -93,11 +93,11 @@ static void check_shape(int n, int in, int out, int threads)
     free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db), free(want), free(scale);
 }
 
-/* MobileNetV2's classifier (1280 -> 1000) is large enough to split; 1283 rows do not
+/* MobileNetV2's and ResNet-18's classifiers (1280 and 512 -> 1000) are large enough to split; 1283 rows do not
  * divide by 2 or 3; a small layer stays on one thread. */
 static void test_single_image(void)
 {
-    const int shapes[][2] = {{1280, 1000}, {1283, 997}, {3000, 700}, {64, 10}};
+    const int shapes[][2] = {{1280, 1000}, {512, 1000}, {1283, 997}, {3000, 700}, {64, 10}};
     for (int t = 1; t <= 3; t++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) check_shape(1, shapes[s][0], shapes[s][1], t);
 }
