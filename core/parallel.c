@@ -2,10 +2,14 @@
  * parallel.c - a small fork-join pool: workers wait for a job, each runs its range,
  * and the caller waits for all of them.
  *
- * Waiting first spins for a short while, then sleeps on a condition variable. A
- * training step hands the pool some thirty jobs, a few hundred microseconds apart;
- * sleeping and being woken through the kernel took 17-19 us per job here, and the
- * woken worker started its half that much late.
+ * Waiting first spins for a short while, then yields the CPU in a loop for a longer
+ * while, then sleeps on a condition variable. A training step hands the pool some
+ * thirty jobs, a few hundred microseconds apart; sleeping and being woken through the
+ * kernel took 17-19 us per job here, and the woken worker started its half that much
+ * late. Under a hypervisor a sleeping thread's CPU halts, and waking it took up to
+ * hundreds of microseconds: a wait that outlasts the spin (the caller's serial work
+ * between jobs, a part that ran long) cost a prediction more than the wait itself.
+ * Yielding keeps the CPU awake without keeping other threads off it.
  */
 #include "parallel.h"
 
@@ -30,10 +34,12 @@ static _Thread_local int thread_limit; /* 0: none */
 static atomic_long generation; /* jobs published; changed under `lock` */
 static atomic_long pending;    /* workers still running the current job */
 
-/* How long a waiting thread spins before it sleeps. */
+/* How long a waiting thread spins, then yields, before it sleeps. */
 #define SPIN_SECONDS 100e-6
+#define YIELD_SECONDS 5e-3
 
-/* Spins while (*v == value) != until_equal, or until the time is up; returns *v. */
+/* Spins (then yields) while (*v == value) != until_equal, or until the time is up;
+ * returns *v. */
 static long spin(atomic_long *v, long value, int until_equal)
 {
     const double t0 = cs_now();
@@ -43,7 +49,11 @@ static long spin(atomic_long *v, long value, int until_equal)
 #if defined(__SSE__)
         _mm_pause();
 #endif
-        if (i % 64 == 0 && cs_now() - t0 > SPIN_SECONDS) return now;
+        if (i % 64 == 0) {
+            const double waited = cs_now() - t0;
+            if (waited > YIELD_SECONDS) return now;
+            if (waited > SPIN_SECONDS) sched_yield();
+        }
     }
 }
 
