@@ -34,6 +34,22 @@ static double worst(const float *got, const double *want, const double *scale, s
     return w;
 }
 
+/* want = A B (+ bias) in double, and scale = the sum of |products| (+ |bias|): A is
+ * rows x inner and B inner x cols, each element (i, j) at i * stride_i + j * stride_j. */
+static void product(int rows, int cols, int inner, const float *a, size_t a_row, size_t a_k, const float *b,
+                    size_t b_k, size_t b_col, const float *bias, double *want, double *scale)
+{
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            double s = bias ? bias[c] : 0, m = bias ? fabs(bias[c]) : 0;
+            for (int k = 0; k < inner; k++) {
+                const double p = (double)a[r * a_row + k * a_k] * b[k * b_k + c * b_col];
+                s += p, m += fabs(p);
+            }
+            want[(size_t)r * cols + c] = s, scale[(size_t)r * cols + c] = m;
+        }
+}
+
 static void check_shape(int n, int in, int out, int threads)
 {
     cs_parallel_set_threads(threads);
@@ -41,48 +57,24 @@ static void check_shape(int n, int in, int out, int threads)
           *dy = filled((size_t)n * out, 4);
     float *y = malloc((size_t)n * out * sizeof *y), *dx = malloc((size_t)n * in * sizeof *dx),
           *dw = calloc((size_t)in * out, sizeof *dw), *db = calloc(out, sizeof *db);
-    double *want = calloc((size_t)n * (in > out ? in : out), sizeof *want),
-           *scale = calloc((size_t)n * (in > out ? in : out), sizeof *scale);
+    size_t most = (size_t)n * (in > out ? in : out);
+    if ((size_t)in * out > most) most = (size_t)in * out;
+    double *want = calloc(most, sizeof *want), *scale = calloc(most, sizeof *scale);
     for (size_t i = 0; i < (size_t)n * out; i++) y[i] = NAN; /* every output written */
     for (size_t i = 0; i < (size_t)n * in; i++) dx[i] = NAN;
 
     cs_dense_forward(n, in, out, x, w, b, y);
-    for (int r = 0; r < n; r++)
-        for (int o = 0; o < out; o++) {
-            double s = b[o], a = fabs(b[o]);
-            for (int i = 0; i < in; i++) {
-                const double p = (double)x[(size_t)r * in + i] * w[(size_t)i * out + o];
-                s += p, a += fabs(p);
-            }
-            want[(size_t)r * out + o] = s, scale[(size_t)r * out + o] = a;
-        }
+    product(n, out, in, x, in, 1, w, out, 1, b, want, scale); /* y = x W + b */
     double e = worst(y, want, scale, (size_t)n * out);
     CHECK(e < 1e-6, "forward n=%d %dx%d on %d threads: relative error %.2e", n, in, out, threads, e);
 
     cs_dense_backward(n, in, out, x, w, dy, dx, dw, db);
-    for (int r = 0; r < n; r++)
-        for (int i = 0; i < in; i++) {
-            double s = 0, a = 0;
-            for (int o = 0; o < out; o++) {
-                const double p = (double)dy[(size_t)r * out + o] * w[(size_t)i * out + o];
-                s += p, a += fabs(p);
-            }
-            want[(size_t)r * in + i] = s, scale[(size_t)r * in + i] = a;
-        }
+    product(n, in, out, dy, out, 1, w, 1, out, NULL, want, scale); /* dx = dy W^T */
     e = worst(dx, want, scale, (size_t)n * in);
     CHECK(e < 1e-6, "input gradient n=%d %dx%d on %d threads: relative error %.2e", n, in, out, threads, e);
-    double ew = 0;
-    for (int i = 0; i < in; i++)
-        for (int o = 0; o < out; o++) {
-            double s = 0, a = 0;
-            for (int r = 0; r < n; r++) {
-                const double p = (double)x[(size_t)r * in + i] * dy[(size_t)r * out + o];
-                s += p, a += fabs(p);
-            }
-            const double err = fabs(dw[(size_t)i * out + o] - s) / (a + 1);
-            if (!(err <= ew)) ew = isnan(err) ? INFINITY : err;
-        }
-    CHECK(ew < 1e-6, "kernel gradient n=%d %dx%d on %d threads: relative error %.2e", n, in, out, threads, ew);
+    product(in, out, n, x, 1, in, dy, out, 1, NULL, want, scale); /* dW = x^T dy */
+    e = worst(dw, want, scale, (size_t)in * out);
+    CHECK(e < 1e-6, "kernel gradient n=%d %dx%d on %d threads: relative error %.2e", n, in, out, threads, e);
     double eb = 0;
     for (int o = 0; o < out; o++) {
         double s = 0;
