@@ -3,8 +3,8 @@
  * pool above it if there is one, in one pass (predictions).
  *
  * A network's first conv reads one to four channels: a tap count too small for the
- * blocked GEMMs of oneDNN (the notebook network's 1 -> 32 conv and MobileNetV2's 3x3
- * stride-2 conv on RGB ran at a third of a core's FMA rate or less there), and under a
+ * blocked GEMMs of oneDNN (the notebook network's 1 -> 32 conv ran at a third of a
+ * core's FMA rate there, MobileNetV2's 3x3 stride-2 conv on RGB at half), and under a
  * pool its output, the largest tensor of such a network, is written only for the pool
  * to read it back. Here the conv outputs are computed in registers (the kernel and bias
  * with the batch norm folded in, then the activation, then the pool's max), so a pooled

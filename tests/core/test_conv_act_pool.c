@@ -107,13 +107,14 @@ static void reference(const cs_model *m, const float *x, int pooled, double *y)
             }
 }
 
-/* A network's first conv without a pool above it: 3x3 stride 2 'same' on RGB of an odd
- * size, 48 channels, batch norm and ReLU6 (the top). With 8 input channels instead, too
- * many taps for the pass. */
-static cs_model *stem(int channels)
+/* A network's first conv without a pool above it: 3x3 'same' on an odd size, 48 channels,
+ * batch norm and ReLU6 (the top). 41 columns at stride 2 make 21 outputs a row: a group
+ * of eight at the left edge, one inside and five left over (three ways a row runs).
+ * With 8 input channels instead, too many taps for the pass. */
+static cs_model *stem_strided(int channels, int stride)
 {
-    cs_model *m = cs_model_new("stem", (cs_shape){17, 23, channels});
-    cs_layer_config conv = {.filters = 48, .kernel = 3, .stride = 2, .pad_same = 1, .he_normal = 1};
+    cs_model *m = cs_model_new("stem", (cs_shape){17, 41, channels});
+    cs_layer_config conv = {.filters = 48, .kernel = 3, .stride = stride, .pad_same = 1, .he_normal = 1};
     cs_layer_config bn = {.momentum = 0.99f, .epsilon = 1e-3f};
     cs_layer_config relu6 = {.actf = CS_ACTF_CLIP, .act_a = 0, .act_b = 6};
     int x = add_node(m, "conv", CS_CONV2D, &conv, CS_MODEL_INPUT, GRAPH_NET_ONE);
@@ -122,6 +123,8 @@ static cs_model *stem(int channels)
     finish_net(m, 6, 23);
     return m;
 }
+
+static cs_model *stem(int channels) { return stem_strided(channels, 2); }
 
 /* Which chains the plan runs in one pass: to the pool where one reads the activation. */
 static void test_which_chains_take_it(void)
@@ -180,12 +183,13 @@ static void check_against_reference(cs_model *m, int pooled, int batch)
     cs_model_free(m);
 }
 
-/* The gray block (the top is the pool) and the stem (no pool; stride 2, padding, a block
- * of 16 channels past the 32). */
+/* The gray block (the top is the pool) and the stem (no pool; strides 2 and 1, padding,
+ * a block of 16 channels past the 32). */
 static void test_against_double_reference(void)
 {
     check_against_reference(gray_block(), 1, 37);
     check_against_reference(stem(3), 0, 3);
+    check_against_reference(stem_strided(3, 1), 0, 2);
 }
 
 /* The RGB net's probabilities through the one-pass chain against the plain kernels
