@@ -296,9 +296,19 @@ void cs_conv_act_pool_forward(const cs_conv_act_pool *k, int n, const float *x, 
     const long per_row = (long)k->pw * k->pool * k->pool * k->g.kh * k->g.kw * k->g.ic * k->g.oc;
     cs_parallel_run((long)n * k->ph, cs_parallel_grain(per_row, 1), 0, run_rows, &j);
 }
+
+void cs_conv_act_pool_rows(const cs_conv_act_pool *k, const float *x, int r0, int r1, float *y)
+{
+    for (int r = r0; r < r1; r++) one_row(k, x, r, y + (size_t)(r - r0) * k->pw * k->g.oc);
+}
 #else
 void cs_conv_act_pool_forward(const cs_conv_act_pool *k, int n, const float *x, float *y)
 {
     (void)k, (void)n, (void)x, (void)y; /* cs_conv_act_pool_fits said no */
+}
+
+void cs_conv_act_pool_rows(const cs_conv_act_pool *k, const float *x, int r0, int r1, float *y)
+{
+    (void)k, (void)x, (void)r0, (void)r1, (void)y;
 }
 #endif

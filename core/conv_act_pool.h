@@ -40,5 +40,8 @@ int cs_conv_act_pool_init(cs_conv_act_pool *k, const cs_conv2d_geom *g, int pool
                           const cs_onednn_post *act);
 /* y (n, ph, pw, oc) = maxpool(act(conv(x (n, ih, iw, ic)))), split over the threads. */
 void cs_conv_act_pool_forward(const cs_conv_act_pool *k, int n, const float *x, float *y);
+/* Pooled rows [r0, r1) of one image x into y (row r0 first), on the calling thread: for
+ * a caller that runs the next conv on them band by band (predict_bands.h). */
+void cs_conv_act_pool_rows(const cs_conv_act_pool *k, const float *x, int r0, int r1, float *y);
 
 #endif

@@ -89,15 +89,20 @@ static int in_a_row(const cs_model *m, int first, int last)
     return 1;
 }
 
-/* Node i as a stage of a block run in bands: its chain, or its own fast conv. */
+/* Node i as a stage of a block run in bands: its chain (a one-pass conv's too, which
+ * only a first stage may be), or its own fast conv. */
 static int stage_at(const cs_fast_plan *p, int i, cs_fast_stage *st)
 {
     const cs_fast_chain *ch = p->chain[i];
     memset(st, 0, sizeof *st);
     st->first = i;
-    if (ch) st->conv = ch->node.pooled ? NULL : ch->node.conv[0], st->last = ch->last, st->addend = ch->addend;
-    else st->conv = p->node[i].conv[0] && !p->node[i].conv[1] ? p->node[i].conv[0] : NULL, st->last = i;
-    return st->conv != NULL;
+    if (ch) {
+        st->conv = ch->node.pooled ? NULL : ch->node.conv[0], st->last = ch->last, st->addend = ch->addend;
+        if (ch->node.pooled && ch->node.pooled->pool == 1) st->pooled = ch->node.pooled;
+    } else {
+        st->conv = p->node[i].conv[0] && !p->node[i].conv[1] ? p->node[i].conv[0] : NULL, st->last = i;
+    }
+    return st->conv || st->pooled;
 }
 
 static int same_shape(cs_shape a, cs_shape b) { return a.h == b.h && a.w == b.w && a.c == b.c; }

@@ -9,39 +9,54 @@
 
 #include "parallel.h"
 
-/* The expand conv's rows a band keeps should leave the core's L2 cache (1-2 MB) room
- * for the depthwise rows, the kernels and the narrow tensors. */
+/* A band's rows of the expand conv and of the depthwise conv together: they should
+ * leave the core's L2 cache (1-2 MB) room for the kernels and the narrow tensors. (A
+ * budget for the expand rows alone let a stride-1 block's depthwise rows take as much
+ * again, and the band then spilled out of L2.) */
 #define BAND_BYTES ((size_t)1024 * 1024)
 
-static int pointwise(const cs_conv2d_geom *g)
+int cs_fast_pointwise(const cs_conv2d_geom *g)
 {
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->groups == 1 && !g->pt && !g->pl && !g->pb &&
            !g->pr;
 }
 
+static const cs_conv2d_geom *stage_geom(const cs_fast_stage *st)
+{
+    return st->conv ? cs_onednn_conv_geom(st->conv) : &st->pooled->g;
+}
+
 size_t cs_fast_block_wide_bytes(const cs_fast_stage stage[CS_BAND_STAGES])
 {
+    if (!stage[0].conv && !(stage[0].pooled && stage[0].pooled->pool == 1)) return 0;
     for (int k = 0; k < CS_BAND_STAGES; k++)
-        if (!stage[k].conv || (k < CS_BAND_PROJECT && cs_onednn_conv_sums(stage[k].conv))) return 0;
-    const cs_conv2d_geom *x = cs_onednn_conv_geom(stage[0].conv), *d = cs_onednn_conv_geom(stage[1].conv),
-                         *p = cs_onednn_conv_geom(stage[2].conv);
-    if (!pointwise(x) || !pointwise(p) || d->groups != d->ic || d->oc != d->ic || d->ic != x->oc || p->ic != d->oc ||
-        d->ih != x->oh || d->iw != x->ow || p->ih != d->oh || p->iw != d->ow)
+        if ((k > 0 && !stage[k].conv) || (stage[k].conv && k < CS_BAND_PROJECT && cs_onednn_conv_sums(stage[k].conv)))
+            return 0;
+    const cs_conv2d_geom *x = stage_geom(&stage[0]), *d = stage_geom(&stage[1]), *p = stage_geom(&stage[2]);
+    if (x->groups != 1 || !cs_fast_pointwise(p) || d->groups != d->ic || d->oc != d->ic || d->ic != x->oc ||
+        p->ic != d->oc || d->ih != x->oh || d->iw != x->ow || p->ih != d->oh || p->iw != d->ow)
         return 0;
     return (size_t)x->oh * x->ow * x->oc * sizeof(float);
+}
+
+/* Bytes of a band of `rows` depthwise rows (d_row bytes each) and the expand rows
+ * (row bytes each) they read. */
+static size_t band_bytes(const cs_conv2d_geom *d, size_t row, size_t d_row, int rows)
+{
+    return (size_t)(rows * d->sh + (d->kh - 1) * d->dh + 1) * row + (size_t)rows * d_row;
 }
 
 int cs_fast_bands_fit(const cs_fast_stage stage[CS_BAND_STAGES], cs_fast_bands *b)
 {
     const size_t wide = cs_fast_block_wide_bytes(stage);
     if (wide < CS_BAND_WIDE_BYTES) return 0;
-    const cs_conv2d_geom *x = cs_onednn_conv_geom(stage[0].conv), *d = cs_onednn_conv_geom(stage[1].conv);
-    const size_t row = (size_t)x->ow * x->oc * sizeof(float);
-    /* The most depthwise rows whose expand rows fit the band's bytes (a band of one row
-     * must: cs_predict_bands_bytes_bound counts on it). */
-    if ((size_t)(d->sh + (d->kh - 1) * d->dh + 1) * row > BAND_BYTES) return 0;
+    const cs_conv2d_geom *x = stage_geom(&stage[0]), *d = stage_geom(&stage[1]);
+    const size_t row = (size_t)x->ow * x->oc * sizeof(float), d_row = (size_t)d->ow * d->oc * sizeof(float);
+    /* The most depthwise rows that fit the band's bytes with the expand rows they read
+     * (a band of one row must: cs_predict_bands_bytes_bound counts on it). */
+    if (band_bytes(d, row, d_row, 1) > BAND_BYTES) return 0;
     int rows = 1;
-    while (rows < d->oh && (size_t)(rows * d->sh + (d->kh - 1) * d->dh + 1) * row <= BAND_BYTES) rows++;
+    while (rows < d->oh && band_bytes(d, row, d_row, rows + 1) <= BAND_BYTES) rows++;
     /* Bands of even heights: no short one at the bottom. */
     const int bands = (d->oh + rows - 1) / rows;
     rows = (d->oh + bands - 1) / bands;
@@ -74,13 +89,29 @@ typedef struct {
 
 static cs_onednn_conv *conv_of(const cs_fast_bands *b, int k) { return b->stage[k].conv; }
 
+/* The first stage's output rows [oy0, oy1) of one image x (from its first row) into y;
+ * with prepare set, makes what they will run instead. 0, or -1. */
+static int first_rows(const cs_fast_stage *st, int oy0, int oy1, const float *x, float *y, cs_scratch *s, int worker,
+                      int prepare)
+{
+    if (!st->conv) {
+        if (!prepare) cs_conv_act_pool_rows(st->pooled, x, oy0, oy1, y);
+        return 0;
+    }
+    if (prepare) return cs_onednn_conv_rows_prepare(st->conv, oy0, oy1, s);
+    const cs_conv2d_geom *g = cs_onednn_conv_geom(st->conv);
+    int iy0, iy1;
+    cs_onednn_conv_band_input(st->conv, oy0, oy1, &iy0, &iy1);
+    return cs_onednn_conv_rows(st->conv, oy0, oy1, x + (size_t)iy0 * g->iw * g->ic, NULL, y, s, worker);
+}
+
 /* Bands [k0, k1) of one image. With prepare set, makes what they will run instead of
  * running them (and returns the floats of expand rows they keep at most). */
 static long run_bands(job *j, int image, int k0, int k1, int worker, int prepare)
 {
     const cs_fast_bands *b = j->b;
-    cs_onednn_conv *cx = conv_of(b, 0), *cd = conv_of(b, 1), *cp = conv_of(b, 2);
-    const cs_conv2d_geom *gx = cs_onednn_conv_geom(cx), *gd = cs_onednn_conv_geom(cd), *gp = cs_onednn_conv_geom(cp);
+    cs_onednn_conv *cd = conv_of(b, 1), *cp = conv_of(b, 2);
+    const cs_conv2d_geom *gx = stage_geom(&b->stage[0]), *gd = cs_onednn_conv_geom(cd), *gp = cs_onednn_conv_geom(cp);
     const size_t in_row = (size_t)gx->iw * gx->ic, wide_row = (size_t)gx->ow * gx->oc, out_row = (size_t)gp->ow * gp->oc;
     const float *x = j->x + (size_t)image * gx->ih * in_row;
     const float *addend = j->addend ? j->addend + (size_t)image * gp->oh * out_row : NULL;
@@ -98,10 +129,8 @@ static long run_bands(job *j, int image, int k0, int k1, int worker, int prepare
         if (tx && keep && iy0 > have0) memmove(tx, tx + (size_t)(iy0 - have0) * wide_row, (size_t)keep * wide_row * sizeof *tx);
         have0 = iy0, have1 = iy0 + keep;
         if (iy1 > have1) {
-            if (prepare) {
-                if (cs_onednn_conv_rows_prepare(cx, have1, iy1, s) != 0) return -1;
-            } else if (cs_onednn_conv_rows(cx, have1, iy1, x + (size_t)have1 * in_row, NULL,
-                                           tx + (size_t)(have1 - have0) * wide_row, s, worker) != 0)
+            if (first_rows(&b->stage[0], have1, iy1, x, tx ? tx + (size_t)(have1 - have0) * wide_row : NULL, s, worker,
+                           prepare) != 0)
                 return -1;
             have1 = iy1;
         }

@@ -12,6 +12,11 @@
  * of fast_plan.h: the conv with its batch norm and activation, and for the last the
  * residual add. The bands of one image may be split over the workers (each part then
  * computes the expand rows at its top edge again).
+ *
+ * The first conv need not be a 1x1 one: a network's stem (MobileNetV2's 3x3 stride-2
+ * conv to 32 channels at 112x112, then a depthwise and a project conv) runs the same
+ * way, the stem's rows computed from the image as the bands need them, by oneDNN or by
+ * the one-pass conv of few input channels (conv_act_pool.h).
  */
 #ifndef CS_PREDICT_BANDS_H
 #define CS_PREDICT_BANDS_H
@@ -24,6 +29,7 @@ enum { CS_BAND_EXPAND, CS_BAND_DEPTHWISE, CS_BAND_PROJECT, CS_BAND_STAGES };
 /* A stage: a chain's conv (or a node's own, when nothing follows it to fold in). */
 typedef struct {
     cs_onednn_conv *conv; /* borrowed from the plan */
+    const cs_conv_act_pool *pooled; /* or, for the first stage only, the one-pass conv (no pool) */
     int first, last;      /* its first and last node */
     int addend;           /* the node its residual add adds, when the conv's post-ops sum */
 } cs_fast_stage;
@@ -33,9 +39,10 @@ typedef struct cs_fast_bands {
     int rows; /* depthwise output rows per band */
 } cs_fast_bands;
 
-/* Whether three stages make such a block (1x1 stride-1 convs around a depthwise one
- * that reads the first's output and is read by the last, only the last adding): 0, or
- * the bytes of the block's wide tensor (the expand conv's output) for one image. */
+/* Whether three stages make such a block (a conv, then a depthwise one that reads its
+ * output, then a 1x1 stride-1 one that reads the depthwise one's, only the last
+ * adding): 0, or the bytes of the block's wide tensor (the first conv's output) for one
+ * image. */
 size_t cs_fast_block_wide_bytes(const cs_fast_stage stage[CS_BAND_STAGES]);
 /* Whether a block is worth running in bands (its wide tensor too large for the cache);
  * fills b with its stages and the band height. */
@@ -46,6 +53,9 @@ int cs_fast_bands_fit(const cs_fast_stage stage[CS_BAND_STAGES], cs_fast_bands *
 /* Bytes an exec of m may come to hold for the bands' rows (each worker's), for budgets:
  * 0 when m has no depthwise conv. */
 size_t cs_predict_bands_bytes_bound(const cs_model *m);
+
+/* Whether a conv is 1x1, stride 1, without padding or groups. */
+int cs_fast_pointwise(const cs_conv2d_geom *g);
 
 /* Runs the block on e's batch: x is the expand conv's input, addend what the project
  * chain adds (NULL when it does not), y the project chain's last output. 0, or -1

@@ -41,7 +41,9 @@ size_t cs_fast_split_kernel_bytes(const cs_fast_split *s)
 cs_fast_split *cs_fast_split_make(const cs_fast_stage stage[CS_BAND_STAGES], int threads)
 {
     const size_t wide = cs_fast_block_wide_bytes(stage);
-    if (threads < 2 || !wide || wide >= CS_BAND_WIDE_BYTES) return NULL;
+    if (threads < 2 || !wide || wide >= CS_BAND_WIDE_BYTES || !stage[CS_BAND_EXPAND].conv ||
+        !cs_fast_pointwise(cs_onednn_conv_geom(stage[CS_BAND_EXPAND].conv)))
+        return NULL;
     const cs_conv2d_geom *gx = cs_onednn_conv_geom(stage[CS_BAND_EXPAND].conv),
                          *gd = cs_onednn_conv_geom(stage[CS_BAND_DEPTHWISE].conv),
                          *gp = cs_onednn_conv_geom(stage[CS_BAND_PROJECT].conv);
