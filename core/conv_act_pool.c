@@ -27,6 +27,10 @@ int cs_conv_act_pool_fits(const cs_conv2d_geom *g, int pool, const cs_onednn_pos
            g->oh >= pool && g->ow >= pool;
 }
 
+/* A group of eight positions at a row's edge runs from a strip: kh input rows of
+ * STRIP_WIDE(g) positions each, zero where it reaches past the image (strip_copy). */
+#define STRIP_WIDE(g) (7 * (g)->sw + (g)->kw)
+#define STRIP_MAX_FLOATS 4096
 int cs_conv_act_pool_init(cs_conv_act_pool *k, const cs_conv2d_geom *g, int pool, const float *w, const float *b,
                           const cs_onednn_post *act)
 {
@@ -39,7 +43,11 @@ int cs_conv_act_pool_init(cs_conv_act_pool *k, const cs_conv2d_geom *g, int pool
     int t = 0;
     for (int ky = 0; ky < g->kh; ky++)
         for (int kx = 0; kx < g->kw; kx++)
-            for (int ci = 0; ci < g->ic; ci++) k->off[t++] = (ky * g->iw + kx) * g->ic + ci;
+            for (int ci = 0; ci < g->ic; ci++) {
+                k->off[t] = (ky * g->iw + kx) * g->ic + ci;
+                k->strip_off[t++] = (ky * STRIP_WIDE(g) + kx) * g->ic + ci;
+            }
+    k->strips = pool == 1 && (size_t)g->kh * STRIP_WIDE(g) * g->ic <= STRIP_MAX_FLOATS;
     return 0;
 }
 
@@ -176,6 +184,10 @@ static inline const float *corner(const cs_conv2d_geom *g, const float *x, int o
     return x + ((size_t)(oy * g->sh - g->pt) * g->iw + (size_t)(ox * g->sw - g->pl)) * g->ic;
 }
 
+/* A window copied by window_copy: tap t at t. */
+static const int TAP_ORDER[CS_CAP_MAX_TAPS] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                              16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+
 /* The window of conv output (oy, ox) copied in tap order, zero where it reaches into the
  * padding: a window at an edge then runs as one inside does, its offsets 0, 1, 2... */
 static void window_copy(const cs_conv2d_geom *g, const float *x, int oy, int ox, float *win)
@@ -189,11 +201,8 @@ static void window_copy(const cs_conv2d_geom *g, const float *x, int oy, int ox,
         }
 }
 
-/* Eight positions' windows along row oy from column ox, as a strip of kh input rows of
- * STRIP_WIDE(g) positions each, zero where it reaches past the image: a group at an
- * edge then runs from the strip as one inside runs from the image, with the same step. */
-#define STRIP_WIDE(g) (7 * (g)->sw + (g)->kw)
-#define STRIP_MAX_FLOATS 4096
+/* The strip of the eight positions along row oy from column ox: a group at an edge then
+ * runs from it as one inside runs from the image, with the same step. */
 static void strip_copy(const cs_conv2d_geom *g, const float *x, int oy, int ox, float *strip)
 {
     const int wide = STRIP_WIDE(g), ix0 = ox * g->sw - g->pl, lo = ix0 >= 0 ? 0 : -ix0 < wide ? -ix0 : wide;
@@ -222,16 +231,8 @@ typedef struct {
 CS_AVX512 static void one_row(const cs_conv_act_pool *k, const float *x, int py, float *y)
 {
     const cs_conv2d_geom *g = &k->g;
-    const int P = k->pool, oc = g->oc, wide = oc / 32 * 32, taps = g->kh * g->kw * g->ic;
-    int dense[CS_CAP_MAX_TAPS];
-    float win[8][CS_CAP_MAX_TAPS] = {{0}};
-    for (int t = 0; t < taps; t++) dense[t] = t;
-    float strip[STRIP_MAX_FLOATS];
-    int strip_off[CS_CAP_MAX_TAPS];
-    const int use_strip = P == 1 && (size_t)g->kh * STRIP_WIDE(g) * g->ic <= STRIP_MAX_FLOATS;
-    for (int ky = 0, t = 0; ky < g->kh; ky++)
-        for (int kx = 0; kx < g->kw; kx++)
-            for (int ci = 0; ci < g->ic; ci++) strip_off[t++] = (ky * STRIP_WIDE(g) + kx) * g->ic + ci;
+    const int P = k->pool, oc = g->oc, wide = oc / 32 * 32;
+    float win[8][CS_CAP_MAX_TAPS], strip[STRIP_MAX_FLOATS];
     for (int px = 0; px < k->pw;) {
         if (P > 2) { /* any window, a position at a time */
             for (int c = 0; c < oc; c += 16) {
@@ -250,12 +251,12 @@ CS_AVX512 static void one_row(const cs_conv_act_pool *k, const float *x, int py,
             for (int i = 0; i < 8; i++) out[i] = y + (size_t)(px + (i < n ? i : n - 1)) * oc;
             if (n == 8 && inside(g, py, px) && inside(g, py, px + 7)) {
                 eight_all(k, corner(g, x, py, px), g->sw * g->ic, k->off, out);
-            } else if (n == 8 && use_strip) {
+            } else if (n == 8 && k->strips) {
                 strip_copy(g, x, py, px, strip);
-                eight_all(k, strip, g->sw * g->ic, strip_off, out);
+                eight_all(k, strip, g->sw * g->ic, k->strip_off, out);
             } else { /* the windows copied, the last repeated where the row ends */
                 for (int i = 0; i < 8; i++) window_copy(g, x, py, px + (i < n ? i : n - 1), win[i]);
-                eight_all(k, win[0], CS_CAP_MAX_TAPS, dense, out);
+                eight_all(k, win[0], CS_CAP_MAX_TAPS, TAP_ORDER, out);
             }
             px += 8;
             continue;
@@ -272,7 +273,7 @@ CS_AVX512 static void one_row(const cs_conv_act_pool *k, const float *x, int py,
                 q[i] = win[i];
             }
         }
-        const int *off = all_inside ? k->off : dense;
+        const int *off = all_inside ? k->off : TAP_ORDER;
         for (int c = 0; c < wide; c += 32) four(k, q, off, c, 2, out);
         if (wide < oc) four(k, q, off, wide, 1, out);
         px++;

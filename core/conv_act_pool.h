@@ -31,6 +31,8 @@ typedef struct {
     const float *w, *b; /* kernel (kh, kw, ic, oc) and bias, the batch norm folded in; borrowed */
     cs_onednn_post act; /* the activation (no sum) */
     int off[CS_CAP_MAX_TAPS]; /* each tap's offset in the input from its window's corner */
+    int strip_off[CS_CAP_MAX_TAPS]; /* the same in a strip of a row's edge group (conv_act_pool.c) */
+    int strips;                     /* edge groups run from strips (no pool, and a strip fits) */
 } cs_conv_act_pool;
 
 /* Whether this CPU and these shapes take the fused pass. */
