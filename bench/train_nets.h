@@ -195,7 +195,7 @@ static const tn_net TN_NETS[] = {
 #define TN_N_NETS ((int)(sizeof TN_NETS / sizeof TN_NETS[0]))
 
 /* Multiply-adds x2 of one image's forward pass (conv, depthwise and dense products). */
-static double tn_forward_flops(const cs_model *m)
+static inline double tn_forward_flops(const cs_model *m)
 {
     double f = 0;
     for (int i = 0; i < m->n_layers; i++) {

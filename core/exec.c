@@ -26,6 +26,7 @@
 #include "fast_plan.h"
 #include "layer_ops.h"
 #include "layers.h"
+#include "onednn_train.h"
 #include "parallel.h"
 #include "predict_bands.h"
 #include "predict_buffers.h"
@@ -141,7 +142,11 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
     e->mask = calloc((size_t)L, sizeof *e->mask);
     e->state = calloc((size_t)L, sizeof *e->state);
     e->chained = calloc((size_t)L, 1);
-    if (!e->act || !e->grad || !e->reached || !e->bn || !e->mask || !e->state || !e->chained) goto fail;
+    e->conv_train = calloc((size_t)L, sizeof *e->conv_train);
+    e->conv_train_tried = calloc((size_t)L, 1);
+    if (!e->act || !e->grad || !e->reached || !e->bn || !e->mask || !e->state || !e->chained || !e->conv_train ||
+        !e->conv_train_tried)
+        goto fail;
     for (int i = 0; i < L; i++) {
         const cs_layer *l = &m->layers[i];
         if (is_view(m, i)) e->act[i] = e->act[l->inputs[0]];
@@ -218,6 +223,7 @@ void cs_exec_free(cs_exec *e)
         if (e->grad && !is_view(e->model, i)) free(e->grad[i]);
         if (e->mask) free(e->mask[i]);
         if (e->state) free(e->state[i]);
+        if (e->conv_train) cs_onednn_train_free(e->conv_train[i]);
         if (e->bn) {
             free(e->bn[i].mean);
             free(e->bn[i].sums);
@@ -232,6 +238,8 @@ void cs_exec_free(cs_exec *e)
     free(e->grad);
     free(e->reached);
     free(e->chained);
+    free(e->conv_train);
+    free(e->conv_train_tried);
     free(e->predict_act);
     free(e->mask);
     free(e->state);

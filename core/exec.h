@@ -68,6 +68,9 @@ typedef struct cs_exec {
     uint8_t **mask;    /* [n_layers] dropout masks (1 keep) */
     float **state;     /* [n_layers] what a node keeps between its passes (its kind's state_floats) */
     cs_scratch scratch; /* im2col rows and partial gradients, per worker thread */
+    struct cs_onednn_train **conv_train; /* [n_layers] a conv's passes through oneDNN (onednn_train.h),
+                                            made on the node's first pass that may run them */
+    uint8_t *conv_train_tried;           /* [n_layers] made or refused: asked once */
     float *work;        /* the largest work area a node's row asks for (cs_layer_ops.work_floats), or NULL */
     float *param_grad;  /* same layout as model->param_block, when training */
     float *input_grad;  /* d(scalar)/d(input) after a backward through every node, when enabled */

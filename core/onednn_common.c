@@ -53,7 +53,7 @@ int cs_onednn_slice_first(const cs_onednn_op *op, int k) { return (int)((long)op
 
 size_t cs_onednn_round_up(size_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
 
-static dnnl_primitive_t make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to)
+dnnl_primitive_t cs_onednn_reorder_new(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to)
 {
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t p = NULL;
@@ -63,7 +63,7 @@ static dnnl_primitive_t make_reorder(const dnnl_memory_desc_t *from, const dnnl_
     return p;
 }
 
-static int run_reorder(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to, dnnl_stream_t st)
+int cs_onednn_reorder_run(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to, dnnl_stream_t st)
 {
     dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
     return dnnl_primitive_execute(r, st, 2, a) == dnnl_success ? 0 : -1;
@@ -141,6 +141,18 @@ int cs_onednn_conv_desc(const cs_onednn_op *op, cs_onednn_shape *s, dnnl_alg_kin
 
 /* ---- kernel copies ---- */
 
+int cs_onednn_conv_kernel_md(const cs_conv2d_geom *g, int ldo, dnnl_memory_desc_t *md)
+{
+    const int G = g->groups, icg = g->ic / G, ocg = g->oc / G;
+    const dnnl_dim_t row = (dnnl_dim_t)icg * ldo;
+    if (G == 1) {
+        dnnl_dims_t d = {g->oc, icg, g->kh, g->kw}, s = {1, ldo, g->kw * row, row};
+        return dnnl_memory_desc_init_by_strides(md, 4, d, dnnl_f32, s) == dnnl_success ? 0 : -1;
+    }
+    dnnl_dims_t d = {G, ocg, icg, g->kh, g->kw}, s = {ocg, 1, g->oc, g->kw * row, row};
+    return dnnl_memory_desc_init_by_strides(md, 5, d, dnnl_f32, s) == dnnl_success ? 0 : -1;
+}
+
 /* The fp32 kernel of slice k as the caller stores it, in oneDNN's terms: a conv's
  * (kh, kw, ic/groups, oc) as weights (oc, ic, kh, kw) or (groups, oc/groups, ic/groups,
  * kh, kw) by strides; a dense slice's columns of (ic, oc) as (slice outputs, ic). */
@@ -154,14 +166,7 @@ static int user_kernel_md(const cs_onednn_op *op, int k, dnnl_memory_desc_t *md,
         return dnnl_memory_desc_init_by_strides(md, 2, d, dnnl_f32, s) == dnnl_success ? 0 : -1;
     }
     *at = op->w;
-    const int G = g->groups, icg = g->ic / G, ocg = g->oc / G;
-    const dnnl_dim_t row = (dnnl_dim_t)icg * op->ldo;
-    if (G == 1) {
-        dnnl_dims_t d = {g->oc, icg, g->kh, g->kw}, s = {1, op->ldo, g->kw * row, row};
-        return dnnl_memory_desc_init_by_strides(md, 4, d, dnnl_f32, s) == dnnl_success ? 0 : -1;
-    }
-    dnnl_dims_t d = {G, ocg, icg, g->kh, g->kw}, s = {ocg, 1, g->oc, g->kw * row, row};
-    return dnnl_memory_desc_init_by_strides(md, 5, d, dnnl_f32, s) == dnnl_success ? 0 : -1;
+    return cs_onednn_conv_kernel_md(g, op->ldo, md);
 }
 
 /* Slice k's kernel in layout md, reordered from the caller's on first need. Under op->lock. */
@@ -178,13 +183,13 @@ static const cs_onednn_kernel *kernel_in(cs_onednn_op *op, int k, const dnnl_mem
     c->md = *md;
     c->bytes = dnnl_memory_desc_get_size(md);
     c->data = aligned_alloc(ALIGN, cs_onednn_round_up(c->bytes));
-    dnnl_primitive_t r = c->data ? make_reorder(&user, md) : NULL;
+    dnnl_primitive_t r = c->data ? cs_onednn_reorder_new(&user, md) : NULL;
     dnnl_memory_t from = NULL, to = NULL;
     dnnl_stream_t st = NULL;
     int ok = r && dnnl_memory_create(&from, &user, engine, (void *)w) == dnnl_success &&
              dnnl_memory_create(&to, md, engine, c->data) == dnnl_success &&
              dnnl_stream_create(&st, engine, dnnl_stream_default_flags) == dnnl_success &&
-             run_reorder(r, from, to, st) == 0 && dnnl_stream_wait(st) == dnnl_success;
+             cs_onednn_reorder_run(r, from, to, st) == 0 && dnnl_stream_wait(st) == dnnl_success;
     if (st) dnnl_stream_destroy(st);
     if (from) dnnl_memory_destroy(from);
     if (to) dnnl_memory_destroy(to);
@@ -255,7 +260,7 @@ static cs_onednn_shape *make_shape(cs_onednn_op *op, int n, int oy0, int oy1, in
     s->kernel_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     if (!dnnl_memory_desc_equal(&s->src_md, &s->src_user)) {
         s->src_bytes = cs_onednn_round_up(dnnl_memory_desc_get_size(&s->src_md));
-        if (!(s->to_prim = make_reorder(&s->src_user, &s->src_md))) goto fail_reorder;
+        if (!(s->to_prim = cs_onednn_reorder_new(&s->src_user, &s->src_md))) goto fail_reorder;
     }
     /* A slice writes its outputs to the worker's buffer, then into its columns of y. */
     if (op->slices) s->dst_bytes = cs_onednn_round_up(dnnl_memory_desc_get_size(&s->dst_user));
@@ -269,7 +274,7 @@ static cs_onednn_shape *make_shape(cs_onednn_op *op, int n, int oy0, int oy1, in
             goto fail;
         }
         s->dst_bytes = cs_onednn_round_up(dnnl_memory_desc_get_size(&s->dst_md));
-        if (!(s->from_prim = make_reorder(&s->dst_md, &s->dst_user))) goto fail_reorder;
+        if (!(s->from_prim = cs_onednn_reorder_new(&s->dst_md, &s->dst_user))) goto fail_reorder;
     }
     if (dnnl_primitive_create(&s->prim, pd) != dnnl_success) {
         s->prim = NULL;
@@ -402,7 +407,7 @@ int cs_onednn_run_shape(const cs_onednn_op *op, const cs_onednn_shape *s, const 
              (!s->pad_bytes || dnnl_memory_create(&pad, &s->pad_md, engine, buf) == dnnl_success) &&
              (!s->to_prim || dnnl_memory_create(&src_c, &s->src_md, engine, src_buf) == dnnl_success) &&
              (!s->from_prim || dnnl_memory_create(&dst_c, &s->dst_md, engine, dst_buf) == dnnl_success);
-    if (ok && s->to_prim) ok = run_reorder(s->to_prim, src, src_c, st) == 0;
+    if (ok && s->to_prim) ok = cs_onednn_reorder_run(s->to_prim, src, src_c, st) == 0;
     if (ok) {
         dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, src_c ? src_c : src},
                                 {DNNL_ARG_WEIGHTS, ker},
@@ -412,7 +417,7 @@ int cs_onednn_run_shape(const cs_onednn_op *op, const cs_onednn_shape *s, const 
         if (pad) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, pad};
         ok = dnnl_primitive_execute(s->prim, st, na, a) == dnnl_success;
     }
-    if (ok && s->from_prim) ok = run_reorder(s->from_prim, dst_c, dst, st) == 0;
+    if (ok && s->from_prim) ok = cs_onednn_reorder_run(s->from_prim, dst_c, dst, st) == 0;
     if (ok) ok = dnnl_stream_wait(st) == dnnl_success;
     if (ok && s->post_after) post_ops(&op->post, addend, y, outputs);
     if (ok && op->slices) {
@@ -426,14 +431,20 @@ int cs_onednn_run_shape(const cs_onednn_op *op, const cs_onednn_shape *s, const 
     return ok ? 0 : -1;
 }
 
+dnnl_stream_t cs_onednn_worker_stream(void)
+{
+    omp_set_num_threads(1);
+    dnnl_stream_t st;
+    return dnnl_stream_create(&st, engine, dnnl_stream_default_flags) == dnnl_success ? st : NULL;
+}
+
 static void run_range(void *ctx, long begin, long end, int worker)
 {
     job *j = ctx;
     const cs_conv2d_geom *g = &j->op->g;
     const size_t in_image = (size_t)g->ih * g->iw * g->ic, out_image = (size_t)g->oh * g->ow * g->oc;
-    omp_set_num_threads(1);
-    dnnl_stream_t st;
-    if (dnnl_stream_create(&st, engine, dnnl_stream_default_flags) != dnnl_success) {
+    dnnl_stream_t st = cs_onednn_worker_stream();
+    if (!st) {
         atomic_store(&j->failed, 1);
         return;
     }

@@ -77,6 +77,12 @@ struct cs_onednn_op {
 
 /* oneDNN's CPU engine, made once; NULL when oneDNN has none. */
 dnnl_engine_t cs_onednn_engine(void);
+/* A stream for the calling thread, which oneDNN then runs on alone (a team of one):
+ * what each worker of a spread pass runs its primitives on. NULL when oneDNN fails. */
+dnnl_stream_t cs_onednn_worker_stream(void);
+/* Whether oneDNN may run a conv of geometry g: the CPU has its vector kernels and g is
+ * a geometry conv_general.h computes; 0 with the reason in err otherwise. */
+int cs_onednn_conv_possible(const cs_conv2d_geom *g, char *err, size_t errlen);
 /* The implementation a primitive descriptor names (e.g. "brgconv:avx512_core"), or NULL. */
 const char *cs_onednn_impl(const_dnnl_primitive_desc_t pd);
 /* Whether impl is oneDNN's reference code, far slower than convscope's own kernels. */
@@ -84,6 +90,13 @@ int cs_onednn_reference(const char *impl);
 /* The first output of slice k of a dense layer's outputs (slice k is [first(k), first(k + 1))). */
 int cs_onednn_slice_first(const cs_onednn_op *op, int k);
 
+/* A reorder between two layouts on the engine, or NULL; running one on stream st. 0, or -1. */
+dnnl_primitive_t cs_onednn_reorder_new(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to);
+int cs_onednn_reorder_run(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to, dnnl_stream_t st);
+/* A conv kernel (kh, kw, ic/groups, oc) as the caller stores it, in oneDNN's terms: weights
+ * (oc, ic, kh, kw), or (groups, oc/groups, ic/groups, kh, kw), by strides; ldo is the
+ * stride from one input channel to the next (g->oc, or more for a part). 0, or -1. */
+int cs_onednn_conv_kernel_md(const cs_conv2d_geom *g, int ldo, dnnl_memory_desc_t *md);
 /* The attributes of op's primitives: the caller's scratchpad, and op's post-ops (its
  * sum and activation) unless post_ops is 0; NULL when oneDNN refuses. */
 dnnl_primitive_attr_t cs_onednn_attr(const cs_onednn_op *op, int post_ops);

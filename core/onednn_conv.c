@@ -39,6 +39,20 @@ int cs_onednn_usable(void)
     return cs_onednn_engine() != NULL;
 }
 
+int cs_onednn_conv_possible(const cs_conv2d_geom *g, char *err, size_t errlen)
+{
+    char why[200];
+    if (!cs_onednn_usable()) {
+        snprintf(err, errlen, "oneDNN has no vector kernels for this CPU");
+        return 0;
+    }
+    if (cs_conv2d_check(g, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s", why);
+        return 0;
+    }
+    return 1;
+}
+
 /* Winograd kernels of F(4x4,3x3) are 4x the size of the kernel: where they do not fit in
  * a core's cache, a small image is bound by reading them (VGG16's 14x14x512 layers ran
  * at half the speed of F(2x2,3x3), bench/conv_shapes), else F(4x4,3x3) is the faster. */
@@ -126,15 +140,7 @@ static dnnl_primitive_desc_t describe(const cs_onednn_op *op, cs_onednn_shape *s
 static cs_onednn_conv *conv_make(const cs_conv2d_geom *g, const float *w, int ldo, const float *b,
                                  const cs_onednn_post *post, cs_onednn_alg alg, int bands, char *err, size_t errlen)
 {
-    char why[200];
-    if (!cs_onednn_usable()) {
-        snprintf(err, errlen, "oneDNN has no vector kernels for this CPU");
-        return NULL;
-    }
-    if (cs_conv2d_check(g, why, sizeof why) != 0) {
-        snprintf(err, errlen, "%s", why);
-        return NULL;
-    }
+    if (!cs_onednn_conv_possible(g, err, errlen)) return NULL;
     cs_onednn_conv *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(err, errlen, "out of memory");
@@ -267,9 +273,8 @@ static void run_parts(void *ctx, long begin, long end, int worker)
     const cs_onednn_conv *c = j->c;
     const cs_conv2d_geom *g = &c->op.g;
     const size_t pixels = (size_t)g->oh * g->ow, in_image = (size_t)g->ih * g->iw * g->ic;
-    omp_set_num_threads(1);
-    dnnl_stream_t st;
-    if (dnnl_stream_create(&st, cs_onednn_engine(), dnnl_stream_default_flags) != dnnl_success) {
+    dnnl_stream_t st = cs_onednn_worker_stream();
+    if (!st) {
         atomic_store(&j->failed, 1);
         return;
     }

@@ -15,8 +15,8 @@
  * share of the padding), so no second set of threads ever competes for the cores and a
  * server's request threads, limited to one part each, run one each.
  *
- * Forward only: the gradients of the conv kinds stay convscope's own kernels, which
- * the training tests check bit for bit.
+ * Inference only: with a kernel that changes every step, training and gradients run
+ * onednn_train.h's passes.
  */
 #ifndef CS_ONEDNN_CONV_H
 #define CS_ONEDNN_CONV_H

@@ -8,6 +8,7 @@
 #include "conv_window.h"
 #include "fast_plan.h"
 #include "kernel_layer.h"
+#include "onednn_train.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -111,11 +112,31 @@ static void conv2d_init(cs_layer *l, cs_rng *r)
     cs_init_kernel(l, recept * k->dims[2], recept * l->out.c / groups_of(l), r);
 }
 
+/* The node's passes through oneDNN (onednn_train.h) when they take this batch, made
+ * on the first pass that may run them; NULL when oneDNN does not take the layer. */
+static cs_onednn_train *onednn_passes(const cs_node_pass *p)
+{
+    cs_exec *e = p->e;
+    if (!cs_onednn_train_takes(p->n, &e->scratch)) return NULL;
+    if (!e->conv_train_tried[p->node]) {
+        e->conv_train_tried[p->node] = 1;
+        cs_conv2d_geom g = any_geom(p->l, 1);
+        char why[200];
+        e->conv_train[p->node] = cs_onednn_train_new(&g, why, sizeof why);
+    }
+    return e->conv_train[p->node];
+}
+
 static void conv2d_forward(const cs_node_pass *p)
 {
     const cs_layer *l = p->l;
     float *z = cs_kernel_layer_preact(p);
     if (cs_kernel_layer_fast(p, 0, p->x[0], z, 1)) return;
+    cs_onednn_train *t = onednn_passes(p);
+    if (t && cs_onednn_train_forward(t, p->n, p->x[0], l->params[0].data, l->params[1].data, z, &p->e->scratch) == 0) {
+        cs_kernel_layer_activate(p, z);
+        return;
+    }
     if (cs_conv2d_layer_simple(l)) {
         cs_conv_geom g = cs_conv_geometry(l, p->n);
         cs_conv_forward(&g, p->x[0], l->params[0].data, l->params[1].data, z, &p->e->scratch);
@@ -131,6 +152,9 @@ static void conv2d_backward(const cs_node_pass *p)
     const cs_layer *l = p->l;
     cs_kernel_layer_deactivate(p);
     float *dw = cs_exec_param_grad(p->e, &l->params[0]), *db = cs_exec_param_grad(p->e, &l->params[1]);
+    cs_onednn_train *t = onednn_passes(p);
+    if (t && cs_onednn_train_backward(t, p->n, p->x[0], l->params[0].data, p->dy, p->dx[0], dw, db, &p->e->scratch) == 0)
+        return;
     if (cs_conv2d_layer_simple(l)) {
         cs_conv_geom g = cs_conv_geometry(l, p->n);
         cs_conv_backward(&g, p->x[0], l->params[0].data, p->dy, p->dx[0], dw, db, &p->e->scratch);
