@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "layers.h"
+#include "simd.h"
 
 #define GRAIN CS_PARALLEL_MIN_WORK
 
@@ -51,20 +52,41 @@ void cs_leaky_backward(size_t n, float alpha, const float *x, const float *dy, f
     cs_parallel_run((long)n, GRAIN, 0, leaky_backward_range, &j);
 }
 
-void cs_relu_forward(size_t n, const float *x, float *y)
+CS_CLONES static void relu_forward_range(void *ctx, long begin, long end, int worker)
 {
-    for (size_t i = 0; i < n; i++) {
+    (void)worker;
+    const elem_job *j = ctx;
+    const float *restrict x = j->x;
+    float *restrict y = j->y;
+    for (long i = begin; i < end; i++) {
         float v = x[i];
         y[i] = v > 0 ? v : 0.0f;
     }
 }
 
-void cs_relu_backward(size_t n, const float *y, const float *dy, float *dx)
+void cs_relu_forward(size_t n, const float *x, float *y)
 {
-    for (size_t i = 0; i < n; i++) {
+    elem_job j = {.x = x, .y = y};
+    cs_parallel_run((long)n, GRAIN, 0, relu_forward_range, &j);
+}
+
+/* (dx may be dy itself: each element is read before it is written.) */
+CS_CLONES static void relu_backward_range(void *ctx, long begin, long end, int worker)
+{
+    (void)worker;
+    const elem_job *j = ctx;
+    const float *y = j->x, *dy = j->dy;
+    float *dx = j->dx;
+    for (long i = begin; i < end; i++) {
         float d = dy[i];
         dx[i] = y[i] > 0 ? d : 0.0f;
     }
+}
+
+void cs_relu_backward(size_t n, const float *y, const float *dy, float *dx)
+{
+    elem_job j = {.x = y, .dy = dy, .dx = dx};
+    cs_parallel_run((long)n, GRAIN, 0, relu_backward_range, &j);
 }
 
 void cs_softmax_forward(int n, int k, const float *z, float *p)

@@ -86,7 +86,7 @@ static void stats_finish(int c, double count, const double *mean, const double *
 
 /* sums[0..c) += dy, sums[c..2c) += dy * xhat, with xhat recomputed from the input
  * (cheaper than keeping a copy of it: the input is kept anyway) */
-static void grad_stats_range(void *ctx, long begin, long end, int worker)
+CS_CLONES static void grad_stats_range(void *ctx, long begin, long end, int worker)
 {
     bn_job *j = ctx;
     const int c = j->c;
@@ -124,7 +124,7 @@ void cs_bn_grad_consts(int c, size_t rows, double *sums, int parts, const float 
     }
 }
 
-static void normalise_range(void *ctx, long begin, long end, int worker)
+CS_CLONES static void normalise_range(void *ctx, long begin, long end, int worker)
 {
     (void)worker;
     bn_job *j = ctx;
@@ -186,7 +186,7 @@ void cs_bn_forward_train(size_t rows, int c, const float *x, const float *gamma,
     cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), 0, normalise_range, &j);
 }
 
-static void affine_range(void *ctx, long begin, long end, int worker)
+CS_CLONES static void affine_range(void *ctx, long begin, long end, int worker)
 {
     (void)worker;
     bn_job *j = ctx;
@@ -208,7 +208,7 @@ void cs_bn_forward_infer(size_t rows, int c, const float *x, const float *gamma,
     cs_parallel_run((long)rows, cs_parallel_grain(c, BN_BLOCK), 0, affine_range, &j);
 }
 
-static void input_grad_range(void *ctx, long begin, long end, int worker)
+CS_CLONES static void input_grad_range(void *ctx, long begin, long end, int worker)
 {
     (void)worker;
     bn_job *j = ctx;
