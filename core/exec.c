@@ -201,6 +201,9 @@ static size_t exec_bytes(const cs_model *m, int max_batch)
         floats += 2 * out + (ops->state_floats ? ops->state_floats(l, max_batch) : 0);
         if (l->kind == CS_BATCHNORM) floats += 2 * (size_t)l->out.c + 2 * CS_BN_SUMS(l->out.c);
         if (l->kind == CS_DROPOUT) floats += out / 4 + 1;
+        /* A conv's passes through oneDNN (onednn_train.c): the kernel copies of two
+         * shapes, and each worker's kernel gradient, slot and (about as large) scratchpad. */
+        if (l->kind == CS_CONV2D) floats += (4 + 3 * (size_t)cs_parallel_threads()) * cs_layer_param_count(l);
     }
     return floats * sizeof(float) + sizeof(cs_exec);
 }
