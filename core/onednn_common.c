@@ -63,22 +63,44 @@ dnnl_primitive_t cs_onednn_reorder_new(const dnnl_memory_desc_t *from, const dnn
     return p;
 }
 
-int cs_onednn_reorder_run(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to, dnnl_stream_t st)
+static int run_reorder(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to, dnnl_stream_t st)
 {
     dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
     return dnnl_primitive_execute(r, st, 2, a) == dnnl_success ? 0 : -1;
 }
 
+int cs_onednn_reorder_run(dnnl_primitive_t r, const dnnl_memory_desc_t *from_md, const void *from,
+                          const dnnl_memory_desc_t *to_md, void *to, dnnl_stream_t st)
+{
+    dnnl_memory_t a = NULL, b = NULL;
+    const int ok = dnnl_memory_create(&a, from_md, engine, (void *)from) == dnnl_success &&
+                   dnnl_memory_create(&b, to_md, engine, to) == dnnl_success && run_reorder(r, a, b, st) == 0 &&
+                   dnnl_stream_wait(st) == dnnl_success;
+    if (a) dnnl_memory_destroy(a);
+    if (b) dnnl_memory_destroy(b);
+    return ok ? 0 : -1;
+}
+
 /* ---- describing ---- */
+
+dnnl_primitive_attr_t cs_onednn_scratchpad_attr(void)
+{
+    dnnl_primitive_attr_t attr = NULL;
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success) return NULL;
+    if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success) {
+        dnnl_primitive_attr_destroy(attr);
+        return NULL;
+    }
+    return attr;
+}
 
 dnnl_primitive_attr_t cs_onednn_attr(const cs_onednn_op *op, int post_ops)
 {
-    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_attr_t attr = cs_onednn_scratchpad_attr();
     dnnl_post_ops_t po = NULL;
     const cs_onednn_post *post = &op->post;
     const int act = post_ops && post->act != CS_ONEDNN_LINEAR, sum = post_ops && post->sum;
-    int ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
-             dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
+    int ok = attr != NULL;
     if (ok && (sum || act)) {
         ok = dnnl_post_ops_create(&po) == dnnl_success;
         if (ok && sum) ok = dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success;
@@ -184,15 +206,10 @@ static const cs_onednn_kernel *kernel_in(cs_onednn_op *op, int k, const dnnl_mem
     c->bytes = dnnl_memory_desc_get_size(md);
     c->data = aligned_alloc(ALIGN, cs_onednn_round_up(c->bytes));
     dnnl_primitive_t r = c->data ? cs_onednn_reorder_new(&user, md) : NULL;
-    dnnl_memory_t from = NULL, to = NULL;
     dnnl_stream_t st = NULL;
-    int ok = r && dnnl_memory_create(&from, &user, engine, (void *)w) == dnnl_success &&
-             dnnl_memory_create(&to, md, engine, c->data) == dnnl_success &&
-             dnnl_stream_create(&st, engine, dnnl_stream_default_flags) == dnnl_success &&
-             cs_onednn_reorder_run(r, from, to, st) == 0 && dnnl_stream_wait(st) == dnnl_success;
+    int ok = r && dnnl_stream_create(&st, engine, dnnl_stream_default_flags) == dnnl_success &&
+             cs_onednn_reorder_run(r, &user, w, md, c->data, st) == 0;
     if (st) dnnl_stream_destroy(st);
-    if (from) dnnl_memory_destroy(from);
-    if (to) dnnl_memory_destroy(to);
     if (r) dnnl_primitive_destroy(r);
     if (!ok) {
         free(c->data);
@@ -407,7 +424,7 @@ int cs_onednn_run_shape(const cs_onednn_op *op, const cs_onednn_shape *s, const 
              (!s->pad_bytes || dnnl_memory_create(&pad, &s->pad_md, engine, buf) == dnnl_success) &&
              (!s->to_prim || dnnl_memory_create(&src_c, &s->src_md, engine, src_buf) == dnnl_success) &&
              (!s->from_prim || dnnl_memory_create(&dst_c, &s->dst_md, engine, dst_buf) == dnnl_success);
-    if (ok && s->to_prim) ok = cs_onednn_reorder_run(s->to_prim, src, src_c, st) == 0;
+    if (ok && s->to_prim) ok = run_reorder(s->to_prim, src, src_c, st) == 0;
     if (ok) {
         dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, src_c ? src_c : src},
                                 {DNNL_ARG_WEIGHTS, ker},
@@ -417,7 +434,7 @@ int cs_onednn_run_shape(const cs_onednn_op *op, const cs_onednn_shape *s, const 
         if (pad) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, pad};
         ok = dnnl_primitive_execute(s->prim, st, na, a) == dnnl_success;
     }
-    if (ok && s->from_prim) ok = cs_onednn_reorder_run(s->from_prim, dst_c, dst, st) == 0;
+    if (ok && s->from_prim) ok = run_reorder(s->from_prim, dst_c, dst, st) == 0;
     if (ok) ok = dnnl_stream_wait(st) == dnnl_success;
     if (ok && s->post_after) post_ops(&op->post, addend, y, outputs);
     if (ok && op->slices) {

@@ -90,9 +90,13 @@ int cs_onednn_reference(const char *impl);
 /* The first output of slice k of a dense layer's outputs (slice k is [first(k), first(k + 1))). */
 int cs_onednn_slice_first(const cs_onednn_op *op, int k);
 
-/* A reorder between two layouts on the engine, or NULL; running one on stream st. 0, or -1. */
+/* A reorder between two layouts on the engine, or NULL; running one from the data at
+ * `from` (layout from_md) into `to` (to_md) on stream st, waited for. 0, or -1. */
 dnnl_primitive_t cs_onednn_reorder_new(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to);
-int cs_onednn_reorder_run(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to, dnnl_stream_t st);
+int cs_onednn_reorder_run(dnnl_primitive_t r, const dnnl_memory_desc_t *from_md, const void *from,
+                          const dnnl_memory_desc_t *to_md, void *to, dnnl_stream_t st);
+/* Attributes with the caller's scratchpad (each worker lends its own), or NULL. */
+dnnl_primitive_attr_t cs_onednn_scratchpad_attr(void);
 /* A conv kernel (kh, kw, ic/groups, oc) as the caller stores it, in oneDNN's terms: weights
  * (oc, ic, kh, kw), or (groups, oc/groups, ic/groups, kh, kw), by strides; ldo is the
  * stride from one input channel to the next (g->oc, or more for a part). 0, or -1. */

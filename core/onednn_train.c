@@ -66,23 +66,12 @@ static void note_impl(cs_onednn_train *t, dnnl_primitive_desc_t pd)
 
 /* ---- shapes ---- */
 
-static dnnl_primitive_attr_t user_scratchpad(void)
-{
-    dnnl_primitive_attr_t attr = NULL;
-    if (dnnl_primitive_attr_create(&attr) != dnnl_success) return NULL;
-    if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success) {
-        dnnl_primitive_attr_destroy(attr);
-        return NULL;
-    }
-    return attr;
-}
-
 /* A primitive from its op descriptor (hint: the forward's, for the backward ones);
  * NULL when oneDNN refuses or has only its reference code. */
 static dnnl_primitive_t make_primitive(cs_onednn_train *t, const_dnnl_op_desc_t desc, const_dnnl_primitive_desc_t hint,
                                        dnnl_primitive_desc_t *keep)
 {
-    dnnl_primitive_attr_t attr = user_scratchpad();
+    dnnl_primitive_attr_t attr = cs_onednn_scratchpad_attr();
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t p = NULL;
     if (attr && dnnl_primitive_desc_create(&pd, desc, attr, cs_onednn_engine(), hint) != dnnl_success) pd = NULL;
@@ -290,16 +279,6 @@ static int execute(dnnl_primitive_t p, dnnl_stream_t st, const dnnl_memory_desc_
     return ok ? 0 : -1;
 }
 
-static int reorder(dnnl_primitive_t r, const dnnl_memory_desc_t *from_md, const void *from,
-                   const dnnl_memory_desc_t *to_md, void *to, dnnl_stream_t st)
-{
-    dnnl_memory_t a = memory(from_md, from), b = memory(to_md, to);
-    const int ok = a && b && cs_onednn_reorder_run(r, a, b, st) == 0 && dnnl_stream_wait(st) == dnnl_success;
-    if (a) dnnl_memory_destroy(a);
-    if (b) dnnl_memory_destroy(b);
-    return ok ? 0 : -1;
-}
-
 static int run_forward(const job *j, const shape *s, size_t image, char *buf, dnnl_stream_t st)
 {
     const cs_onednn_train *t = j->t;
@@ -329,7 +308,7 @@ static int run_backward(const job *j, const shape *s, int run, size_t image, cha
     const dnnl_memory_desc_t *mds[] = {&s->src, &s->dst, &s->dw, &t->bias};
     void *data[] = {x, dy, s->dw_back ? (void *)dw : slot, slot + t->w_floats};
     if (execute(s->bwd_weights, st, &s->pad_weights, buf, 4, kinds, mds, data) != 0) return -1;
-    return s->dw_back ? reorder(s->dw_back, &s->dw, dw, &t->user_w, slot, st) : 0;
+    return s->dw_back ? cs_onednn_reorder_run(s->dw_back, &s->dw, dw, &t->user_w, slot, st) : 0;
 }
 
 static void run_range(void *ctx, long begin, long end, int worker)
@@ -370,13 +349,13 @@ static int plan(job *j, int n, int backward)
     for (int k = 0; k < (j->last == j->full ? 1 : 2) && ok; k++) {
         shape *s = both[k];
         if (!backward) {
-            ok = !s->to_fwd || reorder(s->to_fwd, &t->user_w, j->w, &s->w_fwd, s->k_fwd, st) == 0;
+            ok = !s->to_fwd || cs_onednn_reorder_run(s->to_fwd, &t->user_w, j->w, &s->w_fwd, s->k_fwd, st) == 0;
             if (bytes(&s->pad_fwd) > need) need = bytes(&s->pad_fwd);
             continue;
         }
         ok = make_backward(t, s, j->dx != NULL, j->weights) == 0;
         if (ok && j->dx) {
-            ok = !s->to_data || reorder(s->to_data, &t->user_w, j->w, &s->w_data, s->k_data, st) == 0;
+            ok = !s->to_data || cs_onednn_reorder_run(s->to_data, &t->user_w, j->w, &s->w_data, s->k_data, st) == 0;
             if (bytes(&s->pad_data) > need) need = bytes(&s->pad_data);
         }
         if (ok && j->weights && bytes(&s->pad_weights) + bytes(&s->dw) > need)

@@ -87,6 +87,17 @@ static inline const char *test_scratch_dir(const char *name)
     return t_scratch;
 }
 
+/* bytes of zeros (at least one), or the binary ends as a setup error (99). */
+static inline void *alloc_or_die(size_t bytes)
+{
+    void *p = calloc(bytes ? bytes : 1, 1);
+    if (!p) {
+        perror("setup: calloc");
+        exit(99);
+    }
+    return p;
+}
+
 /* "<scratch dir>/name" in one of eight rotating buffers (enough for one call's arguments). */
 static inline const char *test_scratch_path(const char *name)
 {

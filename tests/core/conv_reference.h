@@ -14,8 +14,9 @@
 
 #include "layers/conv_general.h"
 #include "rng.h"
+#include "test.h"
 
-static float *random_floats(cs_rng *r, size_t n)
+static inline float *random_floats(cs_rng *r, size_t n)
 {
     float *v = malloc((n ? n : 1) * sizeof(float));
     if (!v) {
@@ -26,19 +27,12 @@ static float *random_floats(cs_rng *r, size_t n)
     return v;
 }
 
-static void *alloc_or_die(size_t bytes)
+static inline size_t in_floats(const cs_conv2d_geom *g) { return (size_t)g->n * g->ih * g->iw * g->ic; }
+static inline size_t out_floats(const cs_conv2d_geom *g) { return (size_t)g->n * g->oh * g->ow * g->oc; }
+static inline size_t w_floats(const cs_conv2d_geom *g)
 {
-    void *p = calloc(bytes ? bytes : 1, 1);
-    if (!p) {
-        perror("setup: calloc");
-        exit(99);
-    }
-    return p;
+    return (size_t)g->kh * g->kw * (g->ic / g->groups) * g->oc;
 }
-
-static size_t in_floats(const cs_conv2d_geom *g) { return (size_t)g->n * g->ih * g->iw * g->ic; }
-static size_t out_floats(const cs_conv2d_geom *g) { return (size_t)g->n * g->oh * g->ow * g->oc; }
-static size_t w_floats(const cs_conv2d_geom *g) { return (size_t)g->kh * g->kw * (g->ic / g->groups) * g->oc; }
 
 /* Calls fn(ix, wi, oi) for every (input, kernel, output) index triple the convolution
  * multiplies together: y[oi] += x[ix] * w[wi]. Straight from the definition. */
@@ -63,14 +57,14 @@ static size_t w_floats(const cs_conv2d_geom *g) { return (size_t)g->kh * g->kw *
                         }                                                                                      \
                 }
 
-static void ref_forward(const cs_conv2d_geom *g, const float *x, const float *w, const float *b, double *y)
+static inline void ref_forward(const cs_conv2d_geom *g, const float *x, const float *w, const float *b, double *y)
 {
     for (size_t i = 0; i < out_floats(g); i++) y[i] = b ? b[i % g->oc] : 0.0;
     FOR_EACH_PRODUCT(g, y[oi] += (double)x[ix] * w[wi]);
 }
 
 /* The analytic gradients of sum(y * dy). */
-static void ref_backward(const cs_conv2d_geom *g, const float *x, const float *w, const float *dy, double *dx,
+static inline void ref_backward(const cs_conv2d_geom *g, const float *x, const float *w, const float *dy, double *dx,
                          double *dw, double *db)
 {
     memset(dx, 0, in_floats(g) * sizeof(double));
@@ -81,7 +75,7 @@ static void ref_backward(const cs_conv2d_geom *g, const float *x, const float *w
 }
 
 /* Largest |got - want| over n values, relative to the largest |want|. */
-static double rel_diff(const float *got, const double *want, size_t n)
+static inline double rel_diff(const float *got, const double *want, size_t n)
 {
     double worst = 0, scale = 0;
     for (size_t i = 0; i < n; i++) {

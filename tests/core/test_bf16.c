@@ -38,16 +38,6 @@
 
 static int g_bf16; /* this CPU runs bf16 */
 
-static void *alloc_or_die(size_t bytes)
-{
-    void *p = calloc(bytes ? bytes : 1, 1);
-    if (!p) {
-        perror("setup: calloc");
-        exit(99);
-    }
-    return p;
-}
-
 typedef struct {
     const char *name;
     int dense;

@@ -18,6 +18,8 @@
 #include "simd.h"
 #include "test.h"
 
+#include "conv_reference.h"
+
 typedef struct {
     int n, ih, iw, ic, oc, k;
 } geometry;
@@ -26,13 +28,6 @@ static cs_conv_geom geom_of(const geometry *t)
 {
     return (cs_conv_geom){.n = t->n, .ih = t->ih, .iw = t->iw, .ic = t->ic, .oh = t->ih - t->k + 1,
                           .ow = t->iw - t->k + 1, .oc = t->oc, .k = t->k, .stride = 1};
-}
-
-static float *random_floats(cs_rng *r, size_t n)
-{
-    float *v = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) v[i] = (float)(cs_rng_uniform(r) * 2 - 1);
-    return v;
 }
 
 /* The reference: every sum in double, straight from the definition. */
@@ -62,18 +57,6 @@ static void reference(const cs_conv_geom *g, const float *x, const float *w, con
                     y[r * oc + o] = s;
                 }
             }
-}
-
-/* Largest |got - want| over n values, relative to the largest |want|. */
-static double rel_diff(const float *got, const double *want, size_t n)
-{
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double d = fabs(got[i] - want[i]);
-        if (!(d <= worst)) worst = d; /* NaN counts as worst */
-        if (fabs(want[i]) > scale) scale = fabs(want[i]);
-    }
-    return scale > 0 ? worst / scale : worst;
 }
 
 static void check_geometry(const geometry *t, int force_im2col)

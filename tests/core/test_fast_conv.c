@@ -74,16 +74,6 @@ static const conv_case CASES[] = {
 };
 #define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
 
-static void *alloc_or_die(size_t bytes)
-{
-    void *p = calloc(bytes ? bytes : 1, 1);
-    if (!p) {
-        perror("setup: calloc");
-        exit(99);
-    }
-    return p;
-}
-
 static cs_model *build(const conv_case *c)
 {
     cs_layer_config cfg = {.kernel = c->kh, .kernel_w = c->kw == c->kh ? 0 : c->kw, .stride = c->sh,
