@@ -72,12 +72,8 @@ static int run_reorder(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to,
 int cs_onednn_reorder_run(dnnl_primitive_t r, const dnnl_memory_desc_t *from_md, const void *from,
                           const dnnl_memory_desc_t *to_md, void *to, dnnl_stream_t st)
 {
-    dnnl_memory_t a = NULL, b = NULL;
-    const int ok = dnnl_memory_create(&a, from_md, engine, (void *)from) == dnnl_success &&
-                   dnnl_memory_create(&b, to_md, engine, to) == dnnl_success && run_reorder(r, a, b, st) == 0 &&
-                   dnnl_stream_wait(st) == dnnl_success;
-    if (a) dnnl_memory_destroy(a);
-    if (b) dnnl_memory_destroy(b);
+    dnnl_memory_t a = cs_onednn_memory(0, from_md, from, st), b = a ? cs_onednn_memory(1, to_md, to, st) : NULL;
+    const int ok = b && run_reorder(r, a, b, st) == 0 && dnnl_stream_wait(st) == dnnl_success;
     return ok ? 0 : -1;
 }
 
@@ -206,10 +202,8 @@ static const cs_onednn_kernel *kernel_in(cs_onednn_op *op, int k, const dnnl_mem
     c->bytes = dnnl_memory_desc_get_size(md);
     c->data = aligned_alloc(ALIGN, cs_onednn_round_up(c->bytes));
     dnnl_primitive_t r = c->data ? cs_onednn_reorder_new(&user, md) : NULL;
-    dnnl_stream_t st = NULL;
-    int ok = r && dnnl_stream_create(&st, engine, dnnl_stream_default_flags) == dnnl_success &&
-             cs_onednn_reorder_run(r, &user, w, md, c->data, st) == 0;
-    if (st) dnnl_stream_destroy(st);
+    dnnl_stream_t st = r ? cs_onednn_worker_stream() : NULL;
+    int ok = st && cs_onednn_reorder_run(r, &user, w, md, c->data, st) == 0;
     if (r) dnnl_primitive_destroy(r);
     if (!ok) {
         free(c->data);
@@ -308,26 +302,43 @@ fail:
     return NULL;
 }
 
-cs_onednn_shape *cs_onednn_op_shape(const cs_onednn_op *op, int n, int oy0, int oy1, int k)
+/* The shape listed for n images and rows [oy0, oy1), or slice k: made, or refused
+ * (no primitive); NULL when none was tried. */
+static cs_onednn_shape *listed(const cs_onednn_op *op, int n, int oy0, int oy1, int k)
 {
     for (cs_onednn_shape *s = atomic_load(&op->shapes); s; s = s->next)
         if (s->n == n && s->oy0 == oy0 && s->oy1 == oy1 && s->slice == k) return s;
     return NULL;
 }
 
-/* The shape for n images and rows [oy0, oy1), or slice k: found, or made. */
+cs_onednn_shape *cs_onednn_op_shape(const cs_onednn_op *op, int n, int oy0, int oy1, int k)
+{
+    cs_onednn_shape *s = listed(op, n, oy0, oy1, k);
+    return s && s->prim ? s : NULL;
+}
+
+/* The shape for n images and rows [oy0, oy1), or slice k: found, or made. One that
+ * oneDNN refused is listed as refused, so that the passes after do not ask again. */
 static cs_onednn_shape *shape_for(cs_onednn_op *op, int n, int oy0, int oy1, int k, char *why, size_t whylen)
 {
-    cs_onednn_shape *s = cs_onednn_op_shape(op, n, oy0, oy1, k);
-    if (s) return s;
-    pthread_mutex_lock(&op->lock);
-    s = cs_onednn_op_shape(op, n, oy0, oy1, k);
-    if (!s && (s = make_shape(op, n, oy0, oy1, k, why, whylen))) {
-        if (!op->first) op->first = s;
-        s->next = atomic_load(&op->shapes);
-        atomic_store(&op->shapes, s); /* published whole: readers walk the list without the lock */
+    cs_onednn_shape *s = listed(op, n, oy0, oy1, k);
+    if (!s) {
+        pthread_mutex_lock(&op->lock);
+        if (!(s = listed(op, n, oy0, oy1, k))) {
+            s = make_shape(op, n, oy0, oy1, k, why, whylen);
+            if (s && !op->first) op->first = s;
+            if (!s && (s = calloc(1, sizeof *s))) s->n = n, s->oy0 = oy0, s->oy1 = oy1, s->slice = k;
+            if (s) {
+                s->next = atomic_load(&op->shapes);
+                atomic_store(&op->shapes, s); /* published whole: readers walk the list without the lock */
+            }
+        }
+        pthread_mutex_unlock(&op->lock);
     }
-    pthread_mutex_unlock(&op->lock);
+    if (s && !s->prim) {
+        snprintf(why, whylen, "oneDNN refused this shape");
+        return NULL;
+    }
     return s;
 }
 
@@ -413,17 +424,17 @@ int cs_onednn_run_shape(const cs_onednn_op *op, const cs_onednn_shape *s, const 
     /* The sum post-op adds to what the destination holds: the addend, put there while
      * it is about to be read. */
     if (addend && !s->post_after) memcpy(y, addend, outputs * sizeof(float));
-    dnnl_memory_t src = NULL, dst = NULL, ker = NULL, bias = NULL, pad = NULL, src_c = NULL, dst_c = NULL;
+    dnnl_memory_t src, dst, ker, bias = NULL, pad = NULL, src_c = NULL, dst_c = NULL;
     char *src_buf = buf + s->pad_bytes, *dst_buf = src_buf + s->src_bytes;
     const int o0 = op->slices ? cs_onednn_slice_first(op, s->slice) : 0;
     const int outs = op->slices ? cs_onednn_slice_first(op, s->slice + 1) - o0 : 0;
-    int ok = dnnl_memory_create(&src, &s->src_user, engine, (void *)x) == dnnl_success &&
-             dnnl_memory_create(&dst, &s->dst_user, engine, op->slices ? (void *)dst_buf : y) == dnnl_success &&
-             dnnl_memory_create(&ker, &s->kernel->md, engine, s->kernel->data) == dnnl_success &&
-             (!op->b || dnnl_memory_create(&bias, &s->bias_md, engine, (void *)(op->b + o0)) == dnnl_success) &&
-             (!s->pad_bytes || dnnl_memory_create(&pad, &s->pad_md, engine, buf) == dnnl_success) &&
-             (!s->to_prim || dnnl_memory_create(&src_c, &s->src_md, engine, src_buf) == dnnl_success) &&
-             (!s->from_prim || dnnl_memory_create(&dst_c, &s->dst_md, engine, dst_buf) == dnnl_success);
+    int ok = (src = cs_onednn_memory(0, &s->src_user, x, st)) &&
+             (dst = cs_onednn_memory(1, &s->dst_user, op->slices ? (void *)dst_buf : y, st)) &&
+             (ker = cs_onednn_memory(2, &s->kernel->md, s->kernel->data, st)) &&
+             (!op->b || (bias = cs_onednn_memory(3, &s->bias_md, op->b + o0, st))) &&
+             (!s->pad_bytes || (pad = cs_onednn_memory(4, &s->pad_md, buf, st))) &&
+             (!s->to_prim || (src_c = cs_onednn_memory(5, &s->src_md, src_buf, st))) &&
+             (!s->from_prim || (dst_c = cs_onednn_memory(6, &s->dst_md, dst_buf, st)));
     if (ok && s->to_prim) ok = run_reorder(s->to_prim, src, src_c, st) == 0;
     if (ok) {
         dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, src_c ? src_c : src},
@@ -442,17 +453,7 @@ int cs_onednn_run_shape(const cs_onednn_op *op, const cs_onednn_shape *s, const 
         for (int r = 0; r < s->n; r++)
             memcpy(y + (size_t)r * op->g.oc + o0, from + (size_t)r * outs, (size_t)outs * sizeof(float));
     }
-    dnnl_memory_t all[] = {src, dst, ker, bias, pad, src_c, dst_c};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (all[i]) dnnl_memory_destroy(all[i]);
     return ok ? 0 : -1;
-}
-
-dnnl_stream_t cs_onednn_worker_stream(void)
-{
-    omp_set_num_threads(1);
-    dnnl_stream_t st;
-    return dnnl_stream_create(&st, engine, dnnl_stream_default_flags) == dnnl_success ? st : NULL;
 }
 
 static void run_range(void *ctx, long begin, long end, int worker)
@@ -475,7 +476,6 @@ static void run_range(void *ctx, long begin, long end, int worker)
         if (cs_onednn_run_shape(j->op, s, x, j->addend ? j->addend + at : NULL, j->y + at, j->s->onednn[worker], st) != 0)
             atomic_store(&j->failed, 1);
     }
-    dnnl_stream_destroy(st);
 }
 
 /* Each worker's buffer holds what the largest of the shapes needs. */
@@ -508,6 +508,29 @@ int cs_onednn_op_args(const cs_onednn_op *op, int n, const float *addend, const 
     return n >= 1 && !addend == !op->post.sum && !(addend && addend == y);
 }
 
+/* The runs of `chunk` images of n, each as `parts` bands or slices (1: whole), with
+ * their shapes and kernel copies; *need grown to the largest worker buffer they take.
+ * 0, or -1 when a shape cannot be made or its kernel copied. */
+static int plan_runs(cs_onednn_op *op, int n, int chunk, int parts, job *j, size_t *need)
+{
+    j->chunk = chunk;
+    j->parts = parts;
+    j->chunks = (n + chunk - 1) / chunk;
+    const int tail = n - (j->chunks - 1) * chunk;
+    char why[200];
+    for (int k = 0; k < j->parts; k++) {
+        if (!(j->full[k] = part_shape(op, chunk, k, j->parts, why, sizeof why)) ||
+            !(j->last[k] = tail == chunk ? j->full[k] : part_shape(op, tail, k, j->parts, why, sizeof why)))
+            return -1;
+        cs_onednn_shape *both[2] = {j->full[k], j->last[k]};
+        for (int b = 0; b < 2; b++) {
+            if (cs_onednn_shape_bytes(both[b]) > *need) *need = cs_onednn_shape_bytes(both[b]);
+            if (cs_onednn_op_kernel(op, both[b]) != 0) return -1; /* out of memory */
+        }
+    }
+    return 0;
+}
+
 int cs_onednn_op_forward(cs_onednn_op *op, int n, const float *x, const float *addend, float *y, cs_scratch *s)
 {
     if (!cs_onednn_op_args(op, n, addend, y)) return -1;
@@ -516,28 +539,15 @@ int cs_onednn_op_forward(cs_onednn_op *op, int n, const float *x, const float *a
     /* A conv's batch as runs of images, one per part; fewer images than parts, or one:
      * each image as the conv's bands. A dense layer always as its slices, over every
      * row at once. */
-    if (!op->slices && n >= parts && n > 1) {
-        j.chunk = (n + parts - 1) / parts;
-        j.parts = 1;
-    } else {
-        j.chunk = op->slices ? n : 1;
-        j.parts = op->parts;
-    }
-    j.chunks = (n + j.chunk - 1) / j.chunk;
-    const int tail = n - (j.chunks - 1) * j.chunk;
-    char why[200];
-    omp_set_num_threads(1);
+    const int runs_of_images = !op->slices && n >= parts && n > 1;
     size_t need = 0;
-    for (int k = 0; k < j.parts; k++) {
-        if (!(j.full[k] = part_shape(op, j.chunk, k, j.parts, why, sizeof why)) ||
-            !(j.last[k] = tail == j.chunk ? j.full[k] : part_shape(op, tail, k, j.parts, why, sizeof why)))
-            return -1;
-        cs_onednn_shape *both[2] = {j.full[k], j.last[k]};
-        for (int b = 0; b < 2; b++) {
-            if (cs_onednn_shape_bytes(both[b]) > need) need = cs_onednn_shape_bytes(both[b]);
-            if (cs_onednn_op_kernel(op, both[b]) != 0) return -1; /* out of memory */
-        }
-    }
+    omp_set_num_threads(1);
+    /* A batch whose shape cannot read the layer's kernel runs as single images, each
+     * as its bands: the shapes a single image takes. */
+    if (runs_of_images ? plan_runs(op, n, (n + parts - 1) / parts, 1, &j, &need) != 0 &&
+                             plan_runs(op, n, 1, op->parts, &j, &need) != 0
+                       : plan_runs(op, n, op->slices ? n : 1, op->parts, &j, &need) != 0)
+        return -1;
     if (cs_onednn_grow_buffers(s, need ? need : ALIGN) != 0) return -1;
     cs_parallel_run((long)j.chunks * j.parts, 1, parts, run_range, &j);
     return atomic_load(&j.failed) ? -1 : 0;
@@ -557,10 +567,6 @@ int cs_onednn_op_rows(const cs_onednn_op *op, int oy0, int oy1, const float *x, 
 {
     const cs_onednn_shape *sh = cs_onednn_op_shape(op, 1, oy0, oy1, 0);
     if (!sh || !atomic_load(&sh->kernel) || cs_onednn_shape_bytes(sh) > s->onednn_bytes) return -1;
-    omp_set_num_threads(1);
-    dnnl_stream_t st;
-    if (dnnl_stream_create(&st, engine, dnnl_stream_default_flags) != dnnl_success) return -1;
-    const int rc = cs_onednn_run_shape(op, sh, x, addend, y, s->onednn[worker], st);
-    dnnl_stream_destroy(st);
-    return rc;
+    dnnl_stream_t st = cs_onednn_worker_stream();
+    return st ? cs_onednn_run_shape(op, sh, x, addend, y, s->onednn[worker], st) : -1;
 }

@@ -77,9 +77,15 @@ struct cs_onednn_op {
 
 /* oneDNN's CPU engine, made once; NULL when oneDNN has none. */
 dnnl_engine_t cs_onednn_engine(void);
-/* A stream for the calling thread, which oneDNN then runs on alone (a team of one):
- * what each worker of a spread pass runs its primitives on. NULL when oneDNN fails. */
+/* The calling thread's stream, which oneDNN then runs on alone (a team of one): what
+ * each worker of a spread pass runs its primitives on. The thread keeps it (it is
+ * destroyed when the thread ends); NULL when oneDNN fails. (onednn_thread.c) */
 dnnl_stream_t cs_onednn_worker_stream(void);
+/* The calling thread's memory object of layout md in argument slot `slot` (0 to
+ * CS_ONEDNN_SLOTS - 1), pointed at data: the thread keeps it for the next pass that
+ * needs it. The arguments of one execution take distinct slots. NULL when oneDNN fails. */
+#define CS_ONEDNN_SLOTS 8
+dnnl_memory_t cs_onednn_memory(int slot, const dnnl_memory_desc_t *md, const void *data, dnnl_stream_t st);
 /* Whether oneDNN may run a conv of geometry g: the CPU has its vector kernels and g is
  * a geometry conv_general.h computes; 0 with the reason in err otherwise. */
 int cs_onednn_conv_possible(const cs_conv2d_geom *g, char *err, size_t errlen);

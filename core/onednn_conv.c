@@ -84,11 +84,10 @@ static dnnl_primitive_desc_t pick_winograd(const dnnl_convolution_desc_t *cd, co
 
 /* The primitive descriptor for shape s reading the kernel in layout `kernel` (NULL:
  * the one oneDNN prefers); NULL when oneDNN refuses. */
-static dnnl_primitive_desc_t describe_with(const cs_onednn_conv *c, cs_onednn_shape *s,
+static dnnl_primitive_desc_t describe_with(const cs_onednn_conv *c, cs_onednn_shape *s, int wino,
                                            const dnnl_memory_desc_t *kernel)
 {
     const cs_onednn_op *op = &c->op;
-    const int wino = c->alg == CS_ONEDNN_WINOGRAD;
     dnnl_convolution_desc_t cd;
     if (cs_onednn_conv_desc(op, s, wino ? dnnl_convolution_winograd : dnnl_convolution_direct, dnnl_f32,
                             wino ? dnnl_format_tag_any : dnnl_nhwc, kernel, &cd) != 0)
@@ -114,21 +113,25 @@ static dnnl_primitive_desc_t describe_with(const cs_onednn_conv *c, cs_onednn_sh
 static dnnl_primitive_desc_t describe(const cs_onednn_op *op, cs_onednn_shape *s, char *why, size_t whylen)
 {
     const cs_onednn_conv *c = (const cs_onednn_conv *)op;
-    /* The shapes of one layer read one copy of the kernel where oneDNN takes the layout
-     * made for the first (Winograd's transformed kernels are 2-4x the kernel's size). */
-    dnnl_primitive_desc_t pd = NULL;
+    const int wino = c->alg == CS_ONEDNN_WINOGRAD;
+    /* The shapes of one layer read one copy of the kernel: the layout made for the
+     * first (Winograd's transformed kernels are 4x the kernel's size). On some CPUs
+     * Winograd's layout follows the shape (the blocking oneDNN picks for the tile
+     * count and the caches): a batch's shape that cannot read it is refused, and the
+     * batch runs as single images instead (cs_onednn_op_forward), which also computes
+     * each image as it is computed alone. */
+    dnnl_primitive_desc_t pd = describe_with(c, s, wino, op->first ? &op->first->kernel_md : NULL);
     if (op->first) {
-        pd = describe_with(c, s, &op->first->kernel_md);
         const char *impl = cs_onednn_impl(pd);
-        if (pd && (!impl || strcmp(impl, op->impl) != 0)) { /* another implementation: let it pick its layout */
-            dnnl_primitive_desc_destroy(pd);
-            pd = NULL;
+        if (!pd || !impl || strcmp(impl, op->impl) != 0) {
+            if (pd) dnnl_primitive_desc_destroy(pd);
+            snprintf(why, whylen, "oneDNN reads this shape's kernel in another layout than the layer's first");
+            return NULL;
         }
     }
-    if (!pd) pd = describe_with(c, s, NULL);
     const char *impl = cs_onednn_impl(pd);
     if (!impl)
-        snprintf(why, whylen, "oneDNN has no %s convolution for it", c->alg == CS_ONEDNN_WINOGRAD ? "Winograd" : "direct");
+        snprintf(why, whylen, "oneDNN has no %s convolution for it", wino ? "Winograd" : "direct");
     else if (cs_onednn_reference(impl))
         snprintf(why, whylen, "oneDNN offers only %s for it", impl);
     else
@@ -294,7 +297,6 @@ static void run_parts(void *ctx, long begin, long end, int worker)
         }
         for (size_t q = 0; q < pixels; q++) memcpy(j->y + at + q * g->oc, temp + q * w, (size_t)w * sizeof *temp);
     }
-    dnnl_stream_destroy(st);
 }
 
 static int forward_parts(cs_onednn_conv *c, int n, const float *x, const float *addend, float *y, cs_scratch *s)

@@ -251,12 +251,6 @@ typedef struct {
 
 static size_t bytes(const dnnl_memory_desc_t *md) { return cs_onednn_round_up(dnnl_memory_desc_get_size(md)); }
 
-static dnnl_memory_t memory(const dnnl_memory_desc_t *md, const void *data)
-{
-    dnnl_memory_t m = NULL;
-    return dnnl_memory_create(&m, md, cs_onednn_engine(), (void *)data) == dnnl_success ? m : NULL;
-}
-
 /* Runs primitive p with its arguments (NULL memories left out), the last one a
  * scratchpad of layout pad at buf. 0, or -1. */
 static int execute(dnnl_primitive_t p, dnnl_stream_t st, const dnnl_memory_desc_t *pad, char *buf, int n,
@@ -266,17 +260,14 @@ static int execute(dnnl_primitive_t p, dnnl_stream_t st, const dnnl_memory_desc_
     int na = 0, ok = 1;
     for (int i = 0; i < n && ok; i++) {
         if (!data[i]) continue;
-        ok = (a[na].memory = memory(mds[i], data[i])) != NULL;
+        ok = (a[na].memory = cs_onednn_memory(na, mds[i], data[i], st)) != NULL;
         a[na++].arg = kinds[i];
     }
     if (ok && dnnl_memory_desc_get_size(pad)) {
-        ok = (a[na].memory = memory(pad, buf)) != NULL;
+        ok = (a[na].memory = cs_onednn_memory(na, pad, buf, st)) != NULL;
         a[na++].arg = DNNL_ARG_SCRATCHPAD;
     }
-    ok = ok && dnnl_primitive_execute(p, st, na, a) == dnnl_success && dnnl_stream_wait(st) == dnnl_success;
-    for (int i = 0; i < na; i++)
-        if (a[i].memory) dnnl_memory_destroy(a[i].memory);
-    return ok ? 0 : -1;
+    return ok && dnnl_primitive_execute(p, st, na, a) == dnnl_success && dnnl_stream_wait(st) == dnnl_success ? 0 : -1;
 }
 
 static int run_forward(const job *j, const shape *s, size_t image, char *buf, dnnl_stream_t st)
@@ -326,7 +317,6 @@ static void run_range(void *ctx, long begin, long end, int worker)
         const int rc = j->dy ? run_backward(j, s, (int)r, image, buf, st) : run_forward(j, s, image, buf, st);
         if (rc != 0) atomic_store(&j->failed, 1);
     }
-    dnnl_stream_destroy(st);
 }
 
 /* The batch as runs of images, one per part, with their shapes and their kernels in the
@@ -341,8 +331,8 @@ static int plan(job *j, int n, int backward)
     omp_set_num_threads(1);
     if (!(j->full = shape_for(t, j->chunk)) || !(j->last = tail == j->chunk ? j->full : shape_for(t, tail)))
         return -1;
-    dnnl_stream_t st;
-    if (dnnl_stream_create(&st, cs_onednn_engine(), dnnl_stream_default_flags) != dnnl_success) return -1;
+    dnnl_stream_t st = cs_onednn_worker_stream();
+    if (!st) return -1;
     size_t need = ALIGN;
     int ok = 1;
     shape *both[2] = {j->full, j->last};
@@ -361,7 +351,6 @@ static int plan(job *j, int n, int backward)
         if (ok && j->weights && bytes(&s->pad_weights) + bytes(&s->dw) > need)
             need = bytes(&s->pad_weights) + bytes(&s->dw);
     }
-    dnnl_stream_destroy(st);
     j->slot_at = need;
     if (j->weights) need += cs_onednn_round_up((t->w_floats + (size_t)t->g.oc) * sizeof(float));
     return ok && cs_onednn_grow_buffers(j->s, need) == 0 ? 0 : -1;
