@@ -147,7 +147,7 @@ bench: all $(BENCHES)
 BM := $(B)/bench-models
 bench-ort: $(BENCH_MODELS) $(FMNIST_ONNX) $(ORT_NODE) $(B)/bench/onnx_models
 	@node tests/models/ort_reference.mjs --models $(BM) --quiet
-	node bench/ort_compare.mjs --convscope $(B)/bench/onnx_models \
+	node bench/ort_compare.mjs --convscope $(B)/bench/onnx_models --rounds 5 \
 	    --case $(BM)/vgg16.onnx,threads=2 --case $(BM)/vgg16.onnx,threads=2,precision=bf16 \
 	    --case $(BM)/resnet18.onnx,threads=1 --case $(BM)/resnet18.onnx,threads=2 \
 	    --case $(BM)/mobilenet_v2.onnx,threads=1 --case $(BM)/mobilenet_v2.onnx,threads=2 \
