@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "onednn_common.h"
 
@@ -27,22 +28,31 @@ typedef struct {
     dnnl_memory_t memory;
 } held;
 
+/* The table is allocated on the thread's first use; without it (no memory), each slot
+ * keeps its last object alone, which still runs every pass, just with more objects
+ * made. */
 typedef struct {
+    int registered; /* for the destructor */
     dnnl_stream_t stream;
-    held at[CS_ONEDNN_SLOTS][PER_SLOT];
+    held (*table)[PER_SLOT];
+    held last[CS_ONEDNN_SLOTS];
 } thread_objects;
 
+static _Thread_local thread_objects mine;
 static pthread_key_t key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
 static void objects_free(void *p)
 {
     thread_objects *t = p;
-    for (int s = 0; s < CS_ONEDNN_SLOTS; s++)
-        for (int i = 0; i < PER_SLOT; i++)
-            if (t->at[s][i].memory) dnnl_memory_destroy(t->at[s][i].memory);
+    for (int s = 0; s < CS_ONEDNN_SLOTS; s++) {
+        for (int i = 0; t->table && i < PER_SLOT; i++)
+            if (t->table[s][i].memory) dnnl_memory_destroy(t->table[s][i].memory);
+        if (t->last[s].memory) dnnl_memory_destroy(t->last[s].memory);
+    }
+    free(t->table);
     if (t->stream) dnnl_stream_destroy(t->stream);
-    free(t);
+    memset(t, 0, sizeof *t);
 }
 
 static void make_key(void)
@@ -50,15 +60,15 @@ static void make_key(void)
     if (pthread_key_create(&key, objects_free) != 0) abort();
 }
 
+/* The calling thread's objects, freed when it ends. */
 static thread_objects *objects(void)
 {
-    pthread_once(&key_once, make_key);
-    thread_objects *t = pthread_getspecific(key);
-    if (t) return t;
-    if (!(t = calloc(1, sizeof *t))) return NULL;
-    if (pthread_setspecific(key, t) != 0) {
-        free(t);
-        return NULL;
+    thread_objects *t = &mine;
+    if (!t->registered) {
+        pthread_once(&key_once, make_key);
+        if (pthread_setspecific(key, t) != 0) return NULL;
+        t->registered = 1;
+        t->table = calloc(CS_ONEDNN_SLOTS, sizeof *t->table);
     }
     return t;
 }
@@ -77,7 +87,7 @@ dnnl_memory_t cs_onednn_memory(int slot, const dnnl_memory_desc_t *md, const voi
 {
     thread_objects *t = objects();
     if (!t || slot < 0 || slot >= CS_ONEDNN_SLOTS) return NULL;
-    held *h = &t->at[slot][((uintptr_t)md >> 4) * 0x9E3779B97F4A7C15u >> 55];
+    held *h = t->table ? &t->table[slot][((uintptr_t)md >> 4) * 0x9E3779B97F4A7C15u >> 55] : &t->last[slot];
     if (h->memory) {
         const dnnl_memory_desc_t *had = NULL;
         if (h->key != md || dnnl_memory_get_memory_desc(h->memory, &had) != dnnl_success ||
