@@ -84,10 +84,11 @@ static dnnl_primitive_desc_t pick_winograd(const dnnl_convolution_desc_t *cd, co
 
 /* The primitive descriptor for shape s reading the kernel in layout `kernel` (NULL:
  * the one oneDNN prefers); NULL when oneDNN refuses. */
-static dnnl_primitive_desc_t describe_with(const cs_onednn_conv *c, cs_onednn_shape *s, int wino,
+static dnnl_primitive_desc_t describe_with(const cs_onednn_conv *c, cs_onednn_shape *s,
                                            const dnnl_memory_desc_t *kernel)
 {
     const cs_onednn_op *op = &c->op;
+    const int wino = c->alg == CS_ONEDNN_WINOGRAD;
     dnnl_convolution_desc_t cd;
     if (cs_onednn_conv_desc(op, s, wino ? dnnl_convolution_winograd : dnnl_convolution_direct, dnnl_f32,
                             wino ? dnnl_format_tag_any : dnnl_nhwc, kernel, &cd) != 0)
@@ -113,14 +114,13 @@ static dnnl_primitive_desc_t describe_with(const cs_onednn_conv *c, cs_onednn_sh
 static dnnl_primitive_desc_t describe(const cs_onednn_op *op, cs_onednn_shape *s, char *why, size_t whylen)
 {
     const cs_onednn_conv *c = (const cs_onednn_conv *)op;
-    const int wino = c->alg == CS_ONEDNN_WINOGRAD;
     /* The shapes of one layer read one copy of the kernel: the layout made for the
      * first (Winograd's transformed kernels are 4x the kernel's size). On some CPUs
      * Winograd's layout follows the shape (the blocking oneDNN picks for the tile
      * count and the caches): a batch's shape that cannot read it is refused, and the
      * batch runs as single images instead (cs_onednn_op_forward), which also computes
      * each image as it is computed alone. */
-    dnnl_primitive_desc_t pd = describe_with(c, s, wino, op->first ? &op->first->kernel_md : NULL);
+    dnnl_primitive_desc_t pd = describe_with(c, s, op->first ? &op->first->kernel_md : NULL);
     if (op->first) {
         const char *impl = cs_onednn_impl(pd);
         if (!pd || !impl || strcmp(impl, op->impl) != 0) {
@@ -131,7 +131,7 @@ static dnnl_primitive_desc_t describe(const cs_onednn_op *op, cs_onednn_shape *s
     }
     const char *impl = cs_onednn_impl(pd);
     if (!impl)
-        snprintf(why, whylen, "oneDNN has no %s convolution for it", wino ? "Winograd" : "direct");
+        snprintf(why, whylen, "oneDNN has no %s convolution for it", c->alg == CS_ONEDNN_WINOGRAD ? "Winograd" : "direct");
     else if (cs_onednn_reference(impl))
         snprintf(why, whylen, "oneDNN offers only %s for it", impl);
     else
