@@ -49,6 +49,16 @@ static int only_reader(const cs_model *m, int i, int *reader)
     return 0;
 }
 
+/* An average pool whose every window divides by the input positions it holds hands
+ * each pooled gradient out in shares that add up to it, as a max pool hands it whole
+ * to one position; padded zeros in the divisor would keep a part. */
+static int avgpool_keeps_sums(const cs_layer_config *c)
+{
+    if (!c->count_include_pad) return 1;
+    const int padded = c->pad_same || (c->pad_explicit && (c->pads[0] || c->pads[1] || c->pads[2] || c->pads[3]));
+    return !padded && !c->ceil_mode;
+}
+
 int cs_cam_sums_dense(const cs_model *m, int layer)
 {
     if (layer < 0 || layer >= m->n_layers) return -1;
@@ -58,8 +68,9 @@ int cs_cam_sums_dense(const cs_model *m, int layer)
         const cs_layer *l = &m->layers[r];
         if (l->n_inputs != 1) return -1;
         if (l->kind == CS_DENSE) return flat && c > 0 && l->in.c % c == 0 ? r : -1;
+        const int pool = l->kind == CS_MAXPOOL || (l->kind == CS_AVGPOOL && avgpool_keeps_sums(&l->cfg));
         if (l->kind == CS_FLATTEN && !flat) flat = 1;
-        else if (l->kind != CS_DROPOUT && !(l->kind == CS_MAXPOOL && !flat)) return -1;
+        else if (l->kind != CS_DROPOUT && !(pool && !flat)) return -1;
         at = r;
     }
     return -1;

@@ -4,11 +4,14 @@
  *
  * Grad-CAM reads only each channel's mean gradient at its node A (h x w x C):
  *   alpha_c = (1 / hw) sum_p dS/dA[p][c].
- * When A reaches the first Dense above it through max pools, a flatten and dropouts
+ * When A reaches the first Dense above it through pools, a flatten and dropouts
  * alone (inference: the identity), each the only reader of the one below (VGG16:
- * block5_conv3 -> block5_pool -> flatten -> fc1), every pooled value hands its whole
- * gradient to one position of the window below it (its first maximum; pool windows
- * always hold an input position), so the sum over A's positions of a channel equals
+ * block5_conv3 -> block5_pool -> flatten -> fc1; the ONNX export of torchvision's has
+ * an average pool of 1x1 windows after block5_pool), every pooled value hands its whole
+ * gradient to one position of the window below it (a max pool: its first maximum;
+ * pool windows always hold an input position), or in shares that add up to it (an
+ * average pool whose divisor counts only the input positions of the window: not one
+ * that counts padded zeros), so the sum over A's positions of a channel equals
  * the sum over the flattened positions q of that channel, and with W the dense kernel
  * (rows in the flatten's order, q * C + c) and g the gradient at its pre-activation:
  *   sum_p dS/dA[p][c] = sum_q (W g)[q C + c] = sum_j S[c][j] g[j],

@@ -286,7 +286,59 @@ static void test_general_pool_and_separate_activations(void)
     cs_model_free(m);
 }
 
-/* A conv between the node and the dense layer, an average pool, a second reader of
+/* Average pools whose divisors count only input positions: plain 2x2 windows,
+ * overlapping 'same' windows (the border ones hold fewer positions), and a max pool
+ * then 1x1 windows at stride 1 (torchvision's VGG16 in ONNX). */
+static void test_average_pools(void)
+{
+    const spec plain[] = {
+        {"conv1", CS_CONV2D, CONV8},
+        {"conv2", CS_CONV2D, CONV6},
+        {"pool", CS_AVGPOOL, {.kernel = 2}},
+        {"flatten", CS_FLATTEN, {0}},
+        {"fc1", CS_DENSE, {.units = 16, .activation = CS_ACT_RELU}},
+        {"predictions", CS_DENSE, {.units = 5, .activation = CS_ACT_SOFTMAX}},
+    };
+    cs_model *m = build("avgplain", 12, plain, 6);
+    float *x = image(m, 7);
+    CHECK(check_weights(m, x, 1u << 1 | 1u << 2) == 8, "shortcut not applied through the average pool");
+    check_maps(m, x, 1, 1);
+    free(x);
+    cs_model_free(m);
+
+    const spec same[] = {
+        {"conv1", CS_CONV2D, CONV8},
+        {"conv2", CS_CONV2D, CONV6},
+        {"pool", CS_AVGPOOL, {.kernel = 3, .stride = 2, .pad_same = 1}},
+        {"flatten", CS_FLATTEN, {0}},
+        {"fc1", CS_DENSE, {.units = 16, .activation = CS_ACT_RELU}},
+        {"predictions", CS_DENSE, {.units = 5, .activation = CS_ACT_SOFTMAX}},
+    };
+    m = build("avgsame", 11, same, 6);
+    x = image(m, 8);
+    CHECK(check_weights(m, x, 1u << 1 | 1u << 2) == 8, "shortcut not applied through overlapping windows");
+    check_maps(m, x, 1, 1);
+    free(x);
+    cs_model_free(m);
+
+    const spec vgg[] = {
+        {"conv1", CS_CONV2D, CONV8},
+        {"conv2", CS_CONV2D, CONV6},
+        {"pool", CS_MAXPOOL, {.pool = 2}},
+        {"avgpool", CS_AVGPOOL, {.kernel = 1, .stride = 1, .count_include_pad = 1}},
+        {"flatten", CS_FLATTEN, {0}},
+        {"fc1", CS_DENSE, {.units = 16, .activation = CS_ACT_RELU}},
+        {"predictions", CS_DENSE, {.units = 5, .activation = CS_ACT_SOFTMAX}},
+    };
+    m = build("maxthenavg", 12, vgg, 7);
+    x = image(m, 9);
+    CHECK(check_weights(m, x, 1u << 1 | 1u << 2 | 1u << 3) == 12, "shortcut not applied through both pools");
+    check_maps(m, x, 1, 1);
+    free(x);
+    cs_model_free(m);
+}
+
+/* A conv between the node and the dense layer, an average pool counting padded zeros, a second reader of
  * the node: the full backward, with the same maps. */
 static void test_other_paths_take_the_full_backward(void)
 {
@@ -307,15 +359,16 @@ static void test_other_paths_take_the_full_backward(void)
     free(x);
     cs_model_free(m);
 
+    /* Padded zeros in the divisor keep a share of each border window's gradient. */
     const spec avg[] = {
         {"conv1", CS_CONV2D, CONV8},
         {"conv2", CS_CONV2D, CONV6},
-        {"pool", CS_AVGPOOL, {.kernel = 2}},
+        {"pool", CS_AVGPOOL, {.kernel = 3, .stride = 2, .pad_explicit = 1, .pads = {1, 1, 1, 1}, .count_include_pad = 1}},
         {"flatten", CS_FLATTEN, {0}},
         {"fc1", CS_DENSE, {.units = 16, .activation = CS_ACT_RELU}},
         {"predictions", CS_DENSE, {.units = 5, .activation = CS_ACT_SOFTMAX}},
     };
-    m = build("avgpath", 12, avg, 6);
+    m = build("avgpadded", 12, avg, 6);
     x = image(m, 5);
     CHECK(check_weights(m, x, 1u << 2) == 4, "the average pool's own output still reaches fc1 alone");
     check_maps(m, x, 1, 0);
@@ -382,6 +435,7 @@ int main(void)
     RUN(test_vgg_like);
     RUN(test_two_pools_and_dropout);
     RUN(test_general_pool_and_separate_activations);
+    RUN(test_average_pools);
     RUN(test_other_paths_take_the_full_backward);
     RUN(test_sums_follow_parameters);
     return test_summary("cam_sums");
