@@ -42,7 +42,7 @@ void cs_h_explain(cs_req *req, cs_reply *rep)
         cs_reply_error(rep, 400, "bad_parameter", "metrics and sanity come with format=json");
         goto out;
     }
-    if (!cs_explain_req_image(req, rep, &r)) goto out;
+    if (!cs_explain_req_image(req, rep, &r, &meth, 1, &p)) goto out;
     char err[300];
     double t0 = cs_now();
     int rc = cs_explain_run(&r.ex, meth, &p, &map, err, sizeof err);

@@ -133,7 +133,8 @@ int cs_explain_req_model(cs_req *req, cs_reply *rep, cs_explain_req *r)
     return 1;
 }
 
-int cs_explain_req_image(cs_req *req, cs_reply *rep, cs_explain_req *r)
+int cs_explain_req_image(cs_req *req, cs_reply *rep, cs_explain_req *r, const cs_explain_method *const *meths, int n,
+                         const cs_explain_params *p)
 {
     const cs_model *m = r->m;
     char err[300];
@@ -148,7 +149,7 @@ int cs_explain_req_image(cs_req *req, cs_reply *rep, cs_explain_req *r)
     }
     r->white = r->black + m->input.c;
     double t0 = cs_now();
-    int rc = cs_explainer_init(&r->ex, m, r->x, r->e, err, sizeof err);
+    int rc = cs_explainer_init_above(&r->ex, m, r->x, r->e, cs_explain_keep(m, meths, n, p), err, sizeof err);
     if (rc != 0) {
         if (rc == -2) cs_reply_nomem(rep, "cannot run the model");
         else cs_reply_internal(rep, err);

@@ -48,8 +48,10 @@ typedef struct {
 
 /* Model first (404, 503), so that the caller can check the parameters against it. */
 int cs_explain_req_model(cs_req *req, cs_reply *rep, cs_explain_req *r);
-/* Then the image (the body or ?sample=) and the explainer's first forward. */
-int cs_explain_req_image(cs_req *req, cs_reply *rep, cs_explain_req *r);
+/* Then the image (the body or ?sample=) and the explainer's first forward, for the n
+ * methods with p (what it keeps: cs_explain_keep). */
+int cs_explain_req_image(cs_req *req, cs_reply *rep, cs_explain_req *r, const cs_explain_method *const *meths, int n,
+                         const cs_explain_params *p);
 void cs_explain_req_close(cs_explain_req *r);
 
 /* JSON pieces. */

@@ -91,7 +91,7 @@ void cs_h_explain_compare(cs_req *req, cs_reply *rep)
         !cs_param_choice(req, rep, "format", formats, 0, &format) ||
         !cs_param_float(req, rep, "alpha", cs_explain_default_alpha(m), 0, 10, &alpha) ||
         !cs_param_int(req, rep, "size", m->input.c == 1 ? 140 : 224, 8, 1024, &size) ||
-        !cs_faith_params_or_reply(req, rep, m, &p, &fp) || !cs_explain_req_image(req, rep, &r))
+        !cs_faith_params_or_reply(req, rep, m, &p, &fp) || !cs_explain_req_image(req, rep, &r, meths, n, &p))
         goto out;
     char err[300];
     double t0 = cs_now();

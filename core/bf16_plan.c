@@ -230,6 +230,12 @@ static const float *value_of(const cs_exec *e, int j)
     return j == CS_MODEL_INPUT ? e->input : e->extra_input[CS_MODEL_INPUT - 1 - j];
 }
 
+int cs_bf16_chain_last(const cs_bf16_plan *p, int c)
+{
+    const bf16_node *ch = p && c >= 0 && c < p->n ? &p->chain[c] : NULL;
+    return ch && ch->op ? ch->last : -1;
+}
+
 int cs_bf16_chain_forward(const cs_bf16_plan *p, cs_exec *e, int c)
 {
     const bf16_node *ch = p && c >= 0 && c < p->n ? &p->chain[c] : NULL;

@@ -74,5 +74,7 @@ int cs_bf16_node_forward(const cs_bf16_plan *p, const cs_node_pass *pass);
 /* The chain starting at node c in bf16 into its last node's output, for
  * cs_exec_predict: that last node, or -1 when there is none or it could not run. */
 int cs_bf16_chain_forward(const cs_bf16_plan *p, cs_exec *e, int c);
+/* The last node of the chain starting at node c, or -1 when there is none (p may be NULL). */
+int cs_bf16_chain_last(const cs_bf16_plan *p, int c);
 
 #endif

@@ -134,6 +134,7 @@ cs_exec *cs_exec_new(const cs_model *m, int max_batch)
     e->model = m;
     e->max_batch = max_batch;
     e->rng_state = 0x5eed;
+    e->kept = -1;
     int L = m->n_layers;
     e->act = calloc((size_t)L, sizeof *e->act);
     e->grad = calloc((size_t)L, sizeof *e->grad);
@@ -461,12 +462,36 @@ static int forward_block(cs_exec *e, int c, const cs_fast_bands *b, const cs_fas
     return 0;
 }
 
+/* The fused run that starts at node c (a bf16 chain, a block in bands or split, a
+ * chain), when its last node is at most `limit`: run into that node's output (its
+ * inner nodes unwritten). 0 when it ran, -1 when the node must run on its own. */
+static int forward_fused(cs_exec *e, int c, int limit, const cs_fast_plan *fast, const cs_bf16_plan *bf16)
+{
+    const int bf16_last = cs_bf16_chain_last(bf16, c);
+    if (bf16_last >= 0 && bf16_last <= limit && cs_bf16_chain_forward(bf16, e, c) >= 0) {
+        mark_chained(e, c, bf16_last);
+        return 0;
+    }
+    const cs_fast_bands *bands = e->bands_off ? NULL : cs_fast_plan_bands(fast, c);
+    const cs_fast_split *split = e->bands_off ? NULL : cs_fast_plan_split(fast, c);
+    if (bands || split) {
+        const int last = bands ? bands->stage[CS_BAND_PROJECT].last : split->stage[CS_BAND_PROJECT].last;
+        if (last <= limit && forward_block(e, c, bands, split) == 0) return 0;
+    }
+    const cs_fast_chain *ch = cs_fast_plan_chain(fast, c);
+    return ch && ch->last <= limit ? forward_chain(e, c, ch) : -1;
+}
+
+/* An inference or training pass over the plan's steps from `from` to `upto`. With
+ * fused_to >= 0 (inference only), runs that end at or below that node go fused
+ * (forward_fused); predict: the outputs go to predict_act, and only the top's counts. */
 static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inputs, int n, int from, int upto,
-                        int training, cs_model *update_bn, int chains)
+                        int training, cs_model *update_bn, int fused_to, int predict)
 {
     e->batch = n;
     e->training = training;
-    e->partial = chains;
+    e->partial = predict;
+    e->kept = fused_to >= 0 && !predict ? fused_to : -1;
     e->input = inputs[0];
     for (int k = 0; k < e->model->n_extra_inputs; k++) e->extra_input[k] = inputs[k + 1];
     e->top_is_dz = 0;
@@ -479,30 +504,15 @@ static int forward_plan(cs_exec *e, const cs_plan *plan, const float *const *inp
     /* A prediction writes where outputs nobody reads any more lay (act is swapped
      * back below: the top's buffer is the same in both). */
     float **own = e->act;
-    if (chains) {
-        memset(e->chained, 0, (size_t)e->model->n_layers);
-        e->act = e->predict_act;
-    }
+    if (fused_to >= 0) memset(e->chained, 0, (size_t)e->model->n_layers);
+    if (predict) e->act = e->predict_act;
     for (int s = 0; s < plan->n && plan->steps[s].first <= upto; s++) {
         const cs_step *st = &plan->steps[s];
         if (st->first < from) continue;
         double t0 = e->profile ? cs_now() : 0;
-        if (chains && st->kind == CS_STEP_NODE) {
+        if (fused_to >= 0 && st->kind == CS_STEP_NODE) {
             if (e->chained[st->first]) continue;
-            const int last = cs_bf16_chain_forward(bf16, e, st->first);
-            if (last >= 0) {
-                mark_chained(e, st->first, last);
-                if (e->profile) e->profile[st->first] += cs_now() - t0;
-                continue;
-            }
-            const cs_fast_bands *bands = e->bands_off ? NULL : cs_fast_plan_bands(fast, st->first);
-            const cs_fast_split *split = e->bands_off ? NULL : cs_fast_plan_split(fast, st->first);
-            if ((bands || split) && forward_block(e, st->first, bands, split) == 0) {
-                if (e->profile) e->profile[st->first] += cs_now() - t0;
-                continue;
-            }
-            const cs_fast_chain *ch = cs_fast_plan_chain(fast, st->first);
-            if (ch && forward_chain(e, st->first, ch) == 0) {
+            if (forward_fused(e, st->first, fused_to, fast, bf16) == 0) {
                 if (e->profile) e->profile[st->first] += cs_now() - t0;
                 continue;
             }
@@ -522,7 +532,7 @@ int cs_exec_forward_inputs(cs_exec *e, const float *const *inputs, int n, int tr
 {
     if (n < 1 || n > e->max_batch) return -1;
     return forward_plan(e, training ? &e->train_plan : &e->infer_plan, inputs, n, 0, e->model->n_layers - 1,
-                        training, update_bn, 0);
+                        training, update_bn, -1, 0);
 }
 
 int cs_exec_predict(cs_exec *e, const float *input, int n)
@@ -530,7 +540,8 @@ int cs_exec_predict(cs_exec *e, const float *input, int n)
     if (n < 1 || n > e->max_batch || e->model->n_extra_inputs) return -1;
     const int rc = cs_predict_chunks(e, input, n);
     if (rc <= 0) return rc;
-    return forward_plan(e, &e->infer_plan, &input, n, 0, e->model->n_layers - 1, 0, NULL, !e->param_grad);
+    const int top = e->model->n_layers - 1;
+    return forward_plan(e, &e->infer_plan, &input, n, 0, top, 0, NULL, e->param_grad ? -1 : top, !e->param_grad);
 }
 
 int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_model *update_bn)
@@ -542,16 +553,23 @@ int cs_exec_forward(cs_exec *e, const float *input, int n, int training, cs_mode
 int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto)
 {
     if (n < 1 || n > e->max_batch || upto < 0 || upto >= e->model->n_layers || e->model->n_extra_inputs) return -1;
-    return forward_plan(e, &e->infer_plan, &input, n, 0, upto, 0, NULL, 0);
+    return forward_plan(e, &e->infer_plan, &input, n, 0, upto, 0, NULL, -1, 0);
+}
+
+int cs_exec_forward_above(cs_exec *e, const float *input, int n, int keep)
+{
+    if (n < 1 || n > e->max_batch || keep < 0 || keep >= e->model->n_layers || e->model->n_extra_inputs) return -1;
+    return forward_plan(e, &e->infer_plan, &input, n, 0, e->model->n_layers - 1, 0, NULL, keep, 0);
 }
 
 int cs_exec_forward_from(cs_exec *e, const float *input, int n, int from)
 {
     if (n < 1 || n > e->max_batch || from < 0 || from >= e->model->n_layers || e->model->n_extra_inputs) return -1;
-    /* The nodes below must hold their outputs: a prediction left some unwritten. */
-    if (e->partial) return -1;
+    /* The nodes below must hold what the nodes from `from` up read: a prediction left
+     * some unwritten, a forward above node k those inside fused runs up to k. */
+    if (e->partial || from <= e->kept) return -1;
     /* The inference plan runs every node on its own: each step starts at a node. */
-    return forward_plan(e, &e->infer_plan, &input, n, from, e->model->n_layers - 1, 0, NULL, 0);
+    return forward_plan(e, &e->infer_plan, &input, n, from, e->model->n_layers - 1, 0, NULL, -1, 0);
 }
 
 /* ---- seeding the top ---- */
@@ -774,7 +792,8 @@ static int backward_walk(cs_exec *e, int from, int stop)
 {
     const cs_model *m = e->model;
     const cs_plan *plan = e->training ? &e->train_plan : &e->infer_plan;
-    if (e->partial) return -1;
+    /* The nodes passed read their outputs and their inputs' (forward_plan). */
+    if (e->partial || stop < e->kept) return -1;
     if (e->param_grad) memset(e->param_grad, 0, m->n_param_floats * sizeof(float));
     memset(e->reached, 0, (size_t)m->n_layers);
     e->reached[from] = 1; /* seeded */

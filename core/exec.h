@@ -83,6 +83,7 @@ typedef struct cs_exec {
     cs_plan infer_plan, train_plan;
     int fused;
     int partial;        /* the last forward was a cs_exec_predict: only the top's output is written */
+    int kept;           /* the last forward was a cs_exec_forward_above this node, else -1 */
     uint8_t *chained;   /* [n_layers] a cs_exec_predict ran node i inside a chain */
     float **predict_act; /* [n_layers] where a cs_exec_predict writes node i's output: act's
                             buffers, shared by outputs alive at different times
@@ -145,6 +146,15 @@ int cs_exec_forward_inputs(cs_exec *e, const float *const *inputs, int n, int tr
  * refused until the next cs_exec_forward. What predictions and evaluations run.
  * 0, or -1 as cs_exec_forward. */
 int cs_exec_predict(cs_exec *e, const float *input, int n);
+/* Inference forward for what lies above node `keep`: the fused runs of a prediction
+ * that end at keep or below it run as cs_exec_predict runs them, without writing
+ * their inner nodes' outputs; every other node, keep and all above it, is written as
+ * by cs_exec_forward (inner nodes are read only inside their run, so every node
+ * above keep finds its inputs). A backward may then stop at keep or above it, and
+ * cs_exec_forward_from start above it; below, they are refused until the next full
+ * forward. What a class-activation map of node keep runs (gradcam.h). 0, or -1 as
+ * cs_exec_forward. */
+int cs_exec_forward_above(cs_exec *e, const float *input, int n, int keep);
 /* Forward only as far as node `upto` (inclusive), inference mode. */
 int cs_exec_forward_upto(cs_exec *e, const float *input, int n, int upto);
 /* Inference forward of nodes from..last only: act[] of every node before `from` must

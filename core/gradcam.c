@@ -26,7 +26,7 @@ int cs_gradcam(cs_exec *e, const float *input, int layer, int class_index, int s
         return -1;
     }
     cs_explainer x;
-    int rc = cs_explainer_init(&x, m, input, e, err, errlen);
+    int rc = cs_explainer_init_above(&x, m, input, e, layer, err, errlen);
     if (rc != 0) return rc;
     cs_explain_params p;
     cs_explain_params_default(&p);

@@ -15,6 +15,10 @@ static int prepare(cs_explainer *x, const cs_explain_params *p, cs_explain_map *
     const cs_model *m = x->model;
     int layer = cs_cam_layer(m, p->layer, err, errlen);
     if (layer < 0) return -1;
+    if (layer < x->e->kept) { /* cs_explainer_init_above: the nodes below were not all written */
+        snprintf(err, errlen, "node %d lies below the node %d this explainer was made for", layer, x->e->kept);
+        return -1;
+    }
     out->layer = layer;
     out->h = m->layers[layer].out.h;
     out->w = m->layers[layer].out.w;

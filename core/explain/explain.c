@@ -153,6 +153,12 @@ out:
 
 int cs_explainer_init(cs_explainer *x, const cs_model *m, const float *input, cs_exec *e, char *err, size_t errlen)
 {
+    return cs_explainer_init_above(x, m, input, e, -1, err, errlen);
+}
+
+int cs_explainer_init_above(cs_explainer *x, const cs_model *m, const float *input, cs_exec *e, int keep, char *err,
+                            size_t errlen)
+{
     memset(x, 0, sizeof *x);
     if (m->n_extra_inputs) {
         snprintf(err, errlen, "model %s takes %d inputs: explanations take models of one input", m->arch,
@@ -168,7 +174,8 @@ int cs_explainer_init(cs_explainer *x, const cs_model *m, const float *input, cs
     }
     x->e = e;
     x->out = malloc(2 * (size_t)x->n_classes * sizeof(float));
-    if (!x->out || cs_exec_forward(e, input, 1, 0, NULL) != 0) goto nomem;
+    if (!x->out || (keep >= 0 ? cs_exec_forward_above(e, input, 1, keep) : cs_exec_forward(e, input, 1, 0, NULL)) != 0)
+        goto nomem;
     x->logits = x->out + x->n_classes;
     const int top = m->n_layers - 1;
     memcpy(x->out, e->act[top], (size_t)x->n_classes * sizeof(float));
@@ -180,6 +187,16 @@ nomem:
     snprintf(err, errlen, "out of memory");
     cs_explainer_free(x);
     return -2;
+}
+
+int cs_explain_keep(const cs_model *m, const cs_explain_method *const *meths, int n, const cs_explain_params *p)
+{
+    for (int i = 0; i < n; i++)
+        if (meths[i]->params & CS_EP_LAYER) {
+            char err[8];
+            return cs_cam_layer(m, p->layer, err, sizeof err); /* -1: the method will say why */
+        }
+    return m->n_layers - 1;
 }
 
 void cs_explainer_free(cs_explainer *x)

@@ -110,6 +110,11 @@ int cs_explain_input_range(const cs_model *m, float *black, float *white);
  * of memory). */
 int cs_explainer_init(cs_explainer *x, const cs_model *m, const float *input, cs_exec *e, char *err,
                       size_t errlen);
+/* The same for class-activation maps of node `keep` alone (keep < 0: as above): the
+ * forward writes what lies above keep (cs_exec_forward_above), so that the nodes below
+ * it run fused as in a prediction. Methods that read below keep then fail with err. */
+int cs_explainer_init_above(cs_explainer *x, const cs_model *m, const float *input, cs_exec *e, int keep, char *err,
+                            size_t errlen);
 void cs_explainer_free(cs_explainer *x);
 /* The class a method explains for p->class_index: it, or the predicted class. */
 int cs_explainer_class(const cs_explainer *x, int class_index);
@@ -170,6 +175,11 @@ const char *cs_explain_params_check(const cs_model *m, const cs_explain_method *
  * computation failed (out of memory; for Eigen-CAM also a failed eigensolver). */
 int cs_explain_run(cs_explainer *x, const cs_explain_method *meth, const cs_explain_params *p, cs_explain_map *out,
                    char *err, size_t errlen);
+/* The node an explainer that runs these n methods with p may forward above
+ * (cs_explainer_init_above): the CAM node when one of them reads a layer (-1 when p's
+ * is not one: the method then says why), else the top (the others run passes of their
+ * own, cs_explainer_batch_exec). */
+int cs_explain_keep(const cs_model *m, const cs_explain_method *const *meths, int n, const cs_explain_params *p);
 
 /* ---- what the methods share (explain.c, cam.c) ---------------------------------- */
 
