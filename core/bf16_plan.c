@@ -230,16 +230,23 @@ static const float *value_of(const cs_exec *e, int j)
     return j == CS_MODEL_INPUT ? e->input : e->extra_input[CS_MODEL_INPUT - 1 - j];
 }
 
-int cs_bf16_chain_last(const cs_bf16_plan *p, int c)
+/* The chain starting at node c, or NULL. */
+static const bf16_node *chain_at(const cs_bf16_plan *p, int c)
 {
     const bf16_node *ch = p && c >= 0 && c < p->n ? &p->chain[c] : NULL;
-    return ch && ch->op ? ch->last : -1;
+    return ch && ch->op ? ch : NULL;
+}
+
+int cs_bf16_chain_last(const cs_bf16_plan *p, int c)
+{
+    const bf16_node *ch = chain_at(p, c);
+    return ch ? ch->last : -1;
 }
 
 int cs_bf16_chain_forward(const cs_bf16_plan *p, cs_exec *e, int c)
 {
-    const bf16_node *ch = p && c >= 0 && c < p->n ? &p->chain[c] : NULL;
-    if (!ch || !ch->op) return -1;
+    const bf16_node *ch = chain_at(p, c);
+    if (!ch) return -1;
     const float *x = value_of(e, e->model->layers[c].inputs[0]);
     const float *addend = cs_bf16_op_sums(ch->op) ? value_of(e, ch->addend) : NULL;
     if (cs_bf16_op_forward(ch->op, e->batch, x, addend, e->act[ch->last], &e->scratch) != 0) return -1;

@@ -11,6 +11,7 @@
 #include "layer_ops.h"
 #include "layers.h"
 #include "layers/kernel_layer.h"
+#include "layers/pool_layer.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -49,14 +50,22 @@ static int only_reader(const cs_model *m, int i, int *reader)
     return 0;
 }
 
+/* Whether the window at the end of an axis lies inside the input. */
+static int last_window_inside(int out, int in, int k, int stride, int dilation)
+{
+    return (long)(out - 1) * stride + (long)(k - 1) * (dilation > 1 ? dilation : 1) + 1 <= in;
+}
+
 /* An average pool whose every window divides by the input positions it holds hands
  * each pooled gradient out in shares that add up to it, as a max pool hands it whole
- * to one position; padded zeros in the divisor would keep a part. */
-static int avgpool_keeps_sums(const cs_layer_config *c)
+ * to one position; padded zeros in the divisor (count_include_pad on windows that
+ * reach into the padding) would keep a part. */
+static int avgpool_keeps_sums(const cs_layer *l)
 {
-    if (!c->count_include_pad) return 1;
-    const int padded = c->pad_same || (c->pad_explicit && (c->pads[0] || c->pads[1] || c->pads[2] || c->pads[3]));
-    return !padded && !c->ceil_mode;
+    const cs_pool2d_geom g = cs_pool_layer_geom(l, 1);
+    if (!g.count_include_pad) return 1;
+    return !g.pt && !g.pl && last_window_inside(g.oh, g.ih, g.kh, g.sh, g.dh) &&
+           last_window_inside(g.ow, g.iw, g.kw, g.sw, g.dw);
 }
 
 int cs_cam_sums_dense(const cs_model *m, int layer)
@@ -68,7 +77,7 @@ int cs_cam_sums_dense(const cs_model *m, int layer)
         const cs_layer *l = &m->layers[r];
         if (l->n_inputs != 1) return -1;
         if (l->kind == CS_DENSE) return flat && c > 0 && l->in.c % c == 0 ? r : -1;
-        const int pool = l->kind == CS_MAXPOOL || (l->kind == CS_AVGPOOL && avgpool_keeps_sums(&l->cfg));
+        const int pool = l->kind == CS_MAXPOOL || (l->kind == CS_AVGPOOL && avgpool_keeps_sums(l));
         if (l->kind == CS_FLATTEN && !flat) flat = 1;
         else if (l->kind != CS_DROPOUT && !(pool && !flat)) return -1;
         at = r;

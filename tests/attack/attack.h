@@ -262,7 +262,7 @@ static inline double normal_bound(double baseline_p99, double job_s)
 /* The normal client's checks, the same for every attack. */
 #define CHECK_NORMAL(c, bound)                                                                                    \
     do {                                                                                                          \
-        CHECK((c)->n >= NORMAL_MIN_ANSWERS, "the normal client got only %d answers", (c)->n);                                     \
+        CHECK((c)->n >= NORMAL_MIN_ANSWERS, "the normal client got only %d answers", (c)->n);                     \
         CHECK((c)->failed == 0, "the normal client saw %d failures (first: status %ld)", (c)->failed,              \
               (c)->first_bad);                                                                                    \
         CHECK((c)->p99 < (bound), "normal p99 %.1f ms (bound %.0f ms)", (c)->p99 * 1e3, (bound) * 1e3);            \
@@ -469,9 +469,10 @@ static inline int attack_wait_running(const srv_t *s, const char *route_prefix, 
 
 /* An upload attack on the predict route beside the normal client, who uploads a small
  * PNG there too, measured while the attack provably runs (attack_wait_running) and for
- * `seconds`, or until the normal client has NORMAL_MIN_ANSWERS; the server's memory is sampled meanwhile, and the attack is cut short when
- * it grows past `abort_kib` (a server without the fix can take gigabytes: the machine
- * the tests run on is not theirs to take). */
+ * at least `seconds` and until the normal client has NORMAL_MIN_ANSWERS; the server's
+ * memory is sampled meanwhile, and the attack is cut short when it grows past
+ * `abort_kib` (a server without the fix can take gigabytes: the machine the tests run
+ * on is not theirs to take). */
 typedef struct {
     double base_p99;    /* the normal client alone, before */
     double window_s;    /* how long the attack and the normal client ran together */
