@@ -1,10 +1,11 @@
 // convscope against ONNX Runtime on the same models with the same weights, in one run:
 // the two engines take turns (a round of ONNX Runtime, then a round of convscope, and
 // again), so that both see the same share of a machine other work may be using, and the
-// ratio of their medians is the figure. Each result is also given as GFLOP/s (2 per
-// multiply-add of the conv and dense layers, counted by convscope from the model) and as
-// a fraction of the machine's FMA peak, measured before and after (bench/fma_peak.h; the
-// higher counts, since other work can only lower it).
+// ratio of their medians is the figure (the range of the rounds' own ratios follows it).
+// Each result is also given as GFLOP/s (2 per multiply-add of the conv and dense layers,
+// counted by convscope from the model) and as a fraction of the machine's FMA peak,
+// measured before and after (bench/fma_peak.h; the higher counts, since other work can
+// only lower it).
 //
 // A case is an ONNX file for ONNX Runtime and the model convscope runs (the same ONNX
 // file, or convscope's own model file of the same network), a batch and a thread count:
@@ -131,26 +132,34 @@ for (const c of cases) {
   const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', input(feedShape), feedShape) };
   const ortMs = [];
   const csMs = [];
+  const roundRatios = [];
   let gflop = 0;
   for (let r = 0; r < rounds; r++) {
     for (let i = 0; i < (r === 0 ? 3 : 1); i++) await session.run(feeds);
+    const ortRound = [];
     for (let i = 0; i < runs; i++) {
       const t0 = process.hrtime.bigint();
       await session.run(feeds);
-      ortMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      ortRound.push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
+    ortMs.push(...ortRound);
     const [res] = convscope(['--runs', String(runs), '--warmup', '3', '--threads', String(c.threads), '--batch',
       String(c.batch), '--precision', c.precision, '--no-gradcam', c.model]);
     csMs.push(res.ms);
+    roundRatios.push(median(ortRound) / res.ms);
     gflop = res.gflop;
   }
   await session.release();
-  results.push({ name, c, ort: median(ortMs), cs: median(csMs), gflop });
+  results.push({ name, c, ort: median(ortMs), cs: median(csMs), gflop, roundRatios });
 }
 peaks.push(peak());
 const best = peaks.reduce((a, b) => (b.gflops > a.gflops ? b : a));
 console.log(`fma peak (${peaks[1].isa}): ${peaks[1].gflops.toFixed(1)} GFLOP/s on ${peaks[1].threads} threads, ` +
   `${peaks[1].gflops_1.toFixed(1)} on 1 (after)`);
+// The rounds' own ratios (each round's medians), lowest to highest: how far the machine's
+// moods moved the figure within the run.
+const spread = (xs) =>
+  xs.length > 1 ? ` (rounds ${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}x)` : '';
 for (const r of results) {
   const pk = r.c.threads >= best.threads ? best.gflops : r.c.threads === 1 ? Math.max(...peaks.map((p) => p.gflops_1)) :
     best.gflops * r.c.threads / best.threads;
@@ -164,6 +173,6 @@ for (const r of results) {
   console.log(`${r.name} batch ${r.c.batch}, ${r.c.threads} thread${r.c.threads > 1 ? 's' : ''}: ` +
     `convscope${r.c.precision === 'bf16' ? ' bf16' : ''} ${r.cs.toFixed(3)} ms (${rate(r.cs).toFixed(1)} GFLOP/s, ${frac(r.cs)} of peak${ips(r.cs)}), ` +
     `ort ${r.ort.toFixed(3)} ms (${rate(r.ort).toFixed(1)} GFLOP/s, ${frac(r.ort)}${ips(r.ort)}): ` +
-    `ort / convscope = ${(r.ort / r.cs).toFixed(2)}x${vs}`);
+    `ort / convscope = ${(r.ort / r.cs).toFixed(2)}x${spread(r.roundRatios)}${vs}`);
 }
 process.exit(bad);
