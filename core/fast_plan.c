@@ -291,8 +291,6 @@ size_t cs_fast_plan_bytes(const cs_fast_plan *p)
     return total;
 }
 
-static int winograd_fits(const cs_conv2d_geom *g);
-
 size_t cs_fast_plan_bytes_bound(const cs_model *m)
 {
     size_t total = 0;
@@ -322,17 +320,11 @@ size_t cs_fast_plan_bytes_bound(const cs_model *m)
 /* Winograd F(4x4,3x3) does 4x (F(2x2,3x3) 2.25x) fewer multiplications than the direct
  * 3x3 product but reorders the input and output to and from oneDNN's blocked layout,
  * and its transforms cost per channel: it pays from 32 input and 64 output channels on
- * every shape measured (bench/conv_shapes). A single image runs as bands of rows, one
- * per thread, and Winograd's tiles want bands of 8 rows or more (onednn_conv.c gives a
- * small image fewer bands): where its kernel is large (VGG16's 14x14x512 layers), the
- * direct kernel on every thread is the faster. */
+ * every shape measured (bench/conv_shapes), and its tiles want 8 rows or more. */
 static int winograd_fits(const cs_conv2d_geom *g)
 {
-    if (g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1 || g->dh != 1 || g->dw != 1 || g->groups != 1 ||
-        g->ic < 32 || g->oc < 64 || g->ow < 8)
-        return 0;
-    const int small_kernel = 36L * g->ic * g->oc * (long)sizeof(float) <= 1L << 20;
-    return g->oh >= 8 * (small_kernel ? 1 : cs_parallel_threads());
+    return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->groups == 1 &&
+           g->ic >= 32 && g->oc >= 64 && g->ow >= 8 && g->oh >= 8;
 }
 
 static cs_onednn_conv *choose(const cs_conv2d_geom *g, const float *w, const float *b, const cs_onednn_post *post)
@@ -342,6 +334,14 @@ static cs_onednn_conv *choose(const cs_conv2d_geom *g, const float *w, const flo
     if (mode == CS_FAST_OFF) return NULL;
     if (mode == CS_FAST_AUTO && winograd_fits(g)) {
         cs_onednn_conv *c = cs_onednn_conv_new(g, w, b, post, CS_ONEDNN_WINOGRAD, err, sizeof err);
+        /* A single image runs as bands of 8 rows or more, or as parts of its output
+         * channels (onednn_conv.c): where neither gives every thread a share and the
+         * kernel is large, the direct kernel on every thread is the faster. */
+        const int small_kernel = 36L * g->ic * g->oc * (long)sizeof(float) <= 1L << 20;
+        if (c && !small_kernel && cs_onednn_conv_image_parts(c) < cs_parallel_threads()) {
+            cs_onednn_conv_free(c);
+            c = NULL;
+        }
         if (c) return c;
     }
     return cs_onednn_conv_new(g, w, b, post, CS_ONEDNN_DIRECT, err, sizeof err);

@@ -27,6 +27,10 @@ struct cs_onednn_conv {
     int oc_parts;
     struct cs_onednn_conv *part[MAX_PARTS];
     int part_oc0[MAX_PARTS + 1];
+    /* A Winograd part's own dense copy of its kernel columns: oneDNN's Winograd
+     * reorder reads no kernel with a row stride. */
+    float *part_kernel[MAX_PARTS];
+    size_t part_kernel_bytes;
 };
 
 int cs_onednn_usable(void)
@@ -172,30 +176,60 @@ static cs_onednn_conv *conv_make(const cs_conv2d_geom *g, const float *w, int ld
     return c;
 }
 
-/* Output channels in parts of a multiple of 16, one per thread, where the kernel of a
- * direct conv weighs more than one image's output (ResNet-18's and MobileNetV2's last
- * layers: bands of rows each read the whole kernel from memory, and two threads ran
- * them barely faster than one). */
-static int split_channels(cs_onednn_conv *c, int threads, char *err, size_t errlen)
+static void parts_free(cs_onednn_conv *c)
+{
+    for (int p = 0; p < MAX_PARTS; p++) {
+        cs_onednn_conv_free(c->part[p]);
+        free(c->part_kernel[p]);
+        c->part[p] = NULL, c->part_kernel[p] = NULL;
+    }
+    c->oc_parts = 0;
+    c->part_kernel_bytes = 0;
+}
+
+/* Output channels in parts of a multiple of 16, one per thread, where the kernel
+ * weighs more than one image's output and a single image would otherwise not keep
+ * every thread on its own share of it:
+ * - a direct conv (ResNet-18's and MobileNetV2's last layers): bands of rows each read
+ *   the whole kernel from memory, and two threads ran them barely faster than one;
+ * - a Winograd conv whose image is too short for a band of 8 rows a thread (ResNet-18's
+ *   14x14x256 and VGG16's 14x14x512 layers), which would leave threads idle.
+ * A part oneDNN refuses leaves the conv whole. */
+static void split_channels(cs_onednn_conv *c, int threads)
 {
     const cs_onednn_op *op = &c->op;
     const cs_conv2d_geom *g = &op->g;
     const double kernel = (double)g->kh * g->kw * g->ic * g->oc, out = (double)g->oh * g->ow * g->oc;
-    if (threads < 2 || c->alg != CS_ONEDNN_DIRECT || g->groups != 1 || kernel <= out || g->oc < 32 * threads)
-        return 0;
+    const int wino = c->alg == CS_ONEDNN_WINOGRAD;
+    if (threads < 2 || g->groups != 1 || kernel <= out || g->oc < 32 * threads || (wino && op->parts >= threads))
+        return;
     if (threads > MAX_PARTS) threads = MAX_PARTS;
     for (int p = 0; p <= threads; p++) c->part_oc0[p] = (int)((long)g->oc * p / threads) / 16 * 16;
     c->part_oc0[threads] = g->oc;
+    const size_t rows = (size_t)g->kh * g->kw * g->ic;
+    char why[200];
     for (int p = 0; p < threads; p++) {
         cs_conv2d_geom pg = *g;
         const int oc0 = c->part_oc0[p];
         pg.oc = c->part_oc0[p + 1] - oc0;
-        if (!(c->part[p] = conv_make(&pg, op->w + oc0, op->ldo, op->b ? op->b + oc0 : NULL, &op->post, c->alg, 1, err,
-                                     errlen)))
-            return -1;
+        const float *w = op->w + oc0;
+        int ldo = op->ldo;
+        if (wino) {
+            float *copy = malloc(rows * pg.oc * sizeof *copy);
+            if (!copy) break;
+            for (size_t r = 0; r < rows; r++)
+                memcpy(copy + r * pg.oc, op->w + r * op->ldo + oc0, (size_t)pg.oc * sizeof *copy);
+            c->part_kernel[p] = copy;
+            c->part_kernel_bytes += rows * pg.oc * sizeof *copy;
+            w = copy, ldo = pg.oc;
+        }
+        if (!(c->part[p] = conv_make(&pg, w, ldo, op->b ? op->b + oc0 : NULL, &op->post, c->alg, 1, why, sizeof why)))
+            break;
     }
-    c->oc_parts = threads;
-    return 0;
+    if (c->part[threads - 1])
+        c->oc_parts = threads;
+    else
+        parts_free(c);
 }
 
 cs_onednn_conv *cs_onednn_conv_slice(const cs_onednn_conv *c, cs_onednn_slice_kind kind, int lo, int hi, int first,
@@ -230,17 +264,14 @@ cs_onednn_conv *cs_onednn_conv_new(const cs_conv2d_geom *g, const float *w, cons
 {
     const int threads = cs_parallel_threads();
     cs_onednn_conv *c = conv_make(g, w, g->oc, b, post, alg, threads, err, errlen);
-    if (c && split_channels(c, threads, err, errlen) != 0) {
-        cs_onednn_conv_free(c);
-        return NULL;
-    }
+    if (c) split_channels(c, threads);
     return c;
 }
 
 void cs_onednn_conv_free(cs_onednn_conv *c)
 {
     if (!c) return;
-    for (int p = 0; p < MAX_PARTS; p++) cs_onednn_conv_free(c->part[p]);
+    parts_free(c);
     cs_onednn_op_clear(&c->op);
     free(c);
 }
@@ -250,10 +281,11 @@ int cs_onednn_conv_sums(const cs_onednn_conv *c) { return c->op.post.sum; }
 const char *cs_onednn_conv_impl(const cs_onednn_conv *c) { return c->op.impl; }
 const cs_conv2d_geom *cs_onednn_conv_geom(const cs_onednn_conv *c) { return &c->op.g; }
 int cs_onednn_conv_channel_parts(const cs_onednn_conv *c) { return c->oc_parts; }
+int cs_onednn_conv_image_parts(const cs_onednn_conv *c) { return c->oc_parts ? c->oc_parts : c->op.parts; }
 
 size_t cs_onednn_conv_kernel_bytes(const cs_onednn_conv *c)
 {
-    size_t total = cs_onednn_op_kernel_bytes(&c->op);
+    size_t total = cs_onednn_op_kernel_bytes(&c->op) + c->part_kernel_bytes;
     for (int p = 0; p < c->oc_parts; p++) total += cs_onednn_conv_kernel_bytes(c->part[p]);
     return total;
 }
@@ -265,7 +297,7 @@ typedef struct {
     const float *x, *addend;
     float *y;
     cs_scratch *s;
-    size_t temp_at; /* where a worker's buffer holds a part's output */
+    size_t temp_at, addend_at; /* where a worker's buffer holds a part's output and its addend */
     atomic_int failed;
 } part_job;
 
@@ -282,15 +314,15 @@ static void run_parts(void *ctx, long begin, long end, int worker)
         return;
     }
     char *buf = j->s->onednn[worker];
-    float *temp = (float *)(buf + j->temp_at);
+    float *temp = (float *)(buf + j->temp_at), *add = j->addend ? (float *)(buf + j->addend_at) : NULL;
     for (long t = begin; t < end && !atomic_load(&j->failed); t++) {
         const long image = t / c->oc_parts;
         const int p = (int)(t % c->oc_parts), oc0 = c->part_oc0[p], w = c->part_oc0[p + 1] - oc0;
         const cs_onednn_op *part = &c->part[p]->op;
         const size_t at = (size_t)image * pixels * g->oc + oc0;
-        if (j->addend) /* the sum post-op adds what its output holds */
-            for (size_t q = 0; q < pixels; q++) memcpy(temp + q * w, j->addend + at + q * g->oc, (size_t)w * sizeof *temp);
-        if (cs_onednn_run_shape(part, cs_onednn_op_shape(part, 1, 0, g->oh, 0), j->x + image * in_image, NULL, temp,
+        if (add)
+            for (size_t q = 0; q < pixels; q++) memcpy(add + q * w, j->addend + at + q * g->oc, (size_t)w * sizeof *add);
+        if (cs_onednn_run_shape(part, cs_onednn_op_shape(part, 1, 0, g->oh, 0), j->x + image * in_image, add, temp,
                                 buf, st) != 0) {
             atomic_store(&j->failed, 1);
             break;
@@ -308,9 +340,10 @@ static int forward_parts(cs_onednn_conv *c, int n, const float *x, const float *
         if (!sh || cs_onednn_op_kernel(&c->part[p]->op, sh) != 0) return -1;
         if (cs_onednn_shape_bytes(sh) > need) need = cs_onednn_shape_bytes(sh);
     }
+    const size_t widest = cs_onednn_round_up((size_t)(c->part_oc0[1] - c->part_oc0[0] + 16) * g->oh * g->ow * sizeof(float));
     part_job j = {.c = c, .x = x, .addend = addend, .y = y, .s = s, .temp_at = cs_onednn_round_up(need)};
-    const size_t widest = (size_t)(c->part_oc0[1] - c->part_oc0[0] + 16) * g->oh * g->ow * sizeof(float);
-    if (cs_onednn_grow_buffers(s, j.temp_at + cs_onednn_round_up(widest)) != 0) return -1;
+    j.addend_at = j.temp_at + widest;
+    if (cs_onednn_grow_buffers(s, j.addend_at + (addend ? widest : 0)) != 0) return -1;
     cs_parallel_run((long)n * c->oc_parts, 1, c->oc_parts, run_parts, &j);
     return atomic_load(&j.failed) ? -1 : 0;
 }

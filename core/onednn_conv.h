@@ -74,6 +74,8 @@ int cs_onednn_conv_sums(const cs_onednn_conv *c);
 /* How many parts of its output channels a single image runs as (one per thread), or 0
  * when it runs as bands of rows. */
 int cs_onednn_conv_channel_parts(const cs_onednn_conv *c);
+/* How many threads a single image keeps busy: its channel parts, else its bands. */
+int cs_onednn_conv_image_parts(const cs_onednn_conv *c);
 /* Its geometry (n is 1: any batch runs). */
 const cs_conv2d_geom *cs_onednn_conv_geom(const cs_onednn_conv *c);
 /* The implementation oneDNN chose (e.g. "brgconv:avx512_core"). */
