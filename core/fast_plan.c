@@ -337,8 +337,7 @@ static cs_onednn_conv *choose(const cs_conv2d_geom *g, const float *w, const flo
         /* A single image runs as bands of 8 rows or more, or as parts of its output
          * channels (onednn_conv.c): where neither gives every thread a share and the
          * kernel is large, the direct kernel on every thread is the faster. */
-        const int small_kernel = 36L * g->ic * g->oc * (long)sizeof(float) <= 1L << 20;
-        if (c && !small_kernel && cs_onednn_conv_image_parts(c) < cs_parallel_threads()) {
+        if (c && !cs_onednn_winograd_kernel_small(g) && cs_onednn_conv_image_parts(c) < cs_parallel_threads()) {
             cs_onednn_conv_free(c);
             c = NULL;
         }

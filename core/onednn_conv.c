@@ -27,10 +27,10 @@ struct cs_onednn_conv {
     int oc_parts;
     struct cs_onednn_conv *part[MAX_PARTS];
     int part_oc0[MAX_PARTS + 1];
-    /* A Winograd part's own dense copy of its kernel columns: oneDNN's Winograd
-     * reorder reads no kernel with a row stride. */
-    float *part_kernel[MAX_PARTS];
-    size_t part_kernel_bytes;
+    /* A Winograd conv of some of a layer's output channels keeps a dense copy of its
+     * kernel columns: oneDNN's Winograd reorder reads no kernel with a row stride. */
+    float *own_kernel;
+    size_t own_kernel_bytes;
 };
 
 int cs_onednn_usable(void)
@@ -60,9 +60,14 @@ int cs_onednn_conv_possible(const cs_conv2d_geom *g, char *err, size_t errlen)
 /* Winograd kernels of F(4x4,3x3) are 4x the size of the kernel: where they do not fit in
  * a core's cache, a small image is bound by reading them (VGG16's 14x14x512 layers ran
  * at half the speed of F(2x2,3x3), bench/conv_shapes), else F(4x4,3x3) is the faster. */
+int cs_onednn_winograd_kernel_small(const cs_conv2d_geom *g)
+{
+    return 36L * g->ic * g->oc * (long)sizeof(float) <= 1L << 20;
+}
+
 static int prefers_4x3(const cs_conv2d_geom *g)
 {
-    return (long)g->oh * g->ow >= 28 * 28 || 36L * g->ic * g->oc * (long)sizeof(float) <= 1L << 20;
+    return (long)g->oh * g->ow >= 28 * 28 || cs_onednn_winograd_kernel_small(g);
 }
 
 /* oneDNN's F(4x4,3x3) Winograd where it offers one (it lists F(2x2,3x3) first for some
@@ -176,15 +181,43 @@ static cs_onednn_conv *conv_make(const cs_conv2d_geom *g, const float *w, int ld
     return c;
 }
 
+/* Output channels [lo, hi) of c (a depthwise conv's are its input's too) as a conv of
+ * their own, on one band, with c's post-ops and their share of its bias. */
+static cs_onednn_conv *outputs_part(const cs_onednn_conv *c, int lo, int hi, char *err, size_t errlen)
+{
+    const cs_onednn_op *op = &c->op;
+    cs_conv2d_geom g = op->g;
+    if (g.groups > 1) g.ic = g.groups = hi - lo;
+    g.oc = hi - lo;
+    const float *w = op->w + lo;
+    int ldo = op->ldo;
+    float *copy = NULL;
+    const size_t rows = (size_t)g.kh * g.kw * (g.ic / g.groups), bytes = rows * g.oc * sizeof *copy;
+    if (c->alg == CS_ONEDNN_WINOGRAD) {
+        if (!(copy = malloc(bytes))) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        for (size_t r = 0; r < rows; r++) memcpy(copy + r * g.oc, w + r * ldo, (size_t)g.oc * sizeof *copy);
+        w = copy, ldo = g.oc;
+    }
+    cs_onednn_conv *part = conv_make(&g, w, ldo, op->b ? op->b + lo : NULL, &op->post, c->alg, 1, err, errlen);
+    if (!part) {
+        free(copy);
+        return NULL;
+    }
+    part->own_kernel = copy;
+    part->own_kernel_bytes = copy ? bytes : 0;
+    return part;
+}
+
 static void parts_free(cs_onednn_conv *c)
 {
     for (int p = 0; p < MAX_PARTS; p++) {
         cs_onednn_conv_free(c->part[p]);
-        free(c->part_kernel[p]);
-        c->part[p] = NULL, c->part_kernel[p] = NULL;
+        c->part[p] = NULL;
     }
     c->oc_parts = 0;
-    c->part_kernel_bytes = 0;
 }
 
 /* Output channels in parts of a multiple of 16, one per thread, where the kernel
@@ -200,36 +233,19 @@ static void split_channels(cs_onednn_conv *c, int threads)
     const cs_onednn_op *op = &c->op;
     const cs_conv2d_geom *g = &op->g;
     const double kernel = (double)g->kh * g->kw * g->ic * g->oc, out = (double)g->oh * g->ow * g->oc;
-    const int wino = c->alg == CS_ONEDNN_WINOGRAD;
-    if (threads < 2 || g->groups != 1 || kernel <= out || g->oc < 32 * threads || (wino && op->parts >= threads))
+    if (threads < 2 || g->groups != 1 || kernel <= out || g->oc < 32 * threads ||
+        (c->alg == CS_ONEDNN_WINOGRAD && op->parts >= threads))
         return;
     if (threads > MAX_PARTS) threads = MAX_PARTS;
     for (int p = 0; p <= threads; p++) c->part_oc0[p] = (int)((long)g->oc * p / threads) / 16 * 16;
     c->part_oc0[threads] = g->oc;
-    const size_t rows = (size_t)g->kh * g->kw * g->ic;
     char why[200];
-    for (int p = 0; p < threads; p++) {
-        cs_conv2d_geom pg = *g;
-        const int oc0 = c->part_oc0[p];
-        pg.oc = c->part_oc0[p + 1] - oc0;
-        const float *w = op->w + oc0;
-        int ldo = op->ldo;
-        if (wino) {
-            float *copy = malloc(rows * pg.oc * sizeof *copy);
-            if (!copy) break;
-            for (size_t r = 0; r < rows; r++)
-                memcpy(copy + r * pg.oc, op->w + r * op->ldo + oc0, (size_t)pg.oc * sizeof *copy);
-            c->part_kernel[p] = copy;
-            c->part_kernel_bytes += rows * pg.oc * sizeof *copy;
-            w = copy, ldo = pg.oc;
+    for (int p = 0; p < threads; p++)
+        if (!(c->part[p] = outputs_part(c, c->part_oc0[p], c->part_oc0[p + 1], why, sizeof why))) {
+            parts_free(c);
+            return;
         }
-        if (!(c->part[p] = conv_make(&pg, w, ldo, op->b ? op->b + oc0 : NULL, &op->post, c->alg, 1, why, sizeof why)))
-            break;
-    }
-    if (c->part[threads - 1])
-        c->oc_parts = threads;
-    else
-        parts_free(c);
+    c->oc_parts = threads;
 }
 
 cs_onednn_conv *cs_onednn_conv_slice(const cs_onednn_conv *c, cs_onednn_slice_kind kind, int lo, int hi, int first,
@@ -247,11 +263,7 @@ cs_onednn_conv *cs_onednn_conv_slice(const cs_onednn_conv *c, cs_onednn_slice_ki
                  kind == CS_SLICE_OUTPUTS ? "output" : "input");
         return NULL;
     }
-    if (kind == CS_SLICE_OUTPUTS) {
-        sg.oc = hi - lo;
-        if (depthwise) sg.ic = sg.groups = hi - lo;
-        return conv_make(&sg, op->w + lo, op->ldo, op->b ? op->b + lo : NULL, &op->post, c->alg, 1, err, errlen);
-    }
+    if (kind == CS_SLICE_OUTPUTS) return outputs_part(c, lo, hi, err, errlen);
     /* A 1x1 kernel's rows are its input channels, op->ldo floats apart. */
     sg.ic = hi - lo;
     const cs_onednn_post none = {0};
@@ -272,6 +284,7 @@ void cs_onednn_conv_free(cs_onednn_conv *c)
 {
     if (!c) return;
     parts_free(c);
+    free(c->own_kernel);
     cs_onednn_op_clear(&c->op);
     free(c);
 }
@@ -285,7 +298,7 @@ int cs_onednn_conv_image_parts(const cs_onednn_conv *c) { return c->oc_parts ? c
 
 size_t cs_onednn_conv_kernel_bytes(const cs_onednn_conv *c)
 {
-    size_t total = cs_onednn_op_kernel_bytes(&c->op) + c->part_kernel_bytes;
+    size_t total = cs_onednn_op_kernel_bytes(&c->op) + c->own_kernel_bytes;
     for (int p = 0; p < c->oc_parts; p++) total += cs_onednn_conv_kernel_bytes(c->part[p]);
     return total;
 }

@@ -105,6 +105,9 @@ int cs_onednn_conv_rows_prepare(cs_onednn_conv *c, int oy0, int oy1, cs_scratch 
 int cs_onednn_conv_rows(const cs_onednn_conv *c, int oy0, int oy1, const float *x, const float *addend, float *y,
                         cs_scratch *s, int worker);
 
+/* Whether Winograd F(4x4,3x3)'s transformed kernel for g fits in a core's cache (1 MiB). */
+int cs_onednn_winograd_kernel_small(const cs_conv2d_geom *g);
+
 /* Whether oneDNN runs its vector kernels on this CPU (AVX2 or AVX-512). */
 int cs_onednn_usable(void);
 
