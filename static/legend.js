@@ -29,6 +29,9 @@ export function initLegend() {
   const img = $('cam-img'), box = $('cam-box'), legendBox = $('cam-legend'), scoreBox = $('cam-score-line');
   const valueBox = $('cam-value');
   let info = null, values = null, asked = null;
+  // Where the pointer rests over the picture, so the value shows once the numbers arrive
+  // without waiting for the pointer to move again.
+  let pointer = null;
 
   function renderLegend() {
     if (!info) {
@@ -61,6 +64,7 @@ export function initLegend() {
       if (info !== forInfo) return;
       const r = data.results && data.results[0];
       if (r) values = { heat: r.heatmap, h: r.height, w: r.width, layer: r.layer };
+      if (values && pointer) readout(pointer);
     } catch {
       // Only the readout is missing; the picture and its legend stand.
       if (info === forInfo) valueBox.textContent = 'The values could not be fetched.';
@@ -68,6 +72,7 @@ export function initLegend() {
   }
 
   function readout(e) {
+    pointer = { clientX: e.clientX, clientY: e.clientY };
     if (!info || !img.naturalWidth) return;
     if (!values) { fetchValues(info); return; }
     const r = img.getBoundingClientRect();
@@ -85,7 +90,10 @@ export function initLegend() {
 
   img.addEventListener('pointermove', readout);
   img.addEventListener('pointerenter', readout);
-  box.addEventListener('pointerleave', () => { if (info && values) valueBox.textContent = 'Point at the picture to read the map’s value there.'; });
+  box.addEventListener('pointerleave', () => {
+    pointer = null;
+    if (info && values) valueBox.textContent = 'Point at the picture to read the map’s value there.';
+  });
 
   on('gradcam', (next) => {
     info = next;

@@ -277,12 +277,19 @@ for i in 1 2 3; do
   [ "$n" -gt 0 ] && served=$((served + 1))
 done
 check "all three replicas served predictions" test "$served" = 3
-# The restarted replica is back in rotation once nginx's fail_timeout (5 s) has passed.
-sleep 5
+# The restarted replica is back in rotation once nginx's fail_timeout (5 s) has passed:
+# rounds of 10 requests through the balancer until one reaches it (300 rounds at most).
 before=$(predictions_served 2)
-for _ in $(seq 30); do req /dev/null "$lb/v1/models/fmnist/predict?sample=test:1" -X POST >/dev/null; done
-after=$(predictions_served 2)
-check "restarted replica back in rotation ($((after - before)) of 30)" test "$after" -gt "$before"
+sent=0 after=$before
+for _ in $(seq 300); do
+  for _ in $(seq 10); do req /dev/null "$lb/v1/models/fmnist/predict?sample=test:1" -X POST >/dev/null; done
+  sent=$((sent + 10))
+  after=$(predictions_served 2)
+  [ "$after" -gt "$before" ] && break
+  sleep 0.1
+done
+check "restarted replica back in rotation ($((after - before)) of the $sent requests after it came back)" \
+  test "$after" -gt "$before"
 
 # --- a new model in the shared folder: every replica switches --------------------------------
 # summary I: the model replica I serves, as its summary tells it.
@@ -316,7 +323,18 @@ size=$(stat -c %s "$tmp/staging/corrupt.csm")
 printf '\377\377\377\377\377\377\377\377' |
   dd of="$tmp/staging/corrupt.csm" bs=1 seek=$((size / 2)) conv=notrunc status=none
 put_model "$tmp/staging/corrupt.csm"
-sleep 4 # twice the time the replicas take to notice a change
+# replica_log I: what replica I logged (its standard error).
+replica_log() {
+  if [ -n "$compose" ]; then docker logs "${replica_cid[$1]}" 2>&1; else cat "$tmp/replica$1.err"; fi
+}
+refused=0
+for _ in $(seq 200); do # 20 s at most
+  refused=0
+  for i in 1 2 3; do replica_log "$i" | grep -q 'refused the changed file' && refused=$((refused + 1)); done
+  [ "$refused" = 3 ] && break
+  sleep 0.1
+done
+check "every replica noticed the corrupt file and refused it ($refused of 3)" test "$refused" = 3
 kept=0 ready=0
 for i in 1 2 3; do
   [ "$(summary "$i")" = "$new" ] && kept=$((kept + 1))
