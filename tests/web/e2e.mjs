@@ -675,15 +675,27 @@ test('views: colour scales, the explained score and the value under the pointer'
   const box = await page.locator('#cam-img').boundingBox();
   const fx = 0.5, fy = 0.25;
   // The first move asks for the numbers; the value shows where the pointer rests once they
-  // arrive, without another move.
+  // arrive, without another move: the answer is held back until the move is over.
+  const numbers = (u) => u.includes('/gradcam') && u.includes('format=json');
+  let release;
+  const held = new Promise((r) => { release = r; });
+  const matcher = (u) => numbers(String(u));
+  await page.route(matcher, async (route) => {
+    const answer = await route.fetch();
+    await held;
+    await route.fulfill({ response: answer });
+  });
   await Promise.all([
-    page.waitForResponse((r) => isPost('/gradcam')(r) && r.url().includes('format=json')),
+    page.waitForRequest((r) => numbers(r.url()) && r.method() === 'POST'),
     page.mouse.move(box.x + box.width * fx, box.y + box.height * fy),
   ]);
+  assert(await page.getAttribute('#cam-value', 'data-value') === null, 'a value before the numbers came');
+  release();
   await page.waitForFunction(() => document.querySelector('#cam-value').dataset.value !== undefined);
   const v = Number(await page.getAttribute('#cam-value', 'data-value'));
   const want = cam.heatmap[Math.floor(fy * cam.height)][Math.floor(fx * cam.width)];
   assert(Math.abs(v - want) < 1e-6, `value under the pointer ${v}, the map has ${want}`);
+  await page.unroute(matcher);
   assert(await page.isVisible('#fm-legend') && /its own range/.test(await page.textContent('#fm-legend')), 'no feature-map legend');
   await sectionShot('desktop-cam-legend', '.card--cam');
 });
