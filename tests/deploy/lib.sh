@@ -31,6 +31,16 @@ free_port() {
 # req OUT URL [curl options...]: the HTTP status (000 when nothing answered), body in OUT.
 req() { local out=$1 url=$2; shift 2; curl -s --max-time 60 -o "$out" -w '%{http_code}' "$@" "$url" || echo 000; }
 is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
+# poll SECONDS COMMAND...: runs COMMAND (in this shell: it may set variables) until it
+# succeeds, or fails once SECONDS of wall time have passed.
+poll() {
+  local end=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ "$SECONDS" -ge "$end" ] && return 1
+    sleep 0.1
+  done
+}
 # job_end URL TRIES PAUSE: polls a training job until it has ended (at most TRIES
 # times, PAUSE seconds apart) and prints its last state (empty when never read).
 job_end() {

@@ -278,16 +278,16 @@ for i in 1 2 3; do
 done
 check "all three replicas served predictions" test "$served" = 3
 # The restarted replica is back in rotation once nginx's fail_timeout (5 s) has passed:
-# rounds of 10 requests through the balancer until one reaches it (300 rounds at most).
+# rounds of 10 requests through the balancer until one reaches it (a minute at most).
 before=$(predictions_served 2)
 sent=0 after=$before
-for _ in $(seq 300); do
+reached_replica_2() {
   for _ in $(seq 10); do req /dev/null "$lb/v1/models/fmnist/predict?sample=test:1" -X POST >/dev/null; done
   sent=$((sent + 10))
   after=$(predictions_served 2)
-  [ "$after" -gt "$before" ] && break
-  sleep 0.1
-done
+  [ "$after" -gt "$before" ]
+}
+poll 60 reached_replica_2 || true
 check "restarted replica back in rotation ($((after - before)) of the $sent requests after it came back)" \
   test "$after" -gt "$before"
 
@@ -327,13 +327,12 @@ put_model "$tmp/staging/corrupt.csm"
 replica_log() {
   if [ -n "$compose" ]; then docker logs "${replica_cid[$1]}" 2>&1; else cat "$tmp/replica$1.err"; fi
 }
-refused=0
-for _ in $(seq 200); do # 20 s at most
+all_refused() {
   refused=0
   for i in 1 2 3; do replica_log "$i" | grep -q 'refused the changed file' && refused=$((refused + 1)); done
-  [ "$refused" = 3 ] && break
-  sleep 0.1
-done
+  [ "$refused" = 3 ]
+}
+poll 20 all_refused || true
 check "every replica noticed the corrupt file and refused it ($refused of 3)" test "$refused" = 3
 kept=0 ready=0
 for i in 1 2 3; do
